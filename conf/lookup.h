@@ -1,0 +1,38 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * lookup.h - address lists, domain lists and lookup tables.
+ * lookup_net: mynetworks-style lists of IPv4/IPv6 addresses and CIDR
+ *   blocks ("192.0.2.0/24", "::1/128", "[::1]/128", "[2001:db8::]/32",
+ *   "127.0.0.1"). An IPv4-mapped IPv6 client matches IPv4 entries.
+ * lookup_domain_match: mydestination/relay_domains-style lists; entries
+ *   compare case-insensitively; "example.com" matches only itself,
+ *   ".example.com" matches any subdomain; a trailing dot in the domain
+ *   is ignored.
+ * lookup tables ("type:name"): inline:{ key=value, key2=value2 } and
+ *   texthash:/path (lines "key value", '#' comments, as postmap's input).
+ *   Keys compare case-insensitively.
+ * Owns: copies of everything it is given. Threads: read-only after _new.
+ */
+#ifndef SLUICE_LOOKUP_H
+#define SLUICE_LOOKUP_H
+
+#include <sys/socket.h>
+
+#include "lib/buf.h"
+
+struct lookup_net;
+/* list: NULL-terminated entries. Bad entry: NULL, "bad ... entry: X". */
+struct lookup_net *lookup_net_new(char *const *list, struct buf *err);
+int lookup_net_match(const struct lookup_net *n, const struct sockaddr *sa);
+void lookup_net_free(struct lookup_net *n); /* NULL ok */
+
+int lookup_domain_match(char *const *list, const char *domain);
+
+struct lookup_table;
+struct lookup_table *lookup_open(const char *spec, struct buf *err);
+/* 1 found (value in out), 0 not found, -1 error (reason in out). */
+int lookup_get(const struct lookup_table *t, const char *key,
+               struct buf *out);
+void lookup_free(struct lookup_table *t); /* NULL ok */
+
+#endif

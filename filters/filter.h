@@ -1,0 +1,212 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * filter.h - the filter interface and the filter chain.
+ *
+ * Every content or policy check (milters, the ClamAV scanner, header and
+ * body checks, policy services) is a filter: a struct filter_ops that is
+ * offered each SMTP stage and answers later, on the loop thread, with a
+ * verdict and, at end of message, modifications. The SMTP state machine
+ * knows filters only through this header.
+ *
+ * Model:
+ *  - A filter_chain is the configured list (built at start-up).
+ *  - A filter_sess is the chain for one SMTP session; each filter gets its
+ *    own per-session state from ops->open().
+ *  - filter_stage() offers a stage to every filter still interested. Per
+ *    filter, stages are delivered strictly in order and one at a time: a
+ *    stage is handed to a filter only after it answered the previous one
+ *    (the chain queues, copying header and body data). Different filters
+ *    work in parallel.
+ *  - Stages CONNECT, HELO, MAIL, RCPT, DATA, UNKNOWN and EOM take a done
+ *    callback: it runs once every filter has answered that stage, with
+ *    the strictest verdict. It may run before filter_stage() returns.
+ *  - HEADER, EOH, BODY and ABORT take no callback: the caller goes on
+ *    (streaming); verdicts given at those stages are remembered and
+ *    reported with the EOM result. filter_backlog() tells how many bytes
+ *    wait in the chain's queues, so the caller can stop reading from its
+ *    client until the drain callback says the backlog fell below the low
+ *    mark.
+ *  - Verdict scope: ACCEPT at CONNECT or HELO ends the filter's calls for
+ *    the session; ACCEPT, REJECT, TEMPFAIL, DISCARD, HOLD at MAIL or later
+ *    end them for the transaction (the filter still gets ABORT). A REJECT
+ *    or TEMPFAIL at RCPT applies to that recipient only.
+ *  - Strictness: CONTINUE < ACCEPT < HOLD < DISCARD < TEMPFAIL < REJECT;
+ *    ties go to the earlier filter in chain order.
+ *  - Modifications from EOM answers are kept in chain order (all of the
+ *    first filter's, then the second's, ...).
+ *
+ * Owns: per-session filter state (closed in filter_sess_free), queued
+ * stage copies, reply texts and modifications. Borrows: the env given to
+ * filter_sess_new (must outlive the session) and stage arguments (copied
+ * when queued). Threads: loop thread only; a filter that works on another
+ * thread gets back to the loop with wpool_post() before filter_answer().
+ */
+#ifndef SLUICE_FILTER_H
+#define SLUICE_FILTER_H
+
+#include <stddef.h>
+#include <sys/socket.h>
+#include <sys/types.h>
+
+enum filter_stage {
+    FILTER_CONNECT,
+    FILTER_HELO,
+    FILTER_MAIL,
+    FILTER_RCPT,
+    FILTER_DATA,   /* the DATA command, before 354 */
+    FILTER_HEADER, /* one per header field */
+    FILTER_EOH,
+    FILTER_BODY,   /* body bytes, any chunking, CRLF lines, unstuffed */
+    FILTER_EOM,
+    FILTER_ABORT,  /* transaction ended without EOM (RSET, QUIT, reject) */
+    FILTER_UNKNOWN /* unknown or unimplemented SMTP command */
+};
+#define FILTER_NSTAGES (FILTER_UNKNOWN + 1)
+
+enum filter_verdict {
+    FILTER_CONTINUE,
+    FILTER_ACCEPT,
+    FILTER_HOLD,     /* accept into the hold queue; text = reason */
+    FILTER_DISCARD,  /* accept and drop */
+    FILTER_TEMPFAIL, /* 4xx */
+    FILTER_REJECT    /* 5xx */
+};
+
+const char *filter_stage_name(enum filter_stage st); /* "RCPT", "END-OF-MESSAGE" */
+const char *filter_verdict_name(enum filter_verdict v); /* "reject", ... */
+
+/* What a session knows; owned by the caller, read by filters at any
+ * stage. Fields fill in as the session goes on (NULL/0 = not yet). */
+struct filter_env {
+    const struct sockaddr *client_sa;
+    const char *client_addr;  /* "192.0.2.1" */
+    int client_port;
+    const char *client_name;  /* "unknown" when no name */
+    const char *server_addr;  /* local address and port */
+    int server_port;
+    const char *helo;
+    const char *proto;        /* "SMTP" or "ESMTP" */
+    const char *queue_id;     /* "" until the queue file exists */
+    const char *sender;       /* MAIL FROM address, "" for <> */
+    char *const *rcpts;       /* accepted recipients so far */
+    size_t nrcpt;
+};
+
+/* Arguments of one stage; copied by the chain when a stage is queued. */
+struct filter_args {
+    const char *str;      /* HELO name; MAIL/RCPT address (no <>);
+                             UNKNOWN: the command line */
+    char *const *argv;    /* MAIL/RCPT ESMTP parameters, NULL-terminated */
+    const char *hname;    /* HEADER: field name */
+    const char *hvalue;   /* HEADER: value, after "name:", unfolded
+                             lines joined with their CRLF kept */
+    const void *data;     /* BODY */
+    size_t len;
+};
+
+enum filter_mod_type {
+    FILTER_MOD_ADD_HEADER,    /* append at the end of the header */
+    FILTER_MOD_INSERT_HEADER, /* before the index-th field (0 = top) */
+    FILTER_MOD_CHANGE_HEADER, /* index-th (1-based) field of that name;
+                                 value NULL = delete it */
+    FILTER_MOD_REPLACE_BODY,  /* successive mods concatenate */
+    FILTER_MOD_ADD_RCPT,      /* value = address, args = ESMTP args */
+    FILTER_MOD_DELETE_RCPT,   /* value = address */
+    FILTER_MOD_CHANGE_SENDER  /* value = address, args = ESMTP args */
+};
+
+struct filter_mod {
+    enum filter_mod_type type;
+    char *name;   /* header name */
+    char *value;  /* header value, address, or body bytes */
+    size_t len;   /* length of value (body data may hold NULs) */
+    int index;
+    char *args;   /* NULL or ESMTP args */
+    struct filter_mod *next;
+};
+
+struct filter_mod *filter_mod_new(enum filter_mod_type type,
+                                  const char *name, const void *value,
+                                  size_t len, int index, const char *args);
+void filter_mods_free(struct filter_mod *m); /* the whole list; NULL ok */
+
+/* One answer. code 0 / dsn NULL / text NULL mean the defaults of the
+ * verdict (550 5.7.1 / 451 4.7.1 ...). text may hold several lines
+ * separated by "\n" (a multi-line reply). */
+struct filter_reply {
+    enum filter_verdict verdict;
+    int code;
+    const char *dsn;
+    const char *text;
+    struct filter_mod *mods; /* EOM only; ownership passes to the chain */
+};
+
+struct filter_call; /* one pending stage of one filter */
+
+struct filter_ops {
+    const char *name; /* "milter:inet:127.0.0.1:8891", "clamav" */
+    /* Per-session state; NULL means the filter cannot serve this session
+     * and its stages are answered with TEMPFAIL "filter unavailable"
+     * unless the filter handles its failure itself. */
+    void *(*open)(void *conf, const struct filter_env *env);
+    /* Start a stage. The filter calls filter_answer(call, ...) exactly
+     * once, now or later, on the loop thread. */
+    void (*stage)(void *state, struct filter_call *call,
+                  enum filter_stage st, const struct filter_args *args);
+    /* Session over; any pending call is cancelled: the filter must not
+     * answer it afterwards. Frees state. */
+    void (*close)(void *state);
+};
+
+void filter_answer(struct filter_call *call, const struct filter_reply *r);
+
+/* Result given to the caller's done callback; valid during the callback
+ * only (copy what you keep). mods: EOM only, chain order. */
+struct filter_result {
+    enum filter_verdict verdict;
+    int code;            /* 0 = caller's default */
+    const char *dsn;     /* NULL = caller's default */
+    const char *text;    /* NULL = caller's default */
+    const char *filter;  /* name of the deciding filter, NULL if none */
+    const struct filter_mod *mods;
+};
+
+typedef void (*filter_done_fn)(void *arg, const struct filter_result *res);
+
+struct filter_chain;
+struct filter_chain *filter_chain_new(void);
+/* conf is kept (borrowed) and passed to ops->open. */
+void filter_chain_add(struct filter_chain *ch, const struct filter_ops *ops,
+                      void *conf);
+size_t filter_chain_len(const struct filter_chain *ch);
+void filter_chain_free(struct filter_chain *ch); /* NULL ok */
+
+struct filter_sess;
+struct filter_sess *filter_sess_new(struct filter_chain *ch,
+                                    const struct filter_env *env);
+/* Closes every filter; pending done callbacks are never called. */
+void filter_sess_free(struct filter_sess *fs); /* NULL ok */
+void filter_stage(struct filter_sess *fs, enum filter_stage st,
+                  const struct filter_args *args, filter_done_fn done,
+                  void *arg);
+size_t filter_backlog(const struct filter_sess *fs);
+#define FILTER_BACKLOG_HIGH (1024 * 1024)
+#define FILTER_BACKLOG_LOW (256 * 1024)
+/* Called (on the loop) when the backlog falls below FILTER_BACKLOG_LOW. */
+void filter_set_drain(struct filter_sess *fs, void (*cb)(void *), void *arg);
+
+/*
+ * Applying modifications.
+ * filter_mods_rewrite: copy a message (header + body, CRLF lines) from
+ * in_fd[off, off+len) to out(), applying the header and body
+ * modifications of mods in list order; envelope mods are ignored.
+ * Returns 0, or -1 with errno (read error) or the out() failure.
+ * filter_mods_have_content: nonzero when mods hold header or body mods.
+ * Threads: pure functions, any thread.
+ */
+typedef int (*filter_out_fn)(void *arg, const void *p, size_t n);
+int filter_mods_have_content(const struct filter_mod *mods);
+int filter_mods_rewrite(const struct filter_mod *mods, int in_fd, off_t off,
+                        off_t len, filter_out_fn out, void *arg);
+
+#endif

@@ -1,0 +1,27 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * net.h - socket address helpers.
+ * Threads: any (net_resolve blocks: worker threads only).
+ */
+#ifndef SLUICE_NET_H
+#define SLUICE_NET_H
+
+#include <stddef.h>
+#include <sys/socket.h>
+
+#define NET_ADDR_MAX 64 /* "ffff:...:255.255.255.255" + NUL */
+
+/* Numeric address (IPv4-mapped IPv6 shown as IPv4) into out; port into
+ * *port when port != NULL. Returns out ("unknown" on failure). */
+char *net_ntop(const struct sockaddr *sa, char *out, size_t n, int *port);
+int net_nonblock(int fd);
+/* Non-blocking listening socket on a numeric host (NULL = any) and port;
+ * IPv6 sockets are IPV6_V6ONLY. -1 with errno on failure. */
+int net_listen(const char *host, const char *port, int family);
+/* Start a non-blocking connect to a numeric address: fd, or -1. */
+int net_connect(const struct sockaddr *sa, socklen_t len);
+/* Split "host:port", "[v6]:port", "host" into host and port (port NULL
+ * or default when absent). Writes NULs into s. 0 or -1. */
+int net_split_hostport(char *s, char **host, char **port);
+
+#endif

@@ -1,0 +1,197 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * wpool.c - worker threads that hand results back to a libev loop.
+ * Two FIFO lists under one mutex: todo (for workers) and done (for the
+ * loop). A worker moves a job from todo to done and signals the ev_async;
+ * the async callback drains done on the loop thread.
+ */
+#include <pthread.h>
+#include <stdlib.h>
+
+#include "lib/log.h"
+#include "lib/wpool.h"
+#include "lib/xalloc.h"
+
+struct wpool_job {
+    wpool_fn work;
+    wpool_fn done;
+    void *arg;
+    struct wpool_job *next;
+};
+
+struct wpool_list {
+    struct wpool_job *head, *tail;
+};
+
+struct wpool {
+    struct ev_loop *loop;
+    ev_async async;
+    pthread_mutex_t mu;
+    pthread_cond_t cond;
+    struct wpool_list todo, done;
+    pthread_t *threads;
+    int nthreads;
+    int stopping;
+    unsigned pending;
+};
+
+static void
+wpool_push(struct wpool_list *l, struct wpool_job *j)
+{
+    j->next = NULL;
+    if (l->tail)
+        l->tail->next = j;
+    else
+        l->head = j;
+    l->tail = j;
+}
+
+static struct wpool_job *
+wpool_pop(struct wpool_list *l)
+{
+    struct wpool_job *j = l->head;
+
+    if (j) {
+        l->head = j->next;
+        if (l->head == NULL)
+            l->tail = NULL;
+    }
+    return j;
+}
+
+static void *
+wpool_main(void *arg)
+{
+    struct wpool *p = arg;
+    struct wpool_job *j;
+
+    pthread_mutex_lock(&p->mu);
+    for (;;) {
+        while (p->todo.head == NULL && !p->stopping)
+            pthread_cond_wait(&p->cond, &p->mu);
+        if ((j = wpool_pop(&p->todo)) == NULL)
+            break; /* stopping and nothing left */
+        pthread_mutex_unlock(&p->mu);
+        if (j->work)
+            j->work(j->arg);
+        pthread_mutex_lock(&p->mu);
+        wpool_push(&p->done, j);
+        ev_async_send(p->loop, &p->async);
+    }
+    pthread_mutex_unlock(&p->mu);
+    return NULL;
+}
+
+static void
+wpool_drain(struct wpool *p)
+{
+    struct wpool_list l;
+    struct wpool_job *j;
+
+    pthread_mutex_lock(&p->mu);
+    l = p->done;
+    p->done.head = p->done.tail = NULL;
+    pthread_mutex_unlock(&p->mu);
+    while ((j = wpool_pop(&l)) != NULL) {
+        pthread_mutex_lock(&p->mu);
+        p->pending--;
+        pthread_mutex_unlock(&p->mu);
+        if (j->done)
+            j->done(j->arg);
+        free(j);
+    }
+}
+
+static void
+wpool_async_cb(struct ev_loop *loop, ev_async *w, int revents)
+{
+    (void) loop;
+    (void) revents;
+    wpool_drain(w->data);
+}
+
+struct wpool *
+wpool_new(struct ev_loop *loop, int nthreads)
+{
+    struct wpool *p = xcalloc(1, sizeof(*p));
+    int i;
+
+    if (nthreads < 1)
+        nthreads = 1;
+    p->loop = loop;
+    pthread_mutex_init(&p->mu, NULL);
+    pthread_cond_init(&p->cond, NULL);
+    ev_async_init(&p->async, wpool_async_cb);
+    p->async.data = p;
+    ev_async_start(loop, &p->async);
+    ev_unref(loop); /* the pool alone does not keep the loop running */
+    p->threads = xcalloc((size_t) nthreads, sizeof(pthread_t));
+    for (i = 0; i < nthreads; i++)
+        if (pthread_create(&p->threads[i], NULL, wpool_main, p) != 0)
+            log_fatal("wpool: cannot create worker thread");
+    p->nthreads = nthreads;
+    return p;
+}
+
+void
+wpool_free(struct wpool *p)
+{
+    int i;
+
+    if (p == NULL)
+        return;
+    pthread_mutex_lock(&p->mu);
+    p->stopping = 1;
+    pthread_cond_broadcast(&p->cond);
+    pthread_mutex_unlock(&p->mu);
+    for (i = 0; i < p->nthreads; i++)
+        pthread_join(p->threads[i], NULL);
+    wpool_drain(p);
+    ev_ref(p->loop);
+    ev_async_stop(p->loop, &p->async);
+    pthread_mutex_destroy(&p->mu);
+    pthread_cond_destroy(&p->cond);
+    free(p->threads);
+    free(p);
+}
+
+void
+wpool_submit(struct wpool *p, wpool_fn work, wpool_fn done, void *arg)
+{
+    struct wpool_job *j = xmalloc(sizeof(*j));
+
+    j->work = work;
+    j->done = done;
+    j->arg = arg;
+    pthread_mutex_lock(&p->mu);
+    p->pending++;
+    wpool_push(&p->todo, j);
+    pthread_cond_signal(&p->cond);
+    pthread_mutex_unlock(&p->mu);
+}
+
+void
+wpool_post(struct wpool *p, wpool_fn done, void *arg)
+{
+    struct wpool_job *j = xmalloc(sizeof(*j));
+
+    j->work = NULL;
+    j->done = done;
+    j->arg = arg;
+    pthread_mutex_lock(&p->mu);
+    p->pending++;
+    wpool_push(&p->done, j);
+    ev_async_send(p->loop, &p->async);
+    pthread_mutex_unlock(&p->mu);
+}
+
+unsigned
+wpool_pending(struct wpool *p)
+{
+    unsigned n;
+
+    pthread_mutex_lock(&p->mu);
+    n = p->pending;
+    pthread_mutex_unlock(&p->mu);
+    return n;
+}

@@ -1,0 +1,30 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * smtpd.h - the SMTP front end: listeners and sessions.
+ * smtpd_run() is the front process: one libev loop that accepts on the
+ * listening sockets the master bound, runs one session state machine per
+ * connection, offers every stage to the filter chain, spools the message
+ * and commits it (in the worker pool) before "250 2.0.0 Ok: queued as ID".
+ * Owns: its sessions, loop, worker pool. Borrows: cf, listeners, chain.
+ * Threads: the loop thread, plus the pool's workers for commits.
+ */
+#ifndef SLUICE_SMTPD_H
+#define SLUICE_SMTPD_H
+
+#include <stddef.h>
+
+#include "conf/cf.h"
+#include "filters/filter.h"
+
+struct smtpd_listener {
+    int fd;                      /* bound, listening, non-blocking */
+    const struct cf_service *svc; /* svc->cf: this service's parameters */
+};
+
+/* Runs until SIGTERM/SIGINT (stop accepting, finish or close sessions,
+ * exit 0). SIGHUP is ignored here (the master restarts the process on
+ * reload). */
+int smtpd_run(const struct cf *cf, struct smtpd_listener *ls, size_t n,
+              struct filter_chain *chain);
+
+#endif

@@ -1,0 +1,61 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * dlv.h - delivery agents, as the queue manager sees them.
+ * A dlv_job is one message and the subset of its recipients that go to
+ * one next hop by one transport. The agent delivers, logs one Postfix-form
+ * line per recipient:
+ *   ID: to=<rcpt>, relay=host[addr]:port, delay=1.2, delays=a/b/c/d,
+ *       dsn=2.0.0, status=sent (250 2.0.0 Ok: queued as X)
+ * (local: relay=local), records each outcome in job->result[], and calls
+ * done(job) once, on the loop thread.
+ * Marking recipients in the queue file and syncing it is the queue
+ * manager's job, not the agent's.
+ * Owns: nothing of the job. Borrows: the job, msg, cf, loop and pool
+ * until done runs. Threads: loop thread; blocking steps (getaddrinfo,
+ * Maildir fsync) go through the wpool.
+ */
+#ifndef SLUICE_DLV_H
+#define SLUICE_DLV_H
+
+#include <ev.h>
+
+#include "conf/cf.h"
+#include "lib/wpool.h"
+#include "queue/spool.h"
+
+enum dlv_status {
+    DLV_SENT,
+    DLV_DEFER,  /* 4xx, connection failure, timeout */
+    DLV_BOUNCE  /* 5xx: failed permanently */
+};
+
+struct dlv_result {
+    enum dlv_status status;
+    char dsn[16];   /* "2.0.0", "4.4.1", "5.1.1" */
+    char *text;     /* reply or reason (malloc'd; freed by the qmgr) */
+};
+
+struct dlv_job {
+    struct spool_msg *msg;
+    size_t *rcpt;              /* indexes into msg->env.rcpt */
+    size_t nrcpt;
+    struct dlv_result *result; /* nrcpt entries, filled by the agent */
+    const char *transport;     /* "smtp" or "local" */
+    const char *host;          /* smtp: next-hop host or IP literal */
+    int port;                  /* smtp: port */
+    const struct cf *cf;
+    struct ev_loop *loop;
+    struct wpool *pool;
+    void (*done)(struct dlv_job *job);
+    void *arg;                 /* the qmgr's */
+};
+
+/* Start delivery; done(job) is called later, never from inside start. */
+void dlv_smtp_start(struct dlv_job *job);
+void dlv_local_start(struct dlv_job *job);
+
+/* Shared helpers for the agents' log lines. */
+/* "delay=%.1f" value: seconds since arrival, as Postfix rounds it. */
+double dlv_delay(const struct spool_msg *m);
+
+#endif

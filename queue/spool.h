@@ -1,0 +1,125 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * spool.h - durable queue files and the queue directory.
+ *
+ * Queue directory layout (queue_directory):
+ *   incoming/ active/ deferred/ hold/ corrupt/  one file per message,
+ *                                               named by its queue ID
+ *   public/qmgr   the queue manager's wake-up datagram socket
+ *   pid/          master.pid
+ * A file being written lives in incoming/ under a name starting with '.'
+ * (never picked up) until spool_commit() renames it.
+ *
+ * File format: see the comment at the top of spool.c (records with type
+ * and length; content stored contiguously so scanners and delivery read
+ * it straight from the file; an end record, so a torn file is detected).
+ *
+ * Queue IDs: 14 upper-case hex digits ([0-9A-F]), unique across restarts
+ * (time in microseconds plus a counter, and O_EXCL creation).
+ *
+ * Owns: a spool_file owns its fd and temp path until commit or abort; a
+ * spool_msg owns its fd and envelope strings.
+ * Threads: spool_commit() and spool_msg_sync() are blocking and run in a
+ * worker; the rest is quick page-cache I/O used on the loop thread.
+ */
+#ifndef SLUICE_SPOOL_H
+#define SLUICE_SPOOL_H
+
+#include <sys/types.h>
+
+#include "lib/buf.h"
+
+#define SPOOL_ID_LEN 14
+#define SPOOL_ID_SIZE (SPOOL_ID_LEN + 1)
+
+enum spool_rcpt_status {
+    SPOOL_RCPT_PENDING = 0,
+    SPOOL_RCPT_SENT = 1,     /* delivered */
+    SPOOL_RCPT_BOUNCED = 2,  /* failed permanently */
+    SPOOL_RCPT_EXPIRED = 3   /* given up after maximal_queue_lifetime */
+};
+
+struct spool_rcpt {
+    char *addr;
+    char *orcpt;          /* NULL or the ORCPT parameter */
+    enum spool_rcpt_status status;
+    off_t status_off;     /* file offset of the status byte (read side) */
+};
+
+struct spool_env {
+    char id[SPOOL_ID_SIZE];
+    long long arrival;     /* unix time, microseconds */
+    char *client_name;     /* "unknown" if none */
+    char *client_addr;
+    int client_port;
+    char *helo;            /* NULL if none */
+    char *proto;           /* "SMTP", "ESMTP" */
+    char *sender;          /* "" for the null sender */
+    char *body_type;       /* NULL, "7BIT", "8BITMIME" */
+    char *hold_reason;     /* NULL, or why it is held */
+    struct spool_rcpt *rcpt;
+    size_t nrcpt;
+    long long size;        /* content bytes */
+};
+
+void spool_env_free(struct spool_env *e); /* frees fields, not e */
+
+/* Queue directory */
+int spool_mkdirs(const char *qdir, struct buf *err);
+int spool_new_id(char id[SPOOL_ID_SIZE]);
+/* Which queue holds id: "incoming", "active", ... or NULL. */
+const char *spool_locate(const char *qdir, const char *id);
+/* rename qdir/from/id to qdir/to/id (and fsync the target directory).
+ * 0 or -1 (errno). */
+int spool_move(const char *qdir, const char *id, const char *from,
+               const char *to);
+/* Wake the queue manager (non-blocking datagram; errors ignored).
+ * msg: "N" new mail, "F" flush deferred. */
+void spool_notify(const char *qdir, const char *msg);
+
+/* Writing a message (front process). */
+struct spool_file;
+/* Creates incoming/.ID with O_EXCL, a fresh ID. NULL + reason in err. */
+struct spool_file *spool_create(const char *qdir, struct buf *err);
+/* Same ID, new temp file (to rewrite the content after filters). */
+struct spool_file *spool_create_as(const char *qdir, const char *id,
+                                   struct buf *err);
+const char *spool_id(const struct spool_file *sf);
+int spool_fd(const struct spool_file *sf);
+int spool_write(struct spool_file *sf, const void *p, size_t n); /* content */
+/* Where the content is in the temp file, and its size so far. */
+off_t spool_content_off(const struct spool_file *sf);
+off_t spool_content_size(const struct spool_file *sf);
+/* Ends the content and writes the envelope (env->id and env->size are
+ * filled in from sf) and the end record. 0 or -1. */
+int spool_finish(struct spool_file *sf, struct spool_env *env);
+/* Worker thread: fsync the file, rename into qdir/queue/ID ("incoming",
+ * or "hold"), fsync that directory. 0 or -1 (errno). */
+int spool_commit(struct spool_file *sf, const char *queue);
+void spool_abort(struct spool_file *sf); /* unlink temp; frees; NULL ok */
+void spool_free(struct spool_file *sf);  /* after commit; NULL ok */
+
+/* Reading a message (queue manager, delivery, tools). */
+struct spool_msg {
+    struct spool_env env;
+    int fd;               /* open O_RDWR (status updates) */
+    off_t content_off;
+    off_t content_len;
+    char *path;
+};
+/* NULL with the reason in err when the file cannot be opened or parsed
+ * (caller moves it to corrupt/). errno ENOENT when it is gone. */
+struct spool_msg *spool_read(const char *path, struct buf *err);
+/* Record a recipient's status in the file (one byte, pwrite). */
+int spool_msg_mark(struct spool_msg *m, size_t i,
+                   enum spool_rcpt_status st);
+int spool_msg_sync(struct spool_msg *m); /* fdatasync; worker thread */
+void spool_msg_free(struct spool_msg *m); /* NULL ok */
+/* Pending recipients left. */
+size_t spool_msg_pending(const struct spool_msg *m);
+
+/* Parse a whole file image from memory (fuzzing, tests). 0 or -1. */
+int spool_parse(const void *data, size_t len, struct spool_env *env,
+                off_t *content_off, off_t *content_len, struct buf *err);
+
+#endif
