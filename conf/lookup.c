@@ -1,0 +1,635 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * lookup.c - network lists (mynetworks), domain lists (mydestination,
+ * relay_domains) and lookup tables (inline:, texthash:, static:).
+ * A network entry is an address with a prefix length; as in Postfix an
+ * entry with host bits set past the mask is an error, and "!entry" negates
+ * (the first matching entry decides). A table is a sorted array of
+ * lower-cased keys, searched by bisection; a duplicate key keeps the first
+ * value, as postmap does.
+ * Owns: copies of everything it is given. Threads: read-only after _new.
+ */
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "conf/lookup.h"
+#include "lib/log.h"
+#include "lib/xalloc.h"
+
+#define LOOKUP_FILE_MAX  (64 * 1024 * 1024) /* bytes in a texthash file */
+#define LOOKUP_LINE_MAX  65536
+#define LOOKUP_SHOWN_MAX 200
+
+/* ---- network lists ---- */
+
+struct lookup_net_entry {
+    int family;             /* AF_INET or AF_INET6 */
+    unsigned char addr[16]; /* network address, host bits zero */
+    int bits;               /* prefix length */
+    int negate;             /* "!entry" */
+};
+
+struct lookup_net {
+    struct lookup_net_entry *e;
+    size_t n;
+};
+
+static const char *
+lookup_shown(const char *s, char *out, size_t outsz)
+{
+    return log_safe(s, strlen(s), out, outsz);
+}
+
+static int
+lookup_prefix_match(const unsigned char *a, const unsigned char *net, int bits)
+{
+    int full = bits / 8, rest = bits % 8;
+
+    if (memcmp(a, net, (size_t) full) != 0)
+        return 0;
+    if (rest == 0)
+        return 1;
+    unsigned char mask = (unsigned char) (0xff << (8 - rest));
+    return (a[full] & mask) == net[full];
+}
+
+/* Parse one entry into e: 0, or -1 with a reason in why. */
+static int
+lookup_net_parse(const char *s, struct lookup_net_entry *e, const char **why)
+{
+    char buf[128], *slash, *addr;
+    size_t alen;
+    int maxbits;
+
+    memset(e, 0, sizeof(*e));
+    if (*s == '!') {
+        e->negate = 1;
+        s++;
+    }
+    if (strlen(s) >= sizeof(buf)) {
+        *why = "too long";
+        return -1;
+    }
+    snprintf(buf, sizeof(buf), "%s", s);
+    slash = strchr(buf, '/');
+    if (slash)
+        *slash++ = '\0';
+    addr = buf;
+    alen = strlen(addr);
+    if (addr[0] == '[') {
+        if (alen < 3 || addr[alen - 1] != ']') {
+            *why = "missing ']'";
+            return -1;
+        }
+        addr[alen - 1] = '\0';
+        addr++;
+        if (inet_pton(AF_INET6, addr, e->addr) != 1) {
+            *why = "not an IPv6 address";
+            return -1;
+        }
+        e->family = AF_INET6;
+    } else if (inet_pton(AF_INET, addr, e->addr) == 1) {
+        e->family = AF_INET;
+    } else if (inet_pton(AF_INET6, addr, e->addr) == 1) {
+        e->family = AF_INET6;
+    } else {
+        *why = "not a numeric address (host names and tables are not "
+               "supported here)";
+        return -1;
+    }
+    maxbits = e->family == AF_INET ? 32 : 128;
+    e->bits = maxbits;
+    if (slash != NULL) {
+        char *end;
+        long b;
+
+        if (!isdigit((unsigned char) *slash)) {
+            *why = "bad prefix length";
+            return -1;
+        }
+        errno = 0;
+        b = strtol(slash, &end, 10);
+        if (*end != '\0' || errno != 0 || b < 0 || b > maxbits) {
+            *why = "bad prefix length";
+            return -1;
+        }
+        e->bits = (int) b;
+    }
+    for (int i = e->bits; i < maxbits; i++) {
+        if (e->addr[i / 8] & (0x80 >> (i % 8))) {
+            *why = "non-zero host bits after the prefix";
+            return -1;
+        }
+    }
+    return 0;
+}
+
+struct lookup_net *
+lookup_net_new(char *const *list, struct buf *err)
+{
+    struct lookup_net *n = xcalloc(1, sizeof(*n));
+    size_t cnt = 0;
+
+    while (list && list[cnt])
+        cnt++;
+    n->e = xcalloc(cnt ? cnt : 1, sizeof(*n->e));
+    for (size_t i = 0; i < cnt; i++) {
+        const char *why = NULL;
+        char shown[LOOKUP_SHOWN_MAX];
+
+        if (lookup_net_parse(list[i], &n->e[i], &why) < 0) {
+            if (err) {
+                buf_reset(err);
+                buf_printf(err, "bad network entry: \"%s\": %s",
+                           lookup_shown(list[i], shown, sizeof(shown)), why);
+            }
+            lookup_net_free(n);
+            return NULL;
+        }
+        n->n++;
+    }
+    return n;
+}
+
+int
+lookup_net_match(const struct lookup_net *n, const struct sockaddr *sa)
+{
+    unsigned char a[16];
+    int family;
+
+    if (n == NULL || sa == NULL)
+        return 0;
+    if (sa->sa_family == AF_INET) {
+        memcpy(a, &((const struct sockaddr_in *) sa)->sin_addr, 4);
+        family = AF_INET;
+    } else if (sa->sa_family == AF_INET6) {
+        const struct in6_addr *a6 =
+            &((const struct sockaddr_in6 *) sa)->sin6_addr;
+
+        if (IN6_IS_ADDR_V4MAPPED(a6)) {
+            memcpy(a, &a6->s6_addr[12], 4);
+            family = AF_INET;
+        } else {
+            memcpy(a, a6->s6_addr, 16);
+            family = AF_INET6;
+        }
+    } else {
+        return 0;
+    }
+    for (size_t i = 0; i < n->n; i++) {
+        const struct lookup_net_entry *e = &n->e[i];
+
+        if (e->family == family && lookup_prefix_match(a, e->addr, e->bits))
+            return !e->negate;
+    }
+    return 0;
+}
+
+void
+lookup_net_free(struct lookup_net *n)
+{
+    if (n == NULL)
+        return;
+    free(n->e);
+    free(n);
+}
+
+/* ---- domain lists ---- */
+
+int
+lookup_domain_match(char *const *list, const char *domain)
+{
+    size_t dlen;
+
+    if (list == NULL || domain == NULL)
+        return 0;
+    dlen = strlen(domain);
+    if (dlen > 0 && domain[dlen - 1] == '.')
+        dlen--;
+    if (dlen == 0)
+        return 0;
+    for (char *const *l = list; *l; l++) {
+        const char *e = *l;
+        size_t elen = strlen(e);
+
+        if (elen > 0 && e[elen - 1] == '.')
+            elen--;
+        if (elen == 0)
+            continue;
+        if (e[0] == '.') {
+            /* ".example.com": any subdomain (not example.com itself) */
+            if (elen > 1 && dlen > elen
+                && strncasecmp(domain + dlen - elen, e, elen) == 0)
+                return 1;
+        } else if (elen == dlen && strncasecmp(domain, e, dlen) == 0) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* ---- lookup tables ---- */
+
+enum lookup_type {
+    LOOKUP_INLINE,
+    LOOKUP_TEXTHASH,
+    LOOKUP_STATIC
+};
+
+struct lookup_kv {
+    char *key; /* lower case */
+    char *value;
+    size_t order; /* position in the source: the first duplicate wins */
+};
+
+struct lookup_table {
+    enum lookup_type type;
+    char *spec;
+    struct lookup_kv *kv;
+    size_t n, cap;
+    char *value; /* static: */
+};
+
+static void
+lookup_add(struct lookup_table *t, const char *k, size_t klen, const char *v,
+           size_t vlen)
+{
+    if (t->n == t->cap) {
+        t->cap = t->cap ? t->cap * 2 : 16;
+        t->kv = xrealloc(t->kv, t->cap * sizeof(*t->kv));
+    }
+    t->kv[t->n].key = xmemdup(k, klen);
+    for (char *p = t->kv[t->n].key; *p; p++)
+        *p = (char) tolower((unsigned char) *p);
+    t->kv[t->n].value = xmemdup(v, vlen);
+    t->kv[t->n].order = t->n;
+    t->n++;
+}
+
+static int
+lookup_kv_cmp(const void *a, const void *b)
+{
+    const struct lookup_kv *x = a, *y = b;
+    int c = strcmp(x->key, y->key);
+
+    if (c != 0)
+        return c;
+    return x->order < y->order ? -1 : x->order > y->order;
+}
+
+static void
+lookup_sort(struct lookup_table *t)
+{
+    size_t o = 0;
+
+    if (t->n == 0)
+        return;
+    qsort(t->kv, t->n, sizeof(*t->kv), lookup_kv_cmp);
+    for (size_t i = 0; i < t->n; i++) { /* drop later duplicates */
+        if (o > 0 && strcmp(t->kv[o - 1].key, t->kv[i].key) == 0) {
+            free(t->kv[i].key);
+            free(t->kv[i].value);
+            continue;
+        }
+        t->kv[o++] = t->kv[i];
+    }
+    t->n = o;
+}
+
+static int
+lookup_isspace(int c)
+{
+    return isspace((unsigned char) c);
+}
+
+/* inline:{ key=value, { key = value with spaces }, ... } */
+static int
+lookup_parse_inline(struct lookup_table *t, const char *s, struct buf *err)
+{
+    size_t len = strlen(s);
+    char shown[LOOKUP_SHOWN_MAX];
+    const char *end;
+
+    while (lookup_isspace(*s))
+        s++;
+    while (len > 0 && lookup_isspace(s[len - 1]))
+        len--;
+    if (*s != '{' || len < 2 || s[len - 1] != '}') {
+        buf_printf(err,
+                   "bad inline table \"%s\": expected inline:{ key=value, "
+                   "... }",
+                   lookup_shown(t->spec, shown, sizeof(shown)));
+        return -1;
+    }
+    end = s + len - 1;
+    s++;
+    while (s < end) {
+        const char *start, *eq, *k, *ke, *v, *ve;
+        int braced = 0;
+
+        while (s < end && (*s == ',' || lookup_isspace(*s)))
+            s++;
+        if (s >= end)
+            break;
+        if (*s == '{') {
+            braced = 1;
+            start = ++s;
+            while (s < end && *s != '}')
+                s++;
+            if (s >= end) {
+                buf_printf(err, "bad inline table \"%s\": missing '}'",
+                           lookup_shown(t->spec, shown, sizeof(shown)));
+                return -1;
+            }
+            ve = s++;
+        } else {
+            start = s;
+            while (s < end && *s != ',' && !lookup_isspace(*s) && *s != '{'
+                   && *s != '}')
+                s++;
+            ve = s;
+        }
+        eq = memchr(start, '=', (size_t) (ve - start));
+        if (eq == NULL) {
+            char *ent = xmemdup(start, (size_t) (ve - start));
+
+            buf_printf(err, "bad inline table entry \"%s\": missing '='",
+                       lookup_shown(ent, shown, sizeof(shown)));
+            free(ent);
+            return -1;
+        }
+        for (k = start; k < eq && lookup_isspace(*k); k++)
+            ;
+        for (ke = eq; ke > k && lookup_isspace(ke[-1]); ke--)
+            ;
+        for (v = eq + 1; braced && v < ve && lookup_isspace(*v); v++)
+            ;
+        while (braced && ve > v && lookup_isspace(ve[-1]))
+            ve--;
+        if (ke == k) {
+            buf_printf(err, "bad inline table \"%s\": empty key",
+                       lookup_shown(t->spec, shown, sizeof(shown)));
+            return -1;
+        }
+        lookup_add(t, k, (size_t) (ke - k), v, (size_t) (ve - v));
+    }
+    return 0;
+}
+
+static int
+lookup_read(const char *path, char **text, size_t *len, struct buf *err)
+{
+    struct stat st;
+    size_t n = 0;
+    char *t = NULL;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+    if (fd < 0) {
+        buf_printf(err, "cannot open table %s: %s", path, strerror(errno));
+        return -1;
+    }
+    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)
+        || st.st_size > LOOKUP_FILE_MAX) {
+        buf_printf(err, "table %s: not a regular file or larger than %d bytes",
+                   path, LOOKUP_FILE_MAX);
+        goto fail;
+    }
+    t = xmalloc((size_t) st.st_size + 1);
+    while (n < (size_t) st.st_size) {
+        ssize_t r = read(fd, t + n, (size_t) st.st_size - n);
+
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0) {
+            buf_printf(err, "cannot read table %s: %s", path, strerror(errno));
+            goto fail;
+        }
+        if (r == 0)
+            break;
+        n += (size_t) r;
+    }
+    t[n] = '\0';
+    close(fd);
+    *text = t;
+    *len = n;
+    return 0;
+fail:
+    free(t);
+    close(fd);
+    return -1;
+}
+
+/* One logical texthash line "key value" into t. */
+static int
+lookup_texthash_entry(struct lookup_table *t, struct buf *line,
+                      const char *path, size_t start, struct buf *err)
+{
+    char *k = buf_data(line), *v = k;
+    size_t klen;
+
+    while (*v && !lookup_isspace(*v))
+        v++;
+    klen = (size_t) (v - k);
+    while (lookup_isspace(*v))
+        v++;
+    if (*v == '\0') {
+        buf_printf(err, "%s:%zu: expected format: key whitespace value", path,
+                   start);
+        return -1;
+    }
+    lookup_add(t, k, klen, v, strlen(v));
+    buf_reset(line);
+    return 0;
+}
+
+/* postmap input: "key value" lines, '#' comments, blank lines; a line
+ * starting with white space continues the previous one. */
+static int
+lookup_parse_texthash(struct lookup_table *t, const char *path, struct buf *err)
+{
+    struct buf *line = buf_new(256, LOOKUP_LINE_MAX);
+    size_t len, pos = 0, lineno = 0, start = 0;
+    char *text = NULL;
+    int r = -1;
+
+    if (lookup_read(path, &text, &len, err) < 0)
+        goto done;
+    while (pos < len) {
+        const char *b = text + pos, *nl = memchr(b, '\n', len - pos);
+        size_t n = nl ? (size_t) (nl - b) : len - pos, i = 0;
+
+        pos += n + (nl != NULL);
+        lineno++;
+        if (memchr(b, '\0', n) != NULL) {
+            buf_printf(err, "%s:%zu: NUL character in line", path, lineno);
+            goto done;
+        }
+        while (n > 0 && lookup_isspace(b[n - 1]))
+            n--;
+        while (i < n && lookup_isspace(b[i]))
+            i++;
+        if (i == n || b[i] == '#')
+            continue;
+        if (i > 0) { /* continuation */
+            if (buf_len(line) == 0) {
+                buf_printf(err,
+                           "%s:%zu: line starts with white space but "
+                           "continues no line",
+                           path, lineno);
+                goto done;
+            }
+            if (buf_putc(line, ' ') < 0)
+                goto toolong;
+        } else {
+            if (buf_len(line) > 0
+                && lookup_texthash_entry(t, line, path, start, err) < 0)
+                goto done;
+            start = lineno;
+        }
+        if (buf_append(line, b + i, n - i) < 0)
+            goto toolong;
+    }
+    if (buf_len(line) > 0
+        && lookup_texthash_entry(t, line, path, start, err) < 0)
+        goto done;
+    lookup_sort(t);
+    r = 0;
+    goto done;
+toolong:
+    buf_printf(err, "%s:%zu: line too long (more than %d bytes)", path, lineno,
+               LOOKUP_LINE_MAX);
+done:
+    buf_free(line);
+    free(text);
+    return r;
+}
+
+struct lookup_table *
+lookup_open(const char *spec, struct buf *err)
+{
+    struct lookup_table *t = xcalloc(1, sizeof(*t));
+    const char *colon = strchr(spec, ':');
+    struct buf *e = buf_new(256, 4096);
+    char shown[LOOKUP_SHOWN_MAX];
+
+    t->spec = xstrdup(spec);
+    if (colon == NULL || colon == spec) {
+        buf_printf(e, "bad lookup table \"%s\": expected type:name",
+                   lookup_shown(spec, shown, sizeof(shown)));
+        goto fail;
+    }
+    if (strncmp(spec, "inline:", 7) == 0) {
+        t->type = LOOKUP_INLINE;
+        if (lookup_parse_inline(t, colon + 1, e) < 0)
+            goto fail;
+        lookup_sort(t);
+    } else if (strncmp(spec, "texthash:", 9) == 0) {
+        t->type = LOOKUP_TEXTHASH;
+        if (colon[1] == '\0') {
+            buf_printf(e, "bad lookup table \"%s\": missing file name",
+                       lookup_shown(spec, shown, sizeof(shown)));
+            goto fail;
+        }
+        if (lookup_parse_texthash(t, colon + 1, e) < 0)
+            goto fail;
+    } else if (strncmp(spec, "static:", 7) == 0) {
+        const char *v = colon + 1;
+        size_t vlen = strlen(v);
+
+        t->type = LOOKUP_STATIC;
+        if (vlen >= 2 && v[0] == '{' && v[vlen - 1] == '}') {
+            v++;
+            vlen -= 2;
+            while (vlen > 0 && lookup_isspace(*v)) {
+                v++;
+                vlen--;
+            }
+            while (vlen > 0 && lookup_isspace(v[vlen - 1]))
+                vlen--;
+        }
+        t->value = xmemdup(v, vlen);
+    } else {
+        buf_printf(e,
+                   "unsupported lookup table type \"%.*s\" in \"%s\" "
+                   "(supported: inline, texthash, static)",
+                   (int) (colon - spec > 64 ? 64 : colon - spec), spec,
+                   lookup_shown(spec, shown, sizeof(shown)));
+        goto fail;
+    }
+    buf_free(e);
+    return t;
+fail:
+    if (err)
+        buf_sets(err, buf_data(e));
+    buf_free(e);
+    lookup_free(t);
+    return NULL;
+}
+
+int
+lookup_get(const struct lookup_table *t, const char *key, struct buf *out)
+{
+    size_t lo = 0, hi;
+    char *lk;
+
+    switch (t->type) {
+    case LOOKUP_STATIC:
+        if (buf_sets(out, t->value) < 0) {
+            buf_reset(out);
+            buf_puts(out, "lookup result too long");
+            return -1;
+        }
+        return 1;
+    case LOOKUP_INLINE:
+    case LOOKUP_TEXTHASH:
+        break;
+    }
+    lk = xstrdup(key);
+    for (char *p = lk; *p; p++)
+        *p = (char) tolower((unsigned char) *p);
+    hi = t->n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        int c = strcmp(lk, t->kv[mid].key);
+
+        if (c == 0) {
+            free(lk);
+            if (buf_sets(out, t->kv[mid].value) < 0) {
+                buf_reset(out);
+                buf_puts(out, "lookup result too long");
+                return -1;
+            }
+            return 1;
+        }
+        if (c < 0)
+            hi = mid;
+        else
+            lo = mid + 1;
+    }
+    free(lk);
+    return 0;
+}
+
+void
+lookup_free(struct lookup_table *t)
+{
+    if (t == NULL)
+        return;
+    for (size_t i = 0; i < t->n; i++) {
+        free(t->kv[i].key);
+        free(t->kv[i].value);
+    }
+    free(t->kv);
+    free(t->value);
+    free(t->spec);
+    free(t);
+}

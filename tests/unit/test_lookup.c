@@ -1,0 +1,356 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * test_lookup.c - network lists, domain lists, inline/texthash/static
+ * tables.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+
+#include <cmocka.h>
+
+#include "conf/lookup.h"
+#include "lib/buf.h"
+
+static struct buf *err, *out;
+
+static int
+setup(void **state)
+{
+    err = buf_new(256, BUF_NOCAP);
+    out = buf_new(256, 1024);
+    return 0;
+}
+
+static int
+teardown(void **state)
+{
+    buf_free(err);
+    buf_free(out);
+    return 0;
+}
+
+/* Does addr (IPv4 or IPv6 text) match the list? */
+static int
+net_match(const struct lookup_net *n, const char *addr)
+{
+    struct sockaddr_in s4;
+    struct sockaddr_in6 s6;
+
+    memset(&s4, 0, sizeof(s4));
+    memset(&s6, 0, sizeof(s6));
+    if (inet_pton(AF_INET, addr, &s4.sin_addr) == 1) {
+        s4.sin_family = AF_INET;
+        return lookup_net_match(n, (struct sockaddr *) &s4);
+    }
+    assert_int_equal(inet_pton(AF_INET6, addr, &s6.sin6_addr), 1);
+    s6.sin6_family = AF_INET6;
+    return lookup_net_match(n, (struct sockaddr *) &s6);
+}
+
+static void
+test_net_v4(void **state)
+{
+    char *list[] = {"127.0.0.0/8", "192.0.2.0/24", "198.51.100.7",
+                    "203.0.113.128/25", NULL};
+    struct lookup_net *n = lookup_net_new(list, err);
+
+    assert_non_null(n);
+    assert_true(net_match(n, "127.0.0.1"));
+    assert_true(net_match(n, "127.255.255.255"));
+    assert_false(net_match(n, "128.0.0.1"));
+    assert_true(net_match(n, "192.0.2.200"));
+    assert_false(net_match(n, "192.0.3.1"));
+    assert_true(net_match(n, "198.51.100.7"));
+    assert_false(net_match(n, "198.51.100.8"));
+    assert_true(net_match(n, "203.0.113.129"));
+    assert_false(net_match(n, "203.0.113.127"));
+    assert_false(net_match(n, "::1"));
+    /* IPv4-mapped IPv6 clients match IPv4 entries */
+    assert_true(net_match(n, "::ffff:192.0.2.9"));
+    assert_false(net_match(n, "::ffff:192.0.3.9"));
+    lookup_net_free(n);
+}
+
+static void
+test_net_v6(void **state)
+{
+    char *list[] = {"[::1]/128", "[2001:db8::]/32", "fe80::/10",
+                    "2001:db8:ffff::5", NULL};
+    struct lookup_net *n = lookup_net_new(list, err);
+
+    assert_non_null(n);
+    assert_true(net_match(n, "::1"));
+    assert_false(net_match(n, "::2"));
+    assert_true(net_match(n, "2001:db8:1234::1"));
+    assert_false(net_match(n, "2001:db9::1"));
+    assert_true(net_match(n, "fe80::1"));
+    assert_true(net_match(n, "febf::1"));
+    assert_false(net_match(n, "fec0::1"));
+    assert_false(net_match(n, "127.0.0.1"));
+    lookup_net_free(n);
+
+    char *all[] = {"0.0.0.0/0", "::/0", NULL};
+    n = lookup_net_new(all, err);
+    assert_non_null(n);
+    assert_true(net_match(n, "8.8.8.8"));
+    assert_true(net_match(n, "2001:4860::8888"));
+    lookup_net_free(n);
+}
+
+static void
+test_net_negation_and_empty(void **state)
+{
+    char *list[] = {"!192.0.2.1", "192.0.2.0/24", NULL};
+    char *none[] = {NULL};
+    struct lookup_net *n = lookup_net_new(list, err);
+
+    assert_non_null(n);
+    assert_false(net_match(n, "192.0.2.1"));
+    assert_true(net_match(n, "192.0.2.2"));
+    lookup_net_free(n);
+    n = lookup_net_new(none, err);
+    assert_non_null(n);
+    assert_false(net_match(n, "127.0.0.1"));
+    lookup_net_free(n);
+    lookup_net_free(NULL);
+}
+
+static const char *
+net_bad(const char *entry)
+{
+    char *list[] = {"127.0.0.0/8", (char *) entry, NULL};
+
+    assert_null(lookup_net_new(list, err));
+    return buf_data(err);
+}
+
+static void
+test_net_bad(void **state)
+{
+    assert_string_equal(net_bad("192.0.2.1/24"),
+                        "bad network entry: \"192.0.2.1/24\": non-zero host "
+                        "bits after the prefix");
+    assert_string_equal(net_bad("[2001:db8::1]/32"),
+                        "bad network entry: \"[2001:db8::1]/32\": non-zero "
+                        "host bits after the prefix");
+    assert_string_equal(net_bad("10.0.0.0/33"),
+                        "bad network entry: \"10.0.0.0/33\": bad prefix "
+                        "length");
+    assert_string_equal(net_bad("10.0.0.0/"),
+                        "bad network entry: \"10.0.0.0/\": bad prefix length");
+    assert_string_equal(net_bad("10.0.0.0/8x"),
+                        "bad network entry: \"10.0.0.0/8x\": bad prefix "
+                        "length");
+    assert_string_equal(net_bad("::/129"),
+                        "bad network entry: \"::/129\": bad prefix length");
+    assert_string_equal(net_bad("[::1/128"),
+                        "bad network entry: \"[::1/128\": missing ']'");
+    assert_string_equal(net_bad("[127.0.0.1]"),
+                        "bad network entry: \"[127.0.0.1]\": not an IPv6 "
+                        "address");
+    assert_string_equal(net_bad("host.example"),
+                        "bad network entry: \"host.example\": not a numeric "
+                        "address (host names and tables are not supported "
+                        "here)");
+    assert_string_equal(net_bad("300.0.0.1"),
+                        "bad network entry: \"300.0.0.1\": not a numeric "
+                        "address (host names and tables are not supported "
+                        "here)");
+}
+
+static void
+test_domain_match(void **state)
+{
+    char *list[] = {"example.com", ".sub.example.net", "Localhost.", NULL};
+    char *empty[] = {NULL};
+
+    assert_true(lookup_domain_match(list, "example.com"));
+    assert_true(lookup_domain_match(list, "EXAMPLE.Com"));
+    assert_true(lookup_domain_match(list, "example.com."));
+    assert_false(lookup_domain_match(list, "www.example.com"));
+    assert_false(lookup_domain_match(list, "xexample.com"));
+    assert_true(lookup_domain_match(list, "a.sub.example.net"));
+    assert_true(lookup_domain_match(list, "a.b.SUB.example.net"));
+    assert_false(lookup_domain_match(list, "sub.example.net"));
+    assert_false(lookup_domain_match(list, "xsub.example.net"));
+    assert_true(lookup_domain_match(list, "localhost"));
+    assert_false(lookup_domain_match(list, ""));
+    assert_false(lookup_domain_match(list, "."));
+    assert_false(lookup_domain_match(empty, "example.com"));
+}
+
+static void
+test_inline(void **state)
+{
+    struct lookup_table *t =
+        lookup_open("inline:{ example.net=smtp:[127.0.0.1]:2525, "
+                    "Other.Example=x, {key with = value with spaces},"
+                    "dup=first dup=second, empty= }",
+                    err);
+    assert_non_null(t);
+    assert_int_equal(lookup_get(t, "example.net", out), 1);
+    assert_string_equal(buf_data(out), "smtp:[127.0.0.1]:2525");
+    assert_int_equal(lookup_get(t, "EXAMPLE.NET", out), 1);
+    assert_int_equal(lookup_get(t, "key with", out), 1);
+    assert_string_equal(buf_data(out), "value with spaces");
+    assert_int_equal(lookup_get(t, "dup", out), 1);
+    assert_string_equal(buf_data(out), "first");
+    assert_int_equal(lookup_get(t, "empty", out), 1);
+    assert_string_equal(buf_data(out), "");
+    assert_int_equal(lookup_get(t, "nothere", out), 0);
+    assert_int_equal(lookup_get(t, "other.EXAMPLE", out), 1);
+    assert_string_equal(buf_data(out), "x");
+    lookup_free(t);
+
+    t = lookup_open("inline:{}", err);
+    assert_non_null(t);
+    assert_int_equal(lookup_get(t, "a", out), 0);
+    lookup_free(t);
+    lookup_free(NULL);
+}
+
+static void
+test_inline_bad(void **state)
+{
+    assert_null(lookup_open("inline:{ a=b, c }", err));
+    assert_string_equal(buf_data(err),
+                        "bad inline table entry \"c\": missing '='");
+    /* white space outside braces separates entries, as in Postfix */
+    assert_null(lookup_open("inline:{ a = b }", err));
+    assert_string_equal(buf_data(err),
+                        "bad inline table entry \"a\": missing '='");
+    assert_null(lookup_open("inline:a=b", err));
+    assert_string_equal(buf_data(err), "bad inline table \"inline:a=b\": "
+                                       "expected inline:{ key=value, ... }");
+    assert_null(lookup_open("inline:{ {a=b }", err));
+    assert_string_equal(buf_data(err),
+                        "bad inline table \"inline:{ {a=b }\": missing '}'");
+    assert_null(lookup_open("inline:{ =b }", err));
+    assert_string_equal(buf_data(err),
+                        "bad inline table \"inline:{ =b }\": empty key");
+    assert_null(lookup_open("nocolon", err));
+    assert_string_equal(buf_data(err),
+                        "bad lookup table \"nocolon\": expected type:name");
+    assert_null(lookup_open("hash:/etc/aliases", err));
+    assert_string_equal(buf_data(err),
+                        "unsupported lookup table type \"hash\" in "
+                        "\"hash:/etc/aliases\" (supported: inline, texthash, "
+                        "static)");
+}
+
+static void
+test_static(void **state)
+{
+    struct lookup_table *t = lookup_open("static:{ smtp:[relay]:25 }", err);
+
+    assert_non_null(t);
+    assert_int_equal(lookup_get(t, "anything", out), 1);
+    assert_string_equal(buf_data(out), "smtp:[relay]:25");
+    lookup_free(t);
+    t = lookup_open("static:OK", err);
+    assert_non_null(t);
+    assert_int_equal(lookup_get(t, "x", out), 1);
+    assert_string_equal(buf_data(out), "OK");
+    lookup_free(t);
+}
+
+static void
+test_texthash(void **state)
+{
+    char dir[] = "/tmp/test_lookup.XXXXXX";
+    char path[256], spec[300];
+    struct lookup_table *t;
+    FILE *f;
+
+    assert_non_null(mkdtemp(dir));
+    snprintf(path, sizeof(path), "%s/transport", dir);
+    snprintf(spec, sizeof(spec), "texthash:%s", path);
+    f = fopen(path, "w");
+    assert_non_null(f);
+    fputs("# transport map\n"
+          "\n"
+          "example.net     smtp:[192.0.2.1]:25\n"
+          "  # comment between\n"
+          "Example.ORG\tsmtp:[192.0.2.2]\n"
+          "multi   first part\n"
+          "   second part\n"
+          "example.net     duplicate ignored\n"
+          "last value with  inner  spaces",
+          f);
+    fclose(f);
+    t = lookup_open(spec, err);
+    if (t == NULL)
+        fail_msg("%s", buf_data(err));
+    assert_int_equal(lookup_get(t, "example.net", out), 1);
+    assert_string_equal(buf_data(out), "smtp:[192.0.2.1]:25");
+    assert_int_equal(lookup_get(t, "example.org", out), 1);
+    assert_string_equal(buf_data(out), "smtp:[192.0.2.2]");
+    assert_int_equal(lookup_get(t, "MULTI", out), 1);
+    assert_string_equal(buf_data(out), "first part second part");
+    assert_int_equal(lookup_get(t, "last", out), 1);
+    assert_string_equal(buf_data(out), "value with  inner  spaces");
+    assert_int_equal(lookup_get(t, "comment", out), 0);
+    lookup_free(t);
+
+    /* a key without a value is an error with file and line */
+    f = fopen(path, "w");
+    assert_non_null(f);
+    fputs("a b\n\nlonely\n", f);
+    fclose(f);
+    assert_null(lookup_open(spec, err));
+    snprintf(spec, sizeof(spec), "%s:3: expected format: key whitespace value",
+             path);
+    assert_string_equal(buf_data(err), spec);
+
+    /* a value longer than the caller's buffer: -1 with a reason */
+    f = fopen(path, "w");
+    assert_non_null(f);
+    fputs("big ", f);
+    for (int i = 0; i < 2000; i++)
+        fputc('v', f);
+    fputc('\n', f);
+    fclose(f);
+    snprintf(spec, sizeof(spec), "texthash:%s", path);
+    t = lookup_open(spec, err);
+    assert_non_null(t);
+    assert_int_equal(lookup_get(t, "big", out), -1);
+    assert_string_equal(buf_data(out), "lookup result too long");
+    lookup_free(t);
+
+    unlink(path);
+    assert_int_equal(rmdir(dir), 0);
+
+    /* a missing file is an error naming it */
+    assert_null(lookup_open("texthash:/nonexistent/table", err));
+    assert_string_equal(buf_data(err), "cannot open table /nonexistent/table: "
+                                       "No such file or directory");
+    assert_null(lookup_open("texthash:", err));
+    assert_string_equal(buf_data(err), "bad lookup table \"texthash:\": "
+                                       "missing file name");
+}
+
+int
+main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_net_v4),
+        cmocka_unit_test(test_net_v6),
+        cmocka_unit_test(test_net_negation_and_empty),
+        cmocka_unit_test(test_net_bad),
+        cmocka_unit_test(test_domain_match),
+        cmocka_unit_test(test_inline),
+        cmocka_unit_test(test_inline_bad),
+        cmocka_unit_test(test_static),
+        cmocka_unit_test(test_texthash),
+    };
+
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
