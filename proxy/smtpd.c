@@ -1,0 +1,2295 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * smtpd.c - the SMTP front end: listeners and sessions.
+ *
+ * One libev loop accepts on every listener and runs one session state
+ * machine per connection (enum smtpd_state, changed only by smtpd_enter).
+ * Input is read into a bounded buf; every complete command line is handled
+ * in turn (PIPELINING), replies are appended to an output buf and flushed
+ * when no further complete command is buffered or when a command has to
+ * wait (filter verdict, commit, error sleep). After "354" the buffered
+ * bytes go to the DATA decoder (smtpd_data), which streams the content to
+ * the spool file and the header/body to the filter chain.
+ *
+ * Blocking work runs in the worker pool: the reverse + forward name lookup
+ * of the client, the content rewrite after filter modifications, and the
+ * commit (fsync + rename). A session that is waiting for such a job stays
+ * allocated until the job is back on the loop, even when its client is
+ * gone; dead sessions are freed from an ev_check watcher, never inside a
+ * callback chain (filter callbacks may run synchronously in filter_stage).
+ *
+ * Owns: its sessions, their sockets, spool files, filter sessions, the
+ * loop's watchers and the worker pool. Borrows: cf, the listeners (their
+ * fds are not closed here), the filter chain.
+ * Threads: the loop thread; worker jobs touch only their job struct.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <ev.h>
+
+#include "conf/cf.h"
+#include "conf/lookup.h"
+#include "filters/filter.h"
+#include "lib/buf.h"
+#include "lib/log.h"
+#include "lib/net.h"
+#include "lib/wpool.h"
+#include "lib/xalloc.h"
+#include "proxy/smtpd.h"
+#include "proxy/smtpd_data.h"
+#include "proxy/smtpd_parse.h"
+#include "queue/spool.h"
+
+#define SMTPD_OUT_HIGH   (256 * 1024)  /* stop reading while more is queued */
+#define SMTPD_OUT_MAX    (1024 * 1024) /* hard cap of queued replies */
+#define SMTPD_READ_CHUNK 16384
+#define SMTPD_IN_EXTRA   65536 /* input buffer: line_length_limit + this */
+#define SMTPD_GRACE      10.0  /* seconds to finish on shutdown */
+#define SMTPD_SAFE       320   /* log_safe output for one peer string */
+#define SMTPD_NVERB      (SMTPD_V_UNKNOWN + 1)
+#define SMTPD_NO_VERB    (-1)
+
+enum smtpd_state {
+    SMTPD_S_LOOKUP, /* client name lookup running in the pool */
+    SMTPD_S_GREET,  /* CONNECT offered to the filters; no greeting yet */
+    SMTPD_S_HELO,   /* greeted, no HELO/EHLO yet */
+    SMTPD_S_MAIL,   /* HELO done, no transaction */
+    SMTPD_S_RCPT,   /* MAIL accepted: RCPT, DATA */
+    SMTPD_S_DATA,   /* after 354: input goes to the DATA decoder */
+    SMTPD_S_FILTER, /* end of data: waiting for the EOM verdict */
+    SMTPD_S_COMMIT, /* content rewrite / commit in the pool */
+    SMTPD_S_QUIT    /* flushing the last replies, then close */
+};
+
+static const char *const smtpd_state_names[] = {
+    "LOOKUP", "GREET",  "HELO",   "MAIL", "RCPT",
+    "DATA",   "FILTER", "COMMIT", "QUIT",
+};
+
+#define ST(x)  (1u << (x))
+#define ST_CMD (ST(SMTPD_S_HELO) | ST(SMTPD_S_MAIL) | ST(SMTPD_S_RCPT))
+
+/* Parameters of one service, read once at start. */
+struct smtpd_conf {
+    const struct cf *cf;
+    const char *service;
+    const char *myhostname;
+    const char *banner;
+    const char *mail_name;
+    const char *qdir;
+    long long size_limit; /* 0 = none */
+    long long header_limit;
+    long long line_limit;
+    long long rcpt_limit;
+    long long soft_limit;
+    long long hard_limit;
+    long long junk_limit;
+    long long conn_limit;
+    double timeout;
+    double daemon_timeout;
+    double error_sleep;
+    int disable_vrfy;
+    int helo_required;
+    int forbid_bare;
+    int peername_lookup;
+    char *const *mydestination;
+    char *const *relay_domains;
+    struct lookup_net *mynetworks;
+    struct lookup_net *event_exc;
+    struct lookup_net *bare_exc;
+};
+
+struct smtpd_srv;
+struct smtpd_sess;
+
+struct smtpd_lsn {
+    ev_io io;
+    int fd;
+    struct smtpd_conf conf;
+    struct smtpd_srv *srv;
+};
+
+struct smtpd_srv {
+    struct ev_loop *loop;
+    struct wpool *pool;
+    struct filter_chain *chain;
+    struct smtpd_lsn *lsn;
+    size_t nlsn;
+    struct smtpd_sess *live; /* open sessions */
+    struct smtpd_sess *dead; /* closed, waiting to be freed */
+    size_t nlive;
+    int stopping;
+    ev_signal sigterm, sigint;
+    ev_check reap;
+    ev_timer accept_pause;
+    ev_timer grace;
+};
+
+typedef void (*smtpd_cont)(struct smtpd_sess *s,
+                           const struct filter_result *res);
+
+struct smtpd_sess {
+    struct smtpd_srv *srv;
+    const struct smtpd_conf *conf;
+    struct smtpd_sess *next, *prev;
+    enum smtpd_state state;
+    int fd;
+    ev_io rio, wio;
+    ev_timer idle, total, sleep;
+    struct sockaddr_storage sa;
+    socklen_t salen;
+    char addr[NET_ADDR_MAX];
+    int port;
+    char laddr[NET_ADDR_MAX];
+    int lport;
+    char name[NI_MAXHOST];
+    char ident[NI_MAXHOST + NET_ADDR_MAX + 4]; /* NAME[ADDR] */
+    struct buf *in, *out, *line, *raw;
+    struct filter_sess *fs;
+    struct filter_env env;
+    smtpd_cont cont; /* waiting for this filter verdict */
+    unsigned jobs;   /* pool jobs holding this session */
+    int waiting;     /* a command waits: filter, commit */
+    int sleeping;    /* error sleep before the next reply */
+    int closing;     /* close once the output is flushed */
+    int dead;
+    int denied;         /* CONNECT rejected: 503 to everything */
+    int skip_line;      /* discarding an overlong line */
+    int backlog_paused; /* filter backlog high: not reading */
+    int in_process;
+    int esmtp;
+    int forbid_bare;
+    const char *last_cmd; /* for "... after CMD from ..." */
+    int cur;              /* verb whose reply is pending, or NO_VERB */
+    unsigned cnt[SMTPD_NVERB], ok[SMTPD_NVERB];
+    long long errors, junk;
+    char *helo;
+    const char *proto;
+    /* transaction */
+    char *sender;
+    char *body_type;
+    char **rcpts;
+    size_t nrcpt, rcpt_alloc;
+    unsigned rcpt_tried;
+    int txn_filters; /* MAIL offered to the filters: ABORT owed */
+    enum filter_verdict txn_verdict; /* HOLD/DISCARD before EOM */
+    char *txn_text;
+    char *pend_addr; /* MAIL/RCPT address waiting for a verdict */
+    char *pend_body;
+    struct spool_file *sf;
+    char qid[SPOOL_ID_SIZE];
+    struct smtpd_data *dec;
+    int write_err;
+    int msgid_logged;
+    char safe[4][SMTPD_SAFE];
+};
+
+static void smtpd_process(struct smtpd_sess *s);
+static void smtpd_flush(struct smtpd_sess *s);
+static void smtpd_update_io(struct smtpd_sess *s);
+static void smtpd_close(struct smtpd_sess *s);
+
+/*
+ * Configuration helpers: tolerate a parameter of another numeric type or
+ * missing from the table (falls back to def) instead of panicking.
+ */
+static long long
+smtpd_cf_num(const struct cf *cf, const char *name, long long def)
+{
+    const struct cf_param *p = cf_param_find(name);
+
+    if (p == NULL)
+        return def;
+    switch (p->type) {
+    case CF_INT:
+        return cf_int(cf, name);
+    case CF_TIME:
+        return cf_time(cf, name);
+    case CF_SIZE:
+        return cf_size(cf, name);
+    case CF_BOOL:
+        return cf_bool(cf, name);
+    case CF_STR:
+    case CF_LIST:
+    case CF_MAP:
+        break;
+    }
+    return def;
+}
+
+static int
+smtpd_cf_bool(const struct cf *cf, const char *name, int def)
+{
+    const struct cf_param *p = cf_param_find(name);
+
+    if (p == NULL || p->type != CF_BOOL)
+        return def;
+    return cf_bool(cf, name);
+}
+
+static const char *
+smtpd_cf_str(const struct cf *cf, const char *name, const char *def)
+{
+    const struct cf_param *p = cf_param_find(name);
+
+    if (p == NULL || p->type != CF_STR)
+        return def;
+    return cf_str(cf, name);
+}
+
+static char *const *
+smtpd_cf_list(const struct cf *cf, const char *name)
+{
+    static char *const empty[] = {NULL};
+    const struct cf_param *p = cf_param_find(name);
+
+    if (p == NULL || (p->type != CF_LIST && p->type != CF_MAP))
+        return empty;
+    return cf_list(cf, name);
+}
+
+static struct lookup_net *
+smtpd_net_new(const struct cf *cf, const char *name, const char *service)
+{
+    struct buf *err = buf_new(128, 4096);
+    struct lookup_net *n = lookup_net_new(smtpd_cf_list(cf, name), err);
+
+    if (n == NULL)
+        log_fatal("service %s: %s: %s", service, name, buf_data(err));
+    buf_free(err);
+    return n;
+}
+
+static void
+smtpd_conf_init(struct smtpd_conf *c, const struct cf *cf, const char *service)
+{
+    c->cf = cf;
+    c->service = service;
+    c->myhostname = smtpd_cf_str(cf, "myhostname", "localhost");
+    c->banner = smtpd_cf_str(cf, "smtpd_banner", c->myhostname);
+    c->mail_name = smtpd_cf_str(cf, "mail_name", "Sluice");
+    c->qdir = smtpd_cf_str(cf, "queue_directory", "/var/spool/sluice");
+    c->size_limit = smtpd_cf_num(cf, "message_size_limit", 10240000);
+    c->header_limit = smtpd_cf_num(cf, "header_size_limit", 102400);
+    c->line_limit = smtpd_cf_num(cf, "line_length_limit", 2048);
+    c->rcpt_limit = smtpd_cf_num(cf, "smtpd_recipient_limit", 1000);
+    c->soft_limit = smtpd_cf_num(cf, "smtpd_soft_error_limit", 10);
+    c->hard_limit = smtpd_cf_num(cf, "smtpd_hard_error_limit", 20);
+    c->junk_limit = smtpd_cf_num(cf, "smtpd_junk_command_limit", 100);
+    c->conn_limit = smtpd_cf_num(cf, "smtpd_client_connection_count_limit", 50);
+    c->timeout = (double) smtpd_cf_num(cf, "smtpd_timeout", 300);
+    c->daemon_timeout = (double) smtpd_cf_num(cf, "daemon_timeout", 18000);
+    c->error_sleep = (double) smtpd_cf_num(cf, "smtpd_error_sleep_time", 1);
+    c->disable_vrfy = smtpd_cf_bool(cf, "disable_vrfy_command", 0);
+    c->helo_required = smtpd_cf_bool(cf, "smtpd_helo_required", 0);
+    c->forbid_bare = smtpd_cf_bool(cf, "smtpd_forbid_bare_newline", 1);
+    c->peername_lookup = smtpd_cf_bool(cf, "smtpd_peername_lookup", 1);
+    c->mydestination = smtpd_cf_list(cf, "mydestination");
+    c->relay_domains = smtpd_cf_list(cf, "relay_domains");
+    c->mynetworks = smtpd_net_new(cf, "mynetworks", service);
+    c->event_exc =
+        smtpd_net_new(cf, "smtpd_client_event_limit_exceptions", service);
+    c->bare_exc =
+        smtpd_net_new(cf, "smtpd_forbid_bare_newline_exclusions", service);
+    if (c->line_limit < 512)
+        c->line_limit = 512;
+    if (c->timeout <= 0)
+        c->timeout = 300;
+    if (c->daemon_timeout <= 0)
+        c->daemon_timeout = 18000;
+    if (c->header_limit <= 0)
+        c->header_limit = 102400;
+}
+
+static void
+smtpd_conf_free(struct smtpd_conf *c)
+{
+    lookup_net_free(c->mynetworks);
+    lookup_net_free(c->event_exc);
+    lookup_net_free(c->bare_exc);
+}
+
+/* Peer text for a log line; slot picks one of four buffers. */
+static const char *
+smtpd_safe(struct smtpd_sess *s, int slot, const char *str)
+{
+    if (str == NULL)
+        str = "";
+    return log_safe(str, strlen(str), s->safe[slot], SMTPD_SAFE);
+}
+
+static void
+smtpd_enter(struct smtpd_sess *s, enum smtpd_state to)
+{
+    if (log_debug_enabled() && s->state != to)
+        log_debug("%s: state %s -> %s", s->ident, smtpd_state_names[s->state],
+                  smtpd_state_names[to]);
+    s->state = to;
+}
+
+static enum smtpd_state
+smtpd_idle_state(const struct smtpd_sess *s)
+{
+    return s->helo ? SMTPD_S_MAIL : SMTPD_S_HELO;
+}
+
+/*
+ * Replies
+ */
+
+/* Count a final reply to the current command (stats, error counter). */
+static void
+smtpd_account(struct smtpd_sess *s, int code)
+{
+    if (s->cur == SMTPD_NO_VERB || code == 354)
+        return;
+    if (code >= 200 && code < 400)
+        s->ok[s->cur]++;
+    else
+        s->errors++;
+    s->cur = SMTPD_NO_VERB;
+    if (code >= 400 && s->errors >= s->conf->soft_limit
+        && s->conf->error_sleep > 0 && !s->closing) {
+        s->sleeping = 1;
+        ev_timer_set(&s->sleep, s->conf->error_sleep, 0.);
+        ev_timer_start(s->srv->loop, &s->sleep);
+    }
+}
+
+static void
+smtpd_out_overflow(struct smtpd_sess *s)
+{
+    log_warning("%s: reply queue over %d bytes: client does not read", s->ident,
+                SMTPD_OUT_MAX);
+    buf_reset(s->out);
+    s->closing = 1;
+}
+
+/* One reply line "CODE text" (no CRLF); the code is parsed from it. */
+static void __attribute__((format(printf, 2, 3)))
+smtpd_reply(struct smtpd_sess *s, const char *fmt, ...)
+{
+    va_list ap;
+    size_t start = buf_len(s->out);
+    int code;
+
+    if (s->dead)
+        return;
+    va_start(ap, fmt);
+    if (buf_vprintf(s->out, fmt, ap) < 0 || buf_puts(s->out, "\r\n") < 0) {
+        va_end(ap);
+        smtpd_out_overflow(s);
+        return;
+    }
+    va_end(ap);
+    code = atoi(buf_data(s->out) + start);
+    smtpd_account(s, code);
+}
+
+/* A reply of one or more lines; text lines are separated by "\n". */
+static void
+smtpd_reply_text(struct smtpd_sess *s, int code, const char *dsn,
+                 const char *text)
+{
+    const char *p = text, *nl;
+    size_t n, i;
+    int fail = 0;
+
+    if (s->dead)
+        return;
+    for (;;) {
+        nl = strchr(p, '\n');
+        n = nl ? (size_t) (nl - p) : strlen(p);
+        fail |= buf_printf(s->out, "%d%c%s%s", code, nl ? '-' : ' ',
+                           dsn ? dsn : "", dsn ? " " : "");
+        for (i = 0; i < n; i++) {
+            unsigned char c = (unsigned char) p[i];
+
+            if (c == '\r')
+                continue;
+            fail |= buf_putc(s->out, c < 0x20 || c == 0x7f ? ' ' : c);
+        }
+        fail |= buf_puts(s->out, "\r\n");
+        if (nl == NULL)
+            break;
+        p = nl + 1;
+    }
+    if (fail) {
+        smtpd_out_overflow(s);
+        return;
+    }
+    smtpd_account(s, code);
+}
+
+/* Reply and log values of a REJECT or TEMPFAIL verdict. */
+static void
+smtpd_verdict_reply(const struct filter_result *r, int *code, const char **dsn,
+                    const char **text)
+{
+    if (r->verdict == FILTER_REJECT) {
+        *code = r->code >= 500 && r->code <= 599 ? r->code : 550;
+        *dsn = r->dsn && r->dsn[0] == '5' ? r->dsn : "5.7.1";
+        *text = r->text && *r->text ? r->text : "Command rejected";
+    } else {
+        *code = r->code >= 400 && r->code <= 499 ? r->code : 451;
+        *dsn = r->dsn && r->dsn[0] == '4' ? r->dsn : "4.7.1";
+        *text = r->text && *r->text ? r->text
+                                    : "Service unavailable - try again later";
+    }
+}
+
+/* "ID: reject: STAGE from NAME[ADDR]: CODE DSN TEXT; from=<> to=<> ..." */
+static void
+smtpd_log_event(struct smtpd_sess *s, const char *what, const char *stage,
+                const char *reply, const char *rcpt)
+{
+    struct buf *b = buf_new(256, LOG_LINE_MAX);
+
+    buf_printf(b, "%s: %s: %s from %s: %s;", s->qid[0] ? s->qid : "NOQUEUE",
+               what, stage, s->ident, smtpd_safe(s, 0, reply));
+    if (s->sender)
+        buf_printf(b, " from=<%s>", smtpd_safe(s, 1, s->sender));
+    else if (s->pend_addr && strcmp(stage, "MAIL") == 0)
+        buf_printf(b, " from=<%s>", smtpd_safe(s, 1, s->pend_addr));
+    if (rcpt)
+        buf_printf(b, " to=<%s>", smtpd_safe(s, 2, rcpt));
+    buf_printf(b, " proto=%s", s->proto ? s->proto : "SMTP");
+    if (s->helo)
+        buf_printf(b, " helo=<%s>", smtpd_safe(s, 3, s->helo));
+    log_info("%s", buf_data(b));
+    buf_free(b);
+}
+
+/* Reply with a filter verdict and log it as a reject. */
+static void
+smtpd_reject(struct smtpd_sess *s, const struct filter_result *r,
+             const char *stage, const char *rcpt)
+{
+    struct buf *b = buf_new(128, LOG_LINE_MAX);
+    const char *dsn, *text;
+    int code;
+
+    smtpd_verdict_reply(r, &code, &dsn, &text);
+    smtpd_reply_text(s, code, dsn, text);
+    buf_printf(b, "%d %s ", code, dsn);
+    if (rcpt && strcmp(stage, "RCPT") == 0)
+        buf_printf(b, "<%s>: ", rcpt);
+    buf_puts(b, text);
+    smtpd_log_event(s, "reject", stage, buf_data(b), rcpt);
+    buf_free(b);
+}
+
+/*
+ * Output and input
+ */
+
+static void
+smtpd_update_io(struct smtpd_sess *s)
+{
+    struct ev_loop *loop = s->srv->loop;
+    int rd;
+
+    if (s->dead)
+        return;
+    rd = !s->closing && !s->waiting && !s->sleeping && !s->backlog_paused
+         && buf_len(s->out) < SMTPD_OUT_HIGH && buf_len(s->in) < s->in->cap;
+    switch (s->state) {
+    case SMTPD_S_LOOKUP:
+    case SMTPD_S_GREET:
+    case SMTPD_S_FILTER:
+    case SMTPD_S_COMMIT:
+    case SMTPD_S_QUIT:
+        rd = 0;
+        break;
+    case SMTPD_S_HELO:
+    case SMTPD_S_MAIL:
+    case SMTPD_S_RCPT:
+    case SMTPD_S_DATA:
+        break;
+    }
+    if (rd)
+        ev_io_start(loop, &s->rio);
+    else
+        ev_io_stop(loop, &s->rio);
+    if (buf_len(s->out) > 0 && !s->sleeping)
+        ev_io_start(loop, &s->wio);
+    else
+        ev_io_stop(loop, &s->wio);
+}
+
+static void
+smtpd_lost(struct smtpd_sess *s)
+{
+    log_info("lost connection after %s from %s", s->last_cmd, s->ident);
+    smtpd_close(s);
+}
+
+static void
+smtpd_flush(struct smtpd_sess *s)
+{
+    ssize_t n;
+
+    if (s->dead || s->sleeping)
+        return;
+    while (buf_len(s->out) > 0) {
+        n = send(s->fd, buf_data(s->out), buf_len(s->out), MSG_NOSIGNAL);
+        if (n > 0) {
+            buf_consume(s->out, (size_t) n);
+            ev_timer_again(s->srv->loop, &s->idle);
+            continue;
+        }
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            break;
+        smtpd_lost(s);
+        return;
+    }
+    if (buf_len(s->out) == 0 && s->closing) {
+        smtpd_close(s);
+        return;
+    }
+    smtpd_update_io(s);
+}
+
+/* Close once the replies queued so far are out; read nothing more. */
+static void
+smtpd_finish(struct smtpd_sess *s)
+{
+    s->closing = 1;
+    s->sleeping = 0;
+    ev_timer_stop(s->srv->loop, &s->sleep);
+    smtpd_enter(s, SMTPD_S_QUIT);
+}
+
+static void
+smtpd_write_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+    struct smtpd_sess *s = w->data;
+    int was_high = buf_len(s->out) >= SMTPD_OUT_HIGH;
+
+    if (s->dead)
+        return;
+    smtpd_flush(s);
+    /* The client read its replies: go on with buffered commands. */
+    if (!s->dead && was_high && buf_len(s->out) < SMTPD_OUT_HIGH)
+        smtpd_process(s);
+}
+
+static void
+smtpd_read_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+    struct smtpd_sess *s = w->data;
+    size_t room;
+    ssize_t n;
+    char *p;
+
+    if (s->dead)
+        return;
+    room = s->in->cap - buf_len(s->in);
+    if (room > SMTPD_READ_CHUNK)
+        room = SMTPD_READ_CHUNK;
+    if (room == 0 || (p = buf_reserve(s->in, room)) == NULL) {
+        smtpd_update_io(s);
+        return;
+    }
+    n = recv(s->fd, p, room, 0);
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+        return;
+    if (n <= 0) {
+        smtpd_lost(s);
+        return;
+    }
+    buf_commit(s->in, (size_t) n);
+    ev_timer_again(loop, &s->idle);
+    smtpd_process(s);
+}
+
+/*
+ * Transactions
+ */
+
+static void
+smtpd_env_sync(struct smtpd_sess *s)
+{
+    s->env.helo = s->helo;
+    s->env.proto = s->proto;
+    s->env.queue_id = s->qid;
+    s->env.sender = s->sender;
+    s->env.rcpts = s->rcpts;
+    s->env.nrcpt = s->nrcpt;
+}
+
+/* End the transaction; with_abort: offer ABORT to the filters. */
+static void
+smtpd_txn_end(struct smtpd_sess *s, int with_abort)
+{
+    size_t i;
+
+    if (s->txn_filters && with_abort && s->fs)
+        filter_stage(s->fs, FILTER_ABORT, NULL, NULL, NULL);
+    s->txn_filters = 0;
+    spool_abort(s->sf);
+    s->sf = NULL;
+    s->qid[0] = '\0';
+    smtpd_data_free(s->dec);
+    s->dec = NULL;
+    free(s->sender);
+    s->sender = NULL;
+    free(s->body_type);
+    s->body_type = NULL;
+    for (i = 0; i < s->nrcpt; i++)
+        free(s->rcpts[i]);
+    s->nrcpt = 0;
+    if (s->rcpts)
+        s->rcpts[0] = NULL;
+    s->rcpt_tried = 0;
+    s->txn_verdict = FILTER_CONTINUE;
+    free(s->txn_text);
+    s->txn_text = NULL;
+    free(s->pend_addr);
+    s->pend_addr = NULL;
+    free(s->pend_body);
+    s->pend_body = NULL;
+    s->write_err = 0;
+    s->msgid_logged = 0;
+    s->backlog_paused = 0;
+    smtpd_env_sync(s);
+}
+
+/* Remember a HOLD or DISCARD given before end of data. */
+static void
+smtpd_txn_note(struct smtpd_sess *s, const struct filter_result *r)
+{
+    if ((r->verdict == FILTER_HOLD || r->verdict == FILTER_DISCARD)
+        && r->verdict > s->txn_verdict) {
+        s->txn_verdict = r->verdict;
+        free(s->txn_text);
+        s->txn_text = xstrdup(r->text ? r->text : "");
+    }
+}
+
+static void
+smtpd_rcpt_add(struct smtpd_sess *s, const char *addr)
+{
+    if (s->nrcpt + 2 > s->rcpt_alloc) {
+        s->rcpt_alloc = s->rcpt_alloc ? s->rcpt_alloc * 2 : 8;
+        s->rcpts = xrealloc(s->rcpts, s->rcpt_alloc * sizeof(char *));
+    }
+    s->rcpts[s->nrcpt++] = xstrdup(addr);
+    s->rcpts[s->nrcpt] = NULL;
+    smtpd_env_sync(s);
+}
+
+/*
+ * Filters: a command that waits for a verdict
+ */
+
+static void
+smtpd_filter_done(void *arg, const struct filter_result *res)
+{
+    struct smtpd_sess *s = arg;
+    smtpd_cont k = s->cont;
+
+    if (s->dead || k == NULL)
+        return;
+    s->cont = NULL;
+    s->waiting = 0;
+    k(s, res);
+    if (!s->dead)
+        smtpd_process(s);
+}
+
+static void
+smtpd_filter(struct smtpd_sess *s, enum filter_stage st,
+             const struct filter_args *a, smtpd_cont k)
+{
+    s->cont = k;
+    s->waiting = 1;
+    smtpd_update_io(s);
+    filter_stage(s->fs, st, a, smtpd_filter_done, s);
+}
+
+static void
+smtpd_drain_cb(void *arg)
+{
+    struct smtpd_sess *s = arg;
+
+    if (s->dead || !s->backlog_paused)
+        return;
+    log_debug("%s: filter backlog drained: reading", s->ident);
+    s->backlog_paused = 0;
+    smtpd_update_io(s);
+}
+
+/*
+ * Commands
+ */
+
+static void
+smtpd_helo_done(struct smtpd_sess *s, const struct filter_result *r)
+{
+    const struct smtpd_conf *c = s->conf;
+
+    if (r->verdict == FILTER_REJECT || r->verdict == FILTER_TEMPFAIL) {
+        free(s->pend_addr);
+        s->pend_addr = NULL;
+        smtpd_reject(s, r, s->esmtp ? "EHLO" : "HELO", NULL);
+        return;
+    }
+    free(s->helo);
+    s->helo = s->pend_addr;
+    s->pend_addr = NULL;
+    s->proto = s->esmtp ? "ESMTP" : "SMTP";
+    smtpd_env_sync(s);
+    smtpd_enter(s, SMTPD_S_MAIL);
+    if (!s->esmtp) {
+        smtpd_reply(s, "250 %s", c->myhostname);
+        return;
+    }
+    buf_printf(s->out, "250-%s\r\n250-PIPELINING\r\n", c->myhostname);
+    if (c->size_limit > 0)
+        buf_printf(s->out, "250-SIZE %lld\r\n", c->size_limit);
+    else
+        buf_puts(s->out, "250-SIZE\r\n");
+    if (!c->disable_vrfy)
+        buf_puts(s->out, "250-VRFY\r\n");
+    smtpd_reply(s, "250-ENHANCEDSTATUSCODES\r\n250 8BITMIME");
+}
+
+static void
+smtpd_cmd_helo(struct smtpd_sess *s, struct smtpd_cmd *cmd)
+{
+    struct filter_args a = {0};
+    int ehlo = cmd->verb == SMTPD_V_EHLO;
+
+    if (*cmd->arg == '\0') {
+        smtpd_reply(s, "501 5.5.4 Syntax: %s hostname", ehlo ? "EHLO" : "HELO");
+        return;
+    }
+    smtpd_txn_end(s, 1);
+    smtpd_enter(s, smtpd_idle_state(s));
+    s->esmtp = ehlo;
+    s->pend_addr = xstrdup(cmd->arg);
+    a.str = s->pend_addr;
+    smtpd_filter(s, FILTER_HELO, &a, smtpd_helo_done);
+}
+
+static void
+smtpd_mail_done(struct smtpd_sess *s, const struct filter_result *r)
+{
+    if (r->verdict == FILTER_REJECT || r->verdict == FILTER_TEMPFAIL) {
+        smtpd_reject(s, r, "MAIL", NULL);
+        smtpd_txn_end(s, 1);
+        return;
+    }
+    smtpd_txn_note(s, r);
+    s->sender = s->pend_addr;
+    s->pend_addr = NULL;
+    s->body_type = s->pend_body;
+    s->pend_body = NULL;
+    smtpd_env_sync(s);
+    smtpd_enter(s, SMTPD_S_RCPT);
+    smtpd_reply(s, "250 2.1.0 Ok");
+}
+
+static void
+smtpd_cmd_mail(struct smtpd_sess *s, struct smtpd_cmd *cmd)
+{
+    const struct smtpd_conf *c = s->conf;
+    struct smtpd_path p;
+    struct filter_args a = {0};
+    const char *why, *val;
+    char *end;
+    size_t i;
+
+    if (c->helo_required && s->helo == NULL) {
+        smtpd_reply(s, "503 5.5.1 Error: send HELO/EHLO first");
+        return;
+    }
+    if (smtpd_parse_path(cmd->arg, "FROM:", 0, &p, &why) < 0) {
+        smtpd_reply(s, "501 %s", why);
+        return;
+    }
+    free(s->pend_body);
+    s->pend_body = NULL;
+    for (i = 0; i < p.nparams; i++) {
+        if (s->esmtp && smtpd_param_is(p.params[i], "SIZE", &val)) {
+            unsigned long long sz;
+
+            if (val == NULL || *val < '0' || *val > '9') {
+                smtpd_reply(s, "501 5.5.4 Bad message size syntax");
+                return;
+            }
+            errno = 0;
+            sz = strtoull(val, &end, 10);
+            if (*end != '\0' || errno == ERANGE) {
+                smtpd_reply(s, "501 5.5.4 Bad message size syntax");
+                return;
+            }
+            if (c->size_limit > 0 && sz > (unsigned long long) c->size_limit) {
+                smtpd_reply(s, "552 5.3.4 Message size exceeds fixed limit");
+                return;
+            }
+        } else if (s->esmtp && smtpd_param_is(p.params[i], "BODY", &val) && val
+                   && (strcasecmp(val, "7BIT") == 0
+                       || strcasecmp(val, "8BITMIME") == 0)) {
+            free(s->pend_body);
+            s->pend_body = xstrdup(val);
+            for (end = s->pend_body; *end; end++)
+                if (*end >= 'a' && *end <= 'z')
+                    *end = (char) (*end - 'a' + 'A');
+        } else {
+            smtpd_reply(s, "555 5.5.4 Unsupported option: %s", p.params[i]);
+            return;
+        }
+    }
+    free(s->pend_addr);
+    s->pend_addr = xstrdup(p.addr);
+    s->txn_filters = 1;
+    a.str = s->pend_addr;
+    a.argv = p.params;
+    smtpd_filter(s, FILTER_MAIL, &a, smtpd_mail_done);
+}
+
+/* Invariant 8: may this client send to addr? */
+static int
+smtpd_rcpt_permitted(struct smtpd_sess *s, const char *addr)
+{
+    const struct smtpd_conf *c = s->conf;
+    char *local = NULL, *domain = NULL;
+    int ok = 0;
+
+    if (lookup_net_match(c->mynetworks, (const struct sockaddr *) &s->sa))
+        return 1;
+    if (smtpd_addr_split(addr, &local, &domain) < 0)
+        return 0;
+    if (smtpd_local_has_routing(local))
+        ok = 0;
+    else if (*domain == '\0')
+        ok = strcasecmp(local, "postmaster") == 0;
+    else if (domain[0] == '[') /* address literals are never ours */
+        ok = 0;
+    else
+        ok = lookup_domain_match(c->mydestination, domain)
+             || lookup_domain_match(c->relay_domains, domain);
+    free(local);
+    free(domain);
+    return ok;
+}
+
+static void
+smtpd_rcpt_done(struct smtpd_sess *s, const struct filter_result *r)
+{
+    struct buf *err;
+
+    if (r->verdict == FILTER_REJECT || r->verdict == FILTER_TEMPFAIL) {
+        smtpd_reject(s, r, "RCPT", s->pend_addr);
+        goto out;
+    }
+    if (s->sf == NULL) {
+        err = buf_new(128, 1024);
+        s->sf = spool_create(s->conf->qdir, err);
+        if (s->sf == NULL) {
+            log_warning("queue file create failed: %s", buf_data(err));
+            smtpd_reply(s, "451 4.3.0 Error: queue file write error");
+            buf_free(err);
+            goto out;
+        }
+        buf_free(err);
+        snprintf(s->qid, sizeof(s->qid), "%s", spool_id(s->sf));
+        log_info("%s: client=%s", s->qid, s->ident);
+    }
+    smtpd_txn_note(s, r);
+    smtpd_rcpt_add(s, s->pend_addr);
+    smtpd_reply(s, "250 2.1.5 Ok");
+out:
+    free(s->pend_addr);
+    s->pend_addr = NULL;
+}
+
+static void
+smtpd_cmd_rcpt(struct smtpd_sess *s, struct smtpd_cmd *cmd)
+{
+    struct smtpd_path p;
+    struct filter_args a = {0};
+    const char *why;
+    char *addr;
+
+    if (smtpd_parse_path(cmd->arg, "TO:", 1, &p, &why) < 0) {
+        smtpd_reply(s, "501 %s", why);
+        return;
+    }
+    if (p.nparams > 0) {
+        smtpd_reply(s, "555 5.5.4 Unsupported option: %s", p.params[0]);
+        return;
+    }
+    s->rcpt_tried++;
+    if (s->conf->rcpt_limit > 0
+        && (long long) s->nrcpt >= s->conf->rcpt_limit) {
+        smtpd_reply(s, "452 4.5.3 Error: too many recipients");
+        return;
+    }
+    addr = p.addr;
+    if (!smtpd_rcpt_permitted(s, addr)) {
+        struct buf *b = buf_new(128, LOG_LINE_MAX);
+
+        smtpd_reply(s, "554 5.7.1 <%s>: Relay access denied", addr);
+        buf_printf(b, "554 5.7.1 <%s>: Relay access denied", addr);
+        smtpd_log_event(s, "reject", "RCPT", buf_data(b), addr);
+        buf_free(b);
+        return;
+    }
+    free(s->pend_addr);
+    s->pend_addr = xstrdup(addr);
+    a.str = s->pend_addr;
+    a.argv = p.params;
+    smtpd_filter(s, FILTER_RCPT, &a, smtpd_rcpt_done);
+}
+
+/* DATA decoder callbacks */
+static void
+smtpd_dec_content(void *arg, const void *p, size_t n)
+{
+    struct smtpd_sess *s = arg;
+
+    if (s->write_err || s->sf == NULL)
+        return;
+    if (spool_write(s->sf, p, n) < 0)
+        s->write_err = errno ? errno : EIO;
+}
+
+static void
+smtpd_dec_header(void *arg, const char *name, size_t nlen, const char *value,
+                 size_t vlen)
+{
+    struct smtpd_sess *s = arg;
+    struct filter_args a = {0};
+    char *hn = xmemdup(name, nlen), *hv = xmemdup(value, vlen);
+
+    if (!s->msgid_logged && strcasecmp(hn, "Message-ID") == 0) {
+        const char *v = hv;
+        size_t n = vlen;
+
+        while (n > 0 && (*v == ' ' || *v == '\t' || *v == '\r' || *v == '\n'))
+            v++, n--;
+        while (n > 0
+               && (v[n - 1] == ' ' || v[n - 1] == '\t' || v[n - 1] == '\r'
+                   || v[n - 1] == '\n'))
+            n--;
+        log_info_as("cleanup", "%s: message-id=%s", s->qid,
+                    log_safe(v, n, s->safe[0], SMTPD_SAFE));
+        s->msgid_logged = 1;
+    }
+    a.hname = hn;
+    a.hvalue = hv;
+    filter_stage(s->fs, FILTER_HEADER, &a, NULL, NULL);
+    free(hn);
+    free(hv);
+}
+
+static void
+smtpd_dec_eoh(void *arg)
+{
+    struct smtpd_sess *s = arg;
+
+    filter_stage(s->fs, FILTER_EOH, NULL, NULL, NULL);
+}
+
+static void
+smtpd_dec_body(void *arg, const void *p, size_t n)
+{
+    struct smtpd_sess *s = arg;
+    struct filter_args a = {0};
+
+    a.data = p;
+    a.len = n;
+    filter_stage(s->fs, FILTER_BODY, &a, NULL, NULL);
+    if (!s->backlog_paused && filter_backlog(s->fs) >= FILTER_BACKLOG_HIGH) {
+        log_debug("%s: filter backlog high: not reading", s->ident);
+        s->backlog_paused = 1;
+    }
+}
+
+static const struct smtpd_data_cb smtpd_dec_cb = {
+    smtpd_dec_content,
+    smtpd_dec_header,
+    smtpd_dec_eoh,
+    smtpd_dec_body,
+};
+
+/* The Received: header, Postfix form; value is what follows the colon. */
+static void
+smtpd_received(struct smtpd_sess *s, struct buf *b)
+{
+    const struct smtpd_conf *c = s->conf;
+    char date[64];
+    struct tm tm;
+    time_t now = time(NULL);
+    int v6 = strchr(s->addr, ':') != NULL;
+
+    localtime_r(&now, &tm);
+    strftime(date, sizeof(date), "%a, %d %b %Y %H:%M:%S %z (%Z)", &tm);
+    buf_printf(b, " from %s (%s [%s%s])\r\n\tby %s (%s) with %s id %s",
+               s->helo ? s->helo : "unknown", s->name, v6 ? "IPv6:" : "",
+               s->addr, c->myhostname, c->mail_name,
+               s->proto ? s->proto : "SMTP", s->qid);
+    if (s->nrcpt == 1)
+        buf_printf(b, "\r\n\tfor <%s>; %s", s->rcpts[0], date);
+    else
+        buf_printf(b, "; %s", date);
+}
+
+static void
+smtpd_data_done(struct smtpd_sess *s, const struct filter_result *r)
+{
+    struct filter_args a = {0};
+    struct buf *b;
+    size_t max;
+
+    if (r->verdict == FILTER_REJECT || r->verdict == FILTER_TEMPFAIL) {
+        smtpd_reject(s, r, "DATA", s->nrcpt ? s->rcpts[0] : NULL);
+        smtpd_txn_end(s, 1);
+        smtpd_enter(s, smtpd_idle_state(s));
+        return;
+    }
+    smtpd_txn_note(s, r);
+    smtpd_reply(s, "354 End data with <CR><LF>.<CR><LF>");
+    smtpd_enter(s, SMTPD_S_DATA);
+    max = s->conf->size_limit > 0 ? (size_t) s->conf->size_limit
+                                  : (size_t) -1 / 2;
+    s->dec = smtpd_data_new(&smtpd_dec_cb, s, max,
+                            (size_t) s->conf->header_limit, s->forbid_bare);
+    b = buf_new(512, 8192 + 2 * (size_t) s->conf->line_limit);
+    smtpd_received(s, b);
+    if (spool_write(s->sf, "Received:", 9) < 0
+        || spool_write(s->sf, buf_data(b), buf_len(b)) < 0
+        || spool_write(s->sf, "\r\n", 2) < 0)
+        s->write_err = errno ? errno : EIO;
+    a.hname = "Received";
+    a.hvalue = buf_data(b);
+    filter_stage(s->fs, FILTER_HEADER, &a, NULL, NULL);
+    buf_free(b);
+}
+
+static void
+smtpd_cmd_data(struct smtpd_sess *s, struct smtpd_cmd *cmd)
+{
+    if (*cmd->arg != '\0') {
+        smtpd_reply(s, "501 5.5.4 Syntax: DATA");
+        return;
+    }
+    if (s->nrcpt == 0) {
+        if (s->rcpt_tried)
+            smtpd_reply(s, "554 5.5.1 Error: no valid recipients");
+        else
+            smtpd_reply(s, "503 5.5.1 Error: need RCPT command");
+        return;
+    }
+    smtpd_filter(s, FILTER_DATA, NULL, smtpd_data_done);
+}
+
+static void
+smtpd_cmd_rset(struct smtpd_sess *s, struct smtpd_cmd *cmd)
+{
+    smtpd_txn_end(s, 1);
+    smtpd_enter(s, smtpd_idle_state(s));
+    smtpd_reply(s, "250 2.0.0 Ok");
+}
+
+static void
+smtpd_cmd_noop(struct smtpd_sess *s, struct smtpd_cmd *cmd)
+{
+    smtpd_reply(s, "250 2.0.0 Ok");
+}
+
+static void
+smtpd_cmd_quit(struct smtpd_sess *s, struct smtpd_cmd *cmd)
+{
+    smtpd_txn_end(s, 1);
+    smtpd_reply(s, "221 2.0.0 Bye");
+    smtpd_finish(s);
+}
+
+static void
+smtpd_cmd_vrfy(struct smtpd_sess *s, struct smtpd_cmd *cmd)
+{
+    if (s->conf->disable_vrfy)
+        smtpd_reply(s, "502 5.5.1 VRFY command is disabled");
+    else if (*cmd->arg == '\0')
+        smtpd_reply(s, "501 5.5.4 Syntax: VRFY address");
+    else
+        smtpd_reply(s, "252 2.0.0 %s", cmd->arg);
+}
+
+static void
+smtpd_cmd_expn(struct smtpd_sess *s, struct smtpd_cmd *cmd)
+{
+    smtpd_reply(s, "502 5.5.2 Error: command not recognized");
+}
+
+static void
+smtpd_cmd_help(struct smtpd_sess *s, struct smtpd_cmd *cmd)
+{
+    smtpd_reply(s, "214 2.0.0 Commands: EHLO HELO MAIL RCPT DATA RSET NOOP "
+                   "QUIT VRFY HELP");
+}
+
+static void
+smtpd_cmd_starttls(struct smtpd_sess *s, struct smtpd_cmd *cmd)
+{
+    smtpd_reply(s, "502 5.5.1 Error: command not implemented");
+}
+
+static void
+smtpd_cmd_auth(struct smtpd_sess *s, struct smtpd_cmd *cmd)
+{
+    smtpd_reply(s, "503 5.5.1 Error: authentication not enabled");
+}
+
+static void
+smtpd_unknown_done(struct smtpd_sess *s, const struct filter_result *r)
+{
+    if ((r->verdict == FILTER_REJECT || r->verdict == FILTER_TEMPFAIL)
+        && r->text) {
+        const char *dsn, *text;
+        int code;
+
+        smtpd_verdict_reply(r, &code, &dsn, &text);
+        smtpd_reply_text(s, code, dsn, text);
+        return;
+    }
+    smtpd_reply(s, "500 5.5.2 Error: command not recognized");
+}
+
+static void
+smtpd_cmd_unknown(struct smtpd_sess *s, struct smtpd_cmd *cmd)
+{
+    struct filter_args a = {0};
+
+    a.str = buf_data(s->raw);
+    smtpd_filter(s, FILTER_UNKNOWN, &a, smtpd_unknown_done);
+}
+
+struct smtpd_verb_ent {
+    const char *name; /* upper case, for "after CMD" */
+    const char *stat; /* lower case, for the disconnect line */
+    void (*fn)(struct smtpd_sess *s, struct smtpd_cmd *cmd);
+    unsigned states;  /* where the verb is allowed */
+    const char *deny; /* reply elsewhere */
+    int junk;         /* counts toward smtpd_junk_command_limit */
+};
+
+/* Indexed by enum smtpd_verb. */
+static const struct smtpd_verb_ent smtpd_verbs[SMTPD_NVERB] = {
+    [SMTPD_V_EHLO] = {"EHLO", "ehlo", smtpd_cmd_helo, ST_CMD, NULL, 0},
+    [SMTPD_V_HELO] = {"HELO", "helo", smtpd_cmd_helo, ST_CMD, NULL, 0},
+    [SMTPD_V_MAIL] = {"MAIL", "mail", smtpd_cmd_mail,
+                      ST(SMTPD_S_HELO) | ST(SMTPD_S_MAIL),
+                      "503 5.5.1 Error: nested MAIL command", 0},
+    [SMTPD_V_RCPT] = {"RCPT", "rcpt", smtpd_cmd_rcpt, ST(SMTPD_S_RCPT),
+                      "503 5.5.1 Error: need MAIL command", 0},
+    [SMTPD_V_DATA] = {"DATA", "data", smtpd_cmd_data, ST(SMTPD_S_RCPT),
+                      "503 5.5.1 Error: need RCPT command", 0},
+    [SMTPD_V_RSET] = {"RSET", "rset", smtpd_cmd_rset, ST_CMD, NULL, 1},
+    [SMTPD_V_NOOP] = {"NOOP", "noop", smtpd_cmd_noop, ST_CMD, NULL, 1},
+    [SMTPD_V_QUIT] = {"QUIT", "quit", smtpd_cmd_quit, ST_CMD, NULL, 0},
+    [SMTPD_V_VRFY] = {"VRFY", "vrfy", smtpd_cmd_vrfy, ST_CMD, NULL, 1},
+    [SMTPD_V_EXPN] = {"EXPN", "expn", smtpd_cmd_expn, ST_CMD, NULL, 1},
+    [SMTPD_V_HELP] = {"HELP", "help", smtpd_cmd_help, ST_CMD, NULL, 1},
+    [SMTPD_V_STARTTLS] = {"STARTTLS", "starttls", smtpd_cmd_starttls, ST_CMD,
+                          NULL, 0},
+    [SMTPD_V_AUTH] = {"AUTH", "auth", smtpd_cmd_auth, ST_CMD, NULL, 0},
+    [SMTPD_V_BDAT] = {"BDAT", "bdat", smtpd_cmd_unknown, ST_CMD, NULL, 1},
+    [SMTPD_V_ETRN] = {"ETRN", "etrn", smtpd_cmd_unknown, ST_CMD, NULL, 1},
+    [SMTPD_V_UNKNOWN] = {"UNKNOWN", "unknown", smtpd_cmd_unknown, ST_CMD, NULL,
+                         1},
+};
+
+/* Postfix's order of the counters on the disconnect line. */
+static const enum smtpd_verb smtpd_stat_order[] = {
+    SMTPD_V_HELO, SMTPD_V_EHLO, SMTPD_V_STARTTLS, SMTPD_V_AUTH,
+    SMTPD_V_MAIL, SMTPD_V_RCPT, SMTPD_V_BDAT,     SMTPD_V_DATA,
+    SMTPD_V_RSET, SMTPD_V_NOOP, SMTPD_V_VRFY,     SMTPD_V_EXPN,
+    SMTPD_V_HELP, SMTPD_V_ETRN, SMTPD_V_QUIT,     SMTPD_V_UNKNOWN,
+};
+
+static void
+smtpd_begin(struct smtpd_sess *s, enum smtpd_verb v)
+{
+    s->cur = (int) v;
+    s->cnt[v]++;
+    s->last_cmd = smtpd_verbs[v].name;
+    if (smtpd_verbs[v].junk && ++s->junk > s->conf->junk_limit)
+        s->errors++;
+}
+
+static void
+smtpd_command(struct smtpd_sess *s, char *line, size_t len)
+{
+    const struct smtpd_verb_ent *v;
+    struct smtpd_cmd cmd;
+
+    buf_set(s->raw, line, len);
+    if (smtpd_parse_cmd(line, len, &cmd) < 0) {
+        smtpd_begin(s, SMTPD_V_UNKNOWN);
+        smtpd_reply(s, "500 5.5.2 Error: bad syntax");
+        return;
+    }
+    v = &smtpd_verbs[cmd.verb];
+    smtpd_begin(s, cmd.verb);
+    if (s->denied && cmd.verb != SMTPD_V_QUIT) {
+        smtpd_reply(s, "503 5.5.1 Error: access denied for %s", s->ident);
+        return;
+    }
+    if (!(v->states & ST(s->state))) {
+        smtpd_reply(s, "%s",
+                    v->deny ? v->deny
+                            : "503 5.5.1 Error: bad sequence of "
+                              "commands");
+        return;
+    }
+    v->fn(s, &cmd);
+}
+
+/* Bare LF or CR received: 521 and close. */
+static void
+smtpd_bare(struct smtpd_sess *s, const char *what)
+{
+    log_info("%s: bare <%s> received after %s from %s",
+             s->qid[0] ? s->qid : "NOQUEUE", what, s->last_cmd, s->ident);
+    smtpd_reply(s, "521 5.5.2 %s Error: bare <%s> received",
+                s->conf->myhostname, what);
+    smtpd_txn_end(s, 1);
+    smtpd_finish(s);
+}
+
+/* Take one command line from the input: 0 handled, -1 need more input. */
+static int
+smtpd_next_line(struct smtpd_sess *s)
+{
+    char *d = buf_data(s->in), *lf;
+    size_t len = buf_len(s->in), n, ll;
+    int bare;
+
+    lf = memchr(d, '\n', len);
+    if (s->skip_line) {
+        if (lf == NULL) {
+            buf_reset(s->in);
+            return -1;
+        }
+        buf_consume(s->in, (size_t) (lf - d) + 1);
+        s->skip_line = 0;
+        return 0;
+    }
+    if (lf == NULL) {
+        if ((long long) len <= s->conf->line_limit)
+            return -1;
+        smtpd_begin(s, SMTPD_V_UNKNOWN);
+        smtpd_reply(s, "500 5.5.2 Error: line too long");
+        buf_reset(s->in);
+        s->skip_line = 1;
+        return 0;
+    }
+    n = (size_t) (lf - d);
+    bare = n == 0 || d[n - 1] != '\r';
+    ll = bare ? n : n - 1;
+    if (bare && s->forbid_bare) {
+        smtpd_bare(s, "LF");
+        return -1;
+    }
+    if ((long long) ll > s->conf->line_limit) {
+        buf_consume(s->in, n + 1);
+        smtpd_begin(s, SMTPD_V_UNKNOWN);
+        smtpd_reply(s, "500 5.5.2 Error: line too long");
+        return 0;
+    }
+    buf_set(s->line, d, ll);
+    buf_consume(s->in, n + 1);
+    smtpd_command(s, buf_data(s->line), ll);
+    return 0;
+}
+
+/*
+ * End of data, verdict, commit
+ */
+
+struct smtpd_job {
+    struct smtpd_sess *s;
+    struct spool_file *sf;  /* commit: the file; rewrite: the old one */
+    struct spool_file *nsf; /* rewrite: the new one */
+    struct spool_env *env;
+    struct filter_mod *mods;
+    const char *queue;
+    char *qdir;
+    char id[SPOOL_ID_SIZE];
+    off_t off, len;
+    int rc, err;
+    struct buf *errbuf;
+};
+
+static void
+smtpd_job_free(struct smtpd_job *j)
+{
+    if (j->env) {
+        spool_env_free(j->env);
+        free(j->env);
+    }
+    filter_mods_free(j->mods);
+    buf_free(j->errbuf);
+    free(j->qdir);
+    free(j);
+}
+
+static struct spool_env *
+smtpd_env_new(struct smtpd_sess *s, const struct filter_mod *mods,
+              const char *hold)
+{
+    struct spool_env *e = xcalloc(1, sizeof(*e));
+    const struct filter_mod *m;
+    struct timeval tv;
+    char **r = xcalloc(s->nrcpt + 1, sizeof(char *));
+    size_t nr = 0, i, j;
+    char *sender = xstrdup(s->sender ? s->sender : "");
+
+    for (i = 0; i < s->nrcpt; i++)
+        r[nr++] = xstrdup(s->rcpts[i]);
+    for (m = mods; m; m = m->next) {
+        const char *v = m->value ? m->value : "";
+        size_t vl = strlen(v);
+
+        if (vl >= 2 && v[0] == '<' && v[vl - 1] == '>')
+            v++, vl -= 2;
+        switch (m->type) {
+        case FILTER_MOD_CHANGE_SENDER:
+            free(sender);
+            sender = xstrndup(v, vl);
+            break;
+        case FILTER_MOD_ADD_RCPT:
+            r = xrealloc(r, (nr + 2) * sizeof(char *));
+            r[nr++] = xstrndup(v, vl);
+            break;
+        case FILTER_MOD_DELETE_RCPT:
+            for (i = 0; i < nr; i++) {
+                if (strlen(r[i]) == vl && strncasecmp(r[i], v, vl) == 0) {
+                    free(r[i]);
+                    r[i] = r[--nr];
+                    i--;
+                }
+            }
+            break;
+        case FILTER_MOD_ADD_HEADER:
+        case FILTER_MOD_INSERT_HEADER:
+        case FILTER_MOD_CHANGE_HEADER:
+        case FILTER_MOD_REPLACE_BODY:
+            break;
+        }
+    }
+    gettimeofday(&tv, NULL);
+    e->arrival = (long long) tv.tv_sec * 1000000 + tv.tv_usec;
+    e->client_name = xstrdup(s->name);
+    e->client_addr = xstrdup(s->addr);
+    e->client_port = s->port;
+    e->helo = s->helo ? xstrdup(s->helo) : NULL;
+    e->proto = xstrdup(s->proto ? s->proto : "SMTP");
+    e->sender = sender;
+    e->body_type = s->body_type ? xstrdup(s->body_type) : NULL;
+    e->hold_reason = hold ? xstrdup(hold) : NULL;
+    e->rcpt = xcalloc(nr ? nr : 1, sizeof(struct spool_rcpt));
+    for (i = 0; i < nr; i++) {
+        for (j = 0; j < e->nrcpt; j++) /* duplicates: deliver once */
+            if (strcasecmp(e->rcpt[j].addr, r[i]) == 0)
+                break;
+        if (j < e->nrcpt) {
+            free(r[i]);
+            continue;
+        }
+        e->rcpt[e->nrcpt].addr = r[i];
+        e->rcpt[e->nrcpt].status = SPOOL_RCPT_PENDING;
+        e->nrcpt++;
+    }
+    free(r);
+    return e;
+}
+
+static void
+smtpd_commit_work(void *arg)
+{
+    struct smtpd_job *j = arg;
+
+    errno = 0;
+    j->rc = spool_commit(j->sf, j->queue);
+    j->err = errno;
+}
+
+static void
+smtpd_commit_done(void *arg)
+{
+    struct smtpd_job *j = arg;
+    struct smtpd_sess *s = j->s;
+
+    s->jobs--;
+    if (j->rc == 0) {
+        spool_free(j->sf);
+        spool_notify(j->qdir, "N");
+    } else {
+        log_warning("%s: queue file commit failed: %s", j->id,
+                    strerror(j->err ? j->err : EIO));
+        spool_abort(j->sf);
+    }
+    if (!s->dead) {
+        s->waiting = 0;
+        if (j->rc == 0)
+            smtpd_reply(s, "250 2.0.0 Ok: queued as %s", j->id);
+        else
+            smtpd_reply(s, "451 4.3.0 Error: queue file write error");
+        s->qid[0] = '\0';
+        smtpd_txn_end(s, 0);
+        smtpd_enter(s, smtpd_idle_state(s));
+        smtpd_process(s);
+    }
+    smtpd_job_free(j);
+}
+
+/* On the loop: write the envelope and hand the file to a worker. */
+static void
+smtpd_commit(struct smtpd_sess *s, struct smtpd_job *j)
+{
+    if (spool_finish(j->sf, j->env) < 0) {
+        log_warning("%s: queue file write error: %s", j->id, strerror(errno));
+        spool_abort(j->sf);
+        smtpd_job_free(j);
+        s->waiting = 0;
+        smtpd_reply(s, "451 4.3.0 Error: queue file write error");
+        smtpd_txn_end(s, 0);
+        smtpd_enter(s, smtpd_idle_state(s));
+        return;
+    }
+    smtpd_enter(s, SMTPD_S_COMMIT);
+    s->waiting = 1;
+    s->jobs++;
+    wpool_submit(s->srv->pool, smtpd_commit_work, smtpd_commit_done, j);
+}
+
+static int
+smtpd_rewrite_out(void *arg, const void *p, size_t n)
+{
+    struct smtpd_job *j = arg;
+
+    return spool_write(j->nsf, p, n);
+}
+
+static void
+smtpd_rewrite_work(void *arg)
+{
+    struct smtpd_job *j = arg;
+
+    j->nsf = spool_create_as(j->qdir, j->id, j->errbuf);
+    if (j->nsf == NULL) {
+        j->rc = -1;
+        return;
+    }
+    errno = 0;
+    j->rc = filter_mods_rewrite(j->mods, spool_fd(j->sf), j->off, j->len,
+                                smtpd_rewrite_out, j);
+    j->err = errno;
+    if (j->rc < 0)
+        buf_sets(j->errbuf, strerror(j->err ? j->err : EIO));
+}
+
+static void
+smtpd_rewrite_done(void *arg)
+{
+    struct smtpd_job *j = arg;
+    struct smtpd_sess *s = j->s;
+
+    s->jobs--;
+    spool_abort(j->sf);
+    j->sf = j->nsf;
+    j->nsf = NULL;
+    if (j->rc < 0 || s->dead) {
+        if (j->rc < 0)
+            log_warning("%s: queue file rewrite failed: %s", j->id,
+                        buf_data(j->errbuf));
+        spool_abort(j->sf);
+        smtpd_job_free(j);
+        if (!s->dead) {
+            s->waiting = 0;
+            smtpd_reply(s, "451 4.3.0 Error: queue file write error");
+            smtpd_txn_end(s, 0);
+            smtpd_enter(s, smtpd_idle_state(s));
+            smtpd_process(s);
+        }
+        return;
+    }
+    smtpd_commit(s, j);
+    if (!s->waiting)
+        smtpd_process(s);
+}
+
+static void
+smtpd_eom_done(struct smtpd_sess *s, const struct filter_result *r)
+{
+    enum filter_verdict v = r->verdict;
+    const char *text = r->text;
+    const struct filter_mod *m;
+    struct smtpd_job *j;
+    struct buf *b;
+
+    s->txn_filters = 0; /* EOM delivered: the filters are done */
+    if (s->txn_verdict > v) {
+        v = s->txn_verdict;
+        text = s->txn_text;
+    }
+    switch (v) {
+    case FILTER_REJECT:
+    case FILTER_TEMPFAIL:
+        smtpd_reject(s, r, "END-OF-MESSAGE", s->rcpts[0]);
+        smtpd_txn_end(s, 0);
+        smtpd_enter(s, smtpd_idle_state(s));
+        return;
+    case FILTER_DISCARD:
+        b = buf_new(128, LOG_LINE_MAX);
+        buf_puts(b, text && *text ? text : "discarded");
+        smtpd_log_event(s, "discard", "END-OF-MESSAGE", buf_data(b),
+                        s->rcpts[0]);
+        buf_free(b);
+        smtpd_reply(s, "250 2.0.0 Ok: queued as %s", s->qid);
+        smtpd_txn_end(s, 0);
+        smtpd_enter(s, smtpd_idle_state(s));
+        return;
+    case FILTER_HOLD:
+        b = buf_new(128, LOG_LINE_MAX);
+        buf_puts(b, text && *text ? text : "held");
+        smtpd_log_event(s, "hold", "END-OF-MESSAGE", buf_data(b), s->rcpts[0]);
+        buf_free(b);
+        break;
+    case FILTER_CONTINUE:
+    case FILTER_ACCEPT:
+        break;
+    }
+    j = xcalloc(1, sizeof(*j));
+    j->s = s;
+    j->qdir = xstrdup(s->conf->qdir);
+    snprintf(j->id, sizeof(j->id), "%s", s->qid);
+    j->queue = v == FILTER_HOLD ? "hold" : "incoming";
+    j->env = smtpd_env_new(
+        s, r->mods, v == FILTER_HOLD ? (text && *text ? text : "held") : NULL);
+    j->sf = s->sf;
+    s->sf = NULL; /* the job owns it now */
+    if (j->env->nrcpt == 0) {
+        log_info("%s: discard: END-OF-MESSAGE from %s: no recipients left",
+                 j->id, s->ident);
+        spool_abort(j->sf);
+        smtpd_job_free(j);
+        smtpd_reply(s, "250 2.0.0 Ok: queued as %s", s->qid);
+        smtpd_txn_end(s, 0);
+        smtpd_enter(s, smtpd_idle_state(s));
+        return;
+    }
+    if (filter_mods_have_content(r->mods)) {
+        struct filter_mod **tail = &j->mods;
+
+        for (m = r->mods; m; m = m->next) {
+            *tail = filter_mod_new(m->type, m->name, m->value, m->len, m->index,
+                                   m->args);
+            tail = &(*tail)->next;
+        }
+        j->off = spool_content_off(j->sf);
+        j->len = spool_content_size(j->sf);
+        j->errbuf = buf_new(128, 1024);
+        smtpd_enter(s, SMTPD_S_COMMIT);
+        s->waiting = 1;
+        s->jobs++;
+        wpool_submit(s->srv->pool, smtpd_rewrite_work, smtpd_rewrite_done, j);
+        return;
+    }
+    smtpd_commit(s, j);
+}
+
+static void
+smtpd_data_end(struct smtpd_sess *s)
+{
+    int fl = smtpd_data_flags(s->dec);
+
+    s->last_cmd = "END-OF-MESSAGE";
+    if (fl & SMTPD_DATA_TOO_BIG) {
+        smtpd_reply(s, "552 5.3.4 Message size exceeds fixed limit");
+        smtpd_log_event(s, "reject", "END-OF-MESSAGE",
+                        "552 5.3.4 Message size exceeds fixed limit",
+                        s->rcpts[0]);
+        smtpd_txn_end(s, 1);
+        smtpd_enter(s, smtpd_idle_state(s));
+        return;
+    }
+    if (s->write_err) {
+        log_warning("%s: queue file write error: %s", s->qid,
+                    strerror(s->write_err));
+        smtpd_reply(s, "451 4.3.0 Error: queue file write error");
+        smtpd_txn_end(s, 1);
+        smtpd_enter(s, smtpd_idle_state(s));
+        return;
+    }
+    smtpd_enter(s, SMTPD_S_FILTER);
+    smtpd_filter(s, FILTER_EOM, NULL, smtpd_eom_done);
+}
+
+/* Feed buffered input to the decoder: 0 go on, -1 stop. */
+static int
+smtpd_data_step(struct smtpd_sess *s)
+{
+    ssize_t n;
+    int done = 0;
+
+    n = smtpd_data_feed(s->dec, buf_data(s->in), buf_len(s->in), &done);
+    if (n < 0) {
+        smtpd_bare(s,
+                   smtpd_data_flags(s->dec) & SMTPD_DATA_BARE_CR ? "CR" : "LF");
+        return -1;
+    }
+    buf_consume(s->in, (size_t) n);
+    if (!done)
+        return -1;
+    smtpd_data_end(s);
+    return 0;
+}
+
+/* Handle what is buffered until a command must wait or input runs out. */
+static void
+smtpd_process(struct smtpd_sess *s)
+{
+    if (s->in_process || s->dead)
+        return;
+    s->in_process = 1;
+    while (!s->dead && !s->closing && !s->waiting && !s->sleeping
+           && buf_len(s->out) < SMTPD_OUT_HIGH) {
+        if (s->state == SMTPD_S_DATA) {
+            if (buf_len(s->in) == 0 || smtpd_data_step(s) < 0)
+                break;
+            continue;
+        }
+        if (!(ST(s->state) & ST_CMD))
+            break;
+        if (s->srv->stopping) {
+            smtpd_reply(s, "421 4.3.2 %s Service shutting down",
+                        s->conf->myhostname);
+            smtpd_finish(s);
+            break;
+        }
+        if (s->errors >= s->conf->hard_limit) {
+            log_info("too many errors after %s from %s", s->last_cmd, s->ident);
+            smtpd_reply(s, "421 4.7.0 %s Error: too many errors",
+                        s->conf->myhostname);
+            smtpd_finish(s);
+            break;
+        }
+        if (smtpd_next_line(s) < 0)
+            break;
+    }
+    s->in_process = 0;
+    if (s->dead)
+        return;
+    smtpd_flush(s);
+    if (!s->dead)
+        smtpd_update_io(s);
+}
+
+/*
+ * Timers
+ */
+
+static void
+smtpd_idle_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    struct smtpd_sess *s = w->data;
+
+    if (s->dead)
+        return;
+    if (s->waiting || s->backlog_paused) { /* our turn, not the client's */
+        ev_timer_again(loop, w);
+        return;
+    }
+    log_info("timeout after %s from %s", s->last_cmd, s->ident);
+    if (s->closing) { /* the client does not read its replies */
+        smtpd_close(s);
+        return;
+    }
+    s->cur = SMTPD_NO_VERB;
+    smtpd_txn_end(s, 1);
+    smtpd_reply(s, "421 4.4.2 %s Error: timeout exceeded", s->conf->myhostname);
+    smtpd_finish(s);
+    smtpd_flush(s);
+}
+
+static void
+smtpd_total_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    struct smtpd_sess *s = w->data;
+
+    if (s->dead)
+        return;
+    log_info("timeout after %s from %s", s->last_cmd, s->ident);
+    if (s->waiting || s->closing) {
+        smtpd_close(s);
+        return;
+    }
+    s->cur = SMTPD_NO_VERB;
+    smtpd_txn_end(s, 1);
+    smtpd_reply(s, "421 4.4.2 %s Error: timeout exceeded", s->conf->myhostname);
+    smtpd_finish(s);
+    smtpd_flush(s);
+}
+
+static void
+smtpd_sleep_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    struct smtpd_sess *s = w->data;
+
+    if (s->dead)
+        return;
+    s->sleeping = 0;
+    smtpd_process(s);
+}
+
+/*
+ * Session life
+ */
+
+static void
+smtpd_list_del(struct smtpd_sess **head, struct smtpd_sess *s)
+{
+    if (s->prev)
+        s->prev->next = s->next;
+    else
+        *head = s->next;
+    if (s->next)
+        s->next->prev = s->prev;
+    s->next = s->prev = NULL;
+}
+
+static void
+smtpd_list_add(struct smtpd_sess **head, struct smtpd_sess *s)
+{
+    s->prev = NULL;
+    s->next = *head;
+    if (*head)
+        (*head)->prev = s;
+    *head = s;
+}
+
+static void
+smtpd_log_disconnect(struct smtpd_sess *s)
+{
+    struct buf *b = buf_new(256, LOG_LINE_MAX);
+    unsigned tot = 0, ok = 0;
+    size_t i;
+
+    buf_printf(b, "disconnect from %s", s->ident);
+    for (i = 0; i < sizeof(smtpd_stat_order) / sizeof(smtpd_stat_order[0]);
+         i++) {
+        enum smtpd_verb v = smtpd_stat_order[i];
+
+        if (s->cnt[v] == 0)
+            continue;
+        tot += s->cnt[v];
+        ok += s->ok[v];
+        if (s->ok[v] == s->cnt[v])
+            buf_printf(b, " %s=%u", smtpd_verbs[v].stat, s->cnt[v]);
+        else
+            buf_printf(b, " %s=%u/%u", smtpd_verbs[v].stat, s->ok[v],
+                       s->cnt[v]);
+    }
+    if (ok == tot)
+        buf_printf(b, " commands=%u", tot);
+    else
+        buf_printf(b, " commands=%u/%u", ok, tot);
+    log_info("%s", buf_data(b));
+    buf_free(b);
+}
+
+/* Close the connection now; the memory goes at the next loop check. */
+static void
+smtpd_close(struct smtpd_sess *s)
+{
+    struct smtpd_srv *srv = s->srv;
+    struct ev_loop *loop = srv->loop;
+
+    if (s->dead)
+        return;
+    s->dead = 1;
+    if (s->state != SMTPD_S_LOOKUP)
+        smtpd_log_disconnect(s);
+    spool_abort(s->sf); /* a file owned by a pool job is not in s->sf */
+    s->sf = NULL;
+    ev_io_stop(loop, &s->rio);
+    ev_io_stop(loop, &s->wio);
+    ev_timer_stop(loop, &s->idle);
+    ev_timer_stop(loop, &s->total);
+    ev_timer_stop(loop, &s->sleep);
+    close(s->fd);
+    s->fd = -1;
+    smtpd_list_del(&srv->live, s);
+    smtpd_list_add(&srv->dead, s);
+    srv->nlive--;
+    if (srv->stopping && srv->nlive == 0)
+        ev_break(loop, EVBREAK_ALL);
+}
+
+static void
+smtpd_sess_free(struct smtpd_sess *s)
+{
+    size_t i;
+
+    filter_sess_free(s->fs);
+    smtpd_data_free(s->dec);
+    spool_abort(s->sf);
+    buf_free(s->in);
+    buf_free(s->out);
+    buf_free(s->line);
+    buf_free(s->raw);
+    free(s->helo);
+    free(s->sender);
+    free(s->body_type);
+    for (i = 0; i < s->nrcpt; i++)
+        free(s->rcpts[i]);
+    free(s->rcpts);
+    free(s->txn_text);
+    free(s->pend_addr);
+    free(s->pend_body);
+    free(s);
+}
+
+/* Free closed sessions no pool job refers to (runs outside callbacks). */
+static void
+smtpd_reap_cb(struct ev_loop *loop, ev_check *w, int revents)
+{
+    struct smtpd_srv *srv = w->data;
+    struct smtpd_sess *s = srv->dead, *next;
+
+    for (; s; s = next) {
+        next = s->next;
+        if (s->jobs > 0)
+            continue;
+        smtpd_list_del(&srv->dead, s);
+        smtpd_sess_free(s);
+    }
+}
+
+static void
+smtpd_connect_done(struct smtpd_sess *s, const struct filter_result *r)
+{
+    const struct smtpd_conf *c = s->conf;
+    const char *dsn, *text;
+    int code;
+
+    switch (r->verdict) {
+    case FILTER_REJECT:
+        smtpd_verdict_reply(r, &code, &dsn, &text);
+        smtpd_reply_text(s, 554, "5.7.1", text);
+        log_info("NOQUEUE: reject: CONNECT from %s: 554 5.7.1 %s; proto=SMTP",
+                 s->ident, smtpd_safe(s, 0, text));
+        s->denied = 1;
+        smtpd_enter(s, SMTPD_S_HELO);
+        return;
+    case FILTER_TEMPFAIL:
+        smtpd_verdict_reply(r, &code, &dsn, &text);
+        if (r->text == NULL || *r->text == '\0') {
+            smtpd_reply(s,
+                        "421 4.7.0 %s Service unavailable - try again "
+                        "later",
+                        c->myhostname);
+            text = "Service unavailable - try again later";
+        } else {
+            dsn = r->dsn && r->dsn[0] == '4' ? r->dsn : "4.7.0";
+            smtpd_reply_text(s, 421, dsn, text);
+        }
+        log_info("NOQUEUE: reject: CONNECT from %s: 421 %s %s; proto=SMTP",
+                 s->ident, dsn, smtpd_safe(s, 0, text));
+        smtpd_finish(s);
+        return;
+    case FILTER_CONTINUE:
+    case FILTER_ACCEPT:
+    case FILTER_HOLD:
+    case FILTER_DISCARD:
+        break;
+    }
+    smtpd_reply(s, "220 %s", c->banner);
+    smtpd_enter(s, SMTPD_S_HELO);
+}
+
+static int
+smtpd_conn_count(struct smtpd_sess *s)
+{
+    struct smtpd_sess *o;
+    int n = 0;
+
+    for (o = s->srv->live; o; o = o->next)
+        if (o->conf == s->conf && strcmp(o->addr, s->addr) == 0)
+            n++;
+    return n;
+}
+
+/* The client is known: limits, then CONNECT to the filters. */
+static void
+smtpd_connected(struct smtpd_sess *s)
+{
+    const struct smtpd_conf *c = s->conf;
+    const struct sockaddr *sa = (const struct sockaddr *) &s->sa;
+    int n;
+
+    snprintf(s->ident, sizeof(s->ident), "%s[%s]", s->name, s->addr);
+    s->env.client_name = s->name;
+    log_info("connect from %s", s->ident);
+    s->forbid_bare = c->forbid_bare && !lookup_net_match(c->bare_exc, sa);
+    smtpd_enter(s, SMTPD_S_GREET);
+    if (c->conn_limit > 0 && (n = smtpd_conn_count(s)) > c->conn_limit
+        && !lookup_net_match(c->event_exc, sa)) {
+        log_warning("Connection concurrency limit exceeded: %d from %s for "
+                    "service %s",
+                    n, s->ident, c->service);
+        smtpd_reply(s, "421 4.7.0 %s Error: too many connections from %s",
+                    c->myhostname, s->addr);
+        smtpd_finish(s);
+        smtpd_flush(s);
+        return;
+    }
+    s->fs = filter_sess_new(s->srv->chain, &s->env);
+    filter_set_drain(s->fs, smtpd_drain_cb, s);
+    smtpd_filter(s, FILTER_CONNECT, NULL, smtpd_connect_done);
+}
+
+struct smtpd_lookup {
+    struct smtpd_sess *s;
+    struct sockaddr_storage sa;
+    socklen_t salen;
+    char addr[NET_ADDR_MAX];
+    char name[NI_MAXHOST];
+};
+
+static int
+smtpd_hostname_ok(const char *n)
+{
+    size_t len = strlen(n);
+
+    if (len == 0 || len > 255 || n[0] == '.' || n[0] == '-')
+        return 0;
+    for (; *n; n++)
+        if (!((*n >= 'a' && *n <= 'z') || (*n >= 'A' && *n <= 'Z')
+              || (*n >= '0' && *n <= '9') || *n == '-' || *n == '.'
+              || *n == '_'))
+            return 0;
+    return 1;
+}
+
+/* Worker: reverse lookup, confirmed by a forward lookup. */
+static void
+smtpd_lookup_work(void *arg)
+{
+    struct smtpd_lookup *l = arg;
+    struct addrinfo hints, *res = NULL, *ai;
+    char host[NI_MAXHOST], a[NET_ADDR_MAX];
+    char *p;
+
+    snprintf(l->name, sizeof(l->name), "unknown");
+    if (getnameinfo((struct sockaddr *) &l->sa, l->salen, host, sizeof(host),
+                    NULL, 0, NI_NAMEREQD)
+            != 0
+        || !smtpd_hostname_ok(host))
+        return;
+    memset(&hints, 0, sizeof(hints));
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    if (getaddrinfo(host, NULL, &hints, &res) != 0)
+        return;
+    for (ai = res; ai; ai = ai->ai_next) {
+        if (strcmp(net_ntop(ai->ai_addr, a, sizeof(a), NULL), l->addr) == 0) {
+            for (p = host; *p; p++)
+                if (*p >= 'A' && *p <= 'Z')
+                    *p = (char) (*p - 'A' + 'a');
+            snprintf(l->name, sizeof(l->name), "%s", host);
+            break;
+        }
+    }
+    freeaddrinfo(res);
+}
+
+static void
+smtpd_lookup_done(void *arg)
+{
+    struct smtpd_lookup *l = arg;
+    struct smtpd_sess *s = l->s;
+
+    s->jobs--;
+    if (!s->dead) {
+        snprintf(s->name, sizeof(s->name), "%s", l->name);
+        smtpd_connected(s);
+    }
+    free(l);
+}
+
+static void
+smtpd_sess_new(struct smtpd_lsn *lsn, int fd, const struct sockaddr *sa,
+               socklen_t salen)
+{
+    struct smtpd_srv *srv = lsn->srv;
+    const struct smtpd_conf *c = &lsn->conf;
+    struct smtpd_sess *s = xcalloc(1, sizeof(*s));
+    struct sockaddr_storage ls;
+    socklen_t lslen = sizeof(ls);
+    struct smtpd_lookup *l;
+
+    s->srv = srv;
+    s->conf = c;
+    s->fd = fd;
+    s->state = SMTPD_S_LOOKUP;
+    s->cur = SMTPD_NO_VERB;
+    s->last_cmd = "CONNECT";
+    memcpy(&s->sa, sa, salen);
+    s->salen = salen;
+    net_ntop(sa, s->addr, sizeof(s->addr), &s->port);
+    if (getsockname(fd, (struct sockaddr *) &ls, &lslen) == 0)
+        net_ntop((struct sockaddr *) &ls, s->laddr, sizeof(s->laddr),
+                 &s->lport);
+    else
+        snprintf(s->laddr, sizeof(s->laddr), "unknown");
+    snprintf(s->name, sizeof(s->name), "unknown");
+    snprintf(s->ident, sizeof(s->ident), "%s[%s]", s->name, s->addr);
+    s->in = buf_new(4096, (size_t) c->line_limit + 2 + SMTPD_IN_EXTRA);
+    s->out = buf_new(4096, SMTPD_OUT_MAX);
+    s->line = buf_new(512, (size_t) c->line_limit + 2);
+    s->raw = buf_new(512, (size_t) c->line_limit + 2);
+    s->env.client_sa = (const struct sockaddr *) &s->sa;
+    s->env.client_addr = s->addr;
+    s->env.client_port = s->port;
+    s->env.client_name = s->name;
+    s->env.server_addr = s->laddr;
+    s->env.server_port = s->lport;
+    smtpd_env_sync(s);
+    ev_io_init(&s->rio, smtpd_read_cb, fd, EV_READ);
+    ev_io_init(&s->wio, smtpd_write_cb, fd, EV_WRITE);
+    s->rio.data = s->wio.data = s;
+    ev_init(&s->idle, smtpd_idle_cb);
+    s->idle.repeat = c->timeout;
+    s->idle.data = s;
+    ev_timer_again(srv->loop, &s->idle);
+    ev_timer_init(&s->total, smtpd_total_cb, c->daemon_timeout, 0.);
+    s->total.data = s;
+    ev_timer_start(srv->loop, &s->total);
+    ev_timer_init(&s->sleep, smtpd_sleep_cb, 1., 0.);
+    s->sleep.data = s;
+    smtpd_list_add(&srv->live, s);
+    srv->nlive++;
+    if (!c->peername_lookup) {
+        smtpd_connected(s);
+        return;
+    }
+    l = xcalloc(1, sizeof(*l));
+    l->s = s;
+    memcpy(&l->sa, sa, salen);
+    l->salen = salen;
+    snprintf(l->addr, sizeof(l->addr), "%s", s->addr);
+    s->jobs++;
+    wpool_submit(srv->pool, smtpd_lookup_work, smtpd_lookup_done, l);
+}
+
+/*
+ * Listeners and signals
+ */
+
+static void
+smtpd_accept_on(struct smtpd_srv *srv, int on)
+{
+    size_t i;
+
+    for (i = 0; i < srv->nlsn; i++) {
+        if (on)
+            ev_io_start(srv->loop, &srv->lsn[i].io);
+        else
+            ev_io_stop(srv->loop, &srv->lsn[i].io);
+    }
+}
+
+static void
+smtpd_accept_pause_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    struct smtpd_srv *srv = w->data;
+
+    if (!srv->stopping)
+        smtpd_accept_on(srv, 1);
+}
+
+static void
+smtpd_accept_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+    struct smtpd_lsn *lsn = w->data;
+    struct smtpd_srv *srv = lsn->srv;
+    struct sockaddr_storage ss;
+    socklen_t sl;
+    int fd;
+
+    for (;;) {
+        sl = sizeof(ss);
+        fd = accept4(lsn->fd, (struct sockaddr *) &ss, &sl,
+                     SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd >= 0) {
+            smtpd_sess_new(lsn, fd, (struct sockaddr *) &ss, sl);
+            continue;
+        }
+        switch (errno) {
+        case EINTR:
+        case ECONNABORTED:
+        case EPROTO:
+            continue;
+        case EAGAIN:
+#if EWOULDBLOCK != EAGAIN
+        case EWOULDBLOCK:
+#endif
+            return;
+        case EMFILE:
+        case ENFILE:
+        case ENOBUFS:
+        case ENOMEM:
+            log_warning("accept: %s: not accepting for a second",
+                        strerror(errno));
+            smtpd_accept_on(srv, 0);
+            ev_timer_set(&srv->accept_pause, 1., 0.);
+            ev_timer_start(loop, &srv->accept_pause);
+            return;
+        default:
+            log_warning("accept: %s", strerror(errno));
+            return;
+        }
+    }
+}
+
+static void
+smtpd_grace_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    struct smtpd_srv *srv = w->data;
+
+    while (srv->live)
+        smtpd_close(srv->live);
+    ev_break(loop, EVBREAK_ALL);
+}
+
+static void
+smtpd_signal_cb(struct ev_loop *loop, ev_signal *w, int revents)
+{
+    struct smtpd_srv *srv = w->data;
+    struct smtpd_sess *s, *next;
+
+    if (srv->stopping)
+        return;
+    log_info("terminating on signal %d", w->signum);
+    srv->stopping = 1;
+    smtpd_accept_on(srv, 0);
+    ev_timer_stop(loop, &srv->accept_pause);
+    for (s = srv->live; s; s = next) {
+        next = s->next;
+        if (s->waiting || s->closing)
+            continue; /* finishes its command, then gets the 421 */
+        if (s->state == SMTPD_S_LOOKUP) {
+            smtpd_close(s);
+            continue;
+        }
+        s->cur = SMTPD_NO_VERB;
+        s->sleeping = 0;
+        smtpd_txn_end(s, 1);
+        smtpd_reply(s, "421 4.3.2 %s Service shutting down",
+                    s->conf->myhostname);
+        smtpd_finish(s);
+        smtpd_flush(s);
+    }
+    if (srv->nlive == 0) {
+        ev_break(loop, EVBREAK_ALL);
+        return;
+    }
+    ev_timer_set(&srv->grace, SMTPD_GRACE, 0.);
+    ev_timer_start(loop, &srv->grace);
+}
+
+int
+smtpd_run(const struct cf *cf, struct smtpd_listener *ls, size_t n,
+          struct filter_chain *chain)
+{
+    struct smtpd_srv srv;
+    struct sigaction sa;
+    size_t i;
+    long long nthr;
+
+    memset(&srv, 0, sizeof(srv));
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = SIG_IGN;
+    sigaction(SIGPIPE, &sa, NULL);
+    sigaction(SIGHUP, &sa, NULL);
+    srv.loop = ev_default_loop(0);
+    if (srv.loop == NULL)
+        log_fatal("cannot initialise the event loop");
+    srv.chain = chain;
+    nthr = smtpd_cf_num(cf, "sluice_worker_threads", 4);
+    srv.pool = wpool_new(srv.loop, nthr < 1     ? 1
+                                   : nthr > 256 ? 256
+                                                : (int) nthr);
+    srv.lsn = xcalloc(n ? n : 1, sizeof(*srv.lsn));
+    srv.nlsn = n;
+    for (i = 0; i < n; i++) {
+        struct smtpd_lsn *l = &srv.lsn[i];
+        const struct cf *scf = ls[i].svc && ls[i].svc->cf ? ls[i].svc->cf : cf;
+
+        l->fd = ls[i].fd;
+        l->srv = &srv;
+        smtpd_conf_init(&l->conf, scf,
+                        ls[i].svc && ls[i].svc->name ? ls[i].svc->name
+                                                     : "smtp");
+        net_nonblock(l->fd);
+        ev_io_init(&l->io, smtpd_accept_cb, l->fd, EV_READ);
+        l->io.data = l;
+    }
+    smtpd_accept_on(&srv, 1);
+    ev_init(&srv.accept_pause, smtpd_accept_pause_cb);
+    srv.accept_pause.data = &srv;
+    ev_init(&srv.grace, smtpd_grace_cb);
+    srv.grace.data = &srv;
+    ev_signal_init(&srv.sigterm, smtpd_signal_cb, SIGTERM);
+    ev_signal_init(&srv.sigint, smtpd_signal_cb, SIGINT);
+    srv.sigterm.data = srv.sigint.data = &srv;
+    ev_signal_start(srv.loop, &srv.sigterm);
+    ev_signal_start(srv.loop, &srv.sigint);
+    ev_check_init(&srv.reap, smtpd_reap_cb);
+    srv.reap.data = &srv;
+    ev_check_start(srv.loop, &srv.reap);
+    ev_unref(srv.loop);
+
+    ev_run(srv.loop, 0);
+
+    srv.stopping = 1;
+    while (srv.live)
+        smtpd_close(srv.live);
+    wpool_free(srv.pool); /* runs the done callbacks of finished jobs */
+    ev_ref(srv.loop);
+    ev_check_stop(srv.loop, &srv.reap);
+    smtpd_reap_cb(srv.loop, &srv.reap, 0);
+    smtpd_accept_on(&srv, 0);
+    ev_timer_stop(srv.loop, &srv.accept_pause);
+    ev_timer_stop(srv.loop, &srv.grace);
+    ev_signal_stop(srv.loop, &srv.sigterm);
+    ev_signal_stop(srv.loop, &srv.sigint);
+    for (i = 0; i < n; i++)
+        smtpd_conf_free(&srv.lsn[i].conf);
+    free(srv.lsn);
+    log_info("smtpd stopped");
+    return 0;
+}
