@@ -1,0 +1,1361 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * spool.c - durable queue files and the queue directory.
+ *
+ * File format, version 1. All integers are big-endian.
+ *
+ *   offset 0   "SLUICEQF"            8-byte magic
+ *   offset 8   u32 version (1)
+ *   offset 12  content record:  'C' u32 len, then len raw content bytes
+ *              (CRLF lines, exactly as queued). content_off is 17.
+ *   then the envelope records, each  u8 type, u32 len, len payload bytes:
+ *     'I' queue ID (14 upper-case hex)      mandatory, once
+ *     'T' arrival, s64 microseconds (>= 0)  mandatory, once
+ *     'N' client name                       optional, once
+ *     'a' client address                    optional, once
+ *     'p' client port, u32 (0..65535)       optional, once
+ *     'H' HELO name                         optional, once (may be empty)
+ *     'P' protocol                          optional, once
+ *     'S' sender ("" = null sender)         mandatory, once
+ *     'B' body type                         optional, once
+ *     'h' hold reason                       optional, once
+ *     'Z' content size, u64 (== content len) mandatory, once
+ *     'R' recipient: u8 status, address [NUL ORCPT]   one or more
+ *   then the end record:
+ *     'E' u32 checksum: FNV-1a (32 bit) over every envelope record byte
+ *         from the first envelope record up to the end record, with each
+ *         recipient status byte counted as 0 (the status is updated in
+ *         place after the file is written).
+ *   Nothing may follow the end record.
+ *
+ * Strings carry no NUL byte and are at most SPOOL_STR_MAX bytes; a file
+ * holds at most SPOOL_RCPT_MAX recipients and SPOOL_ENV_MAX envelope bytes.
+ *
+ * Writing order: spool_create() writes the header and a content record
+ * whose length is 0; spool_write() appends content; spool_finish() patches
+ * the content length with pwrite() and appends the envelope and the end
+ * record. A file torn anywhere fails to parse: before spool_finish() the
+ * content length is 0, so the content bytes are read as envelope records
+ * and no valid end record with a matching checksum follows them.
+ *
+ * The status byte of a recipient sits at a fixed offset (record start + 5),
+ * so spool_msg_mark() rewrites it in place with one pwrite().
+ *
+ * spool_read() leaves errno ENOENT when the file is gone and EBADMSG when
+ * it is malformed (the caller moves it to corrupt/); other values are I/O
+ * errors. Readers get client_name/client_addr "unknown" and proto "SMTP"
+ * when the file has none; helo, body_type and hold_reason stay NULL.
+ *
+ * Owns: a spool_file owns its fd and temp path until commit or abort; a
+ * spool_msg owns its fd, path and envelope strings.
+ * Threads: the ID generator is guarded by a mutex; spool_commit() and
+ * spool_msg_sync() run in a worker and touch only their argument.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "lib/log.h"
+#include "lib/xalloc.h"
+#include "queue/spool.h"
+
+#define SPOOL_MAGIC       "SLUICEQF"
+#define SPOOL_MAGIC_LEN   8
+#define SPOOL_VERSION     1
+#define SPOOL_REC_HDR     5 /* type + u32 length */
+#define SPOOL_CONTENT_OFF (SPOOL_MAGIC_LEN + 4 + SPOOL_REC_HDR)
+#define SPOOL_STR_MAX     65536                /* one string */
+#define SPOOL_RCPT_MAX    100000               /* recipients per file */
+#define SPOOL_ENV_MAX     (64u * 1024 * 1024)  /* envelope bytes */
+#define SPOOL_CONTENT_MAX ((off_t) UINT32_MAX) /* content bytes */
+
+enum spool_rec {
+    REC_CONTENT = 'C',
+    REC_ID = 'I',
+    REC_ARRIVAL = 'T',
+    REC_CLIENT_NAME = 'N',
+    REC_CLIENT_ADDR = 'a',
+    REC_CLIENT_PORT = 'p',
+    REC_HELO = 'H',
+    REC_PROTO = 'P',
+    REC_SENDER = 'S',
+    REC_BODY = 'B',
+    REC_HOLD = 'h',
+    REC_SIZE = 'Z',
+    REC_RCPT = 'R',
+    REC_END = 'E'
+};
+
+/* Every queue, in the order spool_locate() looks. */
+static const char *const spool_queues[] = {"incoming", "active", "deferred",
+                                           "hold", "corrupt"};
+#define SPOOL_NQUEUES (sizeof(spool_queues) / sizeof(spool_queues[0]))
+
+enum spool_state {
+    SPOOL_S_WRITING,  /* content being appended */
+    SPOOL_S_FINISHED, /* envelope written, not yet durable */
+    SPOOL_S_COMMITTED /* renamed into its queue */
+};
+
+struct spool_file {
+    enum spool_state state;
+    int fd;
+    char id[SPOOL_ID_SIZE];
+    char *qdir;
+    char *tmp_path; /* qdir/incoming/.ID[.N] */
+    off_t content_size;
+};
+
+/* Error text into a caller's buf (which may be NULL); errno is kept. */
+static void __attribute__((format(printf, 2, 3)))
+spool_err(struct buf *err, const char *fmt, ...)
+{
+    int saved = errno;
+    va_list ap;
+
+    if (err != NULL) {
+        buf_reset(err);
+        va_start(ap, fmt);
+        buf_vprintf(err, fmt, ap);
+        va_end(ap);
+    }
+    errno = saved;
+}
+
+static const char *
+spool_state_name(enum spool_state s)
+{
+    switch (s) {
+    case SPOOL_S_WRITING:
+        return "writing";
+    case SPOOL_S_FINISHED:
+        return "finished";
+    case SPOOL_S_COMMITTED:
+        return "committed";
+    }
+    return "?";
+}
+
+static void
+spool_enter(struct spool_file *sf, enum spool_state to)
+{
+    if (log_debug_enabled())
+        log_debug("%s: spool file %s -> %s", sf->id,
+                  spool_state_name(sf->state), spool_state_name(to));
+    sf->state = to;
+}
+
+/* ------------------------------------------------------------------ */
+/* Small helpers */
+
+static int
+spool_valid_id(const char *id)
+{
+    size_t i;
+
+    if (id == NULL)
+        return 0;
+    for (i = 0; i < SPOOL_ID_LEN; i++)
+        if (!((id[i] >= '0' && id[i] <= '9') || (id[i] >= 'A' && id[i] <= 'F')))
+            return 0;
+    return id[SPOOL_ID_LEN] == '\0';
+}
+
+static int
+spool_valid_queue(const char *q)
+{
+    size_t i;
+
+    for (i = 0; i < SPOOL_NQUEUES; i++)
+        if (strcmp(q, spool_queues[i]) == 0)
+            return 1;
+    return 0;
+}
+
+static char *
+spool_path(const char *qdir, const char *queue, const char *name)
+{
+    struct buf *b = buf_new(128, BUF_NOCAP);
+    char *p;
+
+    buf_printf(b, "%s/%s/%s", qdir, queue, name);
+    p = xstrdup(buf_data(b));
+    buf_free(b);
+    return p;
+}
+
+static int
+spool_pwrite_all(int fd, const void *p, size_t n, off_t off)
+{
+    const char *c = p;
+
+    while (n > 0) {
+        ssize_t w = pwrite(fd, c, n, off);
+        if (w < 0) {
+            if (errno == EINTR)
+                continue;
+            return -1;
+        }
+        c += w;
+        n -= (size_t) w;
+        off += w;
+    }
+    return 0;
+}
+
+/* 0, or -1 (errno; EIO for a short read: the file shrank). */
+static int
+spool_pread_all(int fd, void *p, size_t n, off_t off)
+{
+    char *c = p;
+
+    while (n > 0) {
+        ssize_t r = pread(fd, c, n, off);
+        if (r < 0) {
+            if (errno == EINTR)
+                continue;
+            return -1;
+        }
+        if (r == 0) {
+            errno = EIO;
+            return -1;
+        }
+        c += r;
+        n -= (size_t) r;
+        off += r;
+    }
+    return 0;
+}
+
+/* fsync a directory: 0 or -1 (errno). */
+static int
+spool_sync_dir(const char *qdir, const char *queue)
+{
+    char *path = spool_path(qdir, queue, ".");
+    int fd, r = -1, saved;
+
+    fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0)
+        goto fail;
+    r = fsync(fd);
+    saved = errno;
+    close(fd);
+    errno = saved;
+fail:
+    free(path);
+    return r;
+}
+
+static void
+spool_put_u32(unsigned char *p, uint32_t v)
+{
+    p[0] = (unsigned char) (v >> 24);
+    p[1] = (unsigned char) (v >> 16);
+    p[2] = (unsigned char) (v >> 8);
+    p[3] = (unsigned char) v;
+}
+
+static uint32_t
+spool_get_u32(const unsigned char *p)
+{
+    return ((uint32_t) p[0] << 24) | ((uint32_t) p[1] << 16)
+           | ((uint32_t) p[2] << 8) | p[3];
+}
+
+static uint64_t
+spool_get_u64(const unsigned char *p)
+{
+    return ((uint64_t) spool_get_u32(p) << 32) | spool_get_u32(p + 4);
+}
+
+static uint32_t
+spool_fnv(uint32_t h, const unsigned char *p, size_t n)
+{
+    size_t i;
+
+    for (i = 0; i < n; i++) {
+        h ^= p[i];
+        h *= 16777619u;
+    }
+    return h;
+}
+
+#define SPOOL_FNV_INIT 2166136261u
+
+/* Checksum of envelope records [0, len): status bytes count as 0. The
+ * records must be well formed (checked by the caller or built by us). */
+static uint32_t
+spool_env_sum(const unsigned char *p, size_t len)
+{
+    static const unsigned char zero = 0;
+    uint32_t h = SPOOL_FNV_INIT;
+    size_t pos = 0;
+
+    while (pos + SPOOL_REC_HDR <= len) {
+        uint32_t rlen = spool_get_u32(p + pos + 1);
+        if (rlen > len - pos - SPOOL_REC_HDR)
+            break;
+        h = spool_fnv(h, p + pos, SPOOL_REC_HDR);
+        if (p[pos] == REC_RCPT && rlen > 0) {
+            h = spool_fnv(h, &zero, 1);
+            h = spool_fnv(h, p + pos + SPOOL_REC_HDR + 1, rlen - 1);
+        } else {
+            h = spool_fnv(h, p + pos + SPOOL_REC_HDR, rlen);
+        }
+        pos += SPOOL_REC_HDR + rlen;
+    }
+    return h;
+}
+
+/* ------------------------------------------------------------------ */
+/* Environment and queue directory */
+
+void
+spool_env_free(struct spool_env *e)
+{
+    size_t i;
+
+    if (e == NULL)
+        return;
+    free(e->client_name);
+    free(e->client_addr);
+    free(e->helo);
+    free(e->proto);
+    free(e->sender);
+    free(e->body_type);
+    free(e->hold_reason);
+    for (i = 0; i < e->nrcpt; i++) {
+        free(e->rcpt[i].addr);
+        free(e->rcpt[i].orcpt);
+    }
+    free(e->rcpt);
+    memset(e, 0, sizeof(*e));
+}
+
+/* mkdir one path (EEXIST ok if it is a directory). */
+static int
+spool_mkdir1(const char *path, struct buf *err)
+{
+    struct stat st;
+
+    if (mkdir(path, 0700) == 0)
+        return 0;
+    if (errno == EEXIST && stat(path, &st) == 0 && S_ISDIR(st.st_mode))
+        return 0;
+    if (errno == EEXIST)
+        errno = ENOTDIR;
+    spool_err(err, "mkdir %s: %s", path, strerror(errno));
+    return -1;
+}
+
+int
+spool_mkdirs(const char *qdir, struct buf *err)
+{
+    static const char *const sub[] = {"incoming", "active", "deferred", "hold",
+                                      "corrupt",  "public", "pid"};
+    char *p = NULL;
+    size_t i;
+
+    if (qdir == NULL || *qdir == '\0') {
+        errno = EINVAL;
+        spool_err(err, "queue_directory is empty");
+        return -1;
+    }
+    /* Parents first, like mkdir -p. */
+    p = xstrdup(qdir);
+    for (i = 1; p[i] != '\0'; i++) {
+        if (p[i] != '/')
+            continue;
+        p[i] = '\0';
+        if (mkdir(p, 0755) < 0 && errno != EEXIST) {
+            spool_err(err, "mkdir %s: %s", p, strerror(errno));
+            goto fail;
+        }
+        p[i] = '/';
+    }
+    if (spool_mkdir1(qdir, err) < 0)
+        goto fail;
+    for (i = 0; i < sizeof(sub) / sizeof(sub[0]); i++) {
+        free(p);
+        p = spool_path(qdir, sub[i], "");
+        p[strlen(p) - 1] = '\0'; /* drop the trailing '/' */
+        if (spool_mkdir1(p, err) < 0)
+            goto fail;
+    }
+    free(p);
+    return 0;
+fail:
+    free(p);
+    return -1;
+}
+
+/* IDs are sec (8 hex) usec (5 hex) counter (1 hex) = one 56-bit number;
+ * each new ID is greater than the last one made by this process. */
+static pthread_mutex_t spool_id_lock = PTHREAD_MUTEX_INITIALIZER;
+static unsigned long long spool_id_last;
+
+static unsigned long long
+spool_id_next(unsigned long long v)
+{
+    unsigned long long sec = v >> 24, usec = (v >> 4) & 0xfffff, ctr = v & 15;
+
+    if (ctr < 15)
+        return v + 1;
+    if (++usec >= 1000000) {
+        usec = 0;
+        sec = (sec + 1) & 0xffffffffull;
+    }
+    return (sec << 24) | (usec << 4);
+}
+
+/* A new ID: from the clock, or (after a collision) the next value. */
+static int
+spool_id_make(char id[SPOOL_ID_SIZE], int from_clock)
+{
+    struct timespec ts;
+    unsigned long long v = 0;
+
+    if (from_clock) {
+        if (clock_gettime(CLOCK_REALTIME, &ts) < 0)
+            return -1;
+        v = ((unsigned long long) (uint32_t) ts.tv_sec << 24)
+            | ((unsigned long long) (ts.tv_nsec / 1000) << 4);
+    }
+    pthread_mutex_lock(&spool_id_lock);
+    if (v <= spool_id_last)
+        v = spool_id_next(spool_id_last);
+    spool_id_last = v;
+    pthread_mutex_unlock(&spool_id_lock);
+    snprintf(id, SPOOL_ID_SIZE, "%014llX", v);
+    return 0;
+}
+
+int
+spool_new_id(char id[SPOOL_ID_SIZE])
+{
+    return spool_id_make(id, 1);
+}
+
+const char *
+spool_locate(const char *qdir, const char *id)
+{
+    struct stat st;
+    size_t i;
+
+    if (!spool_valid_id(id)) {
+        errno = EINVAL;
+        return NULL;
+    }
+    for (i = 0; i < SPOOL_NQUEUES; i++) {
+        char *path = spool_path(qdir, spool_queues[i], id);
+        int r = lstat(path, &st);
+        free(path);
+        if (r == 0 && S_ISREG(st.st_mode))
+            return spool_queues[i];
+    }
+    errno = ENOENT;
+    return NULL;
+}
+
+int
+spool_move(const char *qdir, const char *id, const char *from, const char *to)
+{
+    char *src = NULL, *dst = NULL;
+    int r = -1;
+
+    if (!spool_valid_id(id) || !spool_valid_queue(from)
+        || !spool_valid_queue(to)) {
+        errno = EINVAL;
+        return -1;
+    }
+    src = spool_path(qdir, from, id);
+    dst = spool_path(qdir, to, id);
+    if (rename(src, dst) < 0)
+        goto fail;
+    if (spool_sync_dir(qdir, to) < 0)
+        goto fail;
+    r = 0;
+fail:
+    free(src);
+    free(dst);
+    return r;
+}
+
+void
+spool_notify(const char *qdir, const char *msg)
+{
+    struct sockaddr_un sun;
+    int fd, saved = errno;
+
+    memset(&sun, 0, sizeof(sun));
+    sun.sun_family = AF_UNIX;
+    if ((size_t) snprintf(sun.sun_path, sizeof(sun.sun_path), "%s/public/qmgr",
+                          qdir)
+        >= sizeof(sun.sun_path))
+        return;
+    fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (fd < 0)
+        return;
+    (void) sendto(fd, msg, strlen(msg), MSG_DONTWAIT, (struct sockaddr *) &sun,
+                  sizeof(sun));
+    close(fd);
+    errno = saved;
+}
+
+/* ------------------------------------------------------------------ */
+/* Writing */
+
+/* Header + empty content record. */
+static int
+spool_write_head(int fd)
+{
+    unsigned char h[SPOOL_CONTENT_OFF];
+
+    memcpy(h, SPOOL_MAGIC, SPOOL_MAGIC_LEN);
+    spool_put_u32(h + SPOOL_MAGIC_LEN, SPOOL_VERSION);
+    h[SPOOL_MAGIC_LEN + 4] = REC_CONTENT;
+    spool_put_u32(h + SPOOL_MAGIC_LEN + 5, 0);
+    return spool_pwrite_all(fd, h, sizeof(h), 0);
+}
+
+static struct spool_file *
+spool_file_new(const char *qdir, const char *id, const char *tmp, int fd)
+{
+    struct spool_file *sf = xcalloc(1, sizeof(*sf));
+
+    sf->state = SPOOL_S_WRITING;
+    sf->fd = fd;
+    memcpy(sf->id, id, SPOOL_ID_SIZE);
+    sf->qdir = xstrdup(qdir);
+    sf->tmp_path = xstrdup(tmp);
+    sf->content_size = 0;
+    return sf;
+}
+
+/* Is id the name of a file in any queue? */
+static int
+spool_id_in_use(const char *qdir, const char *id)
+{
+    struct stat st;
+    size_t i;
+
+    for (i = 0; i < SPOOL_NQUEUES; i++) {
+        char *path = spool_path(qdir, spool_queues[i], id);
+        int r = lstat(path, &st);
+        free(path);
+        if (r == 0 || errno != ENOENT)
+            return 1;
+    }
+    return 0;
+}
+
+#define SPOOL_CREATE_TRIES 1000
+
+struct spool_file *
+spool_create(const char *qdir, struct buf *err)
+{
+    char id[SPOOL_ID_SIZE], name[SPOOL_ID_SIZE + 1];
+    char *path = NULL;
+    int fd = -1, tries;
+
+    for (tries = 0; tries < SPOOL_CREATE_TRIES; tries++) {
+        if (spool_id_make(id, tries == 0) < 0) {
+            spool_err(err, "clock_gettime: %s", strerror(errno));
+            return NULL;
+        }
+        snprintf(name, sizeof(name), ".%s", id);
+        free(path);
+        path = spool_path(qdir, "incoming", name);
+        fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+        if (fd < 0) {
+            if (errno == EEXIST)
+                continue;
+            spool_err(err, "create %s: %s", path, strerror(errno));
+            goto fail;
+        }
+        /* Created first, then checked: a committed file with this ID
+         * cannot appear after the check (its temp name is ours now). */
+        if (!spool_id_in_use(qdir, id))
+            break;
+        close(fd);
+        unlink(path);
+        fd = -1;
+    }
+    if (fd < 0) {
+        errno = EEXIST;
+        spool_err(err, "create %s/incoming: no free queue ID after %d tries",
+                  qdir, SPOOL_CREATE_TRIES);
+        goto fail;
+    }
+    if (spool_write_head(fd) < 0) {
+        spool_err(err, "write %s: %s", path, strerror(errno));
+        goto fail;
+    }
+    struct spool_file *sf = spool_file_new(qdir, id, path, fd);
+    free(path);
+    return sf;
+fail:
+    if (fd >= 0) {
+        int saved = errno;
+        close(fd);
+        unlink(path);
+        errno = saved;
+    }
+    free(path);
+    return NULL;
+}
+
+struct spool_file *
+spool_create_as(const char *qdir, const char *id, struct buf *err)
+{
+    char name[SPOOL_ID_SIZE + 16];
+    char *path = NULL;
+    int fd = -1, n;
+
+    if (!spool_valid_id(id)) {
+        errno = EINVAL;
+        spool_err(err, "bad queue ID");
+        return NULL;
+    }
+    for (n = 1; n <= SPOOL_CREATE_TRIES; n++) {
+        snprintf(name, sizeof(name), ".%s.%d", id, n);
+        free(path);
+        path = spool_path(qdir, "incoming", name);
+        fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+        if (fd >= 0 || errno != EEXIST)
+            break;
+    }
+    if (fd < 0) {
+        spool_err(err, "create %s: %s", path, strerror(errno));
+        goto fail;
+    }
+    if (spool_write_head(fd) < 0) {
+        spool_err(err, "write %s: %s", path, strerror(errno));
+        goto fail;
+    }
+    struct spool_file *sf = spool_file_new(qdir, id, path, fd);
+    free(path);
+    return sf;
+fail:
+    if (fd >= 0) {
+        int saved = errno;
+        close(fd);
+        unlink(path);
+        errno = saved;
+    }
+    free(path);
+    return NULL;
+}
+
+const char *
+spool_id(const struct spool_file *sf)
+{
+    return sf->id;
+}
+
+int
+spool_fd(const struct spool_file *sf)
+{
+    return sf->fd;
+}
+
+off_t
+spool_content_off(const struct spool_file *sf)
+{
+    return SPOOL_CONTENT_OFF;
+}
+
+off_t
+spool_content_size(const struct spool_file *sf)
+{
+    return sf->content_size;
+}
+
+int
+spool_write(struct spool_file *sf, const void *p, size_t n)
+{
+    if (sf->state != SPOOL_S_WRITING) {
+        errno = EINVAL;
+        return -1;
+    }
+    if ((off_t) n > SPOOL_CONTENT_MAX - sf->content_size) {
+        errno = EFBIG;
+        return -1;
+    }
+    if (spool_pwrite_all(sf->fd, p, n, SPOOL_CONTENT_OFF + sf->content_size)
+        < 0)
+        return -1;
+    sf->content_size += (off_t) n;
+    return 0;
+}
+
+/* Append one record; -1 when the envelope would pass SPOOL_ENV_MAX. */
+static int
+spool_put_rec(struct buf *b, enum spool_rec type, const void *p1, size_t n1,
+              const void *p2, size_t n2)
+{
+    unsigned char h[SPOOL_REC_HDR];
+
+    if (n1 > SPOOL_ENV_MAX || n2 > SPOOL_ENV_MAX - n1)
+        return -1;
+    h[0] = (unsigned char) type;
+    spool_put_u32(h + 1, (uint32_t) (n1 + n2));
+    if (buf_append(b, h, sizeof(h)) < 0 || (n1 > 0 && buf_append(b, p1, n1) < 0)
+        || (n2 > 0 && buf_append(b, p2, n2) < 0))
+        return -1;
+    return 0;
+}
+
+static int
+spool_put_str(struct buf *b, enum spool_rec type, const char *s)
+{
+    size_t n;
+
+    if (s == NULL)
+        return 0;
+    n = strlen(s);
+    if (n > SPOOL_STR_MAX)
+        return -1;
+    return spool_put_rec(b, type, s, n, NULL, 0);
+}
+
+static int
+spool_put_num(struct buf *b, enum spool_rec type, uint64_t v, size_t width)
+{
+    unsigned char p[8];
+    size_t i;
+
+    for (i = 0; i < width; i++)
+        p[i] = (unsigned char) (v >> (8 * (width - 1 - i)));
+    return spool_put_rec(b, type, p, width, NULL, 0);
+}
+
+static int
+spool_put_rcpt(struct buf *b, const struct spool_rcpt *r)
+{
+    unsigned char st = (unsigned char) r->status;
+    size_t alen, olen;
+    struct buf *tail;
+    int rv;
+
+    if (r->addr == NULL || *r->addr == '\0')
+        return -1;
+    alen = strlen(r->addr);
+    olen = r->orcpt != NULL ? strlen(r->orcpt) : 0;
+    if (alen > SPOOL_STR_MAX || olen > SPOOL_STR_MAX)
+        return -1;
+    if ((unsigned) r->status > SPOOL_RCPT_EXPIRED)
+        return -1;
+    tail = buf_new(alen + olen + 2, BUF_NOCAP);
+    buf_append(tail, r->addr, alen);
+    if (r->orcpt != NULL) {
+        buf_putc(tail, '\0');
+        buf_append(tail, r->orcpt, olen);
+    }
+    rv = spool_put_rec(b, REC_RCPT, &st, 1, buf_data(tail), buf_len(tail));
+    buf_free(tail);
+    return rv;
+}
+
+int
+spool_finish(struct spool_file *sf, struct spool_env *env)
+{
+    unsigned char clen[4], sum[4];
+    struct buf *b = NULL;
+    size_t i;
+
+    if (sf->state != SPOOL_S_WRITING || env->sender == NULL || env->nrcpt == 0
+        || env->nrcpt > SPOOL_RCPT_MAX || env->arrival < 0
+        || env->client_port < 0 || env->client_port > 65535) {
+        errno = EINVAL;
+        return -1;
+    }
+    memcpy(env->id, sf->id, SPOOL_ID_SIZE);
+    env->size = (long long) sf->content_size;
+
+    b = buf_new(4096, SPOOL_ENV_MAX);
+    if (spool_put_str(b, REC_ID, env->id) < 0
+        || spool_put_num(b, REC_ARRIVAL, (uint64_t) env->arrival, 8) < 0
+        || spool_put_str(b, REC_CLIENT_NAME, env->client_name) < 0
+        || spool_put_str(b, REC_CLIENT_ADDR, env->client_addr) < 0
+        || spool_put_num(b, REC_CLIENT_PORT, (uint64_t) env->client_port, 4) < 0
+        || spool_put_str(b, REC_HELO, env->helo) < 0
+        || spool_put_str(b, REC_PROTO, env->proto) < 0
+        || spool_put_str(b, REC_SENDER, env->sender) < 0
+        || spool_put_str(b, REC_BODY, env->body_type) < 0
+        || spool_put_str(b, REC_HOLD, env->hold_reason) < 0
+        || spool_put_num(b, REC_SIZE, (uint64_t) env->size, 8) < 0)
+        goto inval;
+    for (i = 0; i < env->nrcpt; i++)
+        if (spool_put_rcpt(b, &env->rcpt[i]) < 0)
+            goto inval;
+    spool_put_u32(
+        sum, spool_env_sum((const unsigned char *) buf_data(b), buf_len(b)));
+    if (spool_put_rec(b, REC_END, sum, 4, NULL, 0) < 0)
+        goto inval;
+
+    spool_put_u32(clen, (uint32_t) sf->content_size);
+    if (spool_pwrite_all(sf->fd, clen, 4, SPOOL_MAGIC_LEN + 5) < 0)
+        goto fail;
+    if (spool_pwrite_all(sf->fd, buf_data(b), buf_len(b),
+                         SPOOL_CONTENT_OFF + sf->content_size)
+        < 0)
+        goto fail;
+    buf_free(b);
+    spool_enter(sf, SPOOL_S_FINISHED);
+    return 0;
+inval:
+    errno = EINVAL;
+fail:
+    buf_free(b);
+    return -1;
+}
+
+int
+spool_commit(struct spool_file *sf, const char *queue)
+{
+    char *dst = NULL;
+    int saved;
+
+    if (sf->state != SPOOL_S_FINISHED
+        || (strcmp(queue, "incoming") != 0 && strcmp(queue, "hold") != 0)) {
+        errno = EINVAL;
+        return -1;
+    }
+    if (fsync(sf->fd) < 0)
+        return -1;
+    dst = spool_path(sf->qdir, queue, sf->id);
+    if (rename(sf->tmp_path, dst) < 0)
+        goto fail;
+    if (spool_sync_dir(sf->qdir, queue) < 0
+        || (strcmp(queue, "incoming") != 0
+            && spool_sync_dir(sf->qdir, "incoming") < 0)) {
+        /* Not durable: the client will get a 4xx, so the message must
+         * not stay in the queue to be delivered. */
+        saved = errno;
+        unlink(dst);
+        errno = saved;
+        goto fail;
+    }
+    free(dst);
+    spool_enter(sf, SPOOL_S_COMMITTED);
+    return 0;
+fail:
+    free(dst);
+    return -1;
+}
+
+static void
+spool_file_free(struct spool_file *sf)
+{
+    if (sf->fd >= 0)
+        close(sf->fd);
+    free(sf->qdir);
+    free(sf->tmp_path);
+    free(sf);
+}
+
+void
+spool_abort(struct spool_file *sf)
+{
+    if (sf == NULL)
+        return;
+    switch (sf->state) {
+    case SPOOL_S_WRITING:
+    case SPOOL_S_FINISHED:
+        unlink(sf->tmp_path);
+        break;
+    case SPOOL_S_COMMITTED:
+        break;
+    }
+    spool_file_free(sf);
+}
+
+void
+spool_free(struct spool_file *sf)
+{
+    /* Without a commit there is nothing to keep: same as abort. */
+    spool_abort(sf);
+}
+
+/* ------------------------------------------------------------------ */
+/* Reading */
+
+static const char *
+spool_rec_name(int type)
+{
+    switch (type) {
+    case REC_ID:
+        return "queue ID";
+    case REC_ARRIVAL:
+        return "arrival";
+    case REC_CLIENT_NAME:
+        return "client name";
+    case REC_CLIENT_ADDR:
+        return "client address";
+    case REC_CLIENT_PORT:
+        return "client port";
+    case REC_HELO:
+        return "helo";
+    case REC_PROTO:
+        return "protocol";
+    case REC_SENDER:
+        return "sender";
+    case REC_BODY:
+        return "body type";
+    case REC_HOLD:
+        return "hold reason";
+    case REC_SIZE:
+        return "size";
+    case REC_RCPT:
+        return "recipient";
+    case REC_END:
+        return "end";
+    case REC_CONTENT:
+        return "content";
+    default:
+        return "unknown";
+    }
+}
+
+/* A string payload: bounded, no NUL. NULL (reason in err) if bad. */
+static char *
+spool_get_str(const unsigned char *p, size_t n, int type, off_t at,
+              struct buf *err)
+{
+    if (n > SPOOL_STR_MAX) {
+        spool_err(err, "%s record too long at offset %lld",
+                  spool_rec_name(type), (long long) at);
+        return NULL;
+    }
+    if (memchr(p, '\0', n) != NULL) {
+        spool_err(err, "NUL byte in %s record at offset %lld",
+                  spool_rec_name(type), (long long) at);
+        return NULL;
+    }
+    return xmemdup(p, n);
+}
+
+/* Header and content record of a file image of at least len bytes (only
+ * the first SPOOL_CONTENT_OFF are looked at); total is the file size. */
+static int
+spool_parse_head(const unsigned char *p, size_t len, off_t total, off_t *clen,
+                 struct buf *err)
+{
+    if (len < SPOOL_CONTENT_OFF || total < SPOOL_CONTENT_OFF) {
+        spool_err(err, "file too short for a queue file header");
+        return -1;
+    }
+    if (memcmp(p, SPOOL_MAGIC, SPOOL_MAGIC_LEN) != 0) {
+        spool_err(err, "bad magic: not a queue file");
+        return -1;
+    }
+    if (spool_get_u32(p + SPOOL_MAGIC_LEN) != SPOOL_VERSION) {
+        spool_err(err, "unsupported queue file version %lu",
+                  (unsigned long) spool_get_u32(p + SPOOL_MAGIC_LEN));
+        return -1;
+    }
+    if (p[SPOOL_MAGIC_LEN + 4] != REC_CONTENT) {
+        spool_err(err, "missing content record at offset %d",
+                  SPOOL_MAGIC_LEN + 4);
+        return -1;
+    }
+    *clen = (off_t) spool_get_u32(p + SPOOL_MAGIC_LEN + 5);
+    if (*clen > total - SPOOL_CONTENT_OFF) {
+        spool_err(err, "content length %lld past end of file",
+                  (long long) *clen);
+        return -1;
+    }
+    return 0;
+}
+
+/* Where a string record goes in the envelope; NULL if not a string. */
+static char **
+spool_str_field(struct spool_env *env, int type)
+{
+    switch (type) {
+    case REC_CLIENT_NAME:
+        return &env->client_name;
+    case REC_CLIENT_ADDR:
+        return &env->client_addr;
+    case REC_HELO:
+        return &env->helo;
+    case REC_PROTO:
+        return &env->proto;
+    case REC_SENDER:
+        return &env->sender;
+    case REC_BODY:
+        return &env->body_type;
+    case REC_HOLD:
+        return &env->hold_reason;
+    default:
+        return NULL;
+    }
+}
+
+/* A numeric record: 'p' u32, 'T' and 'Z' u64 (both <= INT64_MAX). */
+static int
+spool_parse_num(struct spool_env *env, int type, const unsigned char *d,
+                uint32_t rlen, off_t at, struct buf *err)
+{
+    size_t want = type == REC_CLIENT_PORT ? 4 : 8;
+    uint64_t v;
+
+    if (rlen != want) {
+        spool_err(err, "bad %s record length %lu at offset %lld",
+                  spool_rec_name(type), (unsigned long) rlen, (long long) at);
+        return -1;
+    }
+    v = want == 4 ? spool_get_u32(d) : spool_get_u64(d);
+    if ((type == REC_CLIENT_PORT && v > 65535) || v > (uint64_t) INT64_MAX) {
+        spool_err(err, "bad %s value at offset %lld", spool_rec_name(type),
+                  (long long) at);
+        return -1;
+    }
+    if (type == REC_ARRIVAL)
+        env->arrival = (long long) v;
+    else if (type == REC_SIZE)
+        env->size = (long long) v;
+    else
+        env->client_port = (int) v;
+    return 0;
+}
+
+/* A recipient record: u8 status, address [NUL ORCPT]. */
+static int
+spool_parse_rcpt(struct spool_env *env, size_t *alloc, const unsigned char *d,
+                 uint32_t rlen, off_t at, struct buf *err)
+{
+    const unsigned char *nul;
+    struct spool_rcpt *r;
+    size_t alen;
+
+    if (env->nrcpt >= SPOOL_RCPT_MAX) {
+        spool_err(err, "too many recipients (limit %d)", SPOOL_RCPT_MAX);
+        return -1;
+    }
+    if (rlen < 2) {
+        spool_err(err, "empty recipient record at offset %lld", (long long) at);
+        return -1;
+    }
+    if (d[0] > SPOOL_RCPT_EXPIRED) {
+        spool_err(err, "unknown recipient status %u at offset %lld", d[0],
+                  (long long) at);
+        return -1;
+    }
+    nul = memchr(d + 1, '\0', rlen - 1);
+    alen = nul != NULL ? (size_t) (nul - (d + 1)) : rlen - 1;
+    if (alen == 0) {
+        spool_err(err, "empty recipient address at offset %lld",
+                  (long long) at);
+        return -1;
+    }
+    if (env->nrcpt == *alloc) {
+        *alloc = *alloc ? *alloc * 2 : 4;
+        env->rcpt = xrealloc(env->rcpt, *alloc * sizeof(*r));
+    }
+    r = &env->rcpt[env->nrcpt++]; /* counted now, so a failure frees it */
+    memset(r, 0, sizeof(*r));
+    r->status = (enum spool_rcpt_status) d[0];
+    r->status_off = at + SPOOL_REC_HDR;
+    if ((r->addr = spool_get_str(d + 1, alen, REC_RCPT, at, err)) == NULL)
+        return -1;
+    if (nul != NULL
+        && (r->orcpt =
+                spool_get_str(nul + 1, rlen - 2 - alen, REC_RCPT, at, err))
+               == NULL)
+        return -1;
+    return 0;
+}
+
+/* Envelope records p[0, len), which start at file offset base. */
+static int
+spool_parse_env(const unsigned char *p, size_t len, off_t base, off_t clen,
+                struct spool_env *env, struct buf *err)
+{
+    unsigned char seen[256];
+    size_t pos = 0, rcpt_alloc = 0;
+    int end = 0;
+
+    memset(seen, 0, sizeof(seen));
+    while (pos < len && !end) {
+        off_t at = base + (off_t) pos;
+        const unsigned char *d;
+        uint32_t rlen;
+        char **str;
+        int type;
+
+        if (len - pos < SPOOL_REC_HDR) {
+            spool_err(err, "truncated record header at offset %lld",
+                      (long long) at);
+            goto fail;
+        }
+        type = p[pos];
+        rlen = spool_get_u32(p + pos + 1);
+        if (rlen > len - pos - SPOOL_REC_HDR) {
+            spool_err(
+                err, "%s record at offset %lld: length %lu past end of file",
+                spool_rec_name(type), (long long) at, (unsigned long) rlen);
+            goto fail;
+        }
+        d = p + pos + SPOOL_REC_HDR;
+        if (type != REC_RCPT && seen[type]) {
+            spool_err(err, "duplicate %s record at offset %lld",
+                      spool_rec_name(type), (long long) at);
+            goto fail;
+        }
+        seen[type] = 1;
+
+        switch (type) {
+        case REC_ID:
+            memcpy(env->id, d, rlen == SPOOL_ID_LEN ? SPOOL_ID_LEN : 0);
+            env->id[rlen == SPOOL_ID_LEN ? SPOOL_ID_LEN : 0] = '\0';
+            if (!spool_valid_id(env->id)) {
+                spool_err(err, "bad queue ID record at offset %lld",
+                          (long long) at);
+                goto fail;
+            }
+            break;
+        case REC_CLIENT_NAME:
+        case REC_CLIENT_ADDR:
+        case REC_HELO:
+        case REC_PROTO:
+        case REC_SENDER:
+        case REC_BODY:
+        case REC_HOLD:
+            str = spool_str_field(env, type);
+            if ((*str = spool_get_str(d, rlen, type, at, err)) == NULL)
+                goto fail;
+            break;
+        case REC_ARRIVAL:
+        case REC_SIZE:
+        case REC_CLIENT_PORT:
+            if (spool_parse_num(env, type, d, rlen, at, err) < 0)
+                goto fail;
+            break;
+        case REC_RCPT:
+            if (spool_parse_rcpt(env, &rcpt_alloc, d, rlen, at, err) < 0)
+                goto fail;
+            break;
+        case REC_END:
+            if (rlen != 4) {
+                spool_err(err, "bad end record length at offset %lld",
+                          (long long) at);
+                goto fail;
+            }
+            if (spool_get_u32(d) != spool_env_sum(p, pos)) {
+                spool_err(err, "envelope checksum mismatch");
+                goto fail;
+            }
+            end = 1;
+            break;
+        case REC_CONTENT:
+            spool_err(err, "second content record at offset %lld",
+                      (long long) at);
+            goto fail;
+        default:
+            spool_err(err, "unknown record type 0x%02x at offset %lld", type,
+                      (long long) at);
+            goto fail;
+        }
+        pos += SPOOL_REC_HDR + rlen;
+    }
+    if (!end) {
+        spool_err(err, "missing end record (truncated file)");
+        goto fail;
+    }
+    if (pos != len) {
+        spool_err(err, "data after end record at offset %lld",
+                  (long long) (base + (off_t) pos));
+        goto fail;
+    }
+    if (!seen[REC_ID] || !seen[REC_ARRIVAL] || !seen[REC_SENDER]
+        || !seen[REC_SIZE]) {
+        spool_err(err, "missing %s record",
+                  spool_rec_name(!seen[REC_ID]        ? REC_ID
+                                 : !seen[REC_ARRIVAL] ? REC_ARRIVAL
+                                 : !seen[REC_SENDER]  ? REC_SENDER
+                                                      : REC_SIZE));
+        goto fail;
+    }
+    if (env->nrcpt == 0) {
+        spool_err(err, "no recipients");
+        goto fail;
+    }
+    if (env->size != (long long) clen) {
+        spool_err(err, "size %lld does not match content length %lld",
+                  env->size, (long long) clen);
+        goto fail;
+    }
+    if (env->client_name == NULL)
+        env->client_name = xstrdup("unknown");
+    if (env->client_addr == NULL)
+        env->client_addr = xstrdup("unknown");
+    if (env->proto == NULL)
+        env->proto = xstrdup("SMTP");
+    return 0;
+fail:
+    spool_env_free(env);
+    return -1;
+}
+
+int
+spool_parse(const void *data, size_t len, struct spool_env *env,
+            off_t *content_off, off_t *content_len, struct buf *err)
+{
+    const unsigned char *p = data;
+    off_t clen;
+
+    memset(env, 0, sizeof(*env));
+    if (len > (size_t) SPOOL_CONTENT_MAX + SPOOL_CONTENT_OFF + SPOOL_ENV_MAX) {
+        spool_err(err, "file too large");
+        return -1;
+    }
+    if (spool_parse_head(p, len, (off_t) len, &clen, err) < 0)
+        return -1;
+    size_t env_off = SPOOL_CONTENT_OFF + (size_t) clen;
+    if (spool_parse_env(p + env_off, len - env_off, (off_t) env_off, clen, env,
+                        err)
+        < 0)
+        return -1;
+    *content_off = SPOOL_CONTENT_OFF;
+    *content_len = clen;
+    return 0;
+}
+
+struct spool_msg *
+spool_read(const char *path, struct buf *err)
+{
+    unsigned char head[SPOOL_CONTENT_OFF];
+    unsigned char *env_data = NULL;
+    struct spool_msg *m = NULL;
+    const char *base;
+    struct stat st;
+    off_t clen, env_off;
+    size_t env_len;
+    int fd;
+
+    fd = open(path, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
+    if (fd < 0) {
+        spool_err(err, "open %s: %s", path, strerror(errno));
+        return NULL;
+    }
+    if (fstat(fd, &st) < 0) {
+        spool_err(err, "stat %s: %s", path, strerror(errno));
+        goto fail;
+    }
+    if (!S_ISREG(st.st_mode)) {
+        errno = EBADMSG;
+        spool_err(err, "%s: not a regular file", path);
+        goto fail;
+    }
+    if (st.st_size < SPOOL_CONTENT_OFF) {
+        errno = EBADMSG;
+        spool_err(err, "%s: file too short for a queue file header", path);
+        goto fail;
+    }
+    if (spool_pread_all(fd, head, sizeof(head), 0) < 0) {
+        spool_err(err, "read %s: %s", path, strerror(errno));
+        goto fail;
+    }
+    if (spool_parse_head(head, sizeof(head), st.st_size, &clen, err) < 0) {
+        errno = EBADMSG;
+        goto fail;
+    }
+    env_off = SPOOL_CONTENT_OFF + clen;
+    if (st.st_size - env_off > (off_t) SPOOL_ENV_MAX) {
+        errno = EBADMSG;
+        spool_err(err, "%s: envelope too large", path);
+        goto fail;
+    }
+    env_len = (size_t) (st.st_size - env_off);
+    env_data = xmalloc(env_len + 1);
+    if (spool_pread_all(fd, env_data, env_len, env_off) < 0) {
+        spool_err(err, "read %s: %s", path, strerror(errno));
+        goto fail;
+    }
+    m = xcalloc(1, sizeof(*m));
+    if (spool_parse_env(env_data, env_len, env_off, clen, &m->env, err) < 0) {
+        errno = EBADMSG;
+        goto fail;
+    }
+    base = strrchr(path, '/');
+    base = base ? base + 1 : path;
+    if (spool_valid_id(base) && strcmp(base, m->env.id) != 0) {
+        errno = EBADMSG;
+        spool_err(err, "%s: file holds queue ID %s", path, m->env.id);
+        spool_env_free(&m->env);
+        goto fail;
+    }
+    free(env_data);
+    m->fd = fd;
+    m->content_off = SPOOL_CONTENT_OFF;
+    m->content_len = clen;
+    m->path = xstrdup(path);
+    return m;
+fail : {
+    int saved = errno;
+    free(env_data);
+    free(m);
+    close(fd);
+    errno = saved;
+    return NULL;
+}
+}
+
+int
+spool_msg_mark(struct spool_msg *m, size_t i, enum spool_rcpt_status st)
+{
+    unsigned char b = (unsigned char) st;
+
+    if (i >= m->env.nrcpt) {
+        errno = EINVAL;
+        return -1;
+    }
+    if ((unsigned) st > SPOOL_RCPT_EXPIRED) {
+        errno = EINVAL;
+        return -1;
+    }
+    if (spool_pwrite_all(m->fd, &b, 1, m->env.rcpt[i].status_off) < 0)
+        return -1;
+    m->env.rcpt[i].status = st;
+    return 0;
+}
+
+int
+spool_msg_sync(struct spool_msg *m)
+{
+    return fdatasync(m->fd);
+}
+
+void
+spool_msg_free(struct spool_msg *m)
+{
+    if (m == NULL)
+        return;
+    spool_env_free(&m->env);
+    if (m->fd >= 0)
+        close(m->fd);
+    free(m->path);
+    free(m);
+}
+
+size_t
+spool_msg_pending(const struct spool_msg *m)
+{
+    size_t i, n = 0;
+
+    for (i = 0; i < m->env.nrcpt; i++)
+        if (m->env.rcpt[i].status == SPOOL_RCPT_PENDING)
+            n++;
+    return n;
+}
