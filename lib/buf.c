@@ -66,6 +66,8 @@ buf_append(struct buf *b, const void *p, size_t n)
 {
     if (buf_room(b, n) < 0)
         return -1;
+    if (n == 0)
+        return 0;
     memcpy(b->base + b->off + b->len, p, n);
     b->len += n;
     b->base[b->off + b->len] = '\0';

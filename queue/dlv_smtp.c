@@ -1,0 +1,1151 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * dlv_smtp.c - the SMTP client delivery agent.
+ * One smtp_sess per dlv_job: resolve the next hop (IP literal directly,
+ * a host name through getaddrinfo in the wpool), connect to each address
+ * in turn, then a plain sequential dialogue: greeting, EHLO (HELO when
+ * EHLO gets 5xx), MAIL FROM, one RCPT TO per recipient, DATA, the content
+ * read from the queue file with pread and dot-stuffed on the fly, the
+ * final ".", QUIT. No PIPELINING: every command waits for its reply.
+ * Every stage has its timeout (smtp_*_timeout); replies are bounded
+ * (SMTP_LINE_MAX per line, SMTP_REPLY_LINES lines); the output buffer is
+ * bounded and refilled from the file only when empty.
+ * Each recipient is decided once: job->result[i] is filled and one
+ * Postfix-form line is logged under the "smtp" service. done(job) runs
+ * from a zero-delay timer, so never from inside dlv_smtp_start().
+ * Owns: the session, its socket and buffers. Borrows: the job and what
+ * it points to, until done(job) is called (the session is freed first).
+ * Threads: loop thread; only smtp_resolve_work() runs in a worker, and it
+ * touches only the session's host, port and address list.
+ */
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <errno.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "lib/buf.h"
+#include "lib/log.h"
+#include "lib/net.h"
+#include "lib/xalloc.h"
+#include "queue/dlv.h"
+
+#define SMTP_LINE_MAX    4096             /* one reply line, without CRLF */
+#define SMTP_REPLY_LINES 100              /* lines in one reply */
+#define SMTP_REPLY_TEXT  8192             /* joined reply text kept for logs */
+#define SMTP_IN_CAP      16384            /* input buffer */
+#define SMTP_CHUNK       65536            /* pread size */
+#define SMTP_OUT_CAP     (4 * SMTP_CHUNK) /* output buffer */
+#define SMTP_ADDR_MAX    16               /* addresses tried per next hop */
+#define SMTP_SAFE_MAX    1024             /* peer text in a log line */
+#define SMTP_QUIT_WAIT   5.0 /* at most this long for QUIT's reply */
+
+enum smtp_state {
+    SMTP_S_RESOLVE, /* getaddrinfo in the wpool */
+    SMTP_S_CONNECT, /* non-blocking connect in progress */
+    SMTP_S_GREET,   /* waiting for the 220 greeting */
+    SMTP_S_EHLO,
+    SMTP_S_HELO,
+    SMTP_S_MAIL,
+    SMTP_S_RCPT, /* RCPT TO for recipient s->cur sent */
+    SMTP_S_DATA, /* DATA sent, waiting for 354 */
+    SMTP_S_XFER, /* sending the content */
+    SMTP_S_DOT,  /* "." sent, waiting for the final reply */
+    SMTP_S_QUIT, /* every recipient decided; QUIT sent */
+    SMTP_S_DONE  /* closed; done(job) runs from the timer */
+};
+
+struct smtp_addr {
+    struct sockaddr_storage ss;
+    socklen_t len;
+};
+
+struct smtp_sess {
+    struct dlv_job *job;
+    enum smtp_state state;
+    char *host; /* job->host made safe for logs */
+    char portstr[8];
+
+    /* Next-hop addresses: filled by the resolver (worker) or literal. */
+    struct smtp_addr addrs[SMTP_ADDR_MAX];
+    size_t naddr, ai;
+    int gai_err;
+    char addr[NET_ADDR_MAX]; /* address being tried or talked to */
+    int conn_err;            /* errno of the last failed connect */
+    int connected;           /* a TCP connection was made */
+
+    int fd;
+    ev_io rio, wio;
+    ev_timer timer;
+
+    struct buf *in, *out;
+    /* Reply being read. */
+    int code, nlines;
+    struct buf *reply; /* lines joined by ' ', capped */
+    char dsn[16];
+
+    /* Server extensions (from the EHLO reply). */
+    int ext_size, ext_8bit, ext_pipelining;
+    unsigned long long size_limit;
+
+    /* Recipients. */
+    size_t cur; /* RCPT being sent */
+    size_t naccepted;
+    unsigned char *decided;
+    unsigned char *accepted;
+
+    /* Content transfer. */
+    char *chunk;
+    off_t pos;    /* content bytes sent to out */
+    int bol;      /* at the beginning of a line */
+    char last[2]; /* last two content bytes */
+    int ended;    /* ".\r\n" queued */
+
+    /* Timing for delay/delays. */
+    ev_tstamp t_start, t_conn;
+    double qdelay; /* time in queue before this delivery */
+};
+
+static void smtp_enter(struct smtp_sess *s, enum smtp_state to);
+static void smtp_connect_next(struct smtp_sess *s);
+static void smtp_finish(struct smtp_sess *s);
+
+static const char *
+smtp_state_name(enum smtp_state st)
+{
+    switch (st) {
+    case SMTP_S_RESOLVE:
+        return "RESOLVE";
+    case SMTP_S_CONNECT:
+        return "CONNECT";
+    case SMTP_S_GREET:
+        return "GREET";
+    case SMTP_S_EHLO:
+        return "EHLO";
+    case SMTP_S_HELO:
+        return "HELO";
+    case SMTP_S_MAIL:
+        return "MAIL";
+    case SMTP_S_RCPT:
+        return "RCPT";
+    case SMTP_S_DATA:
+        return "DATA";
+    case SMTP_S_XFER:
+        return "XFER";
+    case SMTP_S_DOT:
+        return "DOT";
+    case SMTP_S_QUIT:
+        return "QUIT";
+    case SMTP_S_DONE:
+        return "DONE";
+    }
+    return "?";
+}
+
+/* What we were doing, for "timed out while ..." / "lost connection ...". */
+static const char *
+smtp_stage(enum smtp_state st)
+{
+    switch (st) {
+    case SMTP_S_RESOLVE:
+    case SMTP_S_CONNECT:
+        return "connecting";
+    case SMTP_S_GREET:
+        return "receiving the initial server greeting";
+    case SMTP_S_EHLO:
+        return "performing the EHLO handshake";
+    case SMTP_S_HELO:
+        return "performing the HELO handshake";
+    case SMTP_S_MAIL:
+        return "sending MAIL FROM";
+    case SMTP_S_RCPT:
+        return "sending RCPT TO";
+    case SMTP_S_DATA:
+        return "sending DATA command";
+    case SMTP_S_XFER:
+        return "sending message body";
+    case SMTP_S_DOT:
+        return "sending end of data -- message may be sent more than once";
+    case SMTP_S_QUIT:
+    case SMTP_S_DONE:
+        return "sending QUIT";
+    }
+    return "?";
+}
+
+/* The command a reply answers, for "(in reply to ... command)". */
+static const char *
+smtp_cmd_name(enum smtp_state st)
+{
+    switch (st) {
+    case SMTP_S_EHLO:
+        return "EHLO";
+    case SMTP_S_HELO:
+        return "HELO";
+    case SMTP_S_MAIL:
+        return "MAIL FROM";
+    case SMTP_S_RCPT:
+        return "RCPT TO";
+    case SMTP_S_DATA:
+        return "DATA";
+    case SMTP_S_XFER:
+    case SMTP_S_DOT:
+        return "end of DATA";
+    case SMTP_S_QUIT:
+        return "QUIT";
+    case SMTP_S_RESOLVE:
+    case SMTP_S_CONNECT:
+    case SMTP_S_GREET:
+    case SMTP_S_DONE:
+        break;
+    }
+    return NULL;
+}
+
+static char *
+smtp_safe(const void *p, size_t n)
+{
+    char *out = xmalloc(SMTP_SAFE_MAX);
+
+    return log_safe(p, n, out, SMTP_SAFE_MAX);
+}
+
+/* Postfix-like delay: 0.12, 1.2, 12. */
+static void
+smtp_fmt_delay(char *out, size_t n, double d)
+{
+    if (d < 0.005)
+        snprintf(out, n, "0");
+    else if (d < 10)
+        snprintf(out, n, "%.2g", d);
+    else
+        snprintf(out, n, "%.0f", d);
+}
+
+/* Decide recipient i once: result, log line. text: already log-safe. */
+static void
+smtp_decide(struct smtp_sess *s, size_t i, enum dlv_status st, const char *dsn,
+            const char *text)
+{
+    struct dlv_job *job = s->job;
+    struct dlv_result *r = &job->result[i];
+    const char *rcpt = job->msg->env.rcpt[job->rcpt[i]].addr
+                           ? job->msg->env.rcpt[job->rcpt[i]].addr
+                           : "";
+    const char *status = "deferred";
+    char relay[SMTP_SAFE_MAX + NET_ADDR_MAX + 16];
+    char d[32], da[32], db[32], dc[32], dd[32];
+    char *srcpt;
+    ev_tstamp now = ev_time();
+    double conn, xfer;
+
+    if (s->decided[i])
+        return;
+    s->decided[i] = 1;
+    r->status = st;
+    snprintf(r->dsn, sizeof(r->dsn), "%s", dsn);
+    r->text = xstrdup(text);
+
+    switch (st) {
+    case DLV_SENT:
+        status = "sent";
+        break;
+    case DLV_DEFER:
+        status = "deferred";
+        break;
+    case DLV_BOUNCE:
+        status = "bounced";
+        break;
+    }
+    if (s->connected)
+        snprintf(relay, sizeof(relay), "%s[%s]:%d", s->host, s->addr,
+                 job->port);
+    else
+        snprintf(relay, sizeof(relay), "none");
+    conn = (s->t_conn > 0 ? s->t_conn : now) - s->t_start;
+    xfer = s->t_conn > 0 ? now - s->t_conn : 0;
+    smtp_fmt_delay(d, sizeof(d), dlv_delay(job->msg));
+    smtp_fmt_delay(da, sizeof(da), s->qdelay);
+    smtp_fmt_delay(db, sizeof(db), 0);
+    smtp_fmt_delay(dc, sizeof(dc), conn);
+    smtp_fmt_delay(dd, sizeof(dd), xfer);
+    srcpt = smtp_safe(rcpt, strlen(rcpt));
+    log_info_as("smtp",
+                "%s: to=<%s>, relay=%s, delay=%s, delays=%s/%s/%s/%s, "
+                "dsn=%s, status=%s (%s)",
+                job->msg->env.id, srcpt, relay, d, da, db, dc, dd, dsn, status,
+                text);
+    free(srcpt);
+}
+
+/* Every undecided recipient gets the same outcome. */
+static void
+smtp_decide_all(struct smtp_sess *s, enum dlv_status st, const char *dsn,
+                const char *text)
+{
+    size_t i;
+
+    for (i = 0; i < s->job->nrcpt; i++)
+        if (!s->decided[i])
+            smtp_decide(s, i, st, dsn, text);
+}
+
+static void smtp_defer_all(struct smtp_sess *s, const char *dsn,
+                           const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void
+smtp_defer_all(struct smtp_sess *s, const char *dsn, const char *fmt, ...)
+{
+    struct buf *b = buf_new(256, BUF_NOCAP);
+    va_list ap;
+
+    va_start(ap, fmt);
+    buf_vprintf(b, fmt, ap);
+    va_end(ap);
+    smtp_decide_all(s, DLV_DEFER, dsn, buf_data(b));
+    buf_free(b);
+}
+
+static enum dlv_status
+smtp_class_status(int code)
+{
+    if (code >= 200 && code < 300)
+        return DLV_SENT;
+    if (code >= 500 && code < 600)
+        return DLV_BOUNCE;
+    return DLV_DEFER;
+}
+
+/* The dsn for a recipient failed by the current reply: the reply's own,
+ * unless a 2xx/3xx came where it makes no sense (then deferred). */
+static const char *
+smtp_fail_dsn(const struct smtp_sess *s)
+{
+    return s->code / 100 == 4 || s->code / 100 == 5 ? s->dsn : "4.5.0";
+}
+
+/* The current reply, log-safe, malloc'd. */
+static char *
+smtp_reply_text(struct smtp_sess *s)
+{
+    return smtp_safe(buf_data(s->reply), buf_len(s->reply));
+}
+
+/* Decide every undecided recipient by the current (non-2xx) reply. */
+static void
+smtp_decide_all_reply(struct smtp_sess *s, int greeting)
+{
+    struct buf *b = buf_new(256, BUF_NOCAP);
+    char *rt = smtp_reply_text(s);
+    const char *cmd = smtp_cmd_name(s->state);
+    enum dlv_status st = smtp_class_status(s->code);
+
+    if (st == DLV_SENT) /* 2xx/3xx where it makes no sense */
+        st = DLV_DEFER;
+    if (greeting)
+        buf_printf(b, "host %s[%s] refused to talk to me: %s", s->host, s->addr,
+                   rt);
+    else if (cmd)
+        buf_printf(b, "host %s[%s] said: %s (in reply to %s command)", s->host,
+                   s->addr, rt, cmd);
+    else
+        buf_printf(b, "host %s[%s] said: %s", s->host, s->addr, rt);
+    smtp_decide_all(s, st, smtp_fail_dsn(s), buf_data(b));
+    free(rt);
+    buf_free(b);
+}
+
+/* ---- socket I/O ---- */
+
+static void
+smtp_close(struct smtp_sess *s)
+{
+    ev_io_stop(s->job->loop, &s->rio);
+    ev_io_stop(s->job->loop, &s->wio);
+    if (s->fd >= 0)
+        close(s->fd);
+    s->fd = -1;
+}
+
+/* Connection lost or timed out: the undecided are deferred, we close. */
+static void
+smtp_lost(struct smtp_sess *s, int timeout)
+{
+    if (timeout)
+        smtp_defer_all(s, "4.4.2",
+                       "conversation with %s[%s] timed out while %s", s->host,
+                       s->addr, smtp_stage(s->state));
+    else
+        smtp_defer_all(s, "4.4.2", "lost connection with %s[%s] while %s",
+                       s->host, s->addr, smtp_stage(s->state));
+    smtp_finish(s);
+}
+
+static void
+smtp_protocol_error(struct smtp_sess *s, const char *what)
+{
+    smtp_defer_all(s, "4.5.0", "protocol error with %s[%s]: %s while %s",
+                   s->host, s->addr, what, smtp_stage(s->state));
+    smtp_finish(s);
+}
+
+/* Write what is buffered: 1 all written, 0 the rest waits for EV_WRITE,
+ * -1 the connection is gone (session finished). */
+static int
+smtp_flush(struct smtp_sess *s)
+{
+    ssize_t n;
+
+    while (buf_len(s->out) > 0) {
+        n = send(s->fd, buf_data(s->out), buf_len(s->out), MSG_NOSIGNAL);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno == EAGAIN || errno == EWOULDBLOCK) {
+                ev_io_start(s->job->loop, &s->wio);
+                return 0;
+            }
+            smtp_lost(s, 0);
+            return -1;
+        }
+        buf_consume(s->out, (size_t) n);
+        if (s->state == SMTP_S_XFER) { /* the timeout is per progress */
+            ev_timer_stop(s->job->loop, &s->timer);
+            ev_timer_set(
+                &s->timer,
+                (ev_tstamp) cf_time(s->job->cf, "smtp_data_xfer_timeout"), 0.);
+            ev_timer_start(s->job->loop, &s->timer);
+        }
+    }
+    ev_io_stop(s->job->loop, &s->wio);
+    return 1;
+}
+
+static void smtp_send(struct smtp_sess *s, enum smtp_state to, const char *fmt,
+                      ...) __attribute__((format(printf, 3, 4)));
+
+/* Queue one command, enter the state that waits for its reply, write. */
+static void
+smtp_send(struct smtp_sess *s, enum smtp_state to, const char *fmt, ...)
+{
+    va_list ap;
+    int r;
+
+    va_start(ap, fmt);
+    r = buf_vprintf(s->out, fmt, ap);
+    va_end(ap);
+    if (r < 0)
+        log_panic("smtp: command over the output buffer size");
+    smtp_enter(s, to);
+    smtp_flush(s);
+}
+
+/* Send QUIT when the server is still talking to us, else just close. */
+static void
+smtp_quit(struct smtp_sess *s)
+{
+    if (s->fd < 0 || s->code == 421) {
+        smtp_finish(s);
+        return;
+    }
+    smtp_send(s, SMTP_S_QUIT, "QUIT\r\n");
+}
+
+/* ---- content ---- */
+
+/* Append one chunk of content (dot-stuffed) to out, or the end of data.
+ * 0, or -1 on a queue file read error (session finished). */
+static int
+smtp_fill(struct smtp_sess *s)
+{
+    const struct spool_msg *m = s->job->msg;
+    const char *p, *end, *nl;
+    size_t want;
+    ssize_t n;
+
+    if (s->pos >= m->content_len) {
+        if (m->content_len > 0 && (s->last[0] != '\r' || s->last[1] != '\n'))
+            buf_puts(s->out, "\r\n");
+        buf_puts(s->out, ".\r\n");
+        s->ended = 1;
+        return 0;
+    }
+    want = (size_t) (m->content_len - s->pos);
+    if (want > SMTP_CHUNK)
+        want = SMTP_CHUNK;
+    do
+        n = pread(m->fd, s->chunk, want, m->content_off + s->pos);
+    while (n < 0 && errno == EINTR);
+    if (n <= 0) {
+        smtp_defer_all(s, "4.3.0", "error reading queue file: %s",
+                       n < 0 ? strerror(errno) : "unexpected end of file");
+        smtp_finish(s); /* no "." sent: the server drops the transaction */
+        return -1;
+    }
+    s->pos += n;
+    p = s->chunk;
+    end = s->chunk + n;
+    while (p < end) {
+        if (s->bol && *p == '.')
+            buf_putc(s->out, '.');
+        nl = memchr(p, '\n', (size_t) (end - p));
+        if (nl == NULL) {
+            buf_append(s->out, p, (size_t) (end - p));
+            s->bol = 0;
+            break;
+        }
+        buf_append(s->out, p, (size_t) (nl + 1 - p));
+        s->bol = 1;
+        p = nl + 1;
+    }
+    if (n >= 2) {
+        s->last[0] = s->chunk[n - 2];
+        s->last[1] = s->chunk[n - 1];
+    } else {
+        s->last[0] = s->last[1];
+        s->last[1] = s->chunk[0];
+    }
+    return 0;
+}
+
+/* Move content to the socket until it would block or all is sent. */
+static void
+smtp_pump(struct smtp_sess *s)
+{
+    for (;;) {
+        if (buf_len(s->out) == 0) {
+            if (s->ended) {
+                smtp_enter(s, SMTP_S_DOT);
+                return;
+            }
+            if (smtp_fill(s) < 0)
+                return;
+        }
+        if (smtp_flush(s) <= 0)
+            return;
+    }
+}
+
+/* ---- dialogue ---- */
+
+/* An address we can put between <> on a command line: bounded, no
+ * control characters (no command injection through CR/LF), no <>. */
+static int
+smtp_addr_ok(const char *a)
+{
+    const unsigned char *p;
+
+    if (strlen(a) > 1000)
+        return 0;
+    for (p = (const unsigned char *) a; *p; p++)
+        if (*p < 0x20 || *p == 0x7f || *p == '<' || *p == '>')
+            return 0;
+    return 1;
+}
+
+static void
+smtp_ehlo_line(struct smtp_sess *s, const char *kw, size_t len)
+{
+    char *end;
+
+    if (len >= 4 && strncasecmp(kw, "SIZE", 4) == 0
+        && (len == 4 || kw[4] == ' ')) {
+        s->ext_size = 1;
+        s->size_limit = len > 5 ? strtoull(kw + 5, &end, 10) : 0;
+    } else if (len == 8 && strncasecmp(kw, "8BITMIME", 8) == 0) {
+        s->ext_8bit = 1;
+    } else if (len == 10 && strncasecmp(kw, "PIPELINING", 10) == 0) {
+        s->ext_pipelining = 1;
+    }
+}
+
+static void
+smtp_send_mail(struct smtp_sess *s)
+{
+    const struct spool_msg *m = s->job->msg;
+    const char *sender = m->env.sender ? m->env.sender : "";
+    struct buf *b;
+
+    if (!smtp_addr_ok(sender)) {
+        smtp_decide_all(s, DLV_BOUNCE, "5.1.7", "bad sender address syntax");
+        smtp_quit(s);
+        return;
+    }
+    if (s->ext_size && s->size_limit > 0
+        && (unsigned long long) m->content_len > s->size_limit) {
+        b = buf_new(256, BUF_NOCAP);
+        buf_printf(b,
+                   "message size %lld exceeds size limit %llu of server "
+                   "%s[%s]",
+                   (long long) m->content_len, s->size_limit, s->host, s->addr);
+        smtp_decide_all(s, DLV_BOUNCE, "5.3.4", buf_data(b));
+        buf_free(b);
+        smtp_quit(s);
+        return;
+    }
+    b = buf_new(256, BUF_NOCAP);
+    buf_printf(b, "MAIL FROM:<%s>", sender);
+    if (s->ext_size)
+        buf_printf(b, " SIZE=%lld", (long long) m->content_len);
+    if (s->ext_8bit && m->env.body_type
+        && strcasecmp(m->env.body_type, "8BITMIME") == 0)
+        buf_puts(b, " BODY=8BITMIME");
+    smtp_send(s, SMTP_S_MAIL, "%s\r\n", buf_data(b));
+    buf_free(b);
+}
+
+/* RCPT TO for the next undecided recipient from s->cur on; DATA or QUIT
+ * when there is none left. */
+static void
+smtp_send_rcpt(struct smtp_sess *s)
+{
+    struct dlv_job *job = s->job;
+    const char *a;
+
+    for (; s->cur < job->nrcpt; s->cur++) {
+        if (s->decided[s->cur])
+            continue;
+        a = job->msg->env.rcpt[job->rcpt[s->cur]].addr;
+        if (a == NULL || !smtp_addr_ok(a)) {
+            smtp_decide(s, s->cur, DLV_BOUNCE, "5.1.3",
+                        "bad recipient address syntax");
+            continue;
+        }
+        smtp_send(s, SMTP_S_RCPT, "RCPT TO:<%s>\r\n", a);
+        return;
+    }
+    if (s->naccepted == 0) {
+        smtp_quit(s);
+        return;
+    }
+    smtp_send(s, SMTP_S_DATA, "DATA\r\n");
+}
+
+/* A complete reply is in s->code, s->reply, s->dsn. */
+static void
+smtp_reply(struct smtp_sess *s)
+{
+    struct dlv_job *job = s->job;
+    struct buf *b;
+    char *rt;
+    size_t i;
+
+    if (s->code == 421 && s->state != SMTP_S_QUIT) {
+        smtp_decide_all_reply(s, s->state == SMTP_S_GREET);
+        smtp_finish(s);
+        return;
+    }
+    switch (s->state) {
+    case SMTP_S_GREET:
+        if (s->code / 100 != 2) {
+            smtp_decide_all_reply(s, 1);
+            smtp_quit(s);
+            return;
+        }
+        s->ext_size = s->ext_8bit = s->ext_pipelining = 0;
+        s->size_limit = 0;
+        smtp_send(s, SMTP_S_EHLO, "EHLO %s\r\n",
+                  cf_str(job->cf, "smtp_helo_name"));
+        return;
+    case SMTP_S_EHLO:
+        if (s->code / 100 == 5) {
+            smtp_send(s, SMTP_S_HELO, "HELO %s\r\n",
+                      cf_str(job->cf, "smtp_helo_name"));
+            return;
+        }
+        /* fall through */
+    case SMTP_S_HELO:
+        if (s->code / 100 != 2) {
+            smtp_decide_all_reply(s, 0);
+            smtp_quit(s);
+            return;
+        }
+        if (s->state == SMTP_S_HELO)
+            s->ext_size = s->ext_8bit = s->ext_pipelining = 0;
+        s->t_conn = ev_time();
+        smtp_send_mail(s);
+        return;
+    case SMTP_S_MAIL:
+        if (s->code / 100 != 2) {
+            smtp_decide_all_reply(s, 0);
+            smtp_quit(s);
+            return;
+        }
+        s->cur = 0;
+        smtp_send_rcpt(s);
+        return;
+    case SMTP_S_RCPT:
+        if (s->code / 100 == 2) {
+            s->accepted[s->cur] = 1;
+            s->naccepted++;
+        } else {
+            b = buf_new(256, BUF_NOCAP);
+            rt = smtp_reply_text(s);
+            buf_printf(b, "host %s[%s] said: %s (in reply to RCPT TO command)",
+                       s->host, s->addr, rt);
+            smtp_decide(s, s->cur, s->code / 100 == 5 ? DLV_BOUNCE : DLV_DEFER,
+                        smtp_fail_dsn(s), buf_data(b));
+            free(rt);
+            buf_free(b);
+        }
+        s->cur++;
+        smtp_send_rcpt(s);
+        return;
+    case SMTP_S_DATA:
+        if (s->code / 100 != 3) {
+            smtp_decide_all_reply(s, 0);
+            smtp_quit(s);
+            return;
+        }
+        s->pos = 0;
+        s->bol = 1;
+        s->ended = 0;
+        s->last[0] = s->last[1] = 0;
+        if (s->chunk == NULL)
+            s->chunk = xmalloc(SMTP_CHUNK);
+        smtp_enter(s, SMTP_S_XFER);
+        smtp_pump(s);
+        return;
+    case SMTP_S_XFER:
+        /* A reply before we sent "." (a server giving up early). */
+        smtp_decide_all_reply(s, 0);
+        smtp_finish(s);
+        return;
+    case SMTP_S_DOT:
+        if (s->code / 100 == 2) {
+            rt = smtp_reply_text(s);
+            for (i = 0; i < job->nrcpt; i++)
+                if (s->accepted[i])
+                    smtp_decide(s, i, DLV_SENT, s->dsn, rt);
+            free(rt);
+        } else {
+            smtp_decide_all_reply(s, 0);
+        }
+        smtp_quit(s);
+        return;
+    case SMTP_S_QUIT:
+        smtp_finish(s);
+        return;
+    case SMTP_S_RESOLVE:
+    case SMTP_S_CONNECT:
+    case SMTP_S_DONE:
+        log_panic("smtp: reply in state %s", smtp_state_name(s->state));
+    }
+}
+
+/* "250 2.1.5 Ok" -> "2.1.5"; else "X.0.0" from the reply class. */
+static void
+smtp_reply_dsn(struct smtp_sess *s, const char *line, size_t len)
+{
+    size_t i = 4, start = 4, n;
+    int parts = 0;
+
+    snprintf(s->dsn, sizeof(s->dsn), "%d.0.0", s->code / 100);
+    if (len < 9 || line[4] != line[0])
+        return;
+    for (parts = 0; parts < 3; parts++) {
+        for (n = 0; i < len && isdigit((unsigned char) line[i]) && n < 3;
+             i++, n++)
+            ;
+        if (n == 0 || (parts == 0 && n != 1))
+            return;
+        if (parts < 2) {
+            if (i >= len || line[i] != '.')
+                return;
+            i++;
+        }
+    }
+    if (i < len && line[i] != ' ')
+        return;
+    snprintf(s->dsn, sizeof(s->dsn), "%.*s", (int) (i - start), line + start);
+}
+
+/* One reply line (CRLF stripped): 1 the reply is complete, 0 more lines
+ * follow, -1 malformed, -2 too many lines. */
+static int
+smtp_line(struct smtp_sess *s, const char *line, size_t len)
+{
+    int code;
+
+    if (len < 3 || line[0] < '2' || line[0] > '5'
+        || !isdigit((unsigned char) line[1])
+        || !isdigit((unsigned char) line[2]))
+        return -1;
+    if (len > 3 && line[3] != ' ' && line[3] != '-')
+        return -1;
+    code = (line[0] - '0') * 100 + (line[1] - '0') * 10 + (line[2] - '0');
+    if (s->nlines == 0) {
+        s->code = code;
+        buf_reset(s->reply);
+        smtp_reply_dsn(s, line, len);
+    } /* a continuation line with another code: tolerated, first wins */
+    if (++s->nlines > SMTP_REPLY_LINES)
+        return -2;
+    if (buf_len(s->reply) > 0)
+        buf_putc(s->reply, ' '); /* over the cap: the log text is cut */
+    buf_append(s->reply, line, len);
+    if (s->state == SMTP_S_EHLO && s->nlines > 1 && len > 4)
+        smtp_ehlo_line(s, line + 4, len - 4);
+    if (len == 3 || line[3] == ' ') {
+        s->nlines = 0;
+        return 1;
+    }
+    return 0;
+}
+
+static void
+smtp_read_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+    struct smtp_sess *s = w->data;
+    size_t room = SMTP_IN_CAP - buf_len(s->in), len;
+    char *p, *line;
+    ssize_t n;
+    long nl;
+    int r;
+
+    if (room > 4096)
+        room = 4096;
+    if ((p = buf_reserve(s->in, room)) == NULL) {
+        smtp_protocol_error(s, "reply line too long");
+        return;
+    }
+    n = recv(s->fd, p, room, 0);
+    if (n < 0) {
+        if (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK)
+            return;
+        smtp_lost(s, 0);
+        return;
+    }
+    if (n == 0) {
+        if (s->state == SMTP_S_QUIT)
+            smtp_finish(s);
+        else
+            smtp_lost(s, 0);
+        return;
+    }
+    buf_commit(s->in, (size_t) n);
+    while (s->state != SMTP_S_DONE && (nl = buf_find(s->in, '\n')) >= 0) {
+        line = buf_data(s->in);
+        len = (size_t) nl;
+        if (len > 0 && line[len - 1] == '\r')
+            len--;
+        if (len > SMTP_LINE_MAX) {
+            smtp_protocol_error(s, "reply line too long");
+            return;
+        }
+        r = smtp_line(s, line, len);
+        buf_consume(s->in, (size_t) nl + 1);
+        if (r < 0) {
+            smtp_protocol_error(s, r == -2 ? "reply has too many lines"
+                                           : "malformed reply");
+            return;
+        }
+        if (r == 1)
+            smtp_reply(s);
+    }
+    if (s->state != SMTP_S_DONE && buf_len(s->in) > SMTP_LINE_MAX)
+        smtp_protocol_error(s, "reply line too long");
+}
+
+static void
+smtp_write_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+    struct smtp_sess *s = w->data;
+    socklen_t elen = sizeof(int);
+    int err = 0;
+
+    if (s->state == SMTP_S_CONNECT) {
+        if (getsockopt(s->fd, SOL_SOCKET, SO_ERROR, &err, &elen) < 0)
+            err = errno;
+        if (err != 0) {
+            s->conn_err = err;
+            smtp_close(s);
+            s->ai++;
+            smtp_connect_next(s);
+            return;
+        }
+        ev_io_stop(loop, &s->wio);
+        s->connected = 1;
+        ev_io_start(loop, &s->rio);
+        smtp_enter(s, SMTP_S_GREET);
+        return;
+    }
+    if (smtp_flush(s) <= 0)
+        return;
+    if (s->state == SMTP_S_XFER)
+        smtp_pump(s);
+}
+
+static void
+smtp_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    struct smtp_sess *s = w->data;
+    struct dlv_job *job = s->job;
+
+    switch (s->state) {
+    case SMTP_S_DONE:
+        buf_free(s->in);
+        buf_free(s->out);
+        buf_free(s->reply);
+        free(s->chunk);
+        free(s->decided);
+        free(s->accepted);
+        free(s->host);
+        free(s);
+        job->done(job);
+        return;
+    case SMTP_S_CONNECT:
+        s->conn_err = ETIMEDOUT;
+        smtp_close(s);
+        s->ai++;
+        smtp_connect_next(s);
+        return;
+    case SMTP_S_QUIT:
+        smtp_finish(s);
+        return;
+    case SMTP_S_RESOLVE:
+        return; /* no timer while resolving */
+    case SMTP_S_GREET:
+    case SMTP_S_EHLO:
+    case SMTP_S_HELO:
+    case SMTP_S_MAIL:
+    case SMTP_S_RCPT:
+    case SMTP_S_DATA:
+    case SMTP_S_XFER:
+    case SMTP_S_DOT:
+        smtp_lost(s, 1);
+        return;
+    }
+}
+
+/* The one place that changes state; it also arms the stage timer. */
+static void
+smtp_enter(struct smtp_sess *s, enum smtp_state to)
+{
+    const struct cf *cf = s->job->cf;
+    ev_tstamp t = 0;
+
+    log_debug("%s: smtp %s -> %s", s->job->msg->env.id,
+              smtp_state_name(s->state), smtp_state_name(to));
+    s->state = to;
+    ev_timer_stop(s->job->loop, &s->timer);
+    switch (to) {
+    case SMTP_S_RESOLVE:
+        return;
+    case SMTP_S_CONNECT:
+        t = (ev_tstamp) cf_time(cf, "smtp_connect_timeout");
+        break;
+    case SMTP_S_GREET:
+    case SMTP_S_EHLO:
+    case SMTP_S_HELO:
+        t = (ev_tstamp) cf_time(cf, "smtp_helo_timeout");
+        break;
+    case SMTP_S_MAIL:
+        t = (ev_tstamp) cf_time(cf, "smtp_mail_timeout");
+        break;
+    case SMTP_S_RCPT:
+        t = (ev_tstamp) cf_time(cf, "smtp_rcpt_timeout");
+        break;
+    case SMTP_S_DATA:
+        t = (ev_tstamp) cf_time(cf, "smtp_data_init_timeout");
+        break;
+    case SMTP_S_XFER:
+        t = (ev_tstamp) cf_time(cf, "smtp_data_xfer_timeout");
+        break;
+    case SMTP_S_DOT:
+        t = (ev_tstamp) cf_time(cf, "smtp_data_done_timeout");
+        break;
+    case SMTP_S_QUIT:
+        t = (ev_tstamp) cf_time(cf, "smtp_quit_timeout");
+        if (t > SMTP_QUIT_WAIT)
+            t = SMTP_QUIT_WAIT;
+        break;
+    case SMTP_S_DONE:
+        t = 0; /* done(job) from the loop, right away */
+        break;
+    }
+    if (t < 0)
+        t = 0;
+    ev_timer_set(&s->timer, t, 0.);
+    ev_timer_start(s->job->loop, &s->timer);
+}
+
+/* Close and hand the job back (from the timer). Every recipient must be
+ * decided by now; one that is not is deferred rather than lost. */
+static void
+smtp_finish(struct smtp_sess *s)
+{
+    if (s->state == SMTP_S_DONE)
+        return;
+    smtp_defer_all(s, "4.3.0", "delivery to %s ended without a result",
+                   s->host);
+    smtp_close(s);
+    smtp_enter(s, SMTP_S_DONE);
+}
+
+/* ---- connecting ---- */
+
+static void
+smtp_connect_next(struct smtp_sess *s)
+{
+    struct smtp_addr *a;
+    int fd;
+
+    for (; s->ai < s->naddr; s->ai++) {
+        a = &s->addrs[s->ai];
+        net_ntop((struct sockaddr *) &a->ss, s->addr, sizeof(s->addr), NULL);
+        fd = net_connect((struct sockaddr *) &a->ss, a->len);
+        if (fd < 0) {
+            s->conn_err = errno;
+            continue;
+        }
+        s->fd = fd;
+        ev_io_init(&s->rio, smtp_read_cb, fd, EV_READ);
+        ev_io_init(&s->wio, smtp_write_cb, fd, EV_WRITE);
+        s->rio.data = s->wio.data = s;
+        ev_io_start(s->job->loop, &s->wio);
+        smtp_enter(s, SMTP_S_CONNECT);
+        return;
+    }
+    if (s->naddr == 0)
+        smtp_defer_all(s, "4.4.1", "connect to %s: no address", s->host);
+    else
+        smtp_defer_all(s, "4.4.1", "connect to %s[%s]:%d: %s", s->host, s->addr,
+                       s->job->port, strerror(s->conn_err));
+    smtp_finish(s);
+}
+
+/* Worker thread: touches only s->job->host (read), portstr, addrs. */
+static void
+smtp_resolve_work(void *arg)
+{
+    struct smtp_sess *s = arg;
+    struct addrinfo hints, *res = NULL, *ai;
+
+    memset(&hints, 0, sizeof(hints));
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_NUMERICSERV;
+    s->gai_err = getaddrinfo(s->job->host, s->portstr, &hints, &res);
+    if (s->gai_err != 0)
+        return;
+    for (ai = res; ai && s->naddr < SMTP_ADDR_MAX; ai = ai->ai_next) {
+        if (ai->ai_addrlen > sizeof(struct sockaddr_storage))
+            continue;
+        memcpy(&s->addrs[s->naddr].ss, ai->ai_addr, ai->ai_addrlen);
+        s->addrs[s->naddr].len = ai->ai_addrlen;
+        s->naddr++;
+    }
+    freeaddrinfo(res);
+}
+
+static void
+smtp_resolve_done(void *arg)
+{
+    struct smtp_sess *s = arg;
+
+    ev_unref(s->job->loop); /* balances the ev_ref in dlv_smtp_start */
+    if (s->gai_err != 0 || s->naddr == 0) {
+        smtp_defer_all(s, "4.4.3",
+                       "Host or domain name not found. Name service error "
+                       "for name=%s type=A: %s",
+                       s->host,
+                       s->gai_err ? gai_strerror(s->gai_err) : "no address");
+        smtp_finish(s);
+        return;
+    }
+    s->ai = 0;
+    smtp_connect_next(s);
+}
+
+/* An IP literal, with or without []: 1 and one address in s, else 0. */
+static int
+smtp_literal(struct smtp_sess *s, const char *host)
+{
+    struct sockaddr_in *s4 = (struct sockaddr_in *) &s->addrs[0].ss;
+    struct sockaddr_in6 *s6 = (struct sockaddr_in6 *) &s->addrs[0].ss;
+    char tmp[NET_ADDR_MAX];
+    size_t n = strlen(host);
+
+    if (n >= 2 && host[0] == '[' && host[n - 1] == ']') {
+        host++;
+        n -= 2;
+    }
+    if (n == 0 || n >= sizeof(tmp))
+        return 0;
+    memcpy(tmp, host, n);
+    tmp[n] = '\0';
+    memset(&s->addrs[0], 0, sizeof(s->addrs[0]));
+    if (inet_pton(AF_INET, tmp, &s4->sin_addr) == 1) {
+        s4->sin_family = AF_INET;
+        s4->sin_port = htons((uint16_t) s->job->port);
+        s->addrs[0].len = sizeof(*s4);
+    } else if (inet_pton(AF_INET6, tmp, &s6->sin6_addr) == 1) {
+        s6->sin6_family = AF_INET6;
+        s6->sin6_port = htons((uint16_t) s->job->port);
+        s->addrs[0].len = sizeof(*s6);
+    } else {
+        return 0;
+    }
+    s->naddr = 1;
+    return 1;
+}
+
+void
+dlv_smtp_start(struct dlv_job *job)
+{
+    struct smtp_sess *s = xcalloc(1, sizeof(*s));
+    const char *host = job->host ? job->host : "";
+    size_t hlen = strlen(host);
+
+    s->job = job;
+    s->fd = -1;
+    s->state = SMTP_S_RESOLVE;
+    if (hlen >= 2 && host[0] == '[' && host[hlen - 1] == ']')
+        s->host = smtp_safe(host + 1, hlen - 2); /* shown as ::1[::1] */
+    else
+        s->host = smtp_safe(host, hlen);
+    snprintf(s->portstr, sizeof(s->portstr), "%d", job->port);
+    snprintf(s->addr, sizeof(s->addr), "unknown");
+    s->in = buf_new(4096, SMTP_IN_CAP);
+    s->out = buf_new(4096, SMTP_OUT_CAP);
+    s->reply = buf_new(512, SMTP_REPLY_TEXT);
+    s->decided = xcalloc(job->nrcpt ? job->nrcpt : 1, 1);
+    s->accepted = xcalloc(job->nrcpt ? job->nrcpt : 1, 1);
+    s->t_start = ev_time();
+    s->qdelay = dlv_delay(job->msg);
+    ev_timer_init(&s->timer, smtp_timer_cb, 0., 0.);
+    s->timer.data = s;
+    ev_io_init(&s->rio, smtp_read_cb, -1, EV_READ);
+    ev_io_init(&s->wio, smtp_write_cb, -1, EV_WRITE);
+
+    for (size_t i = 0; i < job->nrcpt; i++)
+        if (job->rcpt[i] >= job->msg->env.nrcpt)
+            log_panic("smtp: %s: recipient index %zu out of range",
+                      job->msg->env.id, job->rcpt[i]);
+    if (job->nrcpt == 0) {
+        smtp_finish(s);
+        return;
+    }
+    if (job->port <= 0 || job->port > 65535 || *host == '\0') {
+        smtp_defer_all(s, "4.3.5", "bad next hop %s:%d", s->host, job->port);
+        smtp_finish(s);
+        return;
+    }
+    if (smtp_literal(s, host)) {
+        smtp_connect_next(s);
+        return;
+    }
+    /* The wpool's async watcher does not keep the loop alive: hold a
+     * reference while the lookup runs (released in smtp_resolve_done). */
+    ev_ref(job->loop);
+    smtp_enter(s, SMTP_S_RESOLVE);
+    wpool_submit(job->pool, smtp_resolve_work, smtp_resolve_done, s);
+}
