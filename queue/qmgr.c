@@ -1,0 +1,1638 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * qmgr.c - the queue manager and delivery process.
+ *
+ * One libev loop. Messages come from incoming/ (woken by an "N" datagram
+ * on public/qmgr, or by a scan every QMGR_INCOMING_SCAN seconds) and from
+ * deferred/ (a file's mtime is its next retry time; scanned every
+ * queue_run_delay, or when the earliest one is due, or on "F" = flush).
+ *
+ * Life of a message (struct qmgr_msg, enum qmgr_mstate):
+ *   TAKE     pool: spool_move to active/, spool_read
+ *   CORRUPT  pool: unreadable file renamed to corrupt/
+ *   DELIVER  recipients routed and grouped into dlv_jobs, which wait in
+ *            their destination's queue (concurrency limit) and run; each
+ *            finished job's outcomes are marked in the file and synced
+ *            in the pool
+ *   FINISH   pool: final sync, then unlink (all done), or mtime = next
+ *            retry and move to deferred/, or move to hold/ (expired)
+ * A file that vanishes under us (an admin deleted or moved it) is dropped
+ * quietly. At start everything in active/ goes back to incoming/: the
+ * recipients already marked in the file are never delivered again.
+ *
+ * SIGTERM/SIGINT: no new messages; running deliveries may finish for
+ * QMGR_GRACE seconds, then the process exits at once (_exit(0)): the
+ * unfinished messages stay in active/ and are recovered at next start.
+ *
+ * Owns: its messages, jobs, destinations, the socket, the transport_maps
+ * tables and the worker pool. Borrows: the cf (read-only, checked).
+ * Threads: the loop thread; the *_work functions run in the pool and
+ * touch only their own struct qmgr_msg.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/time.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <ev.h>
+
+#include "conf/cf.h"
+#include "conf/lookup.h"
+#include "lib/buf.h"
+#include "lib/log.h"
+#include "lib/net.h"
+#include "lib/wpool.h"
+#include "lib/xalloc.h"
+#include "queue/dlv.h"
+#include "queue/qmgr.h"
+#include "queue/spool.h"
+
+#define QMGR_HASH          1024 /* buckets of the in-flight ID table */
+#define QMGR_INCOMING_SCAN 5.0  /* safety-net scan of incoming/, seconds */
+#define QMGR_GRACE         5.0  /* shutdown grace, under the master's 10 s */
+#define QMGR_DGRAMS        256  /* datagrams read per wake-up */
+#define QMGR_NAME_MAX      255
+#define QMGR_HOST_MAX      255
+#define QMGR_NOTICE_MAX    65536 /* bounce: failure lines, original header */
+#define QMGR_REASON_MAX    900   /* bounce: bytes of one failure reason */
+
+enum qmgr_mstate {
+    QMGR_M_TAKE,
+    QMGR_M_CORRUPT,
+    QMGR_M_DELIVER,
+    QMGR_M_FINISH
+};
+
+enum qmgr_end {
+    QMGR_END_REMOVE, /* no pending recipient: unlink */
+    QMGR_END_DEFER,  /* move to deferred/, mtime = retry */
+    QMGR_END_HOLD    /* expired: move to hold/ */
+};
+
+struct qmgr;
+
+struct qmgr_msg {
+    struct qmgr *q;
+    char id[QMGR_NAME_MAX + 1]; /* file name */
+    const char *from;           /* "incoming" or "deferred" */
+    enum qmgr_mstate state;
+    struct spool_msg *msg;
+    struct buf *err; /* worker's reason */
+    int werr;        /* worker's errno; 0 = ok */
+    int moved;       /* TAKE: the file is in active/ now */
+    unsigned busy;   /* DELIVER: jobs + syncs not complete */
+    int abandoned;   /* shutdown dropped a job: leave it in active/ */
+    char **reason;   /* per recipient: last deferral text */
+    enum qmgr_end end;
+    long long retry;    /* QMGR_END_DEFER: next try, unix seconds */
+    struct buf *notice; /* failed recipients of this pass, for the bounce */
+    size_t nfail;
+    char bounce_id[SPOOL_ID_SIZE]; /* the bounce made, or "" */
+    struct qmgr_msg *hnext;
+};
+
+struct qmgr_dest;
+
+struct qmgr_job {
+    struct dlv_job job; /* first member: done() hands us &job */
+    struct qmgr_msg *m;
+    struct qmgr_dest *dest;
+    char *host;
+    struct qmgr_job *next; /* destination wait queue */
+};
+
+struct qmgr_dest {
+    char *key; /* "transport:host:port" */
+    unsigned active, limit;
+    struct qmgr_job *head, *tail;
+    struct qmgr_dest *next;
+};
+
+/* Where a recipient goes. */
+enum qmgr_kind {
+    QMGR_R_LOCAL,
+    QMGR_R_SMTP,
+    QMGR_R_ERROR, /* bounce now with text */
+    QMGR_R_DEFER  /* cannot route now (table or config problem) */
+};
+
+struct qmgr_route {
+    enum qmgr_kind kind;
+    char *host; /* SMTP */
+    int port;
+    char dsn[16];
+    char *text; /* ERROR, DEFER */
+};
+
+struct qmgr {
+    const struct cf *cf;
+    const char *qdir;
+    struct ev_loop *loop;
+    struct wpool *pool;
+    int sock;
+    char *sock_path;
+    ev_io sock_w;
+    ev_timer incoming_t, deferred_t, kick_t, grace_t;
+    ev_signal term_w, int_w;
+    struct lookup_table **maps;
+    size_t nmaps;
+    char *const *mydest;
+    const char *relayhost;
+    const char *myhostname;
+    struct qmgr_msg *hash[QMGR_HASH];
+    size_t nmsg, active_limit;
+    unsigned conc, rcpt_limit;
+    long long min_backoff, max_backoff, lifetime, run_delay;
+    struct qmgr_dest *dests;
+    int ready; /* startup recovery done */
+    int stopping;
+    int want_incoming, want_deferred, want_flush;
+    int more_incoming, more_deferred; /* a scan stopped at the limit */
+};
+
+/* ------------------------------------------------------------------ */
+/* Small helpers */
+
+static long long
+qmgr_cf_num(const struct cf *cf, const char *name, long long def)
+{
+    const struct cf_param *p = cf_param_find(name);
+
+    if (p == NULL)
+        return def;
+    switch (p->type) {
+    case CF_INT:
+        return cf_int(cf, name);
+    case CF_TIME:
+        return cf_time(cf, name);
+    case CF_SIZE:
+        return cf_size(cf, name);
+    case CF_BOOL:
+        return cf_bool(cf, name);
+    case CF_STR:
+    case CF_LIST:
+    case CF_MAP:
+        return def;
+    }
+    return def;
+}
+
+static char *const *
+qmgr_cf_list(const struct cf *cf, const char *name)
+{
+    static char *const empty[] = {NULL};
+    const struct cf_param *p = cf_param_find(name);
+    char *const *l;
+
+    if (p == NULL)
+        return empty;
+    switch (p->type) {
+    case CF_LIST:
+    case CF_MAP:
+        l = cf_list(cf, name);
+        return l ? l : empty;
+    case CF_STR:
+    case CF_INT:
+    case CF_BOOL:
+    case CF_TIME:
+    case CF_SIZE:
+        return empty;
+    }
+    return empty;
+}
+
+static const char *
+qmgr_cf_str(const struct cf *cf, const char *name)
+{
+    const struct cf_param *p = cf_param_find(name);
+    char *const *l;
+
+    if (p == NULL)
+        return "";
+    switch (p->type) {
+    case CF_STR:
+        return cf_str(cf, name);
+    case CF_LIST:
+    case CF_MAP:
+        l = cf_list(cf, name);
+        return l && l[0] ? l[0] : "";
+    case CF_INT:
+    case CF_BOOL:
+    case CF_TIME:
+    case CF_SIZE:
+        return "";
+    }
+    return "";
+}
+
+static double
+qmgr_now(void)
+{
+    struct timeval tv;
+
+    gettimeofday(&tv, NULL);
+    return (double) tv.tv_sec + (double) tv.tv_usec / 1e6;
+}
+
+static char *
+qmgr_fmt_delay(double d, char *out, size_t n)
+{
+    if (d >= 10)
+        snprintf(out, n, "%.0f", d);
+    else if (d >= 0.1)
+        snprintf(out, n, "%.1f", d);
+    else if (d >= 0.01)
+        snprintf(out, n, "%.2f", d);
+    else
+        snprintf(out, n, "0");
+    return out;
+}
+
+/* A queue file name as spool.c makes them: 14 upper-case hex digits. */
+static int
+qmgr_valid_id(const char *s)
+{
+    size_t i;
+
+    for (i = 0; i < SPOOL_ID_LEN; i++)
+        if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'A' && s[i] <= 'F')))
+            return 0;
+    return s[SPOOL_ID_LEN] == '\0';
+}
+
+static unsigned
+qmgr_hash(const char *s)
+{
+    unsigned h = 2166136261u;
+
+    for (; *s; s++)
+        h = (h ^ (unsigned char) *s) * 16777619u;
+    return h % QMGR_HASH;
+}
+
+static struct qmgr_msg *
+qmgr_find(struct qmgr *q, const char *id)
+{
+    struct qmgr_msg *m;
+
+    for (m = q->hash[qmgr_hash(id)]; m; m = m->hnext)
+        if (strcmp(m->id, id) == 0)
+            return m;
+    return NULL;
+}
+
+static void
+qmgr_kick(struct qmgr *q)
+{
+    if (!ev_is_active(&q->kick_t) && !q->stopping) {
+        ev_timer_set(&q->kick_t, 0., 0.);
+        ev_timer_start(q->loop, &q->kick_t);
+    }
+}
+
+/* Frees m and its hash entry; the file stays wherever it is now. */
+static void
+qmgr_msg_free(struct qmgr_msg *m)
+{
+    struct qmgr *q = m->q;
+    struct qmgr_msg **pp;
+    size_t i;
+
+    for (pp = &q->hash[qmgr_hash(m->id)]; *pp; pp = &(*pp)->hnext)
+        if (*pp == m) {
+            *pp = m->hnext;
+            break;
+        }
+    if (m->reason && m->msg)
+        for (i = 0; i < m->msg->env.nrcpt; i++)
+            free(m->reason[i]);
+    free(m->reason);
+    spool_msg_free(m->msg);
+    buf_free(m->notice);
+    buf_free(m->err);
+    free(m);
+    q->nmsg--;
+    if (q->stopping) {
+        if (q->nmsg == 0)
+            ev_break(q->loop, EVBREAK_ALL);
+    } else if (q->more_incoming || q->more_deferred) {
+        qmgr_kick(q);
+    }
+}
+
+static const char *
+qmgr_state_name(enum qmgr_mstate st)
+{
+    switch (st) {
+    case QMGR_M_TAKE:
+        return "take";
+    case QMGR_M_CORRUPT:
+        return "corrupt";
+    case QMGR_M_DELIVER:
+        return "deliver";
+    case QMGR_M_FINISH:
+        return "finish";
+    }
+    return "?";
+}
+
+/* The one place a message changes state. */
+static void
+qmgr_enter(struct qmgr_msg *m, enum qmgr_mstate to)
+{
+    log_debug("%s: %s -> %s", m->id, qmgr_state_name(m->state),
+              qmgr_state_name(to));
+    m->state = to;
+}
+
+static char *
+qmgr_safe(const char *s, char *out, size_t n)
+{
+    return log_safe(s, strlen(s), out, n);
+}
+
+/* ------------------------------------------------------------------ */
+/* Routing */
+
+static void
+qmgr_route_reset(struct qmgr_route *r)
+{
+    free(r->host);
+    free(r->text);
+    memset(r, 0, sizeof(*r));
+}
+
+static void qmgr_route_fail(struct qmgr_route *r, enum qmgr_kind kind,
+                            const char *dsn, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+static void
+qmgr_route_fail(struct qmgr_route *r, enum qmgr_kind kind, const char *dsn,
+                const char *fmt, ...)
+{
+    struct buf *b = buf_new(128, 1024);
+    va_list ap;
+
+    va_start(ap, fmt);
+    buf_vprintf(b, fmt, ap);
+    va_end(ap);
+    qmgr_route_reset(r);
+    r->kind = kind;
+    snprintf(r->dsn, sizeof(r->dsn), "%s", dsn);
+    r->text = xstrdup(buf_data(b));
+    buf_free(b);
+}
+
+static int
+qmgr_port(const char *s)
+{
+    char *end;
+    long v;
+
+    if (strcmp(s, "smtp") == 0)
+        return 25;
+    if (strcmp(s, "lmtp") == 0)
+        return 24;
+    if (strcmp(s, "submission") == 0)
+        return 587;
+    if (strcmp(s, "submissions") == 0 || strcmp(s, "smtps") == 0)
+        return 465;
+    errno = 0;
+    v = strtol(s, &end, 10);
+    if (errno || end == s || *end || v < 1 || v > 65535)
+        return -1;
+    return (int) v;
+}
+
+/* "[host]:port", "[host]", "host:port", "host" -> SMTP route; an empty
+ * host means the domain itself. */
+static void
+qmgr_nexthop(const char *hop, const char *domain, const char *what,
+             struct qmgr_route *r)
+{
+    const char *text = *hop ? hop : domain; /* for error messages */
+    const char *bad = NULL;
+    char *s = xstrdup(text), *host = NULL, *port = NULL;
+    int p = 25;
+
+    if (net_split_hostport(s, &host, &port) < 0) {
+        bad = "next hop";
+    } else {
+        if (strncasecmp(host, "ipv6:", 5) == 0)
+            host += 5;
+        if (*host == '\0' && *hop)
+            host = (char *) domain; /* "smtp:[]", "smtp::25" */
+        if (port && (p = qmgr_port(port)) < 0)
+            bad = "next-hop port";
+        else if (*host == '\0' || strlen(host) > QMGR_HOST_MAX)
+            bad = "next hop";
+    }
+    if (bad) {
+        qmgr_route_fail(r, QMGR_R_DEFER, "4.3.5", "bad %s %s: %s", what, bad,
+                        text);
+    } else {
+        qmgr_route_reset(r);
+        r->kind = QMGR_R_SMTP;
+        r->host = xstrdup(host);
+        r->port = p;
+    }
+    free(s);
+}
+
+/* A transport_maps value: transport[:nexthop]. */
+static void
+qmgr_transport(const char *val, const char *domain, struct qmgr_route *r)
+{
+    const char *colon = strchr(val, ':');
+    size_t n = colon ? (size_t) (colon - val) : strlen(val);
+    const char *hop = colon ? colon + 1 : "";
+
+    while (*hop == ' ' || *hop == '\t')
+        hop++;
+    if (n == 5 && strncmp(val, "local", 5) == 0) {
+        qmgr_route_reset(r);
+        r->kind = QMGR_R_LOCAL;
+    } else if (n == 5 && strncmp(val, "error", 5) == 0) {
+        const char *t = hop;
+        char dsn[16] = "5.0.0";
+        size_t k = strspn(t, "0123456789.");
+
+        /* optional "5.x.y" at the start of the text */
+        if (t[0] == '5' && t[1] == '.' && k >= 5 && k < sizeof(dsn)
+            && (t[k] == ' ' || t[k] == '\0')) {
+            snprintf(dsn, sizeof(dsn), "%.*s", (int) k, t);
+            t += k;
+            while (*t == ' ')
+                t++;
+        }
+        qmgr_route_fail(r, QMGR_R_ERROR, dsn, "%s",
+                        *t ? t : "mail for this domain is not deliverable");
+    } else if (n == 0 || (n == 4 && strncmp(val, "smtp", 4) == 0)
+               || (n == 5 && strncmp(val, "relay", 5) == 0)) {
+        qmgr_nexthop(hop, domain, "transport_maps", r);
+    } else {
+        qmgr_route_fail(r, QMGR_R_DEFER, "4.3.0",
+                        "mail transport unavailable: %.*s", (int) n, val);
+    }
+}
+
+/* One key in every table, in order: 1 found, 0 not, -1 error. */
+static int
+qmgr_map_get(struct qmgr *q, const char *key, struct buf *out)
+{
+    size_t i;
+    int rc;
+
+    for (i = 0; i < q->nmaps; i++)
+        if ((rc = lookup_get(q->maps[i], key, out)) != 0)
+            return rc;
+    return 0;
+}
+
+/* transport_maps: the domain, then its parents as ".parent.example",
+ * then "*". 1 found (value in out), 0 not found, -1 error (in out). */
+static int
+qmgr_map_lookup(struct qmgr *q, const char *domain, struct buf *out)
+{
+    const char *d;
+    int rc;
+
+    if ((rc = qmgr_map_get(q, domain, out)) != 0)
+        return rc;
+    for (d = strchr(domain, '.'); d; d = strchr(d + 1, '.'))
+        if (d[1] != '\0' && (rc = qmgr_map_get(q, d, out)) != 0)
+            return rc;
+    return qmgr_map_get(q, "*", out);
+}
+
+static void
+qmgr_resolve(struct qmgr *q, const char *addr, struct qmgr_route *r)
+{
+    const char *at = strrchr(addr, '@');
+    char *domain = xstrdup(at ? at + 1 : "");
+    struct buf *val = NULL;
+    size_t n = strlen(domain), i;
+    int rc;
+
+    qmgr_route_reset(r);
+    while (n > 0 && domain[n - 1] == '.')
+        domain[--n] = '\0';
+    for (i = 0; i < n; i++)
+        if (domain[i] >= 'A' && domain[i] <= 'Z')
+            domain[i] = (char) (domain[i] - 'A' + 'a');
+    if (n == 0 || lookup_domain_match(q->mydest, domain)) {
+        r->kind = QMGR_R_LOCAL;
+        goto done;
+    }
+    if (q->nmaps > 0) {
+        val = buf_new(64, CF_VALUE_MAX);
+        rc = qmgr_map_lookup(q, domain, val);
+        if (rc < 0) {
+            qmgr_route_fail(r, QMGR_R_DEFER, "4.3.0",
+                            "transport_maps lookup failure: %s", buf_data(val));
+            goto done;
+        }
+        if (rc > 0) {
+            qmgr_transport(buf_data(val), domain, r);
+            goto done;
+        }
+    }
+    if (*q->relayhost)
+        qmgr_nexthop(q->relayhost, domain, "relayhost", r);
+    else
+        qmgr_nexthop("", domain, "domain", r);
+done:
+    buf_free(val);
+    free(domain);
+}
+
+/* ------------------------------------------------------------------ */
+/* Destinations and jobs */
+
+static struct qmgr_dest *
+qmgr_dest_get(struct qmgr *q, const char *transport, const char *host, int port)
+{
+    struct buf *key = buf_new(64, BUF_NOCAP);
+    struct qmgr_dest *d;
+    long long lim;
+
+    buf_printf(key, "%s:%s:%d", transport, host, port);
+    for (d = q->dests; d; d = d->next)
+        if (strcmp(d->key, buf_data(key)) == 0)
+            break;
+    if (d == NULL) {
+        d = xcalloc(1, sizeof(*d));
+        d->key = xstrdup(buf_data(key));
+        buf_reset(key);
+        buf_printf(key, "%s_destination_concurrency_limit", transport);
+        lim = qmgr_cf_num(q->cf, buf_data(key), q->conc);
+        d->limit = lim > 0 ? (unsigned) lim : q->conc;
+        d->next = q->dests;
+        q->dests = d;
+    }
+    buf_free(key);
+    return d;
+}
+
+static void
+qmgr_dest_drop(struct qmgr *q, struct qmgr_dest *d)
+{
+    struct qmgr_dest **pp;
+
+    for (pp = &q->dests; *pp; pp = &(*pp)->next)
+        if (*pp == d) {
+            *pp = d->next;
+            break;
+        }
+    free(d->key);
+    free(d);
+}
+
+static void
+qmgr_job_free(struct qmgr_job *j)
+{
+    size_t k;
+
+    for (k = 0; k < j->job.nrcpt; k++)
+        free(j->job.result[k].text);
+    free(j->job.result);
+    free(j->job.rcpt);
+    free(j->host);
+    free(j);
+}
+
+static void qmgr_job_done(struct dlv_job *job);
+
+/* Start waiting jobs while the destination has room. */
+static void
+qmgr_dest_pump(struct qmgr *q, struct qmgr_dest *d)
+{
+    struct qmgr_job *j;
+
+    while (!q->stopping && d->head && d->active < d->limit) {
+        j = d->head;
+        d->head = j->next;
+        if (d->head == NULL)
+            d->tail = NULL;
+        d->active++;
+        if (strcmp(j->job.transport, "local") == 0)
+            dlv_local_start(&j->job);
+        else
+            dlv_smtp_start(&j->job);
+    }
+}
+
+static void
+qmgr_job_add(struct qmgr *q, struct qmgr_msg *m, const struct qmgr_route *r,
+             const size_t *idx, size_t n)
+{
+    struct qmgr_job *j = xcalloc(1, sizeof(*j));
+    const char *transport = r->kind == QMGR_R_LOCAL ? "local" : "smtp";
+
+    j->m = m;
+    j->host = xstrdup(r->host ? r->host : "");
+    j->job.msg = m->msg;
+    j->job.rcpt = xmalloc(n * sizeof(size_t));
+    memcpy(j->job.rcpt, idx, n * sizeof(size_t));
+    j->job.nrcpt = n;
+    j->job.result = xcalloc(n, sizeof(struct dlv_result));
+    j->job.transport = transport;
+    j->job.host = j->host;
+    j->job.port = r->kind == QMGR_R_LOCAL ? 0 : r->port;
+    j->job.cf = q->cf;
+    j->job.loop = q->loop;
+    j->job.pool = q->pool;
+    j->job.done = qmgr_job_done;
+    j->job.arg = j;
+    j->dest = qmgr_dest_get(q, transport, j->host, j->job.port);
+    if (j->dest->tail)
+        j->dest->tail->next = j;
+    else
+        j->dest->head = j;
+    j->dest->tail = j;
+    m->busy++;
+    qmgr_dest_pump(q, j->dest);
+}
+
+/* ------------------------------------------------------------------ */
+/* Finishing a message */
+
+static void
+qmgr_mark(struct qmgr_msg *m, size_t i, enum spool_rcpt_status st)
+{
+    if (spool_msg_mark(m->msg, i, st) < 0)
+        log_warning_as("qmgr", "%s: cannot update recipient status: %s", m->id,
+                       strerror(errno));
+}
+
+/* ------------------------------------------------------------------ */
+/* Non-delivery notices (bounces) */
+
+/* A recipient failed for good in this pass: one line for the bounce. */
+static void
+qmgr_fail_note(struct qmgr_msg *m, size_t i, const char *text)
+{
+    const char *p;
+    size_t n = 0;
+
+    if (m->notice == NULL)
+        m->notice = buf_new(512, QMGR_NOTICE_MAX);
+    m->nfail++;
+    if (buf_printf(m->notice, "<%s>: ", m->msg->env.rcpt[i].addr) < 0)
+        return;
+    for (p = text ? text : "delivery failed"; *p && n < QMGR_REASON_MAX;
+         p++, n++)
+        if (buf_putc(m->notice, (unsigned char) *p < 0x20 ? ' ' : *p) < 0)
+            return;
+    buf_puts(m->notice, "\r\n\r\n");
+}
+
+/* Worker: the original message's header, CRLF lines, bounded. */
+static void
+qmgr_bounce_headers(const struct spool_msg *msg, struct buf *out)
+{
+    size_t n = msg->content_len > QMGR_NOTICE_MAX ? QMGR_NOTICE_MAX
+                                                  : (size_t) msg->content_len;
+    char *p = xmalloc(n + 1), *end;
+    ssize_t r = pread(msg->fd, p, n, msg->content_off);
+
+    if (r > 0) {
+        p[r] = '\0';
+        end = memmem(p, (size_t) r, "\r\n\r\n", 4);
+        buf_append(out, p, end ? (size_t) (end - p) + 2 : (size_t) r);
+        if (end == NULL)
+            buf_puts(out, "\r\n");
+    }
+    free(p);
+}
+
+/* Worker: queue a notice from the null sender to the original sender.
+ * 0 (bounce_id set) or -1 with the reason in m->err. */
+static int
+qmgr_bounce_work(struct qmgr_msg *m)
+{
+    struct qmgr *q = m->q;
+    const struct spool_env *e = &m->msg->env;
+    struct buf *b = buf_new(4096, 4 * QMGR_NOTICE_MAX);
+    struct spool_file *sf = spool_create(q->qdir, m->err);
+    struct spool_rcpt rcpt;
+    struct spool_env env;
+    struct timeval tv;
+    struct tm tm;
+    char date[64];
+    time_t now = time(NULL);
+    int rc = -1;
+
+    if (sf == NULL)
+        goto fail;
+    localtime_r(&now, &tm);
+    strftime(date, sizeof(date), "%a, %d %b %Y %H:%M:%S %z", &tm);
+    buf_printf(b,
+               "From: MAILER-DAEMON@%s (Mail Delivery System)\r\n"
+               "To: <%s>\r\n"
+               "Subject: Undelivered Mail Returned to Sender\r\n"
+               "Date: %s\r\n"
+               "Message-ID: <%s.bounce@%s>\r\n"
+               "Auto-Submitted: auto-replied\r\n"
+               "MIME-Version: 1.0\r\n"
+               "Content-Type: text/plain; charset=us-ascii\r\n"
+               "\r\n"
+               "This is the mail system at host %s.\r\n\r\n"
+               "I'm sorry to have to inform you that your message could not\r\n"
+               "be delivered to one or more recipients.\r\n\r\n"
+               "The mail system\r\n\r\n",
+               q->myhostname, e->sender, date, spool_id(sf), q->myhostname,
+               q->myhostname);
+    buf_append(b, buf_data(m->notice), buf_len(m->notice));
+    buf_printf(b,
+               "--- Headers of the original message (queue ID %s) ---"
+               "\r\n\r\n",
+               m->id);
+    qmgr_bounce_headers(m->msg, b);
+    if (spool_write(sf, buf_data(b), buf_len(b)) < 0) {
+        buf_printf(m->err, "write: %s", strerror(errno));
+        goto fail;
+    }
+    memset(&env, 0, sizeof(env));
+    memset(&rcpt, 0, sizeof(rcpt));
+    gettimeofday(&tv, NULL);
+    env.arrival = (long long) tv.tv_sec * 1000000 + tv.tv_usec;
+    env.client_name = "localhost";
+    env.client_addr = "127.0.0.1";
+    env.proto = "bounce";
+    env.sender = "";
+    rcpt.addr = e->sender;
+    env.rcpt = &rcpt;
+    env.nrcpt = 1;
+    if (spool_finish(sf, &env) < 0 || spool_commit(sf, "incoming") < 0) {
+        buf_printf(m->err, "queue file: %s", strerror(errno));
+        goto fail;
+    }
+    snprintf(m->bounce_id, sizeof(m->bounce_id), "%s", spool_id(sf));
+    spool_free(sf);
+    sf = NULL;
+    rc = 0;
+fail:
+    spool_abort(sf);
+    buf_free(b);
+    return rc;
+}
+
+static void
+qmgr_finish_work(void *arg)
+{
+    struct qmgr_msg *m = arg;
+    struct qmgr *q = m->q;
+    struct timespec ts[2];
+    const char *step = "sync";
+
+    m->werr = 0;
+    if (spool_msg_sync(m->msg) < 0)
+        goto fail;
+    /* the notice is queued before the original can disappear */
+    if (m->nfail > 0 && *m->msg->env.sender != '\0'
+        && strpbrk(m->msg->env.sender, "\r\n<>") == NULL
+        && qmgr_bounce_work(m) < 0)
+        log_warning_as("bounce", "%s: cannot queue non-delivery notice: %s",
+                       m->id, buf_data(m->err));
+    buf_reset(m->err);
+    switch (m->end) {
+    case QMGR_END_REMOVE:
+        step = "remove";
+        if (unlink(m->msg->path) < 0 && errno != ENOENT)
+            goto fail;
+        break;
+    case QMGR_END_DEFER:
+        step = "move to deferred";
+        ts[0].tv_sec = ts[1].tv_sec = (time_t) m->retry;
+        ts[0].tv_nsec = ts[1].tv_nsec = 0;
+        if (futimens(m->msg->fd, ts) < 0)
+            goto fail;
+        if (spool_move(q->qdir, m->id, "active", "deferred") < 0)
+            goto fail;
+        break;
+    case QMGR_END_HOLD:
+        step = "move to hold";
+        if (spool_move(q->qdir, m->id, "active", "hold") < 0)
+            goto fail;
+        break;
+    }
+    return;
+fail:
+    m->werr = errno;
+    buf_sets(m->err, step);
+}
+
+static void
+qmgr_arm_deferred(struct qmgr *q, long long due)
+{
+    double now = qmgr_now(), at = (double) q->run_delay;
+
+    if (q->stopping)
+        return;
+    if (due > 0 && (double) due - now < at)
+        at = (double) due - now;
+    if (at < 0.01)
+        at = 0.01;
+    if (ev_is_active(&q->deferred_t)
+        && ev_timer_remaining(q->loop, &q->deferred_t) <= at)
+        return;
+    ev_timer_stop(q->loop, &q->deferred_t);
+    ev_timer_set(&q->deferred_t, at, 0.);
+    ev_timer_start(q->loop, &q->deferred_t);
+}
+
+static void
+qmgr_finish_done(void *arg)
+{
+    struct qmgr_msg *m = arg;
+    struct qmgr *q = m->q;
+
+    if (m->bounce_id[0]) {
+        log_info_as("bounce", "%s: sender non-delivery notification: %s", m->id,
+                    m->bounce_id);
+        q->want_incoming = 1;
+        qmgr_kick(q);
+    }
+    if (m->werr == ENOENT) {
+        log_debug("%s: queue file vanished during %s", m->id, buf_data(m->err));
+    } else if (m->werr) {
+        log_warning_as("qmgr", "%s: cannot %s queue file: %s", m->id,
+                       buf_data(m->err), strerror(m->werr));
+    } else {
+        switch (m->end) {
+        case QMGR_END_REMOVE:
+            log_info_as("qmgr", "%s: removed", m->id);
+            break;
+        case QMGR_END_DEFER:
+            qmgr_arm_deferred(q, m->retry);
+            break;
+        case QMGR_END_HOLD:
+            log_info_as("qmgr", "%s: expired, moved to hold queue", m->id);
+            break;
+        }
+    }
+    qmgr_msg_free(m);
+}
+
+/* All jobs done and synced: remove, defer or expire. */
+static void
+qmgr_finish(struct qmgr_msg *m)
+{
+    struct qmgr *q = m->q;
+    struct spool_env *e = &m->msg->env;
+    double now = qmgr_now(), arrival = (double) e->arrival / 1e6;
+    double age = now - arrival;
+    char d[32], to[600], why[1100];
+    size_t i;
+
+    qmgr_enter(m, QMGR_M_FINISH);
+    if (age < 0)
+        age = 0;
+    if (spool_msg_pending(m->msg) == 0) {
+        m->end = QMGR_END_REMOVE;
+    } else if (age >= (double) q->lifetime) {
+        m->end = QMGR_END_HOLD;
+        for (i = 0; i < e->nrcpt; i++) {
+            if (e->rcpt[i].status != SPOOL_RCPT_PENDING)
+                continue;
+            qmgr_mark(m, i, SPOOL_RCPT_EXPIRED);
+            qmgr_fail_note(m, i,
+                           m->reason[i] ? m->reason[i] : "message expired");
+            qmgr_fmt_delay(age, d, sizeof(d));
+            log_info_as(
+                "qmgr",
+                "%s: to=<%s>, relay=none, delay=%s, delays=%s/0/0/0, "
+                "dsn=4.4.7, status=expired (%s)",
+                m->id, qmgr_safe(e->rcpt[i].addr, to, sizeof(to)), d, d,
+                qmgr_safe(m->reason[i] ? m->reason[i] : "message expired", why,
+                          sizeof(why)));
+        }
+    } else {
+        long long b = (long long) age;
+
+        if (b < q->min_backoff)
+            b = q->min_backoff;
+        if (b > q->max_backoff)
+            b = q->max_backoff;
+        m->end = QMGR_END_DEFER;
+        m->retry = (long long) (now + 0.999) + b; /* round up */
+    }
+    wpool_submit(q->pool, qmgr_finish_work, qmgr_finish_done, m);
+}
+
+/* A job or a sync completed: finish when nothing is left. */
+static void
+qmgr_settle(struct qmgr_msg *m)
+{
+    if (--m->busy > 0)
+        return;
+    if (m->abandoned)
+        qmgr_msg_free(m); /* stays in active/: recovered at next start */
+    else
+        qmgr_finish(m);
+}
+
+static void
+qmgr_sync_work(void *arg)
+{
+    struct qmgr_msg *m = arg;
+
+    if (spool_msg_sync(m->msg) < 0)
+        log_warning_as("qmgr", "%s: cannot sync queue file: %s", m->id,
+                       strerror(errno));
+}
+
+static void
+qmgr_sync_done(void *arg)
+{
+    qmgr_settle(arg);
+}
+
+static void
+qmgr_job_done(struct dlv_job *job)
+{
+    struct qmgr_job *j = job->arg;
+    struct qmgr_msg *m = j->m;
+    struct qmgr *q = m->q;
+    struct qmgr_dest *d = j->dest;
+    size_t k;
+
+    for (k = 0; k < job->nrcpt; k++) {
+        size_t i = job->rcpt[k];
+        struct dlv_result *r = &job->result[k];
+
+        switch (r->status) {
+        case DLV_SENT:
+            qmgr_mark(m, i, SPOOL_RCPT_SENT);
+            break;
+        case DLV_BOUNCE:
+            qmgr_mark(m, i, SPOOL_RCPT_BOUNCED);
+            qmgr_fail_note(m, i, r->text);
+            break;
+        case DLV_DEFER:
+            free(m->reason[i]);
+            m->reason[i] = r->text;
+            r->text = NULL;
+            break;
+        }
+    }
+    qmgr_job_free(j);
+    d->active--;
+    qmgr_dest_pump(q, d);
+    if (d->active == 0 && d->head == NULL)
+        qmgr_dest_drop(q, d);
+    m->busy++; /* the sync */
+    wpool_submit(q->pool, qmgr_sync_work, qmgr_sync_done, m);
+    qmgr_settle(m); /* the job */
+}
+
+/* ------------------------------------------------------------------ */
+/* Taking a message into the active queue */
+
+/* Same transport, host and port? */
+static int
+qmgr_route_same(const struct qmgr_route *a, const struct qmgr_route *b)
+{
+    return a->kind == b->kind && a->port == b->port
+           && strcasecmp(a->host ? a->host : "", b->host ? b->host : "") == 0;
+}
+
+static size_t
+qmgr_route_hash(const struct qmgr_route *r, size_t n)
+{
+    const char *s = r->host ? r->host : "";
+    size_t h = 2166136261u ^ (size_t) r->kind ^ ((size_t) r->port << 8);
+
+    for (; *s; s++)
+        h = (h ^ (unsigned char) (*s | 0x20)) * 16777619u;
+    return h % n;
+}
+
+/* Route every pending recipient, group them by next hop (a hash of the
+ * group leaders keeps this linear), queue one job per group and per
+ * recipient limit. */
+static void
+qmgr_deliver(struct qmgr *q, struct qmgr_msg *m)
+{
+    struct spool_env *e = &m->msg->env;
+    size_t nr = e->nrcpt ? e->nrcpt : 1, hsize = 2 * nr + 1;
+    struct qmgr_route *routes = xcalloc(nr, sizeof(*routes));
+    size_t *grp = xcalloc(nr, sizeof(size_t));  /* leader of i's group */
+    size_t *nxt = xcalloc(nr, sizeof(size_t));  /* next in i's group */
+    size_t *last = xcalloc(nr, sizeof(size_t)); /* leader: its last one */
+    size_t *ht = xmalloc(hsize * sizeof(size_t));
+    size_t *idx = xcalloc(nr, sizeof(size_t));
+    char d[32], to[600], why[1100];
+    size_t i, h, g, n, limit;
+    long long lim;
+
+    qmgr_enter(m, QMGR_M_DELIVER);
+    m->reason = xcalloc(nr, sizeof(char *));
+    m->busy = 1; /* held until every job is queued */
+    for (h = 0; h < hsize; h++)
+        ht[h] = SIZE_MAX;
+    /* Only an operator moves an expired message out of hold/ (release,
+     * requeue): that asks for one more try of its expired recipients. */
+    for (i = n = 0; i < e->nrcpt; i++)
+        if (e->rcpt[i].status == SPOOL_RCPT_EXPIRED) {
+            qmgr_mark(m, i, SPOOL_RCPT_PENDING);
+            n++;
+        }
+    if (n > 0)
+        log_info_as("qmgr", "%s: released: %zu expired recipient(s) retried",
+                    m->id, n);
+    for (i = 0; i < e->nrcpt; i++) {
+        grp[i] = nxt[i] = SIZE_MAX;
+        if (e->rcpt[i].status != SPOOL_RCPT_PENDING)
+            continue;
+        qmgr_resolve(q, e->rcpt[i].addr, &routes[i]);
+        qmgr_fmt_delay(dlv_delay(m->msg), d, sizeof(d));
+        switch (routes[i].kind) {
+        case QMGR_R_ERROR:
+            qmgr_mark(m, i, SPOOL_RCPT_BOUNCED);
+            qmgr_fail_note(m, i, routes[i].text);
+            log_info_as("error",
+                        "%s: to=<%s>, relay=none, delay=%s, delays=%s/0/0/0, "
+                        "dsn=%s, status=bounced (%s)",
+                        m->id, qmgr_safe(e->rcpt[i].addr, to, sizeof(to)), d, d,
+                        routes[i].dsn,
+                        qmgr_safe(routes[i].text, why, sizeof(why)));
+            continue;
+        case QMGR_R_DEFER:
+            log_info_as("qmgr",
+                        "%s: to=<%s>, relay=none, delay=%s, delays=%s/0/0/0, "
+                        "dsn=%s, status=deferred (%s)",
+                        m->id, qmgr_safe(e->rcpt[i].addr, to, sizeof(to)), d, d,
+                        routes[i].dsn,
+                        qmgr_safe(routes[i].text, why, sizeof(why)));
+            m->reason[i] = routes[i].text;
+            routes[i].text = NULL;
+            continue;
+        case QMGR_R_LOCAL:
+        case QMGR_R_SMTP:
+            break;
+        }
+        for (h = qmgr_route_hash(&routes[i], hsize); ht[h] != SIZE_MAX;
+             h = (h + 1) % hsize)
+            if (qmgr_route_same(&routes[ht[h]], &routes[i]))
+                break;
+        if (ht[h] == SIZE_MAX) {
+            ht[h] = grp[i] = last[i] = i; /* a new group */
+        } else {
+            g = grp[i] = ht[h];
+            nxt[last[g]] = i;
+            last[g] = i;
+        }
+    }
+    /* one job per group, at most the recipient limit each */
+    for (g = 0; g < e->nrcpt; g++) {
+        if (grp[g] != g)
+            continue;
+        lim = qmgr_cf_num(q->cf,
+                          routes[g].kind == QMGR_R_LOCAL
+                              ? "local_destination_recipient_limit"
+                              : "smtp_destination_recipient_limit",
+                          q->rcpt_limit);
+        limit = lim > 0 ? (size_t) lim : q->rcpt_limit;
+        n = 0;
+        for (i = g; i != SIZE_MAX; i = nxt[i]) {
+            idx[n++] = i;
+            if (n == limit) {
+                qmgr_job_add(q, m, &routes[g], idx, n);
+                n = 0;
+            }
+        }
+        if (n > 0)
+            qmgr_job_add(q, m, &routes[g], idx, n);
+    }
+    for (i = 0; i < e->nrcpt; i++)
+        qmgr_route_reset(&routes[i]);
+    free(idx);
+    free(ht);
+    free(last);
+    free(nxt);
+    free(grp);
+    free(routes);
+    qmgr_settle(m);
+}
+
+static void
+qmgr_corrupt_work(void *arg)
+{
+    struct qmgr_msg *m = arg;
+    struct buf *src = buf_new(128, BUF_NOCAP), *dst = buf_new(128, BUF_NOCAP);
+    const char *from = m->moved ? "active" : m->from;
+
+    m->werr = 0;
+    if (qmgr_valid_id(m->id)) {
+        if (spool_move(m->q->qdir, m->id, from, "corrupt") < 0)
+            m->werr = errno;
+    } else {
+        /* not a queue ID: spool_move refuses it, rename it ourselves */
+        buf_printf(src, "%s/%s/%s", m->q->qdir, from, m->id);
+        buf_printf(dst, "%s/corrupt/%s", m->q->qdir, m->id);
+        if (rename(buf_data(src), buf_data(dst)) < 0)
+            m->werr = errno;
+    }
+    buf_free(dst);
+    buf_free(src);
+}
+
+static void
+qmgr_corrupt_done(void *arg)
+{
+    struct qmgr_msg *m = arg;
+    char why[1100], id[600];
+
+    qmgr_safe(m->id, id, sizeof(id));
+    if (m->werr == 0)
+        log_warning_as("qmgr", "%s: corrupt queue file moved to corrupt: %s",
+                       id, qmgr_safe(buf_data(m->err), why, sizeof(why)));
+    else if (m->werr != ENOENT)
+        log_warning_as("qmgr",
+                       "%s: corrupt queue file (%s), cannot move it "
+                       "to corrupt: %s",
+                       id, qmgr_safe(buf_data(m->err), why, sizeof(why)),
+                       strerror(m->werr));
+    qmgr_msg_free(m);
+}
+
+static void
+qmgr_take_work(void *arg)
+{
+    struct qmgr_msg *m = arg;
+    struct buf *path = buf_new(128, BUF_NOCAP);
+
+    m->werr = 0;
+    if (spool_move(m->q->qdir, m->id, m->from, "active") < 0) {
+        m->werr = errno;
+        goto done;
+    }
+    m->moved = 1;
+    buf_printf(path, "%s/active/%s", m->q->qdir, m->id);
+    if ((m->msg = spool_read(buf_data(path), m->err)) == NULL) {
+        m->werr = errno ? errno : EBADMSG;
+        /* gone, or unreadable? only a missing file is "gone" */
+        if (m->werr == ENOENT && access(buf_data(path), F_OK) == 0)
+            m->werr = EBADMSG;
+    }
+done:
+    buf_free(path);
+}
+
+static void
+qmgr_take_done(void *arg)
+{
+    struct qmgr_msg *m = arg;
+    struct qmgr *q = m->q;
+    struct spool_env *e;
+    char from[600];
+
+    if (!m->moved) {
+        if (m->werr != ENOENT)
+            log_warning_as("qmgr",
+                           "%s: cannot move queue file from %s to "
+                           "active: %s",
+                           m->id, m->from, strerror(m->werr));
+        qmgr_msg_free(m);
+        return;
+    }
+    if (m->msg == NULL) {
+        if (m->werr == ENOENT) {
+            qmgr_msg_free(m);
+            return;
+        }
+        qmgr_enter(m, QMGR_M_CORRUPT);
+        wpool_submit(q->pool, qmgr_corrupt_work, qmgr_corrupt_done, m);
+        return;
+    }
+    if (q->stopping) {
+        qmgr_msg_free(m); /* in active/ now: recovered at next start */
+        return;
+    }
+    e = &m->msg->env;
+    if (strcmp(m->from, "incoming") == 0)
+        log_info_as(
+            "qmgr", "%s: from=<%s>, size=%lld, nrcpt=%zu (queue active)", m->id,
+            qmgr_safe(e->sender, from, sizeof(from)), e->size, e->nrcpt);
+    qmgr_deliver(q, m);
+}
+
+static void
+qmgr_take(struct qmgr *q, const char *name, const char *from)
+{
+    struct qmgr_msg *m = xcalloc(1, sizeof(*m));
+    unsigned h = qmgr_hash(name);
+
+    m->q = q;
+    snprintf(m->id, sizeof(m->id), "%s", name);
+    m->from = from;
+    m->err = buf_new(128, 2048);
+    m->hnext = q->hash[h];
+    q->hash[h] = m;
+    q->nmsg++;
+    if (!qmgr_valid_id(name)) {
+        qmgr_enter(m, QMGR_M_CORRUPT);
+        buf_sets(m->err, "file name is not a queue ID");
+        wpool_submit(q->pool, qmgr_corrupt_work, qmgr_corrupt_done, m);
+        return;
+    }
+    qmgr_enter(m, QMGR_M_TAKE);
+    wpool_submit(q->pool, qmgr_take_work, qmgr_take_done, m);
+}
+
+/* ------------------------------------------------------------------ */
+/* Scans */
+
+/* incoming/: take everything. deferred/: take what is due (all of it
+ * with flush, making the rest due too); re-arm the deferred timer. */
+static void
+qmgr_scan(struct qmgr *q, const char *queue, int flush)
+{
+    struct buf *path = buf_new(128, BUF_NOCAP);
+    int deferred = strcmp(queue, "deferred") == 0, full = 0;
+    long long now = (long long) time(NULL), next_due = 0;
+    struct dirent *de;
+    struct stat st;
+    DIR *dir;
+
+    buf_printf(path, "%s/%s", q->qdir, queue);
+    if ((dir = opendir(buf_data(path))) == NULL) {
+        log_warning_as("qmgr", "cannot scan %s: %s", buf_data(path),
+                       strerror(errno));
+        goto done;
+    }
+    while ((de = readdir(dir)) != NULL) {
+        if (de->d_name[0] == '.' || qmgr_find(q, de->d_name))
+            continue;
+        if (deferred) {
+            if (flush) {
+                if (utimensat(dirfd(dir), de->d_name, NULL, 0) < 0)
+                    continue;
+            } else {
+                if (fstatat(dirfd(dir), de->d_name, &st, 0) < 0)
+                    continue;
+                if ((long long) st.st_mtime > now) {
+                    if (next_due == 0 || st.st_mtime < next_due)
+                        next_due = st.st_mtime;
+                    continue;
+                }
+            }
+        }
+        if (q->nmsg >= q->active_limit) {
+            full = 1;
+            if (!deferred || !flush)
+                break;
+            continue;
+        }
+        qmgr_take(q, de->d_name, deferred ? "deferred" : "incoming");
+    }
+    closedir(dir);
+    if (deferred) {
+        q->more_deferred = full;
+        qmgr_arm_deferred(q, next_due);
+    } else {
+        q->more_incoming = full;
+    }
+done:
+    buf_free(path);
+}
+
+static void
+qmgr_kick_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    struct qmgr *q = w->data;
+    int flush = q->want_flush;
+
+    if (q->stopping || !q->ready)
+        return;
+    if (q->want_incoming || q->more_incoming) {
+        q->want_incoming = 0;
+        qmgr_scan(q, "incoming", 0);
+    }
+    if (q->want_deferred || q->want_flush || q->more_deferred) {
+        q->want_deferred = q->want_flush = 0;
+        qmgr_scan(q, "deferred", flush);
+    }
+}
+
+static void
+qmgr_incoming_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    struct qmgr *q = w->data;
+
+    q->want_incoming = 1;
+    qmgr_kick(q);
+}
+
+static void
+qmgr_deferred_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    struct qmgr *q = w->data;
+
+    q->want_deferred = 1;
+    qmgr_kick(q);
+}
+
+static void
+qmgr_sock_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+    struct qmgr *q = w->data;
+    char b[64];
+    ssize_t n;
+    int i;
+
+    for (i = 0; i < QMGR_DGRAMS; i++) {
+        n = recv(q->sock, b, sizeof(b), 0);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            break;
+        if (n > 0 && b[0] == 'F')
+            q->want_flush = 1;
+        q->want_incoming = 1;
+    }
+    qmgr_kick(q);
+}
+
+/* ------------------------------------------------------------------ */
+/* Start and stop */
+
+/* Pool: a previous run was interrupted; its active/ goes back to
+ * incoming/. */
+static void
+qmgr_recover_work(void *arg)
+{
+    struct qmgr *q = arg;
+    struct buf *path = buf_new(128, BUF_NOCAP);
+    struct dirent *de;
+    DIR *dir;
+
+    buf_printf(path, "%s/active", q->qdir);
+    if ((dir = opendir(buf_data(path))) == NULL) {
+        log_warning_as("qmgr", "cannot scan %s: %s", buf_data(path),
+                       strerror(errno));
+        goto done;
+    }
+    while ((de = readdir(dir)) != NULL) {
+        if (de->d_name[0] == '.' || !qmgr_valid_id(de->d_name))
+            continue;
+        if (spool_move(q->qdir, de->d_name, "active", "incoming") < 0)
+            log_warning_as("qmgr",
+                           "%s: cannot move from active to "
+                           "incoming: %s",
+                           de->d_name, strerror(errno));
+        else
+            log_debug("%s: recovered from active queue", de->d_name);
+    }
+    closedir(dir);
+done:
+    buf_free(path);
+}
+
+static void
+qmgr_recover_done(void *arg)
+{
+    struct qmgr *q = arg;
+
+    q->ready = 1;
+    if (q->stopping) {
+        ev_break(q->loop, EVBREAK_ALL);
+        return;
+    }
+    q->want_incoming = q->want_deferred = 1;
+    qmgr_kick(q);
+}
+
+static void
+qmgr_grace_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    struct qmgr *q = w->data;
+
+    log_warning_as("qmgr",
+                   "%zu message(s) still in delivery after %.0fs; "
+                   "exiting, they stay in the active queue",
+                   q->nmsg, QMGR_GRACE);
+    /* Running agents still own their jobs and sockets; nothing can be
+     * freed safely, and the files are recovered at next start. */
+    if (q->sock_path)
+        unlink(q->sock_path);
+    _exit(0);
+}
+
+static void
+qmgr_stop(struct qmgr *q)
+{
+    struct qmgr_dest *d, *dnext;
+    struct qmgr_job *j;
+
+    if (q->stopping)
+        return;
+    q->stopping = 1;
+    log_info_as("qmgr", "stopping: %zu message(s) in the active queue",
+                q->nmsg);
+    ev_io_stop(q->loop, &q->sock_w);
+    ev_timer_stop(q->loop, &q->incoming_t);
+    ev_timer_stop(q->loop, &q->deferred_t);
+    ev_timer_stop(q->loop, &q->kick_t);
+    /* jobs that have not started never will: their messages stay in
+     * active/ once their running jobs are done */
+    for (d = q->dests; d; d = dnext) {
+        dnext = d->next;
+        while ((j = d->head) != NULL) {
+            struct qmgr_msg *m = j->m;
+
+            d->head = j->next;
+            qmgr_job_free(j);
+            m->abandoned = 1;
+            qmgr_settle(m);
+        }
+        d->tail = NULL;
+        if (d->active == 0)
+            qmgr_dest_drop(q, d);
+    }
+    if (!q->ready)
+        return; /* qmgr_recover_done breaks the loop */
+    if (q->nmsg == 0) {
+        ev_break(q->loop, EVBREAK_ALL);
+        return;
+    }
+    ev_timer_start(q->loop, &q->grace_t);
+}
+
+static void
+qmgr_signal_cb(struct ev_loop *loop, ev_signal *w, int revents)
+{
+    qmgr_stop(w->data);
+}
+
+static int
+qmgr_bind(struct qmgr *q)
+{
+    struct sockaddr_un sun;
+    struct buf *p = buf_new(128, BUF_NOCAP);
+    int rc = -1;
+
+    buf_printf(p, "%s/public/qmgr", q->qdir);
+    memset(&sun, 0, sizeof(sun));
+    sun.sun_family = AF_UNIX;
+    if (buf_len(p) >= sizeof(sun.sun_path)) {
+        log_error("queue_directory %s: socket path %s is too long", q->qdir,
+                  buf_data(p));
+        goto fail;
+    }
+    memcpy(sun.sun_path, buf_data(p), buf_len(p) + 1);
+    q->sock = socket(AF_UNIX, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (q->sock < 0) {
+        log_error("socket: %s", strerror(errno));
+        goto fail;
+    }
+    (void) unlink(sun.sun_path); /* a stale one from an earlier run */
+    if (bind(q->sock, (struct sockaddr *) &sun, sizeof(sun)) < 0) {
+        log_error("bind %s: %s", sun.sun_path, strerror(errno));
+        close(q->sock);
+        q->sock = -1;
+        goto fail;
+    }
+    q->sock_path = xstrdup(buf_data(p));
+    rc = 0;
+fail:
+    buf_free(p);
+    return rc;
+}
+
+static int
+qmgr_open_maps(struct qmgr *q)
+{
+    char *const *l = qmgr_cf_list(q->cf, "transport_maps");
+    struct buf *err = buf_new(128, 4096);
+    size_t n;
+
+    for (n = 0; l[n]; n++)
+        ;
+    q->maps = xcalloc(n ? n : 1, sizeof(*q->maps));
+    for (q->nmaps = 0; q->nmaps < n; q->nmaps++) {
+        q->maps[q->nmaps] = lookup_open(l[q->nmaps], err);
+        if (q->maps[q->nmaps] == NULL) {
+            log_error("transport_maps: %s: %s", l[q->nmaps], buf_data(err));
+            buf_free(err);
+            return -1;
+        }
+    }
+    buf_free(err);
+    return 0;
+}
+
+static void
+qmgr_free(struct qmgr *q)
+{
+    size_t i;
+
+    wpool_free(q->pool);
+    if (q->sock >= 0)
+        close(q->sock);
+    if (q->sock_path) {
+        unlink(q->sock_path);
+        free(q->sock_path);
+    }
+    for (i = 0; i < q->nmaps; i++)
+        lookup_free(q->maps[i]);
+    free(q->maps);
+    while (q->dests)
+        qmgr_dest_drop(q, q->dests);
+    free(q);
+}
+
+int
+qmgr_run(const struct cf *cf)
+{
+    struct qmgr *q = xcalloc(1, sizeof(*q));
+    struct buf *err = buf_new(128, 4096);
+    long long v;
+    int rc = 1;
+
+    signal(SIGPIPE, SIG_IGN);
+    signal(SIGHUP, SIG_IGN); /* the master restarts us on reload */
+    q->cf = cf;
+    q->sock = -1;
+    q->qdir = cf_str(cf, "queue_directory");
+    q->mydest = qmgr_cf_list(cf, "mydestination");
+    q->relayhost = qmgr_cf_str(cf, "relayhost");
+    q->myhostname = qmgr_cf_str(cf, "myhostname");
+    if (*q->myhostname == '\0')
+        q->myhostname = "localhost";
+    v = qmgr_cf_num(cf, "qmgr_message_active_limit", 20000);
+    q->active_limit = v > 0 ? (size_t) v : 1;
+    v = qmgr_cf_num(cf, "default_destination_concurrency_limit", 20);
+    q->conc = v > 0 ? (unsigned) v : 1;
+    v = qmgr_cf_num(cf, "default_destination_recipient_limit", 50);
+    q->rcpt_limit = v > 0 ? (unsigned) v : 1;
+    q->run_delay = qmgr_cf_num(cf, "queue_run_delay", 300);
+    if (q->run_delay < 1)
+        q->run_delay = 1;
+    q->min_backoff = qmgr_cf_num(cf, "minimal_backoff_time", 300);
+    q->max_backoff = qmgr_cf_num(cf, "maximal_backoff_time", 4000);
+    if (q->max_backoff < q->min_backoff)
+        q->max_backoff = q->min_backoff;
+    q->lifetime = qmgr_cf_num(cf, "maximal_queue_lifetime", 5 * 86400);
+    if (spool_mkdirs(q->qdir, err) < 0) {
+        log_error("%s", buf_data(err));
+        goto fail;
+    }
+    if (qmgr_open_maps(q) < 0 || qmgr_bind(q) < 0)
+        goto fail;
+    q->loop = ev_default_loop(0);
+    v = qmgr_cf_num(cf, "sluice_worker_threads", 4);
+    q->pool = wpool_new(q->loop, v > 0 ? (int) v : 1);
+
+    ev_io_init(&q->sock_w, qmgr_sock_cb, q->sock, EV_READ);
+    q->sock_w.data = q;
+    ev_io_start(q->loop, &q->sock_w);
+    ev_timer_init(&q->incoming_t, qmgr_incoming_cb, QMGR_INCOMING_SCAN,
+                  QMGR_INCOMING_SCAN);
+    q->incoming_t.data = q;
+    ev_timer_start(q->loop, &q->incoming_t);
+    ev_timer_init(&q->deferred_t, qmgr_deferred_cb, (double) q->run_delay, 0.);
+    q->deferred_t.data = q;
+    ev_timer_init(&q->kick_t, qmgr_kick_cb, 0., 0.);
+    q->kick_t.data = q;
+    ev_timer_init(&q->grace_t, qmgr_grace_cb, QMGR_GRACE, 0.);
+    q->grace_t.data = q;
+    ev_signal_init(&q->term_w, qmgr_signal_cb, SIGTERM);
+    q->term_w.data = q;
+    ev_signal_start(q->loop, &q->term_w);
+    ev_signal_init(&q->int_w, qmgr_signal_cb, SIGINT);
+    q->int_w.data = q;
+    ev_signal_start(q->loop, &q->int_w);
+
+    log_info_as("qmgr", "started, queue_directory=%s", q->qdir);
+    wpool_submit(q->pool, qmgr_recover_work, qmgr_recover_done, q);
+    ev_run(q->loop, 0);
+
+    ev_signal_stop(q->loop, &q->term_w);
+    ev_signal_stop(q->loop, &q->int_w);
+    ev_io_stop(q->loop, &q->sock_w);
+    ev_timer_stop(q->loop, &q->incoming_t);
+    ev_timer_stop(q->loop, &q->deferred_t);
+    ev_timer_stop(q->loop, &q->kick_t);
+    ev_timer_stop(q->loop, &q->grace_t);
+    log_info_as("qmgr", "stopped");
+    rc = 0;
+fail:
+    buf_free(err);
+    qmgr_free(q);
+    return rc;
+}
