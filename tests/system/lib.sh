@@ -1,0 +1,470 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+# lib.sh - shared helpers for the system tests (tests/system/t_*.sh).
+# Sourced by bash scripts. Gives: TAP output (plan, ok, not_ok, check,
+# diag, skip_all), a temp dir $T with a configuration in $CONF, free
+# loopback ports, starting/stopping sluiced and the sink by PID, and
+# bounded polling (wait_for). Everything started here is stopped by PID
+# in the EXIT trap, which also removes $T (kept when SLUICE_TEST_KEEP=1).
+#
+# Environment (set by make check; defaults for running a script by hand
+# from the source tree): SLUICED SLUICE top_srcdir top_builddir PYTHON3.
+#
+# plan N announces N tests plus one more that the EXIT trap runs: the
+# daemon's stderr holds no sanitizer report.
+
+set -u
+
+SYSDIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+: "${top_srcdir:=$(cd "$SYSDIR/../.." && pwd)}"
+: "${top_builddir:=$top_srcdir}"
+: "${SLUICED:=$top_builddir/sluiced}"
+: "${SLUICE:=$top_builddir/sluice}"
+: "${PYTHON3:=/usr/bin/python3}"
+SINK=$SYSDIR/sink.py
+PYTHONPATH=$SYSDIR${PYTHONPATH:+:$PYTHONPATH}
+PYTHONDONTWRITEBYTECODE=1
+export PYTHONPATH PYTHONDONTWRITEBYTECODE SLUICED SLUICE PYTHON3
+
+_T_NUM=0
+_T_PLAN=0
+_T_FAIL=0
+_T_PIDS=""    # sinks and other helpers
+_T_MASTERS="" # sluiced masters (their children are stopped too)
+T=""
+
+# ------------------------------------------------------------------ TAP
+
+plan()
+{
+    _T_PLAN=$(($1 + 1))
+    echo "1..$_T_PLAN"
+}
+
+skip_all()
+{
+    echo "1..0 # SKIP $*"
+    _T_PLAN=-1
+    exit 0
+}
+
+diag()
+{
+    printf '%s\n' "$@" | head -n 60 | sed 's/^/# /'
+}
+
+ok()
+{
+    _T_NUM=$((_T_NUM + 1))
+    echo "ok $_T_NUM - $*"
+}
+
+not_ok()
+{
+    _T_NUM=$((_T_NUM + 1))
+    _T_FAIL=$((_T_FAIL + 1))
+    echo "not ok $_T_NUM - $*"
+}
+
+# result DESC STATUS: ok when STATUS is 0.
+result()
+{
+    if [ "$2" -eq 0 ]; then ok "$1"; else not_ok "$1"; fi
+}
+
+# check DESC CMD...: ok when CMD exits 0; its output is shown otherwise.
+check()
+{
+    local desc=$1 out rc
+    shift
+    out=$("$@" 2>&1)
+    rc=$?
+    if [ $rc -eq 0 ]; then
+        ok "$desc"
+    else
+        not_ok "$desc"
+        diag "command: $* (exit $rc)" "$out"
+    fi
+}
+
+# check_not DESC CMD...: ok when CMD fails.
+check_not()
+{
+    local desc=$1 out rc
+    shift
+    out=$("$@" 2>&1)
+    rc=$?
+    if [ $rc -ne 0 ]; then
+        ok "$desc"
+    else
+        not_ok "$desc"
+        diag "command unexpectedly succeeded: $*" "$out"
+    fi
+}
+
+# is DESC GOT EXPECTED
+is()
+{
+    if [ "$2" = "$3" ]; then
+        ok "$1"
+    else
+        not_ok "$1"
+        diag "got:      '$2'" "expected: '$3'"
+    fi
+}
+
+# like DESC TEXT ERE: TEXT has a line matching ERE.
+like()
+{
+    if printf '%s\n' "$2" | grep -Eq -- "$3"; then
+        ok "$1"
+    else
+        not_ok "$1"
+        diag "no line matches: $3" "in:" "$2"
+    fi
+}
+
+unlike()
+{
+    if printf '%s\n' "$2" | grep -Eq -- "$3"; then
+        not_ok "$1"
+        diag "unexpected match: $3" "in:" "$2"
+    else
+        ok "$1"
+    fi
+}
+
+# --------------------------------------------------------- processes
+
+now_ms()
+{
+    echo $(($(date +%s%N) / 1000000))
+}
+
+# wait_for SECS CMD...: poll CMD every 0.1 s until it succeeds (0) or
+# SECS pass (1).
+wait_for()
+{
+    local secs=$1 end
+    shift
+    end=$(($(now_ms) + secs * 1000))
+    while :; do
+        "$@" >/dev/null 2>&1 && return 0
+        [ "$(now_ms)" -gt "$end" ] && return 1
+        sleep 0.1
+    done
+}
+
+# alive PID: running and not a zombie.
+alive()
+{
+    local st
+    [ -r "/proc/$1/stat" ] || return 1
+    st=$(sed 's/^.*) //' "/proc/$1/stat" 2>/dev/null | cut -c1)
+    [ -n "$st" ] && [ "$st" != Z ] && [ "$st" != X ]
+}
+
+dead()
+{
+    ! alive "$1"
+}
+
+# stop_pid PID [SECS]: SIGTERM, up to SECS (5) for it to exit, then
+# SIGKILL. The exit status (when PID is our child) is left in STOP_RC.
+stop_pid()
+{
+    local pid=$1 secs=${2:-5}
+    STOP_RC=""
+    [ -n "$pid" ] || return 0
+    if alive "$pid"; then
+        kill -TERM "$pid" 2>/dev/null
+        if ! wait_for "$secs" dead "$pid"; then
+            kill -KILL "$pid" 2>/dev/null
+            wait_for 2 dead "$pid"
+        fi
+    fi
+    wait "$pid" 2>/dev/null
+    STOP_RC=$?
+}
+
+children()
+{
+    pgrep -P "$1" 2>/dev/null | tr '\n' ' '
+}
+
+# free_port: a loopback TCP port that is free now.
+free_port()
+{
+    "$PYTHON3" -c 'import socket
+s = socket.socket()
+s.bind(("127.0.0.1", 0))
+print(s.getsockname()[1])'
+}
+
+port_open()
+{
+    "$PYTHON3" -c 'import socket, sys
+fam = socket.AF_INET6 if ":" in sys.argv[1] else socket.AF_INET
+s = socket.socket(fam)
+s.settimeout(1)
+s.connect((sys.argv[1], int(sys.argv[2])))' "$1" "$2"
+}
+
+# wait_port HOST PORT [SECS]
+wait_port()
+{
+    wait_for "${3:-15}" port_open "$1" "$2"
+}
+
+# ---------------------------------------------------- temp dir, config
+
+# setup: $T (temp dir), $CONF, $SINKDIR, $PORT (sluiced), $SINKPORT.
+setup()
+{
+    T=$(mktemp -d "${TMPDIR:-/tmp}/sluice-test.XXXXXX") || exit 1
+    CONF=$T/conf
+    SINKDIR=$T/sink
+    LOG=$T/maillog
+    mkdir -p "$CONF" "$SINKDIR" "$T/mail"
+    PORT=$(free_port)
+    SINKPORT=$(free_port)
+    export T CONF SINKDIR LOG PORT SINKPORT
+}
+
+# write_conf [LINE...]: main.cf with the test defaults, then the given
+# lines (the last definition of a name wins), and master.cf with one
+# listener on 127.0.0.1:$PORT plus $MASTER_EXTRA lines.
+write_conf()
+{
+    {
+        cat <<EOF
+# written by tests/system/lib.sh
+queue_directory = $T/spool
+mail_spool_directory = $T/mail/
+maillog_file = $T/maillog
+myhostname = mx.test.example
+mydestination = localhost
+mynetworks = 127.0.0.0/8
+relayhost = [127.0.0.1]:$SINKPORT
+smtpd_peername_lookup = no
+minimal_backoff_time = 1s
+maximal_backoff_time = 2s
+queue_run_delay = 1s
+mail_owner = $(id -un)
+EOF
+        local l
+        for l in "$@"; do
+            printf '%s\n' "$l"
+        done
+    } >"$CONF/main.cf"
+    {
+        echo "127.0.0.1:$PORT inet n - n - - smtpd"
+        [ -n "${MASTER_EXTRA:-}" ] && printf '%s\n' "$MASTER_EXTRA"
+    } >"$CONF/master.cf"
+    return 0
+}
+
+need_binaries()
+{
+    [ -x "$SLUICED" ] || skip_all "no sluiced binary at $SLUICED"
+    [ -x "$SLUICE" ] || skip_all "no sluice binary at $SLUICE"
+    [ -x "$PYTHON3" ] || skip_all "no python3 at $PYTHON3"
+}
+
+# start_sluiced [CONFDIR]: runs the daemon in the background, sets
+# MASTERPID, waits for 127.0.0.1:$PORT. 1 if it did not come up.
+start_sluiced()
+{
+    local dir=${1:-$CONF}
+    "$SLUICED" -c "$dir" >>"$T/sluiced.out" 2>&1 &
+    MASTERPID=$!
+    _T_MASTERS="$_T_MASTERS $MASTERPID"
+    wait_for 15 sluiced_ready "$MASTERPID"
+}
+
+sluiced_ready()
+{
+    alive "$1" || return 0 # died: stop waiting, the caller checks
+    port_open 127.0.0.1 "$PORT"
+}
+
+# start_ok: start_sluiced and report it as a test.
+start_ok()
+{
+    if start_sluiced "$@" && alive "$MASTERPID"; then
+        ok "sluiced starts and listens on 127.0.0.1:$PORT"
+    else
+        not_ok "sluiced starts and listens on 127.0.0.1:$PORT"
+        diag "$(tail -n 20 "$T/sluiced.out" 2>/dev/null)"
+    fi
+}
+
+# stop_sluiced [PID]: SIGTERM to the master, then make sure its children
+# are gone too (SIGKILL by PID). The master's exit status is in STOP_RC.
+stop_sluiced()
+{
+    local m=${1:-$MASTERPID} kids k
+    kids=$(children "$m")
+    stop_pid "$m" 10
+    for k in $kids; do
+        if alive "$k"; then
+            kill -KILL "$k" 2>/dev/null
+        fi
+    done
+}
+
+# kill9_sluiced [PID]: SIGKILL to the children, then the master.
+kill9_sluiced()
+{
+    local m=${1:-$MASTERPID} k
+    for k in $(children "$m"); do
+        kill -KILL "$k" 2>/dev/null
+    done
+    kill -KILL "$m" 2>/dev/null
+    wait "$m" 2>/dev/null
+    return 0
+}
+
+# child_pid NAME [MASTER]: pid of the master's child with that name.
+child_pid()
+{
+    pgrep -P "${2:-$MASTERPID}" -x "$1" 2>/dev/null | head -n 1
+}
+
+# start_sink [PORT] [DIR] [sink options...]: sets SINKPID.
+start_sink()
+{
+    local port=${1:-$SINKPORT} dir=${2:-$SINKDIR}
+    [ $# -gt 0 ] && shift
+    [ $# -gt 0 ] && shift
+    "$PYTHON3" "$SINK" --port "$port" --dir "$dir" "$@" \
+        >>"$T/sink.out" 2>&1 &
+    SINKPID=$!
+    _T_PIDS="$_T_PIDS $SINKPID"
+    wait_port 127.0.0.1 "$port" 10
+}
+
+start_sink6()
+{
+    local port=$1 dir=$2
+    "$PYTHON3" "$SINK" --host ::1 --port "$port" --dir "$dir" \
+        >>"$T/sink.out" 2>&1 &
+    SINKPID=$!
+    _T_PIDS="$_T_PIDS $SINKPID"
+    wait_port ::1 "$port" 10
+}
+
+# --------------------------------------------------------- shortcuts
+
+sl()
+{
+    "$SLUICE" -c "$CONF" "$@"
+}
+
+py()
+{
+    "$PYTHON3" - "$@"
+}
+
+# pytap [ARGS...] <<'PY' ... PY: run inline python (sink.py's helpers
+# importable: "from sink import *"); its "ok - X" / "not ok - X" lines
+# become numbered TAP results, other output becomes diagnostics.
+pytap()
+{
+    local line
+    while IFS= read -r line; do
+        case $line in
+        "ok - "*) ok "${line#ok - }" ;;
+        "not ok - "*) not_ok "${line#not ok - }" ;;
+        "#"*) echo "$line" ;;
+        *) echo "# $line" ;;
+        esac
+    done < <("$PYTHON3" - "$@" 2>&1 || echo "# python exited with status $?")
+}
+
+# log_has ERE: the maillog has a matching line.
+log_has()
+{
+    grep -Eq -- "$1" "$T/maillog" 2>/dev/null
+}
+
+# log_wait SECS ERE
+log_wait()
+{
+    wait_for "$1" log_has "$2"
+}
+
+log_count()
+{
+    grep -Ec -- "$1" "$T/maillog" 2>/dev/null
+}
+
+queue_empty()
+{
+    sl queue list 2>&1 | grep -q 'Mail queue is empty'
+}
+
+sink_count()
+{
+    local d=${1:-$SINKDIR}
+    find "$d" -maxdepth 1 -name '*.eml' 2>/dev/null | wc -l
+}
+
+# sink_wait N [SECS] [DIR]: the sink holds at least N messages.
+sink_wait()
+{
+    wait_for "${2:-15}" sink_has "$1" "${3:-$SINKDIR}"
+}
+
+sink_has()
+{
+    [ "$(sink_count "$2")" -ge "$1" ]
+}
+
+# ----------------------------------------------------------- cleanup
+
+_t_cleanup()
+{
+    local rc=$? m p
+    trap - EXIT INT TERM
+    for m in $_T_MASTERS; do
+        alive "$m" && stop_sluiced "$m"
+    done
+    for p in $_T_PIDS; do
+        alive "$p" && stop_pid "$p" 3
+    done
+    if [ "$_T_PLAN" -gt 0 ]; then
+        if [ -n "$T" ] && [ -f "$T/sluiced.out" ] &&
+            grep -Eq 'AddressSanitizer|LeakSanitizer|runtime error:' \
+                "$T/sluiced.out"; then
+            _T_NUM=$((_T_NUM + 1))
+            echo "not ok $_T_NUM - no sanitizer report from sluiced"
+            _T_FAIL=$((_T_FAIL + 1))
+            diag "$(grep -E -A12 'AddressSanitizer|LeakSanitizer|runtime error:' "$T/sluiced.out" | head -n 40)"
+        elif [ "$_T_NUM" -lt "$_T_PLAN" ]; then
+            _T_NUM=$((_T_NUM + 1))
+            echo "ok $_T_NUM - no sanitizer report from sluiced"
+        fi
+        while [ "$_T_NUM" -lt "$_T_PLAN" ]; do
+            _T_NUM=$((_T_NUM + 1))
+            _T_FAIL=$((_T_FAIL + 1))
+            echo "not ok $_T_NUM - not run: the script ended early (exit $rc)"
+        done
+        if [ "$_T_FAIL" -gt 0 ] && [ -n "$T" ]; then
+            diag "--- tail of $T/maillog" \
+                "$(tail -n 25 "$T/maillog" 2>/dev/null)" \
+                "--- tail of sluiced stderr" \
+                "$(tail -n 15 "$T/sluiced.out" 2>/dev/null)"
+        fi
+    fi
+    if [ -n "$T" ] && [ -d "$T" ]; then
+        if [ "${SLUICE_TEST_KEEP:-0}" = 1 ]; then
+            echo "# kept $T"
+        else
+            rm -rf "$T"
+        fi
+    fi
+    exit 0
+}
+
+trap _t_cleanup EXIT
+trap 'exit 1' INT TERM

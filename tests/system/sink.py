@@ -1,0 +1,418 @@
+#!/usr/bin/python3
+# SPDX-License-Identifier: GPL-2.0-or-later
+"""sink.py - a small SMTP server for the system tests, and client helpers.
+
+As a program: an SMTP sink that stores every accepted message as
+DIR/NNNN.eml (the exact DATA bytes after dot-unstuffing, final CRLF
+included) and DIR/NNNN.env ("MAIL FROM:<..>" and "RCPT TO:<..>" lines).
+The .eml file appears last (written then renamed), so counting *.eml
+counts complete messages. DIR/sink.log records every command and reply.
+
+  sink.py --port N --dir DIR [--host 127.0.0.1|::1] [--pidfile F]
+          [--rcpt-match REGEX --rcpt-reply "550 5.1.1 no such user"]
+          [--data-reply "451 4.3.0 try later" [--data-fail-count N]]
+
+As a module (PYTHONPATH=tests/system): Client, send_mail, dotstuff,
+split_received, eml_files for the test scripts' inline python.
+Standard library only.
+"""
+
+import argparse
+import os
+import re
+import signal
+import socket
+import socketserver
+import sys
+import threading
+import time
+
+LINE_MAX = 1 << 20
+
+
+# ---------------------------------------------------------------- server
+
+
+class SinkState:
+    def __init__(self, args):
+        self.args = args
+        self.lock = threading.Lock()
+        self.count = 0          # messages stored
+        self.data_seen = 0      # end-of-data events (for --data-fail-count)
+        self.rcpt_re = re.compile(args.rcpt_match) if args.rcpt_match else None
+        self.logf = open(os.path.join(args.dir, "sink.log"), "a",
+                         buffering=1, encoding="utf-8", errors="replace")
+
+    def log(self, text):
+        with self.lock:
+            self.logf.write("%.3f %s\n" % (time.time(), text))
+
+    def store(self, sender, rcpts, data):
+        with self.lock:
+            self.count += 1
+            n = self.count
+        base = os.path.join(self.args.dir, "%04d" % n)
+        with open(base + ".env", "w", encoding="utf-8",
+                  errors="surrogateescape") as f:
+            f.write("MAIL FROM:<%s>\n" % sender)
+            for r in rcpts:
+                f.write("RCPT TO:<%s>\n" % r)
+        with open(base + ".tmp", "wb") as f:
+            f.write(data)
+        os.rename(base + ".tmp", base + ".eml")
+        return n
+
+    def data_reply(self):
+        """Reply for an end of data, and whether the message is stored."""
+        with self.lock:
+            self.data_seen += 1
+            seen = self.data_seen
+        a = self.args
+        if a.data_reply and (a.data_fail_count < 0 or seen <= a.data_fail_count):
+            return a.data_reply, False
+        return None, True
+
+
+def addr_of(arg):
+    """The address inside <...> of a MAIL FROM:/RCPT TO: argument."""
+    m = re.match(r"\s*<([^>]*)>", arg)
+    if m:
+        return m.group(1)
+    return arg.strip().split(" ")[0]
+
+
+class SinkHandler(socketserver.StreamRequestHandler):
+    timeout = 60
+
+    def out(self, line):
+        self.server.state.log("%s > %s" % (self.client_address[1], line))
+        self.wfile.write(line.encode() + b"\r\n")
+        self.wfile.flush()
+
+    def handle(self):
+        st = self.server.state
+        self.out("220 sink.test.example ESMTP sink")
+        sender = None
+        rcpts = []
+        while True:
+            try:
+                raw = self.rfile.readline(LINE_MAX)
+            except (OSError, ValueError):
+                return
+            if not raw:
+                return
+            line = raw.rstrip(b"\r\n").decode("utf-8", "surrogateescape")
+            st.log("%s < %s" % (self.client_address[1], line))
+            verb = line.split(" ", 1)[0].upper()
+            arg = line[len(verb):].strip() if " " in line else ""
+            if verb == "EHLO":
+                sender, rcpts = None, []
+                self.out("250-sink.test.example")
+                self.out("250-PIPELINING")
+                self.out("250-8BITMIME")
+                self.out("250-SIZE 104857600")
+                self.out("250 ENHANCEDSTATUSCODES")
+            elif verb in ("HELO", "LHLO"):
+                sender, rcpts = None, []
+                self.out("250 sink.test.example")
+            elif verb == "MAIL":
+                if not line.upper().startswith("MAIL FROM:"):
+                    self.out("501 5.5.4 Syntax: MAIL FROM:<address>")
+                    continue
+                sender, rcpts = addr_of(line[10:]), []
+                self.out("250 2.1.0 Ok")
+            elif verb == "RCPT":
+                if sender is None:
+                    self.out("503 5.5.1 Error: need MAIL command")
+                    continue
+                if not line.upper().startswith("RCPT TO:"):
+                    self.out("501 5.5.4 Syntax: RCPT TO:<address>")
+                    continue
+                r = addr_of(line[8:])
+                if st.rcpt_re and st.rcpt_re.search(r):
+                    self.out(st.args.rcpt_reply)
+                    continue
+                rcpts.append(r)
+                self.out("250 2.1.5 Ok")
+            elif verb == "DATA":
+                if not rcpts:
+                    self.out("503 5.5.1 Error: need RCPT command")
+                    continue
+                self.out("354 End data with <CR><LF>.<CR><LF>")
+                chunks = []
+                while True:
+                    d = self.rfile.readline(LINE_MAX)
+                    if not d:
+                        st.log("connection lost in DATA")
+                        return
+                    if d == b".\r\n":
+                        break
+                    if d.startswith(b"."):
+                        d = d[1:]
+                    chunks.append(d)
+                data = b"".join(chunks)
+                reply, keep = st.data_reply()
+                if keep:
+                    n = st.store(sender, rcpts, data)
+                    reply = "250 2.0.0 Ok: queued as SINK%04d" % n
+                self.out(reply)
+                sender, rcpts = None, []
+            elif verb == "RSET":
+                sender, rcpts = None, []
+                self.out("250 2.0.0 Ok")
+            elif verb == "NOOP":
+                self.out("250 2.0.0 Ok")
+            elif verb == "QUIT":
+                self.out("221 2.0.0 Bye")
+                return
+            else:
+                self.out("502 5.5.2 Error: command not recognized")
+
+
+class Server4(socketserver.ThreadingTCPServer):
+    allow_reuse_address = True
+    daemon_threads = True
+
+
+class Server6(Server4):
+    address_family = socket.AF_INET6
+
+
+def sink_main(argv):
+    p = argparse.ArgumentParser(description="SMTP sink for tests")
+    p.add_argument("--port", type=int, required=True)
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--dir", required=True)
+    p.add_argument("--pidfile")
+    p.add_argument("--rcpt-match", help="regex of recipients to refuse")
+    p.add_argument("--rcpt-reply", default="550 5.1.1 Recipient rejected")
+    p.add_argument("--data-reply", help='end-of-data reply, e.g. "451 4.3.0 later"')
+    p.add_argument("--data-fail-count", type=int, default=-1,
+                   help="use --data-reply for the first N messages only")
+    a = p.parse_args(argv)
+    os.makedirs(a.dir, exist_ok=True)
+    cls = Server6 if ":" in a.host else Server4
+    srv = cls((a.host, a.port), SinkHandler)
+    srv.state = SinkState(a)
+    if a.pidfile:
+        with open(a.pidfile, "w") as f:
+            f.write("%d\n" % os.getpid())
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    try:
+        srv.serve_forever(poll_interval=0.2)
+    finally:
+        srv.server_close()
+    return 0
+
+
+# ---------------------------------------------------------- client helpers
+
+
+class Reply:
+    def __init__(self, code, lines):
+        self.code = code
+        self.lines = lines      # text after "NNN-" / "NNN "
+
+    @property
+    def text(self):
+        return "\n".join("%d %s" % (self.code, l) for l in self.lines)
+
+    def __repr__(self):
+        return "Reply(%r)" % self.text
+
+
+class Client:
+    """Raw SMTP client: exact bytes out, replies parsed one at a time."""
+
+    def __init__(self, port, host="127.0.0.1", timeout=10):
+        fam = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self.sock = socket.socket(fam, socket.SOCK_STREAM)
+        self.sock.settimeout(timeout)
+        self.sock.connect((host, port))
+        self.buf = b""
+
+    def send(self, data):
+        if isinstance(data, str):
+            data = data.encode()
+        self.sock.sendall(data)
+
+    def _line(self):
+        while b"\n" not in self.buf:
+            d = self.sock.recv(65536)
+            if not d:
+                raise EOFError("connection closed by server")
+            self.buf += d
+        line, self.buf = self.buf.split(b"\n", 1)
+        return line.rstrip(b"\r").decode("utf-8", "replace")
+
+    def reply(self):
+        lines = []
+        while True:
+            l = self._line()
+            if len(l) < 3 or not l[:3].isdigit():
+                raise ValueError("bad reply line %r" % l)
+            lines.append(l[4:])
+            if len(l) == 3 or l[3] == " ":
+                return Reply(int(l[:3]), lines)
+
+    def cmd(self, line):
+        self.send(line + "\r\n")
+        return self.reply()
+
+    def closed(self, timeout=5):
+        """True when the server closes the connection (after any data)."""
+        self.sock.settimeout(timeout)
+        try:
+            while True:
+                d = self.sock.recv(65536)
+                if not d:
+                    return True
+                self.buf += d
+        except (socket.timeout, TimeoutError):
+            return False
+        except OSError:
+            return True
+
+    def close(self):
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+
+def dotstuff(data):
+    """Dot-stuff a message and add the end marker. data should end in
+    CRLF (a CRLF is added otherwise)."""
+    if not data.endswith(b"\r\n"):
+        data += b"\r\n"
+    out = []
+    for line in data[:-2].split(b"\r\n"):
+        out.append(b"." + line if line.startswith(b".") else line)
+    return b"\r\n".join(out) + b"\r\n.\r\n"
+
+
+def send_mail(port, sender, rcpts, data, host="127.0.0.1", helo="client.test"):
+    """One transaction; returns the end-of-data Reply (or the first failing
+    reply of MAIL/RCPT/DATA)."""
+    c = Client(port, host)
+    try:
+        r = c.reply()
+        if r.code != 220:
+            return r
+        r = c.cmd("EHLO " + helo)
+        if r.code != 250:
+            return r
+        r = c.cmd("MAIL FROM:<%s>" % sender)
+        if r.code != 250:
+            return r
+        for x in rcpts:
+            r = c.cmd("RCPT TO:<%s>" % x)
+            if r.code != 250:
+                return r
+        r = c.cmd("DATA")
+        if r.code != 354:
+            return r
+        c.send(dotstuff(data))
+        r = c.reply()
+        try:
+            c.cmd("QUIT")
+        except (OSError, EOFError, ValueError):
+            pass
+        return r
+    finally:
+        c.close()
+
+
+def queued_id(reply):
+    m = re.search(r"queued as ([0-9A-F]{14})\b", reply.text)
+    return m.group(1) if m else None
+
+
+def split_received(eml):
+    """(first Received header with its continuation lines, the rest)."""
+    if not eml.startswith(b"Received:"):
+        return None, eml
+    end = 0
+    while True:
+        nl = eml.find(b"\n", end)
+        if nl < 0:
+            return eml, b""
+        end = nl + 1
+        if eml[end:end + 1] not in (b" ", b"\t"):
+            return eml[:end], eml[end:]
+
+
+def eml_files(d):
+    return sorted(os.path.join(d, f) for f in os.listdir(d) if f.endswith(".eml"))
+
+
+def wait_eml(d, n, secs=15):
+    """Wait until d holds at least n messages; returns the file list."""
+    end = time.time() + secs
+    while True:
+        fs = eml_files(d) if os.path.isdir(d) else []
+        if len(fs) >= n or time.time() > end:
+            return fs
+        time.sleep(0.1)
+
+
+def env(name):
+    return os.environ[name]
+
+
+def tap(cond, desc, *diag):
+    """One TAP result for lib.sh's pytap (which numbers it)."""
+    print(("ok - " if cond else "not ok - ") + desc, flush=True)
+    if not cond:
+        for d in diag:
+            for line in str(d).splitlines()[:40]:
+                print("# " + line, flush=True)
+    return bool(cond)
+
+
+def read_log():
+    try:
+        with open(env("LOG"), encoding="utf-8", errors="replace") as f:
+            return f.read()
+    except OSError:
+        return ""
+
+
+def log_wait(regex, secs=15):
+    """Wait for a maillog line matching regex; returns the match or None."""
+    end = time.time() + secs
+    while True:
+        m = re.search(regex, read_log(), re.M)
+        if m or time.time() > end:
+            return m
+        time.sleep(0.1)
+
+
+def sink_msgs(d=None):
+    """[(envelope text, content bytes)] of the messages stored in d."""
+    d = d or env("SINKDIR")
+    out = []
+    for p in eml_files(d):
+        with open(p[:-4] + ".env", encoding="utf-8", errors="replace") as f:
+            e = f.read()
+        with open(p, "rb") as f:
+            out.append((e, f.read()))
+    return out
+
+
+def sink_find(pattern, d=None, secs=15):
+    """Wait for a stored message whose envelope or content matches the
+    bytes regex pattern; returns (envelope, content) or None."""
+    end = time.time() + secs
+    rx = re.compile(pattern.encode() if isinstance(pattern, str) else pattern)
+    while True:
+        for e, c in sink_msgs(d):
+            if rx.search(e.encode()) or rx.search(c):
+                return e, c
+        if time.time() > end:
+            return None
+        time.sleep(0.1)
+
+
+if __name__ == "__main__":
+    sys.exit(sink_main(sys.argv[1:]))

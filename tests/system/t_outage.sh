@@ -1,0 +1,91 @@
+#!/bin/bash
+# SPDX-License-Identifier: GPL-2.0-or-later
+# t_outage.sh - the next hop is down (mail waits in the queue and goes
+# out once it is back), answers 451 to RCPT (deferred), 550 (bounced,
+# with a bounce to the sender), 451 at end of data once (deferred, then
+# delivered). transport_maps routes each case to its own sink.
+. "$(dirname "$0")/lib.sh"
+need_binaries
+plan 23
+setup
+P2=$(free_port)
+P3=$(free_port)
+P4=$(free_port)
+P5=$(free_port)
+export P2 P3 P4 P5
+write_conf "transport_maps = inline:{ temp.example=smtp:[127.0.0.1]:$P2, reject.example=smtp:[127.0.0.1]:$P3, data.example=smtp:[127.0.0.1]:$P4, later.example=smtp:[127.0.0.1]:$P5 }"
+start_ok
+
+# --- next hop down
+out=$(py <<'PY'
+from sink import *
+r = send_mail(int(env("PORT")), "a@example.org", ["down@example.net"],
+              b"Subject: outage\r\nMessage-ID: <outage-1@example.org>\r\n\r\nwait for me\r\n")
+print(queued_id(r) or r.text)
+PY
+)
+ID=$out
+like "next hop down: the client still gets 250 queued" "$ID" '^[0-9A-F]{14}$'
+check "log: ID: to=<down@example.net>, ... status=deferred" \
+    log_wait 15 "$ID: to=<down@example\.net>, relay=.*status=deferred \("
+out=$(sl queue list 2>&1)
+like "sluice queue list shows the deferred message" "$out" "^$ID"
+like "  with its recipient" "$out" 'down@example\.net'
+
+start_sink
+check "next hop back: the message is delivered within 15 s" sink_wait 1 15
+check "log: ID: ... status=sent" log_wait 10 "$ID: to=<down@example\.net>, relay=127\.0\.0\.1\[127\.0\.0\.1\]:$SINKPORT, .*status=sent"
+check "log: ID: removed" log_wait 10 "$ID: removed"
+check "queue becomes empty" wait_for 10 queue_empty
+
+# --- 451 at RCPT, 550 at RCPT, 451 at end of data (first time only)
+start_sink "$P2" "$T/sink2" --rcpt-match . --rcpt-reply "451 4.2.0 try later"
+start_sink "$P3" "$T/sink3" --rcpt-match . --rcpt-reply "550 5.1.1 no such user"
+start_sink "$P4" "$T/sink4" --data-reply "451 4.3.0 try again later" --data-fail-count 1
+pytap <<'PY'
+from sink import *
+port = int(env("PORT"))
+def send(sender, rcpt, tag):
+    r = send_mail(port, sender, [rcpt],
+                  b"Subject: %s\r\nMessage-ID: <%s@example.org>\r\n\r\nbody\r\n" % (tag, tag))
+    return queued_id(r), r
+t_id, r1 = send("a@example.org", "x@temp.example", b"outage-temp")
+j_id, r2 = send("bouncecheck@example.org", "x@reject.example", b"outage-reject")
+d_id, r3 = send("a@example.org", "x@data.example", b"outage-data")
+tap(t_id and j_id and d_id, "three messages queued", r1, r2, r3)
+tap(log_wait(r"%s: to=<x@temp\.example>, relay=127\.0\.0\.1\[127\.0\.0\.1\]:%s, .*status=deferred \(.*451 4\.2\.0 try later" % (t_id, env("P2"))),
+    "451 at RCPT: status=deferred with the next hop's reply")
+tap(log_wait(r"%s: to=<x@reject\.example>, relay=127\.0\.0\.1\[127\.0\.0\.1\]:%s, .*dsn=5\.1\.1, status=bounced \(.*550 5\.1\.1 no such user" % (j_id, env("P3"))),
+    "550 at RCPT: dsn=5.1.1, status=bounced with the next hop's reply")
+tap(log_wait(r"%s: removed" % j_id), "the bounced message is removed")
+b = sink_find(r"RCPT TO:<bouncecheck@example\.org>")
+tap(b and b[0].startswith("MAIL FROM:<>\n"),
+    "a bounce from the null sender goes to the original sender", b and b[0])
+tap(b and b"x@reject.example" in b[1], "the bounce names the failed recipient", b and b[1][:600])
+tap(log_wait(r"%s: to=<x@data\.example>, .*status=deferred \(.*451 4\.3\.0 try again later" % d_id),
+    "451 at end of data: status=deferred")
+tap(log_wait(r"%s: to=<x@data\.example>, relay=127\.0\.0\.1\[127\.0\.0\.1\]:%s, .*status=sent" % (d_id, env("P4"))),
+    "and delivered on a later attempt")
+time.sleep(1)
+n = len(eml_files(os.path.join(env("T"), "sink4")))
+tap(n == 1, "exactly one copy reaches that next hop (%d)" % n)
+out = os.popen('"$SLUICE" -c "$CONF" queue list').read()
+tap(t_id in out and "x@temp.example" in out, "the 451-at-RCPT message is still queued", out)
+tap(j_id not in out and d_id not in out, "the bounced and the delivered ones are not", out)
+PY
+
+# --- several messages wait out an outage together
+pytap <<'PY'
+from sink import *
+port = int(env("PORT"))
+ids = []
+for i in range(1, 21):
+    r = send_mail(port, "a@example.org", ["m%d@later.example" % i],
+                  b"Subject: later %d\r\nX-Seq: %d\r\n\r\nbody\r\n" % (i, i))
+    ids.append(queued_id(r))
+tap(all(ids), "20 messages queued for a next hop that is down", ids)
+missing = [i for i in ids if i and not log_wait(r"%s: to=<m\d+@later\.example>, .*status=deferred" % i, 10)]
+tap(not missing, "each is deferred", missing)
+PY
+start_sink "$P5" "$T/sink5"
+check "when it comes back all 20 are delivered within 20 s" sink_wait 20 20 "$T/sink5"
