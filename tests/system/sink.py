@@ -172,6 +172,9 @@ class SinkHandler(socketserver.StreamRequestHandler):
 class Server4(socketserver.ThreadingTCPServer):
     allow_reuse_address = True
     daemon_threads = True
+    # the default backlog of 5 drops connections when Sluice delivers 20
+    # messages at once; the client then waits out its greeting timeout
+    request_queue_size = 256
 
 
 class Server6(Server4):
