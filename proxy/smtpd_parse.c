@@ -9,8 +9,8 @@
  * The line given to smtpd_parse_cmd() must be followed by a NUL at
  * line[len] (struct buf guarantees this): a non-empty argument runs to it.
  *
- * Address syntax: a dot-atom or quoted-string local part, '@', then a
- * domain (labels of letters, digits, '-' and '_', one trailing dot allowed)
+ * Address syntax: a dot-atom (dots relaxed as in Postfix) or quoted-string
+ * local part, '@', then a domain (labels of letters, digits, '-' and '_', one trailing dot allowed)
  * or an address literal ([192.0.2.1], [IPv6:2001:db8::1]). Bytes >= 0x80
  * are refused (SMTPUTF8 is not offered). An address without '@' is only
  * "postmaster" (RFC 5321 4.5.1), and only in RCPT TO. smtpd_addr_valid()
@@ -104,7 +104,7 @@ static ssize_t
 smtpd_local_scan(const char *s)
 {
     size_t i;
-    int after_dot = 1;
+    int has_atext = 0;
 
     if (s[0] == '"') {
         for (i = 1;;) {
@@ -130,20 +130,19 @@ smtpd_local_scan(const char *s)
             return -1;
         return (ssize_t) i;
     }
+    /* Like Postfix, dots may lead, trail or repeat ("a..b", "a."): such
+     * addresses exist in the wild (some mobile carriers issue them) and
+     * are harmless here; at least one atext character is required. */
     for (i = 0; s[i] != '@' && s[i] != '\0'; i++) {
         unsigned char c = (unsigned char) s[i];
 
-        if (c == '.') {
-            if (after_dot)
-                return -1;
-            after_dot = 1;
+        if (c == '.')
             continue;
-        }
         if (!smtpd_is_atext(c))
             return -1;
-        after_dot = 0;
+        has_atext = 1;
     }
-    if (i == 0 || after_dot)
+    if (!has_atext)
         return -1;
     return (ssize_t) i;
 }

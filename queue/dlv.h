@@ -57,5 +57,7 @@ void dlv_local_start(struct dlv_job *job);
 /* Shared helpers for the agents' log lines. */
 /* "delay=%.1f" value: seconds since arrival, as Postfix rounds it. */
 double dlv_delay(const struct spool_msg *m);
+/* A delay as Postfix prints it: 0, 0.04, 0.38, 3.5, 12, 2063. Returns out. */
+char *dlv_fmt_delay(double d, char *out, size_t n);
 
 #endif

@@ -60,18 +60,15 @@ dlv_delay(const struct spool_msg *m)
     return d < 0 ? 0 : d;
 }
 
-/* Postfix-like rounding of a delay: 0, 0.01, 0.1, 1.2, 12. */
-static char *
-local_fmt_delay(double d, char *out, size_t n)
+char *
+dlv_fmt_delay(double d, char *out, size_t n)
 {
-    if (d >= 10)
-        snprintf(out, n, "%.0f", d);
-    else if (d >= 0.1)
-        snprintf(out, n, "%.1f", d);
-    else if (d >= 0.01)
-        snprintf(out, n, "%.2f", d);
-    else
+    if (d < 0.005)
         snprintf(out, n, "0");
+    else if (d < 10)
+        snprintf(out, n, "%.2g", d);
+    else
+        snprintf(out, n, "%.0f", d);
     return out;
 }
 
@@ -405,9 +402,9 @@ local_done(void *arg)
                     "%s: to=<%s>, relay=local, delay=%s, delays=%s/0/0/%s, "
                     "dsn=%s, status=%s (%s)",
                     job->msg->env.id, safe_to,
-                    local_fmt_delay(c->end - arrival, d, sizeof(d)),
-                    local_fmt_delay(c->start - arrival, a, sizeof(a)),
-                    local_fmt_delay(c->end - c->start, dd, sizeof(dd)), r->dsn,
+                    dlv_fmt_delay(c->end - arrival, d, sizeof(d)),
+                    dlv_fmt_delay(c->start - arrival, a, sizeof(a)),
+                    dlv_fmt_delay(c->end - c->start, dd, sizeof(dd)), r->dsn,
                     status, safe_text);
     }
     free(c->hostname);

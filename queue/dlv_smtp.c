@@ -209,17 +209,6 @@ smtp_safe(const void *p, size_t n)
     return log_safe(p, n, out, SMTP_SAFE_MAX);
 }
 
-/* Postfix-like delay: 0.12, 1.2, 12. */
-static void
-smtp_fmt_delay(char *out, size_t n, double d)
-{
-    if (d < 0.005)
-        snprintf(out, n, "0");
-    else if (d < 10)
-        snprintf(out, n, "%.2g", d);
-    else
-        snprintf(out, n, "%.0f", d);
-}
 
 /* Decide recipient i once: result, log line. text: already log-safe. */
 static void
@@ -263,11 +252,11 @@ smtp_decide(struct smtp_sess *s, size_t i, enum dlv_status st, const char *dsn,
         snprintf(relay, sizeof(relay), "none");
     conn = (s->t_conn > 0 ? s->t_conn : now) - s->t_start;
     xfer = s->t_conn > 0 ? now - s->t_conn : 0;
-    smtp_fmt_delay(d, sizeof(d), dlv_delay(job->msg));
-    smtp_fmt_delay(da, sizeof(da), s->qdelay);
-    smtp_fmt_delay(db, sizeof(db), 0);
-    smtp_fmt_delay(dc, sizeof(dc), conn);
-    smtp_fmt_delay(dd, sizeof(dd), xfer);
+    dlv_fmt_delay(dlv_delay(job->msg), d, sizeof(d));
+    dlv_fmt_delay(s->qdelay, da, sizeof(da));
+    dlv_fmt_delay(0, db, sizeof(db));
+    dlv_fmt_delay(conn, dc, sizeof(dc));
+    dlv_fmt_delay(xfer, dd, sizeof(dd));
     srcpt = smtp_safe(rcpt, strlen(rcpt));
     log_info_as("smtp",
                 "%s: to=<%s>, relay=%s, delay=%s, delays=%s/%s/%s/%s, "

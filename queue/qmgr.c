@@ -246,19 +246,6 @@ qmgr_now(void)
     return (double) tv.tv_sec + (double) tv.tv_usec / 1e6;
 }
 
-static char *
-qmgr_fmt_delay(double d, char *out, size_t n)
-{
-    if (d >= 10)
-        snprintf(out, n, "%.0f", d);
-    else if (d >= 0.1)
-        snprintf(out, n, "%.1f", d);
-    else if (d >= 0.01)
-        snprintf(out, n, "%.2f", d);
-    else
-        snprintf(out, n, "0");
-    return out;
-}
 
 /* A queue file name as spool.c makes them: 14 upper-case hex digits. */
 static int
@@ -911,7 +898,7 @@ qmgr_finish(struct qmgr_msg *m)
             qmgr_mark(m, i, SPOOL_RCPT_EXPIRED);
             qmgr_fail_note(m, i,
                            m->reason[i] ? m->reason[i] : "message expired");
-            qmgr_fmt_delay(age, d, sizeof(d));
+            dlv_fmt_delay(age, d, sizeof(d));
             log_info_as(
                 "qmgr",
                 "%s: to=<%s>, relay=none, delay=%s, delays=%s/0/0/0, "
@@ -1059,7 +1046,7 @@ qmgr_deliver(struct qmgr *q, struct qmgr_msg *m)
         if (e->rcpt[i].status != SPOOL_RCPT_PENDING)
             continue;
         qmgr_resolve(q, e->rcpt[i].addr, &routes[i]);
-        qmgr_fmt_delay(dlv_delay(m->msg), d, sizeof(d));
+        dlv_fmt_delay(dlv_delay(m->msg), d, sizeof(d));
         switch (routes[i].kind) {
         case QMGR_R_ERROR:
             qmgr_mark(m, i, SPOOL_RCPT_BOUNCED);
