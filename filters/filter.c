@@ -213,6 +213,35 @@ filter_chain_len(const struct filter_chain *ch)
 }
 
 void
+filter_chain_start(struct filter_chain *ch, void *loop)
+{
+    struct buf *err = buf_new(256, 4096);
+    size_t i;
+
+    for (i = 0; i < ch->n; i++) {
+        const struct filter_ops *ops = ch->v[i].ops;
+
+        if (ops->start == NULL)
+            continue;
+        buf_reset(err);
+        if (ops->start(ch->v[i].conf, loop, err) < 0)
+            log_warning("filter %s: cannot start: %s", ops->name,
+                        buf_len(err) ? buf_data(err) : "unknown error");
+    }
+    buf_free(err);
+}
+
+void
+filter_chain_stop(struct filter_chain *ch)
+{
+    size_t i;
+
+    for (i = ch->n; i > 0; i--)
+        if (ch->v[i - 1].ops->stop)
+            ch->v[i - 1].ops->stop(ch->v[i - 1].conf);
+}
+
+void
 filter_chain_free(struct filter_chain *ch)
 {
     if (ch == NULL)

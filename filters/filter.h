@@ -48,6 +48,8 @@
 #include <sys/socket.h>
 #include <sys/types.h>
 
+#include "lib/buf.h"
+
 enum filter_stage {
     FILTER_CONNECT,
     FILTER_HELO,
@@ -90,6 +92,12 @@ struct filter_env {
     const char *sender;       /* MAIL FROM address, "" for <> */
     char *const *rcpts;       /* accepted recipients so far */
     size_t nrcpt;
+    /* From EOM on: the message as it will be queued (Received header
+     * included), in the open queue file: spool_off .. spool_off+spool_len.
+     * Read it with pread(); do not write, seek or close. -1 before EOM. */
+    int spool_fd;
+    off_t spool_off;
+    off_t spool_len;
 };
 
 /* Arguments of one stage; copied by the chain when a stage is queued. */
@@ -156,6 +164,13 @@ struct filter_ops {
     /* Session over; any pending call is cancelled: the filter must not
      * answer it afterwards. Frees state. */
     void (*close)(void *state);
+    /* Optional, process-wide: called once by the front process when its
+     * event loop exists (loop: a struct ev_loop *), before any session,
+     * e.g. to start worker threads or load data; 0, or -1 with the reason
+     * in err (the front logs it and goes on: the filter's sessions then
+     * get its failure action). stop: at shutdown, after every session. */
+    int (*start)(void *conf, void *loop, struct buf *err);
+    void (*stop)(void *conf);
 };
 
 void filter_answer(struct filter_call *call, const struct filter_reply *r);
@@ -179,6 +194,10 @@ struct filter_chain *filter_chain_new(void);
 void filter_chain_add(struct filter_chain *ch, const struct filter_ops *ops,
                       void *conf);
 size_t filter_chain_len(const struct filter_chain *ch);
+/* ops->start of every filter, in order; a failure is logged as a warning
+ * naming the filter and does not stop the others. */
+void filter_chain_start(struct filter_chain *ch, void *loop);
+void filter_chain_stop(struct filter_chain *ch); /* ops->stop, reverse */
 void filter_chain_free(struct filter_chain *ch); /* NULL ok */
 
 struct filter_sess;
