@@ -10,9 +10,10 @@
  * Owns: every string in the struct cf. Borrows nothing.
  * Threads: one thread until cf_check() has filled every cache; after that
  * the getters only read.
- * Also holds two helpers shared with cf_master.c (cf_read_file and
- * cf_next_line): cf.h is a frozen contract, so their prototypes are
- * repeated there instead of in a header.
+ * Also holds two helpers for the other conf/ files: cf_read_file (declared
+ * in cf_file.h, also used by cf_master.c and lookup.c) and cf_next_line
+ * (shared with cf_master.c; cf.h is a frozen contract, so its prototype is
+ * repeated there instead of in a header).
  */
 #include <ctype.h>
 #include <errno.h>
@@ -25,12 +26,12 @@
 #include <unistd.h>
 
 #include "conf/cf.h"
+#include "conf/cf_file.h"
 #include "lib/log.h"
 #include "lib/xalloc.h"
 
-#define CF_FILE_MAX   (16 * 1024 * 1024) /* bytes in main.cf/master.cf */
-#define CF_DEPTH_MAX  128                /* parameters being expanded at once */
-#define CF_TDEPTH_MAX 32                 /* nested ${name?text} levels */
+#define CF_DEPTH_MAX  128 /* parameters being expanded at once */
+#define CF_TDEPTH_MAX 32  /* nested ${name?text} levels */
 #define CF_SHOWN_MAX  200 /* bytes of a bad value quoted in an error */
 
 enum cf_xstate {
@@ -66,7 +67,6 @@ struct cf_xctx {
     struct buf *err;
 };
 
-int cf_read_file(const char *path, char **text, size_t *len, struct buf *err);
 int cf_next_line(const char *text, size_t len, size_t *pos, size_t *lineno,
                  const char *fname, struct buf *line, size_t *start,
                  struct buf *err);
@@ -888,24 +888,26 @@ fail:
 }
 
 int
-cf_read_file(const char *path, char **text, size_t *len, struct buf *err)
+cf_read_file(const char *path, const char *what, size_t max, char **text,
+             size_t *len, struct buf *err)
 {
     struct stat st;
     size_t n = 0;
     char *t = NULL;
+    const char *w = what ? what : "", *sp = what ? " " : "";
     int fd = open(path, O_RDONLY | O_CLOEXEC);
 
     if (fd < 0) {
-        cf_err(err, "cannot open %s: %s", path, strerror(errno));
+        cf_err(err, "cannot open %s%s%s: %s", w, sp, path, strerror(errno));
         return -1;
     }
     if (fstat(fd, &st) < 0) {
-        cf_err(err, "cannot stat %s: %s", path, strerror(errno));
+        cf_err(err, "cannot stat %s%s%s: %s", w, sp, path, strerror(errno));
         goto fail;
     }
-    if (!S_ISREG(st.st_mode) || st.st_size > CF_FILE_MAX) {
-        cf_err(err, "%s: not a regular file or larger than %d bytes", path,
-               CF_FILE_MAX);
+    if (!S_ISREG(st.st_mode) || (unsigned long long) st.st_size > max) {
+        cf_err(err, "%s%s%s: not a regular file or larger than %zu bytes", w,
+               sp, path, max);
         goto fail;
     }
     t = xmalloc((size_t) st.st_size + 1);
@@ -915,7 +917,7 @@ cf_read_file(const char *path, char **text, size_t *len, struct buf *err)
         if (r < 0 && errno == EINTR)
             continue;
         if (r < 0) {
-            cf_err(err, "cannot read %s: %s", path, strerror(errno));
+            cf_err(err, "cannot read %s%s%s: %s", w, sp, path, strerror(errno));
             goto fail;
         }
         if (r == 0)
@@ -940,7 +942,7 @@ cf_load_main(struct cf *cf, const char *path, struct buf *err)
     size_t len;
     int r;
 
-    if (cf_read_file(path, &text, &len, err) < 0)
+    if (cf_read_file(path, NULL, CF_FILE_MAX, &text, &len, err) < 0)
         return -1;
     r = cf_parse_main(cf, text, len, path, err);
     free(text);

@@ -20,6 +20,7 @@
 #include <string.h>
 
 #include "conf/cf.h"
+#include "conf/cf_file.h"
 #include "lib/log.h"
 #include "lib/net.h"
 #include "lib/xalloc.h"
@@ -27,7 +28,6 @@
 #define CF_MASTER_SHOWN 200
 
 /* Shared with cf.c (defined there; cf.h is a frozen contract). */
-int cf_read_file(const char *path, char **text, size_t *len, struct buf *err);
 int cf_next_line(const char *text, size_t len, size_t *pos, size_t *lineno,
                  const char *fname, struct buf *line, size_t *start,
                  struct buf *err);
@@ -409,7 +409,7 @@ cf_load_master(const struct cf *main, const char *path,
 
     *svcs = NULL;
     *nsvcs = 0;
-    if (cf_read_file(path, &text, &len, err) < 0)
+    if (cf_read_file(path, NULL, CF_FILE_MAX, &text, &len, err) < 0)
         return -1;
     r = cf_parse_master(main, text, len, path, svcs, nsvcs, err);
     free(text);

@@ -6,6 +6,9 @@
  * Defaults are Postfix's where the name exists in Postfix. Two defaults
  * are computed by cf.c at run time and are empty here: myhostname (the
  * system host name) and mydomain (myhostname minus its first label).
+ * Two are not Postfix's: local_destination_concurrency_limit and
+ * local_destination_recipient_limit follow the default_destination_*
+ * limits (Postfix: 2 and 1), as the queue manager has always done.
  * Owns: nothing (static data). Threads: read-only.
  */
 #include <string.h>
@@ -55,6 +58,12 @@ const struct cf_param cf_params[] = {
      "time limit for internal communication"},
     {"line_length_limit", CF_INT, "2048", 0,
      "longest SMTP command or message line accepted before it is split"},
+    {"local_destination_concurrency_limit", CF_INT,
+     "$default_destination_concurrency_limit", 0,
+     "parallel local deliveries to one destination (Postfix default: 2)"},
+    {"local_destination_recipient_limit", CF_INT,
+     "$default_destination_recipient_limit", 0,
+     "recipients per local delivery (Postfix default: 1)"},
     {"mail_name", CF_STR, "Sluice", 0,
      "mail system name shown in the SMTP banner and in bounces"},
     {"mail_owner", CF_STR, "postfix", 0,
@@ -121,6 +130,12 @@ const struct cf_param cf_params[] = {
      "time limit for the reply to DATA"},
     {"smtp_data_xfer_timeout", CF_TIME, "180s", 's',
      "time limit for sending message content"},
+    {"smtp_destination_concurrency_limit", CF_INT,
+     "$default_destination_concurrency_limit", 0,
+     "parallel SMTP deliveries to one destination"},
+    {"smtp_destination_recipient_limit", CF_INT,
+     "$default_destination_recipient_limit", 0,
+     "recipients per SMTP delivery to one destination"},
     {"smtp_helo_name", CF_STR, "$myhostname", 0,
      "host name sent in the SMTP EHLO or HELO command"},
     {"smtp_helo_timeout", CF_TIME, "300s", 's',

@@ -12,15 +12,13 @@
 #include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
+#include "conf/cf_file.h"
 #include "conf/lookup.h"
 #include "lib/log.h"
 #include "lib/xalloc.h"
@@ -385,49 +383,6 @@ lookup_parse_inline(struct lookup_table *t, const char *s, struct buf *err)
     return 0;
 }
 
-static int
-lookup_read(const char *path, char **text, size_t *len, struct buf *err)
-{
-    struct stat st;
-    size_t n = 0;
-    char *t = NULL;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-
-    if (fd < 0) {
-        buf_printf(err, "cannot open table %s: %s", path, strerror(errno));
-        return -1;
-    }
-    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)
-        || st.st_size > LOOKUP_FILE_MAX) {
-        buf_printf(err, "table %s: not a regular file or larger than %d bytes",
-                   path, LOOKUP_FILE_MAX);
-        goto fail;
-    }
-    t = xmalloc((size_t) st.st_size + 1);
-    while (n < (size_t) st.st_size) {
-        ssize_t r = read(fd, t + n, (size_t) st.st_size - n);
-
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r < 0) {
-            buf_printf(err, "cannot read table %s: %s", path, strerror(errno));
-            goto fail;
-        }
-        if (r == 0)
-            break;
-        n += (size_t) r;
-    }
-    t[n] = '\0';
-    close(fd);
-    *text = t;
-    *len = n;
-    return 0;
-fail:
-    free(t);
-    close(fd);
-    return -1;
-}
-
 /* One logical texthash line "key value" into t. */
 static int
 lookup_texthash_entry(struct lookup_table *t, struct buf *line,
@@ -461,7 +416,7 @@ lookup_parse_texthash(struct lookup_table *t, const char *path, struct buf *err)
     char *text = NULL;
     int r = -1;
 
-    if (lookup_read(path, &text, &len, err) < 0)
+    if (cf_read_file(path, "table", LOOKUP_FILE_MAX, &text, &len, err) < 0)
         goto done;
     while (pos < len) {
         const char *b = text + pos, *nl = memchr(b, '\n', len - pos);

@@ -202,70 +202,11 @@ static void smtpd_flush(struct smtpd_sess *s);
 static void smtpd_update_io(struct smtpd_sess *s);
 static void smtpd_close(struct smtpd_sess *s);
 
-/*
- * Configuration helpers: tolerate a parameter of another numeric type or
- * missing from the table (falls back to def) instead of panicking.
- */
-static long long
-smtpd_cf_num(const struct cf *cf, const char *name, long long def)
-{
-    const struct cf_param *p = cf_param_find(name);
-
-    if (p == NULL)
-        return def;
-    switch (p->type) {
-    case CF_INT:
-        return cf_int(cf, name);
-    case CF_TIME:
-        return cf_time(cf, name);
-    case CF_SIZE:
-        return cf_size(cf, name);
-    case CF_BOOL:
-        return cf_bool(cf, name);
-    case CF_STR:
-    case CF_LIST:
-    case CF_MAP:
-        break;
-    }
-    return def;
-}
-
-static int
-smtpd_cf_bool(const struct cf *cf, const char *name, int def)
-{
-    const struct cf_param *p = cf_param_find(name);
-
-    if (p == NULL || p->type != CF_BOOL)
-        return def;
-    return cf_bool(cf, name);
-}
-
-static const char *
-smtpd_cf_str(const struct cf *cf, const char *name, const char *def)
-{
-    const struct cf_param *p = cf_param_find(name);
-
-    if (p == NULL || p->type != CF_STR)
-        return def;
-    return cf_str(cf, name);
-}
-
-static char *const *
-smtpd_cf_list(const struct cf *cf, const char *name)
-{
-    static char *const empty[] = {NULL};
-    const struct cf_param *p = cf_param_find(name);
-
-    if (p == NULL || (p->type != CF_LIST && p->type != CF_MAP))
-        return empty;
-    return cf_list(cf, name);
-}
-
 static struct lookup_net *
 smtpd_net_new(const struct cf *cf, const char *name, const char *service)
 {
     struct buf *err = buf_new(128, 4096);
-    struct lookup_net *n = lookup_net_new(smtpd_cf_list(cf, name), err);
+    struct lookup_net *n = lookup_net_new(cf_list(cf, name), err);
 
     if (n == NULL)
         log_fatal("service %s: %s: %s", service, name, buf_data(err));
@@ -278,27 +219,27 @@ smtpd_conf_init(struct smtpd_conf *c, const struct cf *cf, const char *service)
 {
     c->cf = cf;
     c->service = service;
-    c->myhostname = smtpd_cf_str(cf, "myhostname", "localhost");
-    c->banner = smtpd_cf_str(cf, "smtpd_banner", c->myhostname);
-    c->mail_name = smtpd_cf_str(cf, "mail_name", "Sluice");
-    c->qdir = smtpd_cf_str(cf, "queue_directory", "/var/spool/sluice");
-    c->size_limit = smtpd_cf_num(cf, "message_size_limit", 10240000);
-    c->header_limit = smtpd_cf_num(cf, "header_size_limit", 102400);
-    c->line_limit = smtpd_cf_num(cf, "line_length_limit", 2048);
-    c->rcpt_limit = smtpd_cf_num(cf, "smtpd_recipient_limit", 1000);
-    c->soft_limit = smtpd_cf_num(cf, "smtpd_soft_error_limit", 10);
-    c->hard_limit = smtpd_cf_num(cf, "smtpd_hard_error_limit", 20);
-    c->junk_limit = smtpd_cf_num(cf, "smtpd_junk_command_limit", 100);
-    c->conn_limit = smtpd_cf_num(cf, "smtpd_client_connection_count_limit", 50);
-    c->timeout = (double) smtpd_cf_num(cf, "smtpd_timeout", 300);
-    c->daemon_timeout = (double) smtpd_cf_num(cf, "daemon_timeout", 18000);
-    c->error_sleep = (double) smtpd_cf_num(cf, "smtpd_error_sleep_time", 1);
-    c->disable_vrfy = smtpd_cf_bool(cf, "disable_vrfy_command", 0);
-    c->helo_required = smtpd_cf_bool(cf, "smtpd_helo_required", 0);
-    c->forbid_bare = smtpd_cf_bool(cf, "smtpd_forbid_bare_newline", 1);
-    c->peername_lookup = smtpd_cf_bool(cf, "smtpd_peername_lookup", 1);
-    c->mydestination = smtpd_cf_list(cf, "mydestination");
-    c->relay_domains = smtpd_cf_list(cf, "relay_domains");
+    c->myhostname = cf_str(cf, "myhostname");
+    c->banner = cf_str(cf, "smtpd_banner");
+    c->mail_name = cf_str(cf, "mail_name");
+    c->qdir = cf_str(cf, "queue_directory");
+    c->size_limit = cf_size(cf, "message_size_limit");
+    c->header_limit = cf_size(cf, "header_size_limit");
+    c->line_limit = cf_int(cf, "line_length_limit");
+    c->rcpt_limit = cf_int(cf, "smtpd_recipient_limit");
+    c->soft_limit = cf_int(cf, "smtpd_soft_error_limit");
+    c->hard_limit = cf_int(cf, "smtpd_hard_error_limit");
+    c->junk_limit = cf_int(cf, "smtpd_junk_command_limit");
+    c->conn_limit = cf_int(cf, "smtpd_client_connection_count_limit");
+    c->timeout = (double) cf_time(cf, "smtpd_timeout");
+    c->daemon_timeout = (double) cf_time(cf, "daemon_timeout");
+    c->error_sleep = (double) cf_time(cf, "smtpd_error_sleep_time");
+    c->disable_vrfy = cf_bool(cf, "disable_vrfy_command");
+    c->helo_required = cf_bool(cf, "smtpd_helo_required");
+    c->forbid_bare = cf_bool(cf, "smtpd_forbid_bare_newline");
+    c->peername_lookup = cf_bool(cf, "smtpd_peername_lookup");
+    c->mydestination = cf_list(cf, "mydestination");
+    c->relay_domains = cf_list(cf, "relay_domains");
     c->mynetworks = smtpd_net_new(cf, "mynetworks", service);
     c->event_exc =
         smtpd_net_new(cf, "smtpd_client_event_limit_exceptions", service);
@@ -2239,7 +2180,7 @@ smtpd_run(const struct cf *cf, struct smtpd_listener *ls, size_t n,
     if (srv.loop == NULL)
         log_fatal("cannot initialise the event loop");
     srv.chain = chain;
-    nthr = smtpd_cf_num(cf, "sluice_worker_threads", 4);
+    nthr = cf_int(cf, "sluice_worker_threads");
     srv.pool = wpool_new(srv.loop, nthr < 1     ? 1
                                    : nthr > 256 ? 256
                                                 : (int) nthr);

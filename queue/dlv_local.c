@@ -72,31 +72,6 @@ dlv_fmt_delay(double d, char *out, size_t n)
     return out;
 }
 
-/* mail_spool_directory as a string, whatever type the table gives it. */
-static const char *
-local_cf_str(const struct cf *cf, const char *name)
-{
-    const struct cf_param *p = cf_param_find(name);
-    char *const *l;
-
-    if (p == NULL)
-        return "";
-    switch (p->type) {
-    case CF_STR:
-        return cf_str(cf, name);
-    case CF_LIST:
-    case CF_MAP:
-        l = cf_list(cf, name);
-        return l && l[0] ? l[0] : "";
-    case CF_INT:
-    case CF_BOOL:
-    case CF_TIME:
-    case CF_SIZE:
-        return "";
-    }
-    return "";
-}
-
 /*
  * USER from a recipient: the local part (before the last '@'), lower-case,
  * cut at the first '+'. -1 for a name that must not become a path.
@@ -417,7 +392,7 @@ void
 dlv_local_start(struct dlv_job *job)
 {
     struct local_ctx *c = xcalloc(1, sizeof(*c));
-    const char *dir = local_cf_str(job->cf, "mail_spool_directory");
+    const char *dir = cf_str(job->cf, "mail_spool_directory");
     size_t n = strlen(dir);
     char host[256];
     size_t k, o = 0;

@@ -165,78 +165,6 @@ struct qmgr {
 /* ------------------------------------------------------------------ */
 /* Small helpers */
 
-static long long
-qmgr_cf_num(const struct cf *cf, const char *name, long long def)
-{
-    const struct cf_param *p = cf_param_find(name);
-
-    if (p == NULL)
-        return def;
-    switch (p->type) {
-    case CF_INT:
-        return cf_int(cf, name);
-    case CF_TIME:
-        return cf_time(cf, name);
-    case CF_SIZE:
-        return cf_size(cf, name);
-    case CF_BOOL:
-        return cf_bool(cf, name);
-    case CF_STR:
-    case CF_LIST:
-    case CF_MAP:
-        return def;
-    }
-    return def;
-}
-
-static char *const *
-qmgr_cf_list(const struct cf *cf, const char *name)
-{
-    static char *const empty[] = {NULL};
-    const struct cf_param *p = cf_param_find(name);
-    char *const *l;
-
-    if (p == NULL)
-        return empty;
-    switch (p->type) {
-    case CF_LIST:
-    case CF_MAP:
-        l = cf_list(cf, name);
-        return l ? l : empty;
-    case CF_STR:
-    case CF_INT:
-    case CF_BOOL:
-    case CF_TIME:
-    case CF_SIZE:
-        return empty;
-    }
-    return empty;
-}
-
-static const char *
-qmgr_cf_str(const struct cf *cf, const char *name)
-{
-    const struct cf_param *p = cf_param_find(name);
-    char *const *l;
-
-    if (p == NULL)
-        return "";
-    switch (p->type) {
-    case CF_STR:
-        return cf_str(cf, name);
-    case CF_LIST:
-    case CF_MAP:
-        l = cf_list(cf, name);
-        return l && l[0] ? l[0] : "";
-    case CF_INT:
-    case CF_BOOL:
-    case CF_TIME:
-    case CF_SIZE:
-        return "";
-    }
-    return "";
-}
-
 static double
 qmgr_now(void)
 {
@@ -245,7 +173,6 @@ qmgr_now(void)
     gettimeofday(&tv, NULL);
     return (double) tv.tv_sec + (double) tv.tv_usec / 1e6;
 }
-
 
 /* A queue file name as spool.c makes them: 14 upper-case hex digits. */
 static int
@@ -564,7 +491,7 @@ qmgr_dest_get(struct qmgr *q, const char *transport, const char *host, int port)
         d->key = xstrdup(buf_data(key));
         buf_reset(key);
         buf_printf(key, "%s_destination_concurrency_limit", transport);
-        lim = qmgr_cf_num(q->cf, buf_data(key), q->conc);
+        lim = cf_int(q->cf, buf_data(key));
         d->limit = lim > 0 ? (unsigned) lim : q->conc;
         d->next = q->dests;
         q->dests = d;
@@ -1088,11 +1015,9 @@ qmgr_deliver(struct qmgr *q, struct qmgr_msg *m)
     for (g = 0; g < e->nrcpt; g++) {
         if (grp[g] != g)
             continue;
-        lim = qmgr_cf_num(q->cf,
-                          routes[g].kind == QMGR_R_LOCAL
-                              ? "local_destination_recipient_limit"
-                              : "smtp_destination_recipient_limit",
-                          q->rcpt_limit);
+        lim = cf_int(q->cf, routes[g].kind == QMGR_R_LOCAL
+                                ? "local_destination_recipient_limit"
+                                : "smtp_destination_recipient_limit");
         limit = lim > 0 ? (size_t) lim : q->rcpt_limit;
         n = 0;
         for (i = g; i != SIZE_MAX; i = nxt[i]) {
@@ -1504,7 +1429,7 @@ fail:
 static int
 qmgr_open_maps(struct qmgr *q)
 {
-    char *const *l = qmgr_cf_list(q->cf, "transport_maps");
+    char *const *l = cf_list(q->cf, "transport_maps");
     struct buf *err = buf_new(128, 4096);
     size_t n;
 
@@ -1556,25 +1481,25 @@ qmgr_run(const struct cf *cf)
     q->cf = cf;
     q->sock = -1;
     q->qdir = cf_str(cf, "queue_directory");
-    q->mydest = qmgr_cf_list(cf, "mydestination");
-    q->relayhost = qmgr_cf_str(cf, "relayhost");
-    q->myhostname = qmgr_cf_str(cf, "myhostname");
+    q->mydest = cf_list(cf, "mydestination");
+    q->relayhost = cf_str(cf, "relayhost");
+    q->myhostname = cf_str(cf, "myhostname");
     if (*q->myhostname == '\0')
         q->myhostname = "localhost";
-    v = qmgr_cf_num(cf, "qmgr_message_active_limit", 20000);
+    v = cf_int(cf, "qmgr_message_active_limit");
     q->active_limit = v > 0 ? (size_t) v : 1;
-    v = qmgr_cf_num(cf, "default_destination_concurrency_limit", 20);
+    v = cf_int(cf, "default_destination_concurrency_limit");
     q->conc = v > 0 ? (unsigned) v : 1;
-    v = qmgr_cf_num(cf, "default_destination_recipient_limit", 50);
+    v = cf_int(cf, "default_destination_recipient_limit");
     q->rcpt_limit = v > 0 ? (unsigned) v : 1;
-    q->run_delay = qmgr_cf_num(cf, "queue_run_delay", 300);
+    q->run_delay = cf_time(cf, "queue_run_delay");
     if (q->run_delay < 1)
         q->run_delay = 1;
-    q->min_backoff = qmgr_cf_num(cf, "minimal_backoff_time", 300);
-    q->max_backoff = qmgr_cf_num(cf, "maximal_backoff_time", 4000);
+    q->min_backoff = cf_time(cf, "minimal_backoff_time");
+    q->max_backoff = cf_time(cf, "maximal_backoff_time");
     if (q->max_backoff < q->min_backoff)
         q->max_backoff = q->min_backoff;
-    q->lifetime = qmgr_cf_num(cf, "maximal_queue_lifetime", 5 * 86400);
+    q->lifetime = cf_time(cf, "maximal_queue_lifetime");
     if (spool_mkdirs(q->qdir, err) < 0) {
         log_error("%s", buf_data(err));
         goto fail;
@@ -1582,7 +1507,7 @@ qmgr_run(const struct cf *cf)
     if (qmgr_open_maps(q) < 0 || qmgr_bind(q) < 0)
         goto fail;
     q->loop = ev_default_loop(0);
-    v = qmgr_cf_num(cf, "sluice_worker_threads", 4);
+    v = cf_int(cf, "sluice_worker_threads");
     q->pool = wpool_new(q->loop, v > 0 ? (int) v : 1);
 
     ev_io_init(&q->sock_w, qmgr_sock_cb, q->sock, EV_READ);
