@@ -572,6 +572,10 @@ smtpd_env_sync(struct smtpd_sess *s)
     s->env.sender = s->sender;
     s->env.rcpts = s->rcpts;
     s->env.nrcpt = s->nrcpt;
+    /* the queue file is shown to filters from EOM on only */
+    s->env.spool_fd = -1;
+    s->env.spool_off = 0;
+    s->env.spool_len = 0;
 }
 
 /* End the transaction; with_abort: offer ABORT to the filters. */
@@ -1585,6 +1589,9 @@ smtpd_data_end(struct smtpd_sess *s)
         return;
     }
     smtpd_enter(s, SMTPD_S_FILTER);
+    s->env.spool_fd = spool_fd(s->sf);
+    s->env.spool_off = spool_content_off(s->sf);
+    s->env.spool_len = spool_content_size(s->sf);
     smtpd_filter(s, FILTER_EOM, NULL, smtpd_eom_done);
 }
 
@@ -2018,6 +2025,7 @@ smtpd_sess_new(struct smtpd_lsn *lsn, int fd, const struct sockaddr *sa,
     s->env.client_name = s->name;
     s->env.server_addr = s->laddr;
     s->env.server_port = s->lport;
+    s->env.spool_fd = -1;
     smtpd_env_sync(s);
     ev_io_init(&s->rio, smtpd_read_cb, fd, EV_READ);
     ev_io_init(&s->wio, smtpd_write_cb, fd, EV_WRITE);
@@ -2213,12 +2221,14 @@ smtpd_run(const struct cf *cf, struct smtpd_listener *ls, size_t n,
     srv.reap.data = &srv;
     ev_check_start(srv.loop, &srv.reap);
     ev_unref(srv.loop);
+    filter_chain_start(chain, srv.loop);
 
     ev_run(srv.loop, 0);
 
     srv.stopping = 1;
     while (srv.live)
         smtpd_close(srv.live);
+    filter_chain_stop(chain);
     wpool_free(srv.pool); /* runs the done callbacks of finished jobs */
     ev_ref(srv.loop);
     ev_check_stop(srv.loop, &srv.reap);

@@ -65,6 +65,8 @@ dlv_fmt_delay(double d, char *out, size_t n)
 {
     if (d < 0.005)
         snprintf(out, n, "0");
+    else if (d < 0.1)
+        snprintf(out, n, "%.2f", d);
     else if (d < 10)
         snprintf(out, n, "%.2g", d);
     else

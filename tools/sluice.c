@@ -25,6 +25,7 @@
 #include <unistd.h>
 
 #include "conf/cf.h"
+#include "filters/clam.h"
 #include "lib/buf.h"
 #include "lib/log.h"
 #include "queue/qadmin.h"
@@ -101,16 +102,41 @@ static int
 sluice_check(struct buf *err)
 {
     struct cf *cf = sluice_load(err);
+    int rc = 0;
 
     if (cf == NULL)
         return sluice_fail(err, NULL);
+
     if (access(cf_str(cf, "queue_directory"), F_OK) < 0)
         fprintf(stderr,
                 "sluice: warning: queue_directory %s does not exist yet "
                 "(sluiced creates it)\n",
                 cf_str(cf, "queue_directory"));
+    if (cf_bool(cf, "clamav_enable")) {
+        struct clam_conf *cc = clam_conf_new(cf, err);
+        struct buf *out = buf_new(1024, 65536);
+
+        if (cc == NULL) {
+            fprintf(stderr, "sluice: error: %s\n", buf_data(err));
+            rc = 1;
+        } else if (clam_check(cf, out) < 0) {
+            rc = 1;
+        }
+        clam_conf_free(cc);
+        /* one line per problem: "error: ..." or "warning: ..." */
+        for (char *l = buf_data(out), *nl; *l; l = nl) {
+            nl = strchr(l, '\n');
+            if (nl)
+                *nl++ = '\0';
+            else
+                nl = l + strlen(l);
+            if (*l)
+                fprintf(stderr, "sluice: %s\n", l);
+        }
+        buf_free(out);
+    }
     cf_free(cf);
-    return 0;
+    return rc;
 }
 
 /* Master pid from the pid file, if a master holds its lock. */

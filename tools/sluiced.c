@@ -37,6 +37,7 @@
 #include <unistd.h>
 
 #include "conf/cf.h"
+#include "filters/clam.h"
 #include "filters/filter.h"
 #include "lib/buf.h"
 #include "lib/log.h"
@@ -314,6 +315,24 @@ master_owner(struct master *m)
     m->drop = 1;
 }
 
+/* The front's filter chain, in the order filters see mail. The
+ * configuration was checked by master_load, so this cannot fail. */
+static struct filter_chain *
+master_chain(const struct cf *cf)
+{
+    struct filter_chain *chain = filter_chain_new();
+    struct buf *err = buf_new(256, 4096);
+
+    if (cf_bool(cf, "clamav_enable")) {
+        struct clam_conf *cc = clam_conf_new(cf, err);
+        if (cc == NULL)
+            log_fatal("%s", buf_data(err));
+        filter_chain_add(chain, &clam_filter_ops, cc);
+    }
+    buf_free(err);
+    return chain;
+}
+
 static void
 master_start(struct master *m, enum master_child c)
 {
@@ -362,7 +381,7 @@ master_start(struct master *m, enum master_child c)
             sl[i].fd = m->ls[i].fd;
             sl[i].svc = m->ls[i].svc;
         }
-        chain = filter_chain_new();
+        chain = master_chain(m->cf);
         rc = smtpd_run(m->cf, sl, m->nls, chain);
         break;
     case MASTER_QMGR:
@@ -460,6 +479,19 @@ master_load(struct master *m, struct cf **cf, struct cf_service **svcs,
         log_error("%s", buf_data(err));
         buf_free(err);
         return -1;
+    }
+    /* filter settings that cf_check cannot judge (action words) */
+    if (cf_bool(*cf, "clamav_enable")) {
+        struct clam_conf *cc = clam_conf_new(*cf, err);
+        if (cc == NULL) {
+            log_error("%s/main.cf: %s", m->confdir, buf_data(err));
+            buf_free(err);
+            cf_services_free(*svcs, *nsvcs);
+            cf_free(*cf);
+            *cf = NULL;
+            return -1;
+        }
+        clam_conf_free(cc);
     }
     buf_free(err);
     return 0;

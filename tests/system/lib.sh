@@ -250,6 +250,7 @@ minimal_backoff_time = 1s
 maximal_backoff_time = 2s
 queue_run_delay = 1s
 mail_owner = $(id -un)
+clamav_database_directory = $top_srcdir/conf/clamav
 EOF
         local l
         for l in "$@"; do

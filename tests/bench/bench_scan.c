@@ -1,0 +1,856 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * bench_scan.c - ClamAV scan benchmark (a benchmark, not a timed test).
+ *
+ * Loads one database directory into one libclamav engine with the
+ * settings the product uses (clamav_max_* defaults; mail, archive, HTML,
+ * PDF and OLE2 parsers; CL_SCAN_GENERAL_HEURISTICS with
+ * CL_SCAN_HEURISTIC_EXCEEDS_MAX), reports load and compile time and the
+ * RSS after load, then runs COUNT scans on THREADS threads and reports
+ * scans/s, CPU ms per scan, wall p50/p99 per scan, peak RSS and the
+ * scan-bound ceiling (cores / CPU seconds per scan).
+ *
+ * Like the product, each scan reads a region of a file (the message after
+ * a prefix that stands in for the queue file's envelope records) through
+ * cl_fmap_open_handle + cl_scanmap_callback: no copy in memory.
+ *
+ * Messages: -m FILE (one template) or -m DIR (every regular file in it,
+ * used round robin). Unless -s is given, every scan sees unique bytes:
+ * a 10-digit counter is written over the start of a text line inside the
+ * body and a base64-encoded counter over the first 8 characters of the
+ * first base64 line of an attachment, so that libclamav's clean cache
+ * (keyed by the hash of every layer: message, text part, attachment)
+ * never turns a scan into a hash lookup. -s scans identical bytes (cache
+ * hits after the first scan); -C turns the clean cache off.
+ *
+ * Owns: everything it allocates; each thread owns one unlinked scan file
+ * under $TMPDIR (or /tmp). Threads: the scan threads touch only their own
+ * file, their own slots of the latency array and atomic counters.
+ */
+#include <clamav.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "lib/xalloc.h"
+
+#define BENCH_MSG_MAX     (256UL << 20) /* one message */
+#define BENCH_TOTAL_MAX   (256UL << 20) /* all messages together */
+#define BENCH_FILES_MAX   10000         /* messages in a -m directory */
+#define BENCH_COUNT_MAX   10000000UL    /* scans */
+#define BENCH_THREADS_MAX 256
+#define BENCH_COUNT_DEF   1000UL
+#define BENCH_PREFIX      4096 /* bytes before each message in a scan file */
+#define BENCH_TEXT_PATCH  10   /* decimal digits over a text line */
+#define BENCH_B64_PATCH   8    /* base64 chars (6 bytes) over a b64 line */
+#define BENCH_VIRNAME_MAX 128
+
+/* The product's defaults (clamav_max_* in conf/cf_params.c). */
+#define BENCH_MAX_SCANSIZE  (400ULL << 20)
+#define BENCH_MAX_FILESIZE  (100ULL << 20)
+#define BENCH_MAX_RECURSION 17
+#define BENCH_MAX_FILES     10000
+#define BENCH_MAX_SCANTIME  120000 /* ms */
+
+struct bench_msg {
+    char *name;
+    char *data;
+    size_t len;
+    size_t off;    /* where the message starts in every scan file */
+    long text_pos; /* BENCH_TEXT_PATCH bytes patched here; -1: none */
+    long b64_pos;  /* BENCH_B64_PATCH bytes patched here; -1: none */
+};
+
+struct bench {
+    /* set up before the threads start, then read-only */
+    struct cl_engine *engine;
+    struct cl_scan_options scanopts;
+    struct bench_msg *msgs;
+    size_t nmsgs;
+    size_t file_len; /* size of one scan file */
+    unsigned long count;
+    int same;
+    const char *tmpdir;
+    double *lat_ms; /* one slot per scan, written by the thread doing it */
+    /* shared between threads */
+    atomic_ulong next;
+    atomic_ulong clean, infected, limits, errors;
+    atomic_int setup_failed; /* a thread could not make its scan file */
+    pthread_mutex_t lock;    /* first_virus, first_error */
+    char first_virus[BENCH_VIRNAME_MAX];
+    char first_error[256];
+};
+
+/* The pread handle for one scan: a region of a scan file. */
+struct bench_region {
+    int fd;
+    off_t off;
+};
+
+static void
+usage(FILE *f)
+{
+    fprintf(f,
+            "usage: bench_scan -d DBDIR -m MSGFILE|MSGDIR [-n COUNT] "
+            "[-t THREADS] [-s] [-C] [-E]\n"
+            "  -d DBDIR    ClamAV database directory (cl_load)\n"
+            "  -m MSG      one message file (made unique per scan) or a\n"
+            "              directory of message files (used round robin)\n"
+            "  -n COUNT    number of scans (default %lu, max %lu)\n"
+            "  -t THREADS  scan threads (default: CPUs online, max %d)\n"
+            "  -s          same bytes every scan (clean-cache hits)\n"
+            "  -C          clean cache off (CL_ENGINE_DISABLE_CACHE)\n"
+            "  -E          expect a virus: exit 1 unless every scan is "
+            "infected\n",
+            BENCH_COUNT_DEF, BENCH_COUNT_MAX, BENCH_THREADS_MAX);
+}
+
+static double
+now_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+/* A decimal number in [min, max]; -1 with a message otherwise. */
+static int
+parse_ulong(const char *opt, const char *s, unsigned long min,
+            unsigned long max, unsigned long *out)
+{
+    char *end;
+    unsigned long v;
+
+    if (*s < '0' || *s > '9')
+        goto fail;
+    errno = 0;
+    v = strtoul(s, &end, 10);
+    if (errno != 0 || *end != '\0' || v < min || v > max)
+        goto fail;
+    *out = v;
+    return 0;
+fail:
+    fprintf(stderr,
+            "bench_scan: bad %s \"%s\": want a number from %lu to %lu\n", opt,
+            s, min, max);
+    return -1;
+}
+
+/* VmRSS or VmHWM from /proc/self/status in KB; 0 if unknown. */
+static unsigned long
+proc_status_kb(const char *key)
+{
+    FILE *f = fopen("/proc/self/status", "r");
+    char line[256];
+    size_t klen = strlen(key);
+    unsigned long kb = 0;
+
+    if (f == NULL)
+        return 0;
+    while (fgets(line, sizeof(line), f) != NULL) {
+        if (strncmp(line, key, klen) == 0 && line[klen] == ':') {
+            kb = strtoul(line + klen + 1, NULL, 10);
+            break;
+        }
+    }
+    fclose(f);
+    return kb;
+}
+
+static off_t
+bench_pread(void *handle, void *buf, size_t count, off_t offset)
+{
+    const struct bench_region *r = handle;
+    ssize_t n;
+
+    do
+        n = pread(r->fd, buf, count, r->off + offset);
+    while (n < 0 && errno == EINTR);
+    return n;
+}
+
+/* Reads a whole file (at most BENCH_MSG_MAX bytes). 0 or -1. */
+static int
+read_file(const char *path, char **data, size_t *len)
+{
+    struct stat st;
+    char *p = NULL;
+    size_t got = 0;
+    int fd;
+
+    fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0 || fstat(fd, &st) < 0) {
+        fprintf(stderr, "bench_scan: %s: %s\n", path, strerror(errno));
+        goto fail;
+    }
+    if (!S_ISREG(st.st_mode) || st.st_size == 0
+        || (unsigned long long) st.st_size > BENCH_MSG_MAX) {
+        fprintf(stderr,
+                "bench_scan: %s: not a regular file of 1 to %lu bytes\n", path,
+                BENCH_MSG_MAX);
+        goto fail;
+    }
+    p = xmalloc(st.st_size);
+    while (got < (size_t) st.st_size) {
+        ssize_t n = read(fd, p + got, st.st_size - got);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            fprintf(stderr, "bench_scan: %s: %s\n", path,
+                    n < 0 ? strerror(errno) : "file shrank while read");
+            goto fail;
+        }
+        got += n;
+    }
+    close(fd);
+    *data = p;
+    *len = got;
+    return 0;
+fail:
+    free(p);
+    if (fd >= 0)
+        close(fd);
+    return -1;
+}
+
+static int
+is_b64_char(unsigned char c)
+{
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z')
+           || (c >= '0' && c <= '9') || c == '+' || c == '/';
+}
+
+/* A line of a text part that can take the counter: long enough, has a
+ * space (so it is prose, not base64) and is not a boundary. */
+static int
+is_text_line(const char *p, size_t n)
+{
+    size_t i;
+    int space = 0;
+
+    if (n < 2 * BENCH_TEXT_PATCH || (p[0] == '-' && p[1] == '-'))
+        return 0;
+    for (i = 0; i < n; i++) {
+        unsigned char c = p[i];
+        if (c == ' ')
+            space = 1;
+        else if (c < 0x20 || c > 0x7e)
+            return 0;
+    }
+    return space;
+}
+
+static int
+is_b64_line(const char *p, size_t n)
+{
+    size_t i;
+
+    if (n < BENCH_B64_PATCH)
+        return 0;
+    for (i = 0; i < n; i++)
+        if (!is_b64_char(p[i]))
+            return 0;
+    return 1;
+}
+
+static int
+header_is(const char *p, size_t n, const char *name, const char *value)
+{
+    size_t nl = strlen(name), vl = strlen(value), i;
+
+    if (n < nl || strncasecmp(p, name, nl) != 0)
+        return 0;
+    for (i = nl; i < n && (p[i] == ' ' || p[i] == '\t'); i++)
+        ;
+    return n - i >= vl && strncasecmp(p + i, value, vl) == 0;
+}
+
+/*
+ * Finds where to write the per-scan counters: the start of a prose line in
+ * a text part (or in the body of a single-part text message) and the
+ * start of the first line of a base64 part body (4-aligned in the base64
+ * stream, so 8 base64 characters there stay valid base64).
+ */
+static void
+find_patch_points(struct bench_msg *m)
+{
+    enum {
+        IN_TOP_HEADERS,
+        IN_PART_HEADERS,
+        IN_BODY
+    } where = IN_TOP_HEADERS;
+    int text = 1, b64 = 0, first_body_line = 0;
+    size_t pos = 0;
+
+    m->text_pos = -1;
+    m->b64_pos = -1;
+    while (pos < m->len && (m->text_pos < 0 || m->b64_pos < 0)) {
+        const char *p = m->data + pos;
+        const char *nl = memchr(p, '\n', m->len - pos);
+        size_t n = nl != NULL ? (size_t) (nl - p) : m->len - pos;
+        size_t next = pos + n + (nl != NULL);
+
+        if (n > 0 && p[n - 1] == '\r')
+            n--;
+        switch (where) {
+        case IN_TOP_HEADERS:
+        case IN_PART_HEADERS:
+            if (n == 0) {
+                where = IN_BODY;
+                first_body_line = 1;
+            } else if (header_is(p, n, "Content-Type:", "multipart/")) {
+                text = 0;
+            } else if (header_is(p, n, "Content-Type:", "text/")) {
+                text = 1;
+            } else if (header_is(p, n, "Content-Type:", "")) {
+                text = 0;
+            } else if (header_is(p, n,
+                                 "Content-Transfer-Encoding:", "base64")) {
+                b64 = 1;
+            }
+            break;
+        case IN_BODY:
+            if (n >= 2 && p[0] == '-' && p[1] == '-') {
+                /* a boundary line: part headers follow */
+                where = IN_PART_HEADERS;
+                text = 1; /* MIME default: text/plain */
+                b64 = 0;
+            } else if (b64 && first_body_line && m->b64_pos < 0
+                       && is_b64_line(p, n)) {
+                m->b64_pos = pos;
+            } else if (text && !b64 && m->text_pos < 0 && is_text_line(p, n)) {
+                m->text_pos = pos;
+            }
+            first_body_line = 0;
+            break;
+        }
+        pos = next;
+    }
+}
+
+static int
+add_msg(struct bench_msg **msgs, size_t *nmsgs, size_t *total, const char *path,
+        const char *name)
+{
+    struct bench_msg m;
+
+    memset(&m, 0, sizeof(m));
+    if (read_file(path, &m.data, &m.len) < 0)
+        return -1;
+    if (*total + BENCH_PREFIX + m.len > BENCH_TOTAL_MAX) {
+        fprintf(stderr, "bench_scan: messages larger than %lu bytes in all\n",
+                BENCH_TOTAL_MAX);
+        free(m.data);
+        return -1;
+    }
+    m.name = xstrdup(name);
+    m.off = *total + BENCH_PREFIX;
+    *total = m.off + m.len;
+    find_patch_points(&m);
+    *msgs = xrealloc(*msgs, (*nmsgs + 1) * sizeof(**msgs));
+    (*msgs)[(*nmsgs)++] = m;
+    return 0;
+}
+
+static int
+cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(char *const *) a, *(char *const *) b);
+}
+
+/* -m FILE or -m DIR (its regular, non-hidden files, sorted by name). */
+static int
+load_msgs(struct bench *b, const char *path)
+{
+    struct stat st;
+    DIR *d = NULL;
+    struct dirent *de;
+    char **names = NULL;
+    size_t nnames = 0, i;
+    int ret = -1;
+
+    if (stat(path, &st) < 0) {
+        fprintf(stderr, "bench_scan: %s: %s\n", path, strerror(errno));
+        goto fail;
+    }
+    if (!S_ISDIR(st.st_mode)) {
+        const char *base = strrchr(path, '/');
+        ret = add_msg(&b->msgs, &b->nmsgs, &b->file_len, path,
+                      base != NULL ? base + 1 : path);
+        goto fail;
+    }
+    d = opendir(path);
+    if (d == NULL) {
+        fprintf(stderr, "bench_scan: %s: %s\n", path, strerror(errno));
+        goto fail;
+    }
+    while ((de = readdir(d)) != NULL) {
+        char *full;
+        if (de->d_name[0] == '.')
+            continue;
+        if (asprintf(&full, "%s/%s", path, de->d_name) < 0)
+            goto fail;
+        if (stat(full, &st) == 0 && S_ISREG(st.st_mode)) {
+            if (nnames == BENCH_FILES_MAX) {
+                fprintf(stderr, "bench_scan: %s: more than %d files\n", path,
+                        BENCH_FILES_MAX);
+                free(full);
+                goto fail;
+            }
+            names = xrealloc(names, (nnames + 1) * sizeof(*names));
+            names[nnames++] = full;
+        } else {
+            free(full);
+        }
+    }
+    if (nnames == 0) {
+        fprintf(stderr, "bench_scan: %s: no message files\n", path);
+        goto fail;
+    }
+    qsort(names, nnames, sizeof(*names), cmp_str);
+    for (i = 0; i < nnames; i++)
+        if (add_msg(&b->msgs, &b->nmsgs, &b->file_len, names[i],
+                    names[i] + strlen(path) + 1)
+            < 0)
+            goto fail;
+    ret = 0;
+fail:
+    for (i = 0; i < nnames; i++)
+        free(names[i]);
+    free(names);
+    if (d != NULL)
+        closedir(d);
+    return ret;
+}
+
+/* One scan file per thread: each message after a BENCH_PREFIX filler. */
+static int
+make_scan_file(const struct bench *b)
+{
+    char *path = NULL, *filler = xmalloc(BENCH_PREFIX);
+    size_t i;
+    int fd = -1;
+
+    memset(filler, 'E', BENCH_PREFIX);
+    if (asprintf(&path, "%s/bench_scan.XXXXXX", b->tmpdir) < 0) {
+        path = NULL;
+        goto fail;
+    }
+    fd = mkostemp(path, O_CLOEXEC);
+    if (fd < 0) {
+        fprintf(stderr, "bench_scan: mkstemp %s: %s\n", path, strerror(errno));
+        goto fail;
+    }
+    unlink(path);
+    for (i = 0; i < b->nmsgs; i++) {
+        const struct bench_msg *m = &b->msgs[i];
+        if (pwrite(fd, filler, BENCH_PREFIX, m->off - BENCH_PREFIX)
+                != BENCH_PREFIX
+            || pwrite(fd, m->data, m->len, m->off) != (ssize_t) m->len) {
+            fprintf(stderr, "bench_scan: write scan file in %s: %s\n",
+                    b->tmpdir, strerror(errno));
+            goto fail;
+        }
+    }
+    free(path);
+    free(filler);
+    return fd;
+fail:
+    if (fd >= 0)
+        close(fd);
+    free(path);
+    free(filler);
+    return -1;
+}
+
+/* Makes scan number i of message m unique in the thread's scan file. */
+static int
+patch_msg(int fd, const struct bench_msg *m, unsigned long i)
+{
+    static const char b64[] =
+        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    char text[BENCH_TEXT_PATCH + 1], enc[BENCH_B64_PATCH];
+    uint64_t v = i;
+    int k;
+
+    if (m->text_pos >= 0) {
+        snprintf(text, sizeof(text), "%010lu", i % 10000000000UL);
+        if (pwrite(fd, text, BENCH_TEXT_PATCH, m->off + m->text_pos)
+            != BENCH_TEXT_PATCH)
+            return -1;
+    }
+    if (m->b64_pos >= 0) {
+        /* 48 bits of the counter as 8 base64 characters */
+        for (k = BENCH_B64_PATCH - 1; k >= 0; k--, v >>= 6)
+            enc[k] = b64[v & 63];
+        if (pwrite(fd, enc, BENCH_B64_PATCH, m->off + m->b64_pos)
+            != BENCH_B64_PATCH)
+            return -1;
+    }
+    return 0;
+}
+
+static void
+note_first(struct bench *b, char *slot, size_t size, const char *what)
+{
+    pthread_mutex_lock(&b->lock);
+    if (slot[0] == '\0')
+        snprintf(slot, size, "%s", what);
+    pthread_mutex_unlock(&b->lock);
+}
+
+static void *
+scan_thread(void *arg)
+{
+    struct bench *b = arg;
+    int fd = make_scan_file(b);
+    unsigned long i;
+
+    if (fd < 0) {
+        atomic_store(&b->setup_failed, 1);
+        return NULL;
+    }
+    while ((i = atomic_fetch_add(&b->next, 1)) < b->count) {
+        const struct bench_msg *m = &b->msgs[i % b->nmsgs];
+        struct bench_region r = {.fd = fd, .off = m->off};
+        struct cl_scan_options opts = b->scanopts;
+        const char *virname = NULL;
+        unsigned long scanned = 0;
+        cl_fmap_t *map;
+        cl_error_t rc;
+        double t0;
+
+        if (!b->same && patch_msg(fd, m, i) < 0) {
+            atomic_fetch_add(&b->errors, 1);
+            note_first(b, b->first_error, sizeof(b->first_error),
+                       strerror(errno));
+            b->lat_ms[i] = 0;
+            continue;
+        }
+        t0 = now_ms();
+        map = cl_fmap_open_handle(&r, 0, m->len, bench_pread, 1);
+        if (map == NULL) {
+            rc = CL_EMEM;
+        } else {
+            rc = cl_scanmap_callback(map, m->name, &virname, &scanned,
+                                     b->engine, &opts, NULL);
+            cl_fmap_close(map);
+        }
+        b->lat_ms[i] = now_ms() - t0;
+        if (rc == CL_CLEAN) {
+            atomic_fetch_add(&b->clean, 1);
+        } else if (rc == CL_VIRUS && virname != NULL
+                   && strncmp(virname, "Heuristics.Limits.Exceeded", 26) == 0) {
+            atomic_fetch_add(&b->limits, 1);
+            note_first(b, b->first_virus, sizeof(b->first_virus), virname);
+        } else if (rc == CL_VIRUS) {
+            atomic_fetch_add(&b->infected, 1);
+            note_first(b, b->first_virus, sizeof(b->first_virus),
+                       virname != NULL ? virname : "(no name)");
+        } else {
+            atomic_fetch_add(&b->errors, 1);
+            note_first(b, b->first_error, sizeof(b->first_error),
+                       cl_strerror(rc));
+        }
+    }
+    close(fd);
+    return NULL;
+}
+
+static int
+engine_load(struct bench *b, const char *dbdir, int no_cache)
+{
+    unsigned int sigs = 0;
+    unsigned long rss0, rss1;
+    double t0, t1, t2;
+    cl_error_t rc;
+    int version;
+
+    rc = cl_init(CL_INIT_DEFAULT);
+    if (rc != CL_SUCCESS) {
+        fprintf(stderr, "bench_scan: cl_init: %s\n", cl_strerror(rc));
+        return -1;
+    }
+    rss0 = proc_status_kb("VmRSS");
+    b->engine = cl_engine_new();
+    if (b->engine == NULL) {
+        fprintf(stderr, "bench_scan: cl_engine_new failed\n");
+        return -1;
+    }
+    if (cl_engine_set_num(b->engine, CL_ENGINE_MAX_SCANSIZE, BENCH_MAX_SCANSIZE)
+            != CL_SUCCESS
+        || cl_engine_set_num(b->engine, CL_ENGINE_MAX_FILESIZE,
+                             BENCH_MAX_FILESIZE)
+               != CL_SUCCESS
+        || cl_engine_set_num(b->engine, CL_ENGINE_MAX_RECURSION,
+                             BENCH_MAX_RECURSION)
+               != CL_SUCCESS
+        || cl_engine_set_num(b->engine, CL_ENGINE_MAX_FILES, BENCH_MAX_FILES)
+               != CL_SUCCESS
+        || cl_engine_set_num(b->engine, CL_ENGINE_MAX_SCANTIME,
+                             BENCH_MAX_SCANTIME)
+               != CL_SUCCESS
+        || (no_cache
+            && cl_engine_set_num(b->engine, CL_ENGINE_DISABLE_CACHE, 1)
+                   != CL_SUCCESS)) {
+        fprintf(stderr, "bench_scan: cl_engine_set_num failed\n");
+        return -1;
+    }
+    t0 = now_ms();
+    rc = cl_load(dbdir, b->engine, &sigs, CL_DB_STDOPT);
+    if (rc != CL_SUCCESS) {
+        fprintf(stderr, "bench_scan: cl_load %s: %s\n", dbdir, cl_strerror(rc));
+        return -1;
+    }
+    if (sigs == 0) {
+        fprintf(stderr, "bench_scan: %s: no signatures loaded\n", dbdir);
+        return -1;
+    }
+    t1 = now_ms();
+    rc = cl_engine_compile(b->engine);
+    if (rc != CL_SUCCESS) {
+        fprintf(stderr, "bench_scan: cl_engine_compile: %s\n", cl_strerror(rc));
+        return -1;
+    }
+    t2 = now_ms();
+    rss1 = proc_status_kb("VmRSS");
+    version = (int) cl_engine_get_num(b->engine, CL_ENGINE_DB_VERSION, NULL);
+    printf("engine:      ClamAV %s, db version %d, %u signatures from %s\n",
+           cl_retver(), version, sigs, dbdir);
+    printf("load:        %.0f ms load + %.0f ms compile = %.0f ms\n", t1 - t0,
+           t2 - t1, t2 - t0);
+    printf("rss:         %.1f MB after load (%.1f MB before, +%.1f MB)\n",
+           rss1 / 1024.0, rss0 / 1024.0, ((double) rss1 - rss0) / 1024.0);
+    return 0;
+}
+
+static int
+cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *) a, y = *(const double *) b;
+
+    return (x > y) - (x < y);
+}
+
+/* Nearest-rank percentile of a sorted array. */
+static double
+percentile(const double *v, size_t n, double p)
+{
+    size_t rank = (size_t) (p / 100.0 * n + 0.999999);
+
+    if (rank < 1)
+        rank = 1;
+    if (rank > n)
+        rank = n;
+    return v[rank - 1];
+}
+
+static double
+tv_ms(struct timeval tv)
+{
+    return tv.tv_sec * 1e3 + tv.tv_usec / 1e3;
+}
+
+static int
+run(struct bench *b, unsigned long nthreads)
+{
+    pthread_t *tids = xcalloc(nthreads, sizeof(*tids));
+    struct rusage ru0, ru1;
+    unsigned long started = 0, t, ncpu;
+    double t0, wall, user, sys, cpu_ms, ceiling;
+    int ret = -1;
+
+    getrusage(RUSAGE_SELF, &ru0);
+    t0 = now_ms();
+    for (t = 0; t < nthreads; t++) {
+        int err = pthread_create(&tids[t], NULL, scan_thread, b);
+        if (err != 0) {
+            fprintf(stderr, "bench_scan: pthread_create: %s\n", strerror(err));
+            break;
+        }
+        started++;
+    }
+    for (t = 0; t < started; t++)
+        pthread_join(tids[t], NULL);
+    wall = now_ms() - t0;
+    getrusage(RUSAGE_SELF, &ru1);
+    if (started < nthreads || atomic_load(&b->setup_failed))
+        goto fail;
+
+    user = tv_ms(ru1.ru_utime) - tv_ms(ru0.ru_utime);
+    sys = tv_ms(ru1.ru_stime) - tv_ms(ru0.ru_stime);
+    cpu_ms = (user + sys) / b->count;
+    ncpu =
+        sysconf(_SC_NPROCESSORS_ONLN) > 0 ? sysconf(_SC_NPROCESSORS_ONLN) : 1;
+    ceiling = cpu_ms > 0 ? ncpu * 1000.0 / cpu_ms : 0;
+    qsort(b->lat_ms, b->count, sizeof(*b->lat_ms), cmp_double);
+
+    printf("scans:       %lu in %.2f s on %lu threads: %.1f scans/s\n",
+           b->count, wall / 1e3, nthreads, b->count * 1e3 / wall);
+    printf("cpu:         %.3f ms per scan (user %.3f + sys %.3f)\n", cpu_ms,
+           user / b->count, sys / b->count);
+    printf("wall:        p50 %.3f ms, p99 %.3f ms, max %.3f ms per scan\n",
+           percentile(b->lat_ms, b->count, 50),
+           percentile(b->lat_ms, b->count, 99), b->lat_ms[b->count - 1]);
+    printf("peak rss:    %.1f MB\n", ru1.ru_maxrss / 1024.0);
+    printf("ceiling:     %.0f msg/s scan-bound (%lu cores / %.3f ms CPU per "
+           "scan)\n",
+           ceiling, ncpu, cpu_ms);
+    printf("results:     clean %lu, infected %lu, limits %lu, errors %lu%s%s"
+           "%s%s\n",
+           atomic_load(&b->clean), atomic_load(&b->infected),
+           atomic_load(&b->limits), atomic_load(&b->errors),
+           b->first_virus[0] != '\0' ? "; first virus: " : "", b->first_virus,
+           b->first_error[0] != '\0' ? "; first error: " : "", b->first_error);
+    printf("summary: scans_per_s=%.1f cpu_ms=%.3f p50_ms=%.3f p99_ms=%.3f "
+           "peak_rss_mb=%.1f ceiling=%.0f threads=%lu count=%lu clean=%lu "
+           "infected=%lu limits=%lu errors=%lu virus=%s\n",
+           b->count * 1e3 / wall, cpu_ms, percentile(b->lat_ms, b->count, 50),
+           percentile(b->lat_ms, b->count, 99), ru1.ru_maxrss / 1024.0, ceiling,
+           nthreads, b->count, atomic_load(&b->clean),
+           atomic_load(&b->infected), atomic_load(&b->limits),
+           atomic_load(&b->errors),
+           b->first_virus[0] != '\0' ? b->first_virus : "-");
+    ret = 0;
+fail:
+    free(tids);
+    return ret;
+}
+
+/* One line per message: size and how it is made unique per scan. */
+static void
+describe_msg(const struct bench_msg *m, int same)
+{
+    printf("message:     %s, %zu bytes, ", m->name, m->len);
+    if (same)
+        printf("same bytes every scan\n");
+    else if (m->text_pos < 0 && m->b64_pos < 0)
+        printf("NOT unique: no text or base64 line to patch\n");
+    else
+        printf("unique per scan: counter in text at byte %ld, in base64 at "
+               "byte %ld (-1: none)\n",
+               m->text_pos, m->b64_pos);
+}
+
+int
+main(int argc, char **argv)
+{
+    struct bench b;
+    const char *dbdir = NULL, *msgpath = NULL;
+    unsigned long count = BENCH_COUNT_DEF, nthreads = 0, ncpu;
+    int no_cache = 0, expect_virus = 0, c, ret = 2;
+    size_t i;
+
+    memset(&b, 0, sizeof(b));
+    pthread_mutex_init(&b.lock, NULL);
+    while ((c = getopt(argc, argv, "d:m:n:t:sCEh")) != -1) {
+        switch (c) {
+        case 'd':
+            dbdir = optarg;
+            break;
+        case 'm':
+            msgpath = optarg;
+            break;
+        case 'n':
+            if (parse_ulong("-n COUNT", optarg, 1, BENCH_COUNT_MAX, &count) < 0)
+                goto fail;
+            break;
+        case 't':
+            if (parse_ulong("-t THREADS", optarg, 1, BENCH_THREADS_MAX,
+                            &nthreads)
+                < 0)
+                goto fail;
+            break;
+        case 's':
+            b.same = 1;
+            break;
+        case 'C':
+            no_cache = 1;
+            break;
+        case 'E':
+            expect_virus = 1;
+            break;
+        case 'h':
+            usage(stdout);
+            ret = 0;
+            goto fail;
+        default:
+            usage(stderr);
+            goto fail;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "bench_scan: unexpected argument \"%s\"\n",
+                argv[optind]);
+        usage(stderr);
+        goto fail;
+    }
+    if (dbdir == NULL || msgpath == NULL || *dbdir == '\0'
+        || *msgpath == '\0') {
+        fprintf(stderr, "bench_scan: -d DBDIR and -m MSG are required\n");
+        usage(stderr);
+        goto fail;
+    }
+    ncpu =
+        sysconf(_SC_NPROCESSORS_ONLN) > 0 ? sysconf(_SC_NPROCESSORS_ONLN) : 1;
+    if (nthreads == 0)
+        nthreads = ncpu < BENCH_THREADS_MAX ? ncpu : BENCH_THREADS_MAX;
+    if (nthreads > count)
+        nthreads = count;
+    b.count = count;
+    b.tmpdir = getenv("TMPDIR") != NULL && *getenv("TMPDIR") != '\0'
+                   ? getenv("TMPDIR")
+                   : "/tmp";
+
+    ret = 1;
+    if (load_msgs(&b, msgpath) < 0)
+        goto fail;
+    for (i = 0; i < b.nmsgs; i++) {
+        describe_msg(&b.msgs[i], b.same);
+    }
+    if (engine_load(&b, dbdir, no_cache) < 0)
+        goto fail;
+    b.scanopts.general = CL_SCAN_GENERAL_HEURISTICS;
+    b.scanopts.heuristic = CL_SCAN_HEURISTIC_EXCEEDS_MAX;
+    b.scanopts.parse = CL_SCAN_PARSE_MAIL | CL_SCAN_PARSE_ARCHIVE
+                       | CL_SCAN_PARSE_HTML | CL_SCAN_PARSE_PDF
+                       | CL_SCAN_PARSE_OLE2;
+    printf("settings:    %lu threads, %lu scans, clean cache %s, scan files "
+           "in %s\n",
+           nthreads, count, no_cache ? "off" : "on", b.tmpdir);
+    fflush(stdout);
+    b.lat_ms = xcalloc(count, sizeof(*b.lat_ms));
+    if (run(&b, nthreads) < 0)
+        goto fail;
+    ret = atomic_load(&b.errors) > 0 ? 1 : 0;
+    if (expect_virus && atomic_load(&b.infected) != count) {
+        fprintf(stderr, "bench_scan: -E: %lu of %lu scans found a virus\n",
+                atomic_load(&b.infected), count);
+        ret = 1;
+    }
+fail:
+    free(b.lat_ms);
+    for (i = 0; i < b.nmsgs; i++) {
+        free(b.msgs[i].name);
+        free(b.msgs[i].data);
+    }
+    free(b.msgs);
+    if (b.engine != NULL)
+        cl_engine_free(b.engine);
+    pthread_mutex_destroy(&b.lock);
+    return ret;
+}
