@@ -58,6 +58,7 @@
 #define SMTPD_READ_CHUNK 16384
 #define SMTPD_IN_EXTRA   65536 /* input buffer: line_length_limit + this */
 #define SMTPD_GRACE      10.0  /* seconds to finish on shutdown */
+#define SMTPD_DRAIN_MAX  600.0 /* seconds old sessions get after a reload */
 #define SMTPD_SAFE       320   /* log_safe output for one peer string */
 #define SMTPD_NVERB      (SMTPD_V_UNKNOWN + 1)
 #define SMTPD_NO_VERB    (-1)
@@ -132,10 +133,12 @@ struct smtpd_srv {
     struct smtpd_sess *dead; /* closed, waiting to be freed */
     size_t nlive;
     int stopping;
-    ev_signal sigterm, sigint;
+    int draining;  /* reload: no new sessions, old ones finish */
+    ev_signal sigterm, sigint, sighup;
     ev_check reap;
     ev_timer accept_pause;
     ev_timer grace;
+    ev_timer drain; /* how long draining may last */
 };
 
 typedef void (*smtpd_cont)(struct smtpd_sess *s,
@@ -1792,7 +1795,7 @@ smtpd_close(struct smtpd_sess *s)
     smtpd_list_del(&srv->live, s);
     smtpd_list_add(&srv->dead, s);
     srv->nlive--;
-    if (srv->stopping && srv->nlive == 0)
+    if ((srv->stopping || srv->draining) && srv->nlive == 0)
         ev_break(loop, EVBREAK_ALL);
 }
 
@@ -2076,7 +2079,7 @@ smtpd_accept_pause_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
     struct smtpd_srv *srv = w->data;
 
-    if (!srv->stopping)
+    if (!srv->stopping && !srv->draining)
         smtpd_accept_on(srv, 1);
 }
 
@@ -2134,16 +2137,18 @@ smtpd_grace_cb(struct ev_loop *loop, ev_timer *w, int revents)
     ev_break(loop, EVBREAK_ALL);
 }
 
+/* Stop: idle sessions get 421 now, busy ones after their command; what
+ * is left after SMTPD_GRACE is closed. */
 static void
-smtpd_signal_cb(struct ev_loop *loop, ev_signal *w, int revents)
+smtpd_shutdown(struct smtpd_srv *srv)
 {
-    struct smtpd_srv *srv = w->data;
+    struct ev_loop *loop = srv->loop;
     struct smtpd_sess *s, *next;
 
     if (srv->stopping)
         return;
-    log_info("terminating on signal %d", w->signum);
     srv->stopping = 1;
+    ev_timer_stop(loop, &srv->drain);
     smtpd_accept_on(srv, 0);
     ev_timer_stop(loop, &srv->accept_pause);
     for (s = srv->live; s; s = next) {
@@ -2170,6 +2175,55 @@ smtpd_signal_cb(struct ev_loop *loop, ev_signal *w, int revents)
     ev_timer_start(loop, &srv->grace);
 }
 
+static void
+smtpd_signal_cb(struct ev_loop *loop, ev_signal *w, int revents)
+{
+    struct smtpd_srv *srv = w->data;
+
+    if (srv->stopping)
+        return;
+    log_info("terminating on signal %d", w->signum);
+    smtpd_shutdown(srv);
+}
+
+/*
+ * SIGHUP (a reload): a new front process with the new configuration
+ * already accepts on the same sockets. This one stops accepting and lets
+ * its sessions end on their own, with the configuration (and filters)
+ * they started with: no transaction fails because of a reload. Draining
+ * is bounded: after SMTPD_DRAIN_MAX the rest get the shutdown treatment.
+ */
+static void
+smtpd_drain_start_cb(struct ev_loop *loop, ev_signal *w, int revents)
+{
+    struct smtpd_srv *srv = w->data;
+
+    if (srv->stopping || srv->draining)
+        return;
+    srv->draining = 1;
+    smtpd_accept_on(srv, 0);
+    ev_timer_stop(loop, &srv->accept_pause);
+    log_info("reload: no new connections here; %zu session(s) finish with "
+             "the old configuration",
+             srv->nlive);
+    if (srv->nlive == 0) {
+        ev_break(loop, EVBREAK_ALL);
+        return;
+    }
+    ev_timer_set(&srv->drain, SMTPD_DRAIN_MAX, 0.);
+    ev_timer_start(loop, &srv->drain);
+}
+
+static void
+smtpd_drain_timeout_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    struct smtpd_srv *srv = w->data;
+
+    log_info("reload: %zu old session(s) still open after %.0f s: closing",
+             srv->nlive, SMTPD_DRAIN_MAX);
+    smtpd_shutdown(srv);
+}
+
 int
 smtpd_run(const struct cf *cf, struct smtpd_listener *ls, size_t n,
           struct filter_chain *chain)
@@ -2183,7 +2237,6 @@ smtpd_run(const struct cf *cf, struct smtpd_listener *ls, size_t n,
     memset(&sa, 0, sizeof(sa));
     sa.sa_handler = SIG_IGN;
     sigaction(SIGPIPE, &sa, NULL);
-    sigaction(SIGHUP, &sa, NULL);
     srv.loop = ev_default_loop(0);
     if (srv.loop == NULL)
         log_fatal("cannot initialise the event loop");
@@ -2215,8 +2268,13 @@ smtpd_run(const struct cf *cf, struct smtpd_listener *ls, size_t n,
     ev_signal_init(&srv.sigterm, smtpd_signal_cb, SIGTERM);
     ev_signal_init(&srv.sigint, smtpd_signal_cb, SIGINT);
     srv.sigterm.data = srv.sigint.data = &srv;
+    ev_signal_init(&srv.sighup, smtpd_drain_start_cb, SIGHUP);
+    srv.sighup.data = &srv;
+    ev_init(&srv.drain, smtpd_drain_timeout_cb);
+    srv.drain.data = &srv;
     ev_signal_start(srv.loop, &srv.sigterm);
     ev_signal_start(srv.loop, &srv.sigint);
+    ev_signal_start(srv.loop, &srv.sighup);
     ev_check_init(&srv.reap, smtpd_reap_cb);
     srv.reap.data = &srv;
     ev_check_start(srv.loop, &srv.reap);
@@ -2238,6 +2296,8 @@ smtpd_run(const struct cf *cf, struct smtpd_listener *ls, size_t n,
     ev_timer_stop(srv.loop, &srv.grace);
     ev_signal_stop(srv.loop, &srv.sigterm);
     ev_signal_stop(srv.loop, &srv.sigint);
+    ev_signal_stop(srv.loop, &srv.sighup);
+    ev_timer_stop(srv.loop, &srv.drain);
     for (i = 0; i < n; i++)
         smtpd_conf_free(&srv.lsn[i].conf);
     free(srv.lsn);

@@ -22,8 +22,9 @@ struct smtpd_listener {
 };
 
 /* Runs until SIGTERM/SIGINT (stop accepting, finish or close sessions,
- * exit 0). SIGHUP is ignored here (the master restarts the process on
- * reload). */
+ * exit 0). SIGHUP (a reload: a new front already accepts on the same
+ * sockets): stop accepting, let every session end on its own, exit 0 when
+ * the last one is gone (at most 10 minutes, then as on SIGTERM). */
 int smtpd_run(const struct cf *cf, struct smtpd_listener *ls, size_t n,
               struct filter_chain *chain);
 

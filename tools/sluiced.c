@@ -8,10 +8,13 @@
  *  - A child that dies is logged and restarted (at once if it ran for a
  *    while, else after a backoff that doubles up to 60 s); the other child
  *    carries on.
- *  - SIGHUP: re-read the configuration; if it is valid, restart both
- *    children with it (listeners are kept when master.cf still names the
- *    same addresses, rebound otherwise). A bad configuration is logged and
- *    the old one stays in service.
+ *  - SIGHUP: re-read the configuration; if it is valid, start a new front
+ *    with it at once and tell the old one to drain (SIGHUP: it stops
+ *    accepting and exits when its last session ends), so no session is
+ *    cut by a reload; the queue manager is stopped, then started again
+ *    (two must never run at once). Listeners are kept when master.cf still
+ *    names the same addresses, rebound otherwise. A bad configuration is
+ *    logged and the old one stays in service.
  *  - SIGTERM/SIGINT: stop the children (SIGTERM, then SIGKILL after a
  *    grace period) and exit 0.
  * Children die with the master (PR_SET_PDEATHSIG), so a kill -9 of the
@@ -48,6 +51,7 @@
 #include "queue/spool.h"
 
 #define MASTER_GRACE 10     /* seconds children get to stop */
+#define MASTER_DRAIN_MAX 16 /* old fronts finishing their sessions */
 #define MASTER_BACKOFF_MAX 60
 
 enum master_child {
@@ -73,8 +77,10 @@ struct master {
     struct master_listener *ls;
     size_t nls;
     pid_t pid[MASTER_NCHILD];
+    pid_t drain[MASTER_DRAIN_MAX]; /* old fronts after a reload */
     time_t started[MASTER_NCHILD];
     time_t restart_at[MASTER_NCHILD]; /* 0 = not waiting */
+    int expect[MASTER_NCHILD]; /* asked to stop: its exit is no failure */
     int backoff[MASTER_NCHILD];
     uid_t uid;
     gid_t gid;
@@ -399,14 +405,23 @@ master_reaped(struct master *m, pid_t pid, int status, int stopping)
     enum master_child c;
     time_t now = time(NULL);
 
+    for (size_t i = 0; i < MASTER_DRAIN_MAX; i++) {
+        if (m->drain[i] == pid) {
+            m->drain[i] = 0;
+            log_debug("old smtpd pid %ld finished its sessions", (long) pid);
+            return;
+        }
+    }
     for (c = MASTER_SMTPD; c < MASTER_NCHILD; c++)
         if (m->pid[c] == pid)
             break;
     if (c == MASTER_NCHILD)
         return;
     m->pid[c] = 0;
-    if (stopping)
+    if (stopping || m->expect[c]) {
+        m->expect[c] = 0;
         return;
+    }
     if (WIFSIGNALED(status))
         log_warning("process %s pid %ld killed by signal %d",
                     master_child_name[c], (long) pid, WTERMSIG(status));
@@ -448,11 +463,16 @@ master_stop_children(struct master *m)
     for (c = MASTER_SMTPD; c < MASTER_NCHILD; c++)
         if (m->pid[c] > 0)
             kill(m->pid[c], SIGTERM);
+    for (size_t i = 0; i < MASTER_DRAIN_MAX; i++)
+        if (m->drain[i] > 0)
+            kill(m->drain[i], SIGTERM);
     for (;;) {
         master_reap_all(m, 1);
         alive = 0;
         for (c = MASTER_SMTPD; c < MASTER_NCHILD; c++)
             alive |= m->pid[c] > 0;
+        for (size_t i = 0; i < MASTER_DRAIN_MAX; i++)
+            alive |= m->drain[i] > 0;
         if (!alive)
             break;
         if (time(NULL) >= deadline) {
@@ -462,6 +482,9 @@ master_stop_children(struct master *m)
                                 master_child_name[c], (long) m->pid[c]);
                     kill(m->pid[c], SIGKILL);
                 }
+            for (size_t i = 0; i < MASTER_DRAIN_MAX; i++)
+                if (m->drain[i] > 0)
+                    kill(m->drain[i], SIGKILL);
             deadline = time(NULL) + MASTER_GRACE;
         }
         nanosleep(&ts, NULL);
@@ -497,6 +520,56 @@ master_load(struct master *m, struct cf **cf, struct cf_service **svcs,
     return 0;
 }
 
+/* Stop one child and wait for it (SIGKILL after the grace). */
+static void
+master_stop_child(struct master *m, enum master_child c)
+{
+    struct timespec ts = {0, 50 * 1000 * 1000};
+    time_t deadline = time(NULL) + MASTER_GRACE;
+    pid_t pid = m->pid[c];
+
+    if (pid <= 0)
+        return;
+    m->expect[c] = 1;
+    kill(pid, SIGTERM);
+    while (m->pid[c] == pid) {
+        master_reap_all(m, 0);
+        if (m->pid[c] != pid)
+            break;
+        if (time(NULL) >= deadline) {
+            log_warning("process %s pid %ld did not stop: killing",
+                        master_child_name[c], (long) pid);
+            kill(pid, SIGKILL);
+            deadline = time(NULL) + MASTER_GRACE;
+        }
+        nanosleep(&ts, NULL);
+    }
+}
+
+/* The old front finishes its sessions (see smtpd_run) while a new one
+ * takes the new connections. */
+static void
+master_drain_front(struct master *m)
+{
+    pid_t pid = m->pid[MASTER_SMTPD];
+    size_t i;
+
+    if (pid <= 0)
+        return;
+    m->pid[MASTER_SMTPD] = 0;
+    for (i = 0; i < MASTER_DRAIN_MAX && m->drain[i] > 0; i++)
+        ;
+    if (i == MASTER_DRAIN_MAX) {
+        /* reloads faster than sessions end: this one stops now */
+        log_warning("too many reloads in a row: stopping smtpd pid %ld",
+                    (long) pid);
+        kill(pid, SIGTERM);
+        return;
+    }
+    m->drain[i] = pid;
+    kill(pid, SIGHUP);
+}
+
 static void
 master_reload(struct master *m)
 {
@@ -512,7 +585,6 @@ master_reload(struct master *m)
                     m->confdir);
         return;
     }
-    master_stop_children(m);
     err = buf_new(256, 4096);
     if (master_bind(m, svcs, nsvcs, &ls, &nls, err) < 0) {
         log_warning("reload failed: %s; keeping the running configuration",
@@ -520,19 +592,21 @@ master_reload(struct master *m)
         buf_free(err);
         cf_services_free(svcs, nsvcs);
         cf_free(cf);
-    } else {
-        buf_free(err);
-        master_free_listeners(m->ls, m->nls); /* closes ones not reused */
-        cf_services_free(m->svcs, m->nsvcs);
-        cf_free(m->cf);
-        m->cf = cf;
-        m->svcs = svcs;
-        m->nsvcs = nsvcs;
-        m->ls = ls;
-        m->nls = nls;
-        log_info("reload -- version %s, configuration %s", PACKAGE_VERSION,
-                 m->confdir);
+        return;
     }
+    buf_free(err);
+    master_drain_front(m);
+    master_stop_child(m, MASTER_QMGR);
+    master_free_listeners(m->ls, m->nls); /* closes the ones not reused */
+    cf_services_free(m->svcs, m->nsvcs);
+    cf_free(m->cf);
+    m->cf = cf;
+    m->svcs = svcs;
+    m->nsvcs = nsvcs;
+    m->ls = ls;
+    m->nls = nls;
+    log_info("reload -- version %s, configuration %s", PACKAGE_VERSION,
+             m->confdir);
     master_start(m, MASTER_SMTPD);
     master_start(m, MASTER_QMGR);
 }
