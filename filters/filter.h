@@ -171,6 +171,14 @@ struct filter_ops {
      * get its failure action). stop: at shutdown, after every session. */
     int (*start)(void *conf, void *loop, struct buf *err);
     void (*stop)(void *conf);
+    /* Optional: may this filter change the header or body of the message
+     * (a milter knows once it negotiated, i.e. after CONNECT)? NULL or 0:
+     * no. The ordering rule: a filter placed after one that may change
+     * content gets HEADER, EOH and BODY only after that one's EOM, replayed
+     * from the message with its modifications applied (so a DKIM signer
+     * placed last signs what is delivered); filters that only read get the
+     * content while DATA arrives, in parallel. */
+    int (*modifies_content)(void *state);
 };
 
 void filter_answer(struct filter_call *call, const struct filter_reply *r);
