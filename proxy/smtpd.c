@@ -204,6 +204,7 @@ static void smtpd_process(struct smtpd_sess *s);
 static void smtpd_flush(struct smtpd_sess *s);
 static void smtpd_update_io(struct smtpd_sess *s);
 static void smtpd_close(struct smtpd_sess *s);
+static void smtpd_finish(struct smtpd_sess *s);
 
 static struct lookup_net *
 smtpd_net_new(const struct cf *cf, const char *name, const char *service)
@@ -287,6 +288,8 @@ smtpd_enter(struct smtpd_sess *s, enum smtpd_state to)
 static enum smtpd_state
 smtpd_idle_state(const struct smtpd_sess *s)
 {
+    if (s->closing)
+        return SMTPD_S_QUIT; /* a 421 was said: no more commands */
     return s->helo ? SMTPD_S_MAIL : SMTPD_S_HELO;
 }
 
@@ -417,23 +420,42 @@ smtpd_log_event(struct smtpd_sess *s, const char *what, const char *stage,
     buf_free(b);
 }
 
-/* Reply with a filter verdict and log it as a reject. */
+/* Postfix names events decided by a milter "milter-reject", ... */
+static const char *
+smtpd_event(const struct filter_result *r, const char *what)
+{
+    static char name[32];
+
+    if (r == NULL || r->filter == NULL || strncmp(r->filter, "milter", 6) != 0)
+        return what;
+    snprintf(name, sizeof(name), "milter-%s", what);
+    return name;
+}
+
+/* Reply with a filter verdict and log it as a reject. A 421 (a milter's
+ * "shutdown" default action) also ends the session, as in Postfix. */
 static void
 smtpd_reject(struct smtpd_sess *s, const struct filter_result *r,
              const char *stage, const char *rcpt)
 {
     struct buf *b = buf_new(128, LOG_LINE_MAX);
-    const char *dsn, *text;
+    const char *dsn, *text, *what = smtpd_event(r, "reject");
     int code;
 
     smtpd_verdict_reply(r, &code, &dsn, &text);
     smtpd_reply_text(s, code, dsn, text);
-    buf_printf(b, "%d %s ", code, dsn);
+    /* Postfix: "milter-reject: END-OF-MESSAGE from ...: 5.7.1 text" */
+    if (what[0] == 'm' && strcmp(stage, "END-OF-MESSAGE") == 0)
+        buf_printf(b, "%s ", dsn);
+    else
+        buf_printf(b, "%d %s ", code, dsn);
     if (rcpt && strcmp(stage, "RCPT") == 0)
         buf_printf(b, "<%s>: ", rcpt);
     buf_puts(b, text);
-    smtpd_log_event(s, "reject", stage, buf_data(b), rcpt);
+    smtpd_log_event(s, what, stage, buf_data(b), rcpt);
     buf_free(b);
+    if (code == 421)
+        smtpd_finish(s);
 }
 
 /*
@@ -1512,8 +1534,8 @@ smtpd_eom_done(struct smtpd_sess *s, const struct filter_result *r)
     case FILTER_DISCARD:
         b = buf_new(128, LOG_LINE_MAX);
         buf_puts(b, text && *text ? text : "discarded");
-        smtpd_log_event(s, "discard", "END-OF-MESSAGE", buf_data(b),
-                        s->rcpts[0]);
+        smtpd_log_event(s, smtpd_event(r, "discard"), "END-OF-MESSAGE",
+                        buf_data(b), s->rcpts[0]);
         buf_free(b);
         smtpd_reply(s, "250 2.0.0 Ok: queued as %s", s->qid);
         smtpd_txn_end(s, 0);
@@ -1522,7 +1544,8 @@ smtpd_eom_done(struct smtpd_sess *s, const struct filter_result *r)
     case FILTER_HOLD:
         b = buf_new(128, LOG_LINE_MAX);
         buf_puts(b, text && *text ? text : "held");
-        smtpd_log_event(s, "hold", "END-OF-MESSAGE", buf_data(b), s->rcpts[0]);
+        smtpd_log_event(s, smtpd_event(r, "hold"), "END-OF-MESSAGE",
+                        buf_data(b), s->rcpts[0]);
         buf_free(b);
         break;
     case FILTER_CONTINUE:
