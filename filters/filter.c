@@ -26,16 +26,47 @@
  *  - Transactions are numbered (gen). ABORT and EOM end the current one;
  *    per-filter transaction state (finished, remembered verdict) is tagged
  *    with its gen, so it goes stale when the transaction ends.
+ *  - The ordering rule (ops->modifies_content): at the first content stage
+ *    of a transaction (HEADER, EOH, BODY or EOM; CONNECT is answered by
+ *    then) the chain asks each filter still in the transaction whether it
+ *    may modify content and splits the chain into groups: each such
+ *    filter ends a group. Group 0 gets HEADER, EOH and BODY live; the
+ *    later groups get nothing live (no queue, no backlog). At EOM group 0
+ *    gets its EOM; the held-back filters hold pending entries of the EOM
+ *    wait. When a group's EOMs are all answered, a REJECT, TEMPFAIL or
+ *    DISCARD so far ends it (the held-back filters get ABORT); else the
+ *    next group gets the message replayed: the header fields rewritten
+ *    with the header modifications of the earlier groups in chain order
+ *    (filter_mods_rewrite() on the header part of the queue file), split
+ *    as smtpd splits them, EOH, then the body: the last earlier filter's
+ *    replacement or the queue file's body, in chunks of 64 KB; then the
+ *    group's EOM. Envelope modifications are not replayed. The replay is
+ *    a producer run by the pump: it queues stages into the filters' FIFOs
+ *    like live streaming, stops when the backlog reaches
+ *    FILTER_BACKLOG_HIGH and goes on when it falls below
+ *    FILTER_BACKLOG_LOW. It reads the queue file with pread() on the loop
+ *    thread: the file was just written (page cache), a blocking we accept
+ *    as we do for spool writes. A replay that cannot read the message
+ *    answers the group's filters with tempfail.
+ *  - Merging: later filters' header indexes refer to the message as the
+ *    earlier filters left it, so the modifications in chain order, applied
+ *    in order to the original, give the message the last filter saw. A
+ *    body replacement supersedes those of earlier filters: the merged list
+ *    keeps only the last replacing filter's REPLACE_BODY mods (which
+ *    concatenate).
  *
  * Owns: slots, calls, stage copies, waits, reply copies, modifications.
  * Borrows: the chain and the env (must outlive the session).
  * Threads: loop thread only.
  */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "filters/filter.h"
+#include "lib/buf.h"
 #include "lib/log.h"
 #include "lib/xalloc.h"
 
@@ -61,7 +92,8 @@ enum wait_ent_state {
     WAIT_NONE,    /* not offered */
     WAIT_PENDING, /* offered, no answer yet */
     WAIT_ANSWERED,
-    WAIT_SKIPPED /* dropped: the filter finished meanwhile */
+    WAIT_SKIPPED, /* dropped: the filter finished meanwhile */
+    WAIT_HELD     /* EOM of a held-back filter: not offered yet (replay) */
 };
 
 struct wait_ent {
@@ -71,7 +103,10 @@ struct wait_ent {
     char *dsn;
     char *text;
     struct filter_mod *mods;
+    unsigned group; /* EOM: the filter's replay group (0: live) */
 };
+
+struct replay;
 
 /* One filter_stage() with a done callback. */
 struct wait {
@@ -82,6 +117,14 @@ struct wait {
     size_t outstanding;
     struct wait_ent *ent; /* one per filter */
     struct wait *next;
+    /* EOM with held-back filters: the group being run, the number of
+     * groups, the message (from the env at EOM), the EOM arguments for
+     * the held-back filters, the replay in progress */
+    unsigned group, ngroups;
+    int fd;
+    off_t off, len;
+    struct stage_data *eom;
+    struct replay *rp;
 };
 
 struct filter_call {
@@ -108,6 +151,10 @@ struct slot {
     int rem_code;
     char *rem_dsn;
     char *rem_text;
+    /* content plan of transaction plan_gen: 0 = gets content live; k =
+     * held back behind k filters that may modify content */
+    unsigned plan_gen;
+    unsigned group;
 };
 
 struct filter_sess {
@@ -123,6 +170,8 @@ struct filter_sess {
     void *drain_arg;
     int busy;
     int free_req;
+    unsigned plan_gen; /* transaction the content plan was made for */
+    unsigned ngroups;
 };
 
 static const char *const stage_names[FILTER_NSTAGES] = {
@@ -325,11 +374,16 @@ wait_ent_clear(struct wait_ent *e)
     e->mods = NULL;
 }
 
+static void replay_free(struct replay *rp);
+
 static void
 wait_free(struct filter_sess *fs, struct wait *w)
 {
     size_t i;
 
+    replay_free(w->rp);
+    if (w->eom)
+        stage_data_release(fs, w->eom);
     for (i = 0; i < fs->n; i++)
         wait_ent_clear(&w->ent[i]);
     free(w->ent);
@@ -354,6 +408,34 @@ call_drop(struct filter_sess *fs, struct filter_call *c)
         c->wait->outstanding--;
     }
     call_free(fs, c);
+}
+
+/* Append a call for slot i to its FIFO; with a wait, the slot's entry
+ * becomes pending (a held entry is already counted as outstanding). */
+static void
+call_queue(struct filter_sess *fs, size_t i, enum filter_stage st, unsigned gen,
+           struct stage_data *d, struct wait *w)
+{
+    struct slot *s = &fs->slots[i];
+    struct filter_call *c = xcalloc(1, sizeof(*c));
+
+    c->fs = fs;
+    c->idx = i;
+    c->st = st;
+    c->gen = gen;
+    c->data = d;
+    d->refs++;
+    if (w) {
+        c->wait = w;
+        if (w->ent[i].state != WAIT_HELD)
+            w->outstanding++;
+        w->ent[i].state = WAIT_PENDING;
+    }
+    if (s->tail)
+        s->tail->next = c;
+    else
+        s->head = c;
+    s->tail = c;
 }
 
 /* Drop queued calls of a slot: all of them (gen 0) or those of
@@ -460,13 +542,39 @@ filter_answer_internal(struct filter_sess *fs, struct filter_call *c,
     call_free(fs, c);
 }
 
+static int
+mods_replace_body(const struct filter_mod *m)
+{
+    for (; m != NULL; m = m->next)
+        if (m->type == FILTER_MOD_REPLACE_BODY)
+            return 1;
+    return 0;
+}
+
+/* Remove the body replacements from a list. */
+static void
+mods_drop_body(struct filter_mod **pp)
+{
+    struct filter_mod *m;
+
+    while ((m = *pp) != NULL) {
+        if (m->type == FILTER_MOD_REPLACE_BODY) {
+            *pp = m->next;
+            m->next = NULL;
+            filter_mods_free(m);
+        } else {
+            pp = &m->next;
+        }
+    }
+}
+
 /* Run a completed wait's done callback with the merged result. */
 static void
 wait_complete(struct filter_sess *fs, struct wait *w)
 {
     struct filter_result res;
     struct filter_mod *mods = NULL, **tailp = &mods;
-    size_t i, best = (size_t) -1;
+    size_t i, best = (size_t) -1, lastrb = (size_t) -1;
     enum filter_verdict bv = FILTER_CONTINUE; /* ties: earlier filter */
 
     if (w->st == FILTER_EOM) {
@@ -486,6 +594,10 @@ wait_complete(struct filter_sess *fs, struct wait *w)
             slot_forget(s);
         }
     }
+    for (i = 0; i < fs->n; i++)
+        if (w->ent[i].state == WAIT_ANSWERED
+            && mods_replace_body(w->ent[i].mods))
+            lastrb = i;
     for (i = 0; i < fs->n; i++) {
         struct wait_ent *e = &w->ent[i];
 
@@ -495,6 +607,8 @@ wait_complete(struct filter_sess *fs, struct wait *w)
             best = i;
             bv = e->verdict;
         }
+        if (lastrb != (size_t) -1 && i != lastrb)
+            mods_drop_body(&e->mods); /* a later filter replaced it */
         if (e->mods) {
             *tailp = e->mods;
             e->mods = NULL;
@@ -514,6 +628,494 @@ wait_complete(struct filter_sess *fs, struct wait *w)
     w->done(w->arg, &res);
     filter_mods_free(mods);
     wait_free(fs, w);
+}
+
+/* ------------------------------------------------------------------ */
+/* the ordering rule: replaying the modified message to held-back filters */
+
+#define REPLAY_CHUNK   (64 * 1024)   /* BODY stages and reads */
+#define REPLAY_HDR_MAX (1024 * 1024) /* as FILTER_HDR_MAX in filter_mods.c */
+
+enum replay_phase {
+    REPLAY_HEADER, /* one HEADER stage per rewritten field */
+    REPLAY_EOH,
+    REPLAY_BODY, /* chunks from the queue file or the replacement */
+    REPLAY_END   /* queue the EOM of the group */
+};
+
+/* The producer of one group's replay. */
+struct replay {
+    enum replay_phase phase;
+    int paused;                  /* backlog reached HIGH: wait for LOW */
+    struct buf *hdr;             /* the rewritten header fields */
+    size_t hpos;                 /* next field in hdr */
+    off_t bpos, bend;            /* body still to read from the queue file */
+    int replace;                 /* the body is a filter's replacement: */
+    const struct filter_mod *rb; /* its mods from this one on */
+    size_t rboff;
+    int cr; /* replacement: the last byte was CR */
+    char *chunk;
+};
+
+static int slot_wants(const struct slot *s, enum filter_stage st, unsigned gen);
+
+static void
+replay_free(struct replay *rp)
+{
+    if (rp == NULL)
+        return;
+    buf_free(rp->hdr);
+    free(rp->chunk);
+    free(rp);
+}
+
+static ssize_t
+replay_pread(int fd, void *p, size_t n, off_t off)
+{
+    ssize_t r;
+
+    do
+        r = pread(fd, p, n, off);
+    while (r < 0 && errno == EINTR);
+    if (r == 0 && n > 0) {
+        errno = EIO; /* the file is shorter than the message */
+        return -1;
+    }
+    return r;
+}
+
+/* Length of the field name when line [p, p+n) starts a header field,
+ * else 0: the rule of filter_mods.c (printable non-space name, optional
+ * blanks, colon). */
+static size_t
+replay_name_len(const char *p, size_t n)
+{
+    size_t i = 0, namelen;
+
+    while (i < n && (unsigned char) p[i] > ' ' && (unsigned char) p[i] < 127
+           && p[i] != ':')
+        i++;
+    namelen = i;
+    if (namelen == 0)
+        return 0;
+    while (i < n && (p[i] == ' ' || p[i] == '\t'))
+        i++;
+    return i < n && p[i] == ':' ? namelen : 0;
+}
+
+/* Where the header fields of the original message end (*hend) and its
+ * body starts (*body: after the empty line, if any), parsed as
+ * filter_mods_rewrite() parses it, so that the rewritten header fields
+ * plus the original bytes from *hend on are the rewritten message. */
+static int
+replay_hdr_end(int fd, off_t off, off_t len, off_t *hend, off_t *body)
+{
+    struct buf *b = buf_new(REPLAY_CHUNK, REPLAY_HDR_MAX + 2 * REPLAY_CHUNK);
+    size_t scan = 0, seplen = 0, nfields = 0;
+    off_t got = 0;
+
+    for (;;) {
+        const char *d = buf_data(b);
+        size_t avail = buf_len(b) - scan;
+        const char *lf = memchr(d + scan, '\n', avail);
+        size_t ll;
+
+        if (lf == NULL && got < len) {
+            size_t want = REPLAY_CHUNK;
+            char *p;
+            ssize_t r;
+
+            if (buf_len(b) >= REPLAY_HDR_MAX)
+                break; /* a line past the header cap: body */
+            if ((off_t) want > len - got)
+                want = (size_t) (len - got);
+            if ((p = buf_reserve(b, want)) == NULL) {
+                errno = EFBIG;
+                goto fail;
+            }
+            if ((r = replay_pread(fd, p, want, off + got)) < 0)
+                goto fail;
+            buf_commit(b, (size_t) r);
+            got += r;
+            continue;
+        }
+        if (lf == NULL && avail == 0)
+            break; /* end of message */
+        ll = lf ? (size_t) (lf - (d + scan)) + 1 : avail;
+        if ((ll == 1 && d[scan] == '\n')
+            || (ll == 2 && d[scan] == '\r' && d[scan + 1] == '\n')) {
+            seplen = ll;
+            break;
+        }
+        if (d[scan] == ' ' || d[scan] == '\t') {
+            if (nfields == 0)
+                break;
+        } else if (replay_name_len(d + scan, ll) > 0) {
+            nfields++;
+        } else {
+            break;
+        }
+        scan += ll;
+        if (scan >= REPLAY_HDR_MAX)
+            break;
+    }
+    buf_free(b);
+    *hend = (off_t) scan;
+    *body = (off_t) (scan + seplen);
+    return 0;
+fail:
+    buf_free(b);
+    return -1;
+}
+
+static int
+replay_collect(void *arg, const void *p, size_t n)
+{
+    return buf_append(arg, p, n);
+}
+
+/* Start the replay for group w->group: rewrite the header with the
+ * header modifications of the earlier groups (in chain order), find the
+ * body: the last earlier replacement, or the original body. */
+static struct replay *
+replay_new(struct filter_sess *fs, struct wait *w)
+{
+    struct replay *rp = xcalloc(1, sizeof(*rp));
+    struct filter_mod *hmods = NULL, **tailp = &hmods;
+    const struct filter_mod *m;
+    off_t hend, body;
+    size_t i;
+
+    if (w->fd < 0 || w->off < 0 || w->len < 0) {
+        errno = EBADF;
+        goto fail;
+    }
+    for (i = 0; i < fs->n; i++) {
+        const struct wait_ent *e = &w->ent[i];
+
+        if (e->state != WAIT_ANSWERED || e->group >= w->group)
+            continue;
+        for (m = e->mods; m != NULL; m = m->next) {
+            switch (m->type) {
+            case FILTER_MOD_ADD_HEADER:
+            case FILTER_MOD_INSERT_HEADER:
+            case FILTER_MOD_CHANGE_HEADER:
+                *tailp = filter_mod_new(m->type, m->name, m->value, m->len,
+                                        m->index, m->args);
+                tailp = &(*tailp)->next;
+                break;
+            case FILTER_MOD_REPLACE_BODY:
+                /* this filter's replacements (all of them, from the
+                 * head of its list) supersede earlier filters' */
+                rp->rb = e->mods;
+                rp->replace = 1;
+                break;
+            case FILTER_MOD_ADD_RCPT:
+            case FILTER_MOD_DELETE_RCPT:
+            case FILTER_MOD_CHANGE_SENDER:
+                break; /* envelope: not part of the replay */
+            }
+        }
+    }
+    if (replay_hdr_end(w->fd, w->off, w->len, &hend, &body) < 0)
+        goto fail;
+    rp->hdr = buf_new(4096, BUF_NOCAP); /* bounded: header cap + mods */
+    if (filter_mods_rewrite(hmods, w->fd, w->off, hend, replay_collect, rp->hdr)
+        < 0) {
+        if (errno == 0)
+            errno = EINVAL;
+        goto fail;
+    }
+    rp->bpos = body;
+    rp->bend = w->len;
+    rp->chunk = xmalloc(REPLAY_CHUNK);
+    rp->phase = REPLAY_HEADER;
+    filter_mods_free(hmods);
+    return rp;
+fail:
+    filter_mods_free(hmods);
+    replay_free(rp);
+    return NULL;
+}
+
+/* Does a held-back filter of the group still want stage st? */
+static int
+replay_wanted(struct filter_sess *fs, struct wait *w, enum filter_stage st)
+{
+    size_t i;
+
+    for (i = 0; i < fs->n; i++)
+        if (w->ent[i].state == WAIT_HELD && w->ent[i].group == w->group
+            && slot_wants(&fs->slots[i], st, w->gen))
+            return 1;
+    return 0;
+}
+
+/* Queue one replayed stage to the group's filters (their FIFOs, as a
+ * live stage). */
+static void
+replay_emit(struct filter_sess *fs, struct wait *w, enum filter_stage st,
+            const struct filter_args *args)
+{
+    struct stage_data *d = stage_data_new(args);
+    size_t i;
+
+    fs->backlog += d->bytes;
+    d->refs++; /* ours while queueing */
+    for (i = 0; i < fs->n; i++)
+        if (w->ent[i].state == WAIT_HELD && w->ent[i].group == w->group
+            && slot_wants(&fs->slots[i], st, w->gen))
+            call_queue(fs, i, st, w->gen, d, NULL);
+    stage_data_release(fs, d);
+}
+
+/* The next HEADER stage from the rewritten header: name before the
+ * colon, value after it with its leading blank and the CRLFs of folded
+ * lines, without the final CRLF (as smtpd splits fields). */
+static void
+replay_header(struct filter_sess *fs, struct wait *w, struct replay *rp)
+{
+    const char *p = buf_data(rp->hdr) + rp->hpos;
+    size_t n = buf_len(rp->hdr) - rp->hpos, flen = 0, nl, vend;
+    const char *colon, *lf;
+    struct filter_args a;
+    char *name, *value;
+
+    /* the field: its first line and the continuation lines */
+    do {
+        lf = memchr(p + flen, '\n', n - flen);
+        flen = lf ? (size_t) (lf - p) + 1 : n;
+    } while (flen < n && (p[flen] == ' ' || p[flen] == '\t'));
+    rp->hpos += flen;
+    colon = memchr(p, ':', flen);
+    if (colon == NULL)
+        return; /* not produced by filter_mods_rewrite() */
+    nl = (size_t) (colon - p);
+    while (nl > 0 && (p[nl - 1] == ' ' || p[nl - 1] == '\t'))
+        nl--;
+    vend = flen;
+    if (vend > 0 && p[vend - 1] == '\n')
+        vend--;
+    if (vend > 0 && p[vend - 1] == '\r')
+        vend--;
+    name = xstrndup(p, nl);
+    value = xstrndup(colon + 1, vend - (size_t) (colon + 1 - p));
+    memset(&a, 0, sizeof(a));
+    a.hname = name;
+    a.hvalue = value;
+    replay_emit(fs, w, FILTER_HEADER, &a);
+    free(name);
+    free(value);
+}
+
+/* The next body chunk into rp->chunk: its length, 0 at the end, -1 on a
+ * read error. A replacement body gets bare LF turned into CRLF, as
+ * filter_mods_rewrite() does. */
+static ssize_t
+replay_body(struct replay *rp, int fd, off_t off)
+{
+    size_t n = 0;
+    ssize_t r;
+
+    if (!rp->replace) {
+        size_t want = REPLAY_CHUNK;
+
+        if (rp->bpos >= rp->bend)
+            return 0;
+        if ((off_t) want > rp->bend - rp->bpos)
+            want = (size_t) (rp->bend - rp->bpos);
+        if ((r = replay_pread(fd, rp->chunk, want, off + rp->bpos)) < 0)
+            return -1;
+        rp->bpos += r;
+        return r;
+    }
+    while (rp->rb != NULL && n + 2 <= REPLAY_CHUNK) {
+        const struct filter_mod *m = rp->rb;
+        char c;
+
+        if (m->type != FILTER_MOD_REPLACE_BODY || m->value == NULL
+            || rp->rboff >= m->len) {
+            rp->rb = m->next;
+            rp->rboff = 0;
+            continue;
+        }
+        c = m->value[rp->rboff++];
+        if (c == '\n' && !rp->cr)
+            rp->chunk[n++] = '\r';
+        rp->chunk[n++] = c;
+        rp->cr = c == '\r';
+    }
+    return (ssize_t) n;
+}
+
+/* Give the group's held entries their EOM (or skip those that finished
+ * meanwhile). */
+static void
+replay_end(struct filter_sess *fs, struct wait *w)
+{
+    size_t i;
+
+    for (i = 0; i < fs->n; i++) {
+        struct wait_ent *e = &w->ent[i];
+
+        if (e->state != WAIT_HELD || e->group != w->group)
+            continue;
+        if (slot_wants(&fs->slots[i], FILTER_EOM, w->gen)) {
+            call_queue(fs, i, FILTER_EOM, w->gen, w->eom, w);
+        } else {
+            e->state = WAIT_SKIPPED;
+            w->outstanding--;
+        }
+    }
+}
+
+/* Held entries that will not get their EOM: those of group (or of every
+ * later group when all is set) get ABORT, and their part of the wait is
+ * skipped, or answered with tempfail when why is not NULL. */
+static void
+replay_cancel(struct filter_sess *fs, struct wait *w, int all, const char *why)
+{
+    struct stage_data *d = NULL;
+    size_t i;
+
+    for (i = 0; i < fs->n; i++) {
+        struct wait_ent *e = &w->ent[i];
+        struct slot *s = &fs->slots[i];
+
+        if (e->state != WAIT_HELD || (!all && e->group != w->group))
+            continue;
+        if (why) {
+            log_warning("filter %s: cannot replay the modified message: %s",
+                        s->ops->name, why);
+            e->state = WAIT_ANSWERED;
+            e->verdict = FILTER_TEMPFAIL;
+            e->code = 451;
+            e->dsn = xstrdup("4.3.0");
+            e->text = xstrdup("Error: internal error in a content filter");
+        } else {
+            e->state = WAIT_SKIPPED;
+        }
+        w->outstanding--;
+        if (slot_wants(s, FILTER_ABORT, w->gen)) {
+            if (d == NULL) {
+                d = stage_data_new(NULL);
+                d->refs++;
+            }
+            call_queue(fs, i, FILTER_ABORT, w->gen, d, NULL);
+        }
+    }
+    if (d)
+        stage_data_release(fs, d);
+}
+
+/* Queue the replay of w's group until the backlog is high or the replay
+ * is over. */
+static void
+replay_produce(struct filter_sess *fs, struct wait *w)
+{
+    struct replay *rp = w->rp;
+    struct filter_args a;
+    ssize_t n;
+
+    while (rp->phase != REPLAY_END) {
+        if (fs->backlog >= FILTER_BACKLOG_HIGH) {
+            rp->paused = 1;
+            return;
+        }
+        if (!replay_wanted(fs, w, FILTER_HEADER)) {
+            rp->phase = REPLAY_END; /* every filter of the group is done */
+            break;
+        }
+        switch (rp->phase) {
+        case REPLAY_HEADER:
+            if (rp->hpos < buf_len(rp->hdr))
+                replay_header(fs, w, rp);
+            else
+                rp->phase = REPLAY_EOH;
+            break;
+        case REPLAY_EOH:
+            replay_emit(fs, w, FILTER_EOH, NULL);
+            rp->phase = REPLAY_BODY;
+            break;
+        case REPLAY_BODY:
+            n = replay_body(rp, w->fd, w->off);
+            if (n < 0) {
+                w->rp = NULL;
+                replay_free(rp);
+                replay_cancel(fs, w, 0, strerror(errno));
+                return;
+            }
+            if (n == 0) {
+                rp->phase = REPLAY_END;
+                break;
+            }
+            memset(&a, 0, sizeof(a));
+            a.data = rp->chunk;
+            a.len = (size_t) n;
+            replay_emit(fs, w, FILTER_BODY, &a);
+            break;
+        case REPLAY_END:
+            break;
+        }
+    }
+    w->rp = NULL;
+    replay_free(rp);
+    replay_end(fs, w);
+}
+
+/* The strictest verdict of the transaction so far. */
+static enum filter_verdict
+replay_verdict(struct filter_sess *fs, struct wait *w)
+{
+    enum filter_verdict v = FILTER_CONTINUE;
+    size_t i;
+
+    for (i = 0; i < fs->n; i++) {
+        if (w->ent[i].state == WAIT_ANSWERED && w->ent[i].verdict > v)
+            v = w->ent[i].verdict;
+        if (fs->slots[i].rem_gen == w->gen && fs->slots[i].rem_verdict > v)
+            v = fs->slots[i].rem_verdict;
+    }
+    return v;
+}
+
+/* Move an EOM wait with held-back filters on: produce the replay, or
+ * when the running group is over, stop (reject, tempfail, discard) or
+ * start the next group. Returns nonzero when something happened. */
+static int
+replay_advance(struct filter_sess *fs, struct wait *w)
+{
+    size_t i;
+    int held = 0;
+
+    if (w->rp) {
+        if (w->rp->paused) {
+            if (fs->backlog >= FILTER_BACKLOG_LOW)
+                return 0;
+            w->rp->paused = 0;
+        }
+        replay_produce(fs, w);
+        return 1;
+    }
+    if (w->st != FILTER_EOM || w->group + 1 >= w->ngroups)
+        return 0;
+    for (i = 0; i < fs->n; i++)
+        if (w->ent[i].group <= w->group && w->ent[i].state == WAIT_PENDING)
+            return 0; /* the group's EOMs are not all answered yet */
+    if (replay_verdict(fs, w) >= FILTER_DISCARD) {
+        replay_cancel(fs, w, 1, NULL);
+        w->group = w->ngroups;
+        return 1;
+    }
+    w->group++;
+    for (i = 0; i < fs->n; i++)
+        if (w->ent[i].state == WAIT_HELD && w->ent[i].group == w->group)
+            held = 1;
+    if (!held)
+        return 1;
+    if ((w->rp = replay_new(fs, w)) == NULL)
+        replay_cancel(fs, w, 0, strerror(errno));
+    return 1;
 }
 
 /* ------------------------------------------------------------------ */
@@ -538,6 +1140,7 @@ filter_unavailable(struct filter_sess *fs, struct filter_call *c)
 static void
 filter_pump(struct filter_sess *fs)
 {
+    struct wait *wt;
     int progress;
     size_t i;
 
@@ -571,6 +1174,9 @@ filter_pump(struct filter_sess *fs)
             else
                 s->ops->stage(s->state, c, c->st, &c->data->a);
         }
+        for (wt = fs->whead; wt != NULL && !fs->free_req; wt = wt->next)
+            if (replay_advance(fs, wt))
+                progress = 1;
     } while (progress && !fs->free_req);
 }
 
@@ -710,6 +1316,56 @@ slot_wants(const struct slot *s, enum filter_stage st, unsigned gen)
     return 0;
 }
 
+/* Content stages: the ones the ordering rule holds back. */
+static int
+filter_content_stage(enum filter_stage st)
+{
+    switch (st) {
+    case FILTER_HEADER:
+    case FILTER_EOH:
+    case FILTER_BODY:
+    case FILTER_EOM:
+        return 1;
+    case FILTER_CONNECT:
+    case FILTER_HELO:
+    case FILTER_MAIL:
+    case FILTER_RCPT:
+    case FILTER_DATA:
+    case FILTER_ABORT:
+    case FILTER_UNKNOWN:
+        return 0;
+    }
+    return 0;
+}
+
+/* The ordering rule, once per transaction at its first content stage
+ * (CONNECT has been answered by then): each filter that may modify
+ * content and still takes part ends a group; the filters after it are
+ * in the next group. */
+static void
+sess_plan(struct filter_sess *fs)
+{
+    unsigned g = 0;
+    size_t i;
+
+    if (fs->plan_gen == fs->gen)
+        return;
+    fs->plan_gen = fs->gen;
+    fs->ngroups = 1;
+    for (i = 0; i < fs->n; i++) {
+        struct slot *s = &fs->slots[i];
+
+        s->plan_gen = fs->gen;
+        s->group = g;
+        if (g + 1 > fs->ngroups)
+            fs->ngroups = g + 1;
+        if (s->state && s->ops->modifies_content
+            && slot_wants(s, FILTER_EOM, fs->gen)
+            && s->ops->modifies_content(s->state))
+            g++;
+    }
+}
+
 void
 filter_stage(struct filter_sess *fs, enum filter_stage st,
              const struct filter_args *args, filter_done_fn done, void *arg)
@@ -723,6 +1379,8 @@ filter_stage(struct filter_sess *fs, enum filter_stage st,
     if ((unsigned) st >= FILTER_NSTAGES)
         log_panic("filter_stage: invalid stage %d", (int) st);
     sess_enter(fs);
+    if (filter_content_stage(st))
+        sess_plan(fs);
     if (done) {
         w = xcalloc(1, sizeof(*w));
         w->st = st;
@@ -730,6 +1388,16 @@ filter_stage(struct filter_sess *fs, enum filter_stage st,
         w->done = done;
         w->arg = arg;
         w->ent = xcalloc(fs->n ? fs->n : 1, sizeof(struct wait_ent));
+        w->ngroups = 1;
+        w->fd = -1;
+        if (st == FILTER_EOM) {
+            w->ngroups = fs->ngroups;
+            if (fs->env) {
+                w->fd = fs->env->spool_fd;
+                w->off = fs->env->spool_off;
+                w->len = fs->env->spool_len;
+            }
+        }
         if (fs->wtail)
             fs->wtail->next = w;
         else
@@ -738,31 +1406,32 @@ filter_stage(struct filter_sess *fs, enum filter_stage st,
     }
     for (i = 0; i < fs->n; i++) {
         struct slot *s = &fs->slots[i];
-        struct filter_call *c;
+        int held = filter_content_stage(st) && s->group > 0;
 
         if (!slot_wants(s, st, fs->gen))
             continue;
+        if (held && st != FILTER_EOM)
+            continue; /* gets the content by replay, after EOM */
         if (d == NULL) {
             d = stage_data_new(args);
             fs->backlog += d->bytes;
         }
-        c = xcalloc(1, sizeof(*c));
-        c->fs = fs;
-        c->idx = i;
-        c->st = st;
-        c->gen = fs->gen;
-        c->data = d;
-        d->refs++;
-        if (w) {
-            c->wait = w;
-            w->ent[i].state = WAIT_PENDING;
-            w->outstanding++;
+        if (held && w == NULL) {
+            /* an EOM without a wait cannot replay: end the transaction */
+            call_queue(fs, i, FILTER_ABORT, fs->gen, d, NULL);
+            continue;
         }
-        if (s->tail)
-            s->tail->next = c;
-        else
-            s->head = c;
-        s->tail = c;
+        if (held) {
+            if (w->eom == NULL) {
+                w->eom = d;
+                d->refs++;
+            }
+            w->ent[i].state = WAIT_HELD;
+            w->ent[i].group = s->group;
+            w->outstanding++;
+            continue;
+        }
+        call_queue(fs, i, st, fs->gen, d, w);
         if (st == FILTER_MAIL)
             s->mail_gen = fs->gen;
     }

@@ -33,7 +33,10 @@
  *  - Strictness: CONTINUE < ACCEPT < HOLD < DISCARD < TEMPFAIL < REJECT;
  *    ties go to the earlier filter in chain order.
  *  - Modifications from EOM answers are kept in chain order (all of the
- *    first filter's, then the second's, ...).
+ *    first filter's, then the second's, ...). Header indexes of a filter
+ *    refer to the message as the filters before it modified it (see the
+ *    ordering rule at modifies_content); a filter's body replacement
+ *    supersedes earlier filters' (only its REPLACE_BODY mods are kept).
  *
  * Owns: per-session filter state (closed in filter_sess_free), queued
  * stage copies, reply texts and modifications. Borrows: the env given to
@@ -177,7 +180,13 @@ struct filter_ops {
      * content gets HEADER, EOH and BODY only after that one's EOM, replayed
      * from the message with its modifications applied (so a DKIM signer
      * placed last signs what is delivered); filters that only read get the
-     * content while DATA arrives, in parallel. */
+     * content while DATA arrives, in parallel. Asked once per transaction,
+     * at its first content stage. With several such filters this goes
+     * group by group: a filter after two of them sees both changes. A
+     * REJECT, TEMPFAIL or DISCARD from an earlier group ends the message:
+     * the later filters get ABORT instead. Envelope changes are not
+     * replayed. The EOM stage needs its done callback and, in the env,
+     * the message (spool_fd) for the replay. */
     int (*modifies_content)(void *state);
 };
 

@@ -3,7 +3,9 @@
  * test_filter.c - the filter chain driven by scripted test filters:
  * synchronous, deferred and threaded answers, FIFO order, backlog and
  * drain, verdict scopes and merging, modifications, unavailable filters,
- * re-entrancy (free and stage from inside done callbacks), ABORT.
+ * re-entrancy (free and stage from inside done callbacks), ABORT; the
+ * ordering rule: filters after one that may modify content get the
+ * modified message replayed from a queue file before their EOM.
  */
 #include <ev.h>
 #include <pthread.h>
@@ -17,6 +19,8 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <fcntl.h>
+#include <sys/stat.h>
 
 #include "filters/filter.h"
 #include "lib/wpool.h"
@@ -46,7 +50,7 @@ struct tf {
     const char *text[FILTER_NSTAGES];
     int code[FILTER_NSTAGES];
     const char *dsn[FILTER_NSTAGES];
-    struct tf_mspec mods[4];
+    struct tf_mspec mods[6];
     int nmods;
     int rcpt_reject_first; /* REJECT the first RCPT only */
     int nrcpt;
@@ -60,7 +64,42 @@ struct tf {
     int opened, closed;
     int overlap; /* stage() called while a call was pending */
     struct wpool *pool;
+    int modifies; /* answer of ops->modifies_content */
+    int asked;    /* modifies_content calls */
+    /* the message as the filter saw it: "name:value\r\n" per HEADER,
+     * "\r\n" at EOH, then the body (the first 64 KB) */
+    char msg[1 << 16];
+    size_t msglen;
+    size_t bodytotal, maxchunk;
+    unsigned long bodyhash; /* FNV-1a of all body bytes */
 };
+
+static struct filter_env msg_env = {
+    .client_addr = "192.0.2.1",
+    .client_name = "client.example",
+    .queue_id = "",
+    .spool_fd = -1,
+};
+
+static unsigned long
+fnv(unsigned long h, const void *p, size_t n)
+{
+    const unsigned char *c = p;
+    size_t i;
+
+    for (i = 0; i < n; i++)
+        h = (h ^ c[i]) * 1099511628211UL;
+    return h;
+}
+
+static void
+tf_msg(struct tf *t, const void *p, size_t n)
+{
+    if (t->msglen + n <= sizeof(t->msg)) {
+        memcpy(t->msg + t->msglen, p, n);
+        t->msglen += n;
+    }
+}
 
 static const struct filter_env test_env = {
     .client_addr = "192.0.2.1",
@@ -125,7 +164,7 @@ tf_open(void *conf, const struct filter_env *env)
 {
     struct tf *t = conf;
 
-    assert_ptr_equal(env, &test_env);
+    assert_true(env == &test_env || env == &msg_env);
     if (t->fail_open)
         return NULL;
     t->opened++;
@@ -211,18 +250,32 @@ tf_stage(void *state, struct filter_call *call, enum filter_stage st,
         break;
     case FILTER_HEADER:
         tf_logf(t, "HEADER:%s=%s", a->hname, a->hvalue);
+        tf_msg(t, a->hname, strlen(a->hname));
+        tf_msg(t, ":", 1);
+        tf_msg(t, a->hvalue, strlen(a->hvalue));
+        tf_msg(t, "\r\n", 2);
         break;
     case FILTER_BODY:
         t->nbody++;
+        t->bodytotal += a->len;
+        if (a->len > t->maxchunk)
+            t->maxchunk = a->len;
+        t->bodyhash = fnv(t->bodyhash, a->data, a->len);
+        tf_msg(t, a->data, a->len);
+        if (t->nbody > 20) /* large bodies: keep the log short */
+            break;
         tf_logf(t, "BODY:%zu", a->len);
         if (t->bodylen + a->len <= sizeof(t->body)) {
             memcpy(t->body + t->bodylen, a->data, a->len);
             t->bodylen += a->len;
         }
         break;
+    case FILTER_EOH:
+        tf_msg(t, "\r\n", 2);
+        tf_logf(t, "%s", filter_stage_name(st));
+        break;
     case FILTER_CONNECT:
     case FILTER_DATA:
-    case FILTER_EOH:
     case FILTER_EOM:
     case FILTER_ABORT:
         tf_logf(t, "%s", filter_stage_name(st));
@@ -254,6 +307,15 @@ tf_stage(void *state, struct filter_call *call, enum filter_stage st,
     }
 }
 
+static int
+tf_modifies(void *state)
+{
+    struct tf *t = state;
+
+    t->asked++;
+    return t->modifies;
+}
+
 static void
 tf_init(struct tf *t, const char *name, enum tf_mode mode)
 {
@@ -262,7 +324,9 @@ tf_init(struct tf *t, const char *name, enum tf_mode mode)
     t->ops.open = tf_open;
     t->ops.stage = tf_stage;
     t->ops.close = tf_close;
+    t->ops.modifies_content = tf_modifies;
     t->mode = mode;
+    t->bodyhash = 14695981039346656037UL;
 }
 
 /* Answer the pending call of a deferred filter. */
@@ -1203,6 +1267,466 @@ test_txn_verdicts(void **state)
     filter_chain_free(ch);
 }
 
+/* ------------------------------------------------------------------ */
+/* the ordering rule */
+
+/* The message of a transaction in a file, after 4 bytes of "envelope",
+ * as the queue file holds it; msg_env points at it. */
+static char g_dir[64];
+static char g_path[128];
+
+static void
+msg_file(const char *p, size_t n, size_t bigbody)
+{
+    int fd;
+    size_t i;
+    char line[32];
+
+    snprintf(g_dir, sizeof(g_dir), "/tmp/test_filter.XXXXXX");
+    assert_non_null(mkdtemp(g_dir));
+    snprintf(g_path, sizeof(g_path), "%s/msg", g_dir);
+    fd = open(g_path, O_RDWR | O_CREAT | O_TRUNC, 0600);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, "ENV\n", 4), 4);
+    assert_int_equal(write(fd, p, n), (ssize_t) n);
+    for (i = 0; i < bigbody / 16; i++) {
+        snprintf(line, sizeof(line), "line %09zu\r\n", i); /* 16 bytes */
+        assert_int_equal(write(fd, line, 16), 16);
+    }
+    msg_env.spool_fd = fd;
+    msg_env.spool_off = 4;
+    msg_env.spool_len = (off_t) (n + bigbody / 16 * 16);
+}
+
+static void
+msg_file_done(void)
+{
+    close(msg_env.spool_fd);
+    msg_env.spool_fd = -1;
+    unlink(g_path);
+    rmdir(g_dir);
+}
+
+struct outbuf {
+    char p[1 << 16];
+    size_t n;
+};
+
+static int
+out_collect(void *arg, const void *p, size_t n)
+{
+    struct outbuf *o = arg;
+
+    if (o->n + n > sizeof(o->p))
+        return -1;
+    memcpy(o->p + o->n, p, n);
+    o->n += n;
+    return 0;
+}
+
+/* An EOM result kept past its callback. */
+struct keep {
+    int n;
+    enum filter_verdict v;
+    char filter[64];
+    struct filter_mod *mods;
+};
+
+static void
+keep_done(void *arg, const struct filter_result *res)
+{
+    struct keep *k = arg;
+    const struct filter_mod *m;
+    struct filter_mod **tail = &k->mods;
+
+    k->n++;
+    k->v = res->verdict;
+    snprintf(k->filter, sizeof(k->filter), "%s",
+             res->filter ? res->filter : "");
+    filter_mods_free(k->mods);
+    k->mods = NULL;
+    for (m = res->mods; m; m = m->next) {
+        *tail = filter_mod_new(m->type, m->name, m->value, m->len, m->index,
+                               m->args);
+        tail = &(*tail)->next;
+    }
+}
+
+/* The mods applied to the message file, as delivery will do. */
+static void
+keep_rewrite(const struct keep *k, struct outbuf *o)
+{
+    o->n = 0;
+    assert_int_equal(filter_mods_rewrite(k->mods, msg_env.spool_fd,
+                                         msg_env.spool_off, msg_env.spool_len,
+                                         out_collect, o),
+                     0);
+}
+
+/* Answer a deferred filter until it waits at EOM (or has nothing). */
+static void
+tf_answer_until_eom(struct tf *t)
+{
+    while (t->pending && t->pending_st != FILTER_EOM)
+        tf_answer(t, FILTER_CONTINUE);
+}
+
+static const char small_msg[] = "Received: from x\r\n\tby y\r\n"
+                                "Subject: hi\r\n"
+                                "\r\n"
+                                "body line\r\n";
+
+/* The envelope and the live content of small_msg. */
+static void
+stage_small(struct filter_sess *fs, struct tf *deferred)
+{
+    stage_str(fs, FILTER_MAIL, "s@example.org", NULL);
+    if (deferred)
+        tf_answer_until_eom(deferred);
+    stage_str(fs, FILTER_RCPT, "r@example.net", NULL);
+    if (deferred)
+        tf_answer_until_eom(deferred);
+    stage_str(fs, FILTER_DATA, NULL, NULL);
+    if (deferred)
+        tf_answer_until_eom(deferred);
+    stage_header(fs, "Received", " from x\r\n\tby y");
+    stage_header(fs, "Subject", " hi");
+    filter_stage(fs, FILTER_EOH, NULL, NULL, NULL);
+    stage_body(fs, "body line\r\n", 11);
+    if (deferred)
+        tf_answer_until_eom(deferred);
+}
+
+/* A reader before a modifier gets the content live; one after it gets
+ * nothing live, then the modified message before its EOM. */
+static void
+test_order_replay(void **state)
+{
+    struct tf r, m, a;
+    struct tf *tfs[] = {&r, &m, &a};
+    struct filter_chain *ch;
+    struct filter_sess *fs;
+    struct keep k = {0};
+    struct outbuf o;
+    const char *envlog = "MAIL:s@example.org RCPT:r@example.net DATA";
+
+    tf_init(&r, "r", TF_SYNC);
+    tf_init(&m, "m", TF_DEFER);
+    tf_init(&a, "a", TF_SYNC);
+    m.modifies = 1;
+    m.nmods = 3;
+    m.mods[0] = (struct tf_mspec){FILTER_MOD_ADD_HEADER, "X-M", "yes", 0};
+    m.mods[1] = (struct tf_mspec){FILTER_MOD_REPLACE_BODY, NULL, "new ", 0};
+    m.mods[2] = (struct tf_mspec){FILTER_MOD_REPLACE_BODY, NULL, "body\n", 0};
+    msg_file(small_msg, strlen(small_msg), 0);
+    ch = chain_of(tfs, 3);
+    fs = filter_sess_new(ch, &msg_env);
+
+    stage_str(fs, FILTER_CONNECT, NULL, NULL);
+    tf_answer(&m, FILTER_CONTINUE);
+    stage_small(fs, &m);
+    assert_int_equal(r.msglen, strlen(small_msg));
+    assert_memory_equal(r.msg, small_msg, r.msglen);
+    assert_int_equal(m.msglen, strlen(small_msg));
+    assert_string_equal(a.log, "CONNECT MAIL:s@example.org "
+                               "RCPT:r@example.net DATA");
+    assert_true(m.asked >= 1);
+
+    filter_stage(fs, FILTER_EOM, NULL, keep_done, &k);
+    assert_string_equal(r.log + strlen(r.log) - 14, "END-OF-MESSAGE");
+    assert_int_equal(k.n, 0);
+    assert_int_equal(a.msglen, 0); /* still nothing: m has not answered */
+    tf_answer(&m, FILTER_CONTINUE);
+    assert_int_equal(k.n, 1);
+    assert_int_equal(k.v, FILTER_CONTINUE);
+    assert_string_equal(a.log, "CONNECT MAIL:s@example.org "
+                               "RCPT:r@example.net DATA "
+                               "HEADER:Received= from x\r\n\tby y "
+                               "HEADER:Subject= hi HEADER:X-M= yes "
+                               "END-OF-HEADERS BODY:10 END-OF-MESSAGE");
+    keep_rewrite(&k, &o);
+    assert_int_equal(o.n, a.msglen);
+    assert_memory_equal(o.p, a.msg, o.n);
+    assert_memory_equal(a.msg + a.msglen - 12, "\r\nnew body\r\n", 12);
+    assert_int_equal(filter_backlog(fs), 0);
+    assert_int_equal(a.overlap + m.overlap, 0);
+
+    /* next transaction: m no longer modifies; a gets content live */
+    m.modifies = 0;
+    m.mode = TF_SYNC;
+    a.log[0] = '\0';
+    stage_str(fs, FILTER_MAIL, "s@example.org", NULL);
+    stage_header(fs, "Subject", " live");
+    assert_string_equal(a.log, "MAIL:s@example.org HEADER:Subject= live");
+    filter_stage(fs, FILTER_EOM, NULL, keep_done, &k);
+    assert_int_equal(k.n, 2);
+    (void) envlog;
+
+    filter_sess_free(fs);
+    filter_chain_free(ch);
+    filter_mods_free(k.mods);
+    msg_file_done();
+}
+
+/* R, M1 (header mods, body), M2 (header mod on M1's header, body), R2:
+ * M2 sees M1's changes, R2 sees both; the merged list applied to the
+ * original is exactly what R2 saw; the later body replacement wins. */
+static void
+test_order_three(void **state)
+{
+    struct tf r, m1, m2, r2;
+    struct tf *tfs[] = {&r, &m1, &m2, &r2};
+    struct filter_chain *ch;
+    struct filter_sess *fs;
+    struct keep k = {0};
+    struct outbuf o;
+    const struct filter_mod *mm;
+    int nbody = 0;
+    const char *m2_saw = "X-Top: 1\r\n"
+                         "Received: from x\r\n\tby y\r\n"
+                         "Subject: hi\r\n"
+                         "X-M1: a\r\n"
+                         "\r\n"
+                         "one\r\n";
+    const char *r2_saw = "X-Top: 1\r\n"
+                         "Received: from x\r\n\tby y\r\n"
+                         "Subject: hi\r\n"
+                         "X-M1: changed\r\n"
+                         "\r\n"
+                         "two\r\n2\r\n";
+
+    tf_init(&r, "r", TF_SYNC);
+    tf_init(&m1, "m1", TF_SYNC);
+    tf_init(&m2, "m2", TF_SYNC);
+    tf_init(&r2, "r2", TF_SYNC);
+    m1.modifies = m2.modifies = 1;
+    m1.nmods = 3;
+    m1.mods[0] = (struct tf_mspec){FILTER_MOD_INSERT_HEADER, "X-Top", "1", 0};
+    m1.mods[1] = (struct tf_mspec){FILTER_MOD_ADD_HEADER, "X-M1", "a", 0};
+    m1.mods[2] = (struct tf_mspec){FILTER_MOD_REPLACE_BODY, NULL, "one\n", 0};
+    m2.nmods = 4;
+    m2.mods[0] =
+        (struct tf_mspec){FILTER_MOD_CHANGE_HEADER, "X-M1", "changed", 1};
+    m2.mods[1] = (struct tf_mspec){FILTER_MOD_REPLACE_BODY, NULL, "two\n", 0};
+    m2.mods[2] = (struct tf_mspec){FILTER_MOD_ADD_RCPT, NULL, "n@x.org", 0};
+    m2.mods[3] = (struct tf_mspec){FILTER_MOD_REPLACE_BODY, NULL, "2\n", 0};
+    msg_file(small_msg, strlen(small_msg), 0);
+    ch = chain_of(tfs, 4);
+    fs = filter_sess_new(ch, &msg_env);
+
+    stage_small(fs, NULL);
+    assert_int_equal(m1.msglen, strlen(small_msg));
+    assert_int_equal(m2.msglen + r2.msglen, 0);
+    filter_stage(fs, FILTER_EOM, NULL, keep_done, &k);
+    assert_int_equal(k.n, 1);
+    assert_int_equal(r.msglen, strlen(small_msg));
+    assert_memory_equal(r.msg, small_msg, r.msglen);
+    assert_int_equal(m2.msglen, strlen(m2_saw));
+    assert_memory_equal(m2.msg, m2_saw, m2.msglen);
+    assert_int_equal(r2.msglen, strlen(r2_saw));
+    assert_memory_equal(r2.msg, r2_saw, r2.msglen);
+    assert_string_equal(r2.log + strlen(r2.log) - 14, "END-OF-MESSAGE");
+
+    keep_rewrite(&k, &o);
+    assert_int_equal(o.n, r2.msglen);
+    assert_memory_equal(o.p, r2.msg, o.n);
+    for (mm = k.mods; mm; mm = mm->next)
+        if (mm->type == FILTER_MOD_REPLACE_BODY) {
+            nbody++;
+            assert_true(strncmp(mm->value, "one", 3) != 0);
+        }
+    assert_int_equal(nbody, 2); /* m2's two parts; m1's dropped */
+
+    filter_sess_free(fs);
+    filter_chain_free(ch);
+    filter_mods_free(k.mods);
+    msg_file_done();
+}
+
+/* A reject from M1 ends the transaction: no replay, later filters get
+ * ABORT. A replay that cannot read the message: tempfail. */
+static void
+test_order_reject(void **state)
+{
+    struct tf r, m1, m2, r2;
+    struct tf *tfs[] = {&r, &m1, &m2, &r2};
+    struct filter_chain *ch;
+    struct filter_sess *fs;
+    struct keep k = {0};
+    const char *live = "MAIL:s@example.org RCPT:r@example.net DATA";
+
+    tf_init(&r, "r", TF_SYNC);
+    tf_init(&m1, "m1", TF_SYNC);
+    tf_init(&m2, "m2", TF_SYNC);
+    tf_init(&r2, "r2", TF_SYNC);
+    m1.modifies = m2.modifies = 1;
+    m1.v[FILTER_EOM] = FILTER_REJECT;
+    m1.text[FILTER_EOM] = "no thanks";
+    m1.nmods = 1;
+    m1.mods[0] = (struct tf_mspec){FILTER_MOD_ADD_HEADER, "X-M1", "a", 0};
+    msg_file(small_msg, strlen(small_msg), 0);
+    ch = chain_of(tfs, 4);
+    fs = filter_sess_new(ch, &msg_env);
+
+    stage_small(fs, NULL);
+    filter_stage(fs, FILTER_EOM, NULL, keep_done, &k);
+    assert_int_equal(k.n, 1);
+    assert_int_equal(k.v, FILTER_REJECT);
+    assert_string_equal(k.filter, "m1");
+    assert_int_equal(m2.msglen + r2.msglen, 0);
+    assert_string_equal(m2.log, "MAIL:s@example.org RCPT:r@example.net DATA "
+                                "ABORT");
+    assert_string_equal(r2.log, m2.log);
+
+    /* the message cannot be read: the held-back filters cannot be served */
+    m1.v[FILTER_EOM] = FILTER_CONTINUE;
+    m2.log[0] = r2.log[0] = '\0';
+    msg_env.spool_len = 1 << 20; /* longer than the file */
+    stage_small(fs, NULL);
+    filter_stage(fs, FILTER_EOM, NULL, keep_done, &k);
+    assert_int_equal(k.n, 2);
+    assert_int_equal(k.v, FILTER_TEMPFAIL);
+    assert_string_equal(k.filter, "m2");
+    /* the header came through, the body read failed: ABORT, no EOM */
+    assert_string_equal(m2.log + strlen(m2.log) - 13, "BODY:11 ABORT");
+    assert_null(strstr(m2.log, "END-OF-MESSAGE"));
+    assert_string_equal(r2.log, "MAIL:s@example.org RCPT:r@example.net DATA "
+                                "ABORT"); /* r2: not run after m2 failed */
+    (void) live;
+
+    filter_sess_free(fs);
+    filter_chain_free(ch);
+    filter_mods_free(k.mods);
+    msg_file_done();
+}
+
+#define BIG_BODY (3 * 1024 * 1024)
+
+static const char big_hdr[] = "Subject: big\r\n\r\n";
+
+/* The held-back filter a answers synchronously until EOM, then it is
+ * deferred. */
+static struct filter_sess *
+big_session(struct filter_chain *ch, struct tf *m, struct tf *a, struct keep *k)
+{
+    struct filter_sess *fs = filter_sess_new(ch, &msg_env);
+    char *chunk = malloc(64 * 1024);
+    off_t pos = (off_t) strlen(big_hdr) + 4;
+    ssize_t n;
+
+    stage_str(fs, FILTER_MAIL, "s@example.org", NULL);
+    stage_str(fs, FILTER_DATA, NULL, NULL);
+    stage_header(fs, "Subject", " big");
+    filter_stage(fs, FILTER_EOH, NULL, NULL, NULL);
+    while ((n = pread(msg_env.spool_fd, chunk, 64 * 1024, pos)) > 0) {
+        stage_body(fs, chunk, (size_t) n);
+        pos += n;
+    }
+    free(chunk);
+    assert_int_equal(m->bodytotal, BIG_BODY);
+    a->mode = TF_DEFER;
+    filter_stage(fs, FILTER_EOM, NULL, keep_done, k);
+    return fs;
+}
+
+/* A large body is replayed in chunks, within the backlog bounds. */
+static void
+test_order_large(void **state)
+{
+    struct tf m, a;
+    struct tf *tfs[] = {&m, &a};
+    struct filter_chain *ch;
+    struct filter_sess *fs;
+    struct keep k = {0};
+    size_t maxback = 0;
+
+    tf_init(&m, "m", TF_SYNC);
+    tf_init(&a, "a", TF_DEFER);
+    m.modifies = 1;
+    m.nmods = 1;
+    m.mods[0] = (struct tf_mspec){FILTER_MOD_ADD_HEADER, "X-M", "1", 0};
+    msg_file(big_hdr, strlen(big_hdr), BIG_BODY);
+    ch = chain_of(tfs, 2);
+    a.mode = TF_SYNC;
+    fs = big_session(ch, &m, &a, &k);
+    assert_int_equal(a.bodytotal, 0);
+    assert_int_equal(k.n, 0);
+    while (a.pending && a.pending_st != FILTER_EOM) {
+        if (filter_backlog(fs) > maxback)
+            maxback = filter_backlog(fs);
+        tf_answer(&a, FILTER_CONTINUE);
+    }
+    assert_non_null(a.pending);
+    tf_answer(&a, FILTER_CONTINUE);
+    assert_int_equal(k.n, 1);
+    assert_true(maxback >= FILTER_BACKLOG_HIGH);        /* it did pause */
+    assert_true(maxback < FILTER_BACKLOG_HIGH + 65536); /* and stopped */
+    assert_int_equal(a.bodytotal, BIG_BODY);
+    assert_int_equal(a.maxchunk, 65536);
+    assert_int_equal(a.nbody, BIG_BODY / 65536);
+    assert_true(a.bodyhash == m.bodyhash);
+    assert_memory_equal(a.msg, "Subject: big\r\nX-M: 1\r\n\r\n", 24);
+    assert_int_equal(filter_backlog(fs), 0);
+    assert_int_equal(a.overlap, 0);
+
+    filter_sess_free(fs);
+    filter_chain_free(ch);
+    filter_mods_free(k.mods);
+    msg_file_done();
+}
+
+static void
+free_drain(void *arg)
+{
+    struct filter_sess **fsp = arg;
+
+    filter_sess_free(*fsp);
+    *fsp = NULL;
+}
+
+/* The session freed during a replay: directly, and from the drain
+ * callback run when the replay's backlog falls. */
+static void
+test_order_free(void **state)
+{
+    struct tf m, a;
+    struct tf *tfs[] = {&m, &a};
+    struct filter_chain *ch;
+    struct filter_sess *fs;
+    struct keep k = {0};
+    int i;
+
+    tf_init(&m, "m", TF_SYNC);
+    tf_init(&a, "a", TF_DEFER);
+    m.modifies = 1;
+    msg_file(big_hdr, strlen(big_hdr), BIG_BODY);
+    ch = chain_of(tfs, 2);
+    a.mode = TF_SYNC;
+    fs = big_session(ch, &m, &a, &k);
+    for (i = 0; i < 5; i++)
+        tf_answer(&a, FILTER_CONTINUE);
+    assert_true(filter_backlog(fs) > 0);
+    filter_sess_free(fs);
+    assert_int_equal(a.closed, 1);
+    assert_int_equal(k.n, 0);
+
+    a.closed = 0;
+    a.mode = TF_SYNC;
+    m.bodytotal = a.bodytotal = 0;
+    fs = big_session(ch, &m, &a, &k);
+    filter_set_drain(fs, free_drain, &fs);
+    while (fs != NULL && a.pending)
+        tf_answer(&a, FILTER_CONTINUE);
+    assert_null(fs);
+    assert_int_equal(a.closed, 1);
+    assert_int_equal(k.n, 0);
+    assert_true(a.bodytotal < BIG_BODY);
+
+    filter_chain_free(ch);
+    filter_mods_free(k.mods);
+    msg_file_done();
+}
+
 int
 main(void)
 {
@@ -1224,6 +1748,11 @@ main(void)
         cmocka_unit_test_setup(test_stage_in_done, setup),
         cmocka_unit_test_setup(test_abort, setup),
         cmocka_unit_test_setup(test_txn_verdicts, setup),
+        cmocka_unit_test_setup(test_order_replay, setup),
+        cmocka_unit_test_setup(test_order_three, setup),
+        cmocka_unit_test_setup(test_order_reject, setup),
+        cmocka_unit_test_setup(test_order_large, setup),
+        cmocka_unit_test_setup(test_order_free, setup),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
