@@ -46,6 +46,7 @@
 #include "lib/log.h"
 #include "lib/net.h"
 #include "lib/xalloc.h"
+#include "milter/milter.h"
 #include "proxy/smtpd.h"
 #include "queue/qmgr.h"
 #include "queue/spool.h"
@@ -321,13 +322,17 @@ master_owner(struct master *m)
     m->drop = 1;
 }
 
-/* The front's filter chain, in the order filters see mail. The
- * configuration was checked by master_load, so this cannot fail. */
+/* The front's filter chain, in the order filters see mail: the ClamAV
+ * scanner (it only reads), then the smtpd_milters in their order. The
+ * configuration was checked by master_load, so this cannot fail. The
+ * confs live as long as the process. */
 static struct filter_chain *
 master_chain(const struct cf *cf)
 {
     struct filter_chain *chain = filter_chain_new();
     struct buf *err = buf_new(256, 4096);
+    struct milter_conf **mv;
+    size_t i;
 
     if (cf_bool(cf, "clamav_enable")) {
         struct clam_conf *cc = clam_conf_new(cf, err);
@@ -335,6 +340,10 @@ master_chain(const struct cf *cf)
             log_fatal("%s", buf_data(err));
         filter_chain_add(chain, &clam_filter_ops, cc);
     }
+    if ((mv = milter_confs_new(cf, "smtpd_milters", err)) == NULL)
+        log_fatal("%s", buf_data(err));
+    for (i = 0; mv[i]; i++)
+        filter_chain_add(chain, &milter_filter_ops, mv[i]);
     buf_free(err);
     return chain;
 }
@@ -516,6 +525,16 @@ master_load(struct master *m, struct cf **cf, struct cf_service **svcs,
         }
         clam_conf_free(cc);
     }
+    struct milter_conf **mv = milter_confs_new(*cf, "smtpd_milters", err);
+    if (mv == NULL) {
+        log_error("%s/main.cf: %s", m->confdir, buf_data(err));
+        buf_free(err);
+        cf_services_free(*svcs, *nsvcs);
+        cf_free(*cf);
+        *cf = NULL;
+        return -1;
+    }
+    milter_confs_free(mv);
     buf_free(err);
     return 0;
 }
