@@ -134,6 +134,7 @@ struct milter_sess {
     size_t blen;
     int skip_body;
     int hdr_seen; /* headers seen (the first is ours) */
+    int hdr_hidden; /* 1: our Received: was not shown (indexes shift) */
     struct filter_mod *mods, **mtail;
     size_t nmods, mod_bytes;
     char *quarantine;
@@ -655,6 +656,7 @@ milter_txn_reset(struct milter_sess *ms)
     ms->blen = 0;
     ms->skip_body = 0;
     ms->hdr_seen = 0;
+    ms->hdr_hidden = 0;
     filter_mods_free(ms->mods);
     ms->mods = NULL;
     ms->mtail = &ms->mods;
@@ -1141,6 +1143,7 @@ milter_run(struct milter_sess *ms)
         tmo = mc->content_timeout;
         if (ms->hdr_seen++ == 0 && a && a->hname
             && strcasecmp(a->hname, "Received") == 0) {
+            ms->hdr_hidden = 1;
             milter_sent(ms, cmd, 0, 0); /* our own header */
             return;
         }
@@ -1271,6 +1274,12 @@ milter_add_mod(struct milter_sess *ms, const struct milter_reply *r)
     char *v = NULL;
     size_t bytes = r->len + (r->name ? strlen(r->name) : 0);
     int lead = !(ms->steps & MILTER_SMFIP_HDR_LEADSPC);
+    /* The milter counts header fields without our hidden Received:, the
+     * queued message has it first: shift positions past it, as Postfix's
+     * cleanup does. */
+    int shift_ins = ms->hdr_hidden;
+    int shift_chg = ms->hdr_hidden && r->name
+                    && strcasecmp(r->name, "Received") == 0;
 
     if (ms->nmods >= MILTER_MODS_MAX
         || ms->mod_bytes + bytes > MILTER_MOD_BYTES_MAX)
@@ -1281,7 +1290,8 @@ milter_add_mod(struct milter_sess *ms, const struct milter_reply *r)
     case MILTER_SMFIR_CHGHEADER:
         if (r->cmd == MILTER_SMFIR_CHGHEADER && r->value[0] == '\0') {
             m = filter_mod_new(FILTER_MOD_CHANGE_HEADER, r->name, NULL, 0,
-                               r->index == 0 ? 1 : (int) r->index, NULL);
+                               (r->index == 0 ? 1 : (int) r->index) + shift_chg,
+                               NULL);
             break;
         }
         if ((int) r->index < 0)
@@ -1293,10 +1303,11 @@ milter_add_mod(struct milter_sess *ms, const struct milter_reply *r)
                                NULL);
         else if (r->cmd == MILTER_SMFIR_INSHEADER)
             m = filter_mod_new(FILTER_MOD_INSERT_HEADER, r->name, v, strlen(v),
-                               (int) r->index, NULL);
+                               (int) r->index + shift_ins, NULL);
         else
             m = filter_mod_new(FILTER_MOD_CHANGE_HEADER, r->name, v, strlen(v),
-                               r->index == 0 ? 1 : (int) r->index, NULL);
+                               (r->index == 0 ? 1 : (int) r->index) + shift_chg,
+                               NULL);
         break;
     case MILTER_SMFIR_REPLBODY:
         m = filter_mod_new(FILTER_MOD_REPLACE_BODY, NULL, r->data, r->len, 0,
