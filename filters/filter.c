@@ -313,6 +313,8 @@ stage_data_new(const struct filter_args *args)
         return d;
     if (args->str)
         d->a.str = xstrdup(args->str);
+    if (args->rejected)
+        d->a.rejected = xstrdup(args->rejected);
     if (args->argv) {
         for (n = 0; args->argv[n]; n++)
             ;
@@ -346,6 +348,7 @@ stage_data_release(struct filter_sess *fs, struct stage_data *d)
         return;
     fs->backlog -= d->bytes;
     free((char *) d->a.str);
+    free((char *) d->a.rejected);
     if (d->argv) {
         for (i = 0; d->argv[i]; i++)
             free(d->argv[i]);

@@ -113,6 +113,12 @@ struct filter_args {
                              lines joined with their CRLF kept */
     const void *data;     /* BODY */
     size_t len;
+    const char *rejected; /* RCPT: Sluice itself refused this recipient
+                             with this reply ("554 5.7.1 <a@b>: Relay
+                             access denied"); offered without a done
+                             callback, for filters that want to see such
+                             recipients (milters with SMFIP_RCPT_REJ);
+                             any verdict is ignored */
 };
 
 enum filter_mod_type {

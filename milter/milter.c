@@ -672,7 +672,12 @@ static void
 milter_answer(struct milter_sess *ms, const struct filter_reply *r)
 {
     struct filter_call *c = ms->call;
+    struct filter_reply cont = {FILTER_CONTINUE, 0, NULL, NULL, NULL};
 
+    /* a recipient Sluice refused itself (SMFIP_RCPT_REJ): the milter only
+     * learns of it; its verdict does not matter */
+    if (ms->st == FILTER_RCPT && ms->args && ms->args->rejected)
+        r = &cont;
     ms->call = NULL;
     ms->args = NULL;
     if (c)
@@ -860,6 +865,25 @@ milter_macro_value(struct milter_sess *ms, const char *name, char *tmp,
     if (strncmp(n, "rcpt_", 5) == 0) {
         const char *r = NULL;
 
+        /* Postfix, for a recipient it refused (SMFIP_RCPT_REJ): mailer
+         * "error", host the enhanced status code, addr the reply text */
+        if (ms->st == FILTER_RCPT && ms->args && ms->args->rejected) {
+            const char *rj = ms->args->rejected, *sp = strchr(rj, ' ');
+            const char *sp2 = sp ? strchr(sp + 1, ' ') : NULL;
+
+            if (strcmp(n + 5, "mailer") == 0)
+                return "error";
+            if (sp == NULL || sp2 == NULL)
+                return NULL;
+            if (strcmp(n + 5, "addr") == 0)
+                return sp2 + 1;
+            if (strcmp(n + 5, "host") == 0 && (size_t) (sp2 - sp - 1) < tmpsz) {
+                memcpy(tmp, sp + 1, (size_t) (sp2 - sp - 1));
+                tmp[sp2 - sp - 1] = '\0';
+                return tmp;
+            }
+            return NULL;
+        }
         if (ms->st == FILTER_RCPT && ms->args)
             r = ms->args->str;
         else if (e->nrcpt > 0 && e->rcpts)
@@ -1103,6 +1127,11 @@ milter_run(struct milter_sess *ms)
         break;
     case FILTER_MAIL:
     case FILTER_RCPT:
+        if (ms->st == FILTER_RCPT && a && a->rejected
+            && !(s & MILTER_SMFIP_RCPT_REJ)) {
+            milter_sent(ms, MILTER_SMFIC_RCPT, 0, 0); /* not for this one */
+            return;
+        }
         if (ms->st == FILTER_MAIL)
             milter_txn_reset(ms);
         cmd = ms->st == FILTER_MAIL ? MILTER_SMFIC_MAIL : MILTER_SMFIC_RCPT;

@@ -917,9 +917,17 @@ smtpd_cmd_rcpt(struct smtpd_sess *s, struct smtpd_cmd *cmd)
     if (!smtpd_rcpt_permitted(s, addr)) {
         struct buf *b = buf_new(128, LOG_LINE_MAX);
 
+        struct filter_args fa;
+
         smtpd_reply(s, "554 5.7.1 <%s>: Relay access denied", addr);
         buf_printf(b, "554 5.7.1 <%s>: Relay access denied", addr);
         smtpd_log_event(s, "reject", "RCPT", buf_data(b), addr);
+        /* filters may want to know (milters with SMFIP_RCPT_REJ) */
+        memset(&fa, 0, sizeof(fa));
+        fa.str = addr;
+        fa.rejected = buf_data(b);
+        smtpd_env_sync(s);
+        filter_stage(s->fs, FILTER_RCPT, &fa, NULL, NULL);
         buf_free(b);
         return;
     }
@@ -1142,7 +1150,7 @@ smtpd_unknown_done(struct smtpd_sess *s, const struct filter_result *r)
         smtpd_reply_text(s, code, dsn, text);
         return;
     }
-    smtpd_reply(s, "500 5.5.2 Error: command not recognized");
+    smtpd_reply(s, "502 5.5.2 Error: command not recognized");
 }
 
 static void

@@ -77,8 +77,8 @@ try:
             break
 except Exception as ex:
     got.append(Reply(0, [repr(ex)]))
-tap(got and got[0].code == 500 and got[0].lines[0] == "5.5.2 Error: command not recognized",
-    "unknown command: 500 5.5.2 Error: command not recognized", *got)
+tap(got and got[0].code == 502 and got[0].lines[0] == "5.5.2 Error: command not recognized",
+    "unknown command: 502 5.5.2 (as Postfix) Error: command not recognized", *got)
 tap(got[-1].code == 421 and got[-1].lines[0] == "4.7.0 mx.test.example Error: too many errors"
     and len(got) <= 6, "smtpd_hard_error_limit = 5: 421 4.7.0 too many errors", *got)
 tap(c.closed(), "  and the connection is closed")
