@@ -15,7 +15,8 @@
  * of the client, the content rewrite after filter modifications, and the
  * commit (fsync + rename). A session that is waiting for such a job stays
  * allocated until the job is back on the loop, even when its client is
- * gone; dead sessions are freed from an ev_check watcher, never inside a
+ * gone; dead sessions are freed from an ev_idle watcher (armed when a
+ * session dies or a dead session's job comes back), never inside a
  * callback chain (filter callbacks may run synchronously in filter_stage).
  *
  * Owns: its sessions, their sockets, spool files, filter sessions, the
@@ -135,7 +136,7 @@ struct smtpd_srv {
     int stopping;
     int draining;  /* reload: no new sessions, old ones finish */
     ev_signal sigterm, sigint, sighup;
-    ev_check reap;
+    ev_idle reap; /* frees dead sessions; active only while some wait */
     ev_timer accept_pause;
     ev_timer grace;
     ev_timer drain; /* how long draining may last */
@@ -1420,6 +1421,8 @@ smtpd_commit_done(void *arg)
     struct smtpd_sess *s = j->s;
 
     s->jobs--;
+    if (s->dead && s->jobs == 0)
+        ev_idle_start(s->srv->loop, &s->srv->reap);
     if (j->rc == 0) {
         spool_free(j->sf);
         spool_notify(j->qdir, "N");
@@ -1495,6 +1498,8 @@ smtpd_rewrite_done(void *arg)
     struct smtpd_sess *s = j->s;
 
     s->jobs--;
+    if (s->dead && s->jobs == 0)
+        ev_idle_start(s->srv->loop, &s->srv->reap);
     spool_abort(j->sf);
     j->sf = j->nsf;
     j->nsf = NULL;
@@ -1825,6 +1830,7 @@ smtpd_close(struct smtpd_sess *s)
     s->fd = -1;
     smtpd_list_del(&srv->live, s);
     smtpd_list_add(&srv->dead, s);
+    ev_idle_start(loop, &srv->reap);
     srv->nlive--;
     if ((srv->stopping || srv->draining) && srv->nlive == 0)
         ev_break(loop, EVBREAK_ALL);
@@ -1856,7 +1862,7 @@ smtpd_sess_free(struct smtpd_sess *s)
 
 /* Free closed sessions no pool job refers to (runs outside callbacks). */
 static void
-smtpd_reap_cb(struct ev_loop *loop, ev_check *w, int revents)
+smtpd_reap_cb(struct ev_loop *loop, ev_idle *w, int revents)
 {
     struct smtpd_srv *srv = w->data;
     struct smtpd_sess *s = srv->dead, *next;
@@ -1868,6 +1874,8 @@ smtpd_reap_cb(struct ev_loop *loop, ev_check *w, int revents)
         smtpd_list_del(&srv->dead, s);
         smtpd_sess_free(s);
     }
+    /* the ones still waiting for a job re-arm it when the job is back */
+    ev_idle_stop(loop, w);
 }
 
 static void
@@ -2015,6 +2023,8 @@ smtpd_lookup_done(void *arg)
     struct smtpd_sess *s = l->s;
 
     s->jobs--;
+    if (s->dead && s->jobs == 0)
+        ev_idle_start(s->srv->loop, &s->srv->reap);
     if (!s->dead) {
         snprintf(s->name, sizeof(s->name), "%s", l->name);
         smtpd_connected(s);
@@ -2306,10 +2316,8 @@ smtpd_run(const struct cf *cf, struct smtpd_listener *ls, size_t n,
     ev_signal_start(srv.loop, &srv.sigterm);
     ev_signal_start(srv.loop, &srv.sigint);
     ev_signal_start(srv.loop, &srv.sighup);
-    ev_check_init(&srv.reap, smtpd_reap_cb);
+    ev_idle_init(&srv.reap, smtpd_reap_cb);
     srv.reap.data = &srv;
-    ev_check_start(srv.loop, &srv.reap);
-    ev_unref(srv.loop);
     filter_chain_start(chain, srv.loop);
 
     ev_run(srv.loop, 0);
@@ -2319,8 +2327,7 @@ smtpd_run(const struct cf *cf, struct smtpd_listener *ls, size_t n,
         smtpd_close(srv.live);
     filter_chain_stop(chain);
     wpool_free(srv.pool); /* runs the done callbacks of finished jobs */
-    ev_ref(srv.loop);
-    ev_check_stop(srv.loop, &srv.reap);
+    ev_idle_stop(srv.loop, &srv.reap);
     smtpd_reap_cb(srv.loop, &srv.reap, 0);
     smtpd_accept_on(&srv, 0);
     ev_timer_stop(srv.loop, &srv.accept_pause);

@@ -69,20 +69,18 @@ def stop_pidfile(pidf):
     except (OSError, ValueError):
         return
     try:
-        os.kill(pid, 15)
-    except OSError:
-        return
-    end = time.time() + 0.5
-    while time.time() < end:
-        try:
-            os.kill(pid, 0)
-        except OSError:
-            return
-        time.sleep(0.02)
-    try:
         os.kill(pid, 9)
     except OSError:
-        pass
+        return
+    end = time.time() + 3
+    while time.time() < end:
+        try:
+            os.kill(pid, 0)  # our child's zombie is reaped by bash
+            if open("/proc/%d/stat" % pid).read().split(") ")[1][0] == "Z":
+                return
+        except (OSError, IndexError):
+            return
+        time.sleep(0.02)
 
 
 def stop(name="m1"):
@@ -90,12 +88,8 @@ def stop(name="m1"):
     if p is None:
         return
     if p.poll() is None:
-        p.terminate()  # libmilter waits for open sessions: not long
-        try:
-            p.wait(0.5)
-        except subprocess.TimeoutExpired:
-            p.kill()
-            p.wait()
+        p.kill()  # nothing to save; libmilter would wait for open sessions
+        p.wait()
 
 
 def stop_all():
@@ -215,6 +209,20 @@ def sender_of(e):
 
 import atexit
 atexit.register(stop_all)
+
+
+def log_mark():
+    return len(read_log())
+
+
+def log_wait_from(mark, regex, secs=5):
+    """log_wait over the maillog written after mark (log_mark())."""
+    end = time.time() + secs
+    while True:
+        m = re.search(regex, read_log()[mark:], re.M)
+        if m or time.time() > end:
+            return m
+        time.sleep(0.1)
 PY
 PYTHONPATH=$T:$PYTHONPATH
 export PYTHONPATH
