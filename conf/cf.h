@@ -29,19 +29,19 @@
 enum cf_type {
     CF_STR,
     CF_INT,
-    CF_BOOL,  /* yes/no (also true/false, 1/0 accepted) */
-    CF_TIME,  /* number with unit s, m, h, d, w; bare number = unit */
-    CF_SIZE,  /* bytes; k, m, g suffixes accepted */
-    CF_LIST,  /* comma and/or white-space separated */
-    CF_MAP    /* list of lookup tables "type:name" */
+    CF_BOOL, /* yes/no (also true/false, 1/0 accepted) */
+    CF_TIME, /* number with unit s, m, h, d, w; bare number = unit */
+    CF_SIZE, /* bytes; k, m, g suffixes accepted */
+    CF_LIST, /* comma and/or white-space separated */
+    CF_MAP   /* list of lookup tables "type:name" */
 };
 
 struct cf_param {
     const char *name;
     enum cf_type type;
-    const char *def;  /* default value, may contain $name */
-    char unit;        /* CF_TIME: unit of a bare number ('s' mostly) */
-    const char *doc;  /* one line */
+    const char *def; /* default value, may contain $name */
+    char unit;       /* CF_TIME: unit of a bare number ('s' mostly) */
+    const char *doc; /* one line */
 };
 
 extern const struct cf_param cf_params[]; /* ends with name == NULL */
@@ -49,9 +49,9 @@ const struct cf_param *cf_param_find(const char *name);
 
 struct cf; /* opaque */
 
-struct cf *cf_new(void);        /* every parameter at its default */
+struct cf *cf_new(void); /* every parameter at its default */
 struct cf *cf_clone(const struct cf *cf);
-void cf_free(struct cf *cf);    /* NULL ok */
+void cf_free(struct cf *cf); /* NULL ok */
 
 /* Parse main.cf text into cf. fname names the file in errors. Stops at
  * the first error: -1 and "FNAME:LINE: message" in err. */
@@ -87,31 +87,34 @@ int cf_expand(const struct cf *cf, const char *text, struct buf *out,
  * mode: CF_SHOW_ALL (effective raw values), CF_SHOW_SET (-n: only set
  * in main.cf), CF_SHOW_DEFAULT (-d: defaults). names: NULL-terminated
  * selection or NULL for all; an unknown name is an error (-1, err). */
-enum cf_show { CF_SHOW_ALL, CF_SHOW_SET, CF_SHOW_DEFAULT };
+enum cf_show {
+    CF_SHOW_ALL,
+    CF_SHOW_SET,
+    CF_SHOW_DEFAULT
+};
 int cf_show(const struct cf *cf, enum cf_show mode, char *const *names,
             struct buf *out, struct buf *err);
 
 /* master.cf: one entry per service. */
 struct cf_service {
-    char *name;       /* as written: smtp, submission, 2525, [::1]:2525 */
-    char *type;       /* "inet" (only type supported now) */
-    char *host;       /* NULL = every inet_interfaces address */
-    char *port;       /* numeric string, resolved from the service name */
-    char *command;    /* "smtpd" */
-    char **args;      /* NULL-terminated, after the command */
-    struct cf *cf;    /* main.cf with this service's -o overrides */
-    char *where;      /* "FILE:LINE" */
+    char *name;    /* as written: smtp, submission, 2525, [::1]:2525 */
+    char *type;    /* "inet" (only type supported now) */
+    char *host;    /* NULL = every inet_interfaces address */
+    char *port;    /* numeric string, resolved from the service name */
+    char *command; /* "smtpd" */
+    char **args;   /* NULL-terminated, after the command */
+    struct cf *cf; /* main.cf with this service's -o overrides */
+    char *where;   /* "FILE:LINE" */
 };
 
 /* Parse master.cf text. Services inherit main (cloned) plus their -o
  * overrides (checked like main.cf values). -1 and "FNAME:LINE: ..." on
  * the first error. */
 int cf_parse_master(const struct cf *main, const char *text, size_t len,
-                    const char *fname, struct cf_service **svcs,
-                    size_t *nsvcs, struct buf *err);
+                    const char *fname, struct cf_service **svcs, size_t *nsvcs,
+                    struct buf *err);
 int cf_load_master(const struct cf *main, const char *path,
-                   struct cf_service **svcs, size_t *nsvcs,
-                   struct buf *err);
+                   struct cf_service **svcs, size_t *nsvcs, struct buf *err);
 void cf_services_free(struct cf_service *svcs, size_t n);
 
 /* Load DIR/main.cf (missing file = all defaults) and DIR/master.cf

@@ -31,8 +31,7 @@ int lookup_domain_match(char *const *list, const char *domain);
 struct lookup_table;
 struct lookup_table *lookup_open(const char *spec, struct buf *err);
 /* 1 found (value in out), 0 not found, -1 error (reason in out). */
-int lookup_get(const struct lookup_table *t, const char *key,
-               struct buf *out);
+int lookup_get(const struct lookup_table *t, const char *key, struct buf *out);
 void lookup_free(struct lookup_table *t); /* NULL ok */
 
 #endif

@@ -66,7 +66,7 @@ int clam_check(const struct cf *cf, struct buf *out);
 struct clam_stats {
     unsigned long long scans, clean, infected, limits, failures;
     unsigned long long reloads, reload_failures;
-    double scan_ms; /* total wall time of scans */
+    double scan_ms;          /* total wall time of scans */
     char engine_version[64]; /* "ClamAV 1.4.6/db 27000" or "" */
 };
 void clam_get_stats(const struct clam_conf *cc, struct clam_stats *st);

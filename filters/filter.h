@@ -61,7 +61,7 @@ enum filter_stage {
     FILTER_DATA,   /* the DATA command, before 354 */
     FILTER_HEADER, /* one per header field */
     FILTER_EOH,
-    FILTER_BODY,   /* body bytes, any chunking, CRLF lines, unstuffed */
+    FILTER_BODY, /* body bytes, any chunking, CRLF lines, unstuffed */
     FILTER_EOM,
     FILTER_ABORT,  /* transaction ended without EOM (RSET, QUIT, reject) */
     FILTER_UNKNOWN /* unknown or unimplemented SMTP command */
@@ -77,23 +77,24 @@ enum filter_verdict {
     FILTER_REJECT    /* 5xx */
 };
 
-const char *filter_stage_name(enum filter_stage st); /* "RCPT", "END-OF-MESSAGE" */
+const char *
+filter_stage_name(enum filter_stage st); /* "RCPT", "END-OF-MESSAGE" */
 const char *filter_verdict_name(enum filter_verdict v); /* "reject", ... */
 
 /* What a session knows; owned by the caller, read by filters at any
  * stage. Fields fill in as the session goes on (NULL/0 = not yet). */
 struct filter_env {
     const struct sockaddr *client_sa;
-    const char *client_addr;  /* "192.0.2.1" */
+    const char *client_addr; /* "192.0.2.1" */
     int client_port;
-    const char *client_name;  /* "unknown" when no name */
-    const char *server_addr;  /* local address and port */
+    const char *client_name; /* "unknown" when no name */
+    const char *server_addr; /* local address and port */
     int server_port;
     const char *helo;
-    const char *proto;        /* "SMTP" or "ESMTP" */
-    const char *queue_id;     /* "" until the queue file exists */
-    const char *sender;       /* MAIL FROM address, "" for <> */
-    char *const *rcpts;       /* accepted recipients so far */
+    const char *proto;    /* "SMTP" or "ESMTP" */
+    const char *queue_id; /* "" until the queue file exists */
+    const char *sender;   /* MAIL FROM address, "" for <> */
+    char *const *rcpts;   /* accepted recipients so far */
     size_t nrcpt;
     /* From EOM on: the message as it will be queued (Received header
      * included), in the open queue file: spool_off .. spool_off+spool_len.
@@ -105,13 +106,13 @@ struct filter_env {
 
 /* Arguments of one stage; copied by the chain when a stage is queued. */
 struct filter_args {
-    const char *str;      /* HELO name; MAIL/RCPT address (no <>);
-                             UNKNOWN: the command line */
-    char *const *argv;    /* MAIL/RCPT ESMTP parameters, NULL-terminated */
-    const char *hname;    /* HEADER: field name */
-    const char *hvalue;   /* HEADER: value, after "name:", unfolded
-                             lines joined with their CRLF kept */
-    const void *data;     /* BODY */
+    const char *str;    /* HELO name; MAIL/RCPT address (no <>);
+                           UNKNOWN: the command line */
+    char *const *argv;  /* MAIL/RCPT ESMTP parameters, NULL-terminated */
+    const char *hname;  /* HEADER: field name */
+    const char *hvalue; /* HEADER: value, after "name:", unfolded
+                           lines joined with their CRLF kept */
+    const void *data;   /* BODY */
     size_t len;
     const char *rejected; /* RCPT: Sluice itself refused this recipient
                              with this reply ("554 5.7.1 <a@b>: Relay
@@ -134,17 +135,17 @@ enum filter_mod_type {
 
 struct filter_mod {
     enum filter_mod_type type;
-    char *name;   /* header name */
-    char *value;  /* header value, address, or body bytes */
-    size_t len;   /* length of value (body data may hold NULs) */
+    char *name;  /* header name */
+    char *value; /* header value, address, or body bytes */
+    size_t len;  /* length of value (body data may hold NULs) */
     int index;
-    char *args;   /* NULL or ESMTP args */
+    char *args; /* NULL or ESMTP args */
     struct filter_mod *next;
 };
 
-struct filter_mod *filter_mod_new(enum filter_mod_type type,
-                                  const char *name, const void *value,
-                                  size_t len, int index, const char *args);
+struct filter_mod *filter_mod_new(enum filter_mod_type type, const char *name,
+                                  const void *value, size_t len, int index,
+                                  const char *args);
 void filter_mods_free(struct filter_mod *m); /* the whole list; NULL ok */
 
 /* One answer. code 0 / dsn NULL / text NULL mean the defaults of the
@@ -168,8 +169,8 @@ struct filter_ops {
     void *(*open)(void *conf, const struct filter_env *env);
     /* Start a stage. The filter calls filter_answer(call, ...) exactly
      * once, now or later, on the loop thread. */
-    void (*stage)(void *state, struct filter_call *call,
-                  enum filter_stage st, const struct filter_args *args);
+    void (*stage)(void *state, struct filter_call *call, enum filter_stage st,
+                  const struct filter_args *args);
     /* Session over; any pending call is cancelled: the filter must not
      * answer it afterwards. Frees state. */
     void (*close)(void *state);
@@ -202,10 +203,10 @@ void filter_answer(struct filter_call *call, const struct filter_reply *r);
  * only (copy what you keep). mods: EOM only, chain order. */
 struct filter_result {
     enum filter_verdict verdict;
-    int code;            /* 0 = caller's default */
-    const char *dsn;     /* NULL = caller's default */
-    const char *text;    /* NULL = caller's default */
-    const char *filter;  /* name of the deciding filter, NULL if none */
+    int code;           /* 0 = caller's default */
+    const char *dsn;    /* NULL = caller's default */
+    const char *text;   /* NULL = caller's default */
+    const char *filter; /* name of the deciding filter, NULL if none */
     const struct filter_mod *mods;
 };
 
@@ -233,7 +234,7 @@ void filter_stage(struct filter_sess *fs, enum filter_stage st,
                   void *arg);
 size_t filter_backlog(const struct filter_sess *fs);
 #define FILTER_BACKLOG_HIGH (1024 * 1024)
-#define FILTER_BACKLOG_LOW (256 * 1024)
+#define FILTER_BACKLOG_LOW  (256 * 1024)
 /* Called (on the loop) when the backlog falls below FILTER_BACKLOG_LOW. */
 void filter_set_drain(struct filter_sess *fs, void (*cb)(void *), void *arg);
 

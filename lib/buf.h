@@ -14,11 +14,11 @@
 #include <stddef.h>
 
 struct buf {
-    char *base;   /* storage */
-    size_t off;   /* start of live bytes (after buf_consume) */
-    size_t len;   /* live bytes */
-    size_t size;  /* allocated bytes */
-    size_t cap;   /* hard limit on len */
+    char *base;  /* storage */
+    size_t off;  /* start of live bytes (after buf_consume) */
+    size_t len;  /* live bytes */
+    size_t size; /* allocated bytes */
+    size_t cap;  /* hard limit on len */
 };
 
 #define BUF_NOCAP ((size_t) -1 / 2)
@@ -45,7 +45,7 @@ int buf_printf(struct buf *b, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 int buf_vprintf(struct buf *b, const char *fmt, va_list ap)
     __attribute__((format(printf, 2, 0)));
-int buf_set(struct buf *b, const void *p, size_t n);  /* reset + append */
+int buf_set(struct buf *b, const void *p, size_t n); /* reset + append */
 int buf_sets(struct buf *b, const char *s);          /* reset + puts */
 void buf_reset(struct buf *b);                       /* keeps capacity */
 void buf_consume(struct buf *b, size_t n);           /* drop n from front */

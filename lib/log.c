@@ -68,8 +68,7 @@ log_debug_enabled(void)
 }
 
 static void
-log_vwrite(const char *service, const char *level, const char *fmt,
-           va_list ap)
+log_vwrite(const char *service, const char *level, const char *fmt, va_list ap)
 {
     char line[LOG_LINE_MAX + 2];
     struct tm tm;
@@ -100,13 +99,13 @@ log_vwrite(const char *service, const char *level, const char *fmt,
     errno = saved;
 }
 
-#define LOG_FN(fn, service, level)                                             \
-    void fn(const char *fmt, ...)                                              \
-    {                                                                          \
-        va_list ap;                                                            \
-        va_start(ap, fmt);                                                     \
-        log_vwrite(service, level, fmt, ap);                                   \
-        va_end(ap);                                                            \
+#define LOG_FN(fn, service, level)           \
+    void fn(const char *fmt, ...)            \
+    {                                        \
+        va_list ap;                          \
+        va_start(ap, fmt);                   \
+        log_vwrite(service, level, fmt, ap); \
+        va_end(ap);                          \
     }
 
 LOG_FN(log_info, NULL, "")

@@ -30,9 +30,9 @@ void log_warning(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void log_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void log_debug(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void log_fatal(const char *fmt, ...) __attribute__((format(printf, 1, 2)))
-__attribute__((noreturn));                               /* exit(1) */
+__attribute__((noreturn)); /* exit(1) */
 void log_panic(const char *fmt, ...) __attribute__((format(printf, 1, 2)))
-__attribute__((noreturn));                               /* abort() */
+__attribute__((noreturn)); /* abort() */
 /* An info line under another service name (qmgr logging for smtp/local). */
 void log_info_as(const char *service, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));

@@ -32,8 +32,7 @@ net_ntop(const struct sockaddr *sa, char *out, size_t n, int *port)
     } else if (sa->sa_family == AF_INET6) {
         s6 = (const struct sockaddr_in6 *) sa;
         if (IN6_IS_ADDR_V4MAPPED(&s6->sin6_addr))
-            inet_ntop(AF_INET, &s6->sin6_addr.s6_addr[12], out,
-                      (socklen_t) n);
+            inet_ntop(AF_INET, &s6->sin6_addr.s6_addr[12], out, (socklen_t) n);
         else
             inet_ntop(AF_INET6, &s6->sin6_addr, out, (socklen_t) n);
         if (port)
@@ -90,8 +89,8 @@ fail:
 int
 net_connect(const struct sockaddr *sa, socklen_t len)
 {
-    int fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
-                    0);
+    int fd =
+        socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 
     if (fd < 0)
         return -1;

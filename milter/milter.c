@@ -133,7 +133,7 @@ struct milter_sess {
     const char *bsrc; /* BODY stage data not yet chunked */
     size_t blen;
     int skip_body;
-    int hdr_seen; /* headers seen (the first is ours) */
+    int hdr_seen;   /* headers seen (the first is ours) */
     int hdr_hidden; /* 1: our Received: was not shown (indexes shift) */
     struct filter_mod *mods, **mtail;
     size_t nmods, mod_bytes;
@@ -1307,8 +1307,8 @@ milter_add_mod(struct milter_sess *ms, const struct milter_reply *r)
      * queued message has it first: shift positions past it, as Postfix's
      * cleanup does. */
     int shift_ins = ms->hdr_hidden;
-    int shift_chg = ms->hdr_hidden && r->name
-                    && strcasecmp(r->name, "Received") == 0;
+    int shift_chg =
+        ms->hdr_hidden && r->name && strcasecmp(r->name, "Received") == 0;
 
     if (ms->nmods >= MILTER_MODS_MAX
         || ms->mod_bytes + bytes > MILTER_MOD_BYTES_MAX)

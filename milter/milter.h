@@ -28,7 +28,7 @@ struct milter_conf;
  * per-milter setting). An empty list gives an array holding only NULL. */
 struct milter_conf **milter_confs_new(const struct cf *cf, const char *param,
                                       struct buf *err);
-void milter_confs_free(struct milter_conf **v); /* NULL ok */
+void milter_confs_free(struct milter_conf **v);             /* NULL ok */
 const char *milter_conf_name(const struct milter_conf *mc); /* as written */
 
 #endif

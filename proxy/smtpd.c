@@ -134,7 +134,7 @@ struct smtpd_srv {
     struct smtpd_sess *dead; /* closed, waiting to be freed */
     size_t nlive;
     int stopping;
-    int draining;  /* reload: no new sessions, old ones finish */
+    int draining; /* reload: no new sessions, old ones finish */
     ev_signal sigterm, sigint, sighup;
     ev_idle reap; /* frees dead sessions; active only while some wait */
     ev_timer accept_pause;

@@ -17,7 +17,7 @@
 #include "filters/filter.h"
 
 struct smtpd_listener {
-    int fd;                      /* bound, listening, non-blocking */
+    int fd;                       /* bound, listening, non-blocking */
     const struct cf_service *svc; /* svc->cf: this service's parameters */
 };
 

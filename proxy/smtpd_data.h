@@ -30,17 +30,17 @@
 #include <stddef.h>
 #include <sys/types.h>
 
-#define SMTPD_DATA_TOO_BIG 0x01
-#define SMTPD_DATA_BARE_LF 0x02
-#define SMTPD_DATA_BARE_CR 0x04
+#define SMTPD_DATA_TOO_BIG        0x01
+#define SMTPD_DATA_BARE_LF        0x02
+#define SMTPD_DATA_BARE_CR        0x04
 #define SMTPD_DATA_HEADER_TOO_BIG 0x08
-#define SMTPD_DATA_8BIT 0x10 /* bytes >= 0x80 seen */
-#define SMTPD_DATA_NUL 0x20  /* NUL bytes seen (kept) */
+#define SMTPD_DATA_8BIT           0x10 /* bytes >= 0x80 seen */
+#define SMTPD_DATA_NUL            0x20 /* NUL bytes seen (kept) */
 
 struct smtpd_data_cb {
     void (*content)(void *arg, const void *p, size_t n);
-    void (*header)(void *arg, const char *name, size_t nlen,
-                   const char *value, size_t vlen);
+    void (*header)(void *arg, const char *name, size_t nlen, const char *value,
+                   size_t vlen);
     void (*eoh)(void *arg);
     void (*body)(void *arg, const void *p, size_t n);
 };

@@ -10,12 +10,12 @@
  * line[len] (struct buf guarantees this): a non-empty argument runs to it.
  *
  * Address syntax: a dot-atom (dots relaxed as in Postfix) or quoted-string
- * local part, '@', then a domain (labels of letters, digits, '-' and '_', one trailing dot allowed)
- * or an address literal ([192.0.2.1], [IPv6:2001:db8::1]). Bytes >= 0x80
- * are refused (SMTPUTF8 is not offered). An address without '@' is only
- * "postmaster" (RFC 5321 4.5.1), and only in RCPT TO. smtpd_addr_valid()
- * is a predicate: 1 when valid, 0 when not. smtpd_addr_split() also takes
- * a bare local part without '@' (domain "").
+ * local part, '@', then a domain (labels of letters, digits, '-' and '_', one
+ * trailing dot allowed) or an address literal ([192.0.2.1],
+ * [IPv6:2001:db8::1]). Bytes >= 0x80 are refused (SMTPUTF8 is not offered). An
+ * address without '@' is only "postmaster" (RFC 5321 4.5.1), and only in RCPT
+ * TO. smtpd_addr_valid() is a predicate: 1 when valid, 0 when not.
+ * smtpd_addr_split() also takes a bare local part without '@' (domain "").
  * Owns: nothing. Threads: any.
  */
 #include <arpa/inet.h>

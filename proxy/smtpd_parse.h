@@ -34,7 +34,7 @@ struct smtpd_cmd {
     enum smtpd_verb verb;
     const char *name; /* verb as written, upper-cased copy is not made */
     size_t name_len;
-    char *arg;        /* after the verb and one or more spaces; "" if none */
+    char *arg; /* after the verb and one or more spaces; "" if none */
 };
 
 /* Split a command line. Verbs match case-insensitively. A line holding a
@@ -42,10 +42,10 @@ struct smtpd_cmd {
 int smtpd_parse_cmd(char *line, size_t len, struct smtpd_cmd *cmd);
 
 #define SMTPD_PARAMS_MAX 16
-#define SMTPD_ADDR_MAX 512 /* RFC 5321: 64 local + 255 domain, generous */
+#define SMTPD_ADDR_MAX   512 /* RFC 5321: 64 local + 255 domain, generous */
 
 struct smtpd_path {
-    char *addr;   /* without <>, without a source route; "" = <> */
+    char *addr; /* without <>, without a source route; "" = <> */
     char *params[SMTPD_PARAMS_MAX + 1]; /* "KEY=VALUE" or "KEY", NULL-term */
     size_t nparams;
 };

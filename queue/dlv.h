@@ -25,19 +25,19 @@
 
 enum dlv_status {
     DLV_SENT,
-    DLV_DEFER,  /* 4xx, connection failure, timeout */
-    DLV_BOUNCE  /* 5xx: failed permanently */
+    DLV_DEFER, /* 4xx, connection failure, timeout */
+    DLV_BOUNCE /* 5xx: failed permanently */
 };
 
 struct dlv_result {
     enum dlv_status status;
-    char dsn[16];   /* "2.0.0", "4.4.1", "5.1.1" */
-    char *text;     /* reply or reason (malloc'd; freed by the qmgr) */
+    char dsn[16]; /* "2.0.0", "4.4.1", "5.1.1" */
+    char *text;   /* reply or reason (malloc'd; freed by the qmgr) */
 };
 
 struct dlv_job {
     struct spool_msg *msg;
-    size_t *rcpt;              /* indexes into msg->env.rcpt */
+    size_t *rcpt; /* indexes into msg->env.rcpt */
     size_t nrcpt;
     struct dlv_result *result; /* nrcpt entries, filled by the agent */
     const char *transport;     /* "smtp" or "local" */
@@ -47,7 +47,7 @@ struct dlv_job {
     struct ev_loop *loop;
     struct wpool *pool;
     void (*done)(struct dlv_job *job);
-    void *arg;                 /* the qmgr's */
+    void *arg; /* the qmgr's */
 };
 
 /* Start delivery; done(job) is called later, never from inside start. */

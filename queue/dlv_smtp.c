@@ -209,7 +209,6 @@ smtp_safe(const void *p, size_t n)
     return log_safe(p, n, out, SMTP_SAFE_MAX);
 }
 
-
 /* Decide recipient i once: result, log line. text: already log-safe. */
 static void
 smtp_decide(struct smtp_sess *s, size_t i, enum dlv_status st, const char *dsn,

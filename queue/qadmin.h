@@ -18,8 +18,7 @@
 /* mailq format, or with json one JSON object per line as postqueue -j:
  * {"queue_name":..,"queue_id":..,"arrival_time":..,"message_size":..,
  *  "sender":..,"recipients":[{"address":..,"status":..}]} */
-int qadmin_list(const char *qdir, int json, struct buf *out,
-                struct buf *err);
+int qadmin_list(const char *qdir, int json, struct buf *out, struct buf *err);
 int qadmin_delete(const char *qdir, char *const *ids, struct buf *err);
 int qadmin_hold(const char *qdir, char *const *ids, struct buf *err);
 int qadmin_release(const char *qdir, char *const *ids, struct buf *err);

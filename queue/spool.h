@@ -29,37 +29,37 @@
 
 #include "lib/buf.h"
 
-#define SPOOL_ID_LEN 14
+#define SPOOL_ID_LEN  14
 #define SPOOL_ID_SIZE (SPOOL_ID_LEN + 1)
 
 enum spool_rcpt_status {
     SPOOL_RCPT_PENDING = 0,
-    SPOOL_RCPT_SENT = 1,     /* delivered */
-    SPOOL_RCPT_BOUNCED = 2,  /* failed permanently */
-    SPOOL_RCPT_EXPIRED = 3   /* given up after maximal_queue_lifetime */
+    SPOOL_RCPT_SENT = 1,    /* delivered */
+    SPOOL_RCPT_BOUNCED = 2, /* failed permanently */
+    SPOOL_RCPT_EXPIRED = 3  /* given up after maximal_queue_lifetime */
 };
 
 struct spool_rcpt {
     char *addr;
-    char *orcpt;          /* NULL or the ORCPT parameter */
+    char *orcpt; /* NULL or the ORCPT parameter */
     enum spool_rcpt_status status;
-    off_t status_off;     /* file offset of the status byte (read side) */
+    off_t status_off; /* file offset of the status byte (read side) */
 };
 
 struct spool_env {
     char id[SPOOL_ID_SIZE];
-    long long arrival;     /* unix time, microseconds */
-    char *client_name;     /* "unknown" if none */
+    long long arrival; /* unix time, microseconds */
+    char *client_name; /* "unknown" if none */
     char *client_addr;
     int client_port;
-    char *helo;            /* NULL if none */
-    char *proto;           /* "SMTP", "ESMTP" */
-    char *sender;          /* "" for the null sender */
-    char *body_type;       /* NULL, "7BIT", "8BITMIME" */
-    char *hold_reason;     /* NULL, or why it is held */
+    char *helo;        /* NULL if none */
+    char *proto;       /* "SMTP", "ESMTP" */
+    char *sender;      /* "" for the null sender */
+    char *body_type;   /* NULL, "7BIT", "8BITMIME" */
+    char *hold_reason; /* NULL, or why it is held */
     struct spool_rcpt *rcpt;
     size_t nrcpt;
-    long long size;        /* content bytes */
+    long long size; /* content bytes */
 };
 
 void spool_env_free(struct spool_env *e); /* frees fields, not e */
@@ -102,7 +102,7 @@ void spool_free(struct spool_file *sf);  /* after commit; NULL ok */
 /* Reading a message (queue manager, delivery, tools). */
 struct spool_msg {
     struct spool_env env;
-    int fd;               /* open O_RDWR (status updates) */
+    int fd; /* open O_RDWR (status updates) */
     off_t content_off;
     off_t content_len;
     char *path;
@@ -111,9 +111,8 @@ struct spool_msg {
  * (caller moves it to corrupt/). errno ENOENT when it is gone. */
 struct spool_msg *spool_read(const char *path, struct buf *err);
 /* Record a recipient's status in the file (one byte, pwrite). */
-int spool_msg_mark(struct spool_msg *m, size_t i,
-                   enum spool_rcpt_status st);
-int spool_msg_sync(struct spool_msg *m); /* fdatasync; worker thread */
+int spool_msg_mark(struct spool_msg *m, size_t i, enum spool_rcpt_status st);
+int spool_msg_sync(struct spool_msg *m);  /* fdatasync; worker thread */
 void spool_msg_free(struct spool_msg *m); /* NULL ok */
 /* Pending recipients left. */
 size_t spool_msg_pending(const struct spool_msg *m);

@@ -51,8 +51,8 @@
 #include "queue/qmgr.h"
 #include "queue/spool.h"
 
-#define MASTER_GRACE 10     /* seconds children get to stop */
-#define MASTER_DRAIN_MAX 16 /* old fronts finishing their sessions */
+#define MASTER_GRACE       10 /* seconds children get to stop */
+#define MASTER_DRAIN_MAX   16 /* old fronts finishing their sessions */
 #define MASTER_BACKOFF_MAX 60
 
 enum master_child {
@@ -61,8 +61,7 @@ enum master_child {
 };
 #define MASTER_NCHILD 2
 
-static const char *const master_child_name[MASTER_NCHILD] = {"smtpd",
-                                                              "qmgr"};
+static const char *const master_child_name[MASTER_NCHILD] = {"smtpd", "qmgr"};
 
 struct master_listener {
     int fd;
@@ -256,9 +255,8 @@ master_mkdir_owned(struct master *m, const char *path)
 static void
 master_prepare_dirs(struct master *m)
 {
-    static const char *const sub[] = {"incoming", "active", "deferred",
-                                      "hold",     "corrupt", "public",
-                                      "pid",      NULL};
+    static const char *const sub[] = {"incoming", "active", "deferred", "hold",
+                                      "corrupt",  "public", "pid",      NULL};
     const char *qdir = cf_str(m->cf, "queue_directory");
     const char *mail = cf_str(m->cf, "mail_spool_directory");
     struct buf *err = buf_new(256, 4096);
@@ -295,7 +293,8 @@ master_lock_pid(struct master *m)
         log_fatal("the Sluice mail system is already running (%s is locked)",
                   path);
     n = snprintf(line, sizeof(line), "%ld\n", (long) getpid());
-    if (ftruncate(m->pidfd, 0) < 0 || pwrite(m->pidfd, line, (size_t) n, 0) != n)
+    if (ftruncate(m->pidfd, 0) < 0
+        || pwrite(m->pidfd, line, (size_t) n, 0) != n)
         log_fatal("write %s: %s", path, strerror(errno));
 }
 
@@ -384,8 +383,7 @@ master_start(struct master *m, enum master_child c)
     close(m->pidfd);
     log_set_service(master_child_name[c]);
     if (m->drop) {
-        if (setgroups(0, NULL) < 0 || setgid(m->gid) < 0
-            || setuid(m->uid) < 0)
+        if (setgroups(0, NULL) < 0 || setgid(m->gid) < 0 || setuid(m->uid) < 0)
             log_fatal("cannot switch to mail_owner %s: %s",
                       cf_str(m->cf, "mail_owner"), strerror(errno));
     }
@@ -435,8 +433,8 @@ master_reaped(struct master *m, pid_t pid, int status, int stopping)
         log_warning("process %s pid %ld killed by signal %d",
                     master_child_name[c], (long) pid, WTERMSIG(status));
     else
-        log_warning("process %s pid %ld exit status %d",
-                    master_child_name[c], (long) pid, WEXITSTATUS(status));
+        log_warning("process %s pid %ld exit status %d", master_child_name[c],
+                    (long) pid, WEXITSTATUS(status));
     if (now - m->started[c] >= 10) {
         m->backoff[c] = 0;
         m->restart_at[c] = now;
@@ -682,8 +680,8 @@ main(int argc, char **argv)
     if (master_bind(&m, m.svcs, m.nsvcs, &m.ls, &m.nls, err) < 0)
         log_fatal("%s", buf_data(err));
     buf_free(err);
-    log_info("daemon started -- version %s, configuration %s",
-             PACKAGE_VERSION, m.confdir);
+    log_info("daemon started -- version %s, configuration %s", PACKAGE_VERSION,
+             m.confdir);
     master_start(&m, MASTER_SMTPD);
     master_start(&m, MASTER_QMGR);
 
