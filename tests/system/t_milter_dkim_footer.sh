@@ -22,88 +22,9 @@ GENKEY=$(command -v opendkim-genkey 2>/dev/null || echo /usr/sbin/opendkim-genke
 "$PYTHON3" -c 'import dkim' 2>/dev/null ||
     skip_all "no dkim module for $PYTHON3 (Debian package python3-dkim)"
 plan 14
-setup
-
-# ----------------------------------------------------------- opendkim
-
-# start_opendkim: key, configuration and opendkim in the foreground on
-# $T/dkim/dkim.sock; sets DKIMPID; waits up to 20 s for the socket.
-start_opendkim()
-{
-    local d=$T/dkim
-    mkdir -p "$d"
-    chmod 700 "$d"
-    "$GENKEY" -D "$d" -d example.org -s test || return 1
-    cat >"$d/opendkim.conf" <<EOF
-Mode sv
-Domain example.org
-Selector test
-KeyFile $d/test.private
-Socket local:$d/dkim.sock
-PidFile $d/opendkim.pid
-Canonicalization simple/simple
-Syslog no
-UMask 007
-RequireSafeKeys false
-EOF
-    "$OPENDKIM" -f -x "$d/opendkim.conf" >>"$d/opendkim.out" 2>&1 &
-    DKIMPID=$!
-    _T_PIDS="$_T_PIDS $DKIMPID"
-    wait_for 20 test -S "$d/dkim.sock"
-}
-
-if start_opendkim && alive "$DKIMPID"; then
-    ok "opendkim starts with a key made at run time on $T/dkim/dkim.sock"
-else
-    not_ok "opendkim starts with a key made at run time on $T/dkim/dkim.sock"
-    diag "$(tail -n 20 "$T/dkim/opendkim.out" 2>/dev/null)"
-fi
-
-# DKIM helpers for the inline python below: verification with the key
-# of $T/dkim/test.txt instead of DNS.
+. "$SYSDIR/dkim_lib.sh"
 cat >"$T/dkimhelp.py" <<'PY'
-import email.utils, os, re, dkim
-
-
-def txt_record():
-    """The TXT record opendkim-genkey wrote, its quoted parts joined."""
-    with open(os.path.join(os.environ["T"], "dkim", "test.txt")) as f:
-        return "".join(re.findall(r'"([^"]*)"', f.read())).encode()
-
-
-def dnsfunc(name, timeout=5):
-    if name in (b"test._domainkey.example.org.", "test._domainkey.example.org."):
-        return txt_record()
-    return None
-
-
-def verify(msg):
-    try:
-        return dkim.verify(msg, dnsfunc=dnsfunc)
-    except Exception as e:  # a malformed signature is a failed one
-        print("# dkim.verify: %r" % e)
-        return False
-
-
-def crlf(s):
-    return s.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
-
-
-def message(mid, sender=b"Alice <a@example.org>", body=b"Hello Bob,\n.leading dot\nbye\n"):
-    date = email.utils.formatdate(localtime=False).encode()
-    return crlf(b"From: " + sender + b"\nTo: Bob <b@example.net>\n"
-                b"Subject: a signed message with a folded\n\tsubject line\n"
-                b"Message-ID: <" + mid.encode() + b">\nDate: " + date +
-                b"\nMIME-Version: 1.0\nContent-Type: text/plain; charset=us-ascii\n\n" + body)
-
-
-def sig_tags(eml):
-    """Tags of the first DKIM-Signature header of eml, or None."""
-    m = re.search(rb"^DKIM-Signature:((?:[^\r\n]*\r\n[ \t])*[^\r\n]*)\r\n", eml, re.M | re.I)
-    if not m:
-        return None
-    v = re.sub(rb"\s+", b"", m.group(1))
-    return dict(t.split(b"=", 1) for t in v.split(b";") if b"=" in t)
+from dkimcommon import *  # noqa: F401,F403 (the shared helpers)
 
 
 # tmilter -f "$FOOTER" turns each \n into CRLF
