@@ -687,25 +687,6 @@ replay_pread(int fd, void *p, size_t n, off_t off)
     return r;
 }
 
-/* Length of the field name when line [p, p+n) starts a header field,
- * else 0: the rule of filter_mods.c (printable non-space name, optional
- * blanks, colon). */
-static size_t
-replay_name_len(const char *p, size_t n)
-{
-    size_t i = 0, namelen;
-
-    while (i < n && (unsigned char) p[i] > ' ' && (unsigned char) p[i] < 127
-           && p[i] != ':')
-        i++;
-    namelen = i;
-    if (namelen == 0)
-        return 0;
-    while (i < n && (p[i] == ' ' || p[i] == '\t'))
-        i++;
-    return i < n && p[i] == ':' ? namelen : 0;
-}
-
 /* Where the header fields of the original message end (*hend) and its
  * body starts (*body: after the empty line, if any), parsed as
  * filter_mods_rewrite() parses it, so that the rewritten header fields
@@ -753,7 +734,7 @@ replay_hdr_end(int fd, off_t off, off_t len, off_t *hend, off_t *body)
         if (d[scan] == ' ' || d[scan] == '\t') {
             if (nfields == 0)
                 break;
-        } else if (replay_name_len(d + scan, ll) > 0) {
+        } else if (filter_hdr_name_len(d + scan, ll) > 0) {
             nfields++;
         } else {
             break;

@@ -249,6 +249,10 @@ void filter_set_drain(struct filter_sess *fs, void (*cb)(void *), void *arg);
  */
 typedef int (*filter_out_fn)(void *arg, const void *p, size_t n);
 int filter_mods_have_content(const struct filter_mod *mods);
+/* Length of the field name when the line [p, p+n) starts a header field
+ * ("Name:", printable non-blank name, blanks allowed before the colon),
+ * else 0: the one rule the rewrite and the ordering-rule replay share. */
+size_t filter_hdr_name_len(const char *p, size_t n);
 int filter_mods_rewrite(const struct filter_mod *mods, int in_fd, off_t off,
                         off_t len, filter_out_fn out, void *arg);
 

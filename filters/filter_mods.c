@@ -137,10 +137,8 @@ hlist_free(struct hlist *h)
     free(h->v);
 }
 
-/* Length of the field name when line [p, p+n) starts a header field,
- * else 0. */
-static size_t
-hdr_name_len(const char *p, size_t n)
+size_t
+filter_hdr_name_len(const char *p, size_t n)
 {
     size_t i = 0, namelen;
 
@@ -331,7 +329,7 @@ hdr_read(int fd, off_t off, off_t len, struct buf *hb, struct hlist *h,
             if (h->n == 0)
                 break;
             h->v[h->n - 1].n += ll;
-        } else if ((nl = hdr_name_len(d + scan, ll)) > 0) {
+        } else if ((nl = filter_hdr_name_len(d + scan, ll)) > 0) {
             struct hfield f = {NULL, scan, ll, nl, NULL};
 
             hlist_insert(h, h->n, &f);

@@ -1698,6 +1698,18 @@ smtpd_process(struct smtpd_sess *s)
  * Timers
  */
 
+/* A timer ran out while the client could talk: end the transaction,
+ * 421, close after the reply is out. */
+static void
+smtpd_timed_out(struct smtpd_sess *s)
+{
+    s->cur = SMTPD_NO_VERB;
+    smtpd_txn_end(s, 1);
+    smtpd_reply(s, "421 4.4.2 %s Error: timeout exceeded", s->conf->myhostname);
+    smtpd_finish(s);
+    smtpd_flush(s);
+}
+
 static void
 smtpd_idle_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
@@ -1714,11 +1726,7 @@ smtpd_idle_cb(struct ev_loop *loop, ev_timer *w, int revents)
         smtpd_close(s);
         return;
     }
-    s->cur = SMTPD_NO_VERB;
-    smtpd_txn_end(s, 1);
-    smtpd_reply(s, "421 4.4.2 %s Error: timeout exceeded", s->conf->myhostname);
-    smtpd_finish(s);
-    smtpd_flush(s);
+    smtpd_timed_out(s);
 }
 
 static void
@@ -1733,11 +1741,7 @@ smtpd_total_cb(struct ev_loop *loop, ev_timer *w, int revents)
         smtpd_close(s);
         return;
     }
-    s->cur = SMTPD_NO_VERB;
-    smtpd_txn_end(s, 1);
-    smtpd_reply(s, "421 4.4.2 %s Error: timeout exceeded", s->conf->myhostname);
-    smtpd_finish(s);
-    smtpd_flush(s);
+    smtpd_timed_out(s);
 }
 
 static void
