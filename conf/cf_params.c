@@ -32,6 +32,8 @@ const struct cf_param cf_params[] = {
      "clamd back end: time without progress before a scan fails"},
     {"clamav_database_directory", CF_STR, "/var/lib/clamav", 0,
      "ClamAV database directory (.cvd .cld .cud .hdb .ndb .ldb .yara ...)"},
+    {"clamav_disable_cache", CF_BOOL, "no", 0,
+     "turn off libclamav's cache of clean files (clamd's DisableCache)"},
     {"clamav_enable", CF_BOOL, "yes", 0,
      "scan every message with ClamAV before it is accepted"},
     {"clamav_failure_action", CF_STR, "tempfail", 0,
@@ -63,6 +65,9 @@ const struct cf_param cf_params[] = {
      "never"},
     {"clamav_scan_threads", CF_INT, "0", 0,
      "threads that scan (shared engine); 0: one per CPU"},
+    {"clamav_temporary_directory", CF_STR, "/dev/shm", 0,
+     "where libclamav writes decoded MIME parts while it scans (a tmpfs "
+     "saves disk work); empty or missing: $TMPDIR or /tmp"},
     {"clamav_virus_action", CF_STR, "reject", 0,
      "infected mail: reject (554), discard, or hold (hold queue)"},
     {"compatibility_level", CF_STR, "3.6", 0,

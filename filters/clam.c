@@ -113,6 +113,8 @@ struct clam_conf {
     char *header; /* "" = none */
     char *myhostname;
     double reload_interval; /* 0 = never */
+    char *tmpdir;           /* NULL: libclamav's default */
+    int disable_cache;
     double clamd_timeout;
     struct cl_scan_options opts;
 
@@ -349,6 +351,21 @@ clam_conf_new(const struct cf *cf, struct buf *err)
         n = ncpu > 0 ? (ncpu < CLAM_THREADS_MAX ? ncpu : CLAM_THREADS_MAX) : 1;
     }
     cc->threads = (int) n;
+    h = cf_str(cf, "clamav_temporary_directory");
+    if (h != NULL && *h != '\0') {
+        struct stat tsb;
+
+        if (*h != '/') {
+            buf_printf(err,
+                       "clamav_temporary_directory: %s is not an "
+                       "absolute path",
+                       h);
+            goto fail;
+        }
+        if (stat(h, &tsb) == 0 && S_ISDIR(tsb.st_mode))
+            cc->tmpdir = xstrdup(h);
+    }
+    cc->disable_cache = cf_bool(cf, "clamav_disable_cache");
     cc->max_scansize = cf_size(cf, "clamav_max_scansize");
     cc->max_filesize = cf_size(cf, "clamav_max_filesize");
     cc->max_recursion = cf_int(cf, "clamav_max_recursion");
@@ -432,6 +449,7 @@ clam_conf_free(struct clam_conf *cc)
         cl_statfree(&cc->snap);
     free(cc->clamd_spec);
     free(cc->dbdir);
+    free(cc->tmpdir);
     free(cc->header);
     free(cc->myhostname);
     free(cc);
@@ -479,6 +497,19 @@ clam_engine_load(const struct clam_conf *cc, char *err, size_t errsz)
                                    cc->max_scantime_ms))
                != CL_SUCCESS) {
         snprintf(err, errsz, "cannot set the scan limits: %s", cl_strerror(rc));
+        goto fail;
+    }
+    if (cc->tmpdir != NULL
+        && (rc = cl_engine_set_str(eng->e, CL_ENGINE_TMPDIR, cc->tmpdir))
+               != CL_SUCCESS) {
+        snprintf(err, errsz, "cannot set the temporary directory: %s",
+                 cl_strerror(rc));
+        goto fail;
+    }
+    if (cc->disable_cache
+        && (rc = cl_engine_set_num(eng->e, CL_ENGINE_DISABLE_CACHE, 1))
+               != CL_SUCCESS) {
+        snprintf(err, errsz, "cannot turn the cache off: %s", cl_strerror(rc));
         goto fail;
     }
     rc = cl_load(cc->dbdir, eng->e, &sigs, CL_DB_STDOPT);

@@ -140,6 +140,10 @@ struct smtpd_srv {
     ev_timer accept_pause;
     ev_timer grace;
     ev_timer drain; /* how long draining may last */
+    /* Group commit: finished files wait here while a batch is in the pool;
+     * the next batch takes all of them (one flush round for the lot). */
+    struct smtpd_job *commit_head, **commit_tail;
+    int commit_busy;
 };
 
 typedef void (*smtpd_cont)(struct smtpd_sess *s,
@@ -1308,6 +1312,7 @@ smtpd_next_line(struct smtpd_sess *s)
 
 struct smtpd_job {
     struct smtpd_sess *s;
+    struct smtpd_job *next; /* group commit queue */
     struct spool_file *sf;  /* commit: the file; rewrite: the old one */
     struct spool_file *nsf; /* rewrite: the new one */
     struct spool_env *env;
@@ -1404,20 +1409,41 @@ smtpd_env_new(struct smtpd_sess *s, const struct filter_mod *mods,
     return e;
 }
 
+#define SMTPD_COMMIT_BATCH 256
+
+struct smtpd_batch {
+    struct smtpd_srv *srv;
+    struct smtpd_job *jobs;
+    size_t n;
+};
+
 static void
 smtpd_commit_work(void *arg)
 {
-    struct smtpd_job *j = arg;
+    struct smtpd_batch *b = arg;
+    struct spool_file *sf[SMTPD_COMMIT_BATCH];
+    const char *queue[SMTPD_COMMIT_BATCH];
+    int rc[SMTPD_COMMIT_BATCH];
+    struct smtpd_job *j;
+    size_t i = 0;
 
-    errno = 0;
-    j->rc = spool_commit(j->sf, j->queue);
-    j->err = errno;
+    for (j = b->jobs; j; j = j->next, i++) {
+        sf[i] = j->sf;
+        queue[i] = j->queue;
+    }
+    spool_commit_batch(sf, queue, rc, b->n);
+    for (i = 0, j = b->jobs; j; j = j->next, i++) {
+        j->rc = rc[i] ? -1 : 0;
+        j->err = rc[i];
+    }
 }
 
+static void smtpd_commit_launch(struct smtpd_srv *srv);
+
+/* One message of a batch is durable (or not): tell its client. */
 static void
-smtpd_commit_done(void *arg)
+smtpd_commit_reply(struct smtpd_job *j)
 {
-    struct smtpd_job *j = arg;
     struct smtpd_sess *s = j->s;
 
     s->jobs--;
@@ -1425,7 +1451,6 @@ smtpd_commit_done(void *arg)
         ev_idle_start(s->srv->loop, &s->srv->reap);
     if (j->rc == 0) {
         spool_free(j->sf);
-        spool_notify(j->qdir, "N");
     } else {
         log_warning("%s: queue file commit failed: %s", j->id,
                     strerror(j->err ? j->err : EIO));
@@ -1445,10 +1470,70 @@ smtpd_commit_done(void *arg)
     smtpd_job_free(j);
 }
 
-/* On the loop: write the envelope and hand the file to a worker. */
+static void
+smtpd_commit_done(void *arg)
+{
+    struct smtpd_batch *b = arg;
+    struct smtpd_srv *srv = b->srv;
+    struct smtpd_job *j, *next;
+    int ok = 0;
+
+    for (j = b->jobs; j; j = j->next)
+        if (j->rc == 0)
+            ok = 1;
+    if (ok)
+        spool_notify(b->jobs->qdir, "N");
+    for (j = b->jobs; j; j = next) {
+        next = j->next;
+        smtpd_commit_reply(j);
+    }
+    free(b);
+    srv->commit_busy = 0;
+    smtpd_commit_launch(srv);
+}
+
+/* Hand what waits to the pool as one batch, unless a batch is in flight
+ * (then its completion launches the next). */
+static void
+smtpd_commit_launch(struct smtpd_srv *srv)
+{
+    struct smtpd_batch *b;
+    struct smtpd_job *j, **tail;
+
+    if (srv->commit_busy || srv->commit_head == NULL)
+        return;
+    if (srv->stopping) { /* the pool is going: the clients are gone */
+        while ((j = srv->commit_head) != NULL) {
+            srv->commit_head = j->next;
+            j->rc = -1;
+            j->err = ESHUTDOWN;
+            smtpd_commit_reply(j);
+        }
+        srv->commit_tail = &srv->commit_head;
+        return;
+    }
+    b = xcalloc(1, sizeof(*b));
+    b->srv = srv;
+    tail = &b->jobs;
+    while ((j = srv->commit_head) != NULL && b->n < SMTPD_COMMIT_BATCH) {
+        srv->commit_head = j->next;
+        j->next = NULL;
+        *tail = j;
+        tail = &j->next;
+        b->n++;
+    }
+    if (srv->commit_head == NULL)
+        srv->commit_tail = &srv->commit_head;
+    srv->commit_busy = 1;
+    wpool_submit(srv->pool, smtpd_commit_work, smtpd_commit_done, b);
+}
+
+/* On the loop: write the envelope and queue the file for a group commit. */
 static void
 smtpd_commit(struct smtpd_sess *s, struct smtpd_job *j)
 {
+    struct smtpd_srv *srv = s->srv;
+
     if (spool_finish(j->sf, j->env) < 0) {
         log_warning("%s: queue file write error: %s", j->id, strerror(errno));
         spool_abort(j->sf);
@@ -1462,7 +1547,12 @@ smtpd_commit(struct smtpd_sess *s, struct smtpd_job *j)
     smtpd_enter(s, SMTPD_S_COMMIT);
     s->waiting = 1;
     s->jobs++;
-    wpool_submit(s->srv->pool, smtpd_commit_work, smtpd_commit_done, j);
+    j->next = NULL;
+    if (srv->commit_tail == NULL)
+        srv->commit_tail = &srv->commit_head;
+    *srv->commit_tail = j;
+    srv->commit_tail = &j->next;
+    smtpd_commit_launch(srv);
 }
 
 static int

@@ -713,7 +713,12 @@ qmgr_finish_work(void *arg)
     const char *step = "sync";
 
     m->werr = 0;
-    if (spool_msg_sync(m->msg) < 0)
+    /* Marks must last when the file stays (deferred, hold) or a notice is
+     * made from it; a file about to be removed needs none (a crash before
+     * the removal redelivers, as it would without the marks: Postfix does
+     * not sync here either). */
+    if ((m->end != QMGR_END_REMOVE || m->nfail > 0)
+        && spool_msg_sync(m->msg) < 0)
         goto fail;
     /* the notice is queued before the original can disappear */
     if (m->nfail > 0 && *m->msg->env.sender != '\0'
@@ -725,7 +730,7 @@ qmgr_finish_work(void *arg)
     switch (m->end) {
     case QMGR_END_REMOVE:
         step = "remove";
-        if (unlink(m->msg->path) < 0 && errno != ENOENT)
+        if (spool_remove(q->qdir, m->msg->path, m->msg->fd) < 0)
             goto fail;
         break;
     case QMGR_END_DEFER:
@@ -908,9 +913,11 @@ qmgr_job_done(struct dlv_job *job)
     qmgr_dest_pump(q, d);
     if (d->active == 0 && d->head == NULL)
         qmgr_dest_drop(q, d);
-    m->busy++; /* the sync */
-    wpool_submit(q->pool, qmgr_sync_work, qmgr_sync_done, m);
-    qmgr_settle(m); /* the job */
+    if (m->busy > 1) { /* more to come: make these marks durable now */
+        m->busy++;     /* the sync */
+        wpool_submit(q->pool, qmgr_sync_work, qmgr_sync_done, m);
+    }
+    qmgr_settle(m); /* the job; the last one leaves the sync to finish */
 }
 
 /* ------------------------------------------------------------------ */

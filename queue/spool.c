@@ -113,6 +113,7 @@ struct spool_file {
     char *qdir;
     char *tmp_path; /* qdir/incoming/.ID[.N] */
     off_t content_size;
+    int reused; /* taken from free/: cut the old tail at finish */
 };
 
 /* Error text into a caller's buf (which may be NULL); errno is kept. */
@@ -361,7 +362,7 @@ int
 spool_mkdirs(const char *qdir, struct buf *err)
 {
     static const char *const sub[] = {"incoming", "active", "deferred", "hold",
-                                      "corrupt",  "public", "pid"};
+                                      "corrupt",  "public", "pid",      "free"};
     char *p = NULL;
     size_t i;
 
@@ -481,7 +482,10 @@ spool_move(const char *qdir, const char *id, const char *from, const char *to)
     dst = spool_path(qdir, to, id);
     if (rename(src, dst) < 0)
         goto fail;
-    if (spool_sync_dir(qdir, to) < 0)
+    /* Every queue but hold is scanned at start-up, so a move that a crash
+     * undoes only delays mail; into and out of hold it must last. */
+    if ((strcmp(to, "hold") == 0 || strcmp(from, "hold") == 0)
+        && spool_sync_dir(qdir, to) < 0)
         goto fail;
     r = 0;
 fail:
@@ -558,6 +562,74 @@ spool_id_in_use(const char *qdir, const char *id)
     return 0;
 }
 
+/* free/ holds at most SPOOL_FREE_SLOTS files named 0..N-1, none larger
+ * than SPOOL_FREE_MAX. The queue manager fills slots round robin (a slot
+ * that is still full is simply replaced); a front takes the next slot
+ * and moves on only when it found a file there, so it follows the filler
+ * and finds files whenever there are any. Two processes racing for one
+ * slot are safe: the rename is atomic, the loser creates a file. */
+#define SPOOL_FREE_SLOTS 512
+#define SPOOL_FREE_MAX   (128 * 1024)
+
+static pthread_mutex_t spool_free_lock = PTHREAD_MUTEX_INITIALIZER;
+static unsigned spool_free_put, spool_free_get;
+
+static unsigned
+spool_free_slot(unsigned *ctr, int advance)
+{
+    unsigned v;
+
+    pthread_mutex_lock(&spool_free_lock);
+    v = *ctr % SPOOL_FREE_SLOTS;
+    if (advance)
+        (*ctr)++;
+    pthread_mutex_unlock(&spool_free_lock);
+    return v;
+}
+
+int
+spool_remove(const char *qdir, const char *path, int fd)
+{
+    struct stat st;
+    char name[16];
+    char *dst;
+    int r;
+
+    if (fd >= 0 && fstat(fd, &st) == 0 && S_ISREG(st.st_mode)
+        && st.st_nlink == 1 && st.st_size <= SPOOL_FREE_MAX) {
+        snprintf(name, sizeof(name), "%u", spool_free_slot(&spool_free_put, 1));
+        dst = spool_path(qdir, "free", name);
+        r = rename(path, dst);
+        free(dst);
+        if (r == 0 || errno == ENOENT)
+            return 0;
+    }
+    if (unlink(path) < 0 && errno != ENOENT)
+        return -1;
+    return 0;
+}
+
+/* Move a free file to path (which must not exist): its fd, or -1. */
+static int
+spool_reuse(const char *qdir, const char *path)
+{
+    char name[16];
+    char *src;
+    int fd, r;
+
+    snprintf(name, sizeof(name), "%u", spool_free_slot(&spool_free_get, 0));
+    src = spool_path(qdir, "free", name);
+    r = renameat2(AT_FDCWD, src, AT_FDCWD, path, RENAME_NOREPLACE);
+    free(src);
+    if (r < 0)
+        return -1;
+    (void) spool_free_slot(&spool_free_get, 1);
+    fd = open(path, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
+    if (fd < 0)
+        unlink(path);
+    return fd;
+}
+
 #define SPOOL_CREATE_TRIES 1000
 
 struct spool_file *
@@ -565,7 +637,7 @@ spool_create(const char *qdir, struct buf *err)
 {
     char id[SPOOL_ID_SIZE], name[SPOOL_ID_SIZE + 1];
     char *path = NULL;
-    int fd = -1, tries;
+    int fd = -1, tries, reused = -1;
 
     for (tries = 0; tries < SPOOL_CREATE_TRIES; tries++) {
         if (spool_id_make(id, tries == 0) < 0) {
@@ -575,7 +647,10 @@ spool_create(const char *qdir, struct buf *err)
         snprintf(name, sizeof(name), ".%s", id);
         free(path);
         path = spool_path(qdir, "incoming", name);
-        fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+        reused = tries == 0 ? spool_reuse(qdir, path) : -1;
+        fd = reused >= 0
+                 ? reused
+                 : open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
         if (fd < 0) {
             if (errno == EEXIST)
                 continue;
@@ -588,7 +663,7 @@ spool_create(const char *qdir, struct buf *err)
             break;
         close(fd);
         unlink(path);
-        fd = -1;
+        fd = reused = -1;
     }
     if (fd < 0) {
         errno = EEXIST;
@@ -601,6 +676,7 @@ spool_create(const char *qdir, struct buf *err)
         goto fail;
     }
     struct spool_file *sf = spool_file_new(qdir, id, path, fd);
+    sf->reused = reused >= 0;
     free(path);
     return sf;
 fail:
@@ -810,6 +886,11 @@ spool_finish(struct spool_file *sf, struct spool_env *env)
                          SPOOL_CONTENT_OFF + sf->content_size)
         < 0)
         goto fail;
+    if (sf->reused
+        && ftruncate(sf->fd,
+                     SPOOL_CONTENT_OFF + sf->content_size + (off_t) buf_len(b))
+               < 0)
+        goto fail;
     buf_free(b);
     spool_enter(sf, SPOOL_S_FINISHED);
     return 0;
@@ -852,6 +933,61 @@ spool_commit(struct spool_file *sf, const char *queue)
 fail:
     free(dst);
     return -1;
+}
+
+void
+spool_commit_batch(struct spool_file **sf, const char **queue, int *rc,
+                   size_t n)
+{
+    int dirty_hold = 0, dir_err = 0, hold_err = 0;
+    char *dst;
+    size_t i;
+
+    for (i = 0; i < n; i++) {
+        rc[i] = 0;
+        if (sf[i]->state != SPOOL_S_FINISHED
+            || (strcmp(queue[i], "incoming") != 0
+                && strcmp(queue[i], "hold") != 0))
+            rc[i] = EINVAL;
+    }
+    /* Start writeback of all, so the fsyncs below share device flushes. */
+    for (i = 0; i < n; i++)
+        if (rc[i] == 0)
+            (void) sync_file_range(sf[i]->fd, 0, 0, SYNC_FILE_RANGE_WRITE);
+    for (i = 0; i < n; i++)
+        if (rc[i] == 0 && fsync(sf[i]->fd) < 0)
+            rc[i] = errno ? errno : EIO;
+    for (i = 0; i < n; i++) {
+        if (rc[i] != 0)
+            continue;
+        dst = spool_path(sf[i]->qdir, queue[i], sf[i]->id);
+        if (rename(sf[i]->tmp_path, dst) < 0)
+            rc[i] = errno ? errno : EIO;
+        else if (strcmp(queue[i], "hold") == 0)
+            dirty_hold = 1;
+        free(dst);
+    }
+    /* incoming/ lost the temp names (and gained the new files). */
+    if (n > 0 && spool_sync_dir(sf[0]->qdir, "incoming") < 0)
+        dir_err = errno ? errno : EIO;
+    if (dirty_hold && spool_sync_dir(sf[0]->qdir, "hold") < 0)
+        hold_err = errno ? errno : EIO;
+    for (i = 0; i < n; i++) {
+        int e = dir_err;
+
+        if (rc[i] != 0)
+            continue;
+        if (strcmp(queue[i], "hold") == 0 && hold_err)
+            e = hold_err;
+        if (e != 0) {
+            dst = spool_path(sf[i]->qdir, queue[i], sf[i]->id);
+            unlink(dst);
+            free(dst);
+            rc[i] = e;
+            continue;
+        }
+        spool_enter(sf[i], SPOOL_S_COMMITTED);
+    }
 }
 
 static void

@@ -5,6 +5,10 @@
  * Queue directory layout (queue_directory):
  *   incoming/ active/ deferred/ hold/ corrupt/  one file per message,
  *                                               named by its queue ID
+ *   free/         delivered files kept for reuse (spool_remove): a new
+ *                 message is written over one of them instead of a new
+ *                 file, which saves the file system an inode and block
+ *                 allocation and release per message; never read as mail
  *   public/qmgr   the queue manager's wake-up datagram socket
  *   pid/          master.pid
  * A file being written lives in incoming/ under a name starting with '.'
@@ -69,7 +73,8 @@ int spool_mkdirs(const char *qdir, struct buf *err);
 int spool_new_id(char id[SPOOL_ID_SIZE]);
 /* Which queue holds id: "incoming", "active", ... or NULL. */
 const char *spool_locate(const char *qdir, const char *id);
-/* rename qdir/from/id to qdir/to/id (and fsync the target directory).
+/* rename qdir/from/id to qdir/to/id (fsync the target directory when the
+ * move is into or out of hold: other moves a crash may undo harmlessly).
  * 0 or -1 (errno). */
 int spool_move(const char *qdir, const char *id, const char *from,
                const char *to);
@@ -79,7 +84,8 @@ void spool_notify(const char *qdir, const char *msg);
 
 /* Writing a message (front process). */
 struct spool_file;
-/* Creates incoming/.ID with O_EXCL, a fresh ID. NULL + reason in err. */
+/* Creates incoming/.ID with O_EXCL (or takes a file from free/ under that
+ * name), a fresh ID. NULL + reason in err. */
 struct spool_file *spool_create(const char *qdir, struct buf *err);
 /* Same ID, new temp file (to rewrite the content after filters). */
 struct spool_file *spool_create_as(const char *qdir, const char *id,
@@ -96,8 +102,20 @@ int spool_finish(struct spool_file *sf, struct spool_env *env);
 /* Worker thread: fsync the file, rename into qdir/queue/ID ("incoming",
  * or "hold"), fsync that directory. 0 or -1 (errno). */
 int spool_commit(struct spool_file *sf, const char *queue);
+/* Group commit, worker thread: the same for n files at once, with one
+ * round of disk flushes: writeback of every file is started before the
+ * first fsync, so one flush carries them all, and each directory touched
+ * is fsync'ed once after all the renames. rc[i] is 0 or the errno of file
+ * i; when a directory cannot be synced every file renamed into it is
+ * unlinked again and fails (not durable: the client gets a 4xx). */
+void spool_commit_batch(struct spool_file **sf, const char **queue, int *rc,
+                        size_t n);
 void spool_abort(struct spool_file *sf); /* unlink temp; frees; NULL ok */
-void spool_free(struct spool_file *sf);  /* after commit; NULL ok */
+/* A delivered message's file (path, open as fd) is done with: moved into
+ * free/ for reuse when it is small, else unlinked. 0, or -1 (errno; a
+ * file that is already gone is not an error). Worker thread. */
+int spool_remove(const char *qdir, const char *path, int fd);
+void spool_free(struct spool_file *sf); /* after commit; NULL ok */
 
 /* Reading a message (queue manager, delivery, tools). */
 struct spool_msg {

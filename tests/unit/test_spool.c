@@ -435,6 +435,114 @@ valid_id(const char *id)
            && strspn(id, "0123456789ABCDEF") == SPOOL_ID_LEN;
 }
 
+/* Group commit: every file lands in its queue and reads back; a bad one
+ * fails alone. */
+static void
+test_commit_batch(void **state)
+{
+    struct fx *f = *state;
+    struct spool_rcpt r = {"x@example.net", NULL, 0, 0};
+    struct spool_env env = {.sender = "a@b", .rcpt = &r, .nrcpt = 1};
+    struct spool_file *sf[4];
+    const char *queue[4] = {"incoming", "hold", "incoming", "bogus"};
+    char id[4][SPOOL_ID_SIZE];
+    int rc[4];
+    size_t i;
+
+    for (i = 0; i < 4; i++) {
+        sf[i] = spool_create(f->dir, f->err);
+        assert_non_null(sf[i]);
+        memcpy(id[i], spool_id(sf[i]), SPOOL_ID_SIZE);
+        assert_int_equal(spool_write(sf[i], "Subject: b\r\n\r\nx\r\n", 18), 0);
+        assert_int_equal(spool_finish(sf[i], &env), 0);
+    }
+    spool_commit_batch(sf, queue, rc, 4);
+    assert_int_equal(rc[0], 0);
+    assert_int_equal(rc[1], 0);
+    assert_int_equal(rc[2], 0);
+    assert_int_equal(rc[3], EINVAL);
+    assert_true(exists(f, "incoming", id[0]));
+    assert_true(exists(f, "hold", id[1]));
+    assert_true(exists(f, "incoming", id[2]));
+    for (i = 0; i < 3; i++)
+        spool_free(sf[i]);
+    spool_abort(sf[3]);
+    assert_int_equal(count_files(f, "incoming"), 2); /* temp of [3] gone */
+    for (i = 0; i < 3; i++) {
+        char *path = qpath(f, i == 1 ? "hold" : "incoming", id[i]);
+        struct spool_msg *m = spool_read(path, f->err);
+
+        assert_non_null(m);
+        assert_string_equal(m->env.id, id[i]);
+        assert_int_equal(m->content_len, 18);
+        spool_msg_free(m);
+        free(path);
+    }
+}
+
+/* A removed small file is kept in free/ and a new message is written over
+ * it: the new file must read back exactly (no tail of the old one), and a
+ * big file is unlinked. */
+static void
+test_remove_reuse(void **state)
+{
+    struct fx *f = *state;
+    struct spool_rcpt r = {"x@example.net", NULL, 0, 0};
+    struct spool_env env = {.sender = "a@b", .rcpt = &r, .nrcpt = 1};
+    struct spool_file *sf;
+    struct spool_msg *m;
+    char *big = xmalloc(300000), *path;
+    char id[SPOOL_ID_SIZE];
+    struct stat st;
+    ino_t ino;
+    int i;
+
+    memset(big, 'a', 300000);
+    for (i = 0; i < 2; i++) { /* i = 0: long message, i = 1: short one */
+        sf = spool_create(f->dir, f->err);
+        assert_non_null(sf);
+        memcpy(id, spool_id(sf), SPOOL_ID_SIZE);
+        assert_int_equal(spool_write(sf, big, i == 0 ? 5000 : 7), 0);
+        assert_int_equal(spool_finish(sf, &env), 0);
+        assert_int_equal(spool_commit(sf, "incoming"), 0);
+        spool_free(sf);
+        path = qpath(f, "incoming", id);
+        m = spool_read(path, f->err);
+        assert_non_null(m);
+        assert_int_equal(m->content_len, i == 0 ? 5000 : 7);
+        assert_int_equal(fstat(m->fd, &st), 0);
+        if (i == 1)
+            assert_int_equal(st.st_ino, ino); /* the same file again */
+        ino = st.st_ino;
+        assert_int_equal(spool_remove(f->dir, path, m->fd), 0);
+        assert_false(exists(f, "incoming", id));
+        assert_int_equal(count_files(f, "free"), 1);
+        spool_msg_free(m);
+        free(path);
+    }
+    /* Gone already: not an error. A big file is not kept. */
+    path = qpath(f, "incoming", id);
+    assert_int_equal(spool_remove(f->dir, path, -1), 0);
+    free(path);
+    sf = spool_create(f->dir, f->err);
+    assert_non_null(sf);
+    memcpy(id, spool_id(sf), SPOOL_ID_SIZE);
+    assert_int_equal(count_files(f, "free"), 0);
+    assert_int_equal(spool_write(sf, big, 300000), 0);
+    assert_int_equal(spool_finish(sf, &env), 0);
+    assert_int_equal(spool_commit(sf, "incoming"), 0);
+    spool_free(sf);
+    path = qpath(f, "incoming", id);
+    m = spool_read(path, f->err);
+    assert_non_null(m);
+    assert_int_equal(spool_remove(f->dir, path, m->fd), 0);
+    assert_int_equal(count_files(f, "free"), 0);
+    assert_int_equal(count_files(f, "incoming"), 0);
+    spool_msg_free(m);
+    free(path);
+    free(big);
+}
+
 static void
 test_ids_unique(void **state)
 {
@@ -1261,6 +1369,8 @@ main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_big_content, setup, teardown),
         cmocka_unit_test_setup_teardown(test_abort, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_commit_batch, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_remove_reuse, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ids_unique, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ids_restart, setup, teardown),
         cmocka_unit_test_setup_teardown(test_mark, setup, teardown),
