@@ -691,8 +691,10 @@ clam_verdict(struct clam_conf *cc, struct filter_call *call, const char *qid,
         char v[sizeof(hval) + 128];
 
         snprintf(v, sizeof(v), " %s at %s; %s", version, cc->myhostname, hval);
-        r.mods = filter_mod_new(FILTER_MOD_ADD_HEADER, cc->header, v, strlen(v),
-                                0, NULL);
+        /* at the top, like amavisd-new: the front then prepends it in
+         * place instead of rewriting the queue file */
+        r.mods = filter_mod_new(FILTER_MOD_INSERT_HEADER, cc->header, v,
+                                strlen(v), 0, NULL);
     }
     filter_answer(call, &r);
 }

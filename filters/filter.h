@@ -255,5 +255,10 @@ int filter_mods_have_content(const struct filter_mod *mods);
 size_t filter_hdr_name_len(const char *p, size_t n);
 int filter_mods_rewrite(const struct filter_mod *mods, int in_fd, off_t off,
                         off_t len, filter_out_fn out, void *arg);
+/* When the only header or body mods are insertions at the top (INSERT
+ * with index 0), the bytes that go in front of the message, exactly as
+ * filter_mods_rewrite() would put them there, into out: 0. Else -1 (a
+ * rewrite is needed). */
+int filter_mods_top_bytes(const struct filter_mod *mods, struct buf *out);
 
 #endif

@@ -261,6 +261,35 @@ hdr_apply(struct hlist *h, const struct filter_mod *m)
     return 0;
 }
 
+int
+filter_mods_top_bytes(const struct filter_mod *mods, struct buf *out)
+{
+    const struct filter_mod *m;
+    struct hfield *v = NULL;
+    size_t n = 0, i;
+    int rc = 0;
+
+    for (m = mods; m; m = m->next) {
+        if (!filter_mod_is_content(m->type))
+            continue;
+        if (m->type != FILTER_MOD_INSERT_HEADER || m->index > 0
+            || !hdr_name_ok(m->name)) {
+            rc = -1;
+            break;
+        }
+        v = xrealloc(v, (n + 1) * sizeof(*v));
+        v[n++] = hdr_format(m->name, m->value ? m->value : "", m->len);
+    }
+    /* each insertion at the top goes above the ones before it */
+    for (i = n; rc == 0 && i > 0; i--)
+        if (buf_append(out, v[i - 1].p, v[i - 1].n) < 0)
+            rc = -1;
+    for (i = 0; i < n; i++)
+        free(v[i].own);
+    free(v);
+    return rc;
+}
+
 /* ------------------------------------------------------------------ */
 /* reading */
 

@@ -1677,6 +1677,17 @@ smtpd_eom_done(struct smtpd_sess *s, const struct filter_result *r)
     if (filter_mods_have_content(r->mods)) {
         struct filter_mod **tail = &j->mods;
 
+        /* Header fields for the top go into the room before the content;
+         * only other changes need a rewritten copy of the message. */
+        b = buf_new(256, 65536);
+        if (filter_mods_top_bytes(r->mods, b) == 0
+            && spool_prepend(j->sf, buf_data(b), buf_len(b)) == 0) {
+            buf_free(b);
+            smtpd_commit(s, j);
+            return;
+        }
+        buf_free(b);
+
         for (m = r->mods; m; m = m->next) {
             *tail = filter_mod_new(m->type, m->name, m->value, m->len, m->index,
                                    m->args);

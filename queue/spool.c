@@ -6,8 +6,13 @@
  *
  *   offset 0   "SLUICEQF"            8-byte magic
  *   offset 8   u32 version (1)
- *   offset 12  content record:  'C' u32 len, then len raw content bytes
- *              (CRLF lines, exactly as queued). content_off is 17.
+ *   offset 12  optional gap record: 'G' u32 g, then g unused bytes
+ *              (room to prepend header fields without moving the content:
+ *              spool_prepend() writes them just before the content and
+ *              shrinks the gap). g <= SPOOL_GAP_MAX.
+ *   then       content record:  'C' u32 len, then len raw content bytes
+ *              (CRLF lines, exactly as queued). content_off is 17, or
+ *              22 + g after a gap record.
  *   then the envelope records, each  u8 type, u32 len, len payload bytes:
  *     'I' queue ID (14 upper-case hex)      mandatory, once
  *     'T' arrival, s64 microseconds (>= 0)  mandatory, once
@@ -72,7 +77,9 @@
 #define SPOOL_MAGIC_LEN   8
 #define SPOOL_VERSION     1
 #define SPOOL_REC_HDR     5 /* type + u32 length */
-#define SPOOL_CONTENT_OFF (SPOOL_MAGIC_LEN + 4 + SPOOL_REC_HDR)
+#define SPOOL_CONTENT_OFF (SPOOL_MAGIC_LEN + 4 + SPOOL_REC_HDR) /* no gap */
+#define SPOOL_GAP         384                  /* written by spool_create() */
+#define SPOOL_GAP_MAX     65536                /* accepted when reading */
 #define SPOOL_STR_MAX     65536                /* one string */
 #define SPOOL_RCPT_MAX    100000               /* recipients per file */
 #define SPOOL_ENV_MAX     (64u * 1024 * 1024)  /* envelope bytes */
@@ -80,6 +87,7 @@
 
 enum spool_rec {
     REC_CONTENT = 'C',
+    REC_GAP = 'G',
     REC_ID = 'I',
     REC_ARRIVAL = 'T',
     REC_CLIENT_NAME = 'N',
@@ -111,7 +119,8 @@ struct spool_file {
     int fd;
     char id[SPOOL_ID_SIZE];
     char *qdir;
-    char *tmp_path; /* qdir/incoming/.ID[.N] */
+    char *tmp_path;    /* qdir/incoming/.ID[.N] */
+    off_t content_off; /* where the content starts (moves back on prepend) */
     off_t content_size;
     int reused; /* taken from free/: cut the old tail at finish */
 };
@@ -518,16 +527,20 @@ spool_notify(const char *qdir, const char *msg)
 /* ------------------------------------------------------------------ */
 /* Writing */
 
-/* Header + empty content record. */
+/* Header, a gap record of SPOOL_GAP bytes and an empty content record. */
 static int
 spool_write_head(int fd)
 {
-    unsigned char h[SPOOL_CONTENT_OFF];
+    unsigned char h[SPOOL_CONTENT_OFF + SPOOL_REC_HDR + SPOOL_GAP];
+    unsigned char *c = h + SPOOL_MAGIC_LEN + 4 + SPOOL_REC_HDR + SPOOL_GAP;
 
+    memset(h, 0, sizeof(h));
     memcpy(h, SPOOL_MAGIC, SPOOL_MAGIC_LEN);
     spool_put_u32(h + SPOOL_MAGIC_LEN, SPOOL_VERSION);
-    h[SPOOL_MAGIC_LEN + 4] = REC_CONTENT;
-    spool_put_u32(h + SPOOL_MAGIC_LEN + 5, 0);
+    h[SPOOL_MAGIC_LEN + 4] = REC_GAP;
+    spool_put_u32(h + SPOOL_MAGIC_LEN + 5, SPOOL_GAP);
+    c[0] = REC_CONTENT;
+    spool_put_u32(c + 1, 0);
     return spool_pwrite_all(fd, h, sizeof(h), 0);
 }
 
@@ -541,6 +554,7 @@ spool_file_new(const char *qdir, const char *id, const char *tmp, int fd)
     memcpy(sf->id, id, SPOOL_ID_SIZE);
     sf->qdir = xstrdup(qdir);
     sf->tmp_path = xstrdup(tmp);
+    sf->content_off = SPOOL_CONTENT_OFF + SPOOL_REC_HDR + SPOOL_GAP;
     sf->content_size = 0;
     return sf;
 }
@@ -747,7 +761,7 @@ spool_fd(const struct spool_file *sf)
 off_t
 spool_content_off(const struct spool_file *sf)
 {
-    return SPOOL_CONTENT_OFF;
+    return sf->content_off;
 }
 
 off_t
@@ -767,9 +781,39 @@ spool_write(struct spool_file *sf, const void *p, size_t n)
         errno = EFBIG;
         return -1;
     }
-    if (spool_pwrite_all(sf->fd, p, n, SPOOL_CONTENT_OFF + sf->content_size)
-        < 0)
+    if (spool_pwrite_all(sf->fd, p, n, sf->content_off + sf->content_size) < 0)
         return -1;
+    sf->content_size += (off_t) n;
+    return 0;
+}
+
+int
+spool_prepend(struct spool_file *sf, const void *p, size_t n)
+{
+    off_t gap = sf->content_off - SPOOL_CONTENT_OFF - SPOOL_REC_HDR;
+    unsigned char h[SPOOL_REC_HDR], g[4];
+
+    if (sf->state != SPOOL_S_WRITING) {
+        errno = EINVAL;
+        return -1;
+    }
+    if ((off_t) n > gap || (off_t) n > SPOOL_CONTENT_MAX - sf->content_size) {
+        errno = ENOSPC;
+        return -1;
+    }
+    if (n == 0)
+        return 0;
+    /* The content record moves back n bytes; the gap shrinks by n. */
+    h[0] = REC_CONTENT;
+    spool_put_u32(h + 1, 0);
+    spool_put_u32(g, (uint32_t) (gap - (off_t) n));
+    if (spool_pwrite_all(sf->fd, p, n, sf->content_off - (off_t) n) < 0
+        || spool_pwrite_all(sf->fd, h, sizeof(h),
+                            sf->content_off - (off_t) n - SPOOL_REC_HDR)
+               < 0
+        || spool_pwrite_all(sf->fd, g, sizeof(g), SPOOL_MAGIC_LEN + 5) < 0)
+        return -1;
+    sf->content_off -= (off_t) n;
     sf->content_size += (off_t) n;
     return 0;
 }
@@ -880,15 +924,15 @@ spool_finish(struct spool_file *sf, struct spool_env *env)
         goto inval;
 
     spool_put_u32(clen, (uint32_t) sf->content_size);
-    if (spool_pwrite_all(sf->fd, clen, 4, SPOOL_MAGIC_LEN + 5) < 0)
+    if (spool_pwrite_all(sf->fd, clen, 4, sf->content_off - 4) < 0)
         goto fail;
     if (spool_pwrite_all(sf->fd, buf_data(b), buf_len(b),
-                         SPOOL_CONTENT_OFF + sf->content_size)
+                         sf->content_off + sf->content_size)
         < 0)
         goto fail;
     if (sf->reused
         && ftruncate(sf->fd,
-                     SPOOL_CONTENT_OFF + sf->content_size + (off_t) buf_len(b))
+                     sf->content_off + sf->content_size + (off_t) buf_len(b))
                < 0)
         goto fail;
     buf_free(b);
@@ -1081,12 +1125,14 @@ spool_get_str(const unsigned char *p, size_t n, int type, off_t at,
     return xmemdup(p, n);
 }
 
-/* Header and content record of a file image of at least len bytes (only
- * the first SPOOL_CONTENT_OFF are looked at); total is the file size. */
-static int
-spool_parse_head(const unsigned char *p, size_t len, off_t total, off_t *clen,
-                 struct buf *err)
+/* The first SPOOL_CONTENT_OFF bytes of a file of total bytes: where its
+ * content record is (12, or 17 + g after a gap record). -1 if malformed. */
+static off_t
+spool_parse_magic(const unsigned char *p, size_t len, off_t total,
+                  struct buf *err)
 {
+    uint32_t g;
+
     if (len < SPOOL_CONTENT_OFF || total < SPOOL_CONTENT_OFF) {
         spool_err(err, "file too short for a queue file header");
         return -1;
@@ -1100,13 +1146,36 @@ spool_parse_head(const unsigned char *p, size_t len, off_t total, off_t *clen,
                   (unsigned long) spool_get_u32(p + SPOOL_MAGIC_LEN));
         return -1;
     }
-    if (p[SPOOL_MAGIC_LEN + 4] != REC_CONTENT) {
+    if (p[SPOOL_MAGIC_LEN + 4] == REC_CONTENT)
+        return SPOOL_MAGIC_LEN + 4;
+    if (p[SPOOL_MAGIC_LEN + 4] != REC_GAP) {
         spool_err(err, "missing content record at offset %d",
                   SPOOL_MAGIC_LEN + 4);
         return -1;
     }
-    *clen = (off_t) spool_get_u32(p + SPOOL_MAGIC_LEN + 5);
-    if (*clen > total - SPOOL_CONTENT_OFF) {
+    g = spool_get_u32(p + SPOOL_MAGIC_LEN + 5);
+    if (g > SPOOL_GAP_MAX
+        || (off_t) g > total - SPOOL_CONTENT_OFF - SPOOL_REC_HDR) {
+        spool_err(err, "gap of %lu bytes is too long", (unsigned long) g);
+        return -1;
+    }
+    return SPOOL_CONTENT_OFF + (off_t) g;
+}
+
+/* The content record c (SPOOL_REC_HDR bytes at offset crec of a file of
+ * total bytes): content offset and length. */
+static int
+spool_parse_content(const unsigned char *c, off_t crec, off_t total,
+                    off_t *coff, off_t *clen, struct buf *err)
+{
+    if (c[0] != REC_CONTENT) {
+        spool_err(err, "missing content record at offset %lld",
+                  (long long) crec);
+        return -1;
+    }
+    *coff = crec + SPOOL_REC_HDR;
+    *clen = (off_t) spool_get_u32(c + 1);
+    if (*clen > total - *coff) {
         spool_err(err, "content length %lld past end of file",
                   (long long) *clen);
         return -1;
@@ -1356,14 +1425,17 @@ spool_parse(const void *data, size_t len, struct spool_env *env,
         spool_err(err, "file too large");
         return -1;
     }
-    if (spool_parse_head(p, len, (off_t) len, &clen, err) < 0)
+    off_t crec = spool_parse_magic(p, len, (off_t) len, err), coff;
+    if (crec < 0
+        || spool_parse_content(p + crec, crec, (off_t) len, &coff, &clen, err)
+               < 0)
         return -1;
-    size_t env_off = SPOOL_CONTENT_OFF + (size_t) clen;
+    size_t env_off = (size_t) (coff + clen);
     if (spool_parse_env(p + env_off, len - env_off, (off_t) env_off, clen, env,
                         err)
         < 0)
         return -1;
-    *content_off = SPOOL_CONTENT_OFF;
+    *content_off = coff;
     *content_len = clen;
     return 0;
 }
@@ -1376,7 +1448,7 @@ spool_read(const char *path, struct buf *err)
     struct spool_msg *m = NULL;
     const char *base;
     struct stat st;
-    off_t clen, env_off;
+    off_t crec, coff, clen, env_off;
     size_t env_len;
     int fd;
 
@@ -1403,11 +1475,22 @@ spool_read(const char *path, struct buf *err)
         spool_err(err, "read %s: %s", path, strerror(errno));
         goto fail;
     }
-    if (spool_parse_head(head, sizeof(head), st.st_size, &clen, err) < 0) {
+    if ((crec = spool_parse_magic(head, sizeof(head), st.st_size, err)) < 0) {
         errno = EBADMSG;
         goto fail;
     }
-    env_off = SPOOL_CONTENT_OFF + clen;
+    if (crec != SPOOL_MAGIC_LEN + 4
+        && spool_pread_all(fd, head, SPOOL_REC_HDR, crec) < 0) {
+        spool_err(err, "read %s: %s", path, strerror(errno));
+        goto fail;
+    }
+    if (spool_parse_content(crec == SPOOL_MAGIC_LEN + 4 ? head + crec : head,
+                            crec, st.st_size, &coff, &clen, err)
+        < 0) {
+        errno = EBADMSG;
+        goto fail;
+    }
+    env_off = coff + clen;
     if (st.st_size - env_off > (off_t) SPOOL_ENV_MAX) {
         errno = EBADMSG;
         spool_err(err, "%s: envelope too large", path);
@@ -1434,7 +1517,7 @@ spool_read(const char *path, struct buf *err)
     }
     free(env_data);
     m->fd = fd;
-    m->content_off = SPOOL_CONTENT_OFF;
+    m->content_off = coff;
     m->content_len = clen;
     m->path = xstrdup(path);
     return m;

@@ -93,6 +93,10 @@ struct spool_file *spool_create_as(const char *qdir, const char *id,
 const char *spool_id(const struct spool_file *sf);
 int spool_fd(const struct spool_file *sf);
 int spool_write(struct spool_file *sf, const void *p, size_t n); /* content */
+/* Put n bytes in front of the content written so far (header fields a
+ * filter adds at the top), in the room spool_create() left for it: -1 with
+ * ENOSPC when it does not fit (then rewrite the file instead). */
+int spool_prepend(struct spool_file *sf, const void *p, size_t n);
 /* Where the content is in the temp file, and its size so far. */
 off_t spool_content_off(const struct spool_file *sf);
 off_t spool_content_size(const struct spool_file *sf);

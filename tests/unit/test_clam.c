@@ -320,7 +320,7 @@ eom_done(void *arg, const struct filter_result *r)
     snprintf(res->text, sizeof(res->text), "%s", r->text ? r->text : "");
     for (m = r->mods; m; m = m->next) {
         res->nmods++;
-        if (m->type == FILTER_MOD_ADD_HEADER) {
+        if (m->type == FILTER_MOD_INSERT_HEADER && m->index == 0) {
             snprintf(res->hname, sizeof(res->hname), "%s", m->name);
             snprintf(res->hvalue, sizeof(res->hvalue), "%.*s", (int) m->len,
                      m->value);

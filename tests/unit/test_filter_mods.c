@@ -140,6 +140,41 @@ test_no_mods(void **state)
     filter_mods_free(NULL);
 }
 
+/* Insertions at the top: the bytes for the in-place prepend are exactly
+ * what the rewrite puts in front; anything else needs the rewrite. */
+static void
+test_top_bytes(void **state)
+{
+    struct filter_mod *m = mod(
+        FILTER_MOD_INSERT_HEADER, "X-Virus-Scanned", " ClamAV at mx; clean", 0,
+        mod(FILTER_MOD_ADD_RCPT, NULL, "r@x.org", 0,
+            mod(FILTER_MOD_INSERT_HEADER, "X-Two", "folded\nvalue", 0, NULL)));
+    struct buf *top = buf_new(64, BUF_NOCAP), *rw = rewrite(msg1, m);
+
+    assert_int_equal(filter_mods_top_bytes(m, top), 0);
+    assert_string_equal(buf_data(top),
+                        "X-Two: folded\r\n\tvalue\r\n"
+                        "X-Virus-Scanned: ClamAV at mx; clean\r\n");
+    buf_append(top, msg1, strlen(msg1));
+    assert_non_null(rw);
+    assert_string_equal(buf_data(top), buf_data(rw));
+    buf_free(rw);
+    filter_mods_free(m);
+
+    buf_reset(top); /* not at the top, or not a header insertion: no */
+    m = mod(FILTER_MOD_INSERT_HEADER, "X-A", "1", 1, NULL);
+    assert_int_equal(filter_mods_top_bytes(m, top), -1);
+    filter_mods_free(m);
+    m = mod(FILTER_MOD_INSERT_HEADER, "X-A", "1", 0,
+            mod(FILTER_MOD_ADD_HEADER, "X-B", "2", 0, NULL));
+    assert_int_equal(filter_mods_top_bytes(m, top), -1);
+    filter_mods_free(m);
+    m = mod(FILTER_MOD_INSERT_HEADER, "Bad Name", "1", 0, NULL);
+    assert_int_equal(filter_mods_top_bytes(m, top), -1);
+    filter_mods_free(m);
+    buf_free(top);
+}
+
 static void
 test_mod_new(void **state)
 {
@@ -419,6 +454,7 @@ main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_no_mods, setup, teardown),
         cmocka_unit_test_setup_teardown(test_mod_new, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_top_bytes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_add_header, setup, teardown),
         cmocka_unit_test_setup_teardown(test_insert_header, setup, teardown),
         cmocka_unit_test_setup_teardown(test_change_header, setup, teardown),

@@ -543,6 +543,50 @@ test_remove_reuse(void **state)
     free(big);
 }
 
+/* Prepending: header fields go in front of the content without moving it,
+ * several times, until the room is used up (ENOSPC, nothing changed). */
+static void
+test_prepend(void **state)
+{
+    struct fx *f = *state;
+    struct spool_rcpt r = {"x@example.net", NULL, 0, 0};
+    struct spool_env env = {.sender = "a@b", .rcpt = &r, .nrcpt = 1};
+    struct spool_file *sf = spool_create(f->dir, f->err);
+    char big[400], id[SPOOL_ID_SIZE], *path, *data;
+    struct spool_msg *m;
+    off_t off0;
+    size_t len;
+
+    assert_non_null(sf);
+    memcpy(id, spool_id(sf), SPOOL_ID_SIZE);
+    off0 = spool_content_off(sf);
+    assert_int_equal(spool_write(sf, "Subject: s\r\n\r\nbody\r\n", 21), 0);
+    assert_int_equal(spool_prepend(sf, "X-A: 1\r\n", 8), 0);
+    assert_int_equal(spool_prepend(sf, "X-B: 2\r\n", 8), 0);
+    assert_int_equal(spool_content_off(sf), off0 - 16);
+    assert_int_equal(spool_content_size(sf), 37);
+    memset(big, 'x', sizeof(big));
+    errno = 0;
+    assert_int_equal(spool_prepend(sf, big, sizeof(big)), -1);
+    assert_int_equal(errno, ENOSPC);
+    assert_int_equal(spool_content_size(sf), 37);
+    assert_int_equal(spool_finish(sf, &env), 0);
+    assert_int_equal(spool_prepend(sf, "X-C: 3\r\n", 8), -1); /* finished */
+    assert_int_equal(spool_commit(sf, "incoming"), 0);
+    spool_free(sf);
+    path = qpath(f, "incoming", id);
+    m = spool_read(path, f->err);
+    assert_non_null(m);
+    assert_int_equal(m->content_off, off0 - 16);
+    assert_int_equal(m->content_len, 37);
+    data = slurp(path, &len);
+    assert_memory_equal(data + m->content_off,
+                        "X-B: 2\r\nX-A: 1\r\nSubject: s\r\n\r\nbody\r\n", 37);
+    spool_msg_free(m);
+    free(data);
+    free(path);
+}
+
 static void
 test_ids_unique(void **state)
 {
@@ -760,11 +804,13 @@ test_parse_flipped(void **state)
     for (i = 0; i < len; i++) {
         int is_status = (off_t) i == status_at[0] || (off_t) i == status_at[1];
         for (bit = 0; bit < 8; bit++) {
-            int in_content = (off_t) i >= coff && (off_t) i < coff + clen;
+            int in_content = ((off_t) i >= coff && (off_t) i < coff + clen)
+                             || (i >= 17 && (off_t) i < coff - 5); /* gap */
             img[i] ^= (char) (1 << bit);
             int r = spool_parse(img, len, &env, &c2, &l2, f->err);
             if (in_content || (is_status && bit < 2)) {
-                /* Content is not checksummed; a status byte may become
+                /* Content and the unused gap bytes are not checksummed;
+                 * a status byte may become
                  * another valid status (0..3). */
                 assert_int_equal(r, 0);
                 if (is_status)
@@ -1371,6 +1417,7 @@ main(void)
         cmocka_unit_test_setup_teardown(test_abort, setup, teardown),
         cmocka_unit_test_setup_teardown(test_commit_batch, setup, teardown),
         cmocka_unit_test_setup_teardown(test_remove_reuse, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_prepend, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ids_unique, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ids_restart, setup, teardown),
         cmocka_unit_test_setup_teardown(test_mark, setup, teardown),
