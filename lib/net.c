@@ -7,6 +7,7 @@
 #include <fcntl.h>
 #include <netdb.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -86,6 +87,22 @@ fail:
     return -1;
 }
 
+void
+net_nodelay(int fd)
+{
+    int on = 1;
+
+    (void) setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof(on));
+}
+
+void
+net_quickack(int fd)
+{
+    int on = 1;
+
+    (void) setsockopt(fd, IPPROTO_TCP, TCP_QUICKACK, &on, sizeof(on));
+}
+
 int
 net_connect(const struct sockaddr *sa, socklen_t len)
 {
@@ -94,6 +111,8 @@ net_connect(const struct sockaddr *sa, socklen_t len)
 
     if (fd < 0)
         return -1;
+    if (sa->sa_family == AF_INET || sa->sa_family == AF_INET6)
+        net_nodelay(fd);
     if (connect(fd, sa, len) < 0 && errno != EINPROGRESS) {
         int e = errno;
         close(fd);

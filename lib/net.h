@@ -15,6 +15,17 @@
  * *port when port != NULL. Returns out ("unknown" on failure). */
 char *net_ntop(const struct sockaddr *sa, char *out, size_t n, int *port);
 int net_nonblock(int fd);
+/* TCP_NODELAY: every protocol here writes a whole request or reply at a
+ * time and then waits for the answer, so Nagle's algorithm only adds a
+ * delayed-ACK wait (up to 40 ms) to small trailing writes. Errors are
+ * ignored (not a TCP socket). net_connect() sets it on TCP sockets. */
+void net_nodelay(int fd);
+/* TCP_QUICKACK, to be set again after every read (the kernel drops back
+ * to delayed ACKs): for a peer that sends one answer in several small
+ * writes without TCP_NODELAY (libmilter's modifications, then its final
+ * reply), Nagle holds each write until our ACK, which would otherwise
+ * come 40 ms later. */
+void net_quickack(int fd);
 /* Non-blocking listening socket on a numeric host (NULL = any) and port;
  * IPv6 sockets are IPV6_V6ONLY. -1 with errno on failure. */
 int net_listen(const char *host, const char *port, int family);

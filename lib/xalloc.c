@@ -2,6 +2,7 @@
 /*
  * xalloc.c - allocation that cannot fail.
  */
+#include <malloc.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -64,4 +65,13 @@ xmemdup(const void *p, size_t n)
     memcpy(q, p, n);
     q[n] = '\0';
     return q;
+}
+
+void
+xalloc_tune(void)
+{
+    /* a fixed mmap threshold too: setting one turns off glibc's dynamic
+     * threshold, which would otherwise move under the trim setting */
+    (void) mallopt(M_TRIM_THRESHOLD, XALLOC_TRIM);
+    (void) mallopt(M_MMAP_THRESHOLD, XALLOC_TRIM / 2);
 }

@@ -113,6 +113,7 @@ struct milter_sess {
     struct ev_loop *loop;
     enum milter_state state;
     int fd;
+    int quickack; /* TCP: ACK at once (see net_quickack) */
     ev_io rio, wio;
     ev_timer tmr;
     struct buf *out, *in;
@@ -1690,6 +1691,8 @@ milter_read_cb(struct ev_loop *loop, ev_io *w, int revents)
     n = read(ms->fd, p, 65536);
     if (n < 0 && (errno == EAGAIN || errno == EINTR))
         return;
+    if (n > 0 && ms->quickack)
+        net_quickack(ms->fd);
     if (n <= 0) {
         const char *why = n < 0 ? strerror(errno) : "Connection closed";
         int waiting =
@@ -1815,6 +1818,7 @@ milter_open(void *conf, const struct filter_env *env)
         milter_fail(ms, 1, "connect to Milter service: %s", strerror(errno));
         return ms;
     }
+    ms->quickack = mc->sa.ss_family == AF_INET || mc->sa.ss_family == AF_INET6;
     ev_io_set(&ms->rio, ms->fd, EV_READ);
     ev_io_set(&ms->wio, ms->fd, EV_WRITE);
     if (milter_enc_optneg(ms->out, (uint32_t) mc->protocol, MILTER_SMFIF_ALL,

@@ -2243,6 +2243,8 @@ smtpd_accept_cb(struct ev_loop *loop, ev_io *w, int revents)
         fd = accept4(lsn->fd, (struct sockaddr *) &ss, &sl,
                      SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd >= 0) {
+            if (ss.ss_family == AF_INET || ss.ss_family == AF_INET6)
+                net_nodelay(fd);
             smtpd_sess_new(lsn, fd, (struct sockaddr *) &ss, sl);
             continue;
         }

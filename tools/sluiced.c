@@ -638,6 +638,7 @@ main(int argc, char **argv)
     enum master_child c;
     int opt, verbose = 0;
 
+    xalloc_tune(); /* before the children fork: they inherit it */
     memset(&m, 0, sizeof(m));
     m.confdir = SYSCONFDIR;
     m.pidfd = -1;

@@ -46,6 +46,7 @@
 #include <unistd.h>
 
 #include "lib/xalloc.h"
+#include "tests/bench/msgmark.h"
 
 #define BENCH_MSG_MAX     (256UL << 20) /* one message */
 #define BENCH_TOTAL_MAX   (256UL << 20) /* all messages together */
@@ -54,8 +55,6 @@
 #define BENCH_THREADS_MAX 256
 #define BENCH_COUNT_DEF   1000UL
 #define BENCH_PREFIX      4096 /* bytes before each message in a scan file */
-#define BENCH_TEXT_PATCH  10   /* decimal digits over a text line */
-#define BENCH_B64_PATCH   8    /* base64 chars (6 bytes) over a b64 line */
 #define BENCH_VIRNAME_MAX 128
 
 /* The product's defaults (clamav_max_* in conf/cf_params.c). */
@@ -69,9 +68,8 @@ struct bench_msg {
     char *name;
     char *data;
     size_t len;
-    size_t off;    /* where the message starts in every scan file */
-    long text_pos; /* BENCH_TEXT_PATCH bytes patched here; -1: none */
-    long b64_pos;  /* BENCH_B64_PATCH bytes patched here; -1: none */
+    size_t off;          /* where the message starts in every scan file */
+    struct msgmark mark; /* where the counters go (msgmark.h) */
 };
 
 struct bench {
@@ -228,121 +226,6 @@ fail:
 }
 
 static int
-is_b64_char(unsigned char c)
-{
-    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z')
-           || (c >= '0' && c <= '9') || c == '+' || c == '/';
-}
-
-/* A line of a text part that can take the counter: long enough, has a
- * space (so it is prose, not base64) and is not a boundary. */
-static int
-is_text_line(const char *p, size_t n)
-{
-    size_t i;
-    int space = 0;
-
-    if (n < 2 * BENCH_TEXT_PATCH || (p[0] == '-' && p[1] == '-'))
-        return 0;
-    for (i = 0; i < n; i++) {
-        unsigned char c = p[i];
-        if (c == ' ')
-            space = 1;
-        else if (c < 0x20 || c > 0x7e)
-            return 0;
-    }
-    return space;
-}
-
-static int
-is_b64_line(const char *p, size_t n)
-{
-    size_t i;
-
-    if (n < BENCH_B64_PATCH)
-        return 0;
-    for (i = 0; i < n; i++)
-        if (!is_b64_char(p[i]))
-            return 0;
-    return 1;
-}
-
-static int
-header_is(const char *p, size_t n, const char *name, const char *value)
-{
-    size_t nl = strlen(name), vl = strlen(value), i;
-
-    if (n < nl || strncasecmp(p, name, nl) != 0)
-        return 0;
-    for (i = nl; i < n && (p[i] == ' ' || p[i] == '\t'); i++)
-        ;
-    return n - i >= vl && strncasecmp(p + i, value, vl) == 0;
-}
-
-/*
- * Finds where to write the per-scan counters: the start of a prose line in
- * a text part (or in the body of a single-part text message) and the
- * start of the first line of a base64 part body (4-aligned in the base64
- * stream, so 8 base64 characters there stay valid base64).
- */
-static void
-find_patch_points(struct bench_msg *m)
-{
-    enum {
-        IN_TOP_HEADERS,
-        IN_PART_HEADERS,
-        IN_BODY
-    } where = IN_TOP_HEADERS;
-    int text = 1, b64 = 0, first_body_line = 0;
-    size_t pos = 0;
-
-    m->text_pos = -1;
-    m->b64_pos = -1;
-    while (pos < m->len && (m->text_pos < 0 || m->b64_pos < 0)) {
-        const char *p = m->data + pos;
-        const char *nl = memchr(p, '\n', m->len - pos);
-        size_t n = nl != NULL ? (size_t) (nl - p) : m->len - pos;
-        size_t next = pos + n + (nl != NULL);
-
-        if (n > 0 && p[n - 1] == '\r')
-            n--;
-        switch (where) {
-        case IN_TOP_HEADERS:
-        case IN_PART_HEADERS:
-            if (n == 0) {
-                where = IN_BODY;
-                first_body_line = 1;
-            } else if (header_is(p, n, "Content-Type:", "multipart/")) {
-                text = 0;
-            } else if (header_is(p, n, "Content-Type:", "text/")) {
-                text = 1;
-            } else if (header_is(p, n, "Content-Type:", "")) {
-                text = 0;
-            } else if (header_is(p, n,
-                                 "Content-Transfer-Encoding:", "base64")) {
-                b64 = 1;
-            }
-            break;
-        case IN_BODY:
-            if (n >= 2 && p[0] == '-' && p[1] == '-') {
-                /* a boundary line: part headers follow */
-                where = IN_PART_HEADERS;
-                text = 1; /* MIME default: text/plain */
-                b64 = 0;
-            } else if (b64 && first_body_line && m->b64_pos < 0
-                       && is_b64_line(p, n)) {
-                m->b64_pos = pos;
-            } else if (text && !b64 && m->text_pos < 0 && is_text_line(p, n)) {
-                m->text_pos = pos;
-            }
-            first_body_line = 0;
-            break;
-        }
-        pos = next;
-    }
-}
-
-static int
 add_msg(struct bench_msg **msgs, size_t *nmsgs, size_t *total, const char *path,
         const char *name)
 {
@@ -360,7 +243,7 @@ add_msg(struct bench_msg **msgs, size_t *nmsgs, size_t *total, const char *path,
     m.name = xstrdup(name);
     m.off = *total + BENCH_PREFIX;
     *total = m.off + m.len;
-    find_patch_points(&m);
+    msgmark_find(m.data, m.len, &m.mark);
     *msgs = xrealloc(*msgs, (*nmsgs + 1) * sizeof(**msgs));
     (*msgs)[(*nmsgs)++] = m;
     return 0;
@@ -481,24 +364,18 @@ fail:
 static int
 patch_msg(int fd, const struct bench_msg *m, unsigned long i)
 {
-    static const char b64[] =
-        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    char text[BENCH_TEXT_PATCH + 1], enc[BENCH_B64_PATCH];
-    uint64_t v = i;
-    int k;
+    char text[MSGMARK_TEXT_LEN], enc[MSGMARK_B64_LEN];
 
-    if (m->text_pos >= 0) {
-        snprintf(text, sizeof(text), "%010lu", i % 10000000000UL);
-        if (pwrite(fd, text, BENCH_TEXT_PATCH, m->off + m->text_pos)
-            != BENCH_TEXT_PATCH)
+    if (m->mark.text_pos >= 0) {
+        msgmark_text(i, text);
+        if (pwrite(fd, text, MSGMARK_TEXT_LEN, m->off + m->mark.text_pos)
+            != MSGMARK_TEXT_LEN)
             return -1;
     }
-    if (m->b64_pos >= 0) {
-        /* 48 bits of the counter as 8 base64 characters */
-        for (k = BENCH_B64_PATCH - 1; k >= 0; k--, v >>= 6)
-            enc[k] = b64[v & 63];
-        if (pwrite(fd, enc, BENCH_B64_PATCH, m->off + m->b64_pos)
-            != BENCH_B64_PATCH)
+    if (m->mark.b64_pos >= 0) {
+        msgmark_b64(i, enc);
+        if (pwrite(fd, enc, MSGMARK_B64_LEN, m->off + m->mark.b64_pos)
+            != MSGMARK_B64_LEN)
             return -1;
     }
     return 0;
@@ -577,6 +454,7 @@ engine_load(struct bench *b, const char *dbdir, int no_cache)
     unsigned int sigs = 0;
     unsigned long rss0, rss1;
     double t0, t1, t2;
+    struct stat sb;
     cl_error_t rc;
     int version;
 
@@ -608,6 +486,13 @@ engine_load(struct bench *b, const char *dbdir, int no_cache)
             && cl_engine_set_num(b->engine, CL_ENGINE_DISABLE_CACHE, 1)
                    != CL_SUCCESS)) {
         fprintf(stderr, "bench_scan: cl_engine_set_num failed\n");
+        return -1;
+    }
+    /* as the product: clamav_temporary_directory's default, /dev/shm */
+    if (stat("/dev/shm", &sb) == 0 && S_ISDIR(sb.st_mode)
+        && cl_engine_set_str(b->engine, CL_ENGINE_TMPDIR, "/dev/shm")
+               != CL_SUCCESS) {
+        fprintf(stderr, "bench_scan: cl_engine_set_str failed\n");
         return -1;
     }
     t0 = now_ms();
@@ -738,12 +623,12 @@ describe_msg(const struct bench_msg *m, int same)
     printf("message:     %s, %zu bytes, ", m->name, m->len);
     if (same)
         printf("same bytes every scan\n");
-    else if (m->text_pos < 0 && m->b64_pos < 0)
+    else if (m->mark.text_pos < 0 && m->mark.b64_pos < 0)
         printf("NOT unique: no text or base64 line to patch\n");
     else
         printf("unique per scan: counter in text at byte %ld, in base64 at "
                "byte %ld (-1: none)\n",
-               m->text_pos, m->b64_pos);
+               m->mark.text_pos, m->mark.b64_pos);
 }
 
 int
@@ -755,6 +640,7 @@ main(int argc, char **argv)
     int no_cache = 0, expect_virus = 0, c, ret = 2;
     size_t i;
 
+    xalloc_tune(); /* the product's malloc settings (lib/xalloc.h) */
     memset(&b, 0, sizeof(b));
     pthread_mutex_init(&b.lock, NULL);
     while ((c = getopt(argc, argv, "d:m:n:t:sCEh")) != -1) {
@@ -826,9 +712,7 @@ main(int argc, char **argv)
         goto fail;
     b.scanopts.general = CL_SCAN_GENERAL_HEURISTICS;
     b.scanopts.heuristic = CL_SCAN_HEURISTIC_EXCEEDS_MAX;
-    b.scanopts.parse = CL_SCAN_PARSE_MAIL | CL_SCAN_PARSE_ARCHIVE
-                       | CL_SCAN_PARSE_HTML | CL_SCAN_PARSE_PDF
-                       | CL_SCAN_PARSE_OLE2;
+    b.scanopts.parse = ~(uint32_t) 0; /* as filters/clam.c: every parser */
     printf("settings:    %lu threads, %lu scans, clean cache %s, scan files "
            "in %s\n",
            nthreads, count, no_cache ? "off" : "on", b.tmpdir);
