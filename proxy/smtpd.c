@@ -57,6 +57,7 @@
 #define SMTPD_OUT_HIGH   (256 * 1024)  /* stop reading while more is queued */
 #define SMTPD_OUT_MAX    (1024 * 1024) /* hard cap of queued replies */
 #define SMTPD_READ_CHUNK 16384
+#define SMTPD_READ_MIN   256
 #define SMTPD_IN_EXTRA   65536 /* input buffer: line_length_limit + this */
 #define SMTPD_GRACE      10.0  /* seconds to finish on shutdown */
 #define SMTPD_DRAIN_MAX  600.0 /* seconds old sessions get after a reload */
@@ -151,6 +152,7 @@ typedef void (*smtpd_cont)(struct smtpd_sess *s,
 
 struct smtpd_sess {
     struct smtpd_srv *srv;
+    int read_full; /* the last read filled its room: read more next time */
     const struct smtpd_conf *conf;
     struct smtpd_sess *next, *prev;
     enum smtpd_state state;
@@ -570,9 +572,17 @@ smtpd_read_cb(struct ev_loop *loop, ev_io *w, int revents)
 
     if (s->dead)
         return;
-    room = s->in->cap - buf_len(s->in);
+    /* Read what fits: a client that only sends commands keeps a small
+     * buffer (10,000 idle sessions), one that streams DATA fills it, and
+     * then it doubles up to SMTPD_READ_CHUNK per read. */
+    room =
+        s->in->size > buf_len(s->in) + 1 ? s->in->size - buf_len(s->in) - 1 : 0;
+    if (s->read_full || room < SMTPD_READ_MIN)
+        room = 2 * s->in->size;
     if (room > SMTPD_READ_CHUNK)
         room = SMTPD_READ_CHUNK;
+    if (room > s->in->cap - buf_len(s->in))
+        room = s->in->cap - buf_len(s->in);
     if (room == 0 || (p = buf_reserve(s->in, room)) == NULL) {
         smtpd_update_io(s);
         return;
@@ -584,6 +594,7 @@ smtpd_read_cb(struct ev_loop *loop, ev_io *w, int revents)
         smtpd_lost(s);
         return;
     }
+    s->read_full = (size_t) n == room;
     buf_commit(s->in, (size_t) n);
     ev_timer_again(loop, &s->idle);
     smtpd_process(s);
@@ -2164,8 +2175,8 @@ smtpd_sess_new(struct smtpd_lsn *lsn, int fd, const struct sockaddr *sa,
         snprintf(s->laddr, sizeof(s->laddr), "unknown");
     snprintf(s->name, sizeof(s->name), "unknown");
     snprintf(s->ident, sizeof(s->ident), "%s[%s]", s->name, s->addr);
-    s->in = buf_new(4096, (size_t) c->line_limit + 2 + SMTPD_IN_EXTRA);
-    s->out = buf_new(4096, SMTPD_OUT_MAX);
+    s->in = buf_new(1024, (size_t) c->line_limit + 2 + SMTPD_IN_EXTRA);
+    s->out = buf_new(1024, SMTPD_OUT_MAX);
     s->line = buf_new(512, (size_t) c->line_limit + 2);
     s->raw = buf_new(512, (size_t) c->line_limit + 2);
     s->env.client_sa = (const struct sockaddr *) &s->sa;
