@@ -193,6 +193,13 @@ const struct cf_param cf_params[] = {
      "local IPv4 address for outgoing SMTP connections"},
     {"smtp_connect_timeout", CF_TIME, "30s", 's',
      "time limit for connecting to a remote SMTP server"},
+    {"smtp_connection_cache_on_demand", CF_BOOL, "yes", 0,
+     "keep a connection open briefly after a delivery, for the next message "
+     "to the same next hop"},
+    {"smtp_connection_cache_time_limit", CF_TIME, "2s", 's',
+     "how long an unused connection is kept"},
+    {"smtp_connection_reuse_time_limit", CF_TIME, "300s", 's',
+     "how long one connection may be reused"},
     {"smtp_data_done_timeout", CF_TIME, "600s", 's',
      "time limit for the reply to the end of DATA"},
     {"smtp_data_init_timeout", CF_TIME, "120s", 's',

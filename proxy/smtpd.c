@@ -2083,7 +2083,57 @@ struct smtpd_lookup {
     socklen_t salen;
     char addr[NET_ADDR_MAX];
     char name[NI_MAXHOST];
+    int final; /* a definite answer (a name, or no name): may be cached */
 };
+
+/* Client names found by the lookups, kept SMTPD_NAME_TTL seconds, so a
+ * client that connects again and again (a relaying MTA, a submission
+ * client) costs one reverse and forward lookup a minute instead of one
+ * per connection. Direct-mapped by a hash of the address: a collision
+ * replaces the older entry. Temporary failures are not kept. */
+#define SMTPD_NAME_SLOTS 1024
+#define SMTPD_NAME_TTL   60.
+
+struct smtpd_name {
+    char addr[NET_ADDR_MAX];
+    char name[NI_MAXHOST];
+    ev_tstamp expires;
+};
+
+static struct smtpd_name *smtpd_names; /* loop thread only */
+
+static struct smtpd_name *
+smtpd_name_slot(const char *addr)
+{
+    uint32_t h = 2166136261u;
+
+    if (smtpd_names == NULL)
+        smtpd_names = xcalloc(SMTPD_NAME_SLOTS, sizeof(*smtpd_names));
+    for (; *addr; addr++)
+        h = (h ^ (unsigned char) *addr) * 16777619u;
+    return &smtpd_names[h % SMTPD_NAME_SLOTS];
+}
+
+/* The cached name of addr, or NULL. */
+static const char *
+smtpd_name_get(struct ev_loop *loop, const char *addr)
+{
+    struct smtpd_name *n = smtpd_name_slot(addr);
+
+    if (strcmp(n->addr, addr) != 0 || n->expires <= ev_now(loop))
+        return NULL;
+    return n->name;
+}
+
+static void
+smtpd_name_put(struct ev_loop *loop, const char *addr, const char *name)
+{
+    struct smtpd_name *n = smtpd_name_slot(addr);
+
+    snprintf(n->addr, sizeof(n->addr), "%s", addr);
+    snprintf(n->name, sizeof(n->name), "%s", name);
+    n->expires = ev_now(loop) + SMTPD_NAME_TTL;
+}
 
 static int
 smtpd_hostname_ok(const char *n)
@@ -2109,17 +2159,24 @@ smtpd_lookup_work(void *arg)
     char host[NI_MAXHOST], a[NET_ADDR_MAX];
     char *p;
 
+    int rc;
+
     snprintf(l->name, sizeof(l->name), "unknown");
-    if (getnameinfo((struct sockaddr *) &l->sa, l->salen, host, sizeof(host),
-                    NULL, 0, NI_NAMEREQD)
-            != 0
-        || !smtpd_hostname_ok(host))
+    rc = getnameinfo((struct sockaddr *) &l->sa, l->salen, host, sizeof(host),
+                     NULL, 0, NI_NAMEREQD);
+    if (rc != 0 || !smtpd_hostname_ok(host)) {
+        l->final = rc == 0 || rc == EAI_NONAME;
         return;
+    }
     memset(&hints, 0, sizeof(hints));
     hints.ai_family = AF_UNSPEC;
     hints.ai_socktype = SOCK_STREAM;
-    if (getaddrinfo(host, NULL, &hints, &res) != 0)
+    rc = getaddrinfo(host, NULL, &hints, &res);
+    if (rc != 0) {
+        l->final = rc == EAI_NONAME;
         return;
+    }
+    l->final = 1;
     for (ai = res; ai; ai = ai->ai_next) {
         if (strcmp(net_ntop(ai->ai_addr, a, sizeof(a), NULL), l->addr) == 0) {
             for (p = host; *p; p++)
@@ -2141,6 +2198,8 @@ smtpd_lookup_done(void *arg)
     s->jobs--;
     if (s->dead && s->jobs == 0)
         ev_idle_start(s->srv->loop, &s->srv->reap);
+    if (l->final)
+        smtpd_name_put(s->srv->loop, l->addr, l->name);
     if (!s->dead) {
         snprintf(s->name, sizeof(s->name), "%s", l->name);
         smtpd_connected(s);
@@ -2158,6 +2217,7 @@ smtpd_sess_new(struct smtpd_lsn *lsn, int fd, const struct sockaddr *sa,
     struct sockaddr_storage ls;
     socklen_t lslen = sizeof(ls);
     struct smtpd_lookup *l;
+    const char *cached;
 
     s->srv = srv;
     s->conf = c;
@@ -2202,6 +2262,11 @@ smtpd_sess_new(struct smtpd_lsn *lsn, int fd, const struct sockaddr *sa,
     smtpd_list_add(&srv->live, s);
     srv->nlive++;
     if (!c->peername_lookup) {
+        smtpd_connected(s);
+        return;
+    }
+    if ((cached = smtpd_name_get(srv->loop, s->addr)) != NULL) {
+        snprintf(s->name, sizeof(s->name), "%s", cached);
         smtpd_connected(s);
         return;
     }

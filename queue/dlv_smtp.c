@@ -7,6 +7,15 @@
  * EHLO gets 5xx), MAIL FROM, one RCPT TO per recipient, DATA, the content
  * read from the queue file with pread and dot-stuffed on the fly, the
  * final ".", QUIT. No PIPELINING: every command waits for its reply.
+ * Connection cache (Postfix's smtp_connection_cache_on_demand): after a
+ * transaction whose "." got a 2xx, the connection is kept idle for
+ * smtp_connection_cache_time_limit instead of QUIT, and the next delivery
+ * to the same next hop (host and port as routed) sends MAIL FROM on it at
+ * once. An idle connection the server writes to or closes is dropped; a
+ * reused one that fails before the reply to MAIL (or gets 421 to it) is
+ * replaced by a new connection, so reuse never defers mail. At most
+ * SMTP_IDLE_MAX idle connections; none is used longer than
+ * smtp_connection_reuse_time_limit.
  * Every stage has its timeout (smtp_*_timeout); replies are bounded
  * (SMTP_LINE_MAX per line, SMTP_REPLY_LINES lines); the output buffer is
  * bounded and refilled from the file only when empty.
@@ -44,6 +53,7 @@
 #define SMTP_OUT_CAP     (4 * SMTP_CHUNK) /* output buffer */
 #define SMTP_ADDR_MAX    16               /* addresses tried per next hop */
 #define SMTP_SAFE_MAX    1024             /* peer text in a log line */
+#define SMTP_IDLE_MAX    32               /* cached idle connections */
 
 enum smtp_state {
     SMTP_S_RESOLVE, /* getaddrinfo in the wpool */
@@ -77,6 +87,8 @@ struct smtp_sess {
     char addr[NET_ADDR_MAX]; /* address being tried or talked to */
     int conn_err;            /* errno of the last failed connect */
     int connected;           /* a TCP connection was made */
+    int reused;              /* the connection came from the cache */
+    ev_tstamp born;          /* when the connection was made */
 
     int fd;
     ev_io rio, wio;
@@ -356,9 +368,32 @@ smtp_close(struct smtp_sess *s)
 }
 
 /* Connection lost or timed out: the undecided are deferred, we close. */
+static void smtp_route(struct smtp_sess *s);
+static int smtp_park(struct smtp_sess *s);
+
+/* A reused connection failed before MAIL was answered: start over on a
+ * new one (1), instead of deferring; 0 when s did not reuse one. */
+static int
+smtp_reuse_failed(struct smtp_sess *s)
+{
+    if (!s->reused || s->state != SMTP_S_MAIL)
+        return 0;
+    s->reused = 0;
+    s->connected = 0;
+    smtp_close(s);
+    buf_reset(s->in);
+    buf_reset(s->out);
+    buf_reset(s->reply);
+    s->code = s->nlines = 0;
+    smtp_route(s);
+    return 1;
+}
+
 static void
 smtp_lost(struct smtp_sess *s, int timeout)
 {
+    if (smtp_reuse_failed(s))
+        return;
     if (timeout)
         smtp_defer_all(s, "4.4.2",
                        "conversation with %s[%s] timed out while %s", s->host,
@@ -622,6 +657,8 @@ smtp_reply(struct smtp_sess *s)
     char *rt;
     size_t i;
 
+    if (s->code == 421 && smtp_reuse_failed(s))
+        return;
     if (s->code == 421) {
         smtp_decide_all_reply(s, s->state == SMTP_S_GREET);
         smtp_finish(s);
@@ -710,6 +747,10 @@ smtp_reply(struct smtp_sess *s)
                 if (s->accepted[i])
                     smtp_decide(s, i, DLV_SENT, s->dsn, rt);
             free(rt);
+            if (smtp_park(s)) {
+                smtp_finish(s);
+                return;
+            }
         } else {
             smtp_decide_all_reply(s, 0);
         }
@@ -852,6 +893,7 @@ smtp_write_cb(struct ev_loop *loop, ev_io *w, int revents)
         }
         ev_io_stop(loop, &s->wio);
         s->connected = 1;
+        s->born = ev_now(loop);
         ev_io_start(loop, &s->rio);
         smtp_enter(s, SMTP_S_GREET);
         return;
@@ -959,6 +1001,153 @@ smtp_finish(struct smtp_sess *s)
                    s->host);
     smtp_close(s);
     smtp_enter(s, SMTP_S_DONE);
+}
+
+/* ---- connection cache ---- */
+
+struct smtp_idle {
+    struct smtp_idle *next;
+    struct ev_loop *loop;
+    char *key; /* next hop "host:port" */
+    char addr[NET_ADDR_MAX];
+    int fd;
+    int ext_size, ext_8bit, ext_pipelining;
+    unsigned long long size_limit;
+    ev_tstamp born;
+    ev_io rio;
+    ev_timer timer;
+};
+
+static struct smtp_idle *smtp_idle_list; /* loop thread only */
+static size_t smtp_nidle;
+
+static char *
+smtp_idle_key(const struct dlv_job *job)
+{
+    struct buf *b = buf_new(64, BUF_NOCAP);
+    char *k;
+
+    buf_printf(b, "%s:%d", job->host ? job->host : "", job->port);
+    k = xstrdup(buf_data(b));
+    buf_free(b);
+    return k;
+}
+
+/* Take e out of the cache and stop watching it; the caller owns e->fd. */
+static void
+smtp_idle_unlink(struct smtp_idle *e)
+{
+    struct smtp_idle **pp;
+
+    for (pp = &smtp_idle_list; *pp; pp = &(*pp)->next)
+        if (*pp == e) {
+            *pp = e->next;
+            smtp_nidle--;
+            break;
+        }
+    ev_io_stop(e->loop, &e->rio);
+    ev_timer_stop(e->loop, &e->timer);
+    free(e->key);
+}
+
+static void
+smtp_idle_drop(struct smtp_idle *e)
+{
+    ssize_t n;
+
+    smtp_idle_unlink(e);
+    n = send(e->fd, "QUIT\r\n", 6, MSG_NOSIGNAL | MSG_DONTWAIT);
+    (void) n;
+    close(e->fd);
+    free(e);
+}
+
+/* The server wrote (421, or closed): the connection is no use. */
+static void
+smtp_idle_read_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+    smtp_idle_drop(w->data);
+}
+
+static void
+smtp_idle_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    smtp_idle_drop(w->data);
+}
+
+/* After a 2xx to ".": keep the connection (1) or not (0). */
+static int
+smtp_park(struct smtp_sess *s)
+{
+    const struct cf *cf = s->job->cf;
+    double keep = (double) cf_time(cf, "smtp_connection_cache_time_limit");
+    double life = (double) cf_time(cf, "smtp_connection_reuse_time_limit");
+    struct smtp_idle *e;
+
+    if (!cf_bool(cf, "smtp_connection_cache_on_demand") || keep <= 0
+        || s->fd < 0 || buf_len(s->out) > 0 || buf_len(s->in) > 0
+        || ev_now(s->job->loop) - s->born >= life)
+        return 0;
+    if (smtp_nidle >= SMTP_IDLE_MAX) /* the oldest one makes room */
+        for (e = smtp_idle_list; e; e = e->next)
+            if (e->next == NULL) {
+                smtp_idle_drop(e);
+                break;
+            }
+    ev_io_stop(s->job->loop, &s->rio);
+    ev_io_stop(s->job->loop, &s->wio);
+    e = xcalloc(1, sizeof(*e));
+    e->loop = s->job->loop;
+    e->key = smtp_idle_key(s->job);
+    snprintf(e->addr, sizeof(e->addr), "%s", s->addr);
+    e->fd = s->fd;
+    e->ext_size = s->ext_size;
+    e->ext_8bit = s->ext_8bit;
+    e->ext_pipelining = s->ext_pipelining;
+    e->size_limit = s->size_limit;
+    e->born = s->born;
+    ev_io_init(&e->rio, smtp_idle_read_cb, e->fd, EV_READ);
+    e->rio.data = e;
+    ev_io_start(e->loop, &e->rio);
+    ev_timer_init(&e->timer, smtp_idle_timer_cb, keep, 0.);
+    e->timer.data = e;
+    ev_timer_start(e->loop, &e->timer);
+    e->next = smtp_idle_list;
+    smtp_idle_list = e;
+    smtp_nidle++;
+    s->fd = -1; /* the cache owns it now */
+    return 1;
+}
+
+/* A cached connection to the job's next hop into s: 1, or 0 if none. */
+static int
+smtp_unpark(struct smtp_sess *s)
+{
+    char *key = smtp_idle_key(s->job);
+    struct smtp_idle *e;
+
+    for (e = smtp_idle_list; e; e = e->next)
+        if (strcmp(e->key, key) == 0)
+            break;
+    free(key);
+    if (e == NULL)
+        return 0;
+    smtp_idle_unlink(e);
+    s->fd = e->fd;
+    s->ext_size = e->ext_size;
+    s->ext_8bit = e->ext_8bit;
+    s->ext_pipelining = e->ext_pipelining;
+    s->size_limit = e->size_limit;
+    s->born = e->born;
+    snprintf(s->addr, sizeof(s->addr), "%s", e->addr);
+    free(e);
+    s->reused = 1;
+    s->connected = 1;
+    ev_io_init(&s->rio, smtp_read_cb, s->fd, EV_READ);
+    ev_io_init(&s->wio, smtp_write_cb, s->fd, EV_WRITE);
+    s->rio.data = s->wio.data = s;
+    ev_io_start(s->job->loop, &s->rio);
+    return 1;
 }
 
 /* ---- connecting ---- */
@@ -1110,7 +1299,22 @@ dlv_smtp_start(struct dlv_job *job)
         smtp_finish(s);
         return;
     }
-    if (smtp_literal(s, host)) {
+    if (smtp_unpark(s)) {
+        s->t_conn = ev_time();
+        smtp_send_mail(s);
+        return;
+    }
+    smtp_route(s);
+}
+
+/* Find the next hop's addresses and connect to the first. */
+static void
+smtp_route(struct smtp_sess *s)
+{
+    struct dlv_job *job = s->job;
+
+    s->ai = s->naddr = 0;
+    if (smtp_literal(s, job->host)) {
         smtp_connect_next(s);
         return;
     }

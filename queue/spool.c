@@ -615,8 +615,10 @@ spool_remove(const char *qdir, const char *path, int fd)
         dst = spool_path(qdir, "free", name);
         r = rename(path, dst);
         free(dst);
-        if (r == 0 || errno == ENOENT)
+        if (r == 0)
             return 0;
+        /* no free/ (or another error): unlink below; a file that is gone
+         * already is not an error there either */
     }
     if (unlink(path) < 0 && errno != ENOENT)
         return -1;

@@ -94,6 +94,7 @@ class SinkHandler(socketserver.StreamRequestHandler):
         self.out("220 sink.test.example ESMTP sink")
         sender = None
         rcpts = []
+        done = 0  # messages finished on this connection
         while True:
             try:
                 raw = self.rfile.readline(LINE_MAX)
@@ -116,6 +117,13 @@ class SinkHandler(socketserver.StreamRequestHandler):
                 sender, rcpts = None, []
                 self.out("250 sink.test.example")
             elif verb == "MAIL":
+                again = st.args.reused_mail_reply
+                if done > 0 and again == "close":
+                    st.log("%s closed at a reused MAIL" % self.client_address[1])
+                    return
+                if done > 0 and again:
+                    self.out(again)
+                    return
                 if not line.upper().startswith("MAIL FROM:"):
                     self.out("501 5.5.4 Syntax: MAIL FROM:<address>")
                     continue
@@ -156,6 +164,7 @@ class SinkHandler(socketserver.StreamRequestHandler):
                     n = st.store(sender, rcpts, data)
                     reply = "250 2.0.0 Ok: queued as SINK%04d" % n
                 self.out(reply)
+                done += 1
                 sender, rcpts = None, []
             elif verb == "RSET":
                 sender, rcpts = None, []
@@ -190,6 +199,10 @@ def sink_main(argv):
     p.add_argument("--rcpt-match", help="regex of recipients to refuse")
     p.add_argument("--rcpt-reply", default="550 5.1.1 Recipient rejected")
     p.add_argument("--data-reply", help='end-of-data reply, e.g. "451 4.3.0 later"')
+    p.add_argument("--reused-mail-reply",
+                   help='a MAIL after a finished message on the same '
+                        'connection gets this reply and the connection is '
+                        'closed ("close": closed without a reply)')
     p.add_argument("--data-fail-count", type=int, default=-1,
                    help="use --data-reply for the first N messages only")
     a = p.parse_args(argv)
