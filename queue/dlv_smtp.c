@@ -69,6 +69,12 @@ enum smtp_state {
     SMTP_S_DONE  /* closed; done(job) runs from the timer */
 };
 
+/* Server extensions (from the EHLO reply). */
+struct smtp_ext {
+    int size, eightbit, pipelining;
+    unsigned long long size_limit;
+};
+
 struct smtp_addr {
     struct sockaddr_storage ss;
     socklen_t len;
@@ -100,9 +106,7 @@ struct smtp_sess {
     struct buf *reply; /* lines joined by ' ', capped */
     char dsn[16];
 
-    /* Server extensions (from the EHLO reply). */
-    int ext_size, ext_8bit, ext_pipelining;
-    unsigned long long size_limit;
+    struct smtp_ext ext; /* from the EHLO reply */
 
     /* Recipients. */
     size_t cur; /* RCPT being sent */
@@ -577,12 +581,12 @@ smtp_ehlo_line(struct smtp_sess *s, const char *kw, size_t len)
 
     if (len >= 4 && strncasecmp(kw, "SIZE", 4) == 0
         && (len == 4 || kw[4] == ' ')) {
-        s->ext_size = 1;
-        s->size_limit = len > 5 ? strtoull(kw + 5, &end, 10) : 0;
+        s->ext.size = 1;
+        s->ext.size_limit = len > 5 ? strtoull(kw + 5, &end, 10) : 0;
     } else if (len == 8 && strncasecmp(kw, "8BITMIME", 8) == 0) {
-        s->ext_8bit = 1;
+        s->ext.eightbit = 1;
     } else if (len == 10 && strncasecmp(kw, "PIPELINING", 10) == 0) {
-        s->ext_pipelining = 1;
+        s->ext.pipelining = 1;
     }
 }
 
@@ -598,13 +602,14 @@ smtp_send_mail(struct smtp_sess *s)
         smtp_quit(s);
         return;
     }
-    if (s->ext_size && s->size_limit > 0
-        && (unsigned long long) m->content_len > s->size_limit) {
+    if (s->ext.size && s->ext.size_limit > 0
+        && (unsigned long long) m->content_len > s->ext.size_limit) {
         b = buf_new(256, BUF_NOCAP);
         buf_printf(b,
                    "message size %lld exceeds size limit %llu of server "
                    "%s[%s]",
-                   (long long) m->content_len, s->size_limit, s->host, s->addr);
+                   (long long) m->content_len, s->ext.size_limit, s->host,
+                   s->addr);
         smtp_decide_all(s, DLV_BOUNCE, "5.3.4", buf_data(b));
         buf_free(b);
         smtp_quit(s);
@@ -612,9 +617,9 @@ smtp_send_mail(struct smtp_sess *s)
     }
     b = buf_new(256, BUF_NOCAP);
     buf_printf(b, "MAIL FROM:<%s>", sender);
-    if (s->ext_size)
+    if (s->ext.size)
         buf_printf(b, " SIZE=%lld", (long long) m->content_len);
-    if (s->ext_8bit && m->env.body_type
+    if (s->ext.eightbit && m->env.body_type
         && strcasecmp(m->env.body_type, "8BITMIME") == 0)
         buf_puts(b, " BODY=8BITMIME");
     smtp_send(s, SMTP_S_MAIL, "%s\r\n", buf_data(b));
@@ -671,8 +676,8 @@ smtp_reply(struct smtp_sess *s)
             smtp_quit(s);
             return;
         }
-        s->ext_size = s->ext_8bit = s->ext_pipelining = 0;
-        s->size_limit = 0;
+        s->ext.size = s->ext.eightbit = s->ext.pipelining = 0;
+        s->ext.size_limit = 0;
         smtp_send(s, SMTP_S_EHLO, "EHLO %s\r\n",
                   cf_str(job->cf, "smtp_helo_name"));
         return;
@@ -690,7 +695,7 @@ smtp_reply(struct smtp_sess *s)
             return;
         }
         if (s->state == SMTP_S_HELO)
-            s->ext_size = s->ext_8bit = s->ext_pipelining = 0;
+            s->ext.size = s->ext.eightbit = s->ext.pipelining = 0;
         s->t_conn = ev_time();
         smtp_send_mail(s);
         return;
@@ -1011,8 +1016,7 @@ struct smtp_idle {
     char *key; /* next hop "host:port" */
     char addr[NET_ADDR_MAX];
     int fd;
-    int ext_size, ext_8bit, ext_pipelining;
-    unsigned long long size_limit;
+    struct smtp_ext ext;
     ev_tstamp born;
     ev_io rio;
     ev_timer timer;
@@ -1101,10 +1105,7 @@ smtp_park(struct smtp_sess *s)
     e->key = smtp_idle_key(s->job);
     snprintf(e->addr, sizeof(e->addr), "%s", s->addr);
     e->fd = s->fd;
-    e->ext_size = s->ext_size;
-    e->ext_8bit = s->ext_8bit;
-    e->ext_pipelining = s->ext_pipelining;
-    e->size_limit = s->size_limit;
+    e->ext = s->ext;
     e->born = s->born;
     ev_io_init(&e->rio, smtp_idle_read_cb, e->fd, EV_READ);
     e->rio.data = e;
@@ -1134,10 +1135,7 @@ smtp_unpark(struct smtp_sess *s)
         return 0;
     smtp_idle_unlink(e);
     s->fd = e->fd;
-    s->ext_size = e->ext_size;
-    s->ext_8bit = e->ext_8bit;
-    s->ext_pipelining = e->ext_pipelining;
-    s->size_limit = e->size_limit;
+    s->ext = e->ext;
     s->born = e->born;
     snprintf(s->addr, sizeof(s->addr), "%s", e->addr);
     free(e);

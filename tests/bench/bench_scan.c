@@ -181,50 +181,6 @@ bench_pread(void *handle, void *buf, size_t count, off_t offset)
     return n;
 }
 
-/* Reads a whole file (at most BENCH_MSG_MAX bytes). 0 or -1. */
-static int
-read_file(const char *path, char **data, size_t *len)
-{
-    struct stat st;
-    char *p = NULL;
-    size_t got = 0;
-    int fd;
-
-    fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0 || fstat(fd, &st) < 0) {
-        fprintf(stderr, "bench_scan: %s: %s\n", path, strerror(errno));
-        goto fail;
-    }
-    if (!S_ISREG(st.st_mode) || st.st_size == 0
-        || (unsigned long long) st.st_size > BENCH_MSG_MAX) {
-        fprintf(stderr,
-                "bench_scan: %s: not a regular file of 1 to %lu bytes\n", path,
-                BENCH_MSG_MAX);
-        goto fail;
-    }
-    p = xmalloc(st.st_size);
-    while (got < (size_t) st.st_size) {
-        ssize_t n = read(fd, p + got, st.st_size - got);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0) {
-            fprintf(stderr, "bench_scan: %s: %s\n", path,
-                    n < 0 ? strerror(errno) : "file shrank while read");
-            goto fail;
-        }
-        got += n;
-    }
-    close(fd);
-    *data = p;
-    *len = got;
-    return 0;
-fail:
-    free(p);
-    if (fd >= 0)
-        close(fd);
-    return -1;
-}
-
 static int
 add_msg(struct bench_msg **msgs, size_t *nmsgs, size_t *total, const char *path,
         const char *name)
@@ -232,7 +188,7 @@ add_msg(struct bench_msg **msgs, size_t *nmsgs, size_t *total, const char *path,
     struct bench_msg m;
 
     memset(&m, 0, sizeof(m));
-    if (read_file(path, &m.data, &m.len) < 0)
+    if (msgmark_read("bench_scan", path, BENCH_MSG_MAX, &m.data, &m.len) < 0)
         return -1;
     if (*total + BENCH_PREFIX + m.len > BENCH_TOTAL_MAX) {
         fprintf(stderr, "bench_scan: messages larger than %lu bytes in all\n",

@@ -332,49 +332,6 @@ static const char lg_builtin_msg[] =
     "counter so that every copy of it is different.\n";
 
 /* Reads a whole regular file of 1 to LG_MSG_MAX bytes. 0 or -1. */
-static int
-read_msg(const char *path, char **data, size_t *len)
-{
-    struct stat st;
-    char *p = NULL;
-    size_t got = 0;
-    int fd;
-
-    fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0 || fstat(fd, &st) < 0) {
-        fprintf(stderr, "loadgen: -m %s: %s\n", path, strerror(errno));
-        goto fail;
-    }
-    if (!S_ISREG(st.st_mode) || st.st_size == 0
-        || (unsigned long long) st.st_size > LG_MSG_MAX) {
-        fprintf(stderr,
-                "loadgen: -m %s: not a regular file of 1 to %lu bytes\n", path,
-                LG_MSG_MAX);
-        goto fail;
-    }
-    p = lg_alloc(st.st_size);
-    while (got < (size_t) st.st_size) {
-        ssize_t n = read(fd, p + got, st.st_size - got);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0) {
-            fprintf(stderr, "loadgen: -m %s: %s\n", path,
-                    n < 0 ? strerror(errno) : "file shrank while read");
-            goto fail;
-        }
-        got += n;
-    }
-    close(fd);
-    *data = p;
-    *len = got;
-    return 0;
-fail:
-    free(p);
-    if (fd >= 0)
-        close(fd);
-    return -1;
-}
-
 /*
  * The wire form: every line ends in CRLF (a bare LF becomes CRLF), a line
  * that starts with "." gets another one, the last line gets its CRLF if
@@ -426,7 +383,7 @@ setup_message(struct lg_conf *cf, const char *path)
         cf->msg_name = "built-in";
     } else {
         const char *base = strrchr(path, '/');
-        if (read_msg(path, &data, &len) < 0)
+        if (msgmark_read("loadgen", path, LG_MSG_MAX, &data, &len) < 0)
             return -1;
         cf->msg_name = base != NULL ? base + 1 : path;
     }

@@ -7,8 +7,14 @@
  * whether a body is text (takes the decimal counter) or base64 (takes
  * the base64 counter on its first line).
  */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "tests/bench/msgmark.h"
 
@@ -150,4 +156,50 @@ msgmark_apply(char *data, size_t len, const struct msgmark *mm, uint64_t seq)
         msgmark_text(seq, data + mm->text_pos);
     if (mm->b64_pos >= 0 && (size_t) mm->b64_pos + MSGMARK_B64_LEN <= len)
         msgmark_b64(seq, data + mm->b64_pos);
+}
+
+int
+msgmark_read(const char *who, const char *path, unsigned long max, char **data,
+             size_t *len)
+{
+    struct stat st;
+    char *p = NULL;
+    size_t got = 0;
+    int fd;
+
+    fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0 || fstat(fd, &st) < 0) {
+        fprintf(stderr, "%s: %s: %s\n", who, path, strerror(errno));
+        goto fail;
+    }
+    if (!S_ISREG(st.st_mode) || st.st_size == 0
+        || (unsigned long long) st.st_size > max) {
+        fprintf(stderr, "%s: %s: not a regular file of 1 to %lu bytes\n", who,
+                path, max);
+        goto fail;
+    }
+    if ((p = malloc((size_t) st.st_size)) == NULL) {
+        fprintf(stderr, "%s: %s: out of memory\n", who, path);
+        goto fail;
+    }
+    while (got < (size_t) st.st_size) {
+        ssize_t n = read(fd, p + got, (size_t) st.st_size - got);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            fprintf(stderr, "%s: %s: %s\n", who, path,
+                    n < 0 ? strerror(errno) : "file shrank while read");
+            goto fail;
+        }
+        got += (size_t) n;
+    }
+    close(fd);
+    *data = p;
+    *len = got;
+    return 0;
+fail:
+    free(p);
+    if (fd >= 0)
+        close(fd);
+    return -1;
 }

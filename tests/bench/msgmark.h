@@ -46,4 +46,9 @@ void msgmark_b64(uint64_t seq, char out[MSGMARK_B64_LEN]);
 void msgmark_apply(char *data, size_t len, const struct msgmark *mm,
                    uint64_t seq);
 
+/* Read a whole message file of 1 to max bytes into a new buffer (free()
+ * it): 0, or -1 after a message on stderr that starts with "who: path". */
+int msgmark_read(const char *who, const char *path, unsigned long max,
+                 char **data, size_t *len);
+
 #endif
