@@ -118,6 +118,7 @@ struct lg_session {
     int retries; /* idle mode: connect retries so far */
     int settled; /* idle mode: counted as established or failed */
     int queued;  /* in the thread's connect queue */
+    int paced;   /* -R: this session's start slot has come */
     struct iovec out[6];
     int out_n, out_i;
     double t_dot; /* when the last byte of the content was written */
@@ -142,6 +143,7 @@ struct lg_conf {
     char *cmd_ehlo, *cmd_mail, *cmd_rcpt;
     size_t ehlo_len, mail_len, rcpt_len;
     double start; /* monotonic seconds */
+    double rate;  /* -R: transactions started per second (0: no pacing) */
 };
 
 struct lg_thread {
@@ -167,6 +169,7 @@ struct lg_thread {
 };
 
 static atomic_ulong lg_seq;
+static atomic_ulong lg_ticket; /* -R: start slots handed out */
 static atomic_ulong lg_idle_settled, lg_idle_established;
 static atomic_int lg_idle_stop;
 
@@ -198,6 +201,10 @@ usage(FILE *f)
             "unique)\n"
             "  -I N      idle mode: N sessions after EHLO, held for -t "
             "seconds (max %d)\n"
+            "  -R RATE   paced: start RATE transactions per second in all "
+            "(an open\n"
+            "            load, to see latency below saturation; needs "
+            "enough -c; not with -K)\n"
             "  -q        quiet: only the summary line\n",
             LG_SESSIONS_MAX, LG_THREADS_MAX, LG_SESSIONS_MAX);
 }
@@ -1161,6 +1168,20 @@ lg_connect_request(struct lg_session *s)
         session_done(s);
         return;
     }
+    /* -R: transaction n starts at start + n / rate (a session that finds
+     * its slot past starts at once: a slow server is not given a rest) */
+    if (t->cf->rate > 0 && !s->paced) {
+        unsigned long n = atomic_fetch_add(&lg_ticket, 1);
+        double at = t->cf->start + (double) n / t->cf->rate - lg_now();
+
+        if (at > 0) {
+            s->paced = 1;
+            lg_enter(s, LG_S_WAIT);
+            timer_set(s, at);
+            return;
+        }
+    }
+    s->paced = 0;
     if (t->pending >= t->pending_max) {
         if (!s->queued) {
             t->cq[(t->cq_head + t->cq_len) % t->nsess] = s - t->sess;
@@ -1376,7 +1397,7 @@ main(int argc, char **argv)
     cf.threads = 1;
     cf.run_s = 20;
     cf.warm_s = 3;
-    while ((c = getopt(argc, argv, "a:c:t:w:m:Kf:r:H:T:SI:qh")) != -1) {
+    while ((c = getopt(argc, argv, "a:c:t:w:m:Kf:r:H:T:SI:R:qh")) != -1) {
         switch (c) {
         case 'a':
             cf.addr_str = optarg;
@@ -1394,6 +1415,10 @@ main(int argc, char **argv)
             break;
         case 'w':
             if (parse_num("-w", optarg, 0, LG_SECONDS_MAX, 0, &cf.warm_s) < 0)
+                goto usage;
+            break;
+        case 'R':
+            if (parse_num("-R", optarg, 0.1, 1000000, 0, &cf.rate) < 0)
                 goto usage;
             break;
         case 'm':
@@ -1446,6 +1471,11 @@ main(int argc, char **argv)
     }
     if (cf.addr_str == NULL) {
         fprintf(stderr, "loadgen: -a HOST:PORT is required\n");
+        goto usage;
+    }
+    if (cf.rate > 0 && (cf.keep || cf.idle > 0)) {
+        fprintf(stderr, "loadgen: -R paces new connections: not with -K or "
+                        "-I\n");
         goto usage;
     }
     if (cf.idle == 0 && cf.warm_s >= cf.run_s) {
