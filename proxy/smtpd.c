@@ -12,8 +12,13 @@
  * the spool file and the header/body to the filter chain.
  *
  * Blocking work runs in the worker pool: the reverse + forward name lookup
- * of the client, the content rewrite after filter modifications, and the
- * commit (fsync + rename). A session that is waiting for such a job stays
+ * of the client (its answer cached 60 s per address), the content rewrite
+ * after filter modifications (header fields for the top are instead
+ * prepended in the room the queue file keeps), and the commit (fsync +
+ * rename). Commits are grouped: one batch at a time is in the pool, and
+ * the files finished meanwhile wait and go together in the next one (one
+ * flush round for all), whose completion sends their 250s. A session that
+ * is waiting for such a job stays
  * allocated until the job is back on the loop, even when its client is
  * gone; dead sessions are freed from an ev_idle watcher (armed when a
  * session dies or a dead session's job comes back), never inside a
