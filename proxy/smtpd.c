@@ -2163,7 +2163,6 @@ smtpd_lookup_work(void *arg)
     struct addrinfo hints, *res = NULL, *ai;
     char host[NI_MAXHOST], a[NET_ADDR_MAX];
     char *p;
-
     int rc;
 
     snprintf(l->name, sizeof(l->name), "unknown");

@@ -54,6 +54,7 @@
 #define SMTP_ADDR_MAX    16               /* addresses tried per next hop */
 #define SMTP_SAFE_MAX    1024             /* peer text in a log line */
 #define SMTP_IDLE_MAX    32               /* cached idle connections */
+#define SMTP_KEY_MAX     (NI_MAXHOST + 8) /* "host:port" of a cached one */
 
 enum smtp_state {
     SMTP_S_RESOLVE, /* getaddrinfo in the wpool */
@@ -1013,7 +1014,7 @@ smtp_finish(struct smtp_sess *s)
 struct smtp_idle {
     struct smtp_idle *next;
     struct ev_loop *loop;
-    char *key; /* next hop "host:port" */
+    char key[SMTP_KEY_MAX]; /* next hop "host:port" */
     char addr[NET_ADDR_MAX];
     int fd;
     struct smtp_ext ext;
@@ -1025,16 +1026,15 @@ struct smtp_idle {
 static struct smtp_idle *smtp_idle_list; /* loop thread only */
 static size_t smtp_nidle;
 
-static char *
-smtp_idle_key(const struct dlv_job *job)
+/* The cache key of a job's next hop into key; 0, or -1 when it does not
+ * fit (such a next hop is not cached). */
+static int
+smtp_idle_key(const struct dlv_job *job, char key[SMTP_KEY_MAX])
 {
-    struct buf *b = buf_new(64, BUF_NOCAP);
-    char *k;
+    int n = snprintf(key, SMTP_KEY_MAX, "%s:%d", job->host ? job->host : "",
+                     job->port);
 
-    buf_printf(b, "%s:%d", job->host ? job->host : "", job->port);
-    k = xstrdup(buf_data(b));
-    buf_free(b);
-    return k;
+    return n > 0 && n < SMTP_KEY_MAX ? 0 : -1;
 }
 
 /* Take e out of the cache and stop watching it; the caller owns e->fd. */
@@ -1051,7 +1051,6 @@ smtp_idle_unlink(struct smtp_idle *e)
         }
     ev_io_stop(e->loop, &e->rio);
     ev_timer_stop(e->loop, &e->timer);
-    free(e->key);
 }
 
 static void
@@ -1087,8 +1086,10 @@ smtp_park(struct smtp_sess *s)
     double keep = (double) cf_time(cf, "smtp_connection_cache_time_limit");
     double life = (double) cf_time(cf, "smtp_connection_reuse_time_limit");
     struct smtp_idle *e;
+    char key[SMTP_KEY_MAX];
 
-    if (!cf_bool(cf, "smtp_connection_cache_on_demand") || keep <= 0
+    if (smtp_idle_key(s->job, key) < 0
+        || !cf_bool(cf, "smtp_connection_cache_on_demand") || keep <= 0
         || s->fd < 0 || buf_len(s->out) > 0 || buf_len(s->in) > 0
         || ev_now(s->job->loop) - s->born >= life)
         return 0;
@@ -1102,7 +1103,7 @@ smtp_park(struct smtp_sess *s)
     ev_io_stop(s->job->loop, &s->wio);
     e = xcalloc(1, sizeof(*e));
     e->loop = s->job->loop;
-    e->key = smtp_idle_key(s->job);
+    memcpy(e->key, key, sizeof(key));
     snprintf(e->addr, sizeof(e->addr), "%s", s->addr);
     e->fd = s->fd;
     e->ext = s->ext;
@@ -1124,13 +1125,14 @@ smtp_park(struct smtp_sess *s)
 static int
 smtp_unpark(struct smtp_sess *s)
 {
-    char *key = smtp_idle_key(s->job);
+    char key[SMTP_KEY_MAX];
     struct smtp_idle *e;
 
+    if (smtp_nidle == 0 || smtp_idle_key(s->job, key) < 0)
+        return 0;
     for (e = smtp_idle_list; e; e = e->next)
         if (strcmp(e->key, key) == 0)
             break;
-    free(key);
     if (e == NULL)
         return 0;
     smtp_idle_unlink(e);

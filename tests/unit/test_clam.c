@@ -1052,6 +1052,19 @@ test_conf_errors(void **state)
     cf_set(cf, "clamav_virus_action", "hold", NULL, err);
 
     buf_reset(err);
+    cf_set(cf, "clamav_temporary_directory", "var/tmp", NULL, err);
+    assert_null(clam_conf_new(cf, err));
+    assert_string_equal(buf_data(err), "clamav_temporary_directory: var/tmp "
+                                       "is not an absolute path");
+    buf_reset(err); /* one that does not exist: libclamav's default */
+    cf_set(cf, "clamav_temporary_directory", "/nonexistent/sluice-tmp", NULL,
+           err);
+    cc = clam_conf_new(cf, err);
+    assert_non_null(cc);
+    clam_conf_free(cc);
+    cf_set(cf, "clamav_temporary_directory", "/dev/shm", NULL, err);
+
+    buf_reset(err);
     cf_set(cf, "clamav_limit_action", "hold", NULL, err);
     assert_null(clam_conf_new(cf, err));
     assert_string_equal(buf_data(err), "clamav_limit_action: unknown value "

@@ -827,6 +827,41 @@ test_parse_flipped(void **state)
     free(img);
 }
 
+/* A bad gap record is refused with a reason: too long, past the end of
+ * the file, or a length that does not lead to the content record. */
+static void
+test_parse_gap(void **state)
+{
+    struct fx *f = *state;
+    struct spool_env env;
+    off_t coff, clen, c2, l2;
+    size_t len;
+    char *img = sample_image(f, &len, &coff, &clen);
+    unsigned char *g = (unsigned char *) img + 13; /* the gap's u32 length */
+    unsigned char keep[4];
+
+    assert_int_equal(img[12], 'G');
+    assert_true(coff > 22);
+    memcpy(keep, g, 4);
+    g[0] = 0, g[1] = 1, g[2] = 0, g[3] = 1; /* 65537 > SPOOL_GAP_MAX */
+    assert_int_equal(spool_parse(img, len, &env, &c2, &l2, f->err), -1);
+    assert_string_equal(buf_data(f->err), "gap of 65537 bytes is too long");
+    buf_reset(f->err);
+    g[0] = 0, g[1] = 0, g[2] = 0x40, g[3] = 0; /* 16384: past the end */
+    assert_int_equal(spool_parse(img, len, &env, &c2, &l2, f->err), -1);
+    assert_string_equal(buf_data(f->err), "gap of 16384 bytes is too long");
+    buf_reset(f->err);
+    g[0] = 0, g[1] = 0, g[2] = 0, g[3] = 100; /* lands inside the gap */
+    assert_int_equal(spool_parse(img, len, &env, &c2, &l2, f->err), -1);
+    assert_string_equal(buf_data(f->err),
+                        "missing content record at offset 117");
+    memcpy(g, keep, 4);
+    assert_int_equal(spool_parse(img, len, &env, &c2, &l2, f->err), 0);
+    assert_int_equal(c2, coff);
+    spool_env_free(&env);
+    free(img);
+}
+
 /* Hand-built images for specific defects. */
 static void
 rec(struct buf *b, int type, const void *p, size_t n)
@@ -1418,6 +1453,7 @@ main(void)
         cmocka_unit_test_setup_teardown(test_commit_batch, setup, teardown),
         cmocka_unit_test_setup_teardown(test_remove_reuse, setup, teardown),
         cmocka_unit_test_setup_teardown(test_prepend, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_parse_gap, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ids_unique, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ids_restart, setup, teardown),
         cmocka_unit_test_setup_teardown(test_mark, setup, teardown),
