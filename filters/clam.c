@@ -989,8 +989,8 @@ clam_start(void *conf, void *loop, struct buf *err)
     if (clam_lib_init(err) < 0)
         return -1;
     cc->loop = loop;
-    cc->pool = wpool_new(cc->loop, cc->threads);
-    cc->rpool = wpool_new(cc->loop, 1);
+    cc->pool = wpool_new(cc->loop, cc->threads, "clamscan");
+    cc->rpool = wpool_new(cc->loop, 1, "clamload");
     cc->first_load = 1;
     clam_reload_submit(cc);
     if (cc->reload_interval > 0) {

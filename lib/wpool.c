@@ -4,8 +4,15 @@
  * Two FIFO lists under one mutex: todo (for workers) and done (for the
  * loop). A worker moves a job from todo to done and signals the ev_async;
  * the async callback drains done on the loop thread.
+ * Wake-ups cost more than the work of most jobs (a context switch each on
+ * a busy 2-core box), so: a submit wakes a worker only when one is
+ * asleep and no wake-up is already on its way, and signals after the
+ * unlock (a thread woken under the lock would sleep again on it); a
+ * worker takes the next job before it sleeps; the loop accounts a
+ * drained batch under one lock.
  */
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 
 #include "lib/log.h"
@@ -32,7 +39,11 @@ struct wpool {
     pthread_t *threads;
     int nthreads;
     int stopping;
+    int idle;   /* workers in pthread_cond_wait */
+    int waking; /* signals sent and not yet taken up by a worker */
+    unsigned ntodo;
     unsigned pending;
+    char name[16];
 };
 
 static void
@@ -65,12 +76,20 @@ wpool_main(void *arg)
     struct wpool *p = arg;
     struct wpool_job *j;
 
+    if (p->name[0])
+        (void) pthread_setname_np(pthread_self(), p->name);
     pthread_mutex_lock(&p->mu);
     for (;;) {
-        while (p->todo.head == NULL && !p->stopping)
+        while (p->todo.head == NULL && !p->stopping) {
+            p->idle++;
             pthread_cond_wait(&p->cond, &p->mu);
+            p->idle--;
+            if (p->waking > 0)
+                p->waking--;
+        }
         if ((j = wpool_pop(&p->todo)) == NULL)
             break; /* stopping and nothing left */
+        p->ntodo--;
         pthread_mutex_unlock(&p->mu);
         if (j->work)
             j->work(j->arg);
@@ -87,15 +106,21 @@ wpool_drain(struct wpool *p)
 {
     struct wpool_list l;
     struct wpool_job *j;
+    unsigned n = 0;
 
     pthread_mutex_lock(&p->mu);
     l = p->done;
     p->done.head = p->done.tail = NULL;
     pthread_mutex_unlock(&p->mu);
+    for (j = l.head; j; j = j->next)
+        n++;
+    if (n == 0)
+        return;
+    /* done() may submit again: pending already counts this batch out */
+    pthread_mutex_lock(&p->mu);
+    p->pending -= n;
+    pthread_mutex_unlock(&p->mu);
     while ((j = wpool_pop(&l)) != NULL) {
-        pthread_mutex_lock(&p->mu);
-        p->pending--;
-        pthread_mutex_unlock(&p->mu);
         if (j->done)
             j->done(j->arg);
         free(j);
@@ -111,13 +136,15 @@ wpool_async_cb(struct ev_loop *loop, ev_async *w, int revents)
 }
 
 struct wpool *
-wpool_new(struct ev_loop *loop, int nthreads)
+wpool_new(struct ev_loop *loop, int nthreads, const char *name)
 {
     struct wpool *p = xcalloc(1, sizeof(*p));
     int i;
 
     if (nthreads < 1)
         nthreads = 1;
+    if (name)
+        snprintf(p->name, sizeof(p->name), "%s", name);
     p->loop = loop;
     pthread_mutex_init(&p->mu, NULL);
     pthread_cond_init(&p->cond, NULL);
@@ -160,14 +187,23 @@ wpool_submit(struct wpool *p, wpool_fn work, wpool_fn done, void *arg)
 {
     struct wpool_job *j = xmalloc(sizeof(*j));
 
+    int wake = 0;
+
     j->work = work;
     j->done = done;
     j->arg = arg;
     pthread_mutex_lock(&p->mu);
     p->pending++;
     wpool_push(&p->todo, j);
-    pthread_cond_signal(&p->cond);
+    p->ntodo++;
+    /* one sleeper per queued job not already covered by a wake-up */
+    if (p->idle > p->waking && p->ntodo > (unsigned) p->waking) {
+        p->waking++;
+        wake = 1;
+    }
     pthread_mutex_unlock(&p->mu);
+    if (wake)
+        pthread_cond_signal(&p->cond);
 }
 
 void

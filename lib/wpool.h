@@ -19,7 +19,9 @@ struct wpool;
 
 typedef void (*wpool_fn)(void *arg);
 
-struct wpool *wpool_new(struct ev_loop *loop, int nthreads);
+/* name: the threads' name (ps -L, /proc/PID/task/TID/comm), at most
+ * 15 bytes kept; NULL: the process's. */
+struct wpool *wpool_new(struct ev_loop *loop, int nthreads, const char *name);
 /* Waits for queued work to finish, runs pending done callbacks, joins. */
 void wpool_free(struct wpool *p); /* NULL ok */
 void wpool_submit(struct wpool *p, wpool_fn work, wpool_fn done, void *arg);

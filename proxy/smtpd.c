@@ -2470,9 +2470,11 @@ smtpd_run(const struct cf *cf, struct smtpd_listener *ls, size_t n,
         log_fatal("cannot initialise the event loop");
     srv.chain = chain;
     nthr = cf_int(cf, "sluice_worker_threads");
-    srv.pool = wpool_new(srv.loop, nthr < 1     ? 1
-                                   : nthr > 256 ? 256
-                                                : (int) nthr);
+    srv.pool = wpool_new(srv.loop,
+                         nthr < 1     ? 1
+                         : nthr > 256 ? 256
+                                      : (int) nthr,
+                         "smtpd-io");
     srv.lsn = xcalloc(n ? n : 1, sizeof(*srv.lsn));
     srv.nlsn = n;
     for (i = 0; i < n; i++) {

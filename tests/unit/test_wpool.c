@@ -2,7 +2,8 @@
 /*
  * test_wpool.c - worker pool: many jobs from several submitter threads,
  * done callbacks on the loop thread, wpool_post from a foreign thread,
- * wpool_free finishing queued work.
+ * wpool_free finishing queued work, every worker woken when the jobs
+ * need them all at once, the threads' name.
  */
 #include <ev.h>
 #include <pthread.h>
@@ -14,6 +15,9 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <dirent.h>
+#include <stdio.h>
+#include <string.h>
 
 #include "lib/wpool.h"
 
@@ -66,7 +70,7 @@ job_done(void *arg)
 static void
 ctx_init(struct ctx *c, struct ev_loop *loop, int nthreads)
 {
-    c->pool = wpool_new(loop, nthreads);
+    c->pool = wpool_new(loop, nthreads, "test-pool");
     c->loop_thread = pthread_self();
     pthread_mutex_init(&c->mu, NULL);
     pthread_cond_init(&c->cond, NULL);
@@ -239,6 +243,101 @@ test_free_finishes(void **state)
     ev_loop_destroy(loop);
 }
 
+/* Jobs that can finish only when NTHR of them run at the same time: a
+ * submit that failed to wake an idle worker would leave the barrier
+ * short and hang (the 10 s guard fails the test). Submitted one at a
+ * time with pauses (each worker asleep again by the next submit), then
+ * in a burst (wake-ups still on their way when the next job comes). */
+#define NTHR 4
+
+struct meet {
+    struct ctx *c;
+    pthread_barrier_t *bar;
+};
+
+static void
+meet_work(void *arg)
+{
+    struct meet *m = arg;
+
+    pthread_barrier_wait(m->bar);
+    pthread_mutex_lock(&m->c->mu);
+    m->c->worked++;
+    pthread_mutex_unlock(&m->c->mu);
+}
+
+static void
+meet_done(void *arg)
+{
+    struct meet *m = arg;
+
+    m->c->done++;
+    free(m);
+}
+
+static void
+test_all_workers_woken(void **state)
+{
+    struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
+    pthread_barrier_t bar;
+    struct ctx c;
+    int round, i;
+
+    ctx_init(&c, loop, NTHR);
+    pthread_barrier_init(&bar, NULL, NTHR);
+    for (round = 0; round < 40; round++) {
+        for (i = 0; i < NTHR; i++) {
+            struct meet *m = malloc(sizeof(*m));
+
+            m->c = &c;
+            m->bar = &bar;
+            wpool_submit(c.pool, meet_work, meet_done, m);
+            if (round % 2 == 0)
+                usleep(2000);
+        }
+        run_until(loop, &c, (round + 1) * NTHR);
+    }
+    assert_int_equal(c.worked, 40 * NTHR);
+    assert_int_equal(wpool_pending(c.pool), 0);
+    wpool_free(c.pool);
+    pthread_barrier_destroy(&bar);
+    ctx_fini(&c);
+    ev_loop_destroy(loop);
+}
+
+/* ps -L and /proc/PID/task/TID/comm show the pool's name. */
+static void
+test_thread_name(void **state)
+{
+    struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
+    struct dirent *de;
+    struct ctx c;
+    DIR *d;
+    int named = 0;
+
+    ctx_init(&c, loop, 3);
+    usleep(20000); /* the threads name themselves as they start */
+    assert_non_null(d = opendir("/proc/self/task"));
+    while ((de = readdir(d)) != NULL) {
+        char path[300], comm[32] = "";
+        FILE *f;
+
+        if (de->d_name[0] == '.')
+            continue;
+        snprintf(path, sizeof(path), "/proc/self/task/%s/comm", de->d_name);
+        if ((f = fopen(path, "r")) == NULL)
+            continue;
+        if (fgets(comm, sizeof(comm), f) && strcmp(comm, "test-pool\n") == 0)
+            named++;
+        fclose(f);
+    }
+    closedir(d);
+    assert_int_equal(named, 3);
+    wpool_free(c.pool);
+    ctx_fini(&c);
+    ev_loop_destroy(loop);
+}
+
 int
 main(void)
 {
@@ -247,6 +346,8 @@ main(void)
         cmocka_unit_test(test_post_foreign_thread),
         cmocka_unit_test(test_pending),
         cmocka_unit_test(test_free_finishes),
+        cmocka_unit_test(test_all_workers_woken),
+        cmocka_unit_test(test_thread_name),
     };
 
     wpool_free(NULL);
