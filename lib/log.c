@@ -18,12 +18,29 @@ static int log_debug_on;
 static char log_name[64] = "postfix";
 static char log_service[64] = "sluice";
 static char log_host[256] = "localhost";
+static pid_t log_pid; /* getpid() is a system call per line otherwise */
+
+static void
+log_atfork_child(void)
+{
+    log_pid = getpid();
+}
+
+static void
+log_register_atfork(void)
+{
+    (void) pthread_atfork(NULL, NULL, log_atfork_child);
+}
 
 int
 log_init(const char *name, const char *service, const char *path)
 {
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
     char *dot;
 
+    if (pthread_once(&once, log_register_atfork) != 0)
+        return -1;
+    log_pid = getpid();
     if (name != NULL)
         snprintf(log_name, sizeof(log_name), "%s", name);
     if (service != NULL)
@@ -79,8 +96,8 @@ log_vwrite(const char *service, const char *level, const char *fmt, va_list ap)
     localtime_r(&now, &tm);
     n = strftime(line, sizeof(line), "%b %e %H:%M:%S ", &tm);
     r = snprintf(line + n, LOG_LINE_MAX - n, "%s %s/%s[%ld]: %s", log_host,
-                 log_name, service ? service : log_service, (long) getpid(),
-                 level);
+                 log_name, service ? service : log_service,
+                 (long) (log_pid ? log_pid : getpid()), level);
     if (r > 0)
         n += (size_t) r < LOG_LINE_MAX - n ? (size_t) r : LOG_LINE_MAX - n - 1;
     r = vsnprintf(line + n, LOG_LINE_MAX - n, fmt, ap);

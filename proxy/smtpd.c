@@ -1073,13 +1073,14 @@ smtpd_data_done(struct smtpd_sess *s, const struct filter_result *r)
     s->dec = smtpd_data_new(&smtpd_dec_cb, s, max,
                             (size_t) s->conf->header_limit, s->forbid_bare);
     b = buf_new(512, 8192 + 2 * (size_t) s->conf->line_limit);
+    buf_puts(b, "Received:");
     smtpd_received(s, b);
-    if (spool_write(s->sf, "Received:", 9) < 0
-        || spool_write(s->sf, buf_data(b), buf_len(b)) < 0
-        || spool_write(s->sf, "\r\n", 2) < 0)
+    buf_puts(b, "\r\n"); /* one write for the whole field */
+    if (spool_write(s->sf, buf_data(b), buf_len(b)) < 0)
         s->write_err = errno ? errno : EIO;
+    buf_truncate(b, buf_len(b) - 2);
     a.hname = "Received";
-    a.hvalue = buf_data(b);
+    a.hvalue = buf_data(b) + 9;
     filter_stage(s->fs, FILTER_HEADER, &a, NULL, NULL);
     buf_free(b);
 }

@@ -6,7 +6,7 @@
 # listener on [::1].
 . "$(dirname "$0")/lib.sh"
 need_binaries
-plan 19
+plan 20
 setup
 
 HAVE6=0
@@ -40,6 +40,8 @@ FRONT=$(child_pid smtpd)
 QMGR=$(child_pid qmgr)
 like "the master has an smtpd and a qmgr child" "$FRONT $QMGR" '^[0-9]+ [0-9]+$'
 is "banner from main.cf" "$(banner 2>&1)" "220 mx.test.example ESMTP first-banner"
+check "the front logs under its own PID (not the master's)" \
+    log_wait 10 "postfix/smtpd\[$FRONT\]: connect from"
 
 banner_conf second-banner
 kill -HUP "$MASTERPID"
