@@ -283,6 +283,30 @@ class Group:
     def rss_mb(self):
         return sum(vmrss_kb(p) for p in self.pids()) / 1024.0
 
+    def thread_cpu_s(self, comm):
+        """utime+stime of the group's threads named comm (their
+        /proc/PID/task/TID/comm), seconds: Sluice's scan threads are
+        "clamscan", so this is the CPU libclamav spent scanning."""
+        tck = os.sysconf("SC_CLK_TCK")
+        tot = 0
+        for p in self.pids():
+            try:
+                tids = os.listdir("/proc/%d/task" % p)
+            except OSError:
+                continue
+            for t in tids:
+                base = "/proc/%d/task/%s/" % (p, t)
+                try:
+                    with open(base + "comm") as f:
+                        if f.read().strip() != comm:
+                            continue
+                    with open(base + "stat") as f:
+                        v = f.read().rsplit(")", 1)[1].split()
+                    tot += int(v[11]) + int(v[12])
+                except (OSError, IndexError, ValueError):
+                    continue
+        return tot / tck
+
     def mem_mb(self):
         """(summed VmRSS, summed Pss) of the group's processes, MB."""
         rss = pss = 0

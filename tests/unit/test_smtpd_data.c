@@ -463,6 +463,31 @@ test_flags_8bit_nul(void **state)
     result_free(&r);
 }
 
+/* The 8-bit check reads 64 bytes at a time: a high byte at any offset,
+ * in pieces of any length (block, word and byte tails), is found; text
+ * without one is not flagged. */
+static void
+test_flags_8bit_every_offset(void **state)
+{
+    char in[300];
+    size_t len, pos, n;
+    struct result r;
+
+    for (len = 1; len <= 200; len += (len < 140 ? 1 : 7)) {
+        for (pos = 0; pos <= len; pos++) { /* pos == len: no high byte */
+            memset(in, 'x', len);
+            if (pos < len)
+                in[pos] = (char) 0x80;
+            memcpy(in + len, "\r\n.\r\n", 5);
+            n = len + 5;
+            decode(&r, in, n, 0, 0, 1);
+            assert_true(r.done);
+            assert_int_equal(r.flags, pos < len ? SMTPD_DATA_8BIT : 0);
+            result_free(&r);
+        }
+    }
+}
+
 static void
 test_big_chunk(void **state)
 {
@@ -568,6 +593,7 @@ main(void)
         cmocka_unit_test(test_bare_cr),
         cmocka_unit_test(test_pipelined),
         cmocka_unit_test(test_flags_8bit_nul),
+        cmocka_unit_test(test_flags_8bit_every_offset),
         cmocka_unit_test(test_big_chunk),
         cmocka_unit_test(test_splits),
         cmocka_unit_test(test_split_expectations),
