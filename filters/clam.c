@@ -20,10 +20,11 @@
  *  - EOM: the scan reads the message straight from a dup of the queue
  *    file through a pread callback (cl_fmap_open_handle maps offset 0..len
  *    of our handle; the callback adds spool_off, since libclamav wants
- *    page-aligned map offsets). A session that closes while its scan runs
- *    orphans the job: the done callback then only drops the engine ref.
- *    While the first load is still running, EOMs wait for it instead of
- *    getting the failure action.
+ *    page-aligned map offsets), into a heap map up to CLAM_HEAP_MAP_MAX
+ *    (clam.h says why), libclamav's aging map above. A session that closes
+ * while its scan runs orphans the job: the done callback then only drops the
+ * engine ref. While the first load is still running, EOMs wait for it instead
+ * of getting the failure action.
  *  - Scan limits: CL_SCAN_HEURISTIC_EXCEEDS_MAX makes a hit limit a
  *    "Heuristics.Limits.Exceeded.REASON" alert. libclamav 1.4 treats it as
  *    a deferred heuristic (no CL_SCAN_GENERAL_HEURISTIC_PRECEDENCE): the
@@ -738,7 +739,8 @@ clam_scan_work(void *arg)
     cl_fmap_t *map;
     cl_error_t rc;
 
-    map = cl_fmap_open_handle(j, 0, (size_t) j->len, clam_pread, 1);
+    map = cl_fmap_open_handle(j, 0, (size_t) j->len, clam_pread,
+                              j->len > CLAM_HEAP_MAP_MAX);
     if (map == NULL) {
         j->out = CLAM_O_FAIL;
         snprintf(j->text, sizeof(j->text), "cannot map the message");

@@ -50,6 +50,13 @@
 extern const struct filter_ops clam_filter_ops;
 
 struct clam_conf;
+
+/* Messages up to this size are scanned from a map libclamav keeps on the
+ * heap (cl_fmap_open_handle's use_aging 0): no mmap, page faults and
+ * munmap per scan, each of which costs a TLB shoot-down interrupt to the
+ * other cores in a multi-threaded process. Larger ones use its aging map,
+ * which releases pages as the scan moves on (memory bound). */
+#define CLAM_HEAP_MAP_MAX (2 * 1024 * 1024)
 /* Reads the clamav_* parameters; NULL with the reason in err on a bad
  * value (e.g. an unknown action). Loads nothing: ops->start does. */
 struct clam_conf *clam_conf_new(const struct cf *cf, struct buf *err);

@@ -12,7 +12,8 @@
  *
  * Like the product, each scan reads a region of a file (the message after
  * a prefix that stands in for the queue file's envelope records) through
- * cl_fmap_open_handle + cl_scanmap_callback: no copy in memory.
+ * cl_fmap_open_handle + cl_scanmap_callback, with the product's choice
+ * of map (filters/clam.h, CLAM_HEAP_MAP_MAX; -A: the aging map always).
  *
  * Messages: -m FILE (one template) or -m DIR (every regular file in it,
  * used round robin). Unless -s is given, every scan sees unique bytes:
@@ -45,6 +46,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "filters/clam.h"
 #include "lib/xalloc.h"
 #include "tests/bench/msgmark.h"
 
@@ -81,6 +83,7 @@ struct bench {
     size_t file_len; /* size of one scan file */
     unsigned long count;
     int same;
+    int aging; /* -A: libclamav's aging map for every size */
     const char *tmpdir;
     double *lat_ms; /* one slot per scan, written by the thread doing it */
     /* shared between threads */
@@ -112,7 +115,9 @@ usage(FILE *f)
             "  -s          same bytes every scan (clean-cache hits)\n"
             "  -C          clean cache off (CL_ENGINE_DISABLE_CACHE)\n"
             "  -E          expect a virus: exit 1 unless every scan is "
-            "infected\n",
+            "infected\n"
+            "  -A          libclamav's aging map for every message (the\n"
+            "              product uses a heap map up to CLAM_HEAP_MAP_MAX)\n",
             BENCH_COUNT_DEF, BENCH_COUNT_MAX, BENCH_THREADS_MAX);
 }
 
@@ -375,7 +380,8 @@ scan_thread(void *arg)
             continue;
         }
         t0 = now_ms();
-        map = cl_fmap_open_handle(&r, 0, m->len, bench_pread, 1);
+        map = cl_fmap_open_handle(&r, 0, m->len, bench_pread,
+                                  b->aging || m->len > CLAM_HEAP_MAP_MAX);
         if (map == NULL) {
             rc = CL_EMEM;
         } else {
@@ -599,7 +605,7 @@ main(int argc, char **argv)
     xalloc_tune(); /* the product's malloc settings (lib/xalloc.h) */
     memset(&b, 0, sizeof(b));
     pthread_mutex_init(&b.lock, NULL);
-    while ((c = getopt(argc, argv, "d:m:n:t:sCEh")) != -1) {
+    while ((c = getopt(argc, argv, "d:m:n:t:sCEAh")) != -1) {
         switch (c) {
         case 'd':
             dbdir = optarg;
@@ -625,6 +631,9 @@ main(int argc, char **argv)
             break;
         case 'E':
             expect_virus = 1;
+            break;
+        case 'A':
+            b.aging = 1;
             break;
         case 'h':
             usage(stdout);

@@ -437,6 +437,42 @@ test_clean_and_header(void **state)
     h_free(&h);
 }
 
+/* Either side of CLAM_HEAP_MAP_MAX (heap map below, libclamav's aging
+ * map above): EICAR on the message's last line is found, and a clean
+ * message is clean although EICAR follows it in the queue file (the map
+ * never reads past the message). */
+static void
+test_map_kinds(void **state)
+{
+    static const size_t sizes[] = {CLAM_HEAP_MAP_MAX - 4096 - 7,
+                                   CLAM_HEAP_MAP_MAX, CLAM_HEAP_MAP_MAX + 1,
+                                   CLAM_HEAP_MAP_MAX + 4096 + 13};
+    struct buf *b = buf_new(CLAM_HEAP_MAP_MAX + 8192, BUF_NOCAP);
+    struct h h;
+    struct res r;
+    size_t i, n;
+
+    h_init(&h, NULL);
+    for (i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
+        buf_sets(b, "From: <a@example.org>\r\nSubject: map\r\n\r\n");
+        while (buf_len(b) + 80 < sizes[i] - sizeof(EICAR) - 2)
+            buf_puts(b, "a line of filler text, the same again and again "
+                        "and again to the end\r\n");
+        n = sizes[i] - sizeof(EICAR) - 2 - buf_len(b);
+        while (n-- > 2)
+            buf_putc(b, 'x');
+        buf_puts(b, "\r\n");
+        r = scan(&h, buf_data(b), buf_len(b));
+        assert_int_equal(r.v, FILTER_CONTINUE);
+        buf_puts(b, EICAR "\r\n");
+        assert_int_equal(buf_len(b), sizes[i] - 1);
+        r = scan(&h, buf_data(b), buf_len(b));
+        assert_int_equal(r.v, FILTER_REJECT);
+    }
+    h_free(&h);
+    buf_free(b);
+}
+
 static void
 test_eicar_plain_and_actions(void **state)
 {
@@ -1189,6 +1225,7 @@ main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_clean_and_header),
         cmocka_unit_test(test_eicar_plain_and_actions),
+        cmocka_unit_test(test_map_kinds),
         cmocka_unit_test(test_eicar_base64_attachment),
         cmocka_unit_test(test_zip),
         cmocka_unit_test(test_recursion_limit),
