@@ -991,8 +991,8 @@ clam_start(void *conf, void *loop, struct buf *err)
     if (clam_lib_init(err) < 0)
         return -1;
     cc->loop = loop;
-    cc->pool = wpool_new(cc->loop, cc->threads, "clamscan");
-    cc->rpool = wpool_new(cc->loop, 1, "clamload");
+    cc->pool = wpool_new(cc->loop, cc->threads, "clamscan", WPOOL_BATCH);
+    cc->rpool = wpool_new(cc->loop, 1, "clamload", WPOOL_BATCH);
     cc->first_load = 1;
     clam_reload_submit(cc);
     if (cc->reload_interval > 0) {

@@ -12,6 +12,7 @@
  * drained batch under one lock.
  */
 #include <pthread.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -43,6 +44,7 @@ struct wpool {
     int waking; /* signals sent and not yet taken up by a worker */
     unsigned ntodo;
     unsigned pending;
+    int flags;
     char name[16];
 };
 
@@ -78,6 +80,12 @@ wpool_main(void *arg)
 
     if (p->name[0])
         (void) pthread_setname_np(pthread_self(), p->name);
+    if (p->flags & WPOOL_BATCH) {
+        struct sched_param sp = {0};
+
+        if (pthread_setschedparam(pthread_self(), SCHED_BATCH, &sp) != 0)
+            log_debug("wpool %s: SCHED_BATCH refused", p->name);
+    }
     pthread_mutex_lock(&p->mu);
     for (;;) {
         while (p->todo.head == NULL && !p->stopping) {
@@ -136,7 +144,7 @@ wpool_async_cb(struct ev_loop *loop, ev_async *w, int revents)
 }
 
 struct wpool *
-wpool_new(struct ev_loop *loop, int nthreads, const char *name)
+wpool_new(struct ev_loop *loop, int nthreads, const char *name, int flags)
 {
     struct wpool *p = xcalloc(1, sizeof(*p));
     int i;
@@ -145,6 +153,7 @@ wpool_new(struct ev_loop *loop, int nthreads, const char *name)
         nthreads = 1;
     if (name)
         snprintf(p->name, sizeof(p->name), "%s", name);
+    p->flags = flags;
     p->loop = loop;
     pthread_mutex_init(&p->mu, NULL);
     pthread_cond_init(&p->cond, NULL);

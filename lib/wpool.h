@@ -20,8 +20,15 @@ struct wpool;
 typedef void (*wpool_fn)(void *arg);
 
 /* name: the threads' name (ps -L, /proc/PID/task/TID/comm), at most
- * 15 bytes kept; NULL: the process's. */
-struct wpool *wpool_new(struct ev_loop *loop, int nthreads, const char *name);
+ * 15 bytes kept; NULL: the process's.
+ * WPOOL_BATCH: CPU-bound jobs (scans). The threads run under SCHED_BATCH,
+ * which the kernel treats as CPU-bound: other threads' wake-ups preempt
+ * them less eagerly (fewer switches in the middle of a scan, whose cache
+ * and TLB contents another task would evict). The loop and the I/O
+ * pools stay SCHED_OTHER, so they still get a core at once. */
+#define WPOOL_BATCH 1
+struct wpool *wpool_new(struct ev_loop *loop, int nthreads, const char *name,
+                        int flags);
 /* Waits for queued work to finish, runs pending done callbacks, joins. */
 void wpool_free(struct wpool *p); /* NULL ok */
 void wpool_submit(struct wpool *p, wpool_fn work, wpool_fn done, void *arg);

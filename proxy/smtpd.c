@@ -2475,7 +2475,7 @@ smtpd_run(const struct cf *cf, struct smtpd_listener *ls, size_t n,
                          nthr < 1     ? 1
                          : nthr > 256 ? 256
                                       : (int) nthr,
-                         "smtpd-io");
+                         "smtpd-io", 0);
     srv.lsn = xcalloc(n ? n : 1, sizeof(*srv.lsn));
     srv.nlsn = n;
     for (i = 0; i < n; i++) {

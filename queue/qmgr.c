@@ -1515,7 +1515,7 @@ qmgr_run(const struct cf *cf)
         goto fail;
     q->loop = ev_default_loop(0);
     v = cf_int(cf, "sluice_worker_threads");
-    q->pool = wpool_new(q->loop, v > 0 ? (int) v : 1, "qmgr-io");
+    q->pool = wpool_new(q->loop, v > 0 ? (int) v : 1, "qmgr-io", 0);
 
     ev_io_init(&q->sock_w, qmgr_sock_cb, q->sock, EV_READ);
     q->sock_w.data = q;

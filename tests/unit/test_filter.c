@@ -621,7 +621,7 @@ static void
 test_threaded(void **state)
 {
     struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
-    struct wpool *pool = wpool_new(loop, 3, NULL);
+    struct wpool *pool = wpool_new(loop, 3, NULL, 0);
     struct tf a, b, c;
     struct tf *tfs[] = {&a, &b, &c};
     struct filter_chain *ch;

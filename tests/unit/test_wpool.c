@@ -16,6 +16,7 @@
 
 #include <cmocka.h>
 #include <dirent.h>
+#include <sched.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -68,14 +69,20 @@ job_done(void *arg)
 }
 
 static void
-ctx_init(struct ctx *c, struct ev_loop *loop, int nthreads)
+ctx_init_flags(struct ctx *c, struct ev_loop *loop, int nthreads, int flags)
 {
-    c->pool = wpool_new(loop, nthreads, "test-pool");
+    c->pool = wpool_new(loop, nthreads, "test-pool", flags);
     c->loop_thread = pthread_self();
     pthread_mutex_init(&c->mu, NULL);
     pthread_cond_init(&c->cond, NULL);
     c->worked = c->done = c->wrong_done = c->wrong_work = 0;
     c->gate = 1;
+}
+
+static void
+ctx_init(struct ctx *c, struct ev_loop *loop, int nthreads)
+{
+    ctx_init_flags(c, loop, nthreads, 0);
 }
 
 static void
@@ -305,18 +312,15 @@ test_all_workers_woken(void **state)
     ev_loop_destroy(loop);
 }
 
-/* ps -L and /proc/PID/task/TID/comm show the pool's name. */
-static void
-test_thread_name(void **state)
+/* ps -L and /proc/PID/task/TID/comm show the pool's name; WPOOL_BATCH
+ * threads run under SCHED_BATCH, the others (and the caller) do not. */
+static int
+count_threads(const char *name, int policy)
 {
-    struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
     struct dirent *de;
-    struct ctx c;
     DIR *d;
-    int named = 0;
+    int n = 0;
 
-    ctx_init(&c, loop, 3);
-    usleep(20000); /* the threads name themselves as they start */
     assert_non_null(d = opendir("/proc/self/task"));
     while ((de = readdir(d)) != NULL) {
         char path[300], comm[32] = "";
@@ -327,14 +331,33 @@ test_thread_name(void **state)
         snprintf(path, sizeof(path), "/proc/self/task/%s/comm", de->d_name);
         if ((f = fopen(path, "r")) == NULL)
             continue;
-        if (fgets(comm, sizeof(comm), f) && strcmp(comm, "test-pool\n") == 0)
-            named++;
+        if (fgets(comm, sizeof(comm), f)
+            && strncmp(comm, name, strlen(name)) == 0
+            && comm[strlen(name)] == '\n'
+            && sched_getscheduler(atoi(de->d_name)) == policy)
+            n++;
         fclose(f);
     }
     closedir(d);
-    assert_int_equal(named, 3);
+    return n;
+}
+
+static void
+test_thread_name(void **state)
+{
+    struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
+    struct ctx c, b;
+
+    ctx_init(&c, loop, 3);
+    ctx_init_flags(&b, loop, 2, WPOOL_BATCH);
+    usleep(20000); /* the threads name themselves as they start */
+    assert_int_equal(count_threads("test-pool", SCHED_OTHER), 3);
+    assert_int_equal(count_threads("test-pool", SCHED_BATCH), 2);
+    assert_int_equal(sched_getscheduler(0), SCHED_OTHER);
     wpool_free(c.pool);
+    wpool_free(b.pool);
     ctx_fini(&c);
+    ctx_fini(&b);
     ev_loop_destroy(loop);
 }
 
