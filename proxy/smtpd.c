@@ -2470,6 +2470,9 @@ smtpd_run(const struct cf *cf, struct smtpd_listener *ls, size_t n,
     if (srv.loop == NULL)
         log_fatal("cannot initialise the event loop");
     srv.chain = chain;
+    if (spool_dirs_open(cf_str(cf, "queue_directory")) < 0)
+        log_debug("%s: queue directories not kept open: %s",
+                  cf_str(cf, "queue_directory"), strerror(errno));
     nthr = cf_int(cf, "sluice_worker_threads");
     srv.pool = wpool_new(srv.loop,
                          nthr < 1     ? 1

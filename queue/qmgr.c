@@ -1511,6 +1511,9 @@ qmgr_run(const struct cf *cf)
         log_error("%s", buf_data(err));
         goto fail;
     }
+    if (spool_dirs_open(q->qdir) < 0) /* before the pool's threads */
+        log_debug("%s: queue directories not kept open: %s", q->qdir,
+                  strerror(errno));
     if (qmgr_open_maps(q) < 0 || qmgr_bind(q) < 0)
         goto fail;
     q->loop = ev_default_loop(0);

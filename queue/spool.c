@@ -58,6 +58,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -203,6 +204,82 @@ spool_path(const char *qdir, const char *queue, const char *name)
     return p;
 }
 
+/* Queue subdirectories opened once by a long-running process
+ * (spool_dirs_open): the hot paths (a new file's ID check, taking a file
+ * from free/, the commit's rename and directory fsync, the queue
+ * manager's moves) look names up relative to these fds, one path
+ * component instead of the whole absolute path, and fsync a directory
+ * without opening it (Postfix chdir()s into its queue directory for the
+ * same reason). Set before any thread starts, read-only afterwards; any
+ * other queue directory (tests, the CLI) goes by absolute paths. */
+static const char *const spool_subdirs[] = {"incoming", "active",  "deferred",
+                                            "hold",     "corrupt", "free"};
+#define SPOOL_NSUBDIRS (sizeof(spool_subdirs) / sizeof(spool_subdirs[0]))
+static char *spool_dirs_qdir;
+static int spool_dirs_fd[SPOOL_NSUBDIRS];
+
+int
+spool_dirs_open(const char *qdir)
+{
+    int fd[SPOOL_NSUBDIRS];
+    size_t i, j;
+
+    if (spool_dirs_qdir != NULL)
+        return strcmp(spool_dirs_qdir, qdir) == 0 ? 0 : -1;
+    for (i = 0; i < SPOOL_NSUBDIRS; i++) {
+        char *path = spool_path(qdir, spool_subdirs[i], "");
+
+        fd[i] = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        free(path);
+        if (fd[i] < 0) {
+            int saved = errno;
+
+            for (j = 0; j < i; j++)
+                close(fd[j]);
+            errno = saved;
+            return -1;
+        }
+    }
+    memcpy(spool_dirs_fd, fd, sizeof(fd));
+    spool_dirs_qdir = xstrdup(qdir);
+    return 0;
+}
+
+/* The opened fd of qdir/queue, or -1. */
+static int
+spool_dirfd(const char *qdir, const char *queue)
+{
+    size_t i;
+
+    if (spool_dirs_qdir == NULL || strcmp(spool_dirs_qdir, qdir) != 0)
+        return -1;
+    for (i = 0; i < SPOOL_NSUBDIRS; i++)
+        if (strcmp(spool_subdirs[i], queue) == 0)
+            return spool_dirs_fd[i];
+    return -1;
+}
+
+/* Where qdir/queue/name is for the *at() calls: (the opened directory,
+ * name), or (AT_FDCWD, the absolute path written into buf). -1 with
+ * ENAMETOOLONG when the path does not fit. */
+static int
+spool_at(const char *qdir, const char *queue, const char *name, char *buf,
+         size_t bufsz, const char **out)
+{
+    int dfd = spool_dirfd(qdir, queue);
+
+    if (dfd >= 0) {
+        *out = name;
+        return dfd;
+    }
+    if ((size_t) snprintf(buf, bufsz, "%s/%s/%s", qdir, queue, name) >= bufsz) {
+        errno = ENAMETOOLONG;
+        return -1;
+    }
+    *out = buf;
+    return AT_FDCWD;
+}
+
 static int
 spool_pwrite_all(int fd, const void *p, size_t n, off_t off)
 {
@@ -250,8 +327,12 @@ spool_pread_all(int fd, void *p, size_t n, off_t off)
 static int
 spool_sync_dir(const char *qdir, const char *queue)
 {
-    char *path = spool_path(qdir, queue, ".");
+    char *path;
     int fd, r = -1, saved;
+
+    if ((fd = spool_dirfd(qdir, queue)) >= 0)
+        return fsync(fd);
+    path = spool_path(qdir, queue, ".");
 
     fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (fd < 0)
@@ -479,28 +560,25 @@ spool_locate(const char *qdir, const char *id)
 int
 spool_move(const char *qdir, const char *id, const char *from, const char *to)
 {
-    char *src = NULL, *dst = NULL;
-    int r = -1;
+    char sbuf[PATH_MAX], dbuf[PATH_MAX];
+    const char *src, *dst;
+    int sfd, dfd;
 
     if (!spool_valid_id(id) || !spool_valid_queue(from)
         || !spool_valid_queue(to)) {
         errno = EINVAL;
         return -1;
     }
-    src = spool_path(qdir, from, id);
-    dst = spool_path(qdir, to, id);
-    if (rename(src, dst) < 0)
-        goto fail;
+    if ((sfd = spool_at(qdir, from, id, sbuf, sizeof(sbuf), &src)) == -1
+        || (dfd = spool_at(qdir, to, id, dbuf, sizeof(dbuf), &dst)) == -1
+        || renameat(sfd, src, dfd, dst) < 0)
+        return -1;
     /* Every queue but hold is scanned at start-up, so a move that a crash
      * undoes only delays mail; into and out of hold it must last. */
     if ((strcmp(to, "hold") == 0 || strcmp(from, "hold") == 0)
         && spool_sync_dir(qdir, to) < 0)
-        goto fail;
-    r = 0;
-fail:
-    free(src);
-    free(dst);
-    return r;
+        return -1;
+    return 0;
 }
 
 void
@@ -563,14 +641,16 @@ spool_file_new(const char *qdir, const char *id, const char *tmp, int fd)
 static int
 spool_id_in_use(const char *qdir, const char *id)
 {
+    char buf[PATH_MAX];
+    const char *name;
     struct stat st;
     size_t i;
+    int dfd;
 
     for (i = 0; i < SPOOL_NQUEUES; i++) {
-        char *path = spool_path(qdir, spool_queues[i], id);
-        int r = lstat(path, &st);
-        free(path);
-        if (r == 0 || errno != ENOENT)
+        dfd = spool_at(qdir, spool_queues[i], id, buf, sizeof(buf), &name);
+        if (dfd == -1 || fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0
+            || errno != ENOENT)
             return 1;
     }
     return 0;
@@ -604,18 +684,16 @@ spool_free_slot(unsigned *ctr, int advance)
 int
 spool_remove(const char *qdir, const char *path, int fd)
 {
+    char name[16], buf[PATH_MAX];
+    const char *dst;
     struct stat st;
-    char name[16];
-    char *dst;
-    int r;
+    int dfd;
 
     if (fd >= 0 && fstat(fd, &st) == 0 && S_ISREG(st.st_mode)
         && st.st_nlink == 1 && st.st_size <= SPOOL_FREE_MAX) {
         snprintf(name, sizeof(name), "%u", spool_free_slot(&spool_free_put, 1));
-        dst = spool_path(qdir, "free", name);
-        r = rename(path, dst);
-        free(dst);
-        if (r == 0)
+        dfd = spool_at(qdir, "free", name, buf, sizeof(buf), &dst);
+        if (dfd != -1 && renameat(AT_FDCWD, path, dfd, dst) == 0)
             return 0;
         /* no free/ (or another error): unlink below; a file that is gone
          * already is not an error there either */
@@ -625,24 +703,25 @@ spool_remove(const char *qdir, const char *path, int fd)
     return 0;
 }
 
-/* Move a free file to path (which must not exist): its fd, or -1. */
+/* Move a free file to incoming/name (which must not exist): its fd, or
+ * -1. */
 static int
-spool_reuse(const char *qdir, const char *path)
+spool_reuse(const char *qdir, const char *name)
 {
-    char name[16];
-    char *src;
-    int fd, r;
+    char slot[16], sbuf[PATH_MAX], dbuf[PATH_MAX];
+    const char *src, *dst;
+    int sfd, dfd, fd;
 
-    snprintf(name, sizeof(name), "%u", spool_free_slot(&spool_free_get, 0));
-    src = spool_path(qdir, "free", name);
-    r = renameat2(AT_FDCWD, src, AT_FDCWD, path, RENAME_NOREPLACE);
-    free(src);
-    if (r < 0)
+    snprintf(slot, sizeof(slot), "%u", spool_free_slot(&spool_free_get, 0));
+    if ((sfd = spool_at(qdir, "free", slot, sbuf, sizeof(sbuf), &src)) == -1
+        || (dfd = spool_at(qdir, "incoming", name, dbuf, sizeof(dbuf), &dst))
+               == -1
+        || renameat2(sfd, src, dfd, dst, RENAME_NOREPLACE) < 0)
         return -1;
     (void) spool_free_slot(&spool_free_get, 1);
-    fd = open(path, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
+    fd = openat(dfd, dst, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
     if (fd < 0)
-        unlink(path);
+        unlinkat(dfd, dst, 0);
     return fd;
 }
 
@@ -663,10 +742,13 @@ spool_create(const char *qdir, struct buf *err)
         snprintf(name, sizeof(name), ".%s", id);
         free(path);
         path = spool_path(qdir, "incoming", name);
-        reused = tries == 0 ? spool_reuse(qdir, path) : -1;
-        fd = reused >= 0
-                 ? reused
-                 : open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+        reused = tries == 0 ? spool_reuse(qdir, name) : -1;
+        if ((fd = reused) < 0) {
+            int dfd = spool_dirfd(qdir, "incoming");
+
+            fd = openat(dfd >= 0 ? dfd : AT_FDCWD, dfd >= 0 ? name : path,
+                        O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+        }
         if (fd < 0) {
             if (errno == EEXIST)
                 continue;
@@ -947,6 +1029,21 @@ fail:
     return -1;
 }
 
+/* Rename sf's temp file to queue/ID. */
+static int
+spool_rename_in(struct spool_file *sf, const char *queue)
+{
+    char buf[PATH_MAX];
+    const char *dst;
+    int sfd = spool_dirfd(sf->qdir, "incoming"), dfd;
+
+    if ((dfd = spool_at(sf->qdir, queue, sf->id, buf, sizeof(buf), &dst)) == -1)
+        return -1;
+    if (sfd >= 0)
+        return renameat(sfd, strrchr(sf->tmp_path, '/') + 1, dfd, dst);
+    return renameat(AT_FDCWD, sf->tmp_path, dfd, dst);
+}
+
 int
 spool_commit(struct spool_file *sf, const char *queue)
 {
@@ -961,7 +1058,7 @@ spool_commit(struct spool_file *sf, const char *queue)
     if (fsync(sf->fd) < 0)
         return -1;
     dst = spool_path(sf->qdir, queue, sf->id);
-    if (rename(sf->tmp_path, dst) < 0)
+    if (spool_rename_in(sf, queue) < 0)
         goto fail;
     if (spool_sync_dir(sf->qdir, queue) < 0
         || (strcmp(queue, "incoming") != 0
@@ -1006,12 +1103,10 @@ spool_commit_batch(struct spool_file **sf, const char **queue, int *rc,
     for (i = 0; i < n; i++) {
         if (rc[i] != 0)
             continue;
-        dst = spool_path(sf[i]->qdir, queue[i], sf[i]->id);
-        if (rename(sf[i]->tmp_path, dst) < 0)
+        if (spool_rename_in(sf[i], queue[i]) < 0)
             rc[i] = errno ? errno : EIO;
         else if (strcmp(queue[i], "hold") == 0)
             dirty_hold = 1;
-        free(dst);
     }
     /* incoming/ lost the temp names (and gained the new files). */
     if (n > 0 && spool_sync_dir(sf[0]->qdir, "incoming") < 0)

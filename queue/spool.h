@@ -70,6 +70,10 @@ void spool_env_free(struct spool_env *e); /* frees fields, not e */
 
 /* Queue directory */
 int spool_mkdirs(const char *qdir, struct buf *err);
+/* A long-running process opens qdir's subdirectories once, before its
+ * threads start: later calls for qdir look names up relative to them.
+ * 0, or -1 (errno; absolute paths are used then). */
+int spool_dirs_open(const char *qdir);
 int spool_new_id(char id[SPOOL_ID_SIZE]);
 /* Which queue holds id: "incoming", "active", ... or NULL. */
 const char *spool_locate(const char *qdir, const char *id);

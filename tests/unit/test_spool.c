@@ -1440,6 +1440,46 @@ test_qadmin_flush(void **state)
     assert_non_null(strstr(buf_data(f->err), "/nonexistent/q/deferred"));
 }
 
+/* With the queue's subdirectories kept open (spool_dirs_open, as the
+ * daemons do) every operation goes through them: the create, commit,
+ * batch commit, hold, reuse and move tests pass again that way, and after
+ * the queue directory is renamed a new file still lands in it (proof that
+ * the open directories, not the path, are used). Last in the list: the
+ * opened directories are process-wide. */
+static void
+test_dirs_open(void **state)
+{
+    struct fx *f = *state;
+    struct spool_rcpt r = {"x@example.net", NULL, 0, 0};
+    struct spool_env env = {.sender = "a@b", .rcpt = &r, .nrcpt = 1};
+    struct spool_file *sf;
+    char moved[sizeof(f->dir) + 8], path[512], id[SPOOL_ID_SIZE];
+    struct stat st;
+
+    assert_int_equal(spool_dirs_open(f->dir), 0);
+    assert_int_equal(spool_dirs_open(f->dir), 0); /* again: the same */
+    assert_int_equal(spool_dirs_open("/nonexistent/queue"), -1);
+    test_remove_reuse(state); /* first: it counts the files in incoming/ */
+    test_commit_batch(state);
+    test_locate_move(state);
+
+    snprintf(moved, sizeof(moved), "%s.moved", f->dir);
+    assert_int_equal(rename(f->dir, moved), 0);
+    sf = spool_create(f->dir, f->err);
+    assert_non_null(sf);
+    memcpy(id, spool_id(sf), SPOOL_ID_SIZE);
+    assert_int_equal(spool_write(sf, "Subject: m\r\n\r\nx\r\n", 18), 0);
+    assert_int_equal(spool_finish(sf, &env), 0);
+    assert_int_equal(spool_commit(sf, "incoming"), 0);
+    spool_free(sf);
+    snprintf(path, sizeof(path), "%s/incoming/%s", moved, id);
+    assert_int_equal(stat(path, &st), 0);
+    assert_int_equal(spool_move(f->dir, id, "incoming", "deferred"), 0);
+    snprintf(path, sizeof(path), "%s/deferred/%s", moved, id);
+    assert_int_equal(stat(path, &st), 0);
+    assert_int_equal(rename(moved, f->dir), 0);
+}
+
 int
 main(void)
 {
@@ -1471,6 +1511,7 @@ main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_qadmin_cat, setup, teardown),
         cmocka_unit_test_setup_teardown(test_qadmin_flush, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_dirs_open, setup, teardown),
     };
 
     setenv("TZ", "UTC", 1);
