@@ -259,6 +259,33 @@ spool_dirfd(const char *qdir, const char *queue)
     return -1;
 }
 
+/* An absolute path as (directory fd, name) when it names a file right in
+ * one of the open subdirectories; else (AT_FDCWD, path). */
+static int
+spool_split(const char *path, const char **name)
+{
+    size_t n, i, k;
+    const char *rest;
+
+    *name = path;
+    if (spool_dirs_qdir == NULL)
+        return AT_FDCWD;
+    n = strlen(spool_dirs_qdir);
+    if (strncmp(path, spool_dirs_qdir, n) != 0 || path[n] != '/')
+        return AT_FDCWD;
+    for (i = 0; i < SPOOL_NSUBDIRS; i++) {
+        k = strlen(spool_subdirs[i]);
+        rest = path + n + 1 + k + 1;
+        if (strncmp(path + n + 1, spool_subdirs[i], k) == 0
+            && path[n + 1 + k] == '/' && *rest != '\0'
+            && strchr(rest, '/') == NULL) {
+            *name = rest;
+            return spool_dirs_fd[i];
+        }
+    }
+    return AT_FDCWD;
+}
+
 /* Where qdir/queue/name is for the *at() calls: (the opened directory,
  * name), or (AT_FDCWD, the absolute path written into buf). -1 with
  * ENAMETOOLONG when the path does not fit. */
@@ -685,20 +712,20 @@ int
 spool_remove(const char *qdir, const char *path, int fd)
 {
     char name[16], buf[PATH_MAX];
-    const char *dst;
+    const char *dst, *src;
     struct stat st;
-    int dfd;
+    int dfd, sfd = spool_split(path, &src);
 
     if (fd >= 0 && fstat(fd, &st) == 0 && S_ISREG(st.st_mode)
         && st.st_nlink == 1 && st.st_size <= SPOOL_FREE_MAX) {
         snprintf(name, sizeof(name), "%u", spool_free_slot(&spool_free_put, 1));
         dfd = spool_at(qdir, "free", name, buf, sizeof(buf), &dst);
-        if (dfd != -1 && renameat(AT_FDCWD, path, dfd, dst) == 0)
+        if (dfd != -1 && renameat(sfd, src, dfd, dst) == 0)
             return 0;
         /* no free/ (or another error): unlink below; a file that is gone
          * already is not an error there either */
     }
-    if (unlink(path) < 0 && errno != ENOENT)
+    if (unlinkat(sfd, src, 0) < 0 && errno != ENOENT)
         return -1;
     return 0;
 }
@@ -1549,7 +1576,12 @@ spool_read(const char *path, struct buf *err)
     size_t env_len;
     int fd;
 
-    fd = open(path, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
+    {
+        const char *name;
+        int dfd = spool_split(path, &name);
+
+        fd = openat(dfd, name, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
+    }
     if (fd < 0) {
         spool_err(err, "open %s: %s", path, strerror(errno));
         return NULL;

@@ -1443,8 +1443,9 @@ test_qadmin_flush(void **state)
 /* With the queue's subdirectories kept open (spool_dirs_open, as the
  * daemons do) every operation goes through them: the create, commit,
  * batch commit, hold, reuse and move tests pass again that way, and after
- * the queue directory is renamed a new file still lands in it (proof that
- * the open directories, not the path, are used). Last in the list: the
+ * the queue directory is renamed a new file still lands in it and is
+ * moved, read and removed by its old path (proof that the open
+ * directories, not the path, are used). Last in the list: the
  * opened directories are process-wide. */
 static void
 test_dirs_open(void **state)
@@ -1453,6 +1454,7 @@ test_dirs_open(void **state)
     struct spool_rcpt r = {"x@example.net", NULL, 0, 0};
     struct spool_env env = {.sender = "a@b", .rcpt = &r, .nrcpt = 1};
     struct spool_file *sf;
+    struct spool_msg *m;
     char moved[sizeof(f->dir) + 8], path[512], id[SPOOL_ID_SIZE];
     struct stat st;
 
@@ -1477,6 +1479,15 @@ test_dirs_open(void **state)
     assert_int_equal(spool_move(f->dir, id, "incoming", "deferred"), 0);
     snprintf(path, sizeof(path), "%s/deferred/%s", moved, id);
     assert_int_equal(stat(path, &st), 0);
+    /* read and remove by the old absolute path: through the open dirs */
+    snprintf(path, sizeof(path), "%s/deferred/%s", f->dir, id);
+    m = spool_read(path, f->err);
+    assert_non_null(m);
+    assert_string_equal(m->env.id, id);
+    assert_int_equal(spool_remove(f->dir, path, m->fd), 0);
+    spool_msg_free(m);
+    snprintf(path, sizeof(path), "%s/deferred/%s", moved, id);
+    assert_int_equal(stat(path, &st), -1);
     assert_int_equal(rename(moved, f->dir), 0);
 }
 
