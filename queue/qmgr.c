@@ -15,7 +15,10 @@
  *            finished job's outcomes are marked in the file and synced
  *            in the pool
  *   FINISH   pool: final sync, then unlink (all done), or mtime = next
- *            retry and move to deferred/, or move to hold/ (expired)
+ *            retry and move to deferred/, or move to hold/ (expired);
+ *            a delivered file with no notice to make needs no sync: its
+ *            move into free/ (or unlink) runs on the loop
+ *            (qmgr_finish_work called directly)
  * A file that vanishes under us (an admin deleted or moved it) is dropped
  * quietly. At start everything in active/ goes back to incoming/: the
  * recipients already marked in the file are never delivered again.
@@ -26,8 +29,9 @@
  *
  * Owns: its messages, jobs, destinations, the socket, the transport_maps
  * tables and the worker pool. Borrows: the cf (read-only, checked).
- * Threads: the loop thread; the *_work functions run in the pool and
- * touch only their own struct qmgr_msg.
+ * Threads: the loop thread; the *_work functions run in the pool (or,
+ * qmgr_finish_work in the case above, on the loop) and touch only their
+ * own struct qmgr_msg.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -848,6 +852,15 @@ qmgr_finish(struct qmgr_msg *m)
             b = q->max_backoff;
         m->end = QMGR_END_DEFER;
         m->retry = (long long) (now + 0.999) + b; /* round up */
+    }
+    /* The common end, a delivered file and no notice to make, is one
+     * rename into free/ (or an unlink), no fsync: done here, as the front
+     * takes files from free/ on its loop, rather than with a round trip
+     * through the pool (a wake-up and a context switch each way). */
+    if (m->end == QMGR_END_REMOVE && m->nfail == 0) {
+        qmgr_finish_work(m);
+        qmgr_finish_done(m);
+        return;
     }
     wpool_submit(q->pool, qmgr_finish_work, qmgr_finish_done, m);
 }
