@@ -474,6 +474,18 @@ smtpd_reject(struct smtpd_sess *s, const struct filter_result *r,
  * Output and input
  */
 
+/* Waiting for the filters' verdict or the commit, the only reply the
+ * client is owed: it normally sends nothing meanwhile, so the read
+ * watcher is left running (stopping and restarting it costs two
+ * epoll_ctl calls per message) and smtpd_read_cb stops it only if input
+ * does arrive. */
+static int
+smtpd_lazy_wait(const struct smtpd_sess *s)
+{
+    return s->waiting || s->state == SMTPD_S_FILTER
+           || s->state == SMTPD_S_COMMIT;
+}
+
 static void
 smtpd_update_io(struct smtpd_sess *s)
 {
@@ -484,13 +496,20 @@ smtpd_update_io(struct smtpd_sess *s)
         return;
     rd = !s->closing && !s->waiting && !s->sleeping && !s->backlog_paused
          && buf_len(s->out) < SMTPD_OUT_HIGH && buf_len(s->in) < s->in->cap;
+    if (smtpd_lazy_wait(s) && !s->closing && !s->sleeping
+        && !s->backlog_paused && buf_len(s->out) < SMTPD_OUT_HIGH
+        && buf_len(s->in) < s->in->cap)
+        rd = -1; /* leave the read watcher as it is */
     switch (s->state) {
     case SMTPD_S_LOOKUP:
     case SMTPD_S_GREET:
-    case SMTPD_S_FILTER:
-    case SMTPD_S_COMMIT:
     case SMTPD_S_QUIT:
         rd = 0;
+        break;
+    case SMTPD_S_FILTER:
+    case SMTPD_S_COMMIT:
+        if (rd > 0)
+            rd = 0;
         break;
     case SMTPD_S_HELO:
     case SMTPD_S_MAIL:
@@ -498,9 +517,9 @@ smtpd_update_io(struct smtpd_sess *s)
     case SMTPD_S_DATA:
         break;
     }
-    if (rd)
+    if (rd > 0)
         ev_io_start(loop, &s->rio);
-    else
+    else if (rd == 0)
         ev_io_stop(loop, &s->rio);
     if (buf_len(s->out) > 0 && !s->sleeping)
         ev_io_start(loop, &s->wio);
@@ -577,6 +596,10 @@ smtpd_read_cb(struct ev_loop *loop, ev_io *w, int revents)
 
     if (s->dead)
         return;
+    if (smtpd_lazy_wait(s)) { /* input while we owe a reply: later */
+        ev_io_stop(loop, w);
+        return;
+    }
     /* Read what fits: a client that only sends commands keeps a small
      * buffer (10,000 idle sessions), one that streams DATA fills it, and
      * then it doubles up to SMTPD_READ_CHUNK per read. */

@@ -2,10 +2,12 @@
 # SPDX-License-Identifier: GPL-2.0-or-later
 # t_pipelining.sh - a whole session in one write (RFC 2920): replies in
 # order, both messages delivered; a pipelined transaction whose RCPT
-# fails: DATA is refused and the message lines that follow are commands.
+# fails: DATA is refused and the message lines that follow are commands;
+# commands that arrive while the end of data is being filtered and
+# committed wait and are answered in order.
 . "$(dirname "$0")/lib.sh"
 need_binaries
-plan 15
+plan 17
 setup
 write_conf
 start_sink
@@ -78,5 +80,37 @@ tap(len(codes) >= 8 and codes[7] == 221, "QUIT still answered 221", *got)
 c.close()
 time.sleep(1)
 tap(not any(b"smuggled" in x for e, x in sink_msgs()), "nothing of it is delivered")
+
+# Commands sent right behind the dot, each in its own packet, while the
+# server still owes the dot's reply (its filters and the commit run):
+# they wait in the socket and are answered, in order, after the 250.
+import socket as _s
+c = Client(port)
+c.sock.setsockopt(_s.IPPROTO_TCP, _s.TCP_NODELAY, 1)
+c.reply()
+for cmd in (b"EHLO client.test\r\n", b"MAIL FROM:<p@example.org>\r\n",
+            b"RCPT TO:<r5@example.net>\r\n", b"DATA\r\n"):
+    c.send(cmd)
+    c.reply()
+m3 = (b"From: p@example.org\r\nSubject: behind the dot\r\n"
+      b"Message-ID: <pipe-3@example.org>\r\n\r\nthird body\r\n")
+c.send(dotstuff(m3))
+c.send(b"NOOP\r\n")
+c.send(b"MAIL FROM:<p@example.org>\r\n")
+c.send(b"QUIT\r\n")
+got = []
+try:
+    for _ in range(4):
+        got.append(c.reply())
+except Exception as ex:
+    got.append(repr(ex))
+codes = [r.code if isinstance(r, Reply) else r for r in got]
+tap(codes == [250, 250, 250, 221] and queued_id(got[0]),
+    "commands sent during the end-of-data wait: . NOOP MAIL QUIT answered in order",
+    codes, *got)
+c.close()
+d = sink_find(r"pipe-3@")
+tap(d and split_received(d[1])[1] == m3, "and the message is delivered intact",
+    d and d[1][:400])
 PY
 check "queue is empty" wait_for 10 queue_empty
