@@ -16,6 +16,16 @@ start_ok
 pytap <<'PY'
 from sink import *
 port = int(env("PORT"))
+def replies(c, n):
+    """Up to n replies (an exception's text ends the list) and their codes."""
+    got = []
+    try:
+        for _ in range(n):
+            got.append(c.reply())
+    except Exception as ex:
+        got.append(repr(ex))
+    return got, [r.code if isinstance(r, Reply) else r for r in got]
+
 m1 = (b"From: p@example.org\r\nTo: r1@example.net\r\nSubject: pipelined one\r\n"
       b"Message-ID: <pipe-1@example.org>\r\n\r\n.first body\r\n")
 m2 = (b"From: p@example.org\r\nTo: r4@example.net\r\nSubject: pipelined two\r\n"
@@ -29,13 +39,7 @@ burst = (b"EHLO client.test\r\nMAIL FROM:<p@example.org>\r\n"
          b"MAIL FROM:<p@example.org>\r\nRCPT TO:<r4@example.net>\r\nDATA\r\n" +
          dotstuff(m2) + b"QUIT\r\n")
 c.send(burst)
-got = []
-try:
-    for _ in range(12):
-        got.append(c.reply())
-except Exception as ex:
-    got.append(repr(ex))
-codes = [r.code if isinstance(r, Reply) else r for r in got]
+got, codes = replies(c, 12)
 tap(codes == [250, 250, 250, 250, 250, 354, 250, 250, 250, 354, 250, 221],
     "one write: replies EHLO MAIL RCPT*3 DATA . MAIL RCPT DATA . QUIT in order",
     codes, *got)
@@ -64,13 +68,7 @@ c.reply()
 c.send(b"EHLO client.test\r\nMAIL FROM:<p@example.org>\r\n"
        b"RCPT TO:<bad address@@example.net>\r\nDATA\r\n"
        b"Subject: smuggled\r\nhello world\r\n.\r\nQUIT\r\n")
-got = []
-try:
-    for _ in range(8):
-        got.append(c.reply())
-except Exception as ex:
-    got.append(repr(ex))
-codes = [r.code if isinstance(r, Reply) else r for r in got]
+got, codes = replies(c, 8)
 tap(codes[:3] == [250, 250, 501], "bad RCPT in a pipelined group gets 501", *got)
 tap(len(codes) > 3 and codes[3] in (503, 554) and "5.5.1" in got[3].text,
     "DATA after the only RCPT failed: 554 5.5.1 or 503 5.5.1", *got)
@@ -98,13 +96,7 @@ c.send(dotstuff(m3))
 c.send(b"NOOP\r\n")
 c.send(b"MAIL FROM:<p@example.org>\r\n")
 c.send(b"QUIT\r\n")
-got = []
-try:
-    for _ in range(4):
-        got.append(c.reply())
-except Exception as ex:
-    got.append(repr(ex))
-codes = [r.code if isinstance(r, Reply) else r for r in got]
+got, codes = replies(c, 4)
 tap(codes == [250, 250, 250, 221] and queued_id(got[0]),
     "commands sent during the end-of-data wait: . NOOP MAIL QUIT answered in order",
     codes, *got)
