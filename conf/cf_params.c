@@ -212,6 +212,9 @@ const struct cf_param cf_params[] = {
     {"smtp_destination_recipient_limit", CF_INT,
      "$default_destination_recipient_limit", 0,
      "recipients per SMTP delivery to one destination"},
+    {"smtp_discard_ehlo_keywords", CF_LIST, "", 0,
+     "EHLO keywords the SMTP client ignores (e.g. pipelining for a broken "
+     "server); silent-discard: do not log it"},
     {"smtp_helo_name", CF_STR, "$myhostname", 0,
      "host name sent in the SMTP EHLO or HELO command"},
     {"smtp_helo_timeout", CF_TIME, "300s", 's',

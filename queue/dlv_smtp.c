@@ -116,6 +116,7 @@ struct smtp_sess {
     char dsn[16];
 
     struct smtp_ext ext; /* from the EHLO reply */
+    char discarded[128]; /* its keywords in smtp_discard_ehlo_keywords */
 
     /* Recipients. */
     size_t cur;    /* the RCPT whose reply comes next */
@@ -589,7 +590,21 @@ smtp_addr_ok(const char *a)
 static void
 smtp_ehlo_line(struct smtp_sess *s, const char *kw, size_t len)
 {
+    char *const *d = cf_list(s->job->cf, "smtp_discard_ehlo_keywords");
+    size_t n = strcspn(kw, " "), used;
     char *end;
+
+    if (n > len)
+        n = len;
+    for (; d && *d; d++) {
+        if (strlen(*d) != n || strncasecmp(*d, kw, n) != 0)
+            continue;
+        used = strlen(s->discarded); /* noted for the log, as Postfix */
+        if (used + n + 2 < sizeof(s->discarded))
+            snprintf(s->discarded + used, sizeof(s->discarded) - used, "%s%.*s",
+                     used ? " " : "", (int) n, kw);
+        return;
+    }
 
     if (len >= 4 && strncasecmp(kw, "SIZE", 4) == 0
         && (len == 4 || kw[4] == ' ')) {
@@ -600,6 +615,18 @@ smtp_ehlo_line(struct smtp_sess *s, const char *kw, size_t len)
     } else if (len == 10 && strncasecmp(kw, "PIPELINING", 10) == 0) {
         s->ext.pipelining = 1;
     }
+}
+
+/* "silent-discard" in smtp_discard_ehlo_keywords: no log line. */
+static int
+smtp_silent_discard(struct smtp_sess *s)
+{
+    char *const *d = cf_list(s->job->cf, "smtp_discard_ehlo_keywords");
+
+    for (; d && *d; d++)
+        if (strcasecmp(*d, "silent-discard") == 0)
+            return 1;
+    return 0;
 }
 
 static void
@@ -735,6 +762,7 @@ smtp_reply(struct smtp_sess *s)
         }
         s->ext.size = s->ext.eightbit = s->ext.pipelining = 0;
         s->ext.size_limit = 0;
+        s->discarded[0] = '\0';
         smtp_send(s, SMTP_S_EHLO, "EHLO %s\r\n",
                   cf_str(job->cf, "smtp_helo_name"));
         return;
@@ -753,6 +781,9 @@ smtp_reply(struct smtp_sess *s)
         }
         if (s->state == SMTP_S_HELO)
             s->ext.size = s->ext.eightbit = s->ext.pipelining = 0;
+        else if (s->discarded[0] && !smtp_silent_discard(s))
+            log_info_as("smtp", "%s: discarding EHLO keywords: %s",
+                        s->job->msg->env.id, s->discarded);
         s->t_conn = ev_time();
         smtp_send_mail(s);
         return;

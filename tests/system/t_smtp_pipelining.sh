@@ -7,10 +7,11 @@
 # alone); recipients beyond one group's size go in further groups; when
 # every RCPT is refused and a broken server still answers 354 to DATA,
 # no content is sent and the transaction is aborted; a server without
-# PIPELINING gets one command at a time.
+# PIPELINING, or one whose PIPELINING smtp_discard_ehlo_keywords discards,
+# gets one command at a time.
 . "$(dirname "$0")/lib.sh"
 need_binaries
-plan 18
+plan 24
 setup
 
 # A scripted server: per transaction it records the commands that arrive
@@ -214,5 +215,33 @@ start_sluiced
 out=$(send r1@example.net r2@example.net)
 check "delivered" wait_for 15 has_file msg.1
 is "MAIL alone until its reply" "$(cat "$SINKDIR/batch.1")" "MAIL FROM:<a@example.org>"
+stop_sluiced
+stop_srv
+
+# 5: smtp_discard_ehlo_keywords = pipelining (Postfix's switch for a server
+# whose PIPELINING is broken): one command at a time, and a log line
+write_conf "smtp_connection_cache_on_demand = no" \
+    "smtp_destination_recipient_limit = 200" \
+    "smtp_discard_ehlo_keywords = pipelining"
+start_srv yes no
+: >"$T/maillog"
+start_sluiced
+out=$(send r1@example.net r2@example.net)
+check "discarded PIPELINING: delivered" wait_for 15 has_file msg.1
+is "and MAIL went alone" "$(cat "$SINKDIR/batch.1")" "MAIL FROM:<a@example.org>"
+check "logged: discarding EHLO keywords: PIPELINING" \
+    log_wait 10 'postfix/smtp\[[0-9]+\]: [0-9A-F]+: discarding EHLO keywords: PIPELINING$'
+stop_sluiced
+stop_srv
+# with silent-discard: the same, without the log line
+write_conf "smtp_connection_cache_on_demand = no" \
+    "smtp_discard_ehlo_keywords = silent-discard, pipelining"
+start_srv yes no
+: >"$T/maillog"
+start_sluiced
+out=$(send r1@example.net)
+check "silent-discard: delivered" wait_for 15 has_file msg.1
+is "MAIL alone again" "$(cat "$SINKDIR/batch.1")" "MAIL FROM:<a@example.org>"
+check_not "and nothing logged about it" log_has 'discarding EHLO keywords'
 stop_sluiced
 stop_srv
