@@ -485,27 +485,6 @@ engine_load(struct bench *b, const char *dbdir, int no_cache)
     return 0;
 }
 
-static int
-cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *) a, y = *(const double *) b;
-
-    return (x > y) - (x < y);
-}
-
-/* Nearest-rank percentile of a sorted array. */
-static double
-percentile(const double *v, size_t n, double p)
-{
-    size_t rank = (size_t) (p / 100.0 * n + 0.999999);
-
-    if (rank < 1)
-        rank = 1;
-    if (rank > n)
-        rank = n;
-    return v[rank - 1];
-}
-
 static double
 tv_ms(struct timeval tv)
 {
@@ -544,15 +523,16 @@ run(struct bench *b, unsigned long nthreads)
     ncpu =
         sysconf(_SC_NPROCESSORS_ONLN) > 0 ? sysconf(_SC_NPROCESSORS_ONLN) : 1;
     ceiling = cpu_ms > 0 ? ncpu * 1000.0 / cpu_ms : 0;
-    qsort(b->lat_ms, b->count, sizeof(*b->lat_ms), cmp_double);
+    msgmark_sort_ms(b->lat_ms, b->count);
 
     printf("scans:       %lu in %.2f s on %lu threads: %.1f scans/s\n",
            b->count, wall / 1e3, nthreads, b->count * 1e3 / wall);
     printf("cpu:         %.3f ms per scan (user %.3f + sys %.3f)\n", cpu_ms,
            user / b->count, sys / b->count);
     printf("wall:        p50 %.3f ms, p99 %.3f ms, max %.3f ms per scan\n",
-           percentile(b->lat_ms, b->count, 50),
-           percentile(b->lat_ms, b->count, 99), b->lat_ms[b->count - 1]);
+           msgmark_percentile(b->lat_ms, b->count, 50),
+           msgmark_percentile(b->lat_ms, b->count, 99),
+           b->lat_ms[b->count - 1]);
     printf("peak rss:    %.1f MB\n", ru1.ru_maxrss / 1024.0);
     printf("ceiling:     %.0f msg/s scan-bound (%lu cores / %.3f ms CPU per "
            "scan)\n",
@@ -566,9 +546,10 @@ run(struct bench *b, unsigned long nthreads)
     printf("summary: scans_per_s=%.1f cpu_ms=%.3f p50_ms=%.3f p99_ms=%.3f "
            "peak_rss_mb=%.1f ceiling=%.0f threads=%lu count=%lu clean=%lu "
            "infected=%lu limits=%lu errors=%lu virus=%s\n",
-           b->count * 1e3 / wall, cpu_ms, percentile(b->lat_ms, b->count, 50),
-           percentile(b->lat_ms, b->count, 99), ru1.ru_maxrss / 1024.0, ceiling,
-           nthreads, b->count, atomic_load(&b->clean),
+           b->count * 1e3 / wall, cpu_ms,
+           msgmark_percentile(b->lat_ms, b->count, 50),
+           msgmark_percentile(b->lat_ms, b->count, 99), ru1.ru_maxrss / 1024.0,
+           ceiling, nthreads, b->count, atomic_load(&b->clean),
            atomic_load(&b->infected), atomic_load(&b->limits),
            atomic_load(&b->errors),
            b->first_virus[0] != '\0' ? b->first_virus : "-");

@@ -1319,30 +1319,6 @@ thread_main(void *arg)
 /* ------------------------------------------------------------ main */
 
 static int
-cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *) a, y = *(const double *) b;
-
-    return (x > y) - (x < y);
-}
-
-/* Nearest-rank percentile of a sorted array; 0 when empty. */
-static double
-percentile(const double *v, size_t n, double p)
-{
-    size_t rank;
-
-    if (n == 0)
-        return 0;
-    rank = (size_t) ceil(p / 100.0 * n);
-    if (rank < 1)
-        rank = 1;
-    if (rank > n)
-        rank = n;
-    return v[rank - 1];
-}
-
-static int
 raise_nofile(unsigned long need)
 {
     struct rlimit rl;
@@ -1624,7 +1600,7 @@ main(int argc, char **argv)
             snprintf(first_refusal, sizeof(first_refusal), "%s",
                      t->first_refusal);
     }
-    qsort(lat, nlat, sizeof(*lat), cmp_double);
+    msgmark_sort_ms(lat, nlat);
 
     if (cf.idle > 0) {
         unsigned long est = 0, failed = 0, dropped = 0;
@@ -1662,8 +1638,9 @@ main(int argc, char **argv)
                win.tempfail, win.rejected, win.errors, win.connect_errors);
         printf("latency: end of data p50 %.3f ms, p99 %.3f ms, max %.3f ms "
                "(%lu in the window)\n",
-               percentile(lat, nlat, 50), percentile(lat, nlat, 99),
-               nlat ? lat[nlat - 1] : 0.0, nlat);
+               msgmark_percentile(lat, nlat, 50),
+               msgmark_percentile(lat, nlat, 99), nlat ? lat[nlat - 1] : 0.0,
+               nlat);
         printf("total: %.2f s: sent %lu, accepted %lu, tempfail %lu, "
                "rejected %lu, errors %lu, connect errors %lu\n",
                t_end - cf.start, all.sent, all.accepted, all.tempfail,
@@ -1683,9 +1660,9 @@ main(int argc, char **argv)
            "max_ms=%.3f client_cpu_s=%.3f unique=%d msg_bytes=%zu\n",
            cf.sessions, cf.threads, window, win.sent, win.accepted,
            win.tempfail, win.rejected, win.errors, win.connect_errors,
-           win.accepted / window, percentile(lat, nlat, 50),
-           percentile(lat, nlat, 99), nlat ? lat[nlat - 1] : 0.0, cpu, !cf.same,
-           cf.msg_bytes);
+           win.accepted / window, msgmark_percentile(lat, nlat, 50),
+           msgmark_percentile(lat, nlat, 99), nlat ? lat[nlat - 1] : 0.0, cpu,
+           !cf.same, cf.msg_bytes);
     ret = 0;
 out:
     if (th != NULL) {

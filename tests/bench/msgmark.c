@@ -203,3 +203,34 @@ fail:
         close(fd);
     return -1;
 }
+
+static int
+msgmark_cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *) a, y = *(const double *) b;
+
+    return (x > y) - (x < y);
+}
+
+void
+msgmark_sort_ms(double *v, size_t n)
+{
+    qsort(v, n, sizeof(*v), msgmark_cmp_double);
+}
+
+double
+msgmark_percentile(const double *v, size_t n, double p)
+{
+    double r = p / 100.0 * (double) n;
+    size_t rank = (size_t) r;
+
+    if (n == 0)
+        return 0;
+    if ((double) rank < r) /* ceil without libm */
+        rank++;
+    if (rank < 1)
+        rank = 1;
+    if (rank > n)
+        rank = n;
+    return v[rank - 1];
+}

@@ -16,7 +16,9 @@
  * exactly the patch length into the caller's array (no NUL).
  *
  * Users: tests/bench/bench_scan.c (patches scan files) and
- * tests/bench/loadgen.c (patches the SMTP wire form as it sends).
+ * tests/bench/loadgen.c (patches the SMTP wire form as it sends); both
+ * also take their latency percentiles from here (msgmark_sort_ms,
+ * msgmark_percentile), so the two report them the same way.
  * Owns: nothing. Threads: all functions are pure and thread-safe.
  */
 #ifndef SLUICE_MSGMARK_H
@@ -50,5 +52,10 @@ void msgmark_apply(char *data, size_t len, const struct msgmark *mm,
  * it): 0, or -1 after a message on stderr that starts with "who: path". */
 int msgmark_read(const char *who, const char *path, unsigned long max,
                  char **data, size_t *len);
+
+/* Sort latencies ascending; then the nearest-rank percentile p (0-100)
+ * of the sorted array, 0 when it is empty. */
+void msgmark_sort_ms(double *v, size_t n);
+double msgmark_percentile(const double *v, size_t n, double p);
 
 #endif
