@@ -24,6 +24,13 @@
  * never turns a scan into a hash lookup. -s scans identical bytes (cache
  * hits after the first scan); -C turns the clean cache off.
  *
+ * -g MS: each thread sleeps MS milliseconds before each scan, as a scan
+ * thread of a server that is not saturated waits for its next message.
+ * Back-to-back scans keep the engine's tries in the CPU's caches; a scan
+ * after a pause finds them evicted (by the machine's other work, on a
+ * virtual machine by its neighbours too) and costs more. The pause is
+ * outside the CPU and wall figures.
+ *
  * Owns: everything it allocates; each thread owns one unlinked scan file
  * under $TMPDIR (or /tmp). Threads: the scan threads touch only their own
  * file, their own slots of the latency array and atomic counters.
@@ -65,6 +72,7 @@
 #define BENCH_MAX_RECURSION 17
 #define BENCH_MAX_FILES     10000
 #define BENCH_MAX_SCANTIME  120000 /* ms */
+#define BENCH_GAP_MAX       10000  /* -g: ms */
 
 struct bench_msg {
     char *name;
@@ -83,7 +91,8 @@ struct bench {
     size_t file_len; /* size of one scan file */
     unsigned long count;
     int same;
-    int aging; /* -A: libclamav's aging map for every size */
+    int aging;            /* -A: libclamav's aging map for every size */
+    unsigned long gap_ms; /* -g: pause before each scan */
     const char *tmpdir;
     double *lat_ms; /* one slot per scan, written by the thread doing it */
     /* shared between threads */
@@ -106,19 +115,22 @@ usage(FILE *f)
 {
     fprintf(f,
             "usage: bench_scan -d DBDIR -m MSGFILE|MSGDIR [-n COUNT] "
-            "[-t THREADS] [-s] [-C] [-E]\n"
+            "[-t THREADS] [-g MS] [-s] [-C] [-E] [-A]\n"
             "  -d DBDIR    ClamAV database directory (cl_load)\n"
             "  -m MSG      one message file (made unique per scan) or a\n"
             "              directory of message files (used round robin)\n"
             "  -n COUNT    number of scans (default %lu, max %lu)\n"
             "  -t THREADS  scan threads (default: CPUs online, max %d)\n"
+            "  -g MS       pause MS ms before each scan (0-%d; a scan after\n"
+            "              a pause, as in a server that is not saturated)\n"
             "  -s          same bytes every scan (clean-cache hits)\n"
             "  -C          clean cache off (CL_ENGINE_DISABLE_CACHE)\n"
             "  -E          expect a virus: exit 1 unless every scan is "
             "infected\n"
             "  -A          libclamav's aging map for every message (the\n"
             "              product uses a heap map up to CLAM_HEAP_MAP_MAX)\n",
-            BENCH_COUNT_DEF, BENCH_COUNT_MAX, BENCH_THREADS_MAX);
+            BENCH_COUNT_DEF, BENCH_COUNT_MAX, BENCH_THREADS_MAX,
+            BENCH_GAP_MAX);
 }
 
 static double
@@ -379,6 +391,14 @@ scan_thread(void *arg)
             b->lat_ms[i] = 0;
             continue;
         }
+        if (b->gap_ms > 0) {
+            struct timespec gap = {.tv_sec = (time_t) (b->gap_ms / 1000),
+                                   .tv_nsec = (long) (b->gap_ms % 1000)
+                                              * 1000000L};
+
+            while (nanosleep(&gap, &gap) < 0 && errno == EINTR)
+                ;
+        }
         t0 = now_ms();
         map = cl_fmap_open_handle(&r, 0, m->len, bench_pread,
                                   b->aging || m->len > CLAM_HEAP_MAP_MAX);
@@ -544,12 +564,12 @@ run(struct bench *b, unsigned long nthreads)
            b->first_virus[0] != '\0' ? "; first virus: " : "", b->first_virus,
            b->first_error[0] != '\0' ? "; first error: " : "", b->first_error);
     printf("summary: scans_per_s=%.1f cpu_ms=%.3f p50_ms=%.3f p99_ms=%.3f "
-           "peak_rss_mb=%.1f ceiling=%.0f threads=%lu count=%lu clean=%lu "
-           "infected=%lu limits=%lu errors=%lu virus=%s\n",
+           "peak_rss_mb=%.1f ceiling=%.0f threads=%lu count=%lu gap_ms=%lu "
+           "clean=%lu infected=%lu limits=%lu errors=%lu virus=%s\n",
            b->count * 1e3 / wall, cpu_ms,
            msgmark_percentile(b->lat_ms, b->count, 50),
            msgmark_percentile(b->lat_ms, b->count, 99), ru1.ru_maxrss / 1024.0,
-           ceiling, nthreads, b->count, atomic_load(&b->clean),
+           ceiling, nthreads, b->count, b->gap_ms, atomic_load(&b->clean),
            atomic_load(&b->infected), atomic_load(&b->limits),
            atomic_load(&b->errors),
            b->first_virus[0] != '\0' ? b->first_virus : "-");
@@ -586,7 +606,7 @@ main(int argc, char **argv)
     xalloc_tune(); /* the product's malloc settings (lib/xalloc.h) */
     memset(&b, 0, sizeof(b));
     pthread_mutex_init(&b.lock, NULL);
-    while ((c = getopt(argc, argv, "d:m:n:t:sCEAh")) != -1) {
+    while ((c = getopt(argc, argv, "d:m:n:t:g:sCEAh")) != -1) {
         switch (c) {
         case 'd':
             dbdir = optarg;
@@ -602,6 +622,10 @@ main(int argc, char **argv)
             if (parse_ulong("-t THREADS", optarg, 1, BENCH_THREADS_MAX,
                             &nthreads)
                 < 0)
+                goto fail;
+            break;
+        case 'g':
+            if (parse_ulong("-g MS", optarg, 0, BENCH_GAP_MAX, &b.gap_ms) < 0)
                 goto fail;
             break;
         case 's':
@@ -660,8 +684,8 @@ main(int argc, char **argv)
     b.scanopts.heuristic = CL_SCAN_HEURISTIC_EXCEEDS_MAX;
     b.scanopts.parse = ~(uint32_t) 0; /* as filters/clam.c: every parser */
     printf("settings:    %lu threads, %lu scans, clean cache %s, scan files "
-           "in %s\n",
-           nthreads, count, no_cache ? "off" : "on", b.tmpdir);
+           "in %s, pause before each scan %lu ms\n",
+           nthreads, count, no_cache ? "off" : "on", b.tmpdir, b.gap_ms);
     fflush(stdout);
     b.lat_ms = xcalloc(count, sizeof(*b.lat_ms));
     if (run(&b, nthreads) < 0)
