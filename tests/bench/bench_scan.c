@@ -129,8 +129,7 @@ usage(FILE *f)
             "infected\n"
             "  -A          libclamav's aging map for every message (the\n"
             "              product uses a heap map up to CLAM_HEAP_MAP_MAX)\n",
-            BENCH_COUNT_DEF, BENCH_COUNT_MAX, BENCH_THREADS_MAX,
-            BENCH_GAP_MAX);
+            BENCH_COUNT_DEF, BENCH_COUNT_MAX, BENCH_THREADS_MAX, BENCH_GAP_MAX);
 }
 
 static double
@@ -393,8 +392,8 @@ scan_thread(void *arg)
         }
         if (b->gap_ms > 0) {
             struct timespec gap = {.tv_sec = (time_t) (b->gap_ms / 1000),
-                                   .tv_nsec = (long) (b->gap_ms % 1000)
-                                              * 1000000L};
+                                   .tv_nsec =
+                                       (long) (b->gap_ms % 1000) * 1000000L};
 
             while (nanosleep(&gap, &gap) < 0 && errno == EINTR)
                 ;
