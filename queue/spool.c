@@ -611,8 +611,11 @@ spool_move(const char *qdir, const char *id, const char *from, const char *to)
 void
 spool_notify(const char *qdir, const char *msg)
 {
+    /* One socket per thread, kept: the front wakes the queue manager
+     * after every group commit. */
+    static _Thread_local int fd = -1;
     struct sockaddr_un sun;
-    int fd, saved = errno;
+    int saved = errno;
 
     memset(&sun, 0, sizeof(sun));
     sun.sun_family = AF_UNIX;
@@ -620,12 +623,11 @@ spool_notify(const char *qdir, const char *msg)
                           qdir)
         >= sizeof(sun.sun_path))
         return;
-    fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
     if (fd < 0)
-        return;
-    (void) sendto(fd, msg, strlen(msg), MSG_DONTWAIT, (struct sockaddr *) &sun,
-                  sizeof(sun));
-    close(fd);
+        fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (fd >= 0)
+        (void) sendto(fd, msg, strlen(msg), MSG_DONTWAIT,
+                      (struct sockaddr *) &sun, sizeof(sun));
     errno = saved;
 }
 
@@ -1120,8 +1122,9 @@ spool_commit_batch(struct spool_file **sf, const char **queue, int *rc,
                 && strcmp(queue[i], "hold") != 0))
             rc[i] = EINVAL;
     }
-    /* Start writeback of all, so the fsyncs below share device flushes. */
-    for (i = 0; i < n; i++)
+    /* Start writeback of all, so the fsyncs below share device flushes
+     * (alone, a file's fsync starts its own). */
+    for (i = 0; i < n && n > 1; i++)
         if (rc[i] == 0)
             (void) sync_file_range(sf[i]->fd, 0, 0, SYNC_FILE_RANGE_WRITE);
     for (i = 0; i < n; i++)
