@@ -1124,9 +1124,10 @@ spool_commit_batch(struct spool_file **sf, const char **queue, int *rc,
     }
     /* Start writeback of all, so the fsyncs below share device flushes
      * (alone, a file's fsync starts its own). */
-    for (i = 0; i < n && n > 1; i++)
-        if (rc[i] == 0)
-            (void) sync_file_range(sf[i]->fd, 0, 0, SYNC_FILE_RANGE_WRITE);
+    if (n > 1)
+        for (i = 0; i < n; i++)
+            if (rc[i] == 0)
+                (void) sync_file_range(sf[i]->fd, 0, 0, SYNC_FILE_RANGE_WRITE);
     for (i = 0; i < n; i++)
         if (rc[i] == 0 && fsync(sf[i]->fd) < 0)
             rc[i] = errno ? errno : EIO;

@@ -82,7 +82,8 @@ const char *spool_locate(const char *qdir, const char *id);
  * 0 or -1 (errno). */
 int spool_move(const char *qdir, const char *id, const char *from,
                const char *to);
-/* Wake the queue manager (non-blocking datagram; errors ignored).
+/* Wake the queue manager (non-blocking datagram; errors ignored; each
+ * calling thread keeps one socket open for it).
  * msg: "N" new mail, "F" flush deferred. */
 void spool_notify(const char *qdir, const char *msg);
 
