@@ -497,8 +497,20 @@ smtp_quit(struct smtp_sess *s)
 
 /* ---- content ---- */
 
-/* Append one chunk of content (dot-stuffed) to out, or the end of data.
- * 0, or -1 on a queue file read error (session finished). */
+/* Append the end of data: a line end if the content lacks one, ".". */
+static void
+smtp_fill_end(struct smtp_sess *s)
+{
+    if (s->job->msg->content_len > 0
+        && (s->last[0] != '\r' || s->last[1] != '\n'))
+        buf_puts(s->out, "\r\n");
+    buf_puts(s->out, ".\r\n");
+    s->ended = 1;
+}
+
+/* Append one chunk of content (dot-stuffed) to out, and the end of data
+ * after the last one (so they leave in one write). 0, or -1 on a queue
+ * file read error (session finished). */
 static int
 smtp_fill(struct smtp_sess *s)
 {
@@ -508,10 +520,7 @@ smtp_fill(struct smtp_sess *s)
     ssize_t n;
 
     if (s->pos >= m->content_len) {
-        if (m->content_len > 0 && (s->last[0] != '\r' || s->last[1] != '\n'))
-            buf_puts(s->out, "\r\n");
-        buf_puts(s->out, ".\r\n");
-        s->ended = 1;
+        smtp_fill_end(s);
         return 0;
     }
     want = (size_t) (m->content_len - s->pos);
@@ -549,6 +558,8 @@ smtp_fill(struct smtp_sess *s)
         s->last[0] = s->last[1];
         s->last[1] = s->chunk[0];
     }
+    if (s->pos >= m->content_len)
+        smtp_fill_end(s);
     return 0;
 }
 
