@@ -8,7 +8,10 @@
  * queue_run_delay, or when the earliest one is due, or on "F" = flush).
  *
  * Life of a message (struct qmgr_msg, enum qmgr_mstate):
- *   TAKE     pool: spool_move to active/, spool_read
+ *   TAKE     pool: spool_move to active/, spool_read; the first
+ *            QMGR_LOOP_TAKES files of a scan of incoming/ on the loop
+ *            (qmgr_take_work called directly: files a front has just
+ *            committed, in the page cache)
  *   CORRUPT  pool: unreadable file renamed to corrupt/
  *   DELIVER  recipients routed and grouped into dlv_jobs, which wait in
  *            their destination's queue (concurrency limit) and run; each
@@ -67,6 +70,7 @@
 #define QMGR_INCOMING_SCAN 5.0  /* safety-net scan of incoming/, seconds */
 #define QMGR_GRACE         5.0  /* shutdown grace, under the master's 10 s */
 #define QMGR_DGRAMS        256  /* datagrams read per wake-up */
+#define QMGR_LOOP_TAKES    16   /* incoming/ files per scan taken on the loop */
 #define QMGR_NAME_MAX      255
 #define QMGR_HOST_MAX      255
 #define QMGR_NOTICE_MAX    65536 /* bounce: failure lines, original header */
@@ -1163,8 +1167,9 @@ qmgr_take_done(void *arg)
     qmgr_deliver(q, m);
 }
 
+/* on_loop: move and read here rather than through the pool. */
 static void
-qmgr_take(struct qmgr *q, const char *name, const char *from)
+qmgr_take(struct qmgr *q, const char *name, const char *from, int on_loop)
 {
     struct qmgr_msg *m = xcalloc(1, sizeof(*m));
     unsigned h = qmgr_hash(name);
@@ -1183,6 +1188,11 @@ qmgr_take(struct qmgr *q, const char *name, const char *from)
         return;
     }
     qmgr_enter(m, QMGR_M_TAKE);
+    if (on_loop) {
+        qmgr_take_work(m);
+        qmgr_take_done(m);
+        return;
+    }
     wpool_submit(q->pool, qmgr_take_work, qmgr_take_done, m);
 }
 
@@ -1190,12 +1200,21 @@ qmgr_take(struct qmgr *q, const char *name, const char *from)
 /* Scans */
 
 /* incoming/: take everything. deferred/: take what is due (all of it
- * with flush, making the rest due too); re-arm the deferred timer. */
+ * with flush, making the rest due too); re-arm the deferred timer.
+ *
+ * The first QMGR_LOOP_TAKES files of incoming/ are taken on the loop: a
+ * front has just written, synced and renamed them, so the rename to
+ * active/ and the reads of the envelope find the page cache, and the
+ * round trip through the pool (a wake-up and a context switch each way)
+ * would cost more than the work. The cap bounds what the loop does in
+ * one scan when incoming/ holds files nobody touched lately (after a
+ * restart, or a requeue of many messages): the rest go to the pool, as
+ * deferred/ does. */
 static void
 qmgr_scan(struct qmgr *q, const char *queue, int flush)
 {
     struct buf *path = buf_new(128, BUF_NOCAP);
-    int deferred = strcmp(queue, "deferred") == 0, full = 0;
+    int deferred = strcmp(queue, "deferred") == 0, full = 0, taken = 0;
     long long now = (long long) time(NULL), next_due = 0;
     struct dirent *de;
     struct stat st;
@@ -1230,7 +1249,8 @@ qmgr_scan(struct qmgr *q, const char *queue, int flush)
                 break;
             continue;
         }
-        qmgr_take(q, de->d_name, deferred ? "deferred" : "incoming");
+        qmgr_take(q, de->d_name, deferred ? "deferred" : "incoming",
+                  !deferred && taken++ < QMGR_LOOP_TAKES);
     }
     closedir(dir);
     if (deferred) {

@@ -3,17 +3,21 @@
 # t_outage.sh - the next hop is down (mail waits in the queue and goes
 # out once it is back), answers 451 to RCPT (deferred), 550 (bounced,
 # with a bounce to the sender), 451 at end of data once (deferred, then
-# delivered). transport_maps routes each case to its own sink.
+# delivered). transport_maps routes each case to its own sink. 40
+# deferred messages requeued at once (one scan of incoming/ takes more
+# files than the queue manager takes on its loop: the rest go through
+# its pool) are each delivered exactly once.
 . "$(dirname "$0")/lib.sh"
 need_binaries
-plan 23
+plan 28
 setup
 P2=$(free_port)
 P3=$(free_port)
 P4=$(free_port)
 P5=$(free_port)
-export P2 P3 P4 P5
-write_conf "transport_maps = inline:{ temp.example=smtp:[127.0.0.1]:$P2, reject.example=smtp:[127.0.0.1]:$P3, data.example=smtp:[127.0.0.1]:$P4, later.example=smtp:[127.0.0.1]:$P5 }"
+P6=$(free_port)
+export P2 P3 P4 P5 P6
+write_conf "transport_maps = inline:{ temp.example=smtp:[127.0.0.1]:$P2, reject.example=smtp:[127.0.0.1]:$P3, data.example=smtp:[127.0.0.1]:$P4, later.example=smtp:[127.0.0.1]:$P5, again.example=smtp:[127.0.0.1]:$P6 }"
 start_ok
 
 # --- next hop down
@@ -89,3 +93,32 @@ tap(not missing, "each is deferred", missing)
 PY
 start_sink "$P5" "$T/sink5"
 check "when it comes back all 20 are delivered within 20 s" sink_wait 20 20 "$T/sink5"
+
+# --- 40 deferred messages requeued at once: one scan of incoming/ finds
+# more files than the queue manager takes on its loop (16)
+pytap <<'PY'
+from sink import *
+port = int(env("PORT"))
+ids = []
+for i in range(1, 41):
+    r = send_mail(port, "a@example.org", ["r%d@again.example" % i],
+                  b"Subject: again %d\r\nX-Seq: %d\r\n\r\nbody\r\n" % (i, i))
+    ids.append(queued_id(r))
+tap(all(ids), "40 messages queued for another next hop that is down", ids)
+missing = [i for i in ids if i and not log_wait(r"%s: to=<r\d+@again\.example>, .*status=deferred" % i, 10)]
+tap(not missing, "each is deferred", missing)
+PY
+start_sink "$P6" "$T/sink6"
+check "sluice queue requeue ALL" sl queue requeue ALL
+check "all 40 are delivered within 15 s" sink_wait 40 15 "$T/sink6"
+sleep 1
+pytap <<'PY'
+import re
+from sink import *
+seqs = []
+for f in eml_files(os.path.join(env("T"), "sink6")):
+    m = re.search(rb"\r\nX-Seq: (\d+)\r\n", open(f, "rb").read())
+    if m:
+        seqs.append(int(m.group(1)))
+tap(sorted(seqs) == list(range(1, 41)), "each of the 40 exactly once", sorted(seqs))
+PY
