@@ -78,36 +78,33 @@ tap(t_id in out and "x@temp.example" in out, "the 451-at-RCPT message is still q
 tap(j_id not in out and d_id not in out, "the bounced and the delivered ones are not", out)
 PY
 
-# --- several messages wait out an outage together
-pytap <<'PY'
+# queue_down N LOCALPART DOMAIN: N messages (X-Seq 1..N) to
+# LOCALPARTi@DOMAIN, whose next hop is down: each queued, each deferred
+queue_down()
+{
+    N=$1 LP=$2 DOM=$3 pytap <<'PY'
 from sink import *
-port = int(env("PORT"))
+port, n, lp, dom = int(env("PORT")), int(env("N")), env("LP"), env("DOM")
 ids = []
-for i in range(1, 21):
-    r = send_mail(port, "a@example.org", ["m%d@later.example" % i],
-                  b"Subject: later %d\r\nX-Seq: %d\r\n\r\nbody\r\n" % (i, i))
+for i in range(1, n + 1):
+    r = send_mail(port, "a@example.org", ["%s%d@%s" % (lp, i, dom)],
+                  b"Subject: %s %d\r\nX-Seq: %d\r\n\r\nbody\r\n" % (lp.encode(), i, i))
     ids.append(queued_id(r))
-tap(all(ids), "20 messages queued for a next hop that is down", ids)
-missing = [i for i in ids if i and not log_wait(r"%s: to=<m\d+@later\.example>, .*status=deferred" % i, 10)]
+tap(all(ids), "%d messages queued for %s, whose next hop is down" % (n, dom), ids)
+pat = r"%s: to=<" + re.escape(lp) + r"\d+@" + re.escape(dom) + r">, .*status=deferred"
+missing = [i for i in ids if i and not log_wait(pat % i, 10)]
 tap(not missing, "each is deferred", missing)
 PY
+}
+
+# --- several messages wait out an outage together
+queue_down 20 m later.example
 start_sink "$P5" "$T/sink5"
 check "when it comes back all 20 are delivered within 20 s" sink_wait 20 20 "$T/sink5"
 
 # --- 40 deferred messages requeued at once: one scan of incoming/ finds
 # more files than the queue manager takes on its loop (16)
-pytap <<'PY'
-from sink import *
-port = int(env("PORT"))
-ids = []
-for i in range(1, 41):
-    r = send_mail(port, "a@example.org", ["r%d@again.example" % i],
-                  b"Subject: again %d\r\nX-Seq: %d\r\n\r\nbody\r\n" % (i, i))
-    ids.append(queued_id(r))
-tap(all(ids), "40 messages queued for another next hop that is down", ids)
-missing = [i for i in ids if i and not log_wait(r"%s: to=<r\d+@again\.example>, .*status=deferred" % i, 10)]
-tap(not missing, "each is deferred", missing)
-PY
+queue_down 40 r again.example
 start_sink "$P6" "$T/sink6"
 check "sluice queue requeue ALL" sl queue requeue ALL
 check "all 40 are delivered within 15 s" sink_wait 40 15 "$T/sink6"
