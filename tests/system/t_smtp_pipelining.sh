@@ -208,13 +208,24 @@ check_not "and stored nothing for them" sh -c "for f in '$SINKDIR'/msg.*; do [ -
 stop_sluiced
 stop_srv
 
+# unpipelined PIPE SENDS_354 DESC_DELIVERED DESC_ALONE RCPT...: a server
+# (start_srv PIPE SENDS_354) gets the message, and its first batch of
+# commands is MAIL alone (sluiced and the server stay up for more checks)
+unpipelined()
+{
+    local d1=$3 d2=$4
+    start_srv "$1" "$2"
+    shift 4
+    : >"$T/maillog"
+    start_sluiced
+    out=$(send "$@")
+    check "$d1" wait_for 15 has_file msg.1
+    is "$d2" "$(cat "$SINKDIR/batch.1")" "MAIL FROM:<a@example.org>"
+}
+
 # 4: no PIPELINING: one command at a time
-start_srv no no
-: >"$T/maillog"
-start_sluiced
-out=$(send r1@example.net r2@example.net)
-check "delivered" wait_for 15 has_file msg.1
-is "MAIL alone until its reply" "$(cat "$SINKDIR/batch.1")" "MAIL FROM:<a@example.org>"
+unpipelined no no "delivered" "MAIL alone until its reply" \
+    r1@example.net r2@example.net
 stop_sluiced
 stop_srv
 
@@ -223,12 +234,8 @@ stop_srv
 write_conf "smtp_connection_cache_on_demand = no" \
     "smtp_destination_recipient_limit = 200" \
     "smtp_discard_ehlo_keywords = pipelining"
-start_srv yes no
-: >"$T/maillog"
-start_sluiced
-out=$(send r1@example.net r2@example.net)
-check "discarded PIPELINING: delivered" wait_for 15 has_file msg.1
-is "and MAIL went alone" "$(cat "$SINKDIR/batch.1")" "MAIL FROM:<a@example.org>"
+unpipelined yes no "discarded PIPELINING: delivered" "and MAIL went alone" \
+    r1@example.net r2@example.net
 check "logged: discarding EHLO keywords: PIPELINING" \
     log_wait 10 'postfix/smtp\[[0-9]+\]: [0-9A-F]+: discarding EHLO keywords: PIPELINING$'
 stop_sluiced
@@ -236,12 +243,8 @@ stop_srv
 # with silent-discard: the same, without the log line
 write_conf "smtp_connection_cache_on_demand = no" \
     "smtp_discard_ehlo_keywords = silent-discard, pipelining"
-start_srv yes no
-: >"$T/maillog"
-start_sluiced
-out=$(send r1@example.net)
-check "silent-discard: delivered" wait_for 15 has_file msg.1
-is "MAIL alone again" "$(cat "$SINKDIR/batch.1")" "MAIL FROM:<a@example.org>"
+unpipelined yes no "silent-discard: delivered" "MAIL alone again" \
+    r1@example.net
 check_not "and nothing logged about it" log_has 'discarding EHLO keywords'
 stop_sluiced
 stop_srv
