@@ -32,6 +32,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdint.h>
@@ -128,6 +130,10 @@ struct smtpd_lsn {
     int fd;
     struct smtpd_conf conf;
     struct smtpd_srv *srv;
+    int nodelay;              /* accepted sockets inherit TCP_NODELAY */
+    int fixed;                /* bound to one address: laddr, lport */
+    char laddr[NET_ADDR_MAX]; /* the local address of its connections */
+    int lport;
 };
 
 struct smtpd_srv {
@@ -496,9 +502,8 @@ smtpd_update_io(struct smtpd_sess *s)
         return;
     rd = !s->closing && !s->waiting && !s->sleeping && !s->backlog_paused
          && buf_len(s->out) < SMTPD_OUT_HIGH && buf_len(s->in) < s->in->cap;
-    if (smtpd_lazy_wait(s) && !s->closing && !s->sleeping
-        && !s->backlog_paused && buf_len(s->out) < SMTPD_OUT_HIGH
-        && buf_len(s->in) < s->in->cap)
+    if (smtpd_lazy_wait(s) && !s->closing && !s->sleeping && !s->backlog_paused
+        && buf_len(s->out) < SMTPD_OUT_HIGH && buf_len(s->in) < s->in->cap)
         rd = -1; /* leave the read watcher as it is */
     switch (s->state) {
     case SMTPD_S_LOOKUP:
@@ -602,10 +607,14 @@ smtpd_read_cb(struct ev_loop *loop, ev_io *w, int revents)
     }
     /* Read what fits: a client that only sends commands keeps a small
      * buffer (10,000 idle sessions), one that streams DATA fills it, and
-     * then it doubles up to SMTPD_READ_CHUNK per read. */
+     * then it doubles up to SMTPD_READ_CHUNK per read; message content
+     * is read SMTPD_READ_CHUNK at a time from the start (a 10 KB message
+     * in one read instead of four). */
     room =
         s->in->size > buf_len(s->in) + 1 ? s->in->size - buf_len(s->in) - 1 : 0;
-    if (s->read_full || room < SMTPD_READ_MIN)
+    if (s->state == SMTPD_S_DATA) /* content streams: read it in big pieces */
+        room = SMTPD_READ_CHUNK;
+    else if (s->read_full || room < SMTPD_READ_MIN)
         room = 2 * s->in->size;
     if (room > SMTPD_READ_CHUNK)
         room = SMTPD_READ_CHUNK;
@@ -1760,6 +1769,10 @@ smtpd_data_end(struct smtpd_sess *s)
         smtpd_enter(s, smtpd_idle_state(s));
         return;
     }
+    /* The content out of the write-behind buffer: the filters read the
+     * file from here on. */
+    if (!s->write_err && s->sf != NULL && spool_content_done(s->sf) < 0)
+        s->write_err = errno ? errno : EIO;
     if (s->write_err) {
         log_warning("%s: queue file write error: %s", s->qid,
                     strerror(s->write_err));
@@ -2256,7 +2269,10 @@ smtpd_sess_new(struct smtpd_lsn *lsn, int fd, const struct sockaddr *sa,
     memcpy(&s->sa, sa, salen);
     s->salen = salen;
     net_ntop(sa, s->addr, sizeof(s->addr), &s->port);
-    if (getsockname(fd, (struct sockaddr *) &ls, &lslen) == 0)
+    if (lsn->fixed) {
+        memcpy(s->laddr, lsn->laddr, sizeof(s->laddr));
+        s->lport = lsn->lport;
+    } else if (getsockname(fd, (struct sockaddr *) &ls, &lslen) == 0)
         net_ntop((struct sockaddr *) &ls, s->laddr, sizeof(s->laddr),
                  &s->lport);
     else
@@ -2333,6 +2349,34 @@ smtpd_accept_pause_cb(struct ev_loop *loop, ev_timer *w, int revents)
         smtpd_accept_on(srv, 1);
 }
 
+/* What every connection to l shares, found out once instead of per
+ * connection: TCP_NODELAY set on a listening TCP socket is inherited by
+ * the sockets accept() returns (Linux), and the local address of a
+ * connection to a listener bound to one address is that address. */
+static void
+smtpd_lsn_prepare(struct smtpd_lsn *l)
+{
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof(ss);
+    int on = 1, any;
+
+    if (getsockname(l->fd, (struct sockaddr *) &ss, &sl) < 0
+        || (ss.ss_family != AF_INET && ss.ss_family != AF_INET6))
+        return;
+    l->nodelay =
+        setsockopt(l->fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof(on)) == 0;
+    if (ss.ss_family == AF_INET)
+        any =
+            ((struct sockaddr_in *) &ss)->sin_addr.s_addr == htonl(INADDR_ANY);
+    else
+        any =
+            IN6_IS_ADDR_UNSPECIFIED(&((struct sockaddr_in6 *) &ss)->sin6_addr);
+    if (any)
+        return;
+    net_ntop((struct sockaddr *) &ss, l->laddr, sizeof(l->laddr), &l->lport);
+    l->fixed = 1;
+}
+
 static void
 smtpd_accept_cb(struct ev_loop *loop, ev_io *w, int revents)
 {
@@ -2347,7 +2391,8 @@ smtpd_accept_cb(struct ev_loop *loop, ev_io *w, int revents)
         fd = accept4(lsn->fd, (struct sockaddr *) &ss, &sl,
                      SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd >= 0) {
-            if (ss.ss_family == AF_INET || ss.ss_family == AF_INET6)
+            if (!lsn->nodelay
+                && (ss.ss_family == AF_INET || ss.ss_family == AF_INET6))
                 net_nodelay(fd);
             smtpd_sess_new(lsn, fd, (struct sockaddr *) &ss, sl);
             continue;
@@ -2514,6 +2559,7 @@ smtpd_run(const struct cf *cf, struct smtpd_listener *ls, size_t n,
                         ls[i].svc && ls[i].svc->name ? ls[i].svc->name
                                                      : "smtp");
         net_nonblock(l->fd);
+        smtpd_lsn_prepare(l);
         ev_io_init(&l->io, smtpd_accept_cb, l->fd, EV_READ);
         l->io.data = l;
     }

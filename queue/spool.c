@@ -66,6 +66,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
@@ -85,6 +86,8 @@
 #define SPOOL_RCPT_MAX    100000               /* recipients per file */
 #define SPOOL_ENV_MAX     (64u * 1024 * 1024)  /* envelope bytes */
 #define SPOOL_CONTENT_MAX ((off_t) UINT32_MAX) /* content bytes */
+#define SPOOL_WB_MAX      16384                /* write-behind bytes */
+#define SPOOL_HEAD_SIZE   (SPOOL_CONTENT_OFF + SPOOL_REC_HDR + SPOOL_GAP)
 
 enum spool_rec {
     REC_CONTENT = 'C',
@@ -124,6 +127,15 @@ struct spool_file {
     off_t content_off; /* where the content starts (moves back on prepend) */
     off_t content_size;
     int reused; /* taken from free/: cut the old tail at finish */
+    /* Write-behind: bytes not in the file yet, for file offset wb_off on
+     * (the head and the content up to SPOOL_WB_MAX, so a small message
+     * reaches the file in one write); clen_disk: the content length the
+     * file's content record holds (or will once wb is written). */
+    unsigned char *wb;
+    size_t wb_len;
+    off_t wb_off;
+    uint32_t clen_disk;
+    int content_done; /* spool_content_done(): no more spool_write() */
 };
 
 /* Error text into a caller's buf (which may be NULL); errno is kept. */
@@ -324,6 +336,37 @@ spool_pwrite_all(int fd, const void *p, size_t n, off_t off)
         off += w;
     }
     return 0;
+}
+
+/* a (an bytes) then b (bn bytes) at off, in one system call when the
+ * kernel takes it all. 0 or -1 (errno). */
+static int
+spool_pwrite2(int fd, const void *a, size_t an, const void *b, size_t bn,
+              off_t off)
+{
+    struct iovec iov[2];
+    ssize_t w;
+
+    if (an == 0 || bn == 0)
+        return an ? spool_pwrite_all(fd, a, an, off)
+                  : spool_pwrite_all(fd, b, bn, off);
+    iov[0].iov_base = (void *) a;
+    iov[0].iov_len = an;
+    iov[1].iov_base = (void *) b;
+    iov[1].iov_len = bn;
+    do
+        w = pwritev(fd, iov, 2, off);
+    while (w < 0 && errno == EINTR);
+    if (w < 0)
+        return -1;
+    if ((size_t) w < an) { /* short: the rest one piece at a time */
+        if (spool_pwrite_all(fd, (const char *) a + w, an - (size_t) w, off + w)
+            < 0)
+            return -1;
+        return spool_pwrite_all(fd, b, bn, off + (off_t) an);
+    }
+    return spool_pwrite_all(fd, (const char *) b + ((size_t) w - an),
+                            bn - ((size_t) w - an), off + w);
 }
 
 /* 0, or -1 (errno; EIO for a short read: the file shrank). */
@@ -634,36 +677,62 @@ spool_notify(const char *qdir, const char *msg)
 /* ------------------------------------------------------------------ */
 /* Writing */
 
-/* Header, a gap record of SPOOL_GAP bytes and an empty content record. */
-static int
-spool_write_head(int fd)
-{
-    unsigned char h[SPOOL_CONTENT_OFF + SPOOL_REC_HDR + SPOOL_GAP];
-    unsigned char *c = h + SPOOL_MAGIC_LEN + 4 + SPOOL_REC_HDR + SPOOL_GAP;
-
-    memset(h, 0, sizeof(h));
-    memcpy(h, SPOOL_MAGIC, SPOOL_MAGIC_LEN);
-    spool_put_u32(h + SPOOL_MAGIC_LEN, SPOOL_VERSION);
-    h[SPOOL_MAGIC_LEN + 4] = REC_GAP;
-    spool_put_u32(h + SPOOL_MAGIC_LEN + 5, SPOOL_GAP);
-    c[0] = REC_CONTENT;
-    spool_put_u32(c + 1, 0);
-    return spool_pwrite_all(fd, h, sizeof(h), 0);
-}
-
+/* A new file's first SPOOL_HEAD_SIZE bytes: header, a gap record of
+ * SPOOL_GAP bytes and an empty content record. They wait in the
+ * write-behind buffer with the first content (a temp file that a crash
+ * leaves empty or with an old message's bytes is as invalid as a torn
+ * one: it has no end record with a matching checksum). */
 static struct spool_file *
 spool_file_new(const char *qdir, const char *id, const char *tmp, int fd)
 {
     struct spool_file *sf = xcalloc(1, sizeof(*sf));
+    unsigned char *h, *c;
 
     sf->state = SPOOL_S_WRITING;
     sf->fd = fd;
     memcpy(sf->id, id, SPOOL_ID_SIZE);
     sf->qdir = xstrdup(qdir);
     sf->tmp_path = xstrdup(tmp);
-    sf->content_off = SPOOL_CONTENT_OFF + SPOOL_REC_HDR + SPOOL_GAP;
+    sf->content_off = SPOOL_HEAD_SIZE;
     sf->content_size = 0;
+    sf->wb = h = xmalloc(SPOOL_WB_MAX);
+    sf->wb_off = 0;
+    sf->wb_len = SPOOL_HEAD_SIZE;
+    memset(h, 0, SPOOL_HEAD_SIZE);
+    c = h + SPOOL_HEAD_SIZE - SPOOL_REC_HDR;
+    memcpy(h, SPOOL_MAGIC, SPOOL_MAGIC_LEN);
+    spool_put_u32(h + SPOOL_MAGIC_LEN, SPOOL_VERSION);
+    h[SPOOL_MAGIC_LEN + 4] = REC_GAP;
+    spool_put_u32(h + SPOOL_MAGIC_LEN + 5, SPOOL_GAP);
+    c[0] = REC_CONTENT;
+    spool_put_u32(c + 1, 0);
     return sf;
+}
+
+/* Write out the write-behind buffer, then (n > 0) p right after it. */
+static int
+spool_wb_flush(struct spool_file *sf, const void *p, size_t n)
+{
+    off_t at = sf->wb_len ? sf->wb_off : sf->content_off + sf->content_size;
+
+    if (spool_pwrite2(sf->fd, sf->wb, sf->wb_len, p, n, at) < 0)
+        return -1;
+    sf->wb_len = 0;
+    return 0;
+}
+
+/* Patch the content length into the buffered content record, if the
+ * buffer holds it (then the file gets it with the same write). */
+static void
+spool_wb_clen(struct spool_file *sf)
+{
+    off_t at = sf->content_off - 4;
+
+    if (sf->wb_len > 0 && at >= sf->wb_off
+        && at + 4 <= sf->wb_off + (off_t) sf->wb_len) {
+        spool_put_u32(sf->wb + (at - sf->wb_off), (uint32_t) sf->content_size);
+        sf->clen_disk = (uint32_t) sf->content_size;
+    }
 }
 
 /* Is id the name of a file in any queue? */
@@ -798,10 +867,6 @@ spool_create(const char *qdir, struct buf *err)
                   qdir, SPOOL_CREATE_TRIES);
         goto fail;
     }
-    if (spool_write_head(fd) < 0) {
-        spool_err(err, "write %s: %s", path, strerror(errno));
-        goto fail;
-    }
     struct spool_file *sf = spool_file_new(qdir, id, path, fd);
     sf->reused = reused >= 0;
     free(path);
@@ -839,10 +904,6 @@ spool_create_as(const char *qdir, const char *id, struct buf *err)
     }
     if (fd < 0) {
         spool_err(err, "create %s: %s", path, strerror(errno));
-        goto fail;
-    }
-    if (spool_write_head(fd) < 0) {
-        spool_err(err, "write %s: %s", path, strerror(errno));
         goto fail;
     }
     struct spool_file *sf = spool_file_new(qdir, id, path, fd);
@@ -886,7 +947,7 @@ spool_content_size(const struct spool_file *sf)
 int
 spool_write(struct spool_file *sf, const void *p, size_t n)
 {
-    if (sf->state != SPOOL_S_WRITING) {
+    if (sf->state != SPOOL_S_WRITING || sf->content_done) {
         errno = EINVAL;
         return -1;
     }
@@ -894,10 +955,28 @@ spool_write(struct spool_file *sf, const void *p, size_t n)
         errno = EFBIG;
         return -1;
     }
-    if (spool_pwrite_all(sf->fd, p, n, sf->content_off + sf->content_size) < 0)
+    if (sf->wb_len + n <= SPOOL_WB_MAX) {
+        if (sf->wb_len == 0)
+            sf->wb_off = sf->content_off + sf->content_size;
+        memcpy(sf->wb + sf->wb_len, p, n);
+        sf->wb_len += n;
+    } else if (spool_wb_flush(sf, p, n) < 0) {
         return -1;
+    }
     sf->content_size += (off_t) n;
     return 0;
+}
+
+int
+spool_content_done(struct spool_file *sf)
+{
+    if (sf->state != SPOOL_S_WRITING) {
+        errno = EINVAL;
+        return -1;
+    }
+    sf->content_done = 1;
+    spool_wb_clen(sf);
+    return spool_wb_flush(sf, NULL, 0);
 }
 
 int
@@ -916,18 +995,39 @@ spool_prepend(struct spool_file *sf, const void *p, size_t n)
     }
     if (n == 0)
         return 0;
-    /* The content record moves back n bytes; the gap shrinks by n. */
-    h[0] = REC_CONTENT;
-    spool_put_u32(h + 1, 0);
-    spool_put_u32(g, (uint32_t) (gap - (off_t) n));
-    if (spool_pwrite_all(sf->fd, p, n, sf->content_off - (off_t) n) < 0
-        || spool_pwrite_all(sf->fd, h, sizeof(h),
-                            sf->content_off - (off_t) n - SPOOL_REC_HDR)
-               < 0
-        || spool_pwrite_all(sf->fd, g, sizeof(g), SPOOL_MAGIC_LEN + 5) < 0)
+    if (sf->wb_len > 0 && spool_wb_flush(sf, NULL, 0) < 0)
         return -1;
+    /* The content record moves back n bytes; the gap shrinks by n. One
+     * write from the gap's length to the old content start: the new
+     * length, the gap's bytes (zero), the content record with the length
+     * the content will have, then p. */
+    if (gap > SPOOL_GAP) { /* not a file of ours: write the pieces */
+        h[0] = REC_CONTENT;
+        spool_put_u32(h + 1, (uint32_t) (sf->content_size + (off_t) n));
+        spool_put_u32(g, (uint32_t) (gap - (off_t) n));
+        if (spool_pwrite_all(sf->fd, p, n, sf->content_off - (off_t) n) < 0
+            || spool_pwrite_all(sf->fd, h, sizeof(h),
+                                sf->content_off - (off_t) n - SPOOL_REC_HDR)
+                   < 0
+            || spool_pwrite_all(sf->fd, g, sizeof(g), SPOOL_MAGIC_LEN + 5) < 0)
+            return -1;
+    } else {
+        unsigned char r[4 + SPOOL_GAP + SPOOL_REC_HDR];
+        size_t keep = (size_t) (gap - (off_t) n); /* gap bytes left */
+
+        memset(r, 0, sizeof(r));
+        spool_put_u32(r, (uint32_t) keep);
+        r[4 + keep] = REC_CONTENT;
+        spool_put_u32(r + 4 + keep + 1,
+                      (uint32_t) (sf->content_size + (off_t) n));
+        if (spool_pwrite2(sf->fd, r, 4 + keep + SPOOL_REC_HDR, p, n,
+                          SPOOL_MAGIC_LEN + 5)
+            < 0)
+            return -1;
+    }
     sf->content_off -= (off_t) n;
     sf->content_size += (off_t) n;
+    sf->clen_disk = (uint32_t) sf->content_size;
     return 0;
 }
 
@@ -1036,12 +1136,16 @@ spool_finish(struct spool_file *sf, struct spool_env *env)
     if (spool_put_rec(b, REC_END, sum, 4, NULL, 0) < 0)
         goto inval;
 
-    spool_put_u32(clen, (uint32_t) sf->content_size);
-    if (spool_pwrite_all(sf->fd, clen, 4, sf->content_off - 4) < 0)
-        goto fail;
-    if (spool_pwrite_all(sf->fd, buf_data(b), buf_len(b),
-                         sf->content_off + sf->content_size)
-        < 0)
+    /* The content length (in the buffered head when it is still there),
+     * then the buffered content and the envelope in one write. */
+    spool_wb_clen(sf);
+    if (sf->clen_disk != (uint32_t) sf->content_size) {
+        spool_put_u32(clen, (uint32_t) sf->content_size);
+        if (spool_pwrite_all(sf->fd, clen, 4, sf->content_off - 4) < 0)
+            goto fail;
+        sf->clen_disk = (uint32_t) sf->content_size;
+    }
+    if (spool_wb_flush(sf, buf_data(b), buf_len(b)) < 0)
         goto fail;
     if (sf->reused
         && ftruncate(sf->fd,
@@ -1167,6 +1271,7 @@ spool_file_free(struct spool_file *sf)
 {
     if (sf->fd >= 0)
         close(sf->fd);
+    free(sf->wb);
     free(sf->qdir);
     free(sf->tmp_path);
     free(sf);

@@ -97,7 +97,14 @@ struct spool_file *spool_create_as(const char *qdir, const char *id,
                                    struct buf *err);
 const char *spool_id(const struct spool_file *sf);
 int spool_fd(const struct spool_file *sf);
-int spool_write(struct spool_file *sf, const void *p, size_t n); /* content */
+/* Append content. Small writes wait in a write-behind buffer (with the
+ * file's head) and reach the file together: errors may show only at
+ * spool_content_done() or spool_finish(). */
+int spool_write(struct spool_file *sf, const void *p, size_t n);
+/* The content is complete: everything written reaches the file, with the
+ * content length, so spool_fd() readers (filters) see it. spool_write()
+ * fails after it. 0 or -1 (errno). */
+int spool_content_done(struct spool_file *sf);
 /* Put n bytes in front of the content written so far (header fields a
  * filter adds at the top), in the room spool_create() left for it: -1 with
  * ENOSPC when it does not fit (then rewrite the file instead). */

@@ -587,6 +587,71 @@ test_prepend(void **state)
     free(path);
 }
 
+/* Content reaches the file (with its length) when it is done, which is
+ * when filters read it; writes after that fail; a write error shows there
+ * at the latest. */
+static void
+test_content_done(void **state)
+{
+    struct fx *f = *state;
+    struct spool_rcpt r = {"x@example.net", NULL, 0, 0};
+    struct spool_env env = {.sender = "a@b", .rcpt = &r, .nrcpt = 1};
+    const char *c = "Subject: w\r\n\r\nbody\r\n";
+    size_t n = strlen(c), len;
+    struct spool_file *sf;
+    struct spool_msg *m;
+    unsigned char got[64];
+    char id[SPOOL_ID_SIZE], *path, *data;
+    int fd;
+
+    sf = spool_create(f->dir, f->err);
+    assert_non_null(sf);
+    memcpy(id, spool_id(sf), SPOOL_ID_SIZE);
+    assert_int_equal(spool_write(sf, c, 10), 0);
+    assert_int_equal(spool_write(sf, c + 10, n - 10), 0);
+    assert_int_equal(spool_content_done(sf), 0);
+    assert_int_equal(pread(spool_fd(sf), got, n, spool_content_off(sf)),
+                     (ssize_t) n);
+    assert_memory_equal(got, c, n);
+    assert_int_equal(pread(spool_fd(sf), got, 5, spool_content_off(sf) - 5), 5);
+    assert_int_equal(got[0], 'C');
+    assert_int_equal(((uint32_t) got[1] << 24) | ((uint32_t) got[2] << 16)
+                         | ((uint32_t) got[3] << 8) | got[4],
+                     n);
+    errno = 0;
+    assert_int_equal(spool_write(sf, "x", 1), -1);
+    assert_int_equal(errno, EINVAL);
+    /* a header field on top still fits, and the length follows it */
+    assert_int_equal(spool_prepend(sf, "X-T: 1\r\n", 8), 0);
+    assert_int_equal(spool_finish(sf, &env), 0);
+    assert_int_equal(spool_commit(sf, "incoming"), 0);
+    spool_free(sf);
+    path = qpath(f, "incoming", id);
+    m = spool_read(path, f->err);
+    assert_non_null(m);
+    assert_int_equal(m->content_len, (off_t) n + 8);
+    data = slurp(path, &len);
+    assert_memory_equal(data + m->content_off, "X-T: 1\r\n", 8);
+    assert_memory_equal(data + m->content_off + 8, c, n);
+    spool_msg_free(m);
+    free(data);
+    free(path);
+
+    /* The file cannot be written: done fails with the error. */
+    sf = spool_create(f->dir, f->err);
+    assert_non_null(sf);
+    assert_int_equal(spool_write(sf, c, n), 0);
+    fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    assert_true(fd >= 0);
+    assert_int_equal(dup2(fd, spool_fd(sf)), spool_fd(sf));
+    close(fd);
+    errno = 0;
+    assert_int_equal(spool_content_done(sf), -1);
+    assert_int_equal(errno, EBADF);
+    spool_abort(sf);
+    assert_int_equal(count_files(f, "incoming"), 1); /* the first one */
+}
+
 static void
 test_ids_unique(void **state)
 {
@@ -1504,6 +1569,7 @@ main(void)
         cmocka_unit_test_setup_teardown(test_commit_batch, setup, teardown),
         cmocka_unit_test_setup_teardown(test_remove_reuse, setup, teardown),
         cmocka_unit_test_setup_teardown(test_prepend, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_content_done, setup, teardown),
         cmocka_unit_test_setup_teardown(test_parse_gap, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ids_unique, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ids_restart, setup, teardown),
