@@ -88,16 +88,34 @@ buf_putc(struct buf *b, int c)
     return buf_append(b, &ch, 1);
 }
 
+/* Formats once into the room there is, and again only when the result did
+ * not fit (the one growable string: replies, headers, commands). */
 int
 buf_vprintf(struct buf *b, const char *fmt, va_list ap)
 {
+    size_t end = b->off + b->len, room = b->size - end;
     va_list aq;
     int n;
 
+    if (strchr(fmt, '%') == NULL)
+        return buf_puts(b, fmt);
     va_copy(aq, ap);
-    n = vsnprintf(NULL, 0, fmt, aq);
+    n = vsnprintf(b->base + end, room, fmt, aq);
     va_end(aq);
-    if (n < 0 || buf_room(b, (size_t) n) < 0)
+    if (n < 0) {
+        b->base[end] = '\0';
+        return -1;
+    }
+    if ((size_t) n < room) {
+        if ((size_t) n > b->cap || b->len > b->cap - (size_t) n) {
+            b->base[end] = '\0'; /* over cap: as if never written */
+            return -1;
+        }
+        b->len += (size_t) n;
+        return 0;
+    }
+    b->base[end] = '\0';
+    if (buf_room(b, (size_t) n) < 0)
         return -1;
     vsnprintf(b->base + b->off + b->len, (size_t) n + 1, fmt, ap);
     b->len += (size_t) n;

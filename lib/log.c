@@ -18,12 +18,20 @@ static int log_debug_on;
 static char log_name[64] = "postfix";
 static char log_service[64] = "sluice";
 static char log_host[256] = "localhost";
-static pid_t log_pid; /* getpid() is a system call per line otherwise */
+static pid_t log_pid;       /* getpid() is a system call per line otherwise */
+static char log_pidstr[32]; /* "[pid]: " for log_pid */
+
+static void
+log_set_pid(void)
+{
+    log_pid = getpid();
+    snprintf(log_pidstr, sizeof(log_pidstr), "[%ld]: ", (long) log_pid);
+}
 
 static void
 log_atfork_child(void)
 {
-    log_pid = getpid();
+    log_set_pid();
 }
 
 static void
@@ -40,7 +48,7 @@ log_init(const char *name, const char *service, const char *path)
 
     if (pthread_once(&once, log_register_atfork) != 0)
         return -1;
-    log_pid = getpid();
+    log_set_pid();
     if (name != NULL)
         snprintf(log_name, sizeof(log_name), "%s", name);
     if (service != NULL)
@@ -84,30 +92,70 @@ log_debug_enabled(void)
     return log_debug_on;
 }
 
+/* Append s to line[*n], cut at LOG_LINE_MAX - 1. */
+static void
+log_cat(char *line, size_t *n, const char *s)
+{
+    size_t k = strlen(s);
+
+    if (k > LOG_LINE_MAX - 1 - *n)
+        k = LOG_LINE_MAX - 1 - *n;
+    memcpy(line + *n, s, k);
+    *n += k;
+}
+
+/* "Mmm dd hh:mm:ss " for now: formatted once per second and thread
+ * (localtime_r takes a process-wide lock and strftime is not cheap; a
+ * busy process writes thousands of lines a second). */
+static size_t
+log_stamp(char *out)
+{
+    static __thread time_t last = (time_t) -1;
+    static __thread char stamp[32];
+    static __thread size_t slen;
+    time_t now = time(NULL);
+    struct tm tm;
+
+    if (now != last) {
+        localtime_r(&now, &tm);
+        slen = strftime(stamp, sizeof(stamp), "%b %e %H:%M:%S ", &tm);
+        last = now;
+    }
+    memcpy(out, stamp, slen);
+    return slen;
+}
+
 static void
 log_vwrite(const char *service, const char *level, const char *fmt, va_list ap)
 {
-    char line[LOG_LINE_MAX + 2];
-    struct tm tm;
-    time_t now = time(NULL);
-    size_t n;
-    int r;
+    char line[LOG_LINE_MAX + 2], pid[32];
+    size_t n, room, r;
+    int k;
 
-    localtime_r(&now, &tm);
-    n = strftime(line, sizeof(line), "%b %e %H:%M:%S ", &tm);
-    r = snprintf(line + n, LOG_LINE_MAX - n, "%s %s/%s[%ld]: %s", log_host,
-                 log_name, service ? service : log_service,
-                 (long) (log_pid ? log_pid : getpid()), level);
-    if (r > 0)
-        n += (size_t) r < LOG_LINE_MAX - n ? (size_t) r : LOG_LINE_MAX - n - 1;
-    r = vsnprintf(line + n, LOG_LINE_MAX - n, fmt, ap);
-    if (r < 0)
-        r = 0;
-    if ((size_t) r >= LOG_LINE_MAX - n) {
+    /* "host name/service[pid]: level" without printf: every line has it */
+    n = log_stamp(line);
+    log_cat(line, &n, log_host);
+    log_cat(line, &n, " ");
+    log_cat(line, &n, log_name);
+    log_cat(line, &n, "/");
+    log_cat(line, &n, service ? service : log_service);
+    if (log_pid == 0)
+        snprintf(pid, sizeof(pid), "[%ld]: ", (long) getpid());
+    log_cat(line, &n, log_pid ? log_pidstr : pid);
+    log_cat(line, &n, level);
+    room = LOG_LINE_MAX - n;        /* what vsnprintf may write, NUL included */
+    if (strchr(fmt, '%') == NULL) { /* nothing to format */
+        r = strlen(fmt);
+        memcpy(line + n, fmt, r < room ? r : room - 1);
+    } else {
+        k = vsnprintf(line + n, room, fmt, ap);
+        r = k < 0 ? 0 : (size_t) k;
+    }
+    if (r >= room) {
         n = LOG_LINE_MAX - 1;
         memcpy(line + n - 3, "...", 3);
     } else {
-        n += (size_t) r;
+        n += r;
     }
     line[n++] = '\n';
     int saved = errno;

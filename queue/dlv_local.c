@@ -63,9 +63,12 @@ dlv_delay(const struct spool_msg *m)
 char *
 dlv_fmt_delay(double d, char *out, size_t n)
 {
-    if (d < 0.005)
-        snprintf(out, n, "0");
-    else if (d < 0.1)
+    if (d < 0.005) { /* the common case: no printf for it */
+        if (n >= 2)
+            memcpy(out, "0", 2);
+        else if (n == 1)
+            *out = '\0';
+    } else if (d < 0.1)
         snprintf(out, n, "%.2f", d);
     else if (d < 10)
         snprintf(out, n, "%.2g", d);

@@ -88,6 +88,25 @@ test_printf(void **state)
                      0);
     assert_string_equal(buf_data(b), "grow past initial 00042");
     buf_free(b);
+
+    /* It fits the memory there is but not the cap: refused, unchanged. */
+    b = buf_new(16, 20);
+    assert_int_equal(buf_puts(b, "0123456789abcdefg"), 0); /* 17, size 32 */
+    assert_int_equal(buf_printf(b, "%s", "ABCDEF"), -1);
+    assert_int_equal(buf_len(b), 17);
+    assert_string_equal(buf_data(b), "0123456789abcdefg");
+    assert_int_equal(buf_printf(b, "%s", "ABC"), 0); /* 20 exactly */
+    assert_string_equal(buf_data(b), "0123456789abcdefgABC");
+    buf_free(b);
+
+    /* Nothing to format: the same rules; "%%" is still formatted. */
+    b = buf_new(4, 10);
+    assert_int_equal(buf_printf(b, "250 Ok"), 0);
+    assert_int_equal(buf_printf(b, " toolong"), -1);
+    assert_string_equal(buf_data(b), "250 Ok");
+    assert_int_equal(buf_printf(b, " 5%%"), 0);
+    assert_string_equal(buf_data(b), "250 Ok 5%");
+    buf_free(b);
 }
 
 static void
