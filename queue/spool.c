@@ -36,12 +36,18 @@
  * Strings carry no NUL byte and are at most SPOOL_STR_MAX bytes; a file
  * holds at most SPOOL_RCPT_MAX recipients and SPOOL_ENV_MAX envelope bytes.
  *
- * Writing order: spool_create() writes the header and a content record
- * whose length is 0; spool_write() appends content; spool_finish() patches
- * the content length with pwrite() and appends the envelope and the end
- * record. A file torn anywhere fails to parse: before spool_finish() the
- * content length is 0, so the content bytes are read as envelope records
- * and no valid end record with a matching checksum follows them.
+ * Writing order: spool_create() puts the header and a content record
+ * whose length is 0 into a write-behind buffer; spool_write() appends
+ * content to it (writing out whenever SPOOL_WB_MAX would be passed);
+ * spool_content_done() writes out what waits, with the content length
+ * patched in; spool_prepend() writes the gap's new length, the content
+ * record and the header bytes in one pwrite(); spool_finish() writes the
+ * content length if the file does not hold it yet, then what waits and
+ * the envelope and the end record in one pwritev(). A file torn anywhere
+ * fails to parse: until the envelope is written no valid end record with
+ * a matching checksum follows the content (and before the content is
+ * done its length is 0, so the content bytes are read as envelope
+ * records); a temp file is never renamed into a queue unfinished.
  *
  * The status byte of a recipient sits at a fixed offset (record start + 5),
  * so spool_msg_mark() rewrites it in place with one pwrite().
