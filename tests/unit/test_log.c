@@ -87,36 +87,33 @@ stamp_ok(const char *l)
     assert_int_equal(l[15], ' ');
 }
 
+/* Line i is "STAMP host postfix/service[our pid]: text". */
+static void
+line_is(const struct fx *f, int i, const char *service, const char *text)
+{
+    char want[512], *l = line_at(f, i);
+
+    stamp_ok(l);
+    snprintf(want, sizeof(want), "%s postfix/%s[%ld]: %s", f->host, service,
+             (long) getpid(), text);
+    assert_string_equal(l + STAMP_LEN, want);
+    free(l);
+}
+
 static void
 test_format(void **state)
 {
     struct fx *f = *state;
-    char want[512], *l;
+    char *l;
 
     log_info("connect from %s[%s]", "mx.example.org", "192.0.2.1");
     log_warning("no conversions here");
     log_info_as("cleanup", "%s: message-id=<%d@x>", "4F2A", 7);
     log_info("100%% %s", "done");
 
-    l = line_at(f, 0);
-    stamp_ok(l);
-    snprintf(want, sizeof(want),
-             "%s postfix/smtpd[%ld]: connect from mx.example.org[192.0.2.1]",
-             f->host, (long) getpid());
-    assert_string_equal(l + STAMP_LEN, want);
-    free(l);
-    l = line_at(f, 1);
-    snprintf(want, sizeof(want),
-             "%s postfix/smtpd[%ld]: warning: no conversions here", f->host,
-             (long) getpid());
-    assert_string_equal(l + STAMP_LEN, want);
-    free(l);
-    l = line_at(f, 2);
-    snprintf(want, sizeof(want),
-             "%s postfix/cleanup[%ld]: 4F2A: message-id=<7@x>", f->host,
-             (long) getpid());
-    assert_string_equal(l + STAMP_LEN, want);
-    free(l);
+    line_is(f, 0, "smtpd", "connect from mx.example.org[192.0.2.1]");
+    line_is(f, 1, "smtpd", "warning: no conversions here");
+    line_is(f, 2, "cleanup", "4F2A: message-id=<7@x>");
     l = line_at(f, 3);
     assert_non_null(strstr(l, "]: 100% done"));
     free(l);

@@ -173,6 +173,25 @@ content_is(const struct spool_msg *m, const void *want, size_t n)
     free(got);
 }
 
+/* Finish sf with env, commit it into incoming/, free it and read it back;
+ * *path (the caller frees it) is the committed file. */
+static struct spool_msg *
+finish_read(const struct fx *f, struct spool_file *sf, struct spool_env *env,
+            char **path)
+{
+    char id[SPOOL_ID_SIZE];
+    struct spool_msg *m;
+
+    memcpy(id, spool_id(sf), SPOOL_ID_SIZE);
+    assert_int_equal(spool_finish(sf, env), 0);
+    assert_int_equal(spool_commit(sf, "incoming"), 0);
+    spool_free(sf);
+    *path = qpath(f, "incoming", id);
+    m = spool_read(*path, f->err);
+    assert_non_null(m);
+    return m;
+}
+
 /* ------------------------------------------------------------------ */
 
 static void
@@ -503,12 +522,7 @@ test_remove_reuse(void **state)
         assert_non_null(sf);
         memcpy(id, spool_id(sf), SPOOL_ID_SIZE);
         assert_int_equal(spool_write(sf, big, i == 0 ? 5000 : 7), 0);
-        assert_int_equal(spool_finish(sf, &env), 0);
-        assert_int_equal(spool_commit(sf, "incoming"), 0);
-        spool_free(sf);
-        path = qpath(f, "incoming", id);
-        m = spool_read(path, f->err);
-        assert_non_null(m);
+        m = finish_read(f, sf, &env, &path);
         assert_int_equal(m->content_len, i == 0 ? 5000 : 7);
         assert_int_equal(fstat(m->fd, &st), 0);
         if (i == 1)
@@ -623,12 +637,7 @@ test_content_done(void **state)
     assert_int_equal(errno, EINVAL);
     /* a header field on top still fits, and the length follows it */
     assert_int_equal(spool_prepend(sf, "X-T: 1\r\n", 8), 0);
-    assert_int_equal(spool_finish(sf, &env), 0);
-    assert_int_equal(spool_commit(sf, "incoming"), 0);
-    spool_free(sf);
-    path = qpath(f, "incoming", id);
-    m = spool_read(path, f->err);
-    assert_non_null(m);
+    m = finish_read(f, sf, &env, &path);
     assert_int_equal(m->content_len, (off_t) n + 8);
     data = slurp(path, &len);
     assert_memory_equal(data + m->content_off, "X-T: 1\r\n", 8);
