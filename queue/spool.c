@@ -727,18 +727,25 @@ spool_wb_flush(struct spool_file *sf, const void *p, size_t n)
     return 0;
 }
 
-/* Patch the content length into the buffered content record, if the
- * buffer holds it (then the file gets it with the same write). */
-static void
-spool_wb_clen(struct spool_file *sf)
+/* The content length into the content record: patched into the buffered
+ * head when it is still there (the file gets it with the next write),
+ * else written, unless the file holds it already. 0 or -1 (errno). */
+static int
+spool_put_clen(struct spool_file *sf)
 {
     off_t at = sf->content_off - 4;
+    unsigned char clen[4];
 
+    if (sf->clen_disk == (uint32_t) sf->content_size)
+        return 0;
+    spool_put_u32(clen, (uint32_t) sf->content_size);
     if (sf->wb_len > 0 && at >= sf->wb_off
-        && at + 4 <= sf->wb_off + (off_t) sf->wb_len) {
-        spool_put_u32(sf->wb + (at - sf->wb_off), (uint32_t) sf->content_size);
-        sf->clen_disk = (uint32_t) sf->content_size;
-    }
+        && at + 4 <= sf->wb_off + (off_t) sf->wb_len)
+        memcpy(sf->wb + (at - sf->wb_off), clen, 4);
+    else if (spool_pwrite_all(sf->fd, clen, 4, at) < 0)
+        return -1;
+    sf->clen_disk = (uint32_t) sf->content_size;
+    return 0;
 }
 
 /* Is id the name of a file in any queue? */
@@ -981,7 +988,8 @@ spool_content_done(struct spool_file *sf)
         return -1;
     }
     sf->content_done = 1;
-    spool_wb_clen(sf);
+    if (spool_put_clen(sf) < 0)
+        return -1;
     return spool_wb_flush(sf, NULL, 0);
 }
 
@@ -989,7 +997,8 @@ int
 spool_prepend(struct spool_file *sf, const void *p, size_t n)
 {
     off_t gap = sf->content_off - SPOOL_CONTENT_OFF - SPOOL_REC_HDR;
-    unsigned char h[SPOOL_REC_HDR], g[4];
+    unsigned char r[4 + SPOOL_GAP + SPOOL_REC_HDR];
+    size_t keep; /* gap bytes left */
 
     if (sf->state != SPOOL_S_WRITING) {
         errno = EINVAL;
@@ -1003,34 +1012,20 @@ spool_prepend(struct spool_file *sf, const void *p, size_t n)
         return 0;
     if (sf->wb_len > 0 && spool_wb_flush(sf, NULL, 0) < 0)
         return -1;
+    keep = (size_t) (gap - (off_t) n);
     /* The content record moves back n bytes; the gap shrinks by n. One
      * write from the gap's length to the old content start: the new
      * length, the gap's bytes (zero), the content record with the length
-     * the content will have, then p. */
-    if (gap > SPOOL_GAP) { /* not a file of ours: write the pieces */
-        h[0] = REC_CONTENT;
-        spool_put_u32(h + 1, (uint32_t) (sf->content_size + (off_t) n));
-        spool_put_u32(g, (uint32_t) (gap - (off_t) n));
-        if (spool_pwrite_all(sf->fd, p, n, sf->content_off - (off_t) n) < 0
-            || spool_pwrite_all(sf->fd, h, sizeof(h),
-                                sf->content_off - (off_t) n - SPOOL_REC_HDR)
-                   < 0
-            || spool_pwrite_all(sf->fd, g, sizeof(g), SPOOL_MAGIC_LEN + 5) < 0)
-            return -1;
-    } else {
-        unsigned char r[4 + SPOOL_GAP + SPOOL_REC_HDR];
-        size_t keep = (size_t) (gap - (off_t) n); /* gap bytes left */
-
-        memset(r, 0, sizeof(r));
-        spool_put_u32(r, (uint32_t) keep);
-        r[4 + keep] = REC_CONTENT;
-        spool_put_u32(r + 4 + keep + 1,
-                      (uint32_t) (sf->content_size + (off_t) n));
-        if (spool_pwrite2(sf->fd, r, 4 + keep + SPOOL_REC_HDR, p, n,
-                          SPOOL_MAGIC_LEN + 5)
-            < 0)
-            return -1;
-    }
+     * the content will have, then p. (spool_file_new made the gap
+     * SPOOL_GAP bytes; it only shrinks.) */
+    memset(r, 0, sizeof(r));
+    spool_put_u32(r, (uint32_t) keep);
+    r[4 + keep] = REC_CONTENT;
+    spool_put_u32(r + 4 + keep + 1, (uint32_t) (sf->content_size + (off_t) n));
+    if (spool_pwrite2(sf->fd, r, 4 + keep + SPOOL_REC_HDR, p, n,
+                      SPOOL_MAGIC_LEN + 5)
+        < 0)
+        return -1;
     sf->content_off -= (off_t) n;
     sf->content_size += (off_t) n;
     sf->clen_disk = (uint32_t) sf->content_size;
@@ -1108,7 +1103,7 @@ spool_put_rcpt(struct buf *b, const struct spool_rcpt *r)
 int
 spool_finish(struct spool_file *sf, struct spool_env *env)
 {
-    unsigned char clen[4], sum[4];
+    unsigned char sum[4];
     struct buf *b = NULL;
     size_t i;
 
@@ -1142,16 +1137,9 @@ spool_finish(struct spool_file *sf, struct spool_env *env)
     if (spool_put_rec(b, REC_END, sum, 4, NULL, 0) < 0)
         goto inval;
 
-    /* The content length (in the buffered head when it is still there),
-     * then the buffered content and the envelope in one write. */
-    spool_wb_clen(sf);
-    if (sf->clen_disk != (uint32_t) sf->content_size) {
-        spool_put_u32(clen, (uint32_t) sf->content_size);
-        if (spool_pwrite_all(sf->fd, clen, 4, sf->content_off - 4) < 0)
-            goto fail;
-        sf->clen_disk = (uint32_t) sf->content_size;
-    }
-    if (spool_wb_flush(sf, buf_data(b), buf_len(b)) < 0)
+    /* The content length, then what waits and the envelope in one write. */
+    if (spool_put_clen(sf) < 0
+        || spool_wb_flush(sf, buf_data(b), buf_len(b)) < 0)
         goto fail;
     if (sf->reused
         && ftruncate(sf->fd,

@@ -646,6 +646,21 @@ test_content_done(void **state)
     free(data);
     free(path);
 
+    /* Content past the write-behind buffer: its length is in the file
+     * too once done. */
+    sf = spool_create(f->dir, f->err);
+    assert_non_null(sf);
+    data = calloc(1, 40000);
+    assert_int_equal(spool_write(sf, data, 30000), 0);
+    assert_int_equal(spool_write(sf, data, 7), 0);
+    assert_int_equal(spool_content_done(sf), 0);
+    assert_int_equal(pread(spool_fd(sf), got, 5, spool_content_off(sf) - 5), 5);
+    assert_int_equal(((uint32_t) got[1] << 24) | ((uint32_t) got[2] << 16)
+                         | ((uint32_t) got[3] << 8) | got[4],
+                     30007);
+    free(data);
+    spool_abort(sf);
+
     /* The file cannot be written: done fails with the error. */
     sf = spool_create(f->dir, f->err);
     assert_non_null(sf);
