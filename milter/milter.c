@@ -614,11 +614,24 @@ milter_enter(struct milter_sess *ms, enum milter_state to)
     ms->state = to;
 }
 
+/* Set the watchers for what the session waits for. Output is written at
+ * once while the socket takes it (a command and its reply cost a send and
+ * a read, not also two epoll_ctl calls and a wakeup); the write watcher
+ * waits only for the rest. A write error is left to the write watcher,
+ * which reports it outside the caller's stage code. */
 static void
 milter_update_io(struct milter_sess *ms)
 {
     if (ms->fd < 0)
         return;
+    if (ms->state != MILTER_S_CONNECT && buf_len(ms->out) > 0
+        && !ev_is_active(&ms->wio)) {
+        ssize_t n = send(ms->fd, buf_data(ms->out), buf_len(ms->out),
+                         MSG_NOSIGNAL | MSG_DONTWAIT);
+
+        if (n > 0)
+            buf_consume(ms->out, (size_t) n);
+    }
     if (ms->state == MILTER_S_CONNECT || buf_len(ms->out) > 0)
         ev_io_start(ms->loop, &ms->wio);
     else
@@ -1620,6 +1633,19 @@ milter_on_optneg(struct milter_sess *ms, int cmd, const char *data, size_t len)
         milter_run(ms);
 }
 
+/* More of the milter's output is due before Sluice sends anything: ACK
+ * what came at once. A milter that writes a reply in pieces, or several
+ * packets for SMFIC_BODYEOB, with Nagle on (libmilter does not set
+ * TCP_NODELAY) holds each piece until the last is ACKed, and Linux delays
+ * that ACK by 40 ms unless told otherwise. When the reply is complete,
+ * Sluice's next command carries the ACK, so nothing is set then. */
+static void
+milter_more_coming(struct milter_sess *ms)
+{
+    if (ms->quickack)
+        net_quickack(ms->fd);
+}
+
 /* Parse what was read. */
 static void
 milter_input(struct milter_sess *ms)
@@ -1631,8 +1657,10 @@ milter_input(struct milter_sess *ms)
         int cmd, rc;
         char *copy;
 
-        if (buf_len(ms->in) == 0)
+        if (buf_len(ms->in) == 0) {
+            milter_more_coming(ms); /* a reply that is not the last */
             return;
+        }
         if (ms->state != MILTER_S_OPTNEG && ms->state != MILTER_S_REPLY) {
             milter_fail(ms, 0, "unexpected data from milter");
             return;
@@ -1649,8 +1677,10 @@ milter_input(struct milter_sess *ms)
             return;
         }
         buf_free(err);
-        if (rc == 0)
+        if (rc == 0) {
+            milter_more_coming(ms); /* the rest of a packet */
             return;
+        }
         /* the packet is consumed first (the handlers check for more
          * input); its data lives in a copy while handled */
         copy = xmemdup(data, dlen);
@@ -1691,8 +1721,6 @@ milter_read_cb(struct ev_loop *loop, ev_io *w, int revents)
     n = read(ms->fd, p, 65536);
     if (n < 0 && (errno == EAGAIN || errno == EINTR))
         return;
-    if (n > 0 && ms->quickack)
-        net_quickack(ms->fd);
     if (n <= 0) {
         const char *why = n < 0 ? strerror(errno) : "Connection closed";
         int waiting =
