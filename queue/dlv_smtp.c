@@ -1212,7 +1212,11 @@ smtp_park(struct smtp_sess *s)
     e->fd = s->fd;
     e->ext = s->ext;
     e->born = s->born;
-    ev_io_init(&e->rio, smtp_idle_read_cb, e->fd, EV_READ);
+    /* The stopped read watcher moves over as it is, on the same open
+     * socket: set up anew (ev_io_init), libev would register the fd with
+     * epoll again (a failed EPOLL_CTL_ADD, then a retry). */
+    e->rio = s->rio;
+    ev_set_cb(&e->rio, smtp_idle_read_cb);
     e->rio.data = e;
     ev_io_start(e->loop, &e->rio);
     ev_timer_init(&e->timer, smtp_idle_timer_cb, keep, 0.);
@@ -1244,10 +1248,11 @@ smtp_unpark(struct smtp_sess *s)
     s->ext = e->ext;
     s->born = e->born;
     snprintf(s->addr, sizeof(s->addr), "%s", e->addr);
+    s->rio = e->rio; /* stopped; the same socket (see smtp_park) */
     free(e);
     s->reused = 1;
     s->connected = 1;
-    ev_io_init(&s->rio, smtp_read_cb, s->fd, EV_READ);
+    ev_set_cb(&s->rio, smtp_read_cb);
     ev_io_init(&s->wio, smtp_write_cb, s->fd, EV_WRITE);
     s->rio.data = s->wio.data = s;
     ev_io_start(s->job->loop, &s->rio);

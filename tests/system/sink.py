@@ -11,6 +11,7 @@ counts complete messages. DIR/sink.log records every command and reply.
   sink.py --port N --dir DIR [--host 127.0.0.1|::1] [--pidfile F]
           [--rcpt-match REGEX --rcpt-reply "550 5.1.1 no such user"]
           [--data-reply "451 4.3.0 try later" [--data-fail-count N]]
+          [--idle-close SECS]
 
 As a module (PYTHONPATH=tests/system): Client, send_mail, dotstuff,
 split_received, eml_files for the test scripts' inline python.
@@ -96,10 +97,18 @@ class SinkHandler(socketserver.StreamRequestHandler):
         rcpts = []
         done = 0  # messages finished on this connection
         while True:
+            idle = st.args.idle_close
+            if done > 0 and idle and sender is None:
+                self.connection.settimeout(idle)
             try:
                 raw = self.rfile.readline(LINE_MAX)
+            except socket.timeout:
+                st.log("%s idle, closed" % self.client_address[1])
+                self.out("421 4.4.2 sink.test.example idle too long")
+                return
             except (OSError, ValueError):
                 return
+            self.connection.settimeout(self.timeout)
             if not raw:
                 return
             line = raw.rstrip(b"\r\n").decode("utf-8", "surrogateescape")
@@ -203,6 +212,9 @@ def sink_main(argv):
                    help='a MAIL after a finished message on the same '
                         'connection gets this reply and the connection is '
                         'closed ("close": closed without a reply)')
+    p.add_argument("--idle-close", type=float, default=0,
+                   help="421 and close a connection idle this many seconds "
+                        "after a message")
     p.add_argument("--data-fail-count", type=int, default=-1,
                    help="use --data-reply for the first N messages only")
     a = p.parse_args(argv)

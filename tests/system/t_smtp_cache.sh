@@ -8,7 +8,7 @@
 # off every message has its own connection.
 . "$(dirname "$0")/lib.sh"
 need_binaries
-plan 13
+plan 18
 setup
 
 # send N: N messages, one session each, 0.3 s apart (each is delivered
@@ -67,6 +67,36 @@ start_sluiced
 out=$(send 3)
 check "421 to a reused MAIL: all 3 delivered" sink_wait 3
 is "none deferred" "$(grep -c 'status=deferred' "$T/maillog")" "0"
+
+# a server that gives up on an idle cached connection (421, close): the
+# cache sees it at once and closes its end (with a 60 s cache limit, a
+# socket nobody watched would wait in CLOSE-WAIT); the next message gets
+# a new connection, without a deferral
+stop_sluiced
+kill "$SINKPID"
+wait "$SINKPID" 2>/dev/null
+rm -rf "$SINKDIR"
+mkdir -p "$SINKDIR"
+start_sink "$SINKPORT" "$SINKDIR" --idle-close 0.3
+write_conf "smtp_connection_cache_time_limit = 60s" \
+    "smtp_connection_reuse_time_limit = 300s"
+start_sluiced
+# sockets toward the sink in CLOSE-WAIT (/proc/net/tcp state 08)
+close_wait() {
+    awk -v p=":$(printf '%04X' "$SINKPORT")" \
+        '$4 == "08" && substr($3, length($3) - 4) == p { n++ } END { print n + 0 }' \
+        /proc/net/tcp
+}
+out=$(send 1)
+check "idle close: the first message delivered" sink_wait 1
+check "the sink closed the idle cached connection" \
+    wait_for 10 grep -q 'idle, closed' "$SINKDIR/sink.log"
+no_close_wait() { [ "$(close_wait)" = 0 ]; }
+check "Sluice closed its end at once (no CLOSE-WAIT)" wait_for 3 no_close_wait
+out=$(send 1)
+check "idle close: the second message delivered" sink_wait 2
+is "idle close: a new connection for it" "$(conns)" "2"
+is "idle close: none deferred" "$(grep -c 'status=deferred' "$T/maillog")" "0"
 
 # cache off: one connection per message
 stop_sluiced
