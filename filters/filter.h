@@ -260,5 +260,15 @@ int filter_mods_rewrite(const struct filter_mod *mods, int in_fd, off_t off,
  * filter_mods_rewrite() would put them there, into out: 0. Else -1 (a
  * rewrite is needed). */
 int filter_mods_top_bytes(const struct filter_mod *mods, struct buf *out);
+/* When mods change the header only, the new header fields (what
+ * filter_mods_rewrite() writes before the old separator and body) into
+ * out, and in *old_len the length of the fields they replace
+ * (in_fd[off, off + *old_len)): 0. The message is then out followed by
+ * in_fd[off + *old_len, off + len). 1 when a rewrite is needed instead (a
+ * body replacement, or no end of the header in the first max bytes); -1
+ * (errno: a read error, EINVAL for a bad header name, out's failure). */
+int filter_mods_new_head(const struct filter_mod *mods, int in_fd, off_t off,
+                         off_t len, size_t max, struct buf *out,
+                         size_t *old_len);
 
 #endif

@@ -409,6 +409,97 @@ body_put(struct body_out *bo, const char *p, size_t n)
     return 0;
 }
 
+/* Read the header at in_fd[off, off+len) into hb and h, and apply the
+ * header mods of mods to h (*replace: a body replacement is among them):
+ * 0, or -1 (errno). */
+static int
+head_apply(const struct filter_mod *mods, int in_fd, off_t off, off_t len,
+           struct buf *hb, struct hlist *h, size_t *hend, size_t *seplen,
+           int *replace)
+{
+    const struct filter_mod *m;
+    size_t i;
+
+    *replace = 0;
+    if (len < 0) {
+        errno = EINVAL;
+        return -1;
+    }
+    if (hdr_read(in_fd, off, len, hb, h, hend, seplen) < 0)
+        return -1;
+    for (i = 0; i < h->n; i++)
+        h->v[i].p = buf_data(hb) + h->v[i].off;
+    for (m = mods; m != NULL; m = m->next) {
+        if (m->type == FILTER_MOD_REPLACE_BODY)
+            *replace = 1;
+        else if (filter_mod_is_content(m->type) && hdr_apply(h, m) < 0) {
+            errno = EINVAL; /* bad header name from a filter */
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* The header fields of h as the new message has them. */
+static int
+head_put(const struct hlist *h, int replace, filter_out_fn out, void *arg)
+{
+    size_t i;
+
+    for (i = 0; i < h->n; i++) {
+        const struct hfield *f = &h->v[i];
+
+        if (out(arg, f->p, f->n))
+            return -1;
+        /* the last line of a message without line end, when more
+         * follows */
+        if (f->n > 0 && f->p[f->n - 1] != '\n' && (i + 1 < h->n || replace)
+            && out(arg, "\r\n", 2))
+            return -1;
+    }
+    return 0;
+}
+
+static int
+head_out_buf(void *arg, const void *p, size_t n)
+{
+    return buf_append(arg, p, n);
+}
+
+int
+filter_mods_new_head(const struct filter_mod *mods, int in_fd, off_t off,
+                     off_t len, size_t max, struct buf *out, size_t *old_len)
+{
+    struct buf *hb = buf_new(FILTER_CHUNK, FILTER_HDR_MAX + 2 * FILTER_CHUNK);
+    struct hlist h = {NULL, 0, 0};
+    off_t part = len > (off_t) max ? (off_t) max : len;
+    size_t hend, seplen;
+    int replace, rc = 1;
+
+    if (head_apply(mods, in_fd, off, part, hb, &h, &hend, &seplen, &replace)
+        < 0) {
+        rc = -1;
+        goto done;
+    }
+    /* A body replacement; or a header whose end the part read does not
+     * show: past a cut, the line where the header ended may be the start
+     * of a field ("Subj" of "Subject:"), so the line must be complete. */
+    if (replace
+        || (part < len
+            && memchr(buf_data(hb) + hend, '\n', buf_len(hb) - hend) == NULL))
+        goto done;
+    if (head_put(&h, 0, head_out_buf, out) < 0) {
+        rc = -1;
+        goto done;
+    }
+    *old_len = hend;
+    rc = 0;
+done:
+    hlist_free(&h);
+    buf_free(hb);
+    return rc;
+}
+
 int
 filter_mods_rewrite(const struct filter_mod *mods, int in_fd, off_t off,
                     off_t len, filter_out_fn out, void *arg)
@@ -418,39 +509,13 @@ filter_mods_rewrite(const struct filter_mod *mods, int in_fd, off_t off,
     struct hlist h = {NULL, 0, 0};
     struct body_out bo = {out, arg, NULL, 0};
     const struct filter_mod *m;
-    size_t hend, seplen, i;
-    int replace = 0;
+    size_t hend, seplen;
+    int replace;
     off_t pos;
 
-    if (len < 0) {
-        errno = EINVAL;
+    if (head_apply(mods, in_fd, off, len, hb, &h, &hend, &seplen, &replace) < 0
+        || head_put(&h, replace, out, arg) < 0)
         goto fail;
-    }
-    if (hdr_read(in_fd, off, len, hb, &h, &hend, &seplen) < 0)
-        goto fail;
-    for (i = 0; i < h.n; i++)
-        h.v[i].p = buf_data(hb) + h.v[i].off;
-    for (m = mods; m != NULL; m = m->next) {
-        if (m->type == FILTER_MOD_REPLACE_BODY)
-            replace = 1;
-        else if (filter_mod_is_content(m->type) && hdr_apply(&h, m) < 0) {
-            errno = EINVAL; /* bad header name from a filter */
-            goto fail;
-        }
-    }
-
-    /* header */
-    for (i = 0; i < h.n; i++) {
-        const struct hfield *f = &h.v[i];
-
-        if (out(arg, f->p, f->n))
-            goto fail;
-        /* the last line of a message without line end, when more
-         * follows */
-        if (f->n > 0 && f->p[f->n - 1] != '\n' && (i + 1 < h.n || replace)
-            && out(arg, "\r\n", 2))
-            goto fail;
-    }
 
     if (replace) {
         if (out(arg, "\r\n", 2))

@@ -65,6 +65,7 @@
 #define SMTPD_OUT_MAX    (1024 * 1024) /* hard cap of queued replies */
 #define SMTPD_READ_CHUNK 16384
 #define SMTPD_READ_MIN   256
+#define SMTPD_HEAD_READ  65536 /* header changes in place: the most read */
 #define SMTPD_IN_EXTRA   65536 /* input buffer: line_length_limit + this */
 #define SMTPD_GRACE      10.0  /* seconds to finish on shutdown */
 #define SMTPD_DRAIN_MAX  600.0 /* seconds old sessions get after a reload */
@@ -1670,6 +1671,7 @@ smtpd_eom_done(struct smtpd_sess *s, const struct filter_result *r)
     const struct filter_mod *m;
     struct smtpd_job *j;
     struct buf *b;
+    size_t old;
 
     s->txn_filters = 0; /* EOM delivered: the filters are done */
     if (s->txn_verdict > v) {
@@ -1727,15 +1729,43 @@ smtpd_eom_done(struct smtpd_sess *s, const struct filter_result *r)
         struct filter_mod **tail = &j->mods;
 
         /* Header fields for the top go into the room before the content;
-         * only other changes need a rewritten copy of the message. */
-        b = buf_new(256, 65536);
+         * other header changes replace the header in place when the new
+         * one fits in that room and the old one's place (a page-cache
+         * read of at most SMTPD_HEAD_READ bytes of what was just written,
+         * as the filters read it); a body replacement or a header too big
+         * for that needs a rewritten copy of the message, in the pool. */
+        b = buf_new(256, SMTPD_HEAD_READ);
         if (filter_mods_top_bytes(r->mods, b) == 0
             && spool_prepend(j->sf, buf_data(b), buf_len(b)) == 0) {
             buf_free(b);
             smtpd_commit(s, j);
             return;
         }
-        buf_free(b);
+        buf_reset(b);
+        if (filter_mods_new_head(
+                r->mods, spool_fd(j->sf), spool_content_off(j->sf),
+                spool_content_size(j->sf), SMTPD_HEAD_READ, b, &old)
+            == 0) {
+            int rc = spool_replace_head(j->sf, old, buf_data(b), buf_len(b));
+
+            buf_free(b);
+            if (rc == 0) {
+                smtpd_commit(s, j);
+                return;
+            }
+            if (errno != ENOSPC) { /* the head may be half written */
+                log_warning("%s: queue file write error: %s", j->id,
+                            strerror(errno));
+                spool_abort(j->sf);
+                smtpd_job_free(j);
+                smtpd_reply(s, "451 4.3.0 Error: queue file write error");
+                smtpd_txn_end(s, 0);
+                smtpd_enter(s, smtpd_idle_state(s));
+                return;
+            }
+        } else {
+            buf_free(b);
+        }
 
         for (m = r->mods; m; m = m->next) {
             *tail = filter_mod_new(m->type, m->name, m->value, m->len, m->index,

@@ -994,42 +994,52 @@ spool_content_done(struct spool_file *sf)
 }
 
 int
-spool_prepend(struct spool_file *sf, const void *p, size_t n)
+spool_replace_head(struct spool_file *sf, size_t old, const void *p, size_t n)
 {
     off_t gap = sf->content_off - SPOOL_CONTENT_OFF - SPOOL_REC_HDR;
+    off_t keep = gap + (off_t) old - (off_t) n; /* gap bytes left */
     unsigned char r[4 + SPOOL_GAP + SPOOL_REC_HDR];
-    size_t keep; /* gap bytes left */
 
-    if (sf->state != SPOOL_S_WRITING) {
+    if (sf->state != SPOOL_S_WRITING || (off_t) old > sf->content_size) {
         errno = EINVAL;
         return -1;
     }
-    if ((off_t) n > gap || (off_t) n > SPOOL_CONTENT_MAX - sf->content_size) {
+    /* the new head must fit in the gap plus the old head; a gap that
+     * would grow past its first size (a shorter head) is not kept track
+     * of either: both go to a rewrite */
+    if (keep < 0 || keep > SPOOL_GAP
+        || (off_t) n - (off_t) old > SPOOL_CONTENT_MAX - sf->content_size) {
         errno = ENOSPC;
         return -1;
     }
-    if (n == 0)
+    if (n == 0 && old == 0)
         return 0;
     if (sf->wb_len > 0 && spool_wb_flush(sf, NULL, 0) < 0)
         return -1;
-    keep = (size_t) (gap - (off_t) n);
-    /* The content record moves back n bytes; the gap shrinks by n. One
-     * write from the gap's length to the old content start: the new
+    /* The content record moves by n - old bytes and the gap with it. One
+     * write from the gap's length to the end of the new head: the new
      * length, the gap's bytes (zero), the content record with the length
-     * the content will have, then p. (spool_file_new made the gap
-     * SPOOL_GAP bytes; it only shrinks.) */
+     * the content will have, then p; the rest of the content stays where
+     * it is. (spool_file_new made the gap SPOOL_GAP bytes.) */
     memset(r, 0, sizeof(r));
     spool_put_u32(r, (uint32_t) keep);
     r[4 + keep] = REC_CONTENT;
-    spool_put_u32(r + 4 + keep + 1, (uint32_t) (sf->content_size + (off_t) n));
-    if (spool_pwrite2(sf->fd, r, 4 + keep + SPOOL_REC_HDR, p, n,
+    spool_put_u32(r + 4 + keep + 1,
+                  (uint32_t) (sf->content_size + (off_t) n - (off_t) old));
+    if (spool_pwrite2(sf->fd, r, 4 + (size_t) keep + SPOOL_REC_HDR, p, n,
                       SPOOL_MAGIC_LEN + 5)
         < 0)
         return -1;
-    sf->content_off -= (off_t) n;
-    sf->content_size += (off_t) n;
+    sf->content_off += (off_t) old - (off_t) n;
+    sf->content_size += (off_t) n - (off_t) old;
     sf->clen_disk = (uint32_t) sf->content_size;
     return 0;
+}
+
+int
+spool_prepend(struct spool_file *sf, const void *p, size_t n)
+{
+    return spool_replace_head(sf, 0, p, n);
 }
 
 /* Append one record; -1 when the envelope would pass SPOOL_ENV_MAX. */

@@ -109,6 +109,13 @@ int spool_content_done(struct spool_file *sf);
  * filter adds at the top), in the room spool_create() left for it: -1 with
  * ENOSPC when it does not fit (then rewrite the file instead). */
 int spool_prepend(struct spool_file *sf, const void *p, size_t n);
+/* Replace the first old bytes of the content with n bytes (a header a
+ * filter changed), using the same room: -1 with ENOSPC when the new head
+ * does not fit there, or is so much shorter that the room would grow past
+ * its first size (then rewrite the file instead; the file is unchanged).
+ * Other errors (errno) may leave the head half written. */
+int spool_replace_head(struct spool_file *sf, size_t old, const void *p,
+                       size_t n);
 /* Where the content is in the temp file, and its size so far. */
 off_t spool_content_off(const struct spool_file *sf);
 off_t spool_content_size(const struct spool_file *sf);

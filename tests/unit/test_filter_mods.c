@@ -95,6 +95,42 @@ rewrite(const char *msg, const struct filter_mod *mods)
     return s.b;
 }
 
+/* filter_mods_new_head() agrees with the rewrite (want, wlen bytes): for
+ * every read limit, the new head followed by the message past *old_len is
+ * want, or the answer is 1 (always with a body replacement; never when
+ * the limit covers the message). */
+static void
+check_head(const char *msg, size_t n, const struct filter_mod *mods,
+           const char *want, size_t wlen)
+{
+    size_t big[] = {1, 2, 3, 64, 1024, 65536, n / 2, n - 1, n, n + 1};
+    size_t nmax = n <= 2048 ? n + 1 : sizeof(big) / sizeof(big[0]), k;
+    const struct filter_mod *m;
+    int replace = 0, fd = msg_file(msg, n, 5);
+
+    for (m = mods; m; m = m->next)
+        if (m->type == FILTER_MOD_REPLACE_BODY)
+            replace = 1;
+    for (k = 0; k < nmax; k++) {
+        size_t max = n <= 2048 ? k + 1 : big[k], old = (size_t) -1;
+        struct buf *b = buf_new(256, BUF_NOCAP);
+        int rc = filter_mods_new_head(mods, fd, 5, (off_t) n, max, b, &old);
+
+        if (replace || (rc != 0 && max < n))
+            assert_int_equal(rc, 1);
+        else
+            assert_int_equal(rc, 0);
+        if (rc == 0) {
+            assert_true(old <= n);
+            assert_int_equal(buf_len(b) + (n - old), wlen);
+            assert_memory_equal(buf_data(b), want, buf_len(b));
+            assert_memory_equal(want + buf_len(b), msg + old, n - old);
+        }
+        buf_free(b);
+    }
+    close(fd);
+}
+
 static void
 check(const char *msg, const struct filter_mod *mods, const char *want)
 {
@@ -103,6 +139,7 @@ check(const char *msg, const struct filter_mod *mods, const char *want)
     assert_non_null(b);
     assert_string_equal(buf_data(b), want);
     buf_free(b);
+    check_head(msg, strlen(msg), mods, want, strlen(want));
 }
 
 static struct filter_mod *
@@ -351,6 +388,15 @@ test_errors(void **state)
     /* a header name with a blank is refused, not written */
     errno = 0;
     assert_null(rewrite(msg1, m));
+    fd = msg_file(msg1, strlen(msg1), 0);
+    size_t old;
+    errno = 0;
+    assert_int_equal(
+        filter_mods_new_head(m, fd, 0, (off_t) strlen(msg1), 65536, s.b, &old),
+        -1);
+    assert_int_equal(errno, EINVAL);
+    assert_int_equal(buf_len(s.b), 0);
+    close(fd);
     filter_mods_free(m);
     m = mod(FILTER_MOD_INSERT_HEADER, "X:Y", "1", 0, NULL);
     assert_null(rewrite(msg1, m));
@@ -400,6 +446,8 @@ test_large_body(void **state)
     assert_memory_equal(buf_data(s.b) + 24, msg + hl, n);
     assert_true(s.maxn <= 64 * 1024); /* never the whole body at once */
     assert_true(s.calls > 80);
+    /* the head alone, from the first 64 KB */
+    check_head(msg, hl + n, m, buf_data(s.b), buf_len(s.b));
     buf_free(s.b);
     filter_mods_free(m);
     free(msg);
@@ -426,6 +474,8 @@ test_huge_header(void **state)
     out = rewrite(buf_data(msg), m);
     assert_non_null(out);
     assert_int_equal(buf_len(out), buf_len(msg) + 8);
+    /* in place only when the limit covers it all */
+    check_head(buf_data(msg), buf_len(msg), m, buf_data(out), buf_len(out));
     p = memmem(buf_data(out), buf_len(out), "X-A: 1\r\n", 8);
     assert_non_null(p);
     at = (size_t) (p - buf_data(out));

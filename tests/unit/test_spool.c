@@ -601,6 +601,68 @@ test_prepend(void **state)
     free(path);
 }
 
+/* A changed header replaces the old one in place: longer by up to the
+ * room before the content, shorter as long as the room does not grow
+ * past its first size; otherwise ENOSPC and the file as it was. The
+ * committed file reads back with the new head and the old rest. */
+static void
+test_replace_head(void **state)
+{
+    struct fx *f = *state;
+    struct spool_rcpt r = {"x@example.net", NULL, 0, 0};
+    struct spool_env env = {.sender = "a@b", .rcpt = &r, .nrcpt = 1};
+    const char *c = "Subject: s\r\nFrom: <a@b>\r\n\r\nbody\r\n";
+    const char *h2 = "Subject: s\r\nFrom: <a@b>\r\nX-Virus-Status: Clean\r\n";
+    struct spool_file *sf = spool_create(f->dir, f->err);
+    char big[400], id[SPOOL_ID_SIZE], *path, *data;
+    struct spool_msg *m;
+    off_t off0;
+    size_t len, hl = 25, n = strlen(c);
+
+    assert_non_null(sf);
+    memcpy(id, spool_id(sf), SPOOL_ID_SIZE);
+    off0 = spool_content_off(sf);
+    assert_int_equal(spool_write(sf, c, n), 0);
+    assert_int_equal(spool_content_done(sf), 0);
+    /* a field appended at the end of the header */
+    assert_int_equal(spool_replace_head(sf, hl, h2, strlen(h2)), 0);
+    assert_int_equal(spool_content_off(sf), off0 - 23);
+    assert_int_equal(spool_content_size(sf), (off_t) n + 23);
+    /* too long for the room left: refused, nothing changed */
+    memset(big, 'x', sizeof(big));
+    errno = 0;
+    assert_int_equal(spool_replace_head(sf, 0, big, sizeof(big)), -1);
+    assert_int_equal(errno, ENOSPC);
+    /* shorter than the first head by more than the room used: refused */
+    errno = 0;
+    assert_int_equal(spool_replace_head(sf, strlen(h2), "A: 1\r\n", 6), -1);
+    assert_int_equal(errno, ENOSPC);
+    /* shorter within it: the Subject dropped again */
+    assert_int_equal(
+        spool_replace_head(sf, strlen(h2), h2 + 12, strlen(h2) - 12), 0);
+    assert_int_equal(spool_content_off(sf), off0 - 11);
+    /* past the content: EINVAL */
+    errno = 0;
+    assert_int_equal(spool_replace_head(sf, 10000, "A", 1), -1);
+    assert_int_equal(errno, EINVAL);
+    assert_int_equal(spool_finish(sf, &env), 0);
+    assert_int_equal(spool_replace_head(sf, 0, "A", 1), -1); /* finished */
+    assert_int_equal(spool_commit(sf, "incoming"), 0);
+    spool_free(sf);
+    path = qpath(f, "incoming", id);
+    m = spool_read(path, f->err);
+    assert_non_null(m);
+    assert_int_equal(m->content_off, off0 - 11);
+    assert_int_equal(m->content_len, (off_t) n + 11);
+    data = slurp(path, &len);
+    assert_memory_equal(data + m->content_off,
+                        "From: <a@b>\r\nX-Virus-Status: Clean\r\n\r\nbody\r\n",
+                        n + 11);
+    spool_msg_free(m);
+    free(data);
+    free(path);
+}
+
 /* Content reaches the file (with its length) when it is done, which is
  * when filters read it; writes after that fail; a write error shows there
  * at the latest. */
@@ -1593,6 +1655,7 @@ main(void)
         cmocka_unit_test_setup_teardown(test_commit_batch, setup, teardown),
         cmocka_unit_test_setup_teardown(test_remove_reuse, setup, teardown),
         cmocka_unit_test_setup_teardown(test_prepend, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_replace_head, setup, teardown),
         cmocka_unit_test_setup_teardown(test_content_done, setup, teardown),
         cmocka_unit_test_setup_teardown(test_parse_gap, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ids_unique, setup, teardown),
