@@ -555,35 +555,44 @@ def gen_label(ctx, key, kind):
 
 
 def run_loads(ctx):
+    """Per load, every set-up's server is started, then the repetitions
+    go round the set-ups (rep 1 of each, then rep 2 of each, ...), so the
+    runs a ratio compares are minutes apart at most, not a whole block of
+    repetitions: this VM's neighbours drift over minutes."""
     a = ctx.args
     rows = {}   # (load, key, kind) -> {"runs": [...], "fail": str}
     labels = {}
     settings = {}
     for load in a.loads:
         lname = "%s@%d" % load
-        for key in a.setups:
-            tag = "%s-s%d" % (lname.replace("@", "-"), key)
-            srv = make_server(ctx, key, tag)
-            labels[key] = srv.label
-            settings[key] = srv.settings()
-            kinds = generators(ctx, key)
-            log("[%s] setup %s: starting" % (lname, srv.label))
-            try:
+        servers = {}
+        try:
+            for key in a.setups:
+                tag = "%s-s%d" % (lname.replace("@", "-"), key)
+                srv = make_server(ctx, key, tag)
+                labels[key] = srv.label
+                settings[key] = srv.settings()
+                log("[%s] setup %s: starting" % (lname, srv.label))
                 try:
                     srv.start()
                 except BenchError as e:
                     log("[%s] setup %d FAILED to start: %s" % (lname, key, e))
-                    for k in kinds:
+                    for k in generators(ctx, key):
                         rows[(lname, key, k)] = {"runs": [], "fail": str(e)}
+                    srv.stop()
                     continue
-                for kind in kinds:
-                    row = rows.setdefault((lname, key, kind),
-                                          {"runs": [], "fail": None})
-                    for rep in range(1, a.reps + 1):
+                servers[key] = srv
+            for rep in range(1, a.reps + 1):
+                for key, srv in servers.items():
+                    for kind in generators(ctx, key):
+                        row = rows.setdefault((lname, key, kind),
+                                              {"runs": [], "fail": None})
+                        if row["fail"]:
+                            continue
                         if not ctx.sink.alive():
-                            raise BenchError("smtp-sink died; its log %s:\n%s"
-                                             % (ctx.sink.log,
-                                                peers.tail(ctx.sink.log)))
+                            raise BenchError(
+                                "smtp-sink died; its log %s:\n%s"
+                                % (ctx.sink.log, peers.tail(ctx.sink.log)))
                         if key == 4 and kind == generators(ctx, 4)[0]:
                             scan_beside(ctx, load, rep)
                         try:
@@ -592,13 +601,14 @@ def run_loads(ctx):
                             log("[%s] setup %d %s rep %d failed: %s" %
                                 (lname, key, kind, rep, e))
                             row["fail"] = str(e)
-                            break
+                            continue
                         row["runs"].append(r)
                         log("[%s] setup %d %-11s rep %d/%d: %s" %
                             (lname, key, kind, rep, a.reps, brief(r)))
-                if key == 4 and lname == "10k@10" and ctx.loadgen:
-                    paced(ctx, srv, load, rows.get((lname, key, "loadgen")))
-            finally:
+            if 4 in servers and lname == "10k@10" and ctx.loadgen:
+                paced(ctx, servers[4], load, rows.get((lname, 4, "loadgen")))
+        finally:
+            for srv in servers.values():
                 srv.stop()
     return rows, labels, settings
 
@@ -1117,7 +1127,11 @@ def render(ctx, M, S, labels, settings, scan, idle, cg, chk, started, secs):
               M["fs"], M["postfix"], M["clamav"], M["sluice"], M["cflags"]))
     L.append("")
     L.append("Method: every load runs %g s of warm-up then a %g s window, "
-             "%d repetition(s): median (min-max). Accepted/s counts 250 "
+             "%d repetition(s): median (min-max). The servers of a load "
+             "are all started first and the repetitions go round them (rep "
+             "1 of every set-up, then rep 2, ...), so the runs a ratio "
+             "compares are minutes apart, not a block of repetitions. "
+             "Accepted/s counts 250 "
              "replies in the window (loadgen's rate; for smtp-source its "
              "running counter), delivered/s the sink's counter over the "
              "same window. CPU/msg is the CPU of every process of the "
