@@ -9,7 +9,9 @@
  *   offset 12  optional gap record: 'G' u32 g, then g unused bytes
  *              (room to prepend header fields without moving the content:
  *              spool_prepend() writes them just before the content and
- *              shrinks the gap). g <= SPOOL_GAP_MAX.
+ *              shrinks the gap; spool_replace_head() puts a changed
+ *              header where the old one began and moves the gap's end,
+ *              never past its first SPOOL_GAP bytes). g <= SPOOL_GAP_MAX.
  *   then       content record:  'C' u32 len, then len raw content bytes
  *              (CRLF lines, exactly as queued). content_off is 17, or
  *              22 + g after a gap record.
@@ -40,8 +42,9 @@
  * whose length is 0 into a write-behind buffer; spool_write() appends
  * content to it (writing out whenever SPOOL_WB_MAX would be passed);
  * spool_content_done() writes out what waits, with the content length
- * patched in; spool_prepend() writes the gap's new length, the content
- * record and the header bytes in one pwrite(); spool_finish() writes the
+ * patched in; spool_prepend() and spool_replace_head() write the gap's
+ * new length, its zero bytes, the content record and the header bytes in
+ * one pwrite(); spool_finish() writes the
  * content length if the file does not hold it yet, then what waits and
  * the envelope and the end record in one pwritev(). A file torn anywhere
  * fails to parse: until the envelope is written no valid end record with
