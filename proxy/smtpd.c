@@ -1578,6 +1578,21 @@ smtpd_commit_launch(struct smtpd_srv *srv)
     wpool_submit(srv->pool, smtpd_commit_work, smtpd_commit_done, b);
 }
 
+/* On the loop: the queue file of j could not be written (what, why: the
+ * log line); it goes, and the client gets a 451 for the message. */
+static void
+smtpd_write_failed(struct smtpd_sess *s, struct smtpd_job *j, const char *what,
+                   const char *why)
+{
+    log_warning("%s: queue file %s: %s", j->id, what, why);
+    spool_abort(j->sf);
+    smtpd_job_free(j);
+    s->waiting = 0;
+    smtpd_reply(s, "451 4.3.0 Error: queue file write error");
+    smtpd_txn_end(s, 0);
+    smtpd_enter(s, smtpd_idle_state(s));
+}
+
 /* On the loop: write the envelope and queue the file for a group commit. */
 static void
 smtpd_commit(struct smtpd_sess *s, struct smtpd_job *j)
@@ -1585,13 +1600,7 @@ smtpd_commit(struct smtpd_sess *s, struct smtpd_job *j)
     struct smtpd_srv *srv = s->srv;
 
     if (spool_finish(j->sf, j->env) < 0) {
-        log_warning("%s: queue file write error: %s", j->id, strerror(errno));
-        spool_abort(j->sf);
-        smtpd_job_free(j);
-        s->waiting = 0;
-        smtpd_reply(s, "451 4.3.0 Error: queue file write error");
-        smtpd_txn_end(s, 0);
-        smtpd_enter(s, smtpd_idle_state(s));
+        smtpd_write_failed(s, j, "write error", strerror(errno));
         return;
     }
     smtpd_enter(s, SMTPD_S_COMMIT);
@@ -1643,19 +1652,17 @@ smtpd_rewrite_done(void *arg)
     spool_abort(j->sf);
     j->sf = j->nsf;
     j->nsf = NULL;
-    if (j->rc < 0 || s->dead) {
+    if (s->dead) {
         if (j->rc < 0)
             log_warning("%s: queue file rewrite failed: %s", j->id,
                         buf_data(j->errbuf));
         spool_abort(j->sf);
         smtpd_job_free(j);
-        if (!s->dead) {
-            s->waiting = 0;
-            smtpd_reply(s, "451 4.3.0 Error: queue file write error");
-            smtpd_txn_end(s, 0);
-            smtpd_enter(s, smtpd_idle_state(s));
-            smtpd_process(s);
-        }
+        return;
+    }
+    if (j->rc < 0) {
+        smtpd_write_failed(s, j, "rewrite failed", buf_data(j->errbuf));
+        smtpd_process(s);
         return;
     }
     smtpd_commit(s, j);
@@ -1672,6 +1679,7 @@ smtpd_eom_done(struct smtpd_sess *s, const struct filter_result *r)
     struct smtpd_job *j;
     struct buf *b;
     size_t old;
+    int rc, err;
 
     s->txn_filters = 0; /* EOM delivered: the filters are done */
     if (s->txn_verdict > v) {
@@ -1734,7 +1742,7 @@ smtpd_eom_done(struct smtpd_sess *s, const struct filter_result *r)
          * read of at most SMTPD_HEAD_READ bytes of what was just written,
          * as the filters read it); a body replacement or a header too big
          * for that needs a rewritten copy of the message, in the pool. */
-        b = buf_new(256, SMTPD_HEAD_READ);
+        b = buf_new(256, BUF_NOCAP); /* bounded: the read, the mods' cap */
         if (filter_mods_top_bytes(r->mods, b) == 0
             && spool_prepend(j->sf, buf_data(b), buf_len(b)) == 0) {
             buf_free(b);
@@ -1742,29 +1750,23 @@ smtpd_eom_done(struct smtpd_sess *s, const struct filter_result *r)
             return;
         }
         buf_reset(b);
-        if (filter_mods_new_head(
-                r->mods, spool_fd(j->sf), spool_content_off(j->sf),
-                spool_content_size(j->sf), SMTPD_HEAD_READ, b, &old)
-            == 0) {
-            int rc = spool_replace_head(j->sf, old, buf_data(b), buf_len(b));
-
-            buf_free(b);
-            if (rc == 0) {
-                smtpd_commit(s, j);
-                return;
-            }
-            if (errno != ENOSPC) { /* the head may be half written */
-                log_warning("%s: queue file write error: %s", j->id,
-                            strerror(errno));
-                spool_abort(j->sf);
-                smtpd_job_free(j);
-                smtpd_reply(s, "451 4.3.0 Error: queue file write error");
-                smtpd_txn_end(s, 0);
-                smtpd_enter(s, smtpd_idle_state(s));
-                return;
-            }
-        } else {
-            buf_free(b);
+        rc = filter_mods_new_head(
+            r->mods, spool_fd(j->sf), spool_content_off(j->sf),
+            spool_content_size(j->sf), SMTPD_HEAD_READ, b, &old);
+        if (rc == 0
+            && spool_replace_head(j->sf, old, buf_data(b), buf_len(b)) < 0)
+            rc = errno == ENOSPC ? 1 : -1; /* ENOSPC: the file as it was */
+        err = errno;
+        buf_free(b);
+        if (rc == 0) {
+            smtpd_commit(s, j);
+            return;
+        }
+        if (rc < 0) {
+            /* a read error or a bad header name (a rewrite would fail
+             * alike), or a head half written */
+            smtpd_write_failed(s, j, "rewrite failed", strerror(err));
+            return;
         }
 
         for (m = r->mods; m; m = m->next) {

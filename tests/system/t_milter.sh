@@ -23,7 +23,7 @@ need_binaries
 : "${TMILTER:=$top_builddir/tests/milter/tmilter}"
 [ -x "$TMILTER" ] || skip_all "no test milter at $TMILTER (make check builds it)"
 export TMILTER
-plan 103
+plan 104
 . "$SYSDIR/milter_lib.sh"
 
 start_sink
@@ -299,6 +299,16 @@ tap(d and [x[1] for x in d[1]] == orig("m-chg")[:5] + [b"X-Test: changed"],
 r, d = run("m-del", ["-c", "X-Test:1:"])
 tap(d and [x[1] for x in d[1]] == orig("m-del")[:4] + [b"X-Test: two"],
     "change header with an empty value: the first X-Test deleted", r, d)
+
+# a header name no message may carry (a blank in it): the message is
+# refused for now with the reason in the log, and nothing is delivered
+mark = log_mark()
+r, d = run("m-badname", ["-a", "Bad Name:x"])
+tap(r.get("eom") and r["eom"].code == 451 and r["eom"].lines[0].startswith("4.3.0")
+    and log_wait_from(mark, r"queue file rewrite failed: Invalid argument")
+    and delivered("m-badname", secs=1) is None,
+    "a header name with a blank from the milter: 451 4.3.0, logged, not delivered",
+    r, d)
 
 r, d = run("m-body", ["-b", "replaced body\\nsecond line\\n"])
 tap(d and d[2] == b"replaced body\r\nsecond line\r\n" and
