@@ -177,6 +177,9 @@ const struct cf_param cf_params[] = {
     {"qmgr_message_active_limit", CF_INT, "20000", 0,
      "messages in the active queue at once"},
     {"queue_directory", CF_STR, "/var/spool/sluice", 0, "queue directory"},
+    {"queue_minfree", CF_SIZE, "0", 0,
+     "free bytes the queue file system needs for MAIL FROM to be accepted "
+     "(and always 1.5 x message_size_limit)"},
     {"queue_run_delay", CF_TIME, "300s", 's',
      "time between scans of the deferred queue"},
     {"readme_directory", CF_STR, "no", 0,

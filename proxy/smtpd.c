@@ -102,6 +102,7 @@ struct smtpd_conf {
     const char *mail_name;
     const char *qdir;
     long long size_limit; /* 0 = none */
+    long long queue_minfree;
     long long header_limit;
     long long line_limit;
     long long rcpt_limit;
@@ -247,6 +248,7 @@ smtpd_conf_init(struct smtpd_conf *c, const struct cf *cf, const char *service)
     c->mail_name = cf_str(cf, "mail_name");
     c->qdir = cf_str(cf, "queue_directory");
     c->size_limit = cf_size(cf, "message_size_limit");
+    c->queue_minfree = cf_size(cf, "queue_minfree");
     c->header_limit = cf_size(cf, "header_size_limit");
     c->line_limit = cf_int(cf, "line_length_limit");
     c->rcpt_limit = cf_int(cf, "smtpd_recipient_limit");
@@ -830,6 +832,35 @@ smtpd_mail_done(struct smtpd_sess *s, const struct filter_result *r)
     smtpd_reply(s, "250 2.1.0 Ok");
 }
 
+/* Postfix's check of the queue file system at MAIL FROM: less than
+ * queue_minfree bytes free, or less than 1.5 times message_size_limit,
+ * and the client gets 452 4.3.1 (try later) before it sends anything.
+ * The free space comes from counters the kernel keeps in memory
+ * (fstatvfs: no I/O on a local file system), on the loop, like the
+ * queue's other metadata calls. 1 = go on. */
+static int
+smtpd_space_ok(struct smtpd_sess *s)
+{
+    const struct smtpd_conf *c = s->conf;
+    const char *reply = "452 4.3.1 Insufficient system storage";
+    unsigned long long avail, blocks;
+    unsigned long bsize;
+
+    if (spool_space(c->qdir, &avail, &bsize) < 0)
+        return 1; /* unknown: a write that fails still gets its 451 */
+    blocks = avail / bsize;
+    if ((unsigned long long) c->queue_minfree / bsize < blocks
+        && (double) ((unsigned long long) c->size_limit / bsize)
+               < (double) blocks / 1.5)
+        return 1;
+    smtpd_reply(s, "%s", reply);
+    smtpd_log_event(s, "reject", "MAIL", reply, NULL);
+    log_warning("not enough free space in mail queue: %llu bytes < "
+                "1.5*message size limit",
+                avail);
+    return 0;
+}
+
 static void
 smtpd_cmd_mail(struct smtpd_sess *s, struct smtpd_cmd *cmd)
 {
@@ -883,6 +914,11 @@ smtpd_cmd_mail(struct smtpd_sess *s, struct smtpd_cmd *cmd)
     }
     free(s->pend_addr);
     s->pend_addr = xstrdup(p.addr);
+    if (!smtpd_space_ok(s)) {
+        free(s->pend_addr);
+        s->pend_addr = NULL;
+        return;
+    }
     s->txn_filters = 1;
     a.str = s->pend_addr;
     a.argv = p.params;

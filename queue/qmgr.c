@@ -15,10 +15,13 @@
  *   CORRUPT  pool: unreadable file renamed to corrupt/
  *   DELIVER  recipients routed and grouped into dlv_jobs, which wait in
  *            their destination's queue (concurrency limit) and run; each
- *            finished job's outcomes are marked in the file and synced
- *            in the pool
- *   FINISH   pool: final sync, then unlink (all done), or mtime = next
- *            retry and move to deferred/, or move to hold/ (expired);
+ *            finished job's deliveries are marked in the file and synced
+ *            in the pool (its failures wait for FINISH)
+ *   FINISH   pool: the non-delivery notice for this pass's failures,
+ *            then their marks (no notice queued: they stay pending and
+ *            the message is deferred); final sync, then unlink (all
+ *            done), or mtime = next retry and move to deferred/, or move
+ *            to hold/ (expired);
  *            a delivered file with no notice to make needs no sync: its
  *            move into free/ (or unlink) runs on the loop
  *            (qmgr_finish_work called directly)
@@ -97,12 +100,14 @@ struct qmgr_msg {
     const char *from;           /* "incoming" or "deferred" */
     enum qmgr_mstate state;
     struct spool_msg *msg;
-    struct buf *err; /* worker's reason */
-    int werr;        /* worker's errno; 0 = ok */
-    int moved;       /* TAKE: the file is in active/ now */
-    unsigned busy;   /* DELIVER: jobs + syncs not complete */
-    int abandoned;   /* shutdown dropped a job: leave it in active/ */
-    char **reason;   /* per recipient: last deferral text */
+    struct buf *err;       /* worker's reason */
+    int werr;              /* worker's errno; 0 = ok */
+    int moved;             /* TAKE: the file is in active/ now */
+    unsigned busy;         /* DELIVER: jobs + syncs not complete */
+    int abandoned;         /* shutdown dropped a job: leave it in active/ */
+    char **reason;         /* per recipient: last deferral text */
+    unsigned char *failed; /* per recipient: failed for good in this pass,
+                              its mark not yet written (qmgr_fail) */
     enum qmgr_end end;
     long long retry;    /* QMGR_END_DEFER: next try, unix seconds */
     struct buf *notice; /* failed recipients of this pass, for the bounce */
@@ -241,6 +246,7 @@ qmgr_msg_free(struct qmgr_msg *m)
         for (i = 0; i < m->msg->env.nrcpt; i++)
             free(m->reason[i]);
     free(m->reason);
+    free(m->failed);
     spool_msg_free(m->msg);
     buf_free(m->notice);
     buf_free(m->err);
@@ -602,13 +608,21 @@ qmgr_mark(struct qmgr_msg *m, size_t i, enum spool_rcpt_status st)
 /* ------------------------------------------------------------------ */
 /* Non-delivery notices (bounces) */
 
-/* A recipient failed for good in this pass: one line for the bounce. */
+/* Recipient i failed for good in this pass (st: BOUNCED or EXPIRED): one
+ * line for the notice. Its mark is not written yet: a failed recipient is
+ * settled only together with its notice (qmgr_finish_work writes the
+ * marks after the notice is committed), so neither a crash nor a notice
+ * that cannot be queued (a full disk) loses the news; until then it counts
+ * as done for this pass (in memory) and stays pending in the file. */
 static void
-qmgr_fail_note(struct qmgr_msg *m, size_t i, const char *text)
+qmgr_fail(struct qmgr_msg *m, size_t i, enum spool_rcpt_status st,
+          const char *text)
 {
     const char *p;
     size_t n = 0;
 
+    m->msg->env.rcpt[i].status = st;
+    m->failed[i] = 1;
     if (m->notice == NULL)
         m->notice = buf_new(512, QMGR_NOTICE_MAX);
     m->nfail++;
@@ -712,6 +726,37 @@ fail:
     return rc;
 }
 
+/* Worker: the recipients that failed for good in this pass get their
+ * notice first, then their marks, so a crash in between makes a second
+ * notice rather than none. A notice that cannot be queued (a full disk)
+ * leaves them pending, in the file and in memory, and the message
+ * deferred: the next attempt fails them again and queues the notice then
+ * (Postfix likewise defers a recipient whose bounce record it cannot
+ * write). */
+static void
+qmgr_failed_work(struct qmgr_msg *m)
+{
+    struct spool_env *e = &m->msg->env;
+    size_t i;
+
+    if (*e->sender != '\0' && strpbrk(e->sender, "\r\n<>") == NULL
+        && qmgr_bounce_work(m) < 0) {
+        log_warning_as("bounce",
+                       "%s: cannot queue non-delivery notice: %s; its "
+                       "recipients stay queued",
+                       m->id, buf_data(m->err));
+        for (i = 0; i < e->nrcpt; i++)
+            if (m->failed[i])
+                e->rcpt[i].status = SPOOL_RCPT_PENDING;
+        m->end = QMGR_END_DEFER;
+        m->retry = (long long) time(NULL) + m->q->min_backoff;
+        return;
+    }
+    for (i = 0; i < e->nrcpt; i++)
+        if (m->failed[i])
+            qmgr_mark(m, i, e->rcpt[i].status);
+}
+
 static void
 qmgr_finish_work(void *arg)
 {
@@ -721,20 +766,16 @@ qmgr_finish_work(void *arg)
     const char *step = "sync";
 
     m->werr = 0;
-    /* Marks must last when the file stays (deferred, hold) or a notice is
+    if (m->nfail > 0)
+        qmgr_failed_work(m);
+    buf_reset(m->err);
+    /* Marks must last when the file stays (deferred, hold) or a notice was
      * made from it; a file about to be removed needs none (a crash before
      * the removal redelivers, as it would without the marks: Postfix does
      * not sync here either). */
     if ((m->end != QMGR_END_REMOVE || m->nfail > 0)
         && spool_msg_sync(m->msg) < 0)
         goto fail;
-    /* the notice is queued before the original can disappear */
-    if (m->nfail > 0 && *m->msg->env.sender != '\0'
-        && strpbrk(m->msg->env.sender, "\r\n<>") == NULL
-        && qmgr_bounce_work(m) < 0)
-        log_warning_as("bounce", "%s: cannot queue non-delivery notice: %s",
-                       m->id, buf_data(m->err));
-    buf_reset(m->err);
     switch (m->end) {
     case QMGR_END_REMOVE:
         step = "remove";
@@ -835,9 +876,8 @@ qmgr_finish(struct qmgr_msg *m)
         for (i = 0; i < e->nrcpt; i++) {
             if (e->rcpt[i].status != SPOOL_RCPT_PENDING)
                 continue;
-            qmgr_mark(m, i, SPOOL_RCPT_EXPIRED);
-            qmgr_fail_note(m, i,
-                           m->reason[i] ? m->reason[i] : "message expired");
+            qmgr_fail(m, i, SPOOL_RCPT_EXPIRED,
+                      m->reason[i] ? m->reason[i] : "message expired");
             dlv_fmt_delay(age, d, sizeof(d));
             log_info_as(
                 "qmgr",
@@ -915,8 +955,7 @@ qmgr_job_done(struct dlv_job *job)
             qmgr_mark(m, i, SPOOL_RCPT_SENT);
             break;
         case DLV_BOUNCE:
-            qmgr_mark(m, i, SPOOL_RCPT_BOUNCED);
-            qmgr_fail_note(m, i, r->text);
+            qmgr_fail(m, i, SPOOL_RCPT_BOUNCED, r->text);
             break;
         case DLV_DEFER:
             free(m->reason[i]);
@@ -979,6 +1018,7 @@ qmgr_deliver(struct qmgr *q, struct qmgr_msg *m)
 
     qmgr_enter(m, QMGR_M_DELIVER);
     m->reason = xcalloc(nr, sizeof(char *));
+    m->failed = xcalloc(nr, 1);
     m->busy = 1; /* held until every job is queued */
     for (h = 0; h < hsize; h++)
         ht[h] = SIZE_MAX;
@@ -1000,8 +1040,7 @@ qmgr_deliver(struct qmgr *q, struct qmgr_msg *m)
         dlv_fmt_delay(dlv_delay(m->msg), d, sizeof(d));
         switch (routes[i].kind) {
         case QMGR_R_ERROR:
-            qmgr_mark(m, i, SPOOL_RCPT_BOUNCED);
-            qmgr_fail_note(m, i, routes[i].text);
+            qmgr_fail(m, i, SPOOL_RCPT_BOUNCED, routes[i].text);
             log_info_as("error",
                         "%s: to=<%s>, relay=none, delay=%s, delays=%s/0/0/0, "
                         "dsn=%s, status=bounced (%s)",

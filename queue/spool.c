@@ -75,6 +75,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <sys/uio.h>
 #include <sys/un.h>
 #include <time.h>
@@ -278,6 +279,19 @@ spool_dirfd(const char *qdir, const char *queue)
         if (strcmp(spool_subdirs[i], queue) == 0)
             return spool_dirs_fd[i];
     return -1;
+}
+
+int
+spool_space(const char *qdir, unsigned long long *avail, unsigned long *bsize)
+{
+    struct statvfs st;
+    int fd = spool_dirfd(qdir, "incoming");
+
+    if ((fd >= 0 ? fstatvfs(fd, &st) : statvfs(qdir, &st)) < 0)
+        return -1;
+    *bsize = st.f_frsize ? st.f_frsize : (st.f_bsize ? st.f_bsize : 1);
+    *avail = (unsigned long long) st.f_bavail * *bsize;
+    return 0;
 }
 
 /* An absolute path as (directory fd, name) when it names a file right in

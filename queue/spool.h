@@ -75,6 +75,10 @@ int spool_mkdirs(const char *qdir, struct buf *err);
  * 0, or -1 (errno; absolute paths are used then). */
 int spool_dirs_open(const char *qdir);
 int spool_new_id(char id[SPOOL_ID_SIZE]);
+/* Space in qdir's file system for an unprivileged writer: bytes free and
+ * the block size. 0, or -1 with errno. */
+int spool_space(const char *qdir, unsigned long long *avail,
+                unsigned long *bsize);
 /* Which queue holds id: "incoming", "active", ... or NULL. */
 const char *spool_locate(const char *qdir, const char *id);
 /* rename qdir/from/id to qdir/to/id (fsync the target directory when the

@@ -30,6 +30,7 @@ _T_PLAN=0
 _T_FAIL=0
 _T_PIDS=""    # sinks and other helpers
 _T_MASTERS="" # sluiced masters (their children are stopped too)
+_T_MOUNTS=""  # file systems mounted under $T (unmounted at exit)
 T=""
 
 # ------------------------------------------------------------------ TAP
@@ -432,6 +433,9 @@ _t_cleanup()
     done
     for p in $_T_PIDS; do
         alive "$p" && stop_pid "$p" 3
+    done
+    for m in $_T_MOUNTS; do
+        umount "$m" 2>/dev/null || umount -l "$m" 2>/dev/null
     done
     if [ "$_T_PLAN" -gt 0 ]; then
         if [ -n "$T" ] && [ -f "$T/sluiced.out" ] &&
