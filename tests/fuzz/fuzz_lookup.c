@@ -1,0 +1,206 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * fuzz_lookup.c - lookup tables (inline:, texthash:, static:), network
+ * lists (mynetworks) and domain lists (mydestination).
+ * The first byte picks what the rest is; the text up to the first NUL is
+ * the table or list, the lines after it are the keys (or client
+ * addresses, or domains) looked up:
+ *   0 inline table body ("inline:" is put in front)
+ *   1 texthash file content (in a memfd, opened by its /proc path)
+ *   2 static table value
+ *   3 a mynetworks list and a domain list (entries split at white space
+ *     and commas, as in main.cf)
+ * Besides "no crash, no leak", what the documentation promises is
+ * checked: keys compare case-insensitively; an IPv4 client and the same
+ * address IPv4-mapped in IPv6 match the same network entries; a domain
+ * matches with or without a trailing dot and in any case.
+ */
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <netinet/in.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "conf/lookup.h"
+#include "lib/buf.h"
+
+#define FUZZ_KEYS_MAX 64
+#define FUZZ_KEY_MAX  512
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+static void
+upper(char *s)
+{
+    for (; *s; s++)
+        *s = (char) toupper((unsigned char) *s);
+}
+
+/* The keys: the lines after the NUL, each NUL-free and bounded. */
+static size_t
+split_keys(const char *p, size_t n, char keys[][FUZZ_KEY_MAX])
+{
+    size_t k = 0;
+
+    while (n > 0 && k < FUZZ_KEYS_MAX) {
+        const char *nl = memchr(p, '\n', n);
+        size_t len = nl ? (size_t) (nl - p) : n;
+        size_t c = len < FUZZ_KEY_MAX - 1 ? len : FUZZ_KEY_MAX - 1;
+
+        memcpy(keys[k], p, c);
+        keys[k][c] = '\0';
+        keys[k][strcspn(keys[k], "\r")] = '\0';
+        k++;
+        p += len + (nl != NULL);
+        n -= len + (nl != NULL);
+    }
+    return k;
+}
+
+/* A main.cf-style list: NULL-terminated copies of its entries. */
+static char **
+split_list(const char *text)
+{
+    char *copy = strdup(text), *save = NULL, *tok;
+    char **v = calloc(strlen(text) / 2 + 2, sizeof(char *));
+    size_t n = 0;
+
+    for (tok = strtok_r(copy, " \t\r\n,", &save); tok;
+         tok = strtok_r(NULL, " \t\r\n,", &save))
+        v[n++] = strdup(tok);
+    v[n] = NULL;
+    free(copy);
+    return v;
+}
+
+static void
+free_list(char **v)
+{
+    for (size_t i = 0; v[i]; i++)
+        free(v[i]);
+    free(v);
+}
+
+static void
+check_table(const struct lookup_table *t, char keys[][FUZZ_KEY_MAX],
+            size_t nkeys)
+{
+    struct buf *a = buf_new(64, 1024 * 1024), *b = buf_new(64, 1024 * 1024);
+    char k2[FUZZ_KEY_MAX];
+
+    for (size_t i = 0; i < nkeys; i++) {
+        int ra = lookup_get(t, keys[i], a);
+
+        memcpy(k2, keys[i], FUZZ_KEY_MAX);
+        upper(k2);
+        int rb = lookup_get(t, k2, b);
+
+        if (ra != rb || (ra == 1 && strcmp(buf_data(a), buf_data(b)) != 0))
+            abort(); /* keys compare case-insensitively */
+        buf_reset(a);
+        buf_reset(b);
+    }
+    buf_free(a);
+    buf_free(b);
+}
+
+static void
+check_nets(const char *text, char keys[][FUZZ_KEY_MAX], size_t nkeys)
+{
+    char **list = split_list(text);
+    struct buf *err = buf_new(256, BUF_NOCAP);
+    struct lookup_net *n = lookup_net_new(list, err);
+    char d2[FUZZ_KEY_MAX + 1];
+
+    for (size_t i = 0; i < nkeys; i++) {
+        struct sockaddr_in s4 = {0};
+        struct sockaddr_in6 s6 = {0};
+
+        if (n != NULL && inet_pton(AF_INET, keys[i], &s4.sin_addr) == 1) {
+            s4.sin_family = AF_INET;
+            s6.sin6_family = AF_INET6;
+            s6.sin6_addr.s6_addr[10] = 0xff;
+            s6.sin6_addr.s6_addr[11] = 0xff;
+            memcpy(&s6.sin6_addr.s6_addr[12], &s4.sin_addr, 4);
+            if (lookup_net_match(n, (struct sockaddr *) &s4)
+                != lookup_net_match(n, (struct sockaddr *) &s6))
+                abort(); /* an IPv4-mapped client matches IPv4 entries */
+        } else if (n != NULL
+                   && inet_pton(AF_INET6, keys[i], &s6.sin6_addr) == 1) {
+            s6.sin6_family = AF_INET6;
+            (void) lookup_net_match(n, (struct sockaddr *) &s6);
+        }
+        if (keys[i][0] != '\0' && keys[i][strlen(keys[i]) - 1] != '.') {
+            int r = lookup_domain_match(list, keys[i]);
+
+            snprintf(d2, sizeof(d2), "%s.", keys[i]);
+            if (lookup_domain_match(list, d2) != r)
+                abort(); /* a trailing dot is ignored */
+            upper(d2);
+            if (lookup_domain_match(list, d2) != r)
+                abort(); /* case-insensitive */
+        }
+    }
+    lookup_net_free(n);
+    buf_free(err);
+    free_list(list);
+}
+
+int
+LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    static char keys[FUZZ_KEYS_MAX][FUZZ_KEY_MAX];
+    const char *text, *nul;
+    size_t tlen, nkeys;
+    struct buf *spec, *err;
+    struct lookup_table *t = NULL;
+    char *table;
+    int mode, fd = -1;
+
+    if (size < 1)
+        return 0;
+    mode = data[0] % 4;
+    text = (const char *) data + 1;
+    size--;
+    nul = memchr(text, '\0', size);
+    tlen = nul ? (size_t) (nul - text) : size;
+    nkeys = nul ? split_keys(nul + 1, size - tlen - 1, keys) : 0;
+    table = strndup(text, tlen);
+    spec = buf_new(256, BUF_NOCAP);
+    err = buf_new(256, BUF_NOCAP);
+    switch (mode) {
+    case 0:
+        buf_puts(spec, "inline:");
+        buf_puts(spec, table);
+        t = lookup_open(buf_data(spec), err);
+        break;
+    case 1:
+        fd = memfd_create("fuzz_lookup", 0);
+        if (fd < 0 || write(fd, text, tlen) != (ssize_t) tlen)
+            break;
+        buf_printf(spec, "texthash:/proc/self/fd/%d", fd);
+        t = lookup_open(buf_data(spec), err);
+        break;
+    case 2:
+        buf_puts(spec, "static:");
+        buf_puts(spec, table);
+        t = lookup_open(buf_data(spec), err);
+        break;
+    default:
+        check_nets(table, keys, nkeys);
+        break;
+    }
+    if (t != NULL)
+        check_table(t, keys, nkeys);
+    lookup_free(t);
+    if (fd >= 0)
+        close(fd);
+    buf_free(spec);
+    buf_free(err);
+    free(table);
+    return 0;
+}
