@@ -59,6 +59,7 @@
 #include <unistd.h>
 
 #include "filters/clam.h"
+#include "filters/clam_sscanf.h"
 #include "filters/clamd.h"
 #include "lib/log.h"
 #include "lib/wpool.h"
@@ -265,6 +266,7 @@ static void
 clam_init_once(void)
 {
     cl_set_clcb_msg(clam_msg_cb);
+    clam_sscanf_setup(0); /* links clam_sscanf.o in: libclamav's sscanf */
     clam_init_rc = cl_init(CL_INIT_DEFAULT);
 }
 

@@ -13,7 +13,9 @@
  * Like the product, each scan reads a region of a file (the message after
  * a prefix that stands in for the queue file's envelope records) through
  * cl_fmap_open_handle + cl_scanmap_callback, with the product's choice
- * of map (filters/clam.h, CLAM_HEAP_MAP_MAX; -A: the aging map always).
+ * of map (filters/clam.h, CLAM_HEAP_MAP_MAX; -A: the aging map always)
+ * and the product's sscanf for libclamav (filters/clam_sscanf.h; -S:
+ * glibc's).
  *
  * Messages: -m FILE (one template) or -m DIR (every regular file in it,
  * used round robin). Unless -s is given, every scan sees unique bytes:
@@ -54,6 +56,7 @@
 #include <unistd.h>
 
 #include "filters/clam.h"
+#include "filters/clam_sscanf.h"
 #include "lib/xalloc.h"
 #include "tests/bench/msgmark.h"
 
@@ -115,7 +118,7 @@ usage(FILE *f)
 {
     fprintf(f,
             "usage: bench_scan -d DBDIR -m MSGFILE|MSGDIR [-n COUNT] "
-            "[-t THREADS] [-g MS] [-s] [-C] [-E] [-A]\n"
+            "[-t THREADS] [-g MS] [-s] [-C] [-E] [-A] [-S]\n"
             "  -d DBDIR    ClamAV database directory (cl_load)\n"
             "  -m MSG      one message file (made unique per scan) or a\n"
             "              directory of message files (used round robin)\n"
@@ -128,7 +131,9 @@ usage(FILE *f)
             "  -E          expect a virus: exit 1 unless every scan is "
             "infected\n"
             "  -A          libclamav's aging map for every message (the\n"
-            "              product uses a heap map up to CLAM_HEAP_MAP_MAX)\n",
+            "              product uses a heap map up to CLAM_HEAP_MAP_MAX)\n"
+            "  -S          glibc's sscanf for libclamav (the product has its\n"
+            "              own for \"%%u\" and \"%%u,%%u\", clam_sscanf.c)\n",
             BENCH_COUNT_DEF, BENCH_COUNT_MAX, BENCH_THREADS_MAX, BENCH_GAP_MAX);
 }
 
@@ -605,7 +610,7 @@ main(int argc, char **argv)
     xalloc_tune(); /* the product's malloc settings (lib/xalloc.h) */
     memset(&b, 0, sizeof(b));
     pthread_mutex_init(&b.lock, NULL);
-    while ((c = getopt(argc, argv, "d:m:n:t:g:sCEAh")) != -1) {
+    while ((c = getopt(argc, argv, "d:m:n:t:g:sCEASh")) != -1) {
         switch (c) {
         case 'd':
             dbdir = optarg;
@@ -638,6 +643,9 @@ main(int argc, char **argv)
             break;
         case 'A':
             b.aging = 1;
+            break;
+        case 'S':
+            clam_sscanf_setup(1);
             break;
         case 'h':
             usage(stdout);

@@ -9,6 +9,7 @@
  * with python3 (deflated, so the EICAR bytes are not visible raw); those
  * tests are skipped without python3.
  * Covers: clean (+ header), EICAR plain, base64 attachment, parse_mail=no,
+ * logical signatures (with our sscanf and with glibc's),
  * zip, nesting past clamav_max_recursion with each limit action, virus
  * actions, failure actions (empty/missing database), reload with scans
  * straddling the swap, a broken database keeping the old engine, a session
@@ -34,6 +35,7 @@
 
 #include "conf/cf.h"
 #include "filters/clam.h"
+#include "filters/clam_sscanf.h"
 #include "filters/filter.h"
 #include "lib/buf.h"
 #include "lib/log.h"
@@ -516,6 +518,76 @@ test_eicar_plain_and_actions(void **state)
     assert_int_equal(r.v, FILTER_CONTINUE);
     assert_int_equal(h_stats(&h).scans, 0);
     h_free(&h);
+}
+
+/* Logical signatures (.ldb): sub-signatures combined with &, a count
+ * modifier (0>1) and a block modifier with two numbers ((0|1|2)>2,2: more
+ * than two matches from at least two sub-signatures). libclamav parses
+ * these expressions with sscanf on every scan, through clam_sscanf.c's
+ * fast path; each case runs with it and with glibc's sscanf (the verdicts
+ * agree with Debian's clamscan on the same database). */
+static void
+test_logical_signatures(void **state)
+{
+    static const char *const subs[] = {
+        "SLUICE-LDB-AND-ONE-3b1f", "SLUICE-LDB-AND-TWO-8c2e",
+        "SLUICE-LDB-COUNT-77d0",   "SLUICE-LDB-BLK-E-1a",
+        "SLUICE-LDB-BLK-F-2b",     "SLUICE-LDB-BLK-G-3c"};
+    static const struct {
+        const char *body, *virus; /* NULL: clean */
+    } cases[] = {
+        {"x SLUICE-LDB-AND-ONE-3b1f y", NULL},
+        {"x SLUICE-LDB-AND-ONE-3b1f y SLUICE-LDB-AND-TWO-8c2e",
+         "Sluice.Ldb.And"},
+        {"SLUICE-LDB-COUNT-77d0", NULL},
+        {"SLUICE-LDB-COUNT-77d0 and SLUICE-LDB-COUNT-77d0", "Sluice.Ldb.Count"},
+        {"SLUICE-LDB-BLK-E-1a SLUICE-LDB-BLK-E-1a SLUICE-LDB-BLK-E-1a", NULL},
+        {"SLUICE-LDB-BLK-E-1a SLUICE-LDB-BLK-F-2b", NULL},
+        {"SLUICE-LDB-BLK-E-1a SLUICE-LDB-BLK-E-1a SLUICE-LDB-BLK-F-2b",
+         "Sluice.Ldb.Block"},
+    };
+    char dir[256], path[300], kv[300], hx[6][64], msg[512], want[128];
+    struct buf *b = buf_new(1024, BUF_NOCAP);
+    struct h h;
+    struct res r;
+    size_t i;
+    int plain;
+
+    for (i = 0; i < 6; i++)
+        hex(subs[i], hx[i]);
+    buf_printf(b, "Sluice.Ldb.And;Target:0;0&1;%s;%s\n", hx[0], hx[1]);
+    buf_printf(b, "Sluice.Ldb.Count;Target:0;0>1;%s\n", hx[2]);
+    buf_printf(b, "Sluice.Ldb.Block;Target:0;(0|1|2)>2,2;%s;%s;%s\n", hx[3],
+               hx[4], hx[5]);
+    snprintf(dir, sizeof(dir), "%s/ldb", tmpdir);
+    assert_int_equal(mkdir(dir, 0700), 0);
+    snprintf(path, sizeof(path), "%s/t.ldb", dir);
+    write_file(path, buf_data(b), buf_len(b));
+    snprintf(kv, sizeof(kv), "clamav_database_directory=%s", dir);
+    for (plain = 0; plain <= 1; plain++) {
+        clam_sscanf_setup(plain);
+        h_init(&h, kv, NULL);
+        for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+            snprintf(msg, sizeof(msg),
+                     "From: <a@example.org>\r\nSubject: l\r\n\r\n%s\r\n",
+                     cases[i].body);
+            r = scan_str(&h, msg);
+            if (cases[i].virus == NULL) {
+                if (r.v != FILTER_CONTINUE)
+                    fail_msg("case %zu (plain %d): %s", i, plain, r.text);
+                continue;
+            }
+            snprintf(want, sizeof(want), "Message rejected: Infected: %s",
+                     cases[i].virus);
+            assert_int_equal(r.v, FILTER_REJECT);
+            assert_string_equal(r.text, want);
+        }
+        h_free(&h);
+    }
+    clam_sscanf_setup(0);
+    unlink(path);
+    rmdir(dir);
+    buf_free(b);
 }
 
 static void
@@ -1227,6 +1299,7 @@ main(void)
         cmocka_unit_test(test_eicar_plain_and_actions),
         cmocka_unit_test(test_map_kinds),
         cmocka_unit_test(test_eicar_base64_attachment),
+        cmocka_unit_test(test_logical_signatures),
         cmocka_unit_test(test_zip),
         cmocka_unit_test(test_recursion_limit),
         cmocka_unit_test(test_failure),
