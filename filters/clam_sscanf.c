@@ -21,7 +21,9 @@
  *    a comma follows the first, starts with a digit right after it). Then
  *    %u reads the longest run of digits and converts it as strtoul does
  *    (glibc's %u calls its strtoul on the same digits; on overflow
- *    ULONG_MAX), stored as unsigned int (glibc's cast); a comma that does
+ *    ULONG_MAX; here a loop over the digits, as strtoul's locale and base
+ *    handling cost more than the rest of the call), stored as unsigned
+ *    int (glibc's cast); a comma that does
  *    not follow, or the end of the string, ends the conversion with one
  *    field, as glibc's matching or input failure after the first field;
  *  - everything else (other formats, leading space or sign, and all of our
@@ -35,8 +37,8 @@
  *
  * Threads: any (no state but the flag, set before threads start).
  */
+#include <limits.h>
 #include <stdarg.h>
-#include <stdlib.h>
 #include <string.h>
 
 #include "filters/clam_sscanf.h"
@@ -60,31 +62,51 @@ is_digit(char c)
     return c >= '0' && c <= '9';
 }
 
+/* strtoul for a string of digits in base 10: ULONG_MAX on overflow; *end
+ * after the last digit */
+static unsigned long
+digits(const char *s, const char **end)
+{
+    unsigned long v = 0;
+    int over = 0;
+
+    for (; is_digit(*s); s++) {
+        unsigned long d = (unsigned long) (*s - '0');
+
+        if (v > (ULONG_MAX - d) / 10)
+            over = 1;
+        else
+            v = v * 10 + d;
+    }
+    *end = s;
+    return over ? ULONG_MAX : v;
+}
+
 /* the fast path: the number of fields stored, or -2 for "ask glibc" */
 static int
 fast_u(const char *s, const char *fmt, va_list ap)
 {
     unsigned long a, b;
     unsigned int *p, *q;
-    char *e;
+    const char *e;
 
     if (clam_sscanf_plain || fmt[0] != '%' || fmt[1] != 'u' || !is_digit(s[0]))
         return -2;
     if (fmt[2] == '\0') {
         p = va_arg(ap, unsigned int *);
-        *p = (unsigned int) strtoul(s, NULL, 10);
+        *p = (unsigned int) digits(s, &e);
         return 1;
     }
     if (strcmp(fmt + 2, ",%u") != 0)
         return -2;
-    a = strtoul(s, &e, 10);
+    a = digits(s, &e);
     if (*e == ',' && !is_digit(e[1]))
         return -2; /* space or a sign after the comma: glibc's rules */
     p = va_arg(ap, unsigned int *);
     *p = (unsigned int) a;
     if (*e != ',')
         return 1;
-    b = strtoul(e + 1, NULL, 10);
+    b = digits(e + 1, &e);
     q = va_arg(ap, unsigned int *);
     *q = (unsigned int) b;
     return 2;
