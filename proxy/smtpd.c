@@ -881,6 +881,8 @@ smtpd_cmd_mail(struct smtpd_sess *s, struct smtpd_cmd *cmd)
     }
     free(s->pend_body);
     s->pend_body = NULL;
+    free(s->pend_addr); /* a reject below logs no sender, as Postfix */
+    s->pend_addr = NULL;
     for (i = 0; i < p.nparams; i++) {
         if (s->esmtp && smtpd_param_is(p.params[i], "SIZE", &val)) {
             unsigned long long sz;
@@ -896,7 +898,12 @@ smtpd_cmd_mail(struct smtpd_sess *s, struct smtpd_cmd *cmd)
                 return;
             }
             if (c->size_limit > 0 && sz > (unsigned long long) c->size_limit) {
+                /* Postfix's smtpd_check_size: a reject line for log
+                 * readers (pflogsumm counts "Message size exceeds...") */
                 smtpd_reply(s, "552 5.3.4 Message size exceeds fixed limit");
+                smtpd_log_event(s, "reject", "MAIL",
+                                "552 5.3.4 Message size exceeds fixed limit",
+                                NULL);
                 return;
             }
         } else if (s->esmtp && smtpd_param_is(p.params[i], "BODY", &val) && val
@@ -912,7 +919,6 @@ smtpd_cmd_mail(struct smtpd_sess *s, struct smtpd_cmd *cmd)
             return;
         }
     }
-    free(s->pend_addr);
     s->pend_addr = xstrdup(p.addr);
     if (!smtpd_space_ok(s)) {
         free(s->pend_addr);

@@ -89,6 +89,12 @@ tap("SIZE 10000" in e.lines, "EHLO advertises SIZE 10000", e)
 r = c.cmd("MAIL FROM:<a@example.org> SIZE=20000")
 tap(r.code == 552 and r.lines[-1].startswith("5.3.4 Message size exceeds fixed limit"),
     "MAIL SIZE=20000: 552 5.3.4 Message size exceeds fixed limit", r)
+time.sleep(0.3)
+tap(re.search(r"NOQUEUE: reject: MAIL from unknown\[127\.0\.0\.1\]: 552 5\.3\.4 "
+              r"Message size exceeds fixed limit; proto=ESMTP helo=<client\.test>\n",
+              read_log()),
+    "log: NOQUEUE: reject: MAIL from ...: 552 5.3.4 Message size exceeds fixed limit; "
+    "proto=ESMTP helo=<..> (Postfix's line, no sender)")
 r = c.cmd("MAIL FROM:<a@example.org> SIZE=5000")
 tap(r.code == 250, "MAIL SIZE=5000 then accepted", r)
 c.cmd("RCPT TO:<b@example.net>")
