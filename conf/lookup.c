@@ -313,12 +313,13 @@ lookup_isspace(int c)
 static int
 lookup_parse_inline(struct lookup_table *t, const char *s, struct buf *err)
 {
-    size_t len = strlen(s);
     char shown[LOOKUP_SHOWN_MAX];
     const char *end;
+    size_t len;
 
     while (lookup_isspace(*s))
         s++;
+    len = strlen(s); /* after the leading space: s[len - 1] is in bounds */
     while (len > 0 && lookup_isspace(s[len - 1]))
         len--;
     if (*s != '{' || len < 2 || s[len - 1] != '}') {

@@ -215,6 +215,15 @@ test_inline(void **state)
     assert_int_equal(lookup_get(t, "a", out), 0);
     lookup_free(t);
     lookup_free(NULL);
+
+    /* space before the brace (found by fuzz_lookup: the closing brace was
+     * looked for as many bytes past the end of the string as there were
+     * leading spaces) */
+    t = lookup_open("inline:   { a=1, b=2 }  ", err);
+    assert_non_null(t);
+    assert_int_equal(lookup_get(t, "b", out), 1);
+    assert_string_equal(buf_data(out), "2");
+    lookup_free(t);
 }
 
 static void
@@ -227,6 +236,8 @@ test_inline_bad(void **state)
     assert_null(lookup_open("inline:{ a = b }", err));
     assert_string_equal(buf_data(err),
                         "bad inline table entry \"a\": missing '='");
+    assert_null(lookup_open("inline:      }", err));
+    assert_non_null(strstr(buf_data(err), "expected inline:{ key=value"));
     assert_null(lookup_open("inline:a=b", err));
     assert_string_equal(buf_data(err), "bad inline table \"inline:a=b\": "
                                        "expected inline:{ key=value, ... }");
