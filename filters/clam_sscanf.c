@@ -112,6 +112,20 @@ fast_u(const char *s, const char *fmt, va_list ap)
     return 2;
 }
 
+/* the fast path on a copy of the arguments, else glibc's vscan on them */
+static int
+scan(const char *s, const char *fmt,
+     int (*vscan)(const char *, const char *, va_list), va_list ap)
+{
+    va_list aq;
+    int n;
+
+    va_copy(aq, ap);
+    n = fast_u(s, fmt, aq);
+    va_end(aq);
+    return n != -2 ? n : vscan(s, fmt, ap);
+}
+
 int
 sscanf(const char *s, const char *fmt, ...)
 {
@@ -119,12 +133,7 @@ sscanf(const char *s, const char *fmt, ...)
     int n;
 
     va_start(ap, fmt);
-    n = fast_u(s, fmt, ap);
-    va_end(ap);
-    if (n != -2)
-        return n;
-    va_start(ap, fmt);
-    n = vsscanf(s, fmt, ap);
+    n = scan(s, fmt, vsscanf, ap);
     va_end(ap);
     return n;
 }
@@ -136,12 +145,7 @@ __isoc99_sscanf(const char *s, const char *fmt, ...)
     int n;
 
     va_start(ap, fmt);
-    n = fast_u(s, fmt, ap);
-    va_end(ap);
-    if (n != -2)
-        return n;
-    va_start(ap, fmt);
-    n = __isoc99_vsscanf(s, fmt, ap);
+    n = scan(s, fmt, __isoc99_vsscanf, ap);
     va_end(ap);
     return n;
 }
