@@ -23,9 +23,9 @@
  *    (glibc's %u calls its strtoul on the same digits; on overflow
  *    ULONG_MAX; here a loop over the digits, as strtoul's locale and base
  *    handling cost more than the rest of the call), stored as unsigned
- *    int (glibc's cast); a comma that does
- *    not follow, or the end of the string, ends the conversion with one
- *    field, as glibc's matching or input failure after the first field;
+ *    int (glibc's cast); a comma that does not follow, or the end of the
+ *    string, ends the conversion with one field, as glibc's matching or
+ *    input failure after the first field;
  *  - everything else (other formats, leading space or sign, and all of our
  *    own or other libraries' calls) goes to glibc's vsscanf with the same
  *    arguments. tests/unit/test_clam_sscanf.c compares both over a set of
@@ -35,7 +35,7 @@
  * deliberate: without _GNU_SOURCE it renames sscanf to __isoc99_sscanf,
  * and this file must define both names.
  *
- * Threads: any (no state but the flag, set before threads start).
+ * Threads: any (no state but the flag, set before scan threads start).
  */
 #include <limits.h>
 #include <stdarg.h>
