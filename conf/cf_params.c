@@ -190,6 +190,9 @@ const struct cf_param cf_params[] = {
      "remote domains this host relays mail to"},
     {"relayhost", CF_STR, "", 0,
      "next hop for non-local mail (empty = direct delivery by MX)"},
+    {"sluice_batch_scheduling", CF_BOOL, "yes", 0,
+     "run the front and the queue manager under SCHED_BATCH, so that their "
+     "wake-ups do not preempt scans in progress"},
     {"sluice_worker_threads", CF_INT, "4", 0,
      "worker threads per process for fsync, scans and other blocking work"},
     {"smtp_bind_address", CF_STR, "", 0,

@@ -21,11 +21,13 @@ typedef void (*wpool_fn)(void *arg);
 
 /* name: the threads' name (ps -L, /proc/PID/task/TID/comm), at most
  * 15 bytes kept; NULL: the process's.
- * WPOOL_BATCH: CPU-bound jobs (scans). The threads run under SCHED_BATCH,
- * which the kernel treats as CPU-bound: other threads' wake-ups preempt
- * them less eagerly (fewer switches in the middle of a scan, whose cache
- * and TLB contents another task would evict). The loop and the I/O
- * pools stay SCHED_OTHER, so they still get a core at once. */
+ * WPOOL_BATCH: CPU-bound jobs (scans). The threads run under SCHED_BATCH:
+ * Linux decides wake-up preemption by the policy of the thread that wakes,
+ * so a batch thread that wakes does not preempt the one running. That a
+ * scan is not preempted by the loop's and the I/O threads' wake-ups (each
+ * switch costs the scan its cache and TLB contents) comes from
+ * sluice_batch_scheduling, which puts the whole process under SCHED_BATCH
+ * (sluiced.c); this flag keeps the scan threads there when it is off. */
 #define WPOOL_BATCH 1
 struct wpool *wpool_new(struct ev_loop *loop, int nthreads, const char *name,
                         int flags);

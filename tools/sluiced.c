@@ -28,6 +28,7 @@
 #include <fcntl.h>
 #include <grp.h>
 #include <pwd.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -382,6 +383,13 @@ master_start(struct master *m, enum master_child c)
     sigprocmask(SIG_SETMASK, &none, NULL);
     close(m->pidfd);
     log_set_service(master_child_name[c]);
+    if (cf_bool(m->cf, "sluice_batch_scheduling")) {
+        /* Before any thread exists: they all inherit it. */
+        struct sched_param sp = {0};
+
+        if (sched_setscheduler(0, SCHED_BATCH, &sp) < 0)
+            log_warning("sluice_batch_scheduling: %s", strerror(errno));
+    }
     if (m->drop) {
         if (setgroups(0, NULL) < 0 || setgid(m->gid) < 0 || setuid(m->uid) < 0)
             log_fatal("cannot switch to mail_owner %s: %s",

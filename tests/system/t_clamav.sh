@@ -16,7 +16,7 @@
 need_binaries
 DB=$top_srcdir/conf/clamav
 [ -r "$DB/sluice-test.ndb" ] || skip_all "no signature set at $DB/sluice-test.ndb"
-plan 77
+plan 83
 setup
 export DB
 
@@ -119,6 +119,28 @@ start_sink
 # ------------------------------------------------ defaults: infected
 restart
 check "log: clamav: engine loaded" log_has 'clamav: engine loaded'
+
+# policies CHILD: "name:policy" for each thread of the child process
+# (policy from /proc/TID/stat: 0 SCHED_OTHER, 3 SCHED_BATCH).
+policies()
+{
+    local t pid
+    pid=$(child_pid "$1")
+    for t in /proc/"$pid"/task/*; do
+        echo "$(cat "$t/comm"):$(awk '{print $41}' "$t/stat")"
+    done
+}
+FRONTPOL=$(policies smtpd | sort -u | tr '\n' ' ')
+QMGRPOL=$(policies qmgr | sort -u | tr '\n' ' ')
+diag "front threads: $FRONTPOL; qmgr threads: $QMGRPOL"
+like "sluice_batch_scheduling (default yes): the front's loop is SCHED_BATCH" \
+    "$FRONTPOL" "(^| )smtpd:3 "
+like "sluice_batch_scheduling: the front's scan threads are SCHED_BATCH" \
+    "$FRONTPOL" "clamscan:3 "
+unlike "sluice_batch_scheduling: no thread of the front under another policy" \
+    "$FRONTPOL" ":[0-24-9]"
+like "sluice_batch_scheduling: the queue manager is SCHED_BATCH" \
+    "$QMGRPOL" "(^| )qmgr:3 "
 
 pytap <<'PY'
 from sink import *
@@ -410,3 +432,12 @@ like "sluice check: clamav_max_filesize below message_size_limit -> a warning" "
 is "sluice check: a warning alone does not fail the check" "$rc" 0
 write_conf "clamav_database_directory = $DB"
 check "sluice check with the repository's signature set exits 0" sl check
+
+# ------------------------------------------------ sluice_batch_scheduling = no
+restart "sluice_batch_scheduling = no"
+FRONTPOL=$(policies smtpd | sort -u | tr '\n' ' ')
+diag "front threads: $FRONTPOL"
+like "sluice_batch_scheduling = no: the front's loop has the default policy" \
+    "$FRONTPOL" "(^| )smtpd:0 "
+like "sluice_batch_scheduling = no: the scan threads stay SCHED_BATCH" \
+    "$FRONTPOL" "clamscan:3 "
