@@ -52,6 +52,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/time.h>
+#include <sys/resource.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
@@ -1145,6 +1146,62 @@ qmgr_corrupt_done(void *arg)
     qmgr_msg_free(m);
 }
 
+/* Each message in memory keeps its queue file open, so the open-file
+ * limit bounds the active queue: past it, opening the next file fails
+ * (EMFILE) and every delivery connection with it. Keep a reserve for
+ * connections, directories, mailboxes and notices: half the limit, at
+ * most QMGR_FD_RESERVE. */
+#define QMGR_FD_RESERVE 256
+static void
+qmgr_fd_cap(struct qmgr *q)
+{
+    struct rlimit rl;
+    size_t cap, reserve;
+
+    if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur == RLIM_INFINITY)
+        return;
+    reserve = (size_t) rl.rlim_cur / 2;
+    if (reserve > QMGR_FD_RESERVE)
+        reserve = QMGR_FD_RESERVE;
+    cap = (size_t) rl.rlim_cur - reserve;
+    if (cap < 1)
+        cap = 1;
+    if (q->active_limit > cap) {
+        log_warning_as("qmgr",
+                       "qmgr_message_active_limit = %zu exceeds what the "
+                       "open file limit (%llu) allows: using %zu",
+                       q->active_limit, (unsigned long long) rl.rlim_cur, cap);
+        q->active_limit = cap;
+    }
+}
+
+/* An error that says nothing about the file (out of descriptors or
+ * memory): try it again later rather than call it corrupt. */
+static int
+qmgr_transient(int e)
+{
+    return e == EMFILE || e == ENFILE || e == ENOMEM || e == ENOBUFS
+           || e == EAGAIN || e == EINTR;
+}
+
+/* Worker: a file that could not be read for a transient reason goes back
+ * from active/ to deferred/, due after queue_run_delay. */
+static void
+qmgr_take_retry(struct qmgr_msg *m)
+{
+    struct timespec ts[2];
+    struct buf *path = buf_new(128, BUF_NOCAP);
+
+    m->retry = (long long) time(NULL) + m->q->run_delay;
+    ts[0].tv_sec = ts[1].tv_sec = (time_t) m->retry;
+    ts[0].tv_nsec = ts[1].tv_nsec = 0;
+    buf_printf(path, "%s/active/%s", m->q->qdir, m->id);
+    if (utimensat(AT_FDCWD, buf_data(path), ts, 0) < 0
+        || spool_move(m->q->qdir, m->id, "active", "deferred") < 0)
+        m->retry = 0; /* stays in active/: taken again at the next start */
+    buf_free(path);
+}
+
 static void
 qmgr_take_work(void *arg)
 {
@@ -1163,6 +1220,8 @@ qmgr_take_work(void *arg)
         /* gone, or unreadable? only a missing file is "gone" */
         if (m->werr == ENOENT && access(buf_data(path), F_OK) == 0)
             m->werr = EBADMSG;
+        else if (qmgr_transient(m->werr))
+            qmgr_take_retry(m);
     }
 done:
     buf_free(path);
@@ -1187,6 +1246,23 @@ qmgr_take_done(void *arg)
     }
     if (m->msg == NULL) {
         if (m->werr == ENOENT) {
+            qmgr_msg_free(m);
+            return;
+        }
+        if (qmgr_transient(m->werr)) {
+            char why[1100];
+
+            qmgr_safe(buf_data(m->err), why, sizeof(why));
+            if (m->retry > 0) {
+                log_warning_as("qmgr", "%s: %s: trying again in %llds", m->id,
+                               why, (long long) q->run_delay);
+                qmgr_arm_deferred(q, m->retry);
+            } else {
+                log_warning_as("qmgr",
+                               "%s: %s; cannot move it back to deferred: "
+                               "left in active until the next start",
+                               m->id, why);
+            }
             qmgr_msg_free(m);
             return;
         }
@@ -1567,6 +1643,7 @@ qmgr_run(const struct cf *cf)
         q->myhostname = "localhost";
     v = cf_int(cf, "qmgr_message_active_limit");
     q->active_limit = v > 0 ? (size_t) v : 1;
+    qmgr_fd_cap(q);
     v = cf_int(cf, "default_destination_concurrency_limit");
     q->conc = v > 0 ? (unsigned) v : 1;
     v = cf_int(cf, "default_destination_recipient_limit");

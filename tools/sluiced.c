@@ -35,6 +35,7 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -636,6 +637,20 @@ master_reload(struct master *m)
     master_start(m, MASTER_QMGR);
 }
 
+/* Soft open-file limit up to the hard one, as the children inherit it:
+ * each session and each message in the active queue holds a descriptor,
+ * and systemd's default soft limit (1024) is far below its hard one. */
+static void
+master_raise_nofile(void)
+{
+    struct rlimit rl;
+
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        (void) setrlimit(RLIMIT_NOFILE, &rl);
+    }
+}
+
 int
 main(int argc, char **argv)
 {
@@ -647,6 +662,7 @@ main(int argc, char **argv)
     int opt, verbose = 0;
 
     xalloc_tune(); /* before the children fork: they inherit it */
+    master_raise_nofile();
     memset(&m, 0, sizeof(m));
     m.confdir = SYSCONFDIR;
     m.pidfd = -1;

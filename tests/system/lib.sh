@@ -274,10 +274,13 @@ need_binaries()
 
 # start_sluiced [CONFDIR]: runs the daemon in the background, sets
 # MASTERPID, waits for 127.0.0.1:$PORT. 1 if it did not come up.
+# SLUICED_WRAP: a command that execs its arguments (e.g. "prlimit
+# --nofile=96:96"), run in front of sluiced.
 start_sluiced()
 {
     local dir=${1:-$CONF}
-    "$SLUICED" -c "$dir" >>"$T/sluiced.out" 2>&1 &
+    # shellcheck disable=SC2086 # SLUICED_WRAP is words
+    ${SLUICED_WRAP:-} "$SLUICED" -c "$dir" >>"$T/sluiced.out" 2>&1 &
     MASTERPID=$!
     _T_MASTERS="$_T_MASTERS $MASTERPID"
     wait_for 15 sluiced_ready "$MASTERPID"
