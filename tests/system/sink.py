@@ -356,6 +356,29 @@ def queued_id(reply):
     return m.group(1) if m else None
 
 
+def send_numbered(port, n, lp, dom="example.net"):
+    """n messages, one per session, from a@example.org to LPi@DOM, each
+    with "X-Seq: i" (1..n); the queue IDs of those that got 250 (None for
+    the others)."""
+    ids = []
+    for i in range(1, n + 1):
+        r = send_mail(port, "a@example.org", ["%s%d@%s" % (lp, i, dom)],
+                      b"Subject: %s %d\r\nX-Seq: %d\r\n\r\nmessage %d\r\n"
+                      % (lp.encode(), i, i, i))
+        ids.append(queued_id(r) if r.code == 250 else None)
+    return ids
+
+
+def seqs_in(contents):
+    """Sorted X-Seq numbers of the messages whose bytes are given."""
+    seqs = []
+    for c in contents:
+        m = re.search(rb"\r\nX-Seq: (\d+)\r\n", c)
+        if m:
+            seqs.append(int(m.group(1)))
+    return sorted(seqs)
+
+
 def split_received(eml):
     """(first Received header with its continuation lines, the rest)."""
     if not eml.startswith(b"Received:"):

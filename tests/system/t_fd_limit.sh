@@ -26,13 +26,7 @@ check "log: the active queue capped below the open-file limit" log_wait 10 \
 
 out=$(py <<'PY'
 from sink import *
-port = int(env("PORT"))
-ok = 0
-for i in range(1, 151):
-    r = send_mail(port, "a@example.org", ["f%d@example.net" % i],
-                  b"Subject: fd %d\r\nX-Seq: %d\r\n\r\nmessage %d\r\n" % (i, i, i))
-    ok += r.code == 250 and queued_id(r) is not None
-print(ok)
+print(sum(1 for i in send_numbered(int(env("PORT")), 150, "f") if i))
 PY
 )
 is "150 messages queued with the next hop down" "$out" 150
@@ -77,13 +71,8 @@ start_sink
 check "all 150 reach the next hop once it answers" sink_wait 150 90
 check "the queue empties" wait_for 20 queue_empty
 pytap <<'PY'
-import glob, re
 from sink import *
-seqs = []
-for f in glob.glob(env("SINKDIR") + "/*.eml"):
-    m = re.search(rb"X-Seq: (\d+)", open(f, "rb").read())
-    if m:
-        seqs.append(int(m.group(1)))
-tap(sorted(seqs) == list(range(1, 151)),
+seqs = seqs_in(open(f, "rb").read() for f in eml_files(env("SINKDIR")))
+tap(seqs == list(range(1, 151)),
     "each of the 150 delivered exactly once (%d files)" % len(seqs))
 PY
