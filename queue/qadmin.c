@@ -413,11 +413,31 @@ qadmin_do_release(const char *qdir, const char *queue, const char *id)
     return 1;
 }
 
+/* A file in corrupt/ goes back only if it parses now (it may have been
+ * put there for a reason that has passed, or repaired by hand). */
+static int
+qadmin_uncorrupt(const char *qdir, const char *id)
+{
+    char *path = qadmin_path(qdir, "corrupt", id);
+    struct buf *why = buf_new(128, 1024);
+    struct spool_msg *m = spool_read(path, why);
+
+    free(path);
+    buf_free(why);
+    if (m == NULL)
+        return -1; /* EBADMSG: corrupt still */
+    spool_msg_free(m);
+    return spool_move(qdir, id, "corrupt", "incoming");
+}
+
 static int
 qadmin_do_requeue(const char *qdir, const char *queue, const char *id)
 {
-    if (strcmp(queue, "corrupt") == 0)
-        return 0;
+    if (strcmp(queue, "corrupt") == 0) {
+        if (qadmin_uncorrupt(qdir, id) < 0)
+            return -1;
+        queue = "incoming";
+    }
     if (strcmp(queue, "incoming") != 0
         && spool_move(qdir, id, queue, "incoming") < 0)
         return -1;

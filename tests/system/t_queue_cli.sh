@@ -4,7 +4,7 @@
 # requeue|flush` against a running daemon and a stopped one.
 . "$(dirname "$0")/lib.sh"
 need_binaries
-plan 33
+plan 39
 setup
 write_conf
 start_ok
@@ -84,7 +84,8 @@ check "queue requeue ID3" sl queue requeue "$ID3"
 like "requeued: still listed" "$(sl queue list 2>&1)" "^$ID3"
 
 ID4=$(queue_msg 4)
-export ID4
+ID5=$(queue_msg 5)
+export ID4 ID5
 stop_sluiced
 is "SIGTERM: sluiced exits 0" "$STOP_RC" 0
 
@@ -95,19 +96,35 @@ check "stopped: queue delete ID4" sl queue delete "$ID4"
 unlike "stopped: deleted one gone" "$(sl queue list 2>&1)" "^$ID4"
 check "stopped: queue hold ID3" sl queue hold "$ID3"
 
+# --- requeue from corrupt/: a sound file (as a queue manager out of
+# descriptors used to put there) goes back; one that does not parse stays
+f5=$(find "$T/spool" -type f -name "$ID5" | head -n 1)
+mv "$f5" "$T/spool/corrupt/$ID5"
+printf 'not a queue file\n' >"$T/spool/corrupt/ABCDEF01234567"
+unlike "a file in corrupt/ is not listed" "$(sl queue list 2>&1)" "^$ID5"
+out=$(sl queue requeue ABCDEF01234567 2>&1)
+rc=$?
+like "requeue of a file that does not parse fails, saying why" "$rc $out" \
+    "^[1-9][0-9]* .*ABCDEF01234567.*(Bad message|message)"
+check "it stays in corrupt/" test -f "$T/spool/corrupt/ABCDEF01234567"
+check "requeue of a sound file in corrupt/ (ID5)" sl queue requeue "$ID5"
+check "ID5 left corrupt/" test ! -e "$T/spool/corrupt/$ID5"
+like "ID5 is listed again" "$(sl queue list 2>&1)" "^$ID5"
+
 # --- restart with the next hop up
 start_sink
 start_sluiced
 check "queue flush exits 0" sl queue flush
-check "ID1 is delivered" sink_wait 1 15
+check "ID1 and ID5 are delivered" sink_wait 2 15
 sleep 2
 pytap <<'PY'
 from sink import *
 envs = "".join(e for e, c in sink_msgs())
-tap("r1@example.net" in envs and not any(("r%d@" % n) in envs for n in (2, 3, 4)),
-    "only ID1 delivered: deleted ones never, the held one not yet", envs)
+tap("r1@example.net" in envs and "r5@example.net" in envs
+    and not any(("r%d@" % n) in envs for n in (2, 3, 4)),
+    "ID1 and the requeued ID5 delivered: deleted ones never, the held one not yet", envs)
 PY
 sl queue release "$ID3" >/dev/null 2>&1
 sl queue flush >/dev/null 2>&1
-check "released ID3 is delivered" sink_wait 2 15
+check "released ID3 is delivered" sink_wait 3 15
 check "queue is empty" wait_for 10 queue_empty
