@@ -419,7 +419,7 @@ static int
 qadmin_uncorrupt(const char *qdir, const char *id)
 {
     char *path = qadmin_path(qdir, "corrupt", id);
-    struct buf *why = buf_new(128, 1024);
+    struct buf *why = buf_new(128, 1024); /* spool_read's; errno says it */
     struct spool_msg *m = spool_read(path, why);
 
     free(path);

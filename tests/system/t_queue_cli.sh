@@ -104,8 +104,8 @@ printf 'not a queue file\n' >"$T/spool/corrupt/ABCDEF01234567"
 unlike "a file in corrupt/ is not listed" "$(sl queue list 2>&1)" "^$ID5"
 out=$(sl queue requeue ABCDEF01234567 2>&1)
 rc=$?
-like "requeue of a file that does not parse fails, saying why" "$rc $out" \
-    "^[1-9][0-9]* .*ABCDEF01234567.*(Bad message|message)"
+like "requeue of a file that does not parse fails: Bad message" "$rc $out" \
+    "^[1-9][0-9]* .*ABCDEF01234567: requeue: Bad message"
 check "it stays in corrupt/" test -f "$T/spool/corrupt/ABCDEF01234567"
 check "requeue of a sound file in corrupt/ (ID5)" sl queue requeue "$ID5"
 check "ID5 left corrupt/" test ! -e "$T/spool/corrupt/$ID5"
