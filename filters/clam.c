@@ -59,6 +59,7 @@
 #include <unistd.h>
 
 #include "filters/clam.h"
+#include "filters/clam_fmap.h"
 #include "filters/clam_sscanf.h"
 #include "filters/clamd.h"
 #include "lib/log.h"
@@ -241,6 +242,7 @@ clam_virname(const char *v, char *out, size_t outsz)
 
 static pthread_once_t clam_once = PTHREAD_ONCE_INIT;
 static cl_error_t clam_init_rc;
+static int clam_fmap_rc;
 
 static void
 clam_msg_cb(enum cl_msg severity, const char *fullmsg, const char *msg,
@@ -267,6 +269,7 @@ clam_init_once(void)
 {
     cl_set_clcb_msg(clam_msg_cb);
     clam_sscanf_setup(0); /* links clam_sscanf.o in: libclamav's sscanf */
+    clam_fmap_rc = clam_fmap_setup(0); /* and clam_fmap.o: its inner maps */
     clam_init_rc = cl_init(CL_INIT_DEFAULT);
 }
 
@@ -277,6 +280,10 @@ clam_lib_init(struct buf *err)
     if (clam_init_rc != CL_SUCCESS) {
         buf_printf(err, "cannot initialize libclamav: %s",
                    cl_strerror(clam_init_rc));
+        return -1;
+    }
+    if (clam_fmap_rc < 0) {
+        buf_puts(err, "cannot find libclamav's cl_fmap_open_handle");
         return -1;
     }
     return 0;

@@ -55,7 +55,9 @@ struct clam_conf;
  * heap (cl_fmap_open_handle's use_aging 0): no mmap, page faults and
  * munmap per scan, each of which costs a TLB shoot-down interrupt to the
  * other cores in a multi-threaded process. Larger ones use its aging map,
- * which releases pages as the scan moves on (memory bound). */
+ * which releases pages as the scan moves on (memory bound). The same
+ * limit applies to the maps libclamav makes of the objects it extracts
+ * (clam_fmap.c). */
 #define CLAM_HEAP_MAP_MAX (2 * 1024 * 1024)
 /* Reads the clamav_* parameters; NULL with the reason in err on a bad
  * value (e.g. an unknown action). Loads nothing: ops->start does. */

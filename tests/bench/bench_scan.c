@@ -13,9 +13,10 @@
  * Like the product, each scan reads a region of a file (the message after
  * a prefix that stands in for the queue file's envelope records) through
  * cl_fmap_open_handle + cl_scanmap_callback, with the product's choice
- * of map (filters/clam.h, CLAM_HEAP_MAP_MAX; -A: the aging map always)
- * and the product's sscanf for libclamav (filters/clam_sscanf.h; -S:
- * glibc's).
+ * of map (filters/clam.h, CLAM_HEAP_MAP_MAX; -A: the aging map always),
+ * the product's maps for what libclamav extracts (filters/clam_fmap.h;
+ * -a: libclamav's aging maps) and the product's sscanf for libclamav
+ * (filters/clam_sscanf.h; -S: glibc's).
  *
  * Messages: -m FILE (one template) or -m DIR (every regular file in it,
  * used round robin). Unless -s is given, every scan sees unique bytes:
@@ -56,6 +57,7 @@
 #include <unistd.h>
 
 #include "filters/clam.h"
+#include "filters/clam_fmap.h"
 #include "filters/clam_sscanf.h"
 #include "lib/xalloc.h"
 #include "tests/bench/msgmark.h"
@@ -118,7 +120,7 @@ usage(FILE *f)
 {
     fprintf(f,
             "usage: bench_scan -d DBDIR -m MSGFILE|MSGDIR [-n COUNT] "
-            "[-t THREADS] [-g MS] [-s] [-C] [-E] [-A] [-S]\n"
+            "[-t THREADS] [-g MS] [-s] [-C] [-E] [-A] [-a] [-S]\n"
             "  -d DBDIR    ClamAV database directory (cl_load)\n"
             "  -m MSG      one message file (made unique per scan) or a\n"
             "              directory of message files (used round robin)\n"
@@ -132,6 +134,9 @@ usage(FILE *f)
             "infected\n"
             "  -A          libclamav's aging map for every message (the\n"
             "              product uses a heap map up to CLAM_HEAP_MAP_MAX)\n"
+            "  -a          libclamav's aging map for every object it extracts\n"
+            "              (the product: a heap map up to CLAM_HEAP_MAP_MAX,\n"
+            "              clam_fmap.c)\n"
             "  -S          glibc's sscanf for libclamav (the product has its\n"
             "              own for \"%%u\" and \"%%u,%%u\", clam_sscanf.c)\n",
             BENCH_COUNT_DEF, BENCH_COUNT_MAX, BENCH_THREADS_MAX, BENCH_GAP_MAX);
@@ -604,13 +609,13 @@ main(int argc, char **argv)
     struct bench b;
     const char *dbdir = NULL, *msgpath = NULL;
     unsigned long count = BENCH_COUNT_DEF, nthreads = 0, ncpu;
-    int no_cache = 0, expect_virus = 0, c, ret = 2;
+    int no_cache = 0, expect_virus = 0, plain_fmap = 0, c, ret = 2;
     size_t i;
 
     xalloc_tune(); /* the product's malloc settings (lib/xalloc.h) */
     memset(&b, 0, sizeof(b));
     pthread_mutex_init(&b.lock, NULL);
-    while ((c = getopt(argc, argv, "d:m:n:t:g:sCEASh")) != -1) {
+    while ((c = getopt(argc, argv, "d:m:n:t:g:sCEAaSh")) != -1) {
         switch (c) {
         case 'd':
             dbdir = optarg;
@@ -644,6 +649,9 @@ main(int argc, char **argv)
         case 'A':
             b.aging = 1;
             break;
+        case 'a':
+            plain_fmap = 1;
+            break;
         case 'S':
             clam_sscanf_setup(1);
             break;
@@ -655,6 +663,12 @@ main(int argc, char **argv)
             usage(stderr);
             goto fail;
         }
+    }
+    if (clam_fmap_setup(plain_fmap) < 0) {
+        fprintf(stderr, "bench_scan: cannot find libclamav's "
+                        "cl_fmap_open_handle\n");
+        ret = 1;
+        goto fail;
     }
     if (optind < argc) {
         fprintf(stderr, "bench_scan: unexpected argument \"%s\"\n",

@@ -35,6 +35,7 @@
 
 #include "conf/cf.h"
 #include "filters/clam.h"
+#include "filters/clam_fmap.h"
 #include "filters/clam_sscanf.h"
 #include "filters/filter.h"
 #include "lib/buf.h"
@@ -611,6 +612,53 @@ test_eicar_base64_attachment(void **state)
     assert_int_equal(r.v, FILTER_CONTINUE);
     h_free(&h);
     buf_free(m);
+}
+
+/* libclamav maps each object it extracts (here the decoded attachment)
+ * through cl_fmap_open_handle asking for its aging map; clam_fmap.c
+ * answers those calls: a heap map up to CLAM_HEAP_MAP_MAX, the aging map
+ * above, and EICAR at the end of either is found. (The heap count also
+ * shows that libclamav's own calls reach clam_fmap.c at all.) */
+static void
+test_inner_maps(void **state)
+{
+    static const size_t sizes[] = {70, 64 * 1024, CLAM_HEAP_MAP_MAX,
+                                   CLAM_HEAP_MAP_MAX + 4096};
+    unsigned long heap0, aging0, heap1, aging1, msg_aging;
+    struct h h;
+    struct res r;
+    struct buf *att, *m;
+    size_t i;
+
+    h_init(&h, NULL);
+    for (i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
+        att = buf_new(sizes[i], BUF_NOCAP);
+        while (buf_len(att) < sizes[i] - strlen(EICAR) - 2)
+            buf_putc(att, 'A' + (int) (buf_len(att) % 26));
+        buf_puts(att, "\n" EICAR);
+        while (buf_len(att) < sizes[i])
+            buf_putc(att, '\n');
+        assert_int_equal(buf_len(att), sizes[i]);
+        m = mime_msg(buf_data(att), buf_len(att), NULL);
+        clam_fmap_counts(&heap0, &aging0);
+        r = scan(&h, buf_data(m), buf_len(m));
+        clam_fmap_counts(&heap1, &aging1);
+        assert_int_equal(r.v, FILTER_REJECT);
+        assert_string_equal(r.text,
+                            "Message rejected: Infected: Eicar-Signature");
+        /* the message's own map counts as an aging call when it is
+         * over the limit (clam.c asks for the aging map then) */
+        msg_aging = buf_len(m) > CLAM_HEAP_MAP_MAX;
+        if (sizes[i] <= CLAM_HEAP_MAP_MAX) {
+            assert_true(heap1 > heap0);
+            assert_int_equal(aging1 - aging0, msg_aging);
+        } else {
+            assert_true(aging1 - aging0 >= msg_aging + 1);
+        }
+        buf_free(att);
+        buf_free(m);
+    }
+    h_free(&h);
 }
 
 static void
@@ -1299,6 +1347,7 @@ main(void)
         cmocka_unit_test(test_eicar_plain_and_actions),
         cmocka_unit_test(test_map_kinds),
         cmocka_unit_test(test_eicar_base64_attachment),
+        cmocka_unit_test(test_inner_maps),
         cmocka_unit_test(test_logical_signatures),
         cmocka_unit_test(test_zip),
         cmocka_unit_test(test_recursion_limit),
