@@ -664,12 +664,6 @@ main(int argc, char **argv)
             goto fail;
         }
     }
-    if (clam_fmap_setup(plain_fmap) < 0) {
-        fprintf(stderr, "bench_scan: cannot find libclamav's "
-                        "cl_fmap_open_handle\n");
-        ret = 1;
-        goto fail;
-    }
     if (optind < argc) {
         fprintf(stderr, "bench_scan: unexpected argument \"%s\"\n",
                 argv[optind]);
@@ -680,6 +674,12 @@ main(int argc, char **argv)
         || *msgpath == '\0') {
         fprintf(stderr, "bench_scan: -d DBDIR and -m MSG are required\n");
         usage(stderr);
+        goto fail;
+    }
+    if (clam_fmap_setup(plain_fmap) < 0) {
+        fprintf(stderr, "bench_scan: cannot find libclamav's "
+                        "cl_fmap_open_handle\n");
+        ret = 1;
         goto fail;
     }
     ncpu =
