@@ -577,6 +577,88 @@ test_split_expectations(void **state)
     result_free(&r);
 }
 
+/* Random streams: decoded in one piece, byte by byte and at two random
+ * cuts, the results must agree. Lines of every length, with dots, bare
+ * CRs and LFs, NULs and 8-bit bytes at every offset. */
+static void
+test_random_streams(void **state)
+{
+    static const char alphabet[] = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaa:: ...\r\r\r\n"
+                                   "\n\n\x80\x00";
+    char in[600];
+    size_t cuts[sizeof(in)];
+    unsigned seed = 20261206;
+
+    for (int iter = 0; iter < 20000; iter++) {
+        size_t n = 0, len = (size_t) rand_r(&seed) % 500;
+
+        while (n < len) {
+            if (rand_r(&seed) % 4 == 0) { /* a plain line, 0-24 bytes */
+                size_t l = (size_t) rand_r(&seed) % 25;
+
+                for (size_t i = 0; i < l && n < len; i++)
+                    in[n++] = (char) ('b' + i % 20);
+                if (n + 2 <= len) {
+                    in[n++] = '\r';
+                    in[n++] = '\n';
+                }
+            } else {
+                in[n++] =
+                    alphabet[(size_t) rand_r(&seed) % (sizeof(alphabet) - 1)];
+            }
+        }
+        if (rand_r(&seed) % 2) {
+            memcpy(in + n, "\r\n.\r\n", 5);
+            n += 5;
+        }
+        for (int forbid = 0; forbid <= 1; forbid++) {
+            size_t max = rand_r(&seed) % 3 == 0 ? 200 : 0;
+            size_t hmax = rand_r(&seed) % 3 == 0 ? 64 : 0;
+            struct result whole, r;
+
+            decode(&whole, in, n, max, hmax, forbid);
+            for (size_t i = 0; i < n; i++)
+                cuts[i] = i + 1;
+            decode_cuts(&r, in, n, cuts, n, max, hmax, forbid);
+            same_result(&whole, &r);
+            result_free(&r);
+            cuts[0] = n ? (size_t) rand_r(&seed) % n : 0;
+            cuts[1] =
+                cuts[0]
+                + (n - cuts[0] ? (size_t) rand_r(&seed) % (n - cuts[0]) : 0);
+            decode_cuts(&r, in, n, cuts, 2, max, hmax, forbid);
+            same_result(&whole, &r);
+            result_free(&r);
+            result_free(&whole);
+        }
+    }
+}
+
+/* Line ends on both sides of 8-byte boundaries, a stuffed dot between
+ * plain lines, a bare LF and a bare CR next to real line ends. */
+static void
+test_plain_lines(void **state)
+{
+    struct result r;
+
+    /* 7, 8 and 9 bytes before the CRLF; a dot line after; a bare LF in
+     * the 9th byte of a line; CR LF split by the word boundary */
+    DECODE(&r,
+           "abcdefg\r\nabcdefgh\r\nabcdefghi\r\n..x\r\n1234567\r\n"
+           "abcdefgh\nz\r\n\r\n.\r\n",
+           0, 0, 0);
+    assert_true(r.done);
+    ASSERT_BUF(r.s.content, "abcdefg\r\nabcdefgh\r\nabcdefghi\r\n.x\r\n"
+                            "1234567\r\nabcdefgh\r\nz\r\n\r\n");
+    assert_int_equal(r.flags, SMTPD_DATA_BARE_LF);
+    result_free(&r);
+    /* a bare CR right before the CRLF: refused with forbid */
+    DECODE(&r, "Subject: s\r\n\r\nabcdefg\r\r\nx\r\n.\r\n", 0, 0, 1);
+    assert_int_equal(r.used, -1);
+    assert_int_equal(r.flags, SMTPD_DATA_BARE_CR);
+    result_free(&r);
+}
+
 int
 main(void)
 {
@@ -597,6 +679,8 @@ main(void)
         cmocka_unit_test(test_big_chunk),
         cmocka_unit_test(test_splits),
         cmocka_unit_test(test_split_expectations),
+        cmocka_unit_test(test_random_streams),
+        cmocka_unit_test(test_plain_lines),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
