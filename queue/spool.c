@@ -1762,6 +1762,7 @@ spool_read(const char *path, struct buf *err)
         goto fail;
     }
     m = xcalloc(1, sizeof(*m));
+    m->size = st.st_size;
     if (spool_parse_env(env_data, env_len, env_off, clen, &m->env, err) < 0) {
         errno = EBADMSG;
         goto fail;
@@ -1813,6 +1814,20 @@ int
 spool_msg_sync(struct spool_msg *m)
 {
     return fdatasync(m->fd);
+}
+
+int
+spool_msg_reusable(const struct spool_msg *m)
+{
+    return m->size <= SPOOL_FREE_MAX;
+}
+
+void
+spool_msg_close(struct spool_msg *m)
+{
+    if (m->fd >= 0)
+        close(m->fd);
+    m->fd = -1;
 }
 
 void

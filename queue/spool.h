@@ -150,6 +150,7 @@ struct spool_msg {
     int fd; /* open O_RDWR (status updates) */
     off_t content_off;
     off_t content_len;
+    off_t size; /* the file's, when it was read */
     char *path;
 };
 /* NULL with the reason in err when the file cannot be opened or parsed
@@ -157,8 +158,14 @@ struct spool_msg {
 struct spool_msg *spool_read(const char *path, struct buf *err);
 /* Record a recipient's status in the file (one byte, pwrite). */
 int spool_msg_mark(struct spool_msg *m, size_t i, enum spool_rcpt_status st);
-int spool_msg_sync(struct spool_msg *m);  /* fdatasync; worker thread */
-void spool_msg_free(struct spool_msg *m); /* NULL ok */
+int spool_msg_sync(struct spool_msg *m); /* fdatasync; worker thread */
+/* Will spool_remove() move this file into free/ (a rename) rather than
+ * unlink it? The last close of an unlinked file frees its pages and
+ * blocks, about 0.4 ms per MB: a worker's job, like spool_msg_close()
+ * after the removal. */
+int spool_msg_reusable(const struct spool_msg *m);
+void spool_msg_close(struct spool_msg *m); /* close the file now */
+void spool_msg_free(struct spool_msg *m);  /* NULL ok */
 /* Pending recipients left. */
 size_t spool_msg_pending(const struct spool_msg *m);
 

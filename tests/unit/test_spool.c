@@ -528,6 +528,7 @@ test_remove_reuse(void **state)
         if (i == 1)
             assert_int_equal(st.st_ino, ino); /* the same file again */
         ino = st.st_ino;
+        assert_true(spool_msg_reusable(m)); /* the loop may remove it */
         assert_int_equal(spool_remove(f->dir, path, m->fd), 0);
         assert_false(exists(f, "incoming", id));
         assert_int_equal(count_files(f, "free"), 1);
@@ -549,9 +550,15 @@ test_remove_reuse(void **state)
     path = qpath(f, "incoming", id);
     m = spool_read(path, f->err);
     assert_non_null(m);
+    assert_int_equal(fstat(m->fd, &st), 0);
+    assert_int_equal(m->size, st.st_size);
+    assert_false(spool_msg_reusable(m)); /* unlinked: by a worker */
     assert_int_equal(spool_remove(f->dir, path, m->fd), 0);
     assert_int_equal(count_files(f, "free"), 0);
     assert_int_equal(count_files(f, "incoming"), 0);
+    spool_msg_close(m);
+    assert_int_equal(m->fd, -1);
+    spool_msg_close(m); /* twice: nothing */
     spool_msg_free(m);
     free(path);
     free(big);
