@@ -1314,6 +1314,12 @@ spool_abort(struct spool_file *sf)
     spool_file_free(sf);
 }
 
+int
+spool_file_reusable(const struct spool_file *sf)
+{
+    return sf->content_off + sf->content_size <= SPOOL_FREE_MAX;
+}
+
 void
 spool_free(struct spool_file *sf)
 {

@@ -138,6 +138,9 @@ int spool_commit(struct spool_file *sf, const char *queue);
 void spool_commit_batch(struct spool_file **sf, const char **queue, int *rc,
                         size_t n);
 void spool_abort(struct spool_file *sf); /* unlink temp; frees; NULL ok */
+/* Small enough for free/ (see spool_msg_reusable)? A bigger file that is
+ * aborted is a worker's job: its last close frees its pages and blocks. */
+int spool_file_reusable(const struct spool_file *sf);
 /* A delivered message's file (path, open as fd) is done with: moved into
  * free/ for reuse when it is small, else unlinked. 0, or -1 (errno; a
  * file that is already gone is not an error). Worker thread. */

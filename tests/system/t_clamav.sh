@@ -16,7 +16,7 @@
 need_binaries
 DB=$top_srcdir/conf/clamav
 [ -r "$DB/sluice-test.ndb" ] || skip_all "no signature set at $DB/sluice-test.ndb"
-plan 83
+plan 86
 setup
 export DB
 
@@ -177,6 +177,24 @@ tap(log_wait(qid + r": filter=clamav, action=reject, virus=" + vname("Eicar-Sign
              r" \(scan [0-9]+ ms\)$", 2),
     "log: ID: filter=clamav, action=reject, virus=Eicar-Signature (scan N ms)")
 PY
+
+# A refused message too big for free/ (128 KB) is removed by a worker
+# thread, not on the loop: its file must still go, and the next client
+# must be served.
+pytap <<'PY'
+from sink import *
+from clammsg import *
+port = int(env("PORT"))
+big = plain("inf-big@t", b"a line of filler text for a big message\n" * 16000 + EICAR + b"\n")
+r = send_mail(port, "inf-big@example.org", ["b@example.net"], big)
+tap(r.code == 554 and re.match(r"554 5\.7\.1 .*Infected: " + vname("Eicar-Signature") + "$", r.text),
+    "a 640 KB message with EICAR at its end: 554 5.7.1", r)
+r = send_mail(port, "after-big@example.org", ["b@example.net"], plain("after-big@t", b"ok\n"))
+tap(r.code == 250, "the next message is accepted", r)
+PY
+incoming_has_only_committed() { ! ls -A "$T/spool/incoming" | grep -q '^\.'; }
+check "the big refused message's temp file is gone from incoming/" \
+    wait_for 5 incoming_has_only_committed
 
 # ------------------------------------------------ defaults: clean mail
 pytap <<'PY'

@@ -522,6 +522,7 @@ test_remove_reuse(void **state)
         assert_non_null(sf);
         memcpy(id, spool_id(sf), SPOOL_ID_SIZE);
         assert_int_equal(spool_write(sf, big, i == 0 ? 5000 : 7), 0);
+        assert_true(spool_file_reusable(sf));
         m = finish_read(f, sf, &env, &path);
         assert_int_equal(m->content_len, i == 0 ? 5000 : 7);
         assert_int_equal(fstat(m->fd, &st), 0);
@@ -544,6 +545,7 @@ test_remove_reuse(void **state)
     memcpy(id, spool_id(sf), SPOOL_ID_SIZE);
     assert_int_equal(count_files(f, "free"), 0);
     assert_int_equal(spool_write(sf, big, 300000), 0);
+    assert_false(spool_file_reusable(sf)); /* aborted: by a worker */
     assert_int_equal(spool_finish(sf, &env), 0);
     assert_int_equal(spool_commit(sf, "incoming"), 0);
     spool_free(sf);
