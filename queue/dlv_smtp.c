@@ -5,7 +5,11 @@
  * a host name through getaddrinfo in the wpool), connect to each address
  * in turn, then the dialogue: greeting, EHLO (HELO when EHLO gets 5xx),
  * MAIL FROM, one RCPT TO per recipient, DATA, the content read from the
- * queue file with pread and dot-stuffed on the fly, the final ".", QUIT.
+ * queue file and dot-stuffed on the fly, the final ".", QUIT. Content is
+ * read with RWF_NOWAIT: a chunk that is not in the page cache (a deferred
+ * message's file may have left it) is read by the wpool instead, and the
+ * session waits for it (smtp_read_done), so the loop never waits for
+ * the disk.
  * When the server announces PIPELINING (RFC 2920) MAIL FROM, the RCPT TOs
  * (up to SMTP_PIPE_MAX bytes of them; the rest follow in further groups)
  * and DATA go out in one write, as Postfix's smtp(8) does, and the
@@ -31,8 +35,10 @@
  * from a zero-delay timer, so never from inside dlv_smtp_start().
  * Owns: the session, its socket and buffers. Borrows: the job and what
  * it points to, until done(job) is called (the session is freed first).
- * Threads: loop thread; only smtp_resolve_work() runs in a worker, and it
- * touches only the session's host, port and address list.
+ * Threads: loop thread; only smtp_resolve_work() and smtp_read_work()
+ * run in a worker: the first touches only the session's host, port and
+ * address list, the second only its chunk and rd_* fields (the session is
+ * not freed while s->reading).
  */
 #include <arpa/inet.h>
 #include <ctype.h>
@@ -44,6 +50,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include "lib/buf.h"
@@ -132,6 +139,12 @@ struct smtp_sess {
     int bol;      /* at the beginning of a line */
     char last[2]; /* last two content bytes */
     int ended;    /* ".\r\n" queued */
+    /* A chunk not in the page cache is read in the pool (smtp_fill). */
+    int reading;   /* that read is in flight: the session waits for it */
+    off_t rd_pos;  /* the content offset it reads from */
+    size_t rd_len; /* and how much */
+    ssize_t rd_n;  /* its result */
+    int rd_err;
 
     /* Timing for delay/delays. */
     ev_tstamp t_start, t_conn;
@@ -508,17 +521,72 @@ smtp_fill_end(struct smtp_sess *s)
     s->ended = 1;
 }
 
+/* A queue file read that failed (n <= 0, err): the session finishes. */
+static void
+smtp_read_failed(struct smtp_sess *s, ssize_t n, int err)
+{
+    smtp_defer_all(s, "4.3.0", "error reading queue file: %s",
+                   n < 0 ? strerror(err) : "unexpected end of file");
+    smtp_finish(s); /* no "." sent: the server drops the transaction */
+}
+
+static void smtp_fill_chunk(struct smtp_sess *s, size_t n);
+static void smtp_pump(struct smtp_sess *s);
+
+/* 0: the kernel takes RWF_NOWAIT for queue file reads (tried first). */
+static int smtp_nowait_off;
+
+static void
+smtp_read_work(void *arg)
+{
+    struct smtp_sess *s = arg;
+    const struct spool_msg *m = s->job->msg;
+
+    do
+        s->rd_n = pread(m->fd, s->chunk, s->rd_len, m->content_off + s->rd_pos);
+    while (s->rd_n < 0 && errno == EINTR);
+    s->rd_err = errno;
+}
+
+static void
+smtp_read_done(void *arg)
+{
+    struct smtp_sess *s = arg;
+    struct ev_loop *loop = s->job->loop;
+
+    ev_unref(loop); /* balances the ev_ref in smtp_fill */
+    s->reading = 0;
+    if (s->state == SMTP_S_DONE) { /* ended meanwhile: the timer frees it */
+        ev_timer_set(&s->timer, 0., 0.);
+        ev_timer_start(loop, &s->timer);
+        return;
+    }
+    if (s->state != SMTP_S_XFER || s->pos != s->rd_pos)
+        return; /* a new connection took over: it reads for itself */
+    if (s->rd_n <= 0) {
+        smtp_read_failed(s, s->rd_n, s->rd_err);
+        return;
+    }
+    smtp_fill_chunk(s, (size_t) s->rd_n);
+    smtp_pump(s);
+}
+
 /* Append one chunk of content (dot-stuffed) to out, and the end of data
- * after the last one (so they leave in one write). 0, or -1 on a queue
- * file read error (session finished). */
+ * after the last one (so they leave in one write). 0; 1 when the chunk is
+ * not in the page cache: it is read in the pool and the session goes on
+ * from smtp_read_done (a read from the disk on the loop would hold up
+ * every other delivery: a deferred message may have left the cache long
+ * ago); -1 on a queue file read error (session finished). */
 static int
 smtp_fill(struct smtp_sess *s)
 {
     const struct spool_msg *m = s->job->msg;
-    const char *p, *end, *nl;
+    struct iovec iov;
     size_t want;
     ssize_t n;
 
+    if (s->reading)
+        return 1;
     if (s->pos >= m->content_len) {
         smtp_fill_end(s);
         return 0;
@@ -526,16 +594,46 @@ smtp_fill(struct smtp_sess *s)
     want = (size_t) (m->content_len - s->pos);
     if (want > SMTP_CHUNK)
         want = SMTP_CHUNK;
+    iov.iov_base = s->chunk;
+    iov.iov_len = want;
     do
-        n = pread(m->fd, s->chunk, want, m->content_off + s->pos);
+        n = smtp_nowait_off
+                ? pread(m->fd, s->chunk, want, m->content_off + s->pos)
+                : preadv2(m->fd, &iov, 1, m->content_off + s->pos, RWF_NOWAIT);
     while (n < 0 && errno == EINTR);
+    if (n < 0 && errno == EAGAIN) {
+        log_debug("%s: smtp: content at %lld not in the page cache: read in "
+                  "the pool",
+                  m->env.id, (long long) s->pos);
+        s->reading = 1;
+        s->rd_pos = s->pos;
+        s->rd_len = want;
+        ev_ref(s->job->loop); /* the pool's watcher does not hold the loop */
+        wpool_submit(s->job->pool, smtp_read_work, smtp_read_done, s);
+        return 1;
+    }
+    if (n < 0 && !smtp_nowait_off
+        && (errno == EOPNOTSUPP || errno == ENOSYS || errno == EINVAL)) {
+        smtp_nowait_off = 1; /* no RWF_NOWAIT here: plain reads from now */
+        return smtp_fill(s);
+    }
     if (n <= 0) {
-        smtp_defer_all(s, "4.3.0", "error reading queue file: %s",
-                       n < 0 ? strerror(errno) : "unexpected end of file");
-        smtp_finish(s); /* no "." sent: the server drops the transaction */
+        smtp_read_failed(s, n, errno);
         return -1;
     }
-    s->pos += n;
+    smtp_fill_chunk(s, (size_t) n);
+    return 0;
+}
+
+/* Dot-stuff n bytes read into s->chunk onto out (and the end of data
+ * after the last chunk). */
+static void
+smtp_fill_chunk(struct smtp_sess *s, size_t n)
+{
+    const struct spool_msg *m = s->job->msg;
+    const char *p, *end, *nl;
+
+    s->pos += (off_t) n;
     p = s->chunk;
     end = s->chunk + n;
     while (p < end) {
@@ -560,7 +658,6 @@ smtp_fill(struct smtp_sess *s)
     }
     if (s->pos >= m->content_len)
         smtp_fill_end(s);
-    return 0;
 }
 
 /* Move content to the socket until it would block or all is sent. */
@@ -573,8 +670,8 @@ smtp_pump(struct smtp_sess *s)
                 smtp_enter(s, SMTP_S_DOT);
                 return;
             }
-            if (smtp_fill(s) < 0)
-                return;
+            if (smtp_fill(s) != 0)
+                return; /* failed, or a read in the pool goes on later */
         }
         if (smtp_flush(s) <= 0)
             return;
@@ -1022,6 +1119,8 @@ smtp_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
 
     switch (s->state) {
     case SMTP_S_DONE:
+        if (s->reading)
+            return; /* freed when the read is back (smtp_read_done) */
         buf_free(s->in);
         buf_free(s->out);
         buf_free(s->reply);

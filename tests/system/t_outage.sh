@@ -6,18 +6,21 @@
 # delivered). transport_maps routes each case to its own sink. 40
 # deferred messages requeued at once (one scan of incoming/ takes more
 # files than the queue manager takes on its loop: the rest go through
-# its pool) are each delivered exactly once.
+# its pool) are each delivered exactly once. A deferred message whose
+# queue file has left the page cache is read in the queue manager's pool,
+# not on its loop, and goes out whole.
 . "$(dirname "$0")/lib.sh"
 need_binaries
-plan 28
+plan 36
 setup
 P2=$(free_port)
 P3=$(free_port)
 P4=$(free_port)
 P5=$(free_port)
 P6=$(free_port)
-export P2 P3 P4 P5 P6
-write_conf "transport_maps = inline:{ temp.example=smtp:[127.0.0.1]:$P2, reject.example=smtp:[127.0.0.1]:$P3, data.example=smtp:[127.0.0.1]:$P4, later.example=smtp:[127.0.0.1]:$P5, again.example=smtp:[127.0.0.1]:$P6 }"
+P7=$(free_port)
+export P2 P3 P4 P5 P6 P7
+write_conf "transport_maps = inline:{ temp.example=smtp:[127.0.0.1]:$P2, reject.example=smtp:[127.0.0.1]:$P3, data.example=smtp:[127.0.0.1]:$P4, later.example=smtp:[127.0.0.1]:$P5, again.example=smtp:[127.0.0.1]:$P6, cold.example=smtp:[127.0.0.1]:$P7 }"
 start_ok
 
 # --- next hop down
@@ -118,4 +121,45 @@ for f in eml_files(os.path.join(env("T"), "sink6")):
     if m:
         seqs.append(int(m.group(1)))
 tap(sorted(seqs) == list(range(1, 41)), "each of the 40 exactly once", sorted(seqs))
+PY
+
+# --- a deferred 600 KB message whose queue file left the page cache: the
+# queue manager (with -v, for its debug lines) reads the content in its
+# pool, and the message arrives byte for byte
+stop_sluiced
+printf '#!/bin/sh\nexec "$@" -v\n' >"$T/verbose"
+chmod +x "$T/verbose"
+SLUICED_WRAP=$T/verbose start_ok
+out=$(py <<'PY'
+from sink import *
+body = b"".join(b"%06d cold line of the message body, long enough to fill it\r\n" % i
+                for i in range(10000))
+msg = b"Subject: cold\r\nMessage-ID: <cold-1@example.org>\r\n\r\n" + body
+open(os.path.join(env("T"), "cold.eml"), "wb").write(msg)
+r = send_mail(int(env("PORT")), "a@example.org", ["x@cold.example"], msg)
+print(queued_id(r) or r.text)
+PY
+)
+ID=$out
+like "a 600 KB message for a next hop that is down is queued" "$ID" '^[0-9A-F]{14}$'
+check "and deferred" log_wait 15 "$ID: to=<x@cold\.example>, relay=.*status=deferred \("
+evict() { # drop the queue file's pages; 0 when none is left in memory
+    python3 -c 'import os, sys
+fd = os.open(sys.argv[1], os.O_RDONLY); os.fsync(fd)
+os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)' "$T/spool/deferred/$ID" &&
+        [ "$(fincore --bytes --noheadings -o RES "$T/spool/deferred/$ID" | tr -d " ")" = 0 ]
+}
+check "its queue file is no longer in the page cache" evict
+start_sink "$P7" "$T/sink7"
+check "sluice queue flush" sl queue flush
+check "next hop back: it is delivered" sink_wait 1 15 "$T/sink7"
+check "log: the content was read in the pool" \
+    log_wait 10 "$ID: smtp: content at [0-9]+ not in the page cache: read in the pool"
+pytap <<'PY'
+from sink import *
+want = open(os.path.join(env("T"), "cold.eml"), "rb").read()
+m = sink_find(r"<cold-1@example\.org>", os.path.join(env("T"), "sink7"), secs=10)
+rcv, rest = split_received(m[1] if m else b"")
+tap(rest == want, "the message arrives byte for byte (%d bytes)" % len(want),
+    "got %d bytes" % len(rest))
 PY
