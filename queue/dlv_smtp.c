@@ -561,8 +561,12 @@ smtp_read_done(void *arg)
         ev_timer_start(loop, &s->timer);
         return;
     }
-    if (s->state != SMTP_S_XFER || s->pos != s->rd_pos)
-        return; /* a new connection took over: it reads for itself */
+    if (s->state != SMTP_S_XFER)
+        return; /* a new connection took over: it reads when it gets here */
+    if (s->pos != s->rd_pos) { /* read for an earlier connection: the one */
+        smtp_pump(s);          /* in XFER now waited for it, reads anew */
+        return;
+    }
     if (s->rd_n <= 0) {
         smtp_read_failed(s, s->rd_n, s->rd_err);
         return;
