@@ -480,3 +480,27 @@ _t_cleanup()
 
 trap _t_cleanup EXIT
 trap 'exit 1' INT TERM
+
+# ioshim_wrap FILE [VAR=VALUE...]: builds tests/system/ioshim.c into
+# $T/ioshim.so and writes FILE, a SLUICED_WRAP command that runs sluiced
+# with it preloaded, with those variables and with -v (debug lines).
+# 1 if there is no C compiler.
+ioshim_wrap()
+{
+    local f=$1 cc=${CC:-cc}
+    shift
+    command -v "$cc" >/dev/null 2>&1 || return 1
+    "$cc" -shared -fPIC -o "$T/ioshim.so" "$top_srcdir/tests/system/ioshim.c" \
+        -ldl 2>>"$T/ioshim.err" || return 1
+    # a sanitizer build wants its runtime first: it still comes before
+    # this library, which only needs to come before libc
+    {
+        printf '#!/bin/sh\n'
+        printf 'ASAN_OPTIONS=${ASAN_OPTIONS:+$ASAN_OPTIONS:}verify_asan_link_order=0\n'
+        printf 'export ASAN_OPTIONS\n'
+        printf 'exec env LD_PRELOAD=%s' "$T/ioshim.so"
+        printf ' %s' "$@"
+        printf ' "$@" -v\n'
+    } >"$f"
+    chmod +x "$f"
+}

@@ -1,0 +1,97 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * ioshim.c - an LD_PRELOAD library for the system tests: it slows or
+ * fails chosen file system calls of sluiced, so that a test can show
+ * which thread makes them and what happens when they fail.
+ *   IOSHIM_FSTATAT_US=N     fstatat(dirfd, ID, st, 0) on a name of 14
+ *                           hex digits (a queue file) sleeps N us first
+ *   IOSHIM_NOWAIT_EAGAIN=1  preadv2() with RWF_NOWAIT fails with EAGAIN
+ *                           (the data is not in the page cache)
+ * Built by the test that uses it (cc -shared -fPIC ioshim.c -ldl).
+ */
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+static int
+ioshim_queue_name(const char *s)
+{
+    size_t i;
+
+    for (i = 0; i < 14; i++)
+        if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'A' && s[i] <= 'F')))
+            return 0;
+    return s[14] == '\0';
+}
+
+static void
+ioshim_delay(const char *name, int flags)
+{
+    const char *v = getenv("IOSHIM_FSTATAT_US");
+
+    if (v != NULL && flags == 0 && name != NULL && ioshim_queue_name(name))
+        usleep((useconds_t) atol(v));
+}
+
+typedef int (*fstatat_fn)(int, const char *, struct stat *, int);
+typedef ssize_t (*preadv2_fn)(int, const struct iovec *, int, off_t, int);
+
+int
+fstatat(int fd, const char *name, struct stat *st, int flags)
+{
+    static fstatat_fn next;
+
+    if (next == NULL)
+        next = (fstatat_fn) dlsym(RTLD_NEXT, "fstatat");
+    ioshim_delay(name, flags);
+    return next(fd, name, st, flags);
+}
+
+typedef int (*fstatat64_fn)(int, const char *, struct stat64 *, int);
+
+int
+fstatat64(int fd, const char *name, struct stat64 *st, int flags)
+{
+    static fstatat64_fn next;
+
+    if (next == NULL)
+        next = (fstatat64_fn) dlsym(RTLD_NEXT, "fstatat64");
+    ioshim_delay(name, flags);
+    return next(fd, name, st, flags);
+}
+
+static ssize_t
+ioshim_preadv2(const char *sym, preadv2_fn *next, int fd,
+               const struct iovec *iov, int n, off_t off, int flags)
+{
+    const char *v = getenv("IOSHIM_NOWAIT_EAGAIN");
+
+    if (*next == NULL)
+        *next = (preadv2_fn) dlsym(RTLD_NEXT, sym);
+    if (v != NULL && *v == '1' && (flags & RWF_NOWAIT)) {
+        errno = EAGAIN;
+        return -1;
+    }
+    return (*next)(fd, iov, n, off, flags);
+}
+
+ssize_t
+preadv2(int fd, const struct iovec *iov, int n, off_t off, int flags)
+{
+    static preadv2_fn next;
+
+    return ioshim_preadv2("preadv2", &next, fd, iov, n, off, flags);
+}
+
+ssize_t
+preadv64v2(int fd, const struct iovec *iov, int n, off_t off, int flags)
+{
+    static preadv2_fn next;
+
+    return ioshim_preadv2("preadv64v2", &next, fd, iov, n, off, flags);
+}
