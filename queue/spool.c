@@ -65,6 +65,7 @@
  * Threads: the ID generator is guarded by a mutex; spool_commit() and
  * spool_msg_sync() run in a worker and touch only their argument.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -582,23 +583,24 @@ fail:
     return -1;
 }
 
-/* IDs are sec (8 hex) usec (5 hex) counter (1 hex) = one 56-bit number;
- * each new ID is greater than the last one made by this process. */
+/* IDs are sec (8 hex) usec (5 hex) lane (1 hex) = one 56-bit number;
+ * each new ID is greater than the last one made by this process, and at
+ * most one per microsecond (ahead of the clock when that is not enough). */
 static pthread_mutex_t spool_id_lock = PTHREAD_MUTEX_INITIALIZER;
 static unsigned long long spool_id_last;
+static int spool_id_lane_no; /* 0: new IDs are checked (spool_id_in_use) */
 
+/* The first value with this lane after v, one microsecond on. */
 static unsigned long long
-spool_id_next(unsigned long long v)
+spool_id_next(unsigned long long v, int lane)
 {
-    unsigned long long sec = v >> 24, usec = (v >> 4) & 0xfffff, ctr = v & 15;
+    unsigned long long sec = v >> 24, usec = (v >> 4) & 0xfffff;
 
-    if (ctr < 15)
-        return v + 1;
     if (++usec >= 1000000) {
         usec = 0;
         sec = (sec + 1) & 0xffffffffull;
     }
-    return (sec << 24) | (usec << 4);
+    return (sec << 24) | (usec << 4) | (unsigned long long) lane;
 }
 
 /* A new ID: from the clock, or (after a collision) the next value. */
@@ -615,11 +617,71 @@ spool_id_make(char id[SPOOL_ID_SIZE], int from_clock)
             | ((unsigned long long) (ts.tv_nsec / 1000) << 4);
     }
     pthread_mutex_lock(&spool_id_lock);
+    v |= (unsigned long long) spool_id_lane_no;
     if (v <= spool_id_last)
-        v = spool_id_next(spool_id_last);
+        v = spool_id_next(spool_id_last, spool_id_lane_no);
     spool_id_last = v;
     pthread_mutex_unlock(&spool_id_lock);
     snprintf(id, SPOOL_ID_SIZE, "%014llX", v);
+    return 0;
+}
+
+/* The greatest queue ID among the names in qdir's queues, temp names
+ * (".ID", ".ID.N") included, into *max. 0 or -1 (errno). */
+static int
+spool_id_max(const char *qdir, unsigned long long *max)
+{
+    char buf[PATH_MAX], hex[SPOOL_ID_SIZE];
+    struct dirent *de;
+    const char *n;
+    size_t i;
+    DIR *dir;
+
+    for (i = 0; i < SPOOL_NQUEUES; i++) {
+        if ((size_t) snprintf(buf, sizeof(buf), "%s/%s", qdir, spool_queues[i])
+            >= sizeof(buf)) {
+            errno = ENAMETOOLONG;
+            return -1;
+        }
+        if ((dir = opendir(buf)) == NULL) {
+            if (errno == ENOENT)
+                continue;
+            return -1;
+        }
+        while ((de = readdir(dir)) != NULL) {
+            n = de->d_name[0] == '.' ? de->d_name + 1 : de->d_name;
+            if (strlen(n) < SPOOL_ID_LEN
+                || (n[SPOOL_ID_LEN] != '\0' && n[SPOOL_ID_LEN] != '.'))
+                continue;
+            memcpy(hex, n, SPOOL_ID_LEN);
+            hex[SPOOL_ID_LEN] = '\0';
+            if (spool_valid_id(hex)) {
+                unsigned long long v = strtoull(hex, NULL, 16);
+                if (v > *max)
+                    *max = v;
+            }
+        }
+        closedir(dir);
+    }
+    return 0;
+}
+
+int
+spool_id_lane(const char *qdir, int lane)
+{
+    unsigned long long max = 0;
+
+    if (lane < 0 || lane >= SPOOL_ID_LANES) {
+        errno = EINVAL;
+        return -1;
+    }
+    if (lane > 0 && spool_id_max(qdir, &max) < 0)
+        return -1;
+    pthread_mutex_lock(&spool_id_lock);
+    if (max > spool_id_last)
+        spool_id_last = max;
+    spool_id_lane_no = lane;
+    pthread_mutex_unlock(&spool_id_lock);
     return 0;
 }
 
@@ -884,8 +946,9 @@ spool_create(const char *qdir, struct buf *err)
             goto fail;
         }
         /* Created first, then checked: a committed file with this ID
-         * cannot appear after the check (its temp name is ours now). */
-        if (!spool_id_in_use(qdir, id))
+         * cannot appear after the check (its temp name is ours now). An
+         * ID of a lane is new by construction (spool_id_lane). */
+        if (id[SPOOL_ID_LEN - 1] != '0' || !spool_id_in_use(qdir, id))
             break;
         close(fd);
         unlink(path);

@@ -75,6 +75,17 @@ int spool_mkdirs(const char *qdir, struct buf *err);
  * 0, or -1 (errno; absolute paths are used then). */
 int spool_dirs_open(const char *qdir);
 int spool_new_id(char id[SPOOL_ID_SIZE]);
+/* Queue IDs: seconds (8 hex digits), microseconds (5) and a lane (1).
+ * A process that holds a lane (1 to SPOOL_ID_LANES - 1; the master gives
+ * each front process its own) makes IDs that no other running process
+ * makes, each greater than the last one it made and than every ID in
+ * qdir's queues when it took the lane: spool_create() then needs no
+ * check of the queues for the new ID. Lane 0 is everyone else's (the
+ * queue manager's bounces, tools, tests): those IDs are checked against
+ * every queue. spool_id_lane(qdir, 0) goes back to lane 0. 0, or -1
+ * (errno; a queue could not be read): the process stays in lane 0. */
+#define SPOOL_ID_LANES 16
+int spool_id_lane(const char *qdir, int lane);
 /* Space in qdir's file system for an unprivileged writer: bytes free and
  * the block size. 0, or -1 with errno. */
 int spool_space(const char *qdir, unsigned long long *avail,

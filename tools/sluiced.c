@@ -80,6 +80,9 @@ struct master {
     size_t nls;
     pid_t pid[MASTER_NCHILD];
     pid_t drain[MASTER_DRAIN_MAX]; /* old fronts after a reload */
+    /* the front that holds each queue ID lane, until it is reaped (see
+     * spool_id_lane; lane 0 is nobody's) */
+    pid_t lane_pid[SPOOL_ID_LANES];
     time_t started[MASTER_NCHILD];
     time_t restart_at[MASTER_NCHILD]; /* 0 = not waiting */
     int expect[MASTER_NCHILD]; /* asked to stop: its exit is no failure */
@@ -357,8 +360,16 @@ master_start(struct master *m, enum master_child c)
     sigset_t none;
     pid_t pid;
     size_t i;
-    int rc = 1;
+    int rc = 1, lane = 0;
 
+    /* A front takes a queue ID lane that no running front holds: old
+     * fronts that finish their sessions after a reload keep theirs. With
+     * more fronts than lanes the new one checks its IDs (lane 0). */
+    if (c == MASTER_SMTPD)
+        for (lane = 1; lane < SPOOL_ID_LANES && m->lane_pid[lane] > 0; lane++)
+            ;
+    if (lane == SPOOL_ID_LANES)
+        lane = 0;
     pid = fork();
     if (pid < 0) {
         log_warning("fork %s: %s", master_child_name[c], strerror(errno));
@@ -366,6 +377,8 @@ master_start(struct master *m, enum master_child c)
         return;
     }
     if (pid > 0) {
+        if (lane > 0)
+            m->lane_pid[lane] = pid;
         m->pid[c] = pid;
         m->started[c] = time(NULL);
         m->restart_at[c] = 0;
@@ -404,6 +417,11 @@ master_start(struct master *m, enum master_child c)
             sl[i].svc = m->ls[i].svc;
         }
         chain = master_chain(m->cf);
+        if (lane > 0
+            && spool_id_lane(cf_str(m->cf, "queue_directory"), lane) < 0)
+            log_warning("cannot read the queue for its queue IDs: %s; "
+                        "checking each new ID against the queue",
+                        strerror(errno));
         rc = smtpd_run(m->cf, sl, m->nls, chain);
         break;
     case MASTER_QMGR:
@@ -421,6 +439,9 @@ master_reaped(struct master *m, pid_t pid, int status, int stopping)
     enum master_child c;
     time_t now = time(NULL);
 
+    for (size_t i = 1; i < SPOOL_ID_LANES; i++)
+        if (m->lane_pid[i] == pid)
+            m->lane_pid[i] = 0;
     for (size_t i = 0; i < MASTER_DRAIN_MAX; i++) {
         if (m->drain[i] == pid) {
             m->drain[i] = 0;

@@ -4,10 +4,11 @@
 # the reload completes on the old front (old configuration), new
 # connections get the new configuration at once, the old front exits when
 # its last session ends; under a steady load with several reloads no
-# transaction fails.
+# transaction fails. Each running front makes queue IDs in a lane of its
+# own (the IDs' last digit), and no ID is given twice.
 . "$(dirname "$0")/lib.sh"
 need_binaries
-plan 9
+plan 11
 setup
 write_conf "smtpd_banner = \$myhostname ESMTP old-banner"
 start_ok
@@ -51,11 +52,23 @@ check "new connections get the new banner while the old session is open" \
     wait_for 10 banner_new
 result "the old front still runs while its session is open" \
     "$(alive "$OLDFRONT"; echo $?)"
+# each running front makes queue IDs in its own lane (their last digit):
+# the first front has lane 1, so the new one, started while the old one
+# runs, takes 2
+NEWID=$(py <<'PY'
+from sink import *
+r = send_mail(int(env("PORT")), "a@example.org", ["new@example.net"],
+              b"Subject: new front\r\n\r\nsent to the new front\r\n")
+print(queued_id(r) or r.text)
+PY
+)
+like "a message through the new front gets an ID in lane 2" "$NEWID" '^[0-9A-F]{13}2$'
 echo go >&"${PYSESS[1]}"
 read -r eod <&"${PYSESS[0]}"
 read -r quit <&"${PYSESS[0]}"
-like "the open transaction completes: 250 queued" "$eod" '^eod 250 2\.0\.0 Ok: queued as [0-9A-F]{14}$'
-check "and is delivered" sink_wait 1 15
+like "the open transaction completes: 250 queued, an ID in the old front's lane 1" \
+    "$eod" '^eod 250 2\.0\.0 Ok: queued as [0-9A-F]{13}1$'
+check "both are delivered" sink_wait 2 15
 check "the old front exits after its last session" wait_for 10 dead "$OLDFRONT"
 
 # steady load: 8 senders, 3 reloads, not one failure
@@ -97,4 +110,12 @@ out=$(cat "$T/load.out")
 like "under load, 3 reloads: every transaction got 250 (ok, failed, first failures)" \
     "$out" '^[1-9][0-9]* 0 \[\]$'
 NSENT=$(echo "$out" | cut -d' ' -f1)
-check "and all of them are delivered" sink_wait $((NSENT + 1)) 30
+check "and all of them are delivered" sink_wait $((NSENT + 2)) 30
+ids_distinct() {
+    local all dup
+    all=$(grep -Eo '[0-9A-F]{14}: client=' "$T/maillog" | wc -l)
+    dup=$(grep -Eo '[0-9A-F]{14}: client=' "$T/maillog" | sort | uniq -d | wc -l)
+    echo "$all transactions, $dup IDs given twice"
+    [ "$all" -ge $((NSENT + 2)) ] && [ "$dup" -eq 0 ]
+}
+check "every queue ID in the log names one transaction, across fronts and lanes" ids_distinct

@@ -806,34 +806,94 @@ test_ids_restart(void **state)
     sec = (long long) time(NULL) + 86400;
     {
         char name[SPOOL_ID_SIZE + 1];
-        snprintf(name, sizeof(name), "%08llX1E2400", sec); /* ctr 0 */
+        snprintf(name, sizeof(name), "%08llX1E2400", sec); /* lane 0 */
         put_empty(f, "deferred", name);
-        snprintf(name, sizeof(name), "%08llX1E2401", sec);
+        snprintf(name, sizeof(name), "%08llX1E2410", sec);
         put_empty(f, "active", name);
-        snprintf(name, sizeof(name), "%08llX1E2402", sec);
+        snprintf(name, sizeof(name), "%08llX1E2420", sec);
         put_empty(f, "corrupt", name);
-        snprintf(name, sizeof(name), ".%08llX1E2403", sec); /* being written */
+        snprintf(name, sizeof(name), ".%08llX1E2430", sec); /* being written */
         put_empty(f, "incoming", name);
-        snprintf(name, sizeof(name), "%08llX1E2405", sec);
+        snprintf(name, sizeof(name), "%08llX1E2450", sec);
         put_empty(f, "hold", name);
     }
     fake_sec = sec;
     sf = spool_create(f->dir, f->err);
     assert_non_null(sf);
-    snprintf(id, sizeof(id), "%08llX1E2404", sec);
+    snprintf(id, sizeof(id), "%08llX1E2440", sec);
     assert_string_equal(spool_id(sf), id);
     spool_abort(sf);
     /* Same clock reading again: the next free value. */
     sf = spool_create(f->dir, f->err);
     assert_non_null(sf);
-    snprintf(id, sizeof(id), "%08llX1E2406", sec);
+    snprintf(id, sizeof(id), "%08llX1E2460", sec);
     assert_string_equal(spool_id(sf), id);
     spool_abort(sf);
     assert_int_equal(spool_new_id(id), 0);
     fake_sec = 0;
-    assert_int_equal(strncmp(id + 8, "1E2407", 6), 0);
+    assert_int_equal(strncmp(id + 8, "1E2470", 6), 0);
     /* The temp file of the other writer is untouched. */
     assert_int_equal(count_files(f, "incoming"), 1);
+}
+
+/*
+ * A lane (the master gives each front its own): the first ID is above
+ * every name in the queues, committed or temporary, even ones the clock
+ * has not reached; the IDs go on increasing while the clock stands
+ * still or goes back, and they all end in the lane's digit.
+ */
+static void
+test_ids_lane(void **state)
+{
+    struct fx *f = *state;
+    struct spool_file *sf;
+    char id[SPOOL_ID_SIZE], prev[SPOOL_ID_SIZE], name[SPOOL_ID_SIZE + 3];
+    long long sec = (long long) time(NULL) + 2 * 86400;
+    int i;
+
+    snprintf(name, sizeof(name), "%08llX1E2407", sec);
+    put_empty(f, "deferred", name);
+    snprintf(name, sizeof(name), ".%08llX1E2410.1", sec); /* a rewrite */
+    put_empty(f, "incoming", name);
+    put_empty(f, "hold", "not-an-id");
+    assert_int_equal(spool_id_lane(f->dir, SPOOL_ID_LANES), -1);
+    assert_int_equal(errno, EINVAL);
+    assert_int_equal(spool_id_lane(f->dir, 3), 0);
+    fake_sec = sec; /* the clock reads what those names hold */
+    sf = spool_create(f->dir, f->err);
+    assert_non_null(sf);
+    snprintf(id, sizeof(id), "%08llX1E2423", sec);
+    assert_string_equal(spool_id(sf), id);
+    spool_abort(sf);
+    fake_sec = 0; /* two days back */
+    strcpy(prev, id);
+    for (i = 0; i < 100; i++) {
+        sf = spool_create(f->dir, f->err);
+        assert_non_null(sf);
+        assert_true(strcmp(prev, spool_id(sf)) < 0);
+        assert_int_equal(spool_id(sf)[SPOOL_ID_LEN - 1], '3');
+        strcpy(prev, spool_id(sf));
+        spool_abort(sf);
+    }
+    /* Lane 0 again: checked IDs that end in 0. */
+    assert_int_equal(spool_id_lane(f->dir, 0), 0);
+    assert_int_equal(spool_new_id(id), 0);
+    assert_int_equal(id[SPOOL_ID_LEN - 1], '0');
+    assert_true(strcmp(prev, id) < 0);
+    /* A queue that cannot be read: the process stays in lane 0. */
+    {
+        char *p = qpath(f, "deferred", "");
+        assert_int_equal(chmod(p, 0), 0);
+        errno = 0;
+        if (access(p, R_OK) != 0) { /* not as root */
+            assert_int_equal(spool_id_lane(f->dir, 5), -1);
+            assert_int_equal(errno, EACCES);
+            assert_int_equal(spool_new_id(id), 0);
+            assert_int_equal(id[SPOOL_ID_LEN - 1], '0');
+        }
+        assert_int_equal(chmod(p, 0755), 0);
+        free(p);
+    }
 }
 
 static void
@@ -1653,6 +1713,7 @@ main(void)
         cmocka_unit_test_setup_teardown(test_parse_gap, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ids_unique, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ids_restart, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_ids_lane, setup, teardown),
         cmocka_unit_test_setup_teardown(test_mark, setup, teardown),
         cmocka_unit_test_setup_teardown(test_parse_truncated, setup, teardown),
         cmocka_unit_test_setup_teardown(test_parse_flipped, setup, teardown),
