@@ -1587,13 +1587,22 @@ smtpd_commit_done(void *arg)
     struct smtpd_batch *b = arg;
     struct smtpd_srv *srv = b->srv;
     struct smtpd_job *j, *next;
-    int ok = 0;
+    /* "N" and the IDs of the new files in incoming/: the queue manager
+     * takes them without a scan (SMTPD_COMMIT_BATCH IDs fit) */
+    char note[2 + SMTPD_COMMIT_BATCH * (SPOOL_ID_LEN + 1)];
+    size_t nl = 1;
 
+    note[0] = 'N';
     for (j = b->jobs; j; j = j->next)
-        if (j->rc == 0)
-            ok = 1;
-    if (ok)
-        spool_notify(b->jobs->qdir, "N");
+        if (j->rc == 0 && strcmp(j->queue, "incoming") == 0
+            && nl + 1 + SPOOL_ID_LEN < sizeof(note)) {
+            note[nl++] = ' ';
+            memcpy(note + nl, j->id, SPOOL_ID_LEN);
+            nl += SPOOL_ID_LEN;
+        }
+    note[nl] = '\0';
+    if (nl > 1)
+        spool_notify(b->jobs->qdir, note);
     for (j = b->jobs; j; j = next) {
         next = j->next;
         smtpd_commit_reply(j);

@@ -2,17 +2,19 @@
 /*
  * qmgr.c - the queue manager and delivery process.
  *
- * One libev loop. Messages come from incoming/ (woken by an "N" datagram
- * on public/qmgr, or by a scan every QMGR_INCOMING_SCAN seconds) and from
- * deferred/ (a file's mtime is its next retry time; scanned every
- * queue_run_delay, or when the earliest one is due, or on "F" = flush).
- * incoming/ is scanned on the loop, deferred/ (every waiting message's
- * inode) in the pool, one scan at a time (qmgr_scan_deferred).
+ * One libev loop. Messages come from incoming/ (named by a front in an
+ * "N ID ID..." datagram on public/qmgr after each group commit; found by
+ * a scan at start, every QMGR_INCOMING_SCAN seconds and on any other
+ * datagram) and from deferred/ (a file's mtime is its next retry time;
+ * scanned every queue_run_delay, or when the earliest one is due, or on
+ * "F" = flush). incoming/ is scanned on the loop, deferred/ (every
+ * waiting message's inode) in the pool, one scan at a time
+ * (qmgr_scan_deferred).
  *
  * Life of a message (struct qmgr_msg, enum qmgr_mstate):
  *   TAKE     pool: spool_move to active/, spool_read; the first
- *            QMGR_LOOP_TAKES files of a scan of incoming/ on the loop
- *            (qmgr_take_work called directly: files a front has just
+ *            QMGR_LOOP_TAKES files a front named on the loop
+ *            (qmgr_take_work called directly: files it has just
  *            committed, in the page cache)
  *   CORRUPT  pool: unreadable file renamed to corrupt/
  *   DELIVER  recipients routed and grouped into dlv_jobs, which wait in
@@ -76,7 +78,9 @@
 #define QMGR_INCOMING_SCAN 5.0  /* safety-net scan of incoming/, seconds */
 #define QMGR_GRACE         5.0  /* shutdown grace, under the master's 10 s */
 #define QMGR_DGRAMS        256  /* datagrams read per wake-up */
-#define QMGR_LOOP_TAKES    16   /* incoming/ files per scan taken on the loop */
+#define QMGR_DGRAM_MAX     4096 /* "N" and the IDs of one group commit */
+#define QMGR_NOTIFIED_MAX  4096 /* notified IDs waiting for the kick */
+#define QMGR_LOOP_TAKES    64   /* notified files per kick taken on the loop */
 #define QMGR_NAME_MAX      255
 #define QMGR_HOST_MAX      255
 #define QMGR_NOTICE_MAX    65536 /* bounce: failure lines, original header */
@@ -176,7 +180,9 @@ struct qmgr {
     int stopping;
     int want_incoming, want_deferred, want_flush;
     int more_incoming, more_deferred; /* a scan stopped at the limit */
-    int dscan_busy;                   /* a scan of deferred/ is in the pool */
+    char (*notified)[SPOOL_ID_SIZE];  /* new files a front named */
+    size_t nnotified;
+    int dscan_busy;     /* a scan of deferred/ is in the pool */
     double dscan_after; /* no scan of deferred/ before (but a flush) */
 };
 
@@ -1323,22 +1329,43 @@ qmgr_take(struct qmgr *q, const char *name, const char *from, int on_loop)
 /* ------------------------------------------------------------------ */
 /* Scans */
 
-/* incoming/: take everything, on the loop. The first QMGR_LOOP_TAKES
- * files are also taken on the loop: a front has just written, synced and
- * renamed them, so the rename to active/ and the reads of the envelope
- * find the page cache, and the round trip through the pool (a wake-up
- * and a context switch each way) would cost more than the work. The cap
- * bounds what the loop does in one scan when incoming/ holds files
- * nobody touched lately (after a restart, or a requeue of many
- * messages): the rest go to the pool. incoming/ holds what the fronts
- * committed since the last scan (the queue manager takes every file at
- * once up to qmgr_message_active_limit, and stops reading at it), so
- * its scan stays short. */
+/* The files a front named in its "N" datagram after a group commit are
+ * taken on the loop, the first QMGR_LOOP_TAKES of each wake-up: the
+ * front has just written, synced and renamed them, so the rename to
+ * active/ and the reads of the envelope find the page cache, and the
+ * round trip through the pool (a wake-up and a context switch each way)
+ * would cost more than the work. No scan of incoming/ is needed for
+ * them. */
+static void
+qmgr_take_notified(struct qmgr *q)
+{
+    size_t i, taken = 0;
+
+    for (i = 0; i < q->nnotified; i++) {
+        const char *id = q->notified[i];
+
+        if (qmgr_find(q, id))
+            continue; /* a scan took it first */
+        if (q->nmsg >= q->active_limit) {
+            q->more_incoming = 1; /* a scan finds the rest */
+            break;
+        }
+        qmgr_take(q, id, "incoming", taken++ < QMGR_LOOP_TAKES);
+    }
+    q->nnotified = 0;
+}
+
+/* incoming/: take everything, through the pool: a scan is for the files
+ * nobody named (after a restart, a requeue, a lost datagram, a bounce),
+ * which may have left the page cache. incoming/ holds what was committed
+ * since the last scan (the queue manager takes every file at once up to
+ * qmgr_message_active_limit, and stops reading at it), so the scan itself
+ * stays short. */
 static void
 qmgr_scan_incoming(struct qmgr *q)
 {
     struct buf *path = buf_new(128, BUF_NOCAP);
-    int full = 0, taken = 0;
+    int full = 0;
     struct dirent *de;
     DIR *dir;
 
@@ -1355,7 +1382,7 @@ qmgr_scan_incoming(struct qmgr *q)
             full = 1;
             break;
         }
-        qmgr_take(q, de->d_name, "incoming", taken++ < QMGR_LOOP_TAKES);
+        qmgr_take(q, de->d_name, "incoming", 0);
     }
     closedir(dir);
     q->more_incoming = full;
@@ -1510,6 +1537,8 @@ qmgr_kick_cb(struct ev_loop *loop, ev_timer *w, int revents)
 
     if (q->stopping || !q->ready)
         return;
+    if (q->nnotified > 0)
+        qmgr_take_notified(q);
     if (q->want_incoming || q->more_incoming) {
         q->want_incoming = 0;
         qmgr_scan_incoming(q);
@@ -1536,23 +1565,50 @@ qmgr_deferred_cb(struct ev_loop *loop, ev_timer *w, int revents)
     qmgr_kick(q);
 }
 
+/* " ID ID ..." from a front's "N": the IDs wait in q->notified for the
+ * kick. How many there were, or -1 when one is not a queue ID or there
+ * is no room (a scan then finds them all). */
+static int
+qmgr_note_ids(struct qmgr *q, const char *p)
+{
+    int n = 0;
+
+    while (*p == ' ') {
+        p++;
+        if (strspn(p, "0123456789ABCDEF") != SPOOL_ID_LEN
+            || (p[SPOOL_ID_LEN] != ' ' && p[SPOOL_ID_LEN] != '\0')
+            || q->nnotified == QMGR_NOTIFIED_MAX)
+            return -1;
+        memcpy(q->notified[q->nnotified], p, SPOOL_ID_LEN);
+        q->notified[q->nnotified++][SPOOL_ID_LEN] = '\0';
+        p += SPOOL_ID_LEN;
+        n++;
+    }
+    return *p == '\0' ? n : -1;
+}
+
 static void
 qmgr_sock_cb(struct ev_loop *loop, ev_io *w, int revents)
 {
     struct qmgr *q = w->data;
-    char b[64];
+    char b[QMGR_DGRAM_MAX + 1];
     ssize_t n;
     int i;
 
     for (i = 0; i < QMGR_DGRAMS; i++) {
-        n = recv(q->sock, b, sizeof(b), 0);
+        n = recv(q->sock, b, QMGR_DGRAM_MAX, MSG_TRUNC);
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0)
             break;
         if (n > 0 && b[0] == 'F')
             q->want_flush = 1;
-        q->want_incoming = 1;
+        if (n > 0 && b[0] == 'N' && n <= QMGR_DGRAM_MAX) {
+            b[n] = '\0';
+            if (qmgr_note_ids(q, b + 1) > 0)
+                continue;
+        }
+        q->want_incoming = 1; /* anything else: scan */
     }
     qmgr_kick(q);
 }
@@ -1731,6 +1787,7 @@ qmgr_free(struct qmgr *q)
     size_t i;
 
     wpool_free(q->pool);
+    free(q->notified);
     if (q->sock >= 0)
         close(q->sock);
     if (q->sock_path) {
@@ -1790,6 +1847,7 @@ qmgr_run(const struct cf *cf)
     q->loop = ev_default_loop(0);
     v = cf_int(cf, "sluice_worker_threads");
     q->pool = wpool_new(q->loop, v > 0 ? (int) v : 1, "qmgr-io", 0);
+    q->notified = xcalloc(QMGR_NOTIFIED_MAX, sizeof(*q->notified));
 
     ev_io_init(&q->sock_w, qmgr_sock_cb, q->sock, EV_READ);
     q->sock_w.data = q;
