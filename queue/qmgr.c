@@ -1574,14 +1574,18 @@ qmgr_note_ids(struct qmgr *q, const char *p)
     int n = 0;
 
     while (*p == ' ') {
-        p++;
-        if (strspn(p, "0123456789ABCDEF") != SPOOL_ID_LEN
-            || (p[SPOOL_ID_LEN] != ' ' && p[SPOOL_ID_LEN] != '\0')
-            || q->nnotified == QMGR_NOTIFIED_MAX)
+        size_t k = strcspn(++p, " ");
+        char *slot;
+
+        if (q->nnotified == QMGR_NOTIFIED_MAX || k != SPOOL_ID_LEN)
             return -1;
-        memcpy(q->notified[q->nnotified], p, SPOOL_ID_LEN);
-        q->notified[q->nnotified++][SPOOL_ID_LEN] = '\0';
-        p += SPOOL_ID_LEN;
+        slot = q->notified[q->nnotified];
+        memcpy(slot, p, k);
+        slot[k] = '\0';
+        if (!qmgr_valid_id(slot))
+            return -1;
+        q->nnotified++;
+        p += k;
         n++;
     }
     return *p == '\0' ? n : -1;
