@@ -1252,6 +1252,15 @@ clam_close(void *state)
     free(s);
 }
 
+/* The scan threads, when the scans run in this process. */
+static int
+clam_workers(void *conf)
+{
+    struct clam_conf *cc = conf;
+
+    return cc->pool != NULL ? cc->threads : 0;
+}
+
 const struct filter_ops clam_filter_ops = {
     .name = "clamav",
     .open = clam_open,
@@ -1259,6 +1268,7 @@ const struct filter_ops clam_filter_ops = {
     .close = clam_close,
     .start = clam_start,
     .stop = clam_stop,
+    .workers = clam_workers,
 };
 
 /* ------------------------------------------------------------------ */

@@ -280,6 +280,22 @@ filter_chain_start(struct filter_chain *ch, void *loop)
     buf_free(err);
 }
 
+int
+filter_chain_workers(const struct filter_chain *ch)
+{
+    int w, min = 0;
+    size_t i;
+
+    for (i = 0; i < ch->n; i++) {
+        if (ch->v[i].ops->workers == NULL)
+            continue;
+        w = ch->v[i].ops->workers(ch->v[i].conf);
+        if (w > 0 && (min == 0 || w < min))
+            min = w;
+    }
+    return min;
+}
+
 void
 filter_chain_stop(struct filter_chain *ch)
 {

@@ -195,6 +195,11 @@ struct filter_ops {
      * replayed. The EOM stage needs its done callback and, in the env,
      * the message (spool_fd) for the replay. */
     int (*modifies_content)(void *state);
+    /* Optional, process-wide, after start: how many messages the filter
+     * works on at once at end of message when that number is fixed by
+     * threads of this process (the in-process scanner's scan threads);
+     * NULL or 0: no such bound (a milter, clamd: their own processes). */
+    int (*workers)(void *conf);
 };
 
 void filter_answer(struct filter_call *call, const struct filter_reply *r);
@@ -221,6 +226,9 @@ size_t filter_chain_len(const struct filter_chain *ch);
 /* ops->start of every filter, in order; a failure is logged as a warning
  * naming the filter and does not stop the others. */
 void filter_chain_start(struct filter_chain *ch, void *loop);
+/* The smallest ops->workers of the chain's filters that have one, or 0:
+ * the front's DATA admission (sluice_data_concurrency_limit) sizes on it. */
+int filter_chain_workers(const struct filter_chain *ch);
 void filter_chain_stop(struct filter_chain *ch); /* ops->stop, reverse */
 void filter_chain_free(struct filter_chain *ch); /* NULL ok */
 

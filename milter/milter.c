@@ -1959,4 +1959,5 @@ const struct filter_ops milter_filter_ops = {
     milter_start,
     milter_stop,
     milter_modifies_content,
+    NULL, /* workers: the milter's own process */
 };

@@ -70,6 +70,7 @@
 #define SMTPD_GRACE      10.0  /* seconds to finish on shutdown */
 #define SMTPD_DRAIN_MAX  600.0 /* seconds old sessions get after a reload */
 #define SMTPD_SAFE       320   /* log_safe output for one peer string */
+#define SMTPD_GATE_WAIT  1.0   /* seconds a DATA waits for admission */
 #define SMTPD_NVERB      (SMTPD_V_UNKNOWN + 1)
 #define SMTPD_NO_VERB    (-1)
 
@@ -158,6 +159,14 @@ struct smtpd_srv {
      * the next batch takes all of them (one flush round for the lot). */
     struct smtpd_job *commit_head, **commit_tail;
     int commit_busy;
+    /* DATA admission: at most data_limit sessions at once from their
+     * DATA command to the end-of-data verdict (0 = no limit); the others
+     * wait at DATA, oldest first, at most SMTPD_GATE_WAIT. */
+    int data_limit;
+    int data_busy;
+    struct smtpd_sess *gate_head, *gate_tail;
+    ev_check gate_admit; /* admits waiting sessions after slots freed */
+    ev_timer gate_timer; /* the oldest waiting session's deadline */
 };
 
 typedef void (*smtpd_cont)(struct smtpd_sess *s,
@@ -192,6 +201,10 @@ struct smtpd_sess {
     int denied;         /* CONNECT rejected: 503 to everything */
     int skip_line;      /* discarding an overlong line */
     int backlog_paused; /* filter backlog high: not reading */
+    int data_slot;      /* holds a DATA admission slot */
+    int gated;          /* waiting at DATA for a slot */
+    struct smtpd_sess *gate_next, *gate_prev;
+    ev_tstamp gate_since;
     int in_process;
     int esmtp;
     int forbid_bare;
@@ -297,6 +310,8 @@ smtpd_safe(struct smtpd_sess *s, int slot, const char *str)
     return log_safe(str, strlen(str), s->safe[slot], SMTPD_SAFE);
 }
 
+static void smtpd_gate_release(struct smtpd_sess *s);
+
 static void
 smtpd_enter(struct smtpd_sess *s, enum smtpd_state to)
 {
@@ -304,6 +319,9 @@ smtpd_enter(struct smtpd_sess *s, enum smtpd_state to)
         log_debug("%s: state %s -> %s", s->ident, smtpd_state_names[s->state],
                   smtpd_state_names[to]);
     s->state = to;
+    /* the end-of-data verdict is in, or the transaction ended */
+    if (s->data_slot && to != SMTPD_S_DATA && to != SMTPD_S_FILTER)
+        smtpd_gate_release(s);
 }
 
 static enum smtpd_state
@@ -1179,6 +1197,106 @@ smtpd_data_done(struct smtpd_sess *s, const struct filter_result *r)
     buf_free(b);
 }
 
+/*
+ * DATA admission. A message costs the scan threads the same wherever its
+ * client waits; with more messages past their DATA than the scan threads
+ * can take, the surplus would wait after its end of data, in the scan
+ * queue, where the client has sent everything and only the reply is
+ * missing: a lost connection there makes a duplicate (RFC 1047), and the
+ * spool holds the whole message meanwhile. Instead a DATA beyond
+ * data_limit waits for its 354 until a message ahead gets its verdict
+ * (its client, pipelining or not, sends nothing more meanwhile), at most
+ * SMTPD_GATE_WAIT, after which it goes ahead over the limit.
+ */
+
+static void
+smtpd_gate_unlink(struct smtpd_sess *s)
+{
+    struct smtpd_srv *srv = s->srv;
+
+    if (s->gate_prev)
+        s->gate_prev->gate_next = s->gate_next;
+    else
+        srv->gate_head = s->gate_next;
+    if (s->gate_next)
+        s->gate_next->gate_prev = s->gate_prev;
+    else
+        srv->gate_tail = s->gate_prev;
+    s->gate_next = s->gate_prev = NULL;
+    s->gated = 0;
+}
+
+static void
+smtpd_gate_arm(struct smtpd_srv *srv)
+{
+    ev_timer_stop(srv->loop, &srv->gate_timer);
+    if (srv->gate_head == NULL)
+        return;
+    ev_timer_set(
+        &srv->gate_timer,
+        srv->gate_head->gate_since + SMTPD_GATE_WAIT - ev_now(srv->loop), 0.);
+    ev_timer_start(srv->loop, &srv->gate_timer);
+}
+
+static void smtpd_data_done(struct smtpd_sess *s,
+                            const struct filter_result *r);
+
+/* Take a slot and offer DATA to the filters. */
+static void
+smtpd_data_begin(struct smtpd_sess *s)
+{
+    s->data_slot = 1;
+    s->srv->data_busy++;
+    smtpd_filter(s, FILTER_DATA, NULL, smtpd_data_done);
+}
+
+/* The oldest waiting session goes ahead. Runs from the loop (a check or
+ * timer watcher), not inside another session's callbacks. */
+static void
+smtpd_gate_pass(struct smtpd_sess *s)
+{
+    smtpd_gate_unlink(s);
+    s->waiting = 0;
+    smtpd_data_begin(s); /* an answer at once goes on with smtpd_process */
+}
+
+static void
+smtpd_gate_admit_cb(struct ev_loop *loop, ev_check *w, int revents)
+{
+    struct smtpd_srv *srv = w->data;
+
+    ev_check_stop(loop, w);
+    while (srv->gate_head != NULL && srv->data_busy < srv->data_limit)
+        smtpd_gate_pass(srv->gate_head);
+    smtpd_gate_arm(srv);
+}
+
+static void
+smtpd_gate_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    struct smtpd_srv *srv = w->data;
+    ev_tstamp now = ev_now(loop);
+
+    while (srv->gate_head != NULL
+           && srv->gate_head->gate_since + SMTPD_GATE_WAIT <= now + 1e-3) {
+        log_debug("%s: DATA admitted over the limit of %d after %.1f s",
+                  srv->gate_head->ident, srv->data_limit, SMTPD_GATE_WAIT);
+        smtpd_gate_pass(srv->gate_head);
+    }
+    smtpd_gate_arm(srv);
+}
+
+static void
+smtpd_gate_release(struct smtpd_sess *s)
+{
+    struct smtpd_srv *srv = s->srv;
+
+    s->data_slot = 0;
+    srv->data_busy--;
+    if (srv->gate_head != NULL && srv->data_busy < srv->data_limit)
+        ev_check_start(srv->loop, &srv->gate_admit);
+}
+
 static void
 smtpd_cmd_data(struct smtpd_sess *s, struct smtpd_cmd *cmd)
 {
@@ -1193,7 +1311,26 @@ smtpd_cmd_data(struct smtpd_sess *s, struct smtpd_cmd *cmd)
             smtpd_reply(s, "503 5.5.1 Error: need RCPT command");
         return;
     }
-    smtpd_filter(s, FILTER_DATA, NULL, smtpd_data_done);
+    if (s->srv->data_limit > 0
+        && (s->srv->data_busy >= s->srv->data_limit
+            || s->srv->gate_head != NULL)) {
+        struct smtpd_srv *srv = s->srv;
+
+        s->gated = 1;
+        s->waiting = 1;
+        s->gate_since = ev_now(srv->loop);
+        s->gate_prev = srv->gate_tail;
+        if (srv->gate_tail)
+            srv->gate_tail->gate_next = s;
+        else
+            srv->gate_head = s;
+        srv->gate_tail = s;
+        if (srv->gate_head == s)
+            smtpd_gate_arm(srv);
+        smtpd_update_io(s);
+        return;
+    }
+    smtpd_data_begin(s);
 }
 
 static void
@@ -2077,6 +2214,12 @@ smtpd_close(struct smtpd_sess *s)
     if (s->dead)
         return;
     s->dead = 1;
+    if (s->gated) {
+        smtpd_gate_unlink(s);
+        smtpd_gate_arm(srv);
+    }
+    if (s->data_slot)
+        smtpd_gate_release(s);
     if (s->state != SMTPD_S_LOOKUP)
         smtpd_log_disconnect(s);
     /* a file owned by a pool job is not in s->sf */
@@ -2624,6 +2767,27 @@ smtpd_drain_timeout_cb(struct ev_loop *loop, ev_timer *w, int revents)
     smtpd_shutdown(srv);
 }
 
+/* sluice_data_concurrency_limit: -1 = twice the end-of-data workers of
+ * the chain (the in-process scanner's threads), none without them. */
+static int
+smtpd_data_limit(const struct cf *cf, struct filter_chain *chain)
+{
+    long long v = cf_int(cf, "sluice_data_concurrency_limit");
+    int w;
+
+    if (v < 0) {
+        w = filter_chain_workers(chain);
+        v = 2LL * w;
+    }
+    if (v > 100000)
+        v = 100000;
+    if (v > 0)
+        log_info("DATA admission: at most %lld session(s) at once from DATA "
+                 "to the end-of-data verdict",
+                 v);
+    return (int) v;
+}
+
 int
 smtpd_run(const struct cf *cf, struct smtpd_listener *ls, size_t n,
           struct filter_chain *chain)
@@ -2684,6 +2848,11 @@ smtpd_run(const struct cf *cf, struct smtpd_listener *ls, size_t n,
     ev_idle_init(&srv.reap, smtpd_reap_cb);
     srv.reap.data = &srv;
     filter_chain_start(chain, srv.loop);
+    srv.data_limit = smtpd_data_limit(cf, chain);
+    ev_check_init(&srv.gate_admit, smtpd_gate_admit_cb);
+    srv.gate_admit.data = &srv;
+    ev_init(&srv.gate_timer, smtpd_gate_timer_cb);
+    srv.gate_timer.data = &srv;
 
     ev_run(srv.loop, 0);
 
@@ -2701,6 +2870,8 @@ smtpd_run(const struct cf *cf, struct smtpd_listener *ls, size_t n,
     ev_signal_stop(srv.loop, &srv.sigint);
     ev_signal_stop(srv.loop, &srv.sighup);
     ev_timer_stop(srv.loop, &srv.drain);
+    ev_check_stop(srv.loop, &srv.gate_admit);
+    ev_timer_stop(srv.loop, &srv.gate_timer);
     for (i = 0; i < n; i++)
         smtpd_conf_free(&srv.lsn[i].conf);
     free(srv.lsn);
