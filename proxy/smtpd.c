@@ -61,18 +61,19 @@
 #include "proxy/smtpd_parse.h"
 #include "queue/spool.h"
 
-#define SMTPD_OUT_HIGH   (256 * 1024)  /* stop reading while more is queued */
-#define SMTPD_OUT_MAX    (1024 * 1024) /* hard cap of queued replies */
-#define SMTPD_READ_CHUNK 16384
-#define SMTPD_READ_MIN   256
-#define SMTPD_HEAD_READ  65536 /* header changes in place: the most read */
-#define SMTPD_IN_EXTRA   65536 /* input buffer: line_length_limit + this */
-#define SMTPD_GRACE      10.0  /* seconds to finish on shutdown */
-#define SMTPD_DRAIN_MAX  600.0 /* seconds old sessions get after a reload */
-#define SMTPD_SAFE       320   /* log_safe output for one peer string */
-#define SMTPD_GATE_WAIT  1.0   /* seconds a DATA waits for admission */
-#define SMTPD_NVERB      (SMTPD_V_UNKNOWN + 1)
-#define SMTPD_NO_VERB    (-1)
+#define SMTPD_OUT_HIGH        (256 * 1024) /* stop reading while more is queued */
+#define SMTPD_OUT_MAX         (1024 * 1024) /* hard cap of queued replies */
+#define SMTPD_READ_CHUNK      16384
+#define SMTPD_READ_MIN        256
+#define SMTPD_HEAD_READ       65536 /* header changes in place: the most read */
+#define SMTPD_IN_EXTRA        65536 /* input buffer: line_length_limit + this */
+#define SMTPD_GRACE           10.0  /* seconds to finish on shutdown */
+#define SMTPD_DRAIN_MAX       600.0 /* seconds old sessions get after a reload */
+#define SMTPD_SAFE            320   /* log_safe output for one peer string */
+#define SMTPD_GATE_WAIT       1.0   /* seconds a DATA waits for admission */
+#define SMTPD_GATE_PER_WORKER 8 /* default admission slots per scan thread */
+#define SMTPD_NVERB           (SMTPD_V_UNKNOWN + 1)
+#define SMTPD_NO_VERB         (-1)
 
 enum smtpd_state {
     SMTPD_S_LOOKUP, /* client name lookup running in the pool */
@@ -2767,8 +2768,11 @@ smtpd_drain_timeout_cb(struct ev_loop *loop, ev_timer *w, int revents)
     smtpd_shutdown(srv);
 }
 
-/* sluice_data_concurrency_limit: -1 = twice the end-of-data workers of
- * the chain (the in-process scanner's threads), none without them. */
+/* sluice_data_concurrency_limit: -1 = SMTPD_GATE_PER_WORKER per
+ * end-of-data worker of the chain (the in-process scanner's threads), no
+ * limit without them. Fewer held the scan threads' queue so short that
+ * they idled while clients sent the next messages (4 per thread cost 18%
+ * of the throughput at 100 sessions, see docs/PERFORMANCE.md). */
 static int
 smtpd_data_limit(const struct cf *cf, struct filter_chain *chain)
 {
@@ -2777,7 +2781,7 @@ smtpd_data_limit(const struct cf *cf, struct filter_chain *chain)
 
     if (v < 0) {
         w = filter_chain_workers(chain);
-        v = 2LL * w;
+        v = (long long) SMTPD_GATE_PER_WORKER * w;
     }
     if (v > 100000)
         v = 100000;

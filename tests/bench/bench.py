@@ -81,6 +81,10 @@ def parse_args(argv):
                     help=argparse.SUPPRESS)
     ap.add_argument("--no-callgrind", action="store_true",
                     help="skip tests/bench/callgrind.sh")
+    ap.add_argument("--sluice-param", action="append", default=[],
+                    metavar="NAME=VALUE",
+                    help="a main.cf setting for Sluice's set-ups (4-6), "
+                    "repeatable, to compare settings")
     ap.add_argument("--out", default="docs/PERFORMANCE.md",
                     help="report file, - for standard output only")
     a = ap.parse_args(argv)
@@ -92,6 +96,9 @@ def parse_args(argv):
         ap.error("--duration must be 1..3600 s and --warmup 0..600 s")
     if not 1 <= a.reps <= 20:
         ap.error("--reps must be 1..20")
+    for p in a.sluice_param:
+        if "=" not in p or not p.partition("=")[0].strip():
+            ap.error("--sluice-param: NAME=VALUE, not %r" % p)
     if not 1 <= a.idle_sessions <= 60000:
         ap.error("--idle-sessions must be 1..60000")
     try:
@@ -461,6 +468,8 @@ def measure(ctx, srv, kind, load, rep, extra=()):
         r["accepted_total"] = int(res.get("accepted", 0))
         r["p50"] = res.get("p50_ms")
         r["p99"] = res.get("p99_ms")
+        r["d50"] = res.get("data_p50_ms")
+        r["d99"] = res.get("data_p99_ms")
         r["errors"] = int(res.get("errors", 0) + res.get("connect_errors", 0)
                           + res.get("tempfail", 0) + res.get("rejected", 0))
         r["unique"] = res.get("unique") in (1.0, "1")
@@ -469,7 +478,7 @@ def measure(ctx, srv, kind, load, rep, extra=()):
         win_acc = s2["gen"] - s1["gen"]
         r["rate"] = win_acc / win if win > 0 else 0.0
         r["accepted_total"] = res["accepted_total"]
-        r["p50"] = r["p99"] = None
+        r["p50"] = r["p99"] = r["d50"] = r["d99"] = None
         r["errors"] = 0
         r["unique"] = False
     r["delivered_rate"] = (s2["sink"] - s1["sink"]) / win if win > 0 else 0
@@ -648,6 +657,8 @@ def brief(r):
         s += ", RSS %.0f MB (PSS %.0f)" % (r["rss_mb"], r["pss_mb"])
     if r["p50"] is not None:
         s += ", p50/p99 %.2f/%.2f ms" % (r["p50"], r["p99"])
+    if r.get("d50") is not None:
+        s += " (DATA to 354 p50/p99 %.2f/%.2f ms)" % (r["d50"], r["d99"])
     s += ", delivered %d of %d%s" % (
         r["delivered_total"], r["accepted_total"],
         "" if r["gen"] == "smtp-source" else " in the window")

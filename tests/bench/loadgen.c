@@ -121,7 +121,8 @@ struct lg_session {
     int paced;   /* -R: this session's start slot has come */
     struct iovec out[6];
     int out_n, out_i;
-    double t_dot; /* when the last byte of the content was written */
+    double t_dot;  /* when the last byte of the content was written */
+    double t_data; /* when DATA was sent */
     struct lg_reply rp;
     char ptext[MSGMARK_TEXT_LEN];
     char pb64[MSGMARK_B64_LEN];
@@ -163,6 +164,8 @@ struct lg_thread {
     double *lat; /* end-of-data latencies in the window, ms */
     size_t nlat, caplat;
     double lat_max;
+    double *dlat; /* DATA to 354 in the window, ms */
+    size_t ndlat, capdlat;
     unsigned long established, failed, dropped; /* idle mode */
     char first_error[160];
     char first_refusal[160];
@@ -446,19 +449,25 @@ in_window(const struct lg_conf *cf, double now)
 }
 
 static void
-add_latency(struct lg_thread *t, double ms)
+add_ms(double **v, size_t *n, size_t *cap, double ms)
 {
-    if (t->nlat == t->caplat) {
-        size_t cap = t->caplat ? 2 * t->caplat : 4096;
-        double *p = realloc(t->lat, cap * sizeof(*p));
+    if (*n == *cap) {
+        size_t c = *cap ? 2 * *cap : 4096;
+        double *p = realloc(*v, c * sizeof(*p));
         if (p == NULL) {
             fprintf(stderr, "loadgen: out of memory for latencies\n");
             exit(1);
         }
-        t->lat = p;
-        t->caplat = cap;
+        *v = p;
+        *cap = c;
     }
-    t->lat[t->nlat++] = ms;
+    (*v)[(*n)++] = ms;
+}
+
+static void
+add_latency(struct lg_thread *t, double ms)
+{
+    add_ms(&t->lat, &t->nlat, &t->caplat, ms);
     if (ms > t->lat_max)
         t->lat_max = ms;
 }
@@ -917,12 +926,19 @@ on_reply(struct lg_session *s)
             return;
         case LG_S_RCPT: {
             static const char data[] = "DATA\r\n";
+            s->t_data = lg_now();
             send_cmd(s, LG_S_DATA, data, sizeof(data) - 1);
             return;
         }
-        case LG_S_DATA:
+        case LG_S_DATA: {
+            double now = lg_now();
+
+            if (in_window(cf, now))
+                add_ms(&t->dlat, &t->ndlat, &t->capdlat,
+                       (now - s->t_data) * 1e3);
             send_body(s);
             return;
+        }
         case LG_S_BODY:
             if (s->out_i < s->out_n) {
                 session_fail(s, "2xx reply before the end of data");
@@ -1362,9 +1378,9 @@ main(int argc, char **argv)
     struct rusage ru;
     const char *msgpath = NULL, *from = "bench@example.com",
                *rcpt = "rcpt@example.com", *helo = "loadgen.example";
-    unsigned long i, started = 0, nlat = 0;
+    unsigned long i, started = 0, nlat = 0, ndlat = 0;
     double v, window, cpu, lat_max = 0, t_end;
-    double *lat = NULL;
+    double *lat = NULL, *dlat = NULL;
     char first_error[160] = "", first_refusal[160] = "";
     int c, ret = 2;
 
@@ -1577,6 +1593,10 @@ main(int argc, char **argv)
         nlat += th[i].nlat;
     lat = lg_alloc((nlat ? nlat : 1) * sizeof(*lat));
     nlat = 0;
+    for (i = 0; i < cf.threads; i++)
+        ndlat += th[i].ndlat;
+    dlat = lg_alloc((ndlat ? ndlat : 1) * sizeof(*dlat));
+    ndlat = 0;
     for (i = 0; i < cf.threads; i++) {
         struct lg_thread *t = &th[i];
         struct lg_counts *src[2] = {&t->win, &t->all}, *dst[2] = {&win, &all};
@@ -1592,6 +1612,9 @@ main(int argc, char **argv)
         if (t->nlat > 0)
             memcpy(lat + nlat, t->lat, t->nlat * sizeof(*lat));
         nlat += t->nlat;
+        if (t->ndlat > 0)
+            memcpy(dlat + ndlat, t->dlat, t->ndlat * sizeof(*dlat));
+        ndlat += t->ndlat;
         if (t->lat_max > lat_max)
             lat_max = t->lat_max;
         if (first_error[0] == '\0' && t->first_error[0] != '\0')
@@ -1601,6 +1624,7 @@ main(int argc, char **argv)
                      t->first_refusal);
     }
     msgmark_sort_ms(lat, nlat);
+    msgmark_sort_ms(dlat, ndlat);
 
     if (cf.idle > 0) {
         unsigned long est = 0, failed = 0, dropped = 0;
@@ -1641,6 +1665,10 @@ main(int argc, char **argv)
                msgmark_percentile(lat, nlat, 50),
                msgmark_percentile(lat, nlat, 99), nlat ? lat[nlat - 1] : 0.0,
                nlat);
+        printf("latency: DATA to 354 p50 %.3f ms, p99 %.3f ms, max %.3f ms\n",
+               msgmark_percentile(dlat, ndlat, 50),
+               msgmark_percentile(dlat, ndlat, 99),
+               ndlat ? dlat[ndlat - 1] : 0.0);
         printf("total: %.2f s: sent %lu, accepted %lu, tempfail %lu, "
                "rejected %lu, errors %lu, connect errors %lu\n",
                t_end - cf.start, all.sent, all.accepted, all.tempfail,
@@ -1657,12 +1685,14 @@ main(int argc, char **argv)
     printf("summary: sessions=%lu threads=%lu window_s=%.3f sent=%lu "
            "accepted=%lu tempfail=%lu rejected=%lu errors=%lu "
            "connect_errors=%lu rate=%.1f p50_ms=%.3f p99_ms=%.3f "
-           "max_ms=%.3f client_cpu_s=%.3f unique=%d msg_bytes=%zu\n",
+           "max_ms=%.3f data_p50_ms=%.3f data_p99_ms=%.3f "
+           "client_cpu_s=%.3f unique=%d msg_bytes=%zu\n",
            cf.sessions, cf.threads, window, win.sent, win.accepted,
            win.tempfail, win.rejected, win.errors, win.connect_errors,
            win.accepted / window, msgmark_percentile(lat, nlat, 50),
-           msgmark_percentile(lat, nlat, 99), nlat ? lat[nlat - 1] : 0.0, cpu,
-           !cf.same, cf.msg_bytes);
+           msgmark_percentile(lat, nlat, 99), nlat ? lat[nlat - 1] : 0.0,
+           msgmark_percentile(dlat, ndlat, 50),
+           msgmark_percentile(dlat, ndlat, 99), cpu, !cf.same, cf.msg_bytes);
     ret = 0;
 out:
     if (th != NULL) {
@@ -1670,12 +1700,14 @@ out:
             free(th[i].sess);
             free(th[i].cq);
             free(th[i].lat);
+            free(th[i].dlat);
             if (th[i].loop != NULL)
                 ev_loop_destroy(th[i].loop);
         }
     }
     free(th);
     free(lat);
+    free(dlat);
     free(cf.wire);
     free(cf.cmd_ehlo);
     free(cf.cmd_mail);

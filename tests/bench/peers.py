@@ -765,6 +765,9 @@ class Sluice(Server):
         if self.milter:
             self.main.append(("smtpd_milters",
                               "inet:127.0.0.1:%d" % self.milter.mport))
+        for p in getattr(ctx.args, "sluice_param", []):
+            k, _, v = p.partition("=")
+            self.main.append((k.strip(), v.strip()))
         self.service = "127.0.0.1:%d inet n - n - - smtpd" % self.port
 
     def settings(self):

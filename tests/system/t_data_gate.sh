@@ -159,24 +159,24 @@ PY
 check_not "no admission line with 0" grep -q "DATA admission" "$LOG"
 stop_sluiced
 
-# -1 (the default): twice the in-process scanner's threads.
+# -1 (the default): eight per in-process scan thread.
 : >"$LOG"
 write_conf "clamav_enable = yes" "clamav_scan_threads = 1"
 start_sluiced
-log_wait 10 "DATA admission: at most 2 session" &&
-    ok "default with one scan thread: 2 at once" ||
-    not_ok "default with one scan thread: 2 at once"
+log_wait 10 "DATA admission: at most 8 session" &&
+    ok "default with one scan thread: 8 at once" ||
+    not_ok "default with one scan thread: 8 at once"
 pytap <<'PY'
 from gate import *
 port = int(env("PORT"))
-a, ma = hold(port, "gk")
-b, mb = hold(port, "gl")
+held = [hold(port, "gk%d" % i) for i in range(8)]
 c, mc = open_txn(port, "gm")
 c.send(b"DATA\r\n")
-tap(nothing_for(c, 0.4), "a third DATA waits while two hold slots")
-tap(finish(a, ma).code == 250, "the first is scanned and queued")
+tap(nothing_for(c, 0.4), "a ninth DATA waits while eight hold slots")
+tap(finish(*held[0]).code == 250, "the first is scanned and queued")
 r = c.reply()
-tap(r.code == 354 and finish(c, mc).code == 250 and finish(b, mb).code == 250,
-    "then the third is admitted, and all are queued", r)
+tap(r.code == 354 and finish(c, mc).code == 250
+    and all(finish(*h).code == 250 for h in held[1:]),
+    "then the ninth is admitted, and all are queued", r)
 PY
 stop_sluiced
