@@ -981,8 +981,8 @@ def summarize(rows):
         runs = row["runs"]
         s = {"fail": row["fail"], "n": len(runs)}
         for f in ("rate", "delivered_rate", "cpu_ms", "scan_cpu_ms",
-                  "rss_mb", "pss_mb", "p50", "p99"):
-            s[f] = med([r[f] for r in runs])
+                  "rss_mb", "pss_mb", "p50", "p99", "d50", "d99"):
+            s[f] = med([r.get(f) for r in runs])
         s["acc_total"] = sum(r["accepted_total"] for r in runs)
         s["dlv_total"] = sum(r["delivered_total"] for r in runs)
         s["errors"] = sum(r["errors"] for r in runs)
@@ -1156,7 +1156,9 @@ def render(ctx, M, S, labels, settings, scan, idle, cg, chk, started, secs):
              "Sluice's own path with the scan as it really ran excluded "
              "(bench_scan's single-thread figure is lower: no other "
              "thread shares the cores). Latency p50/p99 is end of data (the dot) to the "
-             "250, from loadgen. After each run the driver waits until the "
+             "250, from loadgen; beside it, in brackets, DATA to its 354 (the "
+             "wait before the message is sent, where Sluice's DATA admission "
+             "holds sessions beyond sluice_data_concurrency_limit). After each run the driver waits until the "
              "server's queue is empty and the sink stops counting: for "
              "smtp-source, whose counter is a total, delivered must equal "
              "accepted; loadgen counts only its window, so for it delivered "
@@ -1232,6 +1234,9 @@ def render(ctx, M, S, labels, settings, scan, idle, cg, chk, started, secs):
                     rat = "%.2fx" % (s["rate"][0] / base[kind])
                 lat = "-" if s["p50"] is None else "%s / %s" % (
                     fmt1(s["p50"], 2), fmt1(s["p99"], 2))
+                if s["d50"] is not None:
+                    lat += " (DATA to 354: %s / %s)" % (fmt1(s["d50"], 2),
+                                                        fmt1(s["d99"], 2))
                 tot = "%d / %d%s" % (s["dlv_total"], s["acc_total"],
                                      "" if s["exact"] else " (window)")
                 if s["queue_left"]:
