@@ -1360,6 +1360,7 @@ def main(argv):
             len(args.loads) * args.reps
         log("%d runs of %g+%g s; work directory %s (%s)" %
             (n, args.warmup, args.duration, ctx.workdir, ctx.fs))
+        M = machine(ctx)  # before the runs: the version that was built
         scan = scan_ceiling(ctx)
         ctx.sink = peers.Sink(ctx.workdir)
         ctx.sink.start()
@@ -1370,7 +1371,6 @@ def main(argv):
         cg = None if (args.no_callgrind) else callgrind(ctx)
         S = summarize(rows)
         chk = checks(ctx, S, scan, idle)
-        M = machine(ctx)
         text = render(ctx, M, S, labels, settings, scan, idle, cg or {},
                       chk, started, time.monotonic() - t0)
     except BenchError as e:
