@@ -2695,8 +2695,13 @@ smtpd_shutdown(struct smtpd_srv *srv)
     ev_timer_stop(loop, &srv->drain);
     smtpd_accept_on(srv, 0);
     ev_timer_stop(loop, &srv->accept_pause);
+    ev_timer_stop(loop, &srv->gate_timer);
     for (s = srv->live; s; s = next) {
         next = s->next;
+        if (s->gated) { /* its DATA is answered with the 421 */
+            smtpd_gate_unlink(s);
+            s->waiting = 0;
+        }
         if (s->waiting || s->closing)
             continue; /* finishes its command, then gets the 421 */
         if (s->state == SMTPD_S_LOOKUP) {

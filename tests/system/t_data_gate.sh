@@ -8,11 +8,11 @@
 # (the default) sizes it on the in-process scanner's threads.
 . "$(dirname "$0")/lib.sh"
 need_binaries
-plan 24
+plan 25
 setup
 
 cat >"$T/gate.py" <<'PY'
-import select, socket, time
+import os, select, signal, socket, time
 from sink import *
 
 
@@ -55,6 +55,7 @@ export PYTHONPATH="$T${PYTHONPATH:+:$PYTHONPATH}"
 write_conf "sluice_data_concurrency_limit = 1"
 start_sink
 start_ok
+export MASTERPID
 log_wait 10 "DATA admission: at most 1 session" &&
     ok "the limit is logged at start" || not_ok "the limit is logged at start"
 
@@ -137,6 +138,18 @@ for tag in ("ga", "gb", "gc", "gd", "ge", "gh"):
 tap(got, "every queued message is delivered", tag)
 tap(not sink_find(r"<g[fg]@example\.org>", secs=1),
     "nothing of the abandoned ones is")
+
+# Shutdown: a DATA waiting for a slot gets the 421 at once.
+a, ma = hold(port, "gs")
+b, mb = open_txn(port, "gt")
+b.send(b"DATA\r\n")
+nothing_for(b, 0.2)
+t0 = time.time()
+os.kill(int(env("MASTERPID")), signal.SIGTERM)
+r = b.reply()
+tap(r.code == 421 and time.time() - t0 < 0.9,
+    "on shutdown the waiting DATA gets 421 at once", r, time.time() - t0)
+a.close(); b.close()
 PY
 stop_sluiced
 
