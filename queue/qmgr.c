@@ -7,9 +7,8 @@
  * a scan at start, every QMGR_INCOMING_SCAN seconds and on any other
  * datagram) and from deferred/ (a file's mtime is its next retry time;
  * scanned every queue_run_delay, or when the earliest one is due, or on
- * "F" = flush). incoming/ is scanned on the loop, deferred/ (every
- * waiting message's inode) in the pool, one scan at a time
- * (qmgr_scan_deferred).
+ * "F" = flush). Both directories are read in the pool, one scan of
+ * each at a time (qmgr_scan_incoming, qmgr_scan_deferred).
  *
  * Life of a message (struct qmgr_msg, enum qmgr_mstate):
  *   TAKE     pool: spool_move to active/, spool_read; the first
@@ -182,6 +181,7 @@ struct qmgr {
     int more_incoming, more_deferred; /* a scan stopped at the limit */
     char (*notified)[SPOOL_ID_SIZE];  /* new files a front named */
     size_t nnotified;
+    int iscan_busy;     /* a scan of incoming/ is in the pool */
     int dscan_busy;     /* a scan of deferred/ is in the pool */
     double dscan_after; /* no scan of deferred/ before (but a flush) */
 };
@@ -1357,37 +1357,108 @@ qmgr_take_notified(struct qmgr *q)
 
 /* incoming/: take everything, through the pool: a scan is for the files
  * nobody named (after a restart, a requeue, a lost datagram, a bounce),
- * which may have left the page cache. incoming/ holds what was committed
- * since the last scan (the queue manager takes every file at once up to
- * qmgr_message_active_limit, and stops reading at it), so the scan itself
- * stays short. */
+ * which may have left the page cache. It is read in the pool as well: in
+ * normal running it holds what was committed since the last scan, but
+ * after the queue manager was down it holds whatever the fronts accepted
+ * meanwhile, and a readdir of that must not hold up the loop. The worker
+ * returns at most room + QMGR_SCAN_SLACK names (some may be in flight
+ * already: the loop skips those; one taken and gone meanwhile is dropped
+ * quietly by the take); one scan at a time. */
+#define QMGR_SCAN_SLACK 64
+
+struct qmgr_iscan {
+    struct qmgr *q;
+    int full, err;
+    size_t room, n, cap;
+    char **names;
+    double took;
+};
+
 static void
-qmgr_scan_incoming(struct qmgr *q)
+qmgr_iscan_work(void *arg)
 {
+    struct qmgr_iscan *s = arg;
     struct buf *path = buf_new(128, BUF_NOCAP);
-    int full = 0;
+    double t0 = qmgr_now();
     struct dirent *de;
     DIR *dir;
 
-    buf_printf(path, "%s/incoming", q->qdir);
+    buf_printf(path, "%s/incoming", s->q->qdir);
     if ((dir = opendir(buf_data(path))) == NULL) {
-        log_warning_as("qmgr", "cannot scan %s: %s", buf_data(path),
-                       strerror(errno));
+        s->err = errno;
         goto done;
     }
     while ((de = readdir(dir)) != NULL) {
-        if (de->d_name[0] == '.' || qmgr_find(q, de->d_name))
+        if (de->d_name[0] == '.')
             continue;
-        if (q->nmsg >= q->active_limit) {
-            full = 1;
+        if (s->n >= s->room + QMGR_SCAN_SLACK) {
+            s->full = 1;
             break;
         }
-        qmgr_take(q, de->d_name, "incoming", 0);
+        if (s->n == s->cap) {
+            s->cap = s->cap ? 2 * s->cap : 64;
+            s->names = xrealloc(s->names, s->cap * sizeof(*s->names));
+        }
+        s->names[s->n++] = xstrdup(de->d_name);
     }
     closedir(dir);
-    q->more_incoming = full;
 done:
+    s->took = qmgr_now() - t0;
     buf_free(path);
+}
+
+static void
+qmgr_iscan_done(void *arg)
+{
+    struct qmgr_iscan *s = arg;
+    struct qmgr *q = s->q;
+    int full = s->full;
+    size_t i, taken = 0;
+
+    q->iscan_busy = 0;
+    if (s->err != 0 && !q->stopping)
+        log_warning_as("qmgr", "cannot scan %s/incoming: %s", q->qdir,
+                       strerror(s->err));
+    for (i = 0; i < s->n; i++) {
+        if (!q->stopping && !qmgr_find(q, s->names[i])) {
+            if (q->nmsg >= q->active_limit) {
+                full = 1;
+            } else {
+                qmgr_take(q, s->names[i], "incoming", 0);
+                taken++;
+            }
+        }
+        free(s->names[i]);
+    }
+    if (!q->stopping) {
+        log_debug("scan of incoming/: %zu file(s), %zu taken, %.1f ms in "
+                  "the pool",
+                  s->n, taken, s->took * 1e3);
+        q->more_incoming = full;
+        if (q->want_incoming)
+            qmgr_kick(q); /* asked for again while this one ran */
+    }
+    free(s->names);
+    free(s);
+}
+
+static void
+qmgr_scan_incoming(struct qmgr *q)
+{
+    struct qmgr_iscan *s;
+
+    if (q->iscan_busy)
+        return; /* the want flag stays: its end kicks again */
+    q->want_incoming = 0;
+    if (q->nmsg >= q->active_limit) {
+        q->more_incoming = 1; /* a message that ends kicks again */
+        return;
+    }
+    s = xcalloc(1, sizeof(*s));
+    s->q = q;
+    s->room = q->active_limit - q->nmsg;
+    q->iscan_busy = 1;
+    wpool_submit(q->pool, qmgr_iscan_work, qmgr_iscan_done, s);
 }
 
 /* deferred/ is scanned in the pool: it holds every message waiting for a
@@ -1401,8 +1472,7 @@ done:
  * after one that took t seconds the next waits QMGR_SCAN_GAP * t (the
  * pool spends at most a tenth of its time scanning; a small queue scans
  * in microseconds and never waits), except a flush. */
-#define QMGR_SCAN_SLACK 64
-#define QMGR_SCAN_GAP   9.0
+#define QMGR_SCAN_GAP 9.0
 
 struct qmgr_dscan {
     struct qmgr *q;
@@ -1539,10 +1609,8 @@ qmgr_kick_cb(struct ev_loop *loop, ev_timer *w, int revents)
         return;
     if (q->nnotified > 0)
         qmgr_take_notified(q);
-    if (q->want_incoming || q->more_incoming) {
-        q->want_incoming = 0;
+    if (q->want_incoming || q->more_incoming)
         qmgr_scan_incoming(q);
-    }
     if (q->want_deferred || q->want_flush || q->more_deferred)
         qmgr_scan_deferred(q, q->want_flush);
 }

@@ -7,13 +7,18 @@
  *                           hex digits (a queue file) sleeps N us first
  *   IOSHIM_NOWAIT_EAGAIN=1  preadv2() with RWF_NOWAIT fails with EAGAIN
  *                           (the data is not in the page cache)
+ *   IOSHIM_READDIR_US=N     readdir() sleeps N us before returning the
+ *                           entry of a queue file, in threads whose name
+ *                           begins with IOSHIM_READDIR_COMM (all if unset)
  * Built by the test that uses it (cc -shared -fPIC ioshim.c -ldl).
  */
 #define _GNU_SOURCE
+#include <dirent.h>
 #include <dlfcn.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -94,4 +99,49 @@ preadv64v2(int fd, const struct iovec *iov, int n, off_t off, int flags)
     static preadv2_fn next;
 
     return ioshim_preadv2("preadv64v2", &next, fd, iov, n, off, flags);
+}
+
+static void
+ioshim_readdir_delay(const char *name)
+{
+    const char *v = getenv("IOSHIM_READDIR_US");
+    const char *comm = getenv("IOSHIM_READDIR_COMM");
+    char me[17] = "";
+
+    if (v == NULL || !ioshim_queue_name(name))
+        return;
+    if (comm != NULL
+        && (prctl(PR_GET_NAME, me) != 0
+            || strncmp(me, comm, strlen(comm)) != 0))
+        return;
+    usleep((useconds_t) atol(v));
+}
+
+typedef struct dirent *(*readdir_fn)(DIR *);
+typedef struct dirent64 *(*readdir64_fn)(DIR *);
+
+struct dirent *
+readdir(DIR *d)
+{
+    static readdir_fn next;
+    struct dirent *de;
+
+    if (next == NULL)
+        next = (readdir_fn) dlsym(RTLD_NEXT, "readdir");
+    if ((de = next(d)) != NULL)
+        ioshim_readdir_delay(de->d_name);
+    return de;
+}
+
+struct dirent64 *
+readdir64(DIR *d)
+{
+    static readdir64_fn next;
+    struct dirent64 *de;
+
+    if (next == NULL)
+        next = (readdir64_fn) dlsym(RTLD_NEXT, "readdir64");
+    if ((de = next(d)) != NULL)
+        ioshim_readdir_delay(de->d_name);
+    return de;
 }
