@@ -1366,6 +1366,39 @@ qmgr_take_notified(struct qmgr *q)
  * quietly by the take); one scan at a time. */
 #define QMGR_SCAN_SLACK 64
 
+/* A scan's list of names (worker side). */
+static void
+qmgr_names_add(char ***names, size_t *n, size_t *cap, const char *name)
+{
+    if (*n == *cap) {
+        *cap = *cap ? 2 * *cap : 64;
+        *names = xrealloc(*names, *cap * sizeof(**names));
+    }
+    (*names)[(*n)++] = xstrdup(name);
+}
+
+/* A scan's names back on the loop: take those not in flight, up to the
+ * active limit (*full set when some were left); frees them. */
+static size_t
+qmgr_take_names(struct qmgr *q, char **names, size_t n, const char *from,
+                int *full)
+{
+    size_t i, taken = 0;
+
+    for (i = 0; i < n; i++) {
+        if (!q->stopping && !qmgr_find(q, names[i])) {
+            if (q->nmsg >= q->active_limit) {
+                *full = 1;
+            } else {
+                qmgr_take(q, names[i], from, 0);
+                taken++;
+            }
+        }
+        free(names[i]);
+    }
+    return taken;
+}
+
 struct qmgr_iscan {
     struct qmgr *q;
     int full, err;
@@ -1395,11 +1428,7 @@ qmgr_iscan_work(void *arg)
             s->full = 1;
             break;
         }
-        if (s->n == s->cap) {
-            s->cap = s->cap ? 2 * s->cap : 64;
-            s->names = xrealloc(s->names, s->cap * sizeof(*s->names));
-        }
-        s->names[s->n++] = xstrdup(de->d_name);
+        qmgr_names_add(&s->names, &s->n, &s->cap, de->d_name);
     }
     closedir(dir);
 done:
@@ -1413,23 +1442,13 @@ qmgr_iscan_done(void *arg)
     struct qmgr_iscan *s = arg;
     struct qmgr *q = s->q;
     int full = s->full;
-    size_t i, taken = 0;
+    size_t taken;
 
     q->iscan_busy = 0;
     if (s->err != 0 && !q->stopping)
         log_warning_as("qmgr", "cannot scan %s/incoming: %s", q->qdir,
                        strerror(s->err));
-    for (i = 0; i < s->n; i++) {
-        if (!q->stopping && !qmgr_find(q, s->names[i])) {
-            if (q->nmsg >= q->active_limit) {
-                full = 1;
-            } else {
-                qmgr_take(q, s->names[i], "incoming", 0);
-                taken++;
-            }
-        }
-        free(s->names[i]);
-    }
+    taken = qmgr_take_names(q, s->names, s->n, "incoming", &full);
     if (!q->stopping) {
         log_debug("scan of incoming/: %zu file(s), %zu taken, %.1f ms in "
                   "the pool",
@@ -1520,11 +1539,7 @@ qmgr_dscan_work(void *arg)
                 break;
             continue; /* flush: every file is made due all the same */
         }
-        if (s->n == s->cap) {
-            s->cap = s->cap ? 2 * s->cap : 64;
-            s->names = xrealloc(s->names, s->cap * sizeof(*s->names));
-        }
-        s->names[s->n++] = xstrdup(de->d_name);
+        qmgr_names_add(&s->names, &s->n, &s->cap, de->d_name);
     }
     closedir(dir);
 done:
@@ -1538,24 +1553,14 @@ qmgr_dscan_done(void *arg)
     struct qmgr_dscan *s = arg;
     struct qmgr *q = s->q;
     int full = s->full;
-    size_t i, taken = 0;
+    size_t taken;
 
     q->dscan_busy = 0;
     q->dscan_after = qmgr_now() + QMGR_SCAN_GAP * s->took;
     if (s->err != 0 && !q->stopping)
         log_warning_as("qmgr", "cannot scan %s/deferred: %s", q->qdir,
                        strerror(s->err));
-    for (i = 0; i < s->n; i++) {
-        if (!q->stopping && !qmgr_find(q, s->names[i])) {
-            if (q->nmsg >= q->active_limit) {
-                full = 1;
-            } else {
-                qmgr_take(q, s->names[i], "deferred", 0);
-                taken++;
-            }
-        }
-        free(s->names[i]);
-    }
+    taken = qmgr_take_names(q, s->names, s->n, "deferred", &full);
     if (!q->stopping) {
         log_debug("scan of deferred/: %zu file(s), %zu taken, %.1f ms in "
                   "the pool",

@@ -425,6 +425,40 @@ sink_has()
     [ "$(sink_count "$2")" -ge "$1" ]
 }
 
+# during_slow_scan WHAT SCANRE: with sluiced running under a slowed
+# queue scan (ioshim.c), sends one message and checks (4 tests) that it
+# is queued and delivered, that its delivery is logged before the end of
+# the scan whose debug line matches SCANRE ("scan of DIR/: N file(s), M
+# taken, X ms in the pool"), and that the scan took over 3 s: the queue
+# manager's loop did not wait for the scan. Sets ID.
+during_slow_scan()
+{
+    local what=$1
+    SCANRE=$2
+    ID=$(py <<'PY'
+from sink import *
+r = send_mail(int(env("PORT")), "a@example.org", ["x@example.net"],
+              b"Subject: during the scan\r\nMessage-ID: <scan-1@example.org>\r\n\r\nhello\r\n")
+print(queued_id(r) or r.text)
+PY
+)
+    export ID SCANRE
+    like "a message sent while $what is being scanned is queued" "$ID" '^[0-9A-F]{14}$'
+    check "and delivered" log_wait 20 "$ID: to=<x@example\.net>, .*status=sent"
+    log_wait 30 "$SCANRE"
+    pytap <<'PY'
+from sink import *
+lines = open(env("LOG"), errors="replace").read().splitlines()
+sent = [i for i, l in enumerate(lines) if env("ID") in l and "status=sent" in l]
+scan = [i for i, l in enumerate(lines) if re.search(env("SCANRE"), l)]
+tap(sent and scan and sent[0] < scan[0],
+    "the delivery is logged before the scan's end: the loop did not wait for it",
+    "sent at line %s, scan at line %s" % (sent[:1], scan[:1]))
+ms = [float(re.search(r"([0-9.]+) ms in the pool", lines[i]).group(1)) for i in scan]
+tap(ms and ms[0] >= 3000, "the scan took over 3 s (%s ms)" % (ms[:1],))
+PY
+}
+
 # ----------------------------------------------------------- cleanup
 
 _t_cleanup()

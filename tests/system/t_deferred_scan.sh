@@ -31,30 +31,9 @@ check "3,000 not-due files in deferred/" \
 
 check "tests/system/ioshim.c builds" ioshim_wrap "$T/slow" IOSHIM_FSTATAT_US=1000
 SLUICED_WRAP=$T/slow start_ok
-out=$(py <<'PY'
-from sink import *
-r = send_mail(int(env("PORT")), "a@example.org", ["x@example.net"],
-              b"Subject: during the scan\r\nMessage-ID: <scan-1@example.org>\r\n\r\nhello\r\n")
-print(queued_id(r) or r.text)
-PY
-)
-ID=$out
-export ID
-like "a message sent while deferred/ is being scanned is queued" "$ID" '^[0-9A-F]{14}$'
-check "and delivered" log_wait 20 "$ID: to=<x@example\.net>, .*status=sent"
+during_slow_scan deferred/ "scan of deferred/: 3000 file\(s\)"
 check "log (debug): the scan of deferred/ ends: 3000 files, none taken" \
     log_wait 30 "scan of deferred/: 3000 file\(s\), 0 taken, [0-9.]+ ms in the pool"
-pytap <<'PY'
-from sink import *
-lines = open(env("LOG"), errors="replace").read().splitlines()
-sent = [i for i, l in enumerate(lines) if env("ID") in l and "status=sent" in l]
-scan = [i for i, l in enumerate(lines) if "scan of deferred/: 3000 file(s)" in l]
-tap(sent and scan and sent[0] < scan[0],
-    "the delivery is logged before the scan's end: the loop did not wait for it",
-    "sent at line %s, scan at line %s" % (sent[:1], scan[:1]))
-ms = [float(re.search(r"([0-9.]+) ms in the pool", lines[i]).group(1)) for i in scan]
-tap(ms and ms[0] >= 3000, "the scan took over 3 s (%s ms)" % (ms[:1],))
-PY
 check "no file of deferred/ was taken" \
     test "$(find "$T/spool/deferred" -type f | wc -l)" -eq 3000
 stop_sluiced
