@@ -487,6 +487,43 @@ test_empty_chain(void **state)
     filter_chain_free(NULL);
 }
 
+/* filter_chain_workers: the smallest fixed number of end-of-data
+ * workers among the filters that report one; 0 when none does. */
+static int
+tf_workers(void *conf)
+{
+    return *(const int *) conf;
+}
+
+static void
+test_workers(void **state)
+{
+    static const int three = 3, five = 5, none = 0;
+    struct filter_chain *ch = filter_chain_new();
+    struct tf a, b, c;
+
+    assert_int_equal(filter_chain_workers(ch), 0);
+    tf_init(&a, "milter-like", TF_SYNC); /* no workers op */
+    filter_chain_add(ch, &a.ops, &a);
+    assert_int_equal(filter_chain_workers(ch), 0);
+    tf_init(&b, "five", TF_SYNC);
+    b.ops.workers = tf_workers;
+    filter_chain_add(ch, &b.ops, (void *) &five);
+    assert_int_equal(filter_chain_workers(ch), 5);
+    tf_init(&c, "three", TF_SYNC);
+    c.ops.workers = tf_workers;
+    filter_chain_add(ch, &c.ops, (void *) &three);
+    assert_int_equal(filter_chain_workers(ch), 3);
+    filter_chain_free(ch);
+
+    ch = filter_chain_new(); /* a scanner that did not start: 0 */
+    tf_init(&a, "stopped", TF_SYNC);
+    a.ops.workers = tf_workers;
+    filter_chain_add(ch, &a.ops, (void *) &none);
+    assert_int_equal(filter_chain_workers(ch), 0);
+    filter_chain_free(ch);
+}
+
 /* Every stage through two synchronous filters; arguments arrive intact. */
 static void
 test_sync_all_stages(void **state)
@@ -1733,6 +1770,7 @@ main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup(test_names, setup),
         cmocka_unit_test_setup(test_empty_chain, setup),
+        cmocka_unit_test_setup(test_workers, setup),
         cmocka_unit_test_setup(test_sync_all_stages, setup),
         cmocka_unit_test_setup(test_deferred, setup),
         cmocka_unit_test_setup(test_threaded, setup),
