@@ -195,7 +195,7 @@ const struct cf_param cf_params[] = {
      "wake-ups do not preempt scans in progress"},
     {"sluice_data_concurrency_limit", CF_INT, "-1", 0,
      "sessions at once from DATA to the end-of-data verdict; the others wait "
-     "for their 354 (at most 1 s); 0: no limit; -1: eight per in-process "
+     "for their 354 (at most 1 s); 0: no limit; negative: eight per in-process "
      "scan thread (no limit without the in-process scanner)"},
     {"sluice_worker_threads", CF_INT, "4", 0,
      "worker threads per process for fsync, scans and other blocking work"},

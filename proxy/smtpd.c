@@ -2773,7 +2773,7 @@ smtpd_drain_timeout_cb(struct ev_loop *loop, ev_timer *w, int revents)
     smtpd_shutdown(srv);
 }
 
-/* sluice_data_concurrency_limit: -1 = SMTPD_GATE_PER_WORKER per
+/* sluice_data_concurrency_limit: negative (-1) = SMTPD_GATE_PER_WORKER per
  * end-of-data worker of the chain (the in-process scanner's threads), no
  * limit without them. Fewer held the scan threads' queue so short that
  * they idled while clients sent the next messages (4 per thread cost 18%
