@@ -75,6 +75,8 @@ def parse_args(argv):
                     help="SHAPE@SESSIONS list, SHAPE 10k or 1m")
     ap.add_argument("--quick", action="store_true",
                     help="smoke test: 1 rep of 4 s, 1 s warm-up")
+    ap.add_argument("--no-paced", action="store_true",
+                    help="skip the paced (open-load) runs of set-up 4")
     ap.add_argument("--no-idle", action="store_true",
                     help="skip the 10,000 idle sessions benchmark")
     ap.add_argument("--idle-sessions", type=int, default=10000,
@@ -614,7 +616,8 @@ def run_loads(ctx):
                         row["runs"].append(r)
                         log("[%s] setup %d %-11s rep %d/%d: %s" %
                             (lname, key, kind, rep, a.reps, brief(r)))
-            if 4 in servers and lname == "10k@10" and ctx.loadgen:
+            if (4 in servers and lname == "10k@10" and ctx.loadgen
+                    and not ctx.args.no_paced):
                 paced(ctx, servers[4], load, rows.get((lname, 4, "loadgen")))
         finally:
             for srv in servers.values():
