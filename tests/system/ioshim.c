@@ -10,6 +10,9 @@
  *   IOSHIM_READDIR_US=N     readdir() sleeps N us before returning the
  *                           entry of a queue file, in threads whose name
  *                           begins with IOSHIM_READDIR_COMM (all if unset)
+ *   IOSHIM_FSYNC_US=N       fsync() of a regular file of at least
+ *                           IOSHIM_FSYNC_MIN bytes (0 if unset) sleeps N
+ *                           us first (directories are not slowed)
  * Built by the test that uses it (cc -shared -fPIC ioshim.c -ldl).
  */
 #define _GNU_SOURCE
@@ -144,4 +147,22 @@ readdir64(DIR *d)
     if ((de = next(d)) != NULL)
         ioshim_readdir_delay(de->d_name);
     return de;
+}
+
+typedef int (*fsync_fn)(int);
+
+int
+fsync(int fd)
+{
+    static fsync_fn next;
+    const char *v = getenv("IOSHIM_FSYNC_US");
+    const char *min = getenv("IOSHIM_FSYNC_MIN");
+    struct stat st;
+
+    if (next == NULL)
+        next = (fsync_fn) dlsym(RTLD_NEXT, "fsync");
+    if (v != NULL && fstat(fd, &st) == 0 && S_ISREG(st.st_mode)
+        && st.st_size >= (min ? atol(min) : 0))
+        usleep((useconds_t) atol(v));
+    return next(fd);
 }
