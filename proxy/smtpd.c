@@ -158,12 +158,13 @@ struct smtpd_srv {
     ev_timer drain; /* how long draining may last */
     /* Group commit: finished files wait here while a batch is in the pool;
      * the next batch takes all of them (one flush round for the lot).
-     * Beside a batch in flight another starts only for big content (see
+     * Beside a batch in flight another starts only for a big file (see
      * smtpd_commit_launch), at most commit_max at once. */
     struct smtpd_job *commit_head, **commit_tail;
     int commit_busy; /* batches in the pool */
     int commit_max;
-    off_t commit_wait_bytes, commit_flight_bytes; /* content sizes */
+    int commit_wait_big;   /* big files waiting */
+    int commit_flight_big; /* batches in the pool with a big file */
     /* DATA admission: at most data_limit sessions at once from their
      * DATA command to the end-of-data verdict (0 = no limit); the others
      * wait at DATA, oldest first, at most SMTPD_GATE_WAIT. */
@@ -1665,19 +1666,21 @@ smtpd_env_new(struct smtpd_sess *s, const struct filter_mod *mods,
 
 #define SMTPD_COMMIT_BATCH 256
 /* Batches in the pool at once, at most (and one pool thread left for
- * other work), and the content bytes in flight and waiting from which
- * another batch starts beside those in flight: small files commit
- * cheaper together (one wake-up and one directory fsync for the lot,
- * while the batch in flight gathers the next), a big file's writeback
- * costs the same alone, and behind one in flight it only waits. */
+ * other work), and the content size from which a file is big: another
+ * batch starts beside those in flight when a big file waits or one is in
+ * flight. Small files commit cheaper together (one wake-up and one
+ * directory fsync for the lot, while the batch in flight gathers the
+ * next); a big file's writeback costs as much alone, it only waits
+ * behind a batch in flight, and the small files behind it would wait
+ * for its writeback. */
 #define SMTPD_COMMIT_FLIGHT 3
-#define SMTPD_COMMIT_SPLIT  ((off_t) 1 << 20)
+#define SMTPD_COMMIT_BIG    ((off_t) 256 << 10)
 
 struct smtpd_batch {
     struct smtpd_srv *srv;
     struct smtpd_job *jobs;
     size_t n;
-    off_t bytes;
+    int big; /* holds a big file */
 };
 
 static void
@@ -1760,15 +1763,15 @@ smtpd_commit_done(void *arg)
         smtpd_commit_reply(j);
     }
     srv->commit_busy--;
-    srv->commit_flight_bytes -= b->bytes;
+    srv->commit_flight_big -= b->big;
     free(b);
     smtpd_commit_launch(srv);
 }
 
 /* Hand what waits to the pool as one batch. With a batch in flight,
  * what waits goes with the next one (the completion launches it), unless
- * the content in flight and waiting comes to SMTPD_COMMIT_SPLIT bytes:
- * then another batch starts beside it, up to commit_max. */
+ * a big file waits or is in flight: then another batch starts beside it,
+ * up to commit_max. */
 static void
 smtpd_commit_launch(struct smtpd_srv *srv)
 {
@@ -1777,9 +1780,8 @@ smtpd_commit_launch(struct smtpd_srv *srv)
 
     if (srv->commit_head == NULL || srv->commit_busy >= srv->commit_max)
         return;
-    if (srv->commit_busy > 0
-        && srv->commit_flight_bytes + srv->commit_wait_bytes
-               < SMTPD_COMMIT_SPLIT)
+    if (srv->commit_busy > 0 && srv->commit_wait_big == 0
+        && srv->commit_flight_big == 0)
         return;
     if (srv->stopping) { /* the pool is going: the clients are gone */
         while ((j = srv->commit_head) != NULL) {
@@ -1789,7 +1791,7 @@ smtpd_commit_launch(struct smtpd_srv *srv)
             smtpd_commit_reply(j);
         }
         srv->commit_tail = &srv->commit_head;
-        srv->commit_wait_bytes = 0;
+        srv->commit_wait_big = 0;
         return;
     }
     b = xcalloc(1, sizeof(*b));
@@ -1801,15 +1803,17 @@ smtpd_commit_launch(struct smtpd_srv *srv)
         *tail = j;
         tail = &j->next;
         b->n++;
-        b->bytes += j->size;
+        if (j->size >= SMTPD_COMMIT_BIG) {
+            b->big = 1;
+            srv->commit_wait_big--;
+        }
     }
     if (srv->commit_head == NULL)
         srv->commit_tail = &srv->commit_head;
-    srv->commit_wait_bytes -= b->bytes;
-    srv->commit_flight_bytes += b->bytes;
+    srv->commit_flight_big += b->big;
     srv->commit_busy++;
-    log_debug("group commit: %zu file(s), %lld bytes, %d batch(es) in flight",
-              b->n, (long long) b->bytes, srv->commit_busy);
+    log_debug("group commit: %zu file(s)%s, %d batch(es) in flight", b->n,
+              b->big ? ", a big one" : "", srv->commit_busy);
     wpool_submit(srv->pool, smtpd_commit_work, smtpd_commit_done, b);
 }
 
@@ -1843,9 +1847,8 @@ smtpd_commit(struct smtpd_sess *s, struct smtpd_job *j)
     s->jobs++;
     j->next = NULL;
     j->size = spool_content_size(j->sf);
-    if (j->size < 0)
-        j->size = 0;
-    srv->commit_wait_bytes += j->size;
+    if (j->size >= SMTPD_COMMIT_BIG)
+        srv->commit_wait_big++;
     if (srv->commit_tail == NULL)
         srv->commit_tail = &srv->commit_head;
     *srv->commit_tail = j;
