@@ -292,7 +292,10 @@ class Monitor(threading.Thread):
 
     def snap(self):
         s = {"t": time.monotonic(), "sink": self.sink.count(),
-             "gen": self.gen.count(), "cpu": None}
+             "gen": self.gen.count(), "cpu": None,
+             "gen_cpu": proc_cpu_s(self.gen.pid),
+             "sink_cpu": proc_cpu_s(self.sink.proc.pid),
+             "busy_all": sys_busy_s()}
         if self.group is not None:
             s["cpu"] = self.group.cpu_s()
             s["scan_cpu"] = self.group.thread_cpu_s("clamscan")
@@ -484,6 +487,17 @@ def measure(ctx, srv, kind, load, rep, extra=()):
         r["errors"] = 0
         r["unique"] = False
     r["delivered_rate"] = (s2["sink"] - s1["sink"]) / win if win > 0 else 0
+    # The rest of the machine in the same window: the generator's CPU per
+    # message accepted, the sink's per message it received, and how busy
+    # the cores were (all processes), so that a row bound by its clients
+    # shows it in the run's own figures.
+    dsink = s2["sink"] - s1["sink"]
+    r["gen_ms"] = ((s2["gen_cpu"] - s1["gen_cpu"]) * 1e3 / win_acc
+                   if win_acc > 0 else None)
+    r["sink_ms"] = ((s2["sink_cpu"] - s1["sink_cpu"]) * 1e3 / dsink
+                    if dsink > 0 else None)
+    r["busy_pct"] = ((s2["busy_all"] - s1["busy_all"]) * 100 / (win * NCPU)
+                     if win > 0 else None)
     r["cpu_ms"] = None
     if group is not None and win_acc > 0:
         if s1["cpu"] is not None and s2["cpu"] is not None:
@@ -984,7 +998,8 @@ def summarize(rows):
         runs = row["runs"]
         s = {"fail": row["fail"], "n": len(runs)}
         for f in ("rate", "delivered_rate", "cpu_ms", "scan_cpu_ms",
-                  "rss_mb", "pss_mb", "p50", "p99", "d50", "d99"):
+                  "rss_mb", "pss_mb", "p50", "p99", "d50", "d99",
+                  "gen_ms", "sink_ms", "busy_pct"):
             s[f] = med([r.get(f) for r in runs])
         s["acc_total"] = sum(r["accepted_total"] for r in runs)
         s["dlv_total"] = sum(r["delivered_total"] for r in runs)
@@ -1035,6 +1050,25 @@ def checks(ctx, S, scan, idle):
                     ">= 90%",
                     "PASS" if p >= 90 else "MISS by %.0f points" % (90 - p)))
     for ln in loads:
+        # The same ceiling with the CPU the generator and the sink took
+        # per message in set-up 4's own window taken out of the cores:
+        # what is left for the server on this machine.
+        x = rate(ln, 4, lg)
+        s = S.get((ln, 4, lg))
+        sc, _, _ = ceiling_for(ctx, scan, ln)
+        if x is None or not sc or not s or not s["gen_ms"] or \
+                not s["sink_ms"]:
+            continue
+        g, k = s["gen_ms"][0], s["sink_ms"][0]
+        c = NCPU * 1e3 / (sc + g + k)
+        p = x / c * 100
+        out.append(("Sluice (4) vs the ceiling left by its clients, %s: "
+                    "cores / (bench_scan + generator + sink CPU per "
+                    "message)" % ln,
+                    "%.0f%% (%.1f of %.0f msg/s; %.3f + %.3f + %.3f ms)"
+                    % (p, x, c, sc, g, k), ">= 90% (info)",
+                    "PASS" if p >= 90 else "MISS by %.0f points" % (90 - p)))
+    for ln in loads:
         shape = ln.split("@")[0]
         s = S.get((ln, 4, lg))
         sc, _, _ = ceiling_for(ctx, scan, ln)
@@ -1066,6 +1100,17 @@ def checks(ctx, S, scan, idle):
     for ln in loads:
         ratio(ln, 6, 2, "smtp-source", 3, "MTA core: Sluice (6) / Postfix "
               "(2), %s" % ln)
+        # The target against the machine: smtp-source straight into
+        # smtp-sink (1) is the most any server between them can pass.
+        c1, p2 = rate(ln, 1, "smtp-source"), rate(ln, 2, "smtp-source")
+        if c1 and p2:
+            out.append(("MTA core, %s: 3x Postfix (2) against the "
+                        "generator -> sink ceiling (1)" % ln,
+                        "%.1f against %.1f msg/s" % (3 * p2, c1),
+                        "below the ceiling (info)",
+                        "reachable" if 3 * p2 < c1 else
+                        "above the ceiling by %.0f%%" %
+                        ((3 * p2 / c1 - 1) * 100)))
     for ln in loads:
         ratio(ln, 5, 3, lg, 2, "same clamav-milter: Sluice (5) / Postfix "
               "(3), %s" % ln)
@@ -1261,6 +1306,29 @@ def render(ctx, M, S, labels, settings, scan, idle, cg, chk, started, secs):
                            "p50 / p99 ms", "vs Postfix (2)",
                            "delivered / accepted"], rows))
         L.append("")
+        rows = []
+        for key in a.setups:
+            for kind in generators(ctx, key):
+                s = S.get((ln, key, kind))
+                if s is None or not s["n"]:
+                    continue
+                rows.append([labels.get(key, str(key)),
+                             gen_label(ctx, key, kind),
+                             "-" if key == 1 else fmt_mm(s["cpu_ms"], 3),
+                             fmt_mm(s["gen_ms"], 3), fmt_mm(s["sink_ms"], 3),
+                             fmt_mm(s["busy_pct"], 0)])
+        if rows:
+            L.append("Where the machine's CPU went in the same windows: the "
+                     "server's per message accepted (as above), the "
+                     "generator's per message accepted, smtp-sink's per "
+                     "message it received (/proc/PID/stat), and how busy "
+                     "the %d cores were, every process counted "
+                     "(/proc/stat):" % NCPU)
+            L.append("")
+            L.append(md_table(["setup", "generator", "server ms/msg",
+                               "generator ms/msg", "sink ms/msg",
+                               "machine busy %"], rows))
+            L.append("")
     L.append("### Targets")
     L.append("")
     L.append(md_table(["check", "measured", "target", "result"], chk))
