@@ -41,6 +41,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <ev.h>
+#include <limits.h>
 #include <netinet/in.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -58,9 +59,11 @@
 #include "milter/milter.h"
 #include "milter/milter_proto.h"
 
+/* MILTER_IN_CAP: a whole packet of the largest length with its length
+ * field, and room for a read (milter_read_cb() reserves 64 KB) */
 #define MILTER_OUT_CAP       (8 * 1024 * 1024)
 #define MILTER_OUT_LOW       (256 * 1024)
-#define MILTER_IN_CAP        (MILTER_PKT_MAX + 64 * 1024)
+#define MILTER_IN_CAP        (MILTER_HDR_LEN + MILTER_PKT_MAX + 64 * 1024)
 #define MILTER_MODS_MAX      100000
 #define MILTER_MOD_BYTES_MAX (64 * 1024 * 1024)
 #define MILTER_BACKOFF_MIN   10.0
@@ -1331,14 +1334,17 @@ milter_add_mod(struct milter_sess *ms, const struct milter_reply *r)
     case MILTER_SMFIR_ADDHEADER:
     case MILTER_SMFIR_INSHEADER:
     case MILTER_SMFIR_CHGHEADER:
+        /* 32 unsigned bits on the wire; ours is an int that may get 1
+         * added (shift_*): an index that does not fit is malformed, not
+         * wrapped around (2^32-1 would become the first field) */
+        if (r->index >= INT_MAX)
+            return -1;
         if (r->cmd == MILTER_SMFIR_CHGHEADER && r->value[0] == '\0') {
             m = filter_mod_new(FILTER_MOD_CHANGE_HEADER, r->name, NULL, 0,
                                (r->index == 0 ? 1 : (int) r->index) + shift_chg,
                                NULL);
             break;
         }
-        if ((int) r->index < 0)
-            return -1;
         v = xmalloc(r->len + 2);
         snprintf(v, r->len + 2, "%s%s", lead ? " " : "", r->value);
         if (r->cmd == MILTER_SMFIR_ADDHEADER)

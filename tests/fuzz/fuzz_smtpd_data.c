@@ -9,6 +9,9 @@
  * formed and come before eoh(), body only after it, eoh() at most once,
  * the end of data is a real "CRLF.CRLF", and -1 only with forbid set and a
  * BARE_* flag. abort() on a broken invariant.
+ * Inputs up to 2 MB are taken, so that a run with a large -max_len (and
+ * large seeds) reaches the default header limit (header_max 0: 100 KB)
+ * and long bodies; libFuzzer's default -max_len (4 KB) keeps runs small.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -203,7 +206,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     size_t max_size, header_max;
     int forbid;
 
-    if (size < 9 || size > 65536)
+    if (size < 9 || size > 2 * 1024 * 1024)
         return 0;
     forbid = data[0] & 1;
     max_size = max_sizes[(data[0] >> 1) & 7];

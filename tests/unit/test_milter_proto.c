@@ -289,9 +289,11 @@ struct fake {
     const char *symlist; /* SETSYMLIST for SMFIM_CONNECT, or NULL */
     /* replies per command byte: raw packets */
     struct buf *reply[256];
-    int hang_at;      /* command: never answer */
-    int close_at;     /* command: close the socket */
-    char log[FK_LOG]; /* one line per packet: cmd + printable data */
+    int hang_at;       /* command: never answer */
+    int close_at;      /* command: close the socket */
+    size_t split_tail; /* write the last split_tail bytes of a reply
+                          after a pause (0: one write) */
+    char log[FK_LOG];  /* one line per packet: cmd + printable data */
     size_t loglen;
     pthread_mutex_t mu;
 };
@@ -405,6 +407,17 @@ fk_serve(struct fake *f, int fd)
         }
         if (cmd == 'Q')
             return;
+        if (f->reply[cmd] && f->split_tail > 0
+            && f->split_tail < buf_len(f->reply[cmd])) {
+            size_t head = buf_len(f->reply[cmd]) - f->split_tail;
+
+            if (write(fd, buf_data(f->reply[cmd]), head) != (ssize_t) head)
+                return;
+            usleep(200 * 1000); /* the client reads all of it meanwhile */
+            if (write(fd, buf_data(f->reply[cmd]) + head, f->split_tail) < 0)
+                return;
+            continue;
+        }
         if (f->reply[cmd]
             && write(fd, buf_data(f->reply[cmd]), buf_len(f->reply[cmd])) < 0)
             return;
@@ -1259,6 +1272,96 @@ test_bad_packets(void **st)
     fk_free(f);
 }
 
+/* Header indexes: the wire has 32 unsigned bits, a filter_mod an int
+ * that gets our hidden Received: added. An index that does not fit is a
+ * malformed reply; it used to wrap (a deletion at index 2^32-1 deleted
+ * the first field of that name, our own Received:; INT_MAX + 1 was
+ * undefined). The largest that fits is taken. */
+static void
+test_mod_index_bounds(void **st)
+{
+    static const struct {
+        int cmd;
+        const char *data;
+        size_t len;
+    } bad[] = {
+#define PKT(s) s, sizeof(s) - 1
+        {'m', PKT("\xff\xff\xff\xffReceived\0\0")},
+        {'m', PKT("\x80\0\0\0Subject\0\0")},
+        {'m', PKT("\x7f\xff\xff\xffReceived\0new\0")},
+        {'i', PKT("\x7f\xff\xff\xffX-Top\0t\0")},
+#undef PKT
+    };
+    struct fake *f;
+    struct h *h;
+    size_t i;
+
+    for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        f = fk_new();
+        std_replies(f);
+        fk_reply(f, 'E', bad[i].cmd, bad[i].data, bad[i].len);
+        fk_reply(f, 'E', 'c', "", 0);
+        fk_start(f);
+        h = h_new(sock_spec(f), "milter_default_action", "tempfail");
+        h_sess(h);
+        h_stage(h, FILTER_CONNECT, NULL);
+        h_message(h);
+        assert_int_equal(h->verdict, FILTER_TEMPFAIL);
+        assert_null(h->mods);
+        h_endsess(h);
+        h_free(h);
+        fk_free(f);
+    }
+
+    f = fk_new();
+    std_replies(f);
+    fk_reply(f, 'E', 'm', "\x7f\xff\xff\xfeReceived\0new\0", 17);
+    fk_reply(f, 'E', 'c', "", 0);
+    fk_start(f);
+    h = h_new(sock_spec(f), "milter_default_action", "tempfail");
+    h_sess(h);
+    h_stage(h, FILTER_CONNECT, NULL);
+    h_message(h);
+    assert_int_equal(h->verdict, FILTER_CONTINUE);
+    assert_non_null(h->mods);
+    assert_int_equal(h->mods->type, FILTER_MOD_CHANGE_HEADER);
+    assert_int_equal(h->mods->index, 0x7fffffff);
+    h_endsess(h);
+    h_free(h);
+    fk_free(f);
+}
+
+/* A reply packet of the largest length is taken however it arrives, also
+ * when all but its last bytes were read before (the input buffer holds a
+ * whole packet and its length field). */
+static void
+test_max_packet_split(void **st)
+{
+    size_t n = MILTER_PKT_MAX - 1;
+    char *body = malloc(n);
+    struct fake *f = fk_new();
+    struct h *h;
+
+    memset(body, 'x', n);
+    std_replies(f);
+    fk_reply(f, 'E', 'b', body, n);
+    fk_reply(f, 'E', 'c', "", 0);
+    f->split_tail = 2 + 5; /* the packet's last 2 bytes, then 'c' */
+    fk_start(f);
+    h = h_new(sock_spec(f), "milter_default_action", "tempfail");
+    h_sess(h);
+    h_stage(h, FILTER_CONNECT, NULL);
+    h_message(h);
+    assert_int_equal(h->verdict, FILTER_CONTINUE);
+    assert_non_null(h->mods);
+    assert_int_equal(h->mods->type, FILTER_MOD_REPLACE_BODY);
+    assert_int_equal(h->mods->len, n);
+    h_endsess(h);
+    h_free(h);
+    fk_free(f);
+    free(body);
+}
+
 int
 main(void)
 {
@@ -1282,6 +1385,8 @@ main(void)
         cmocka_unit_test(test_down_and_crash),
         cmocka_unit_test(test_body_chunks),
         cmocka_unit_test(test_bad_packets),
+        cmocka_unit_test(test_mod_index_bounds),
+        cmocka_unit_test(test_max_packet_split),
     };
 
     log_init("postfix", "smtpd",
