@@ -237,6 +237,10 @@ const struct cf_param cf_params[] = {
      "time limit for the reply to QUIT"},
     {"smtp_rcpt_timeout", CF_TIME, "300s", 's',
      "time limit for the reply to RCPT TO"},
+    {"smtp_skip_5xx_greeting", CF_BOOL, "yes", 0,
+     "a server that greets with 5xx is skipped like one that greets with "
+     "4xx (the next address is tried, the mail deferred), instead of "
+     "bouncing the mail"},
     {"smtp_tls_CApath", CF_STR, "", 0,
      "directory with trusted CA certificates for the SMTP client"},
     {"smtp_tls_policy_maps", CF_MAP, "", 0,

@@ -3,7 +3,9 @@
  * dlv_smtp.c - the SMTP client delivery agent.
  * One smtp_sess per dlv_job: resolve the next hop (IP literal directly,
  * a host name through getaddrinfo in the wpool), connect to each address
- * in turn, then the dialogue: greeting, EHLO (HELO when EHLO gets 5xx),
+ * in turn (a server whose greeting is not 2xx is skipped like one that
+ * cannot be reached, see smtp_greet_refused), then the dialogue:
+ * greeting, EHLO (HELO when EHLO gets 5xx),
  * MAIL FROM, one RCPT TO per recipient, DATA, the content read from the
  * queue file and dot-stuffed on the fly, the final ".", QUIT. Content is
  * read with RWF_NOWAIT: a chunk that is not in the page cache (a deferred
@@ -111,6 +113,9 @@ struct smtp_sess {
     int connected;           /* a TCP connection was made */
     int reused;              /* the connection came from the cache */
     ev_tstamp born;          /* when the connection was made */
+    /* The last greeting refusal (log-safe), while it is the last failure. */
+    char *refused;
+    char refused_dsn[16];
 
     int fd;
     ev_io rio, wio;
@@ -849,6 +854,43 @@ smtp_rcpt_next(struct smtp_sess *s)
         smtp_flush(s);
 }
 
+/* The greeting was not 2xx. As Postfix's smtp(8): a 4xx greeting, or a
+ * 5xx one with smtp_skip_5xx_greeting (the default), skips this server:
+ * the next address is tried, and when none is left the recipients are
+ * deferred with the refusal (a 5xx's dsn class turned into 4). A 5xx
+ * greeting without it bounces them at once. */
+static void
+smtp_greet_refused(struct smtp_sess *s)
+{
+    struct buf *b;
+    char *rt;
+
+    if (s->code / 100 == 5 && !cf_bool(s->job->cf, "smtp_skip_5xx_greeting")) {
+        smtp_decide_all_reply(s, 1);
+        smtp_quit(s);
+        return;
+    }
+    b = buf_new(256, BUF_NOCAP);
+    rt = smtp_reply_text(s);
+    buf_printf(b, "host %s[%s] refused to talk to me: %s", s->host, s->addr,
+               rt);
+    free(rt);
+    free(s->refused);
+    s->refused = xstrdup(buf_data(b));
+    buf_free(b);
+    snprintf(s->refused_dsn, sizeof(s->refused_dsn), "%s", smtp_fail_dsn(s));
+    s->refused_dsn[0] = '4';
+    if (s->code != 421 && buf_len(s->out) == 0) {
+        ssize_t n = send(s->fd, "QUIT\r\n", 6, MSG_NOSIGNAL | MSG_DONTWAIT);
+        (void) n;
+    }
+    smtp_close(s);
+    buf_reset(s->in);
+    s->nlines = 0;
+    s->ai++;
+    smtp_connect_next(s);
+}
+
 /* A complete reply is in s->code, s->reply, s->dsn. */
 static void
 smtp_reply(struct smtp_sess *s)
@@ -858,20 +900,19 @@ smtp_reply(struct smtp_sess *s)
     char *rt;
     size_t i;
 
+    if (s->state == SMTP_S_GREET && s->code / 100 != 2) {
+        smtp_greet_refused(s);
+        return;
+    }
     if (s->code == 421 && smtp_reuse_failed(s))
         return;
     if (s->code == 421) {
-        smtp_decide_all_reply(s, s->state == SMTP_S_GREET);
+        smtp_decide_all_reply(s, 0);
         smtp_finish(s);
         return;
     }
     switch (s->state) {
     case SMTP_S_GREET:
-        if (s->code / 100 != 2) {
-            smtp_decide_all_reply(s, 1);
-            smtp_quit(s);
-            return;
-        }
         s->ext.size = s->ext.eightbit = s->ext.pipelining = 0;
         s->ext.size_limit = 0;
         s->discarded[0] = '\0';
@@ -1097,6 +1138,8 @@ smtp_write_cb(struct ev_loop *loop, ev_io *w, int revents)
             err = errno;
         if (err != 0) {
             s->conn_err = err;
+            free(s->refused);
+            s->refused = NULL;
             smtp_close(s);
             s->ai++;
             smtp_connect_next(s);
@@ -1132,11 +1175,14 @@ smtp_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
         free(s->decided);
         free(s->accepted);
         free(s->host);
+        free(s->refused);
         free(s);
         job->done(job);
         return;
     case SMTP_S_CONNECT:
         s->conn_err = ETIMEDOUT;
+        free(s->refused);
+        s->refused = NULL;
         smtp_close(s);
         s->ai++;
         smtp_connect_next(s);
@@ -1376,6 +1422,8 @@ smtp_connect_next(struct smtp_sess *s)
         fd = net_connect((struct sockaddr *) &a->ss, a->len);
         if (fd < 0) {
             s->conn_err = errno;
+            free(s->refused);
+            s->refused = NULL;
             continue;
         }
         s->fd = fd;
@@ -1386,7 +1434,9 @@ smtp_connect_next(struct smtp_sess *s)
         smtp_enter(s, SMTP_S_CONNECT);
         return;
     }
-    if (s->naddr == 0)
+    if (s->refused)
+        smtp_decide_all(s, DLV_DEFER, s->refused_dsn, s->refused);
+    else if (s->naddr == 0)
         smtp_defer_all(s, "4.4.1", "connect to %s: no address", s->host);
     else
         smtp_defer_all(s, "4.4.1", "connect to %s[%s]:%d: %s", s->host, s->addr,
