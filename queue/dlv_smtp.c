@@ -562,6 +562,10 @@ smtp_read_done(void *arg)
     ev_unref(loop); /* balances the ev_ref in smtp_fill */
     s->reading = 0;
     if (s->state == SMTP_S_DONE) { /* ended meanwhile: the timer frees it */
+        /* Its zero timer may not have run yet (still active, or expired
+         * in this loop turn and pending): started again as it is, it would
+         * stay armed in a session that its pending run frees. */
+        ev_timer_stop(loop, &s->timer);
         ev_timer_set(&s->timer, 0., 0.);
         ev_timer_start(loop, &s->timer);
         return;
@@ -726,7 +730,16 @@ smtp_ehlo_line(struct smtp_sess *s, const char *kw, size_t len)
     if (len >= 4 && strncasecmp(kw, "SIZE", 4) == 0
         && (len == 4 || kw[4] == ' ')) {
         s->ext.size = 1;
-        s->ext.size_limit = len > 5 ? strtoull(kw + 5, &end, 10) : 0;
+        s->ext.size_limit = 0;
+        if (len > 5) {
+            /* a copy: kw is not NUL-terminated at the end of the line,
+             * and on "SIZE  " strtoull would skip the CRLF after it and
+             * take the next line's reply code for the limit */
+            char *v = xstrndup(kw + 5, len - 5);
+
+            s->ext.size_limit = strtoull(v, &end, 10);
+            free(v);
+        }
     } else if (len == 8 && strncasecmp(kw, "8BITMIME", 8) == 0) {
         s->ext.eightbit = 1;
     } else if (len == 10 && strncasecmp(kw, "PIPELINING", 10) == 0) {

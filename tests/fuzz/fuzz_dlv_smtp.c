@@ -1,0 +1,1950 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * fuzz_dlv_smtp.c - whole delivery sessions of the SMTP client delivery
+ * agent (dlv_smtp.c: dlv_smtp_start(), the relay to the next hop) against
+ * a fake SMTP server on 127.0.0.1 whose output is the fuzz input. Both
+ * ends run on one libev loop in this thread, so a run is deterministic.
+ * For that the harness brings its own wpool (wpool.h's functions, so
+ * lib/wpool.c is not linked in): work and done run on the loop thread
+ * from a zero timer started by the first wpool_submit, in order, as a
+ * pool whose worker finished at once would have them; and its own
+ * preadv2(), which says EAGAIN (not in the page cache) when told to.
+ *
+ * Input: four option bytes, then the fake server's output as records.
+ *  byte 0: bits 0-2 the first job's message (small, empty with the null
+ *          sender, no final CRLF, dot lines, 8-bit with BODY=8BITMIME,
+ *          ~192 KB crossing SMTP_CHUNK and the output buffer, a bad
+ *          sender, one bare LF), bits 3-5 the stage whose timeout is 0s
+ *          (none, helo, mail, rcpt, data_init, data_xfer, data_done,
+ *          connect; the others are 300s: a 0s timer fires on the next
+ *          loop turn, before a reply the fake writes in it is read),
+ *          bit 6 connection cache off, bit 7 debug logging
+ *  byte 1: bits 0-2 recipients per job (1 to 5), bits 3-4 jobs in
+ *          sequence to the same next hop (1 to 3: the connection cache),
+ *          bits 5-7 where in the address table the recipients start
+ *          (the table holds addresses Sluice must refuse to send)
+ *  byte 2: bits 0-1 smtp_discard_ehlo_keywords (none, pipelining,
+ *          size+8bitmime+silent-discard, pipelining+silent-discard),
+ *          bit 2 between jobs the fake speaks unasked on the idle
+ *          connection, bit 3 24 long recipients instead (over
+ *          SMTP_PIPE_MAX: pipelined groups), bit 4 the second job's next
+ *          hop written without [] (another cache key), bit 5 "cold":
+ *          queue file reads with RWF_NOWAIT fail with EAGAIN (all, the
+ *          first, every other, all but the first: bits 6-7), so the
+ *          content is read in the wpool
+ *  byte 3: bits 0-2 the second job's message, bits 3-5 the third's,
+ *          bit 6 smtp_connection_reuse_time_limit=0s (nothing is cached)
+ *  records: an op byte; bit 7 ends the turn after the record.
+ *   op&7 == 0: a reply line: code byte (fz_code), length byte, text;
+ *              bit 3: '-' (else ' '), bit 4: "C.1.0 " before the text
+ *              (C the code's class); CRLF added
+ *   op&7 == 1: raw bytes: length (one byte, two with bit 3), bytes
+ *   op&7 == 2: (op>>3)&3: 0 shutdown(SHUT_WR) and 1 close() once the
+ *              output is written, 2 reset (SO_LINGER 0, close) (these
+ *              end the turn), 3 stop reading
+ *   op&7 == 3: a repeated line: count byte (fz_count), code byte, length
+ *              byte, text; bit 3 '-' (else ' '); bit 4 a last line
+ *              "code ok" after them
+ *   op&7 == 4: a long line: size byte (fz_size) of 'x' after "250",
+ *              bit 3 '-' (else ' '), bit 4 no CRLF
+ *   op&7 == 5: the last 1 + ((op>>3)&3) bytes of the turn wait for the
+ *              next turn (a reply split across reads)
+ *   op&7 == 6: a canned reply to the command it will be paired with
+ *              (fz_canned): byte v, bits 0-1 ok, 4xx, 5xx, 421; an ok
+ *              EHLO reply takes one more byte: its keywords
+ *   op&7 == 7: a bare code: code byte; bit 3 LF only, bit 4 "code "
+ * The fake answers every command with the next turn (QUIT with nothing;
+ * content is no command). When the loop has nothing to do while the client
+ * waits, the fake sends the next turn unasked, or, with the input used up,
+ * shuts its side down. Its output is capped at FZ_GEN_MAX per input.
+ *
+ * The fake keeps a model of the client's reply parser (the same line
+ * rules) over its own output: the n-th complete reply on a connection is
+ * the answer to the n-th thing the client waits for there (the greeting,
+ * then its commands in order), which is how the client pairs them,
+ * pipelined or not. From it, checked (abort() on a violation):
+ *  - done(job) is called once per job, never inside dlv_smtp_start, and
+ *    within FZ_ITER_MAX loop turns and FZ_GUARD seconds;
+ *  - every recipient has a result: status SENT, DEFER or BOUNCE, a dsn
+ *    "D.D{1,3}.D{1,3}" whose class is 2, 4 or 5 to match, a text;
+ *  - SENT only when the fake answered that recipient's RCPT TO with 2xx,
+ *    MAIL with 2xx, DATA with 3xx and the final "." with 2xx, in one
+ *    transaction whose content (dot-stuffing undone) is byte for byte the
+ *    queue file's content, plus CRLF when it is not empty and does not end
+ *    in CRLF; any content that differs aborts at once;
+ *  - BOUNCE only for an address Sluice cannot send (5.1.3, never sent),
+ *    a bad sender (5.1.7, no MAIL), a SIZE the fake announced that the
+ *    message exceeds (5.3.4, no MAIL), or a 5xx paired with that
+ *    recipient's RCPT TO or with the greeting, HELO, MAIL, DATA or ".";
+ *  - the client sends only CRLF-terminated EHLO/HELO <smtp_helo_name>,
+ *    MAIL FROM:<sender> [SIZE=<content size>] [BODY=8BITMIME (8-bit
+ *    messages only)], RCPT TO:<a recipient of the job, once>, DATA and
+ *    QUIT, each in its place (EHLO after a 2xx greeting, HELO after a 5xx
+ *    to EHLO, MAIL after a 2xx to EHLO/HELO or to the last ".", RCPT and
+ *    DATA inside a transaction, not before the previous reply unless the
+ *    fake announced PIPELINING and it is not discarded), no line over
+ *    FZ_CMD_MAX, nothing after QUIT, no content unless MAIL, a RCPT and
+ *    DATA were accepted;
+ *  - no fd leaks: after the input (the fake shuts down every connection,
+ *    so that the cache drops what it holds) the process has the fds it
+ *    had before. Nothing may crash, leak or trip UBSan.
+ */
+#include <ctype.h>
+#include <dirent.h>
+#include <errno.h>
+#include <ev.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include "conf/cf.h"
+#include "lib/buf.h"
+#include "lib/log.h"
+#include "lib/wpool.h"
+#include "queue/dlv.h"
+#include "queue/spool.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+#define FZ_CONNS    8
+#define FZ_EVENTS   64
+#define FZ_REPLIES  64
+#define FZ_GEN_MAX  (3u * 1024 * 1024) /* fake output per input */
+#define FZ_ITER_MAX 200000             /* loop turns per job */
+#define FZ_GUARD    10.0               /* seconds per job */
+#define FZ_STUCK    200                /* idle turns with nothing to do */
+#define FZ_CMD_MAX  1100               /* a command line, with CRLF */
+#define FZ_LINE_MAX 4096               /* as dlv_smtp's SMTP_LINE_MAX */
+#define FZ_LINES    100                /* SMTP_REPLY_LINES */
+#define FZ_NMSG     8
+#define FZ_NBASIC   8
+#define FZ_NLONG    24
+#define FZ_NADDR    (FZ_NBASIC + FZ_NLONG)
+#define FZ_JOBS     3
+#define FZ_RCPTS    FZ_NLONG
+#define FZ_HELO     "client.example"
+#define FZ_BIG      (3 * 65536 + 1) /* SMTP_CHUNK: a last chunk of 1 */
+
+enum fc_end {
+    FC_END_NONE,
+    FC_END_SHUT, /* shutdown(SHUT_WR) once out is written */
+    FC_END_CLOSE,
+    FC_END_RESET
+};
+
+/* What the client waits for a reply to, in order, on one connection. */
+enum fe_kind {
+    FE_GREET,
+    FE_EHLO,
+    FE_HELO,
+    FE_MAIL,
+    FE_RCPT,
+    FE_DATA,
+    FE_DOT,
+    FE_QUIT
+};
+
+struct fevent {
+    enum fe_kind kind;
+    int job;
+    int rcpt;     /* FE_RCPT: index into the job's recipients */
+    int txn;      /* transaction on the connection (MAIL .. DOT) */
+    int code;     /* the paired reply's code; 0: none yet */
+    int received; /* FE_DOT: the "." came (0: reserved after a 354) */
+};
+
+/* content states: undoing dot-stuffing */
+enum fc_cst {
+    CS_BOL,
+    CS_MID,
+    CS_DOT,  /* a '.' at the beginning of a line */
+    CS_DOTCR /* ".\r" there */
+};
+
+struct fz;
+struct fmsg;
+
+/* The fake server's side of one connection. */
+struct fconn {
+    struct fz *z;
+    int fd; /* -1: closed */
+    ev_io rio, wio;
+    struct buf *in, *out;
+    enum fc_end end;
+    int shut; /* our write side is shut down */
+    int quit; /* QUIT came */
+
+    /* the model of the client's reply parser over our output */
+    struct buf *pline; /* the partial line */
+    int pn, pcode;     /* lines in the reply being made, its code */
+    int broken;        /* the client gives up on what we sent */
+    int nrep;
+    int repcode[FZ_REPLIES];
+    int pipelining; /* some reply line announced PIPELINING */
+    unsigned long long sizes[8];
+    int nsizes;
+
+    struct fevent ev[FZ_EVENTS];
+    int nev;
+    int paired;
+
+    /* the dialogue */
+    int ready; /* a MAIL may come: 2xx to EHLO/HELO or to a "." */
+    int txn;   /* transaction number; open while txn_open */
+    int txn_open, txn_mail, txn_data, txn_job;
+    unsigned long long txn_rcpts; /* bit per recipient of the job */
+    int content;
+    enum fc_cst cst;
+    size_t cpos; /* expected bytes matched */
+};
+
+struct fmsg {
+    struct spool_msg *m;
+    char *exp; /* the content as the server must see it */
+    size_t explen;
+    int bad_sender;
+    int eight;
+};
+
+struct fjob {
+    struct dlv_job job;
+    struct fz *z;
+    size_t idx[FZ_RCPTS];
+    int msg;
+    int done;
+};
+
+struct fz {
+    uint8_t o[4];
+    const uint8_t *p; /* records not used yet */
+    size_t left;
+    struct buf *held; /* the end of a split turn: starts the next one */
+    size_t gen;       /* bytes of fake output generated */
+    struct fconn c[FZ_CONNS];
+    size_t nc;
+    struct fconn *last; /* the conn that spoke last */
+    ev_io acc;
+    ev_idle idle;
+    ev_timer guard;
+    int nothing, stuck, expired;
+    int in_start;
+    int cur;  /* the job running */
+    int nopl; /* PIPELINING is discarded */
+    struct fjob jobs[FZ_JOBS];
+    int njobs;
+};
+
+static int fz_cold;       /* preadv2 pattern: 0 none, 1 + bits 6-7 */
+static unsigned fz_ncold; /* RWF_NOWAIT reads in this input */
+static struct ev_loop *fz_loop;
+static struct wpool *fz_pool;
+static int fz_lfd = -1;
+static int fz_port;
+static char fz_dir[64];
+static struct fmsg fz_msgs[FZ_NMSG];
+static char *fz_addrs[FZ_NADDR];
+static int fz_trace; /* FUZZ_DLV_LOG set: log to stderr */
+
+#define FZ_FAIL(...)                                    \
+    do {                                                \
+        fprintf(stderr, "fuzz_dlv_smtp: " __VA_ARGS__); \
+        fputc('\n', stderr);                            \
+        abort();                                        \
+    } while (0)
+
+/* ------------------------------------------------------------------ */
+/* a deterministic wpool and preadv2 */
+
+#define FZ_POOL_Q 64
+
+struct wpool {
+    struct ev_loop *loop;
+    ev_timer t;
+    struct {
+        wpool_fn work, done;
+        void *arg;
+    } q[FZ_POOL_Q];
+    size_t n;
+};
+
+/* What was queued when the timer fired: work, then done, in order. */
+static void
+fz_pool_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    struct wpool *p = w->data;
+    size_t k = p->n;
+
+    (void) loop;
+    (void) revents;
+    while (k-- > 0) {
+        wpool_fn work = p->q[0].work, done = p->q[0].done;
+        void *arg = p->q[0].arg;
+
+        p->n--;
+        memmove(&p->q[0], &p->q[1], p->n * sizeof(p->q[0]));
+        if (work)
+            work(arg);
+        done(arg);
+    }
+}
+
+struct wpool *
+wpool_new(struct ev_loop *loop, int nthreads, const char *name, int flags)
+{
+    struct wpool *p = calloc(1, sizeof(*p));
+
+    (void) nthreads;
+    (void) name;
+    (void) flags;
+    if (p == NULL)
+        abort();
+    p->loop = loop;
+    ev_timer_init(&p->t, fz_pool_cb, 0., 0.);
+    p->t.data = p;
+    return p;
+}
+
+void
+wpool_free(struct wpool *p)
+{
+    if (p == NULL)
+        return;
+    ev_timer_stop(p->loop, &p->t);
+    free(p);
+}
+
+void
+wpool_submit(struct wpool *p, wpool_fn work, wpool_fn done, void *arg)
+{
+    if (p->n == FZ_POOL_Q)
+        FZ_FAIL("more than %d jobs in the pool", FZ_POOL_Q);
+    p->q[p->n].work = work;
+    p->q[p->n].done = done;
+    p->q[p->n].arg = arg;
+    p->n++;
+    if (!ev_is_active(&p->t)) {
+        ev_timer_set(&p->t, 0., 0.);
+        ev_timer_start(p->loop, &p->t);
+    }
+}
+
+void
+wpool_post(struct wpool *p, wpool_fn done, void *arg)
+{
+    wpool_submit(p, NULL, done, arg);
+}
+
+unsigned
+wpool_pending(struct wpool *p)
+{
+    return (unsigned) p->n;
+}
+
+/* dlv_smtp reads the queue file with RWF_NOWAIT first. */
+ssize_t
+preadv2(int fd, const struct iovec *iov, int iovcnt, off_t off, int flags)
+{
+    unsigned k = fz_ncold++;
+
+    if ((flags & RWF_NOWAIT) && fz_cold
+        && (fz_cold == 1                    /* all */
+            || (fz_cold == 2 && k == 0)     /* the first */
+            || (fz_cold == 3 && k % 2 == 0) /* every other */
+            || (fz_cold == 4 && k > 0))) {  /* all but the first */
+        errno = EAGAIN;
+        return -1;
+    }
+    return preadv(fd, iov, iovcnt, off);
+}
+
+/* ------------------------------------------------------------------ */
+/* setup */
+
+static int
+fz_rm_cb(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void) st;
+    (void) flag;
+    (void) ftw;
+    return remove(path);
+}
+
+static void
+fz_cleanup(void)
+{
+    nftw(fz_dir, fz_rm_cb, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+/* As dlv_smtp's smtp_addr_ok, written again: may it go between <>? */
+static int
+fz_addr_ok(const char *a)
+{
+    const unsigned char *p;
+
+    if (strlen(a) > 1000)
+        return 0;
+    for (p = (const unsigned char *) a; *p; p++)
+        if (*p < 0x20 || *p == 0x7f || *p == '<' || *p == '>')
+            return 0;
+    return 1;
+}
+
+static void
+fz_addrs_init(void)
+{
+    static const char *const basic[FZ_NBASIC] = {
+        "r0@example.net",
+        "r1@example.net",
+        "r2@sub.example.net",
+        "postmaster",
+        "bad\r\nRCPT TO:<inject@example.net>", /* CR LF */
+        "b<a>d@example.net",
+        NULL, /* 1000 bytes: the longest we may send */
+        NULL, /* 1001 bytes */
+    };
+    size_t i;
+
+    for (i = 0; i < FZ_NBASIC; i++) {
+        if (basic[i]) {
+            fz_addrs[i] = strdup(basic[i]);
+        } else {
+            size_t n = i == 6 ? 1000 : 1001;
+
+            fz_addrs[i] = malloc(n + 1);
+            if (fz_addrs[i] == NULL)
+                abort();
+            memset(fz_addrs[i], 'a' + (int) i, n);
+            memcpy(fz_addrs[i] + n - 12, "@example.net", 12);
+            fz_addrs[i][n] = '\0';
+        }
+    }
+    for (i = 0; i < FZ_NLONG; i++) {
+        char *a = malloc(1001);
+
+        if (a == NULL)
+            abort();
+        /* 24 of ~900 bytes: more than SMTP_PIPE_MAX in RCPT TO lines */
+        snprintf(a, 1001, "long%02zu.%0880d@example.net", i, 0);
+        fz_addrs[FZ_NBASIC + i] = a;
+    }
+    for (i = 0; i < FZ_NADDR; i++)
+        if (fz_addrs[i] == NULL)
+            abort();
+}
+
+/* A queue file with this content and sender, read back. */
+static void
+fz_msg_make(struct fmsg *f, const char *content, size_t len, const char *sender,
+            const char *body)
+{
+    struct buf *err = buf_new(256, BUF_NOCAP);
+    struct spool_env env;
+    struct spool_rcpt r[FZ_NADDR];
+    struct spool_file *sf;
+    char path[256], id[SPOOL_ID_SIZE];
+    size_t i;
+
+    memset(&env, 0, sizeof(env));
+    memset(r, 0, sizeof(r));
+    for (i = 0; i < FZ_NADDR; i++)
+        r[i].addr = (char *) "placeholder@example.net";
+    env.arrival = 1448159378123456LL;
+    env.client_name = "mx.example.org";
+    env.client_addr = "192.0.2.7";
+    env.client_port = 41234;
+    env.helo = "mx.example.org";
+    env.proto = "ESMTP";
+    env.sender = "sender@example.org";
+    env.body_type = (char *) body;
+    env.rcpt = r;
+    env.nrcpt = FZ_NADDR;
+    sf = spool_create(fz_dir, err);
+    if (sf == NULL || spool_write(sf, content, len) < 0
+        || spool_finish(sf, &env) < 0 || spool_commit(sf, "incoming") < 0) {
+        fprintf(stderr, "fuzz_dlv_smtp: spool: %s\n", buf_data(err));
+        abort();
+    }
+    memcpy(id, spool_id(sf), SPOOL_ID_SIZE);
+    spool_free(sf);
+    snprintf(path, sizeof(path), "%s/incoming/%s", fz_dir, id);
+    f->m = spool_read(path, err);
+    if (f->m == NULL || f->m->content_len != (off_t) len) {
+        fprintf(stderr, "fuzz_dlv_smtp: spool_read: %s\n", buf_data(err));
+        abort();
+    }
+    /* the envelope as the tests want it (spool.c need not take these) */
+    free(f->m->env.sender);
+    f->m->env.sender = strdup(sender);
+    for (i = 0; i < FZ_NADDR; i++) {
+        free(f->m->env.rcpt[i].addr);
+        f->m->env.rcpt[i].addr = strdup(fz_addrs[i]);
+        if (f->m->env.rcpt[i].addr == NULL)
+            abort();
+    }
+    f->bad_sender = !fz_addr_ok(sender);
+    f->eight = body && strcmp(body, "8BITMIME") == 0;
+    f->explen = len;
+    f->exp = malloc(len + 2);
+    if (f->exp == NULL)
+        abort();
+    memcpy(f->exp, content, len);
+    if (len > 0
+        && (len < 2 || content[len - 2] != '\r' || content[len - 1] != '\n')) {
+        memcpy(f->exp + len, "\r\n", 2);
+        f->explen += 2;
+    }
+    buf_free(err);
+}
+
+static void
+fz_msgs_init(void)
+{
+    static const char small[] = "From: <sender@example.org>\r\n"
+                                "Subject: hello\r\n\r\nHello,\r\nbye\r\n";
+    static const char noend[] = "Subject: x\r\n\r\nno end";
+    static const char dots[] = ".\r\n..\r\n.x\r\n\r\n.\r\nend.\r\n.\n.\r."
+                               "\r\n.\r\r\n.";
+    static const char eight[] = "Subject: \xc3\xa9t\xc3\xa9\r\n\r\n"
+                                "caf\xc3\xa9 \xff\xfe\x80\x00 nul\r\n";
+    char *big = malloc(FZ_BIG);
+    size_t i;
+
+    if (big == NULL)
+        abort();
+    /* CRLF lines of 80, a dot-leading one now and then; a CRLF across
+     * the first chunk boundary, a '.' right after the second; ends in
+     * CRLF whose LF is alone in the last chunk */
+    for (i = 0; i < FZ_BIG; i++)
+        big[i] = i % 80 == 78                ? '\r'
+                 : i % 80 == 79              ? '\n'
+                 : i % 80 == 0 && i % 7 == 0 ? '.'
+                                             : (char) ('a' + i % 26);
+    big[65535] = '\r';
+    big[65536] = '\n';
+    big[131071] = '\n';
+    big[131072] = '.';
+    big[FZ_BIG - 2] = '\r';
+    big[FZ_BIG - 1] = '\n';
+    fz_msg_make(&fz_msgs[0], small, sizeof(small) - 1, "sender@example.org",
+                NULL);
+    fz_msg_make(&fz_msgs[1], "", 0, "", NULL);
+    fz_msg_make(&fz_msgs[2], noend, sizeof(noend) - 1, "sender@example.org",
+                "7BIT");
+    fz_msg_make(&fz_msgs[3], dots, sizeof(dots) - 1, "s.dots@example.org",
+                NULL);
+    fz_msg_make(&fz_msgs[4], eight, sizeof(eight) - 1, "sender@example.org",
+                "8BITMIME");
+    fz_msg_make(&fz_msgs[5], big, FZ_BIG, "sender@example.org", NULL);
+    fz_msg_make(&fz_msgs[6], small, sizeof(small) - 1, "bad<sender>@x", NULL);
+    fz_msg_make(&fz_msgs[7], "\n", 1, "sender@example.org", NULL);
+    free(big);
+}
+
+static void
+fz_init(void)
+{
+    struct sockaddr_in sin;
+    socklen_t sl = sizeof(sin);
+    struct buf *err = buf_new(256, BUF_NOCAP);
+    const char *dbg = getenv("FUZZ_DLV_LOG");
+
+    signal(SIGPIPE, SIG_IGN);
+    fz_trace = dbg != NULL;
+    log_init("postfix", "fuzz", dbg ? NULL : "/dev/null");
+    snprintf(fz_dir, sizeof(fz_dir), "/tmp/fuzz_dlv_smtp.XXXXXX");
+    if (mkdtemp(fz_dir) == NULL)
+        abort();
+    atexit(fz_cleanup);
+    if (spool_mkdirs(fz_dir, err) < 0)
+        abort();
+    buf_free(err);
+    fz_addrs_init();
+    fz_msgs_init();
+
+    memset(&sin, 0, sizeof(sin));
+    sin.sin_family = AF_INET;
+    sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    fz_lfd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fz_lfd < 0 || bind(fz_lfd, (struct sockaddr *) &sin, sizeof(sin)) < 0
+        || listen(fz_lfd, 64) < 0
+        || getsockname(fz_lfd, (struct sockaddr *) &sin, &sl) < 0)
+        abort();
+    fz_port = ntohs(sin.sin_port);
+    fz_loop = ev_loop_new(EVFLAG_AUTO);
+    if (fz_loop == NULL)
+        abort();
+    fz_pool = wpool_new(fz_loop, 1, "fuzzpool", 0);
+}
+
+/* The configuration for the option bytes; built once and kept. */
+static const struct cf *
+fz_cf(const struct fz *z)
+{
+    static struct cf *cache[8][2][4][2];
+    static const char *const zero[8] = {
+        NULL,
+        "smtp_helo_timeout",
+        "smtp_mail_timeout",
+        "smtp_rcpt_timeout",
+        "smtp_data_init_timeout",
+        "smtp_data_xfer_timeout",
+        "smtp_data_done_timeout",
+        "smtp_connect_timeout",
+    };
+    static const char *const discard[4] = {"", "pipelining",
+                                           "size, 8bitmime, silent-discard",
+                                           "PIPELINING silent-discard dsn"};
+    int t = (z->o[0] >> 3) & 7, off = (z->o[0] >> 6) & 1, d = z->o[2] & 3,
+        r = (z->o[3] >> 6) & 1;
+    struct buf *err;
+    struct cf *cf;
+
+    if (cache[t][off][d][r])
+        return cache[t][off][d][r];
+    err = buf_new(256, BUF_NOCAP);
+    cf = cf_new();
+    if (cf_set(cf, "myhostname", "mx.example", NULL, err) < 0
+        || cf_set(cf, "smtp_helo_name", FZ_HELO, NULL, err) < 0
+        || cf_set(cf, "smtp_connection_cache_on_demand", off ? "no" : "yes",
+                  NULL, err)
+               < 0
+        || cf_set(cf, "smtp_discard_ehlo_keywords", discard[d], NULL, err) < 0
+        || (r
+            && cf_set(cf, "smtp_connection_reuse_time_limit", "0s", NULL, err)
+                   < 0)
+        || (zero[t] && cf_set(cf, zero[t], "0s", NULL, err) < 0)
+        || cf_check(cf, err) < 0) {
+        fprintf(stderr, "fuzz_dlv_smtp: cf: %s\n", buf_data(err));
+        abort();
+    }
+    buf_free(err);
+    cache[t][off][d][r] = cf;
+    return cf;
+}
+
+/* ------------------------------------------------------------------ */
+/* the model of the client's reply parser */
+
+static void fc_pair(struct fconn *c);
+
+static unsigned long long
+fz_strtoull_n(const char *p, size_t n)
+{
+    char tmp[64];
+
+    if (n >= sizeof(tmp))
+        n = sizeof(tmp) - 1;
+    memcpy(tmp, p, n);
+    tmp[n] = '\0';
+    return strtoull(tmp, NULL, 10);
+}
+
+/* One complete line of our output (CR stripped), as smtp_line sees it. */
+static void
+fm_line(struct fconn *c, const char *line, size_t len)
+{
+    int code;
+
+    if (len > FZ_LINE_MAX || len < 3 || line[0] < '2' || line[0] > '5'
+        || !isdigit((unsigned char) line[1])
+        || !isdigit((unsigned char) line[2])
+        || (len > 3 && line[3] != ' ' && line[3] != '-')) {
+        c->broken = 1;
+        return;
+    }
+    code = (line[0] - '0') * 100 + (line[1] - '0') * 10 + (line[2] - '0');
+    if (c->pn == 0)
+        c->pcode = code;
+    if (++c->pn > FZ_LINES) {
+        c->broken = 1;
+        return;
+    }
+    if (c->pn > 1 && len > 4) { /* keywords, loosely: from any reply */
+        const char *kw = line + 4;
+        size_t n = len - 4;
+
+        if (n == 10 && strncasecmp(kw, "PIPELINING", 10) == 0)
+            c->pipelining = 1;
+        if (n >= 4 && strncasecmp(kw, "SIZE", 4) == 0
+            && (n == 4 || kw[4] == ' ') && c->nsizes < 8)
+            c->sizes[c->nsizes++] = n > 5 ? fz_strtoull_n(kw + 5, n - 5) : 0;
+    }
+    if (len == 3 || line[3] == ' ') {
+        if (c->nrep < FZ_REPLIES)
+            c->repcode[c->nrep] = c->pcode;
+        c->nrep++;
+        c->pn = 0;
+        fc_pair(c);
+    }
+}
+
+/* Bytes that leave for the client, in order. */
+static void
+fm_bytes(struct fconn *c, const char *p, size_t n)
+{
+    const char *nl;
+    size_t k, len;
+
+    while (n > 0 && !c->broken) {
+        nl = memchr(p, '\n', n);
+        k = nl ? (size_t) (nl - p) : n;
+        if (buf_len(c->pline) + k <= FZ_LINE_MAX + 1) /* + a CR */
+            buf_append(c->pline, p, k);
+        else
+            c->broken = 1; /* too long already */
+        if (nl == NULL || c->broken)
+            return;
+        len = buf_len(c->pline);
+        if (len > 0 && buf_data(c->pline)[len - 1] == '\r')
+            len--;
+        fm_line(c, buf_data(c->pline), len);
+        buf_reset(c->pline);
+        p += k + 1;
+        n -= k + 1;
+    }
+}
+
+static void
+fc_add_event(struct fconn *c, enum fe_kind kind, int rcpt, int received)
+{
+    struct fevent *e;
+
+    if (c->nev == FZ_EVENTS)
+        FZ_FAIL("more than %d commands on one connection", FZ_EVENTS);
+    e = &c->ev[c->nev++];
+    memset(e, 0, sizeof(*e));
+    e->kind = kind;
+    e->job = c->z->cur;
+    e->rcpt = rcpt;
+    e->txn = c->txn;
+    e->received = received;
+    fc_pair(c);
+}
+
+/* Does the client send content after this DATA event's reply? As
+ * smtp_reply: MAIL got 2xx, a RCPT 2xx and none 421, DATA 3xx. */
+static int
+fc_content_due(const struct fconn *c, int di)
+{
+    int i, ok = 0, mail = 0;
+
+    if (c->ev[di].code / 100 != 3)
+        return 0;
+    for (i = di - 1; i >= 0 && c->ev[i].txn == c->ev[di].txn; i--) {
+        if (c->ev[i].kind == FE_RCPT) {
+            if (c->ev[i].code == 0 || c->ev[i].code == 421)
+                return 0;
+            ok |= c->ev[i].code / 100 == 2;
+        } else if (c->ev[i].kind == FE_MAIL) {
+            mail = c->ev[i].code / 100 == 2;
+            break;
+        }
+    }
+    return ok && mail;
+}
+
+static void
+fc_pair(struct fconn *c)
+{
+    while (c->paired < c->nev && c->paired < c->nrep
+           && c->paired < FZ_REPLIES) {
+        struct fevent *e = &c->ev[c->paired++];
+
+        e->code = c->repcode[c->paired - 1];
+        switch (e->kind) {
+        case FE_EHLO:
+        case FE_HELO:
+            c->ready = e->code / 100 == 2;
+            break;
+        case FE_DATA:
+            /* the "." that the client sends next is paired now */
+            if (c->paired == c->nev && fc_content_due(c, c->paired - 1))
+                fc_add_event(c, FE_DOT, 0, 0);
+            break;
+        case FE_DOT:
+            c->ready = e->code / 100 == 2;
+            break;
+        case FE_GREET:
+        case FE_MAIL:
+        case FE_RCPT:
+        case FE_QUIT:
+            break;
+        }
+    }
+}
+
+/* ------------------------------------------------------------------ */
+/* the fake server's output */
+
+static void fc_flush(struct fconn *c);
+
+static void
+fc_close(struct fconn *c)
+{
+    if (c->fd < 0)
+        return;
+    ev_io_stop(fz_loop, &c->rio);
+    ev_io_stop(fz_loop, &c->wio);
+    close(c->fd);
+    c->fd = -1;
+    buf_reset(c->out);
+}
+
+static const uint8_t *
+fz_take(struct fz *z, size_t *n)
+{
+    const uint8_t *p = z->p;
+
+    if (*n > z->left)
+        *n = z->left;
+    z->p += *n;
+    z->left -= *n;
+    return p;
+}
+
+static int
+fz_byte(struct fz *z)
+{
+    size_t n = 1;
+    const uint8_t *p = fz_take(z, &n);
+
+    return n ? *p : -1;
+}
+
+static size_t
+fz_len(struct fz *z, int two)
+{
+    int a = fz_byte(z), b;
+
+    if (a < 0)
+        return 0;
+    if (!two)
+        return (size_t) a;
+    b = fz_byte(z);
+    return b < 0 ? (size_t) a : (size_t) a << 8 | (size_t) b;
+}
+
+/* Reply codes: the usual ones first, then every code from 200 to 255
+ * (and a few outside the classes the client takes). */
+static int
+fz_code(int b)
+{
+    static const int usual[] = {220, 250, 354, 421, 450, 451, 452, 550, 551,
+                                552, 553, 554, 221, 500, 501, 502, 503, 530,
+                                251, 252, 334, 555, 200, 299, 399, 499, 599,
+                                300, 100, 600, 199, 999, 211, 214, 235, 535};
+    size_t nu = sizeof(usual) / sizeof(usual[0]);
+
+    if (b < 0)
+        return 250;
+    if ((size_t) b < nu)
+        return usual[b];
+    return 200 + (int) ((size_t) b - nu) * 2;
+}
+
+static size_t
+fz_count(size_t b)
+{
+    static const size_t big[] = {99, 100, 101, 1000, 10000, 50000, 99, 100};
+
+    return b < 248 ? b % 40 : big[b - 248];
+}
+
+static size_t
+fz_size(size_t b)
+{
+    static const size_t big[] = {4091,  4092,  4093,   4094,   4095,
+                                 4096,  4097,  8192,   16380,  16384,
+                                 20000, 65536, 100000, 1000000};
+
+    return b < 242 ? b * 16 : big[b - 242];
+}
+
+/* Append n bytes to the turn t, within the output budget. */
+static void
+fz_put(struct fz *z, struct buf *t, const void *p, size_t n)
+{
+    if (z->gen + n > FZ_GEN_MAX)
+        return;
+    z->gen += n;
+    if (buf_append(t, p, n) < 0)
+        abort();
+}
+
+static void
+fz_puts(struct fz *z, struct buf *t, const char *s)
+{
+    fz_put(z, t, s, strlen(s));
+}
+
+/* The keywords of an ok EHLO reply. */
+static void
+fz_ehlo(struct fz *z, struct buf *t, int e)
+{
+    static const char *const sizes[16] = {
+        NULL,
+        "SIZE",
+        "SIZE 0",
+        "SIZE 10",
+        "SIZE 200000",
+        "SIZE 100000000",
+        "SIZE 18446744073709551615",
+        "SIZE 99999999999999999999999",
+        "SIZE -1",
+        "SIZE abc",
+        "SIZE  ", /* no number, trailing blanks */
+        "SIZE 1000 extra",
+        "SIZE=1000",
+        "SIZE\t1000",
+        "SIZE 300",
+        "SIZE 1"};
+    static const char *const junk[] = {
+        "STARTTLS",  "AUTH PLAIN LOGIN",    "PIPELININGX",
+        "8BITMIME2", "ENHANCEDSTATUSCODES", "X"};
+    const char *kw[12];
+    size_t n = 0, i, j;
+    char line[64];
+
+    if (e & 0x80)
+        for (i = 0; i < sizeof(junk) / sizeof(junk[0]); i++)
+            kw[n++] = junk[i];
+    if (e & 1)
+        kw[n++] = "PIPELINING";
+    if (e & 2)
+        kw[n++] = "8BITMIME";
+    if (sizes[(e >> 2) & 15])
+        kw[n++] = sizes[(e >> 2) & 15];
+    fz_puts(z, t, n ? "250-fake.example\r\n" : "250 fake.example\r\n");
+    for (i = 0; i < n; i++) {
+        snprintf(line, sizeof(line), "250%c%s", i + 1 < n ? '-' : ' ', kw[i]);
+        if (e & 0x40)
+            for (j = 0; line[j]; j++)
+                line[j] = (char) tolower((unsigned char) line[j]);
+        fz_puts(z, t, line);
+        fz_puts(z, t, "\r\n");
+    }
+}
+
+/* Complete replies in the turn so far (roughly: lines "ddd" or "ddd "). */
+static int
+fz_replies_in(const struct buf *t)
+{
+    const char *p = buf_data(t), *end = p + buf_len(t), *nl;
+    int n = 0;
+
+    for (; p < end && (nl = memchr(p, '\n', (size_t) (end - p))) != NULL;
+         p = nl + 1) {
+        size_t len = (size_t) (nl - p);
+
+        if (len > 0 && p[len - 1] == '\r')
+            len--;
+        n += len == 3 || (len > 3 && p[3] == ' ');
+    }
+    return n;
+}
+
+/* A canned reply to what the next reply on c answers. */
+static void
+fz_canned(struct fz *z, struct fconn *c, struct buf *t)
+{
+    int v = fz_byte(z), kind = v < 0 ? 0 : v & 3;
+    int at = c->nrep + fz_replies_in(t); /* what the next reply answers */
+    enum fe_kind k = FE_QUIT;
+    const char *s = "250 2.0.0 Ok\r\n";
+
+    if (at < c->nev)
+        k = c->ev[at].kind;
+    else if (c->nev == 0)
+        k = FE_GREET;
+    if (kind == 3) {
+        fz_puts(z, t, "421 4.4.2 fake.example closing\r\n");
+        return;
+    }
+    if (kind == 1) {
+        fz_puts(z, t,
+                k == FE_GREET ? "454 4.3.0 try later\r\n"
+                              : "451 4.3.0 try again later\r\n");
+        return;
+    }
+    if (kind == 2) {
+        fz_puts(z, t,
+                k == FE_RCPT   ? "550 5.1.1 no such user\r\n"
+                : k == FE_EHLO ? "502 5.5.2 what\r\n"
+                               : "554 5.7.1 rejected\r\n");
+        return;
+    }
+    switch (k) {
+    case FE_GREET:
+        s = "220 fake.example ESMTP\r\n";
+        break;
+    case FE_EHLO:
+        fz_ehlo(z, t, fz_byte(z) & 0xff);
+        return;
+    case FE_HELO:
+        s = "250 fake.example\r\n";
+        break;
+    case FE_MAIL:
+        s = "250 2.1.0 Ok\r\n";
+        break;
+    case FE_RCPT:
+        s = "250 2.1.5 Ok\r\n";
+        break;
+    case FE_DATA:
+        s = "354 End data with <CR><LF>.<CR><LF>\r\n";
+        break;
+    case FE_DOT:
+        s = "250 2.0.0 Ok: queued as 4FAKE\r\n";
+        break;
+    case FE_QUIT:
+        break;
+    }
+    fz_puts(z, t, s);
+}
+
+/* The next turn of the input, written to c. */
+static void
+fz_turn(struct fz *z, struct fconn *c)
+{
+    struct buf *t = buf_new(1024, BUF_NOCAP);
+    char tmp[300];
+
+    if (buf_append(t, buf_data(z->held), buf_len(z->held)) < 0)
+        abort();
+    buf_reset(z->held);
+    while (z->left > 0) {
+        int op = fz_byte(z), end = op & 0x80, code, sep = op & 8 ? '-' : ' ';
+        size_t n, k, cnt;
+        const uint8_t *d;
+
+        switch (op & 7) {
+        case 0:
+            code = fz_code(fz_byte(z));
+            n = fz_len(z, 0);
+            d = fz_take(z, &n);
+            if (op & 0x10)
+                snprintf(tmp, sizeof(tmp), "%03d%c%d.1.0 ", code, sep,
+                         code / 100);
+            else
+                snprintf(tmp, sizeof(tmp), "%03d%c", code, sep);
+            fz_puts(z, t, tmp);
+            fz_put(z, t, d, n);
+            fz_puts(z, t, "\r\n");
+            break;
+        case 1:
+            n = fz_len(z, op & 8);
+            d = fz_take(z, &n);
+            fz_put(z, t, d, n);
+            break;
+        case 2:
+            switch ((op >> 3) & 3) {
+            case 0:
+                c->end = FC_END_SHUT;
+                end = 1;
+                break;
+            case 1:
+                c->end = FC_END_CLOSE;
+                end = 1;
+                break;
+            case 2:
+                c->end = FC_END_RESET;
+                end = 1;
+                break;
+            case 3:
+                ev_io_stop(fz_loop, &c->rio);
+                break;
+            }
+            break;
+        case 3:
+            cnt = fz_count((size_t) fz_len(z, 0));
+            code = fz_code(fz_byte(z));
+            n = fz_len(z, 0);
+            d = fz_take(z, &n);
+            k = (size_t) snprintf(tmp, sizeof(tmp), "%03d%c%.*s\r\n", code, sep,
+                                  (int) n, (const char *) d);
+            for (; cnt > 0 && z->gen + k <= FZ_GEN_MAX; cnt--)
+                fz_put(z, t, tmp, k);
+            if (op & 0x10) {
+                snprintf(tmp, sizeof(tmp), "%03d ok\r\n", code);
+                fz_puts(z, t, tmp);
+            }
+            break;
+        case 4:
+            n = fz_size(fz_len(z, 0));
+            if (z->gen + n + 6 > FZ_GEN_MAX)
+                break;
+            snprintf(tmp, sizeof(tmp), "250%c", sep);
+            fz_puts(z, t, tmp);
+            for (k = 0; k < n; k++)
+                if (buf_putc(t, 'x') < 0)
+                    abort();
+            z->gen += n;
+            if (!(op & 0x10))
+                fz_puts(z, t, "\r\n");
+            break;
+        case 5:
+            k = 1 + ((size_t) (op >> 3) & 3);
+            if (k > buf_len(t))
+                k = buf_len(t);
+            buf_set(z->held, buf_data(t) + buf_len(t) - k, k);
+            buf_truncate(t, buf_len(t) - k);
+            break;
+        case 6:
+            fz_canned(z, c, t);
+            break;
+        case 7:
+            code = fz_code(fz_byte(z));
+            snprintf(tmp, sizeof(tmp), "%03d%s%s", code, op & 0x10 ? " " : "",
+                     op & 8 ? "\n" : "\r\n");
+            fz_puts(z, t, tmp);
+            break;
+        }
+        if (end)
+            break;
+    }
+    if (c->fd >= 0 && !c->shut) {
+        fm_bytes(c, buf_data(t), buf_len(t));
+        if (buf_append(c->out, buf_data(t), buf_len(t)) < 0)
+            abort();
+    }
+    buf_free(t);
+    fc_flush(c);
+}
+
+static void
+fc_flush(struct fconn *c)
+{
+    if (c->fd < 0)
+        return;
+    while (buf_len(c->out) > 0) {
+        ssize_t n = send(c->fd, buf_data(c->out), buf_len(c->out),
+                         MSG_NOSIGNAL | MSG_DONTWAIT);
+
+        if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
+            ev_io_start(fz_loop, &c->wio);
+            return;
+        }
+        if (n < 0) { /* the client is gone */
+            buf_reset(c->out);
+            break;
+        }
+        buf_consume(c->out, (size_t) n);
+    }
+    ev_io_stop(fz_loop, &c->wio);
+    if (c->end == FC_END_SHUT && !c->shut) {
+        shutdown(c->fd, SHUT_WR);
+        c->shut = 1;
+    } else if (c->end == FC_END_CLOSE) {
+        fc_close(c);
+    } else if (c->end == FC_END_RESET) {
+        struct linger l = {1, 0};
+
+        setsockopt(c->fd, SOL_SOCKET, SO_LINGER, &l, sizeof(l));
+        fc_close(c);
+    }
+}
+
+static void
+fc_write_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+    (void) loop;
+    (void) revents;
+    fc_flush(w->data);
+}
+
+/* ------------------------------------------------------------------ */
+/* what the client sends */
+
+static const struct fjob *
+fz_job(const struct fz *z)
+{
+    return &z->jobs[z->cur];
+}
+
+static const struct fmsg *
+fz_job_msg(const struct fz *z)
+{
+    return &fz_msgs[fz_job(z)->msg];
+}
+
+/* The previous command was answered, or pipelining is allowed. */
+static void
+fc_pipelined(struct fconn *c, const char *what)
+{
+    if (c->nev > 0 && c->ev[c->nev - 1].code == 0
+        && (!c->pipelining || c->z->nopl))
+        FZ_FAIL("%s before the reply to the previous command, without "
+                "PIPELINING",
+                what);
+}
+
+static void
+fc_rcpt(struct fconn *c, const char *arg, size_t len)
+{
+    const struct fjob *j = fz_job(c->z);
+    size_t i;
+
+    if (!c->txn_open || c->txn_data || c->txn_job != c->z->cur)
+        FZ_FAIL("RCPT outside a transaction");
+    fc_pipelined(c, "RCPT");
+    if (len < 2 || arg[0] != '<' || arg[len - 1] != '>')
+        FZ_FAIL("RCPT TO:%.*s", (int) len, arg);
+    for (i = 0; i < j->job.nrcpt; i++) {
+        const char *a = fz_addrs[j->idx[i]];
+
+        if (strlen(a) == len - 2 && memcmp(a, arg + 1, len - 2) == 0)
+            break;
+    }
+    if (i == j->job.nrcpt)
+        FZ_FAIL("RCPT TO:%.*s: not a recipient of the job", (int) len, arg);
+    if (!fz_addr_ok(fz_addrs[j->idx[i]]))
+        FZ_FAIL("RCPT TO: a recipient Sluice cannot send");
+    if (c->txn_rcpts & (1ull << i))
+        FZ_FAIL("RCPT TO:%.*s twice in a transaction", (int) len, arg);
+    c->txn_rcpts |= 1ull << i;
+    fc_add_event(c, FE_RCPT, (int) i, 1);
+}
+
+static void
+fc_mail(struct fconn *c, const char *arg, size_t len)
+{
+    const struct fmsg *m = fz_job_msg(c->z);
+    const char *sender = m->m->env.sender;
+    size_t sl = strlen(sender), i;
+    char want[64];
+
+    if (!c->ready || c->txn_open)
+        FZ_FAIL("MAIL out of place (ready %d, transaction open %d)", c->ready,
+                c->txn_open);
+    if (m->bad_sender)
+        FZ_FAIL("MAIL with a bad sender");
+    if (len < sl + 2 || arg[0] != '<' || memcmp(arg + 1, sender, sl) != 0
+        || arg[sl + 1] != '>')
+        FZ_FAIL("MAIL FROM:%.*s", (int) len, arg);
+    i = sl + 2;
+    snprintf(want, sizeof(want), " SIZE=%lld", (long long) m->m->content_len);
+    if (len - i >= strlen(want) && memcmp(arg + i, want, strlen(want)) == 0)
+        i += strlen(want);
+    if (len - i == 14 && memcmp(arg + i, " BODY=8BITMIME", 14) == 0) {
+        if (!m->eight)
+            FZ_FAIL("BODY=8BITMIME for a 7-bit message");
+        i += 14;
+    }
+    if (i != len)
+        FZ_FAIL("MAIL FROM:%.*s: parameters", (int) len, arg);
+    c->ready = 0;
+    c->txn++;
+    c->txn_open = 1;
+    c->txn_mail = 1;
+    c->txn_data = 0;
+    c->txn_job = c->z->cur;
+    c->txn_rcpts = 0;
+    fc_add_event(c, FE_MAIL, 0, 1);
+}
+
+static void fz_begin_content(struct fconn *c);
+
+/* One command line (CRLF stripped). */
+static void
+fc_command(struct fconn *c, const char *line, size_t len)
+{
+    struct fz *z = c->z;
+
+    if (fz_trace)
+        fprintf(stderr, "fuzz_dlv_smtp: conn %d got: %.*s\n", (int) (c - z->c),
+                len > 200 ? 200 : (int) len, line);
+    if (len == 4 && memcmp(line, "QUIT", 4) == 0) {
+        c->quit = 1;
+        fc_add_event(c, FE_QUIT, 0, 1);
+        return; /* no turn: the client does not wait for it */
+    }
+    if (len > 5
+        && (memcmp(line, "EHLO ", 5) == 0 || memcmp(line, "HELO ", 5) == 0)) {
+        int ehlo = line[0] == 'E';
+
+        if (len - 5 != strlen(FZ_HELO) || memcmp(line + 5, FZ_HELO, len - 5))
+            FZ_FAIL("%.*s: not smtp_helo_name", (int) len, line);
+        if (ehlo && (c->nev != 1 || c->ev[0].code / 100 != 2))
+            FZ_FAIL("EHLO out of place");
+        if (!ehlo
+            && (c->nev != 2 || c->ev[1].kind != FE_EHLO
+                || c->ev[1].code / 100 != 5))
+            FZ_FAIL("HELO out of place");
+        fc_add_event(c, ehlo ? FE_EHLO : FE_HELO, 0, 1);
+    } else if (len >= 10 && memcmp(line, "MAIL FROM:", 10) == 0) {
+        fc_mail(c, line + 10, len - 10);
+    } else if (len >= 8 && memcmp(line, "RCPT TO:", 8) == 0) {
+        fc_rcpt(c, line + 8, len - 8);
+    } else if (len == 4 && memcmp(line, "DATA", 4) == 0) {
+        if (!c->txn_open || c->txn_data || c->txn_rcpts == 0)
+            FZ_FAIL("DATA out of place");
+        fc_pipelined(c, "DATA");
+        c->txn_data = 1;
+        fc_add_event(c, FE_DATA, 0, 1);
+    } else {
+        FZ_FAIL("client sent \"%.*s\"", len > 200 ? 200 : (int) len, line);
+    }
+    z->last = c;
+    if (!c->shut && c->end == FC_END_NONE)
+        fz_turn(z, c);
+}
+
+/* The "." came: the reserved event, or a new one. */
+static void
+fc_dot(struct fconn *c)
+{
+    struct fevent *e = c->nev > 0 ? &c->ev[c->nev - 1] : NULL;
+
+    c->content = 0;
+    c->txn_open = 0;
+    if (e && e->kind == FE_DOT && !e->received && e->txn == c->txn)
+        e->received = 1;
+    else
+        FZ_FAIL("content without a 354 the client could act on");
+    c->z->last = c;
+    if (!c->shut && c->end == FC_END_NONE)
+        fz_turn(c->z, c);
+}
+
+static void
+fz_begin_content(struct fconn *c)
+{
+    c->content = 1;
+    c->cst = CS_BOL;
+    c->cpos = 0;
+}
+
+static void
+fc_content_byte(struct fconn *c, const struct fmsg *m, int b)
+{
+    int emit = -1;
+
+    switch (c->cst) {
+    case CS_BOL:
+        if (b == '.') {
+            c->cst = CS_DOT;
+            return;
+        }
+        emit = b;
+        c->cst = b == '\n' ? CS_BOL : CS_MID;
+        break;
+    case CS_MID:
+        emit = b;
+        if (b == '\n')
+            c->cst = CS_BOL;
+        break;
+    case CS_DOT:
+        if (b == '.') {
+            emit = '.';
+            c->cst = CS_MID;
+        } else if (b == '\r') {
+            c->cst = CS_DOTCR;
+            return;
+        } else {
+            FZ_FAIL("a line starts with an unstuffed '.' at %zu", c->cpos);
+        }
+        break;
+    case CS_DOTCR:
+        if (b != '\n')
+            FZ_FAIL("\".\\r\" at the start of a line at %zu", c->cpos);
+        if (c->cpos != m->explen)
+            FZ_FAIL("end of data after %zu of %zu content bytes", c->cpos,
+                    m->explen);
+        fc_dot(c);
+        return;
+    }
+    if (c->cpos >= m->explen || m->exp[c->cpos] != (char) emit)
+        FZ_FAIL("content differs at %zu (0x%02x, want 0x%02x) of %zu", c->cpos,
+                emit & 0xff, c->cpos < m->explen ? m->exp[c->cpos] & 0xff : 0,
+                m->explen);
+    c->cpos++;
+}
+
+/* Bytes from the client. */
+static void
+fc_input(struct fconn *c, const char *p, size_t n)
+{
+    while (n > 0 && c->fd >= 0) {
+        if (c->quit)
+            FZ_FAIL("%.*s after QUIT", n > 100 ? 100 : (int) n, p);
+        if (c->content) {
+            const struct fmsg *m = &fz_msgs[c->z->jobs[c->txn_job].msg];
+
+            while (n > 0 && c->content) {
+                fc_content_byte(c, m, (unsigned char) *p);
+                p++;
+                n--;
+            }
+            continue;
+        }
+        if (c->txn_data && c->nev > 0 && c->ev[c->nev - 1].kind == FE_DOT
+            && !c->ev[c->nev - 1].received) {
+            fz_begin_content(c);
+            continue;
+        }
+        if (c->txn_data && c->nev > 0 && c->ev[c->nev - 1].kind == FE_DATA
+            && c->ev[c->nev - 1].code == 0
+            && (n < 6 || memcmp(p, "QUIT\r\n", 6) != 0))
+            FZ_FAIL("\"%.*s\" before the reply to DATA",
+                    n > 100 ? 100 : (int) n, p);
+        {
+            const char *nl = memchr(p, '\n', n);
+            size_t k = nl ? (size_t) (nl - p) + 1 : n;
+
+            if (buf_len(c->in) + k > FZ_CMD_MAX)
+                FZ_FAIL("command line over %d bytes", FZ_CMD_MAX);
+            buf_append(c->in, p, k);
+            p += k;
+            n -= k;
+            if (nl) {
+                size_t len = buf_len(c->in);
+                char *line = buf_data(c->in);
+
+                if (len < 2 || line[len - 2] != '\r')
+                    FZ_FAIL("a command line without CRLF");
+                if (memchr(line, '\r', len - 2) || memchr(line, '\n', len - 1))
+                    FZ_FAIL("a bare CR or LF in a command line");
+                fc_command(c, line, len - 2);
+                buf_reset(c->in);
+            }
+        }
+    }
+}
+
+static void
+fc_read(struct fconn *c)
+{
+    static char rb[65536];
+    ssize_t n;
+
+    while (c->fd >= 0) {
+        n = read(c->fd, rb, sizeof(rb));
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && errno == EAGAIN)
+            return;
+        if (n <= 0) { /* EOF or reset: the client closed */
+            fc_close(c);
+            return;
+        }
+        fc_input(c, rb, (size_t) n);
+    }
+}
+
+static void
+fc_read_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+    (void) loop;
+    (void) revents;
+    fc_read(w->data);
+}
+
+static void
+fz_accept_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+    struct fz *z = w->data;
+    struct fconn *c;
+    int fd;
+
+    (void) revents;
+    while ((fd = accept4(fz_lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC))
+           >= 0) {
+        if (z->nc == FZ_CONNS)
+            FZ_FAIL("more than %d connections", FZ_CONNS);
+        c = &z->c[z->nc++];
+        memset(c, 0, sizeof(*c));
+        c->z = z;
+        c->fd = fd;
+        /* no Nagle: what the fake writes is readable at once, so the loop
+         * is not idle while a reply waits for an ACK */
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &(int){1}, sizeof(int));
+        c->in = buf_new(1024, BUF_NOCAP);
+        c->out = buf_new(4096, BUF_NOCAP);
+        c->pline = buf_new(256, BUF_NOCAP);
+        ev_io_init(&c->rio, fc_read_cb, fd, EV_READ);
+        ev_io_init(&c->wio, fc_write_cb, fd, EV_WRITE);
+        c->rio.data = c->wio.data = c;
+        ev_io_start(loop, &c->rio);
+        z->last = c;
+        fc_add_event(c, FE_GREET, 0, 1);
+        fz_turn(z, c); /* the greeting */
+    }
+}
+
+/* ------------------------------------------------------------------ */
+/* running */
+
+static struct fconn *
+fz_speaker(struct fz *z)
+{
+    struct fconn *c = z->last;
+    size_t i;
+
+    if (c && c->fd >= 0 && !c->shut && !c->quit && c->end == FC_END_NONE)
+        return c;
+    for (i = z->nc; i-- > 0;) {
+        c = &z->c[i];
+        if (c->fd >= 0 && !c->shut && !c->quit && c->end == FC_END_NONE)
+            return c;
+    }
+    return NULL;
+}
+
+/* Shut every connection's write side down (what is queued goes first). */
+static int
+fz_shut_all(struct fz *z)
+{
+    int any = 0;
+    size_t i;
+
+    for (i = 0; i < z->nc; i++) {
+        struct fconn *o = &z->c[i];
+
+        if (o->fd >= 0 && !o->shut && o->end == FC_END_NONE) {
+            o->end = FC_END_SHUT;
+            fc_flush(o);
+            any = 1;
+        }
+    }
+    return any;
+}
+
+/* Nothing to do while the client waits: speak unasked, or hang up. */
+static void
+fz_idle_cb(struct ev_loop *loop, ev_idle *w, int revents)
+{
+    struct fz *z = w->data;
+    struct fconn *c = fz_speaker(z);
+
+    (void) revents;
+    if (wpool_pending(fz_pool) > 0)
+        return; /* a content read in the pool */
+    if (c && (z->left > 0 || buf_len(z->held) > 0)) {
+        z->nothing = 0;
+        fz_turn(z, c);
+        return;
+    }
+    if (fz_shut_all(z)) {
+        z->nothing = 0;
+        return;
+    }
+    if (++z->nothing > FZ_STUCK) {
+        z->stuck = 1;
+        ev_break(loop, EVBREAK_ONE);
+    }
+}
+
+static void
+fz_guard_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    struct fz *z = w->data;
+
+    (void) revents;
+    z->expired = 1;
+    ev_break(loop, EVBREAK_ONE);
+}
+
+static void
+fz_done(struct dlv_job *job)
+{
+    struct fjob *j = job->arg;
+
+    if (job != &j->job)
+        FZ_FAIL("done() with a job not ours");
+    if (j->z->in_start)
+        FZ_FAIL("done(job) called from inside dlv_smtp_start");
+    if (j->done++)
+        FZ_FAIL("done(job) called twice");
+}
+
+static int
+fz_dsn_ok(const char *d, int cls)
+{
+    int parts, n;
+
+    if (d[0] != '0' + cls || d[1] != '.')
+        return 0;
+    d += 2;
+    for (parts = 1; parts < 3; parts++) {
+        for (n = 0; isdigit((unsigned char) *d); d++, n++)
+            ;
+        if (n < 1 || n > 3)
+            return 0;
+        if (parts == 1 && *d++ != '.')
+            return 0;
+    }
+    return *d == '\0';
+}
+
+/* Was recipient i of job k accepted in a transaction that completed? */
+static int
+fz_sent_ok(const struct fz *z, int k, int i)
+{
+    size_t ci;
+    int a, b;
+
+    for (ci = 0; ci < z->nc; ci++) {
+        const struct fconn *c = &z->c[ci];
+
+        for (a = 0; a < c->nev; a++) {
+            const struct fevent *e = &c->ev[a];
+            int mail = 0, data = 0, dot = 0;
+
+            if (e->kind != FE_RCPT || e->job != k || e->rcpt != i
+                || e->code / 100 != 2)
+                continue;
+            for (b = 0; b < c->nev; b++) {
+                const struct fevent *f = &c->ev[b];
+
+                if (f->txn != e->txn)
+                    continue;
+                mail |= f->kind == FE_MAIL && f->code / 100 == 2;
+                data |= f->kind == FE_DATA && f->code / 100 == 3;
+                dot |= f->kind == FE_DOT && f->received && f->code / 100 == 2;
+            }
+            if (mail && data && dot)
+                return 1;
+        }
+    }
+    return 0;
+}
+
+/* Did recipient i get a 2xx to its RCPT TO in transaction txn? */
+static int
+fz_accepted_in(const struct fconn *c, int txn, int i)
+{
+    int a;
+
+    for (a = 0; a < c->nev; a++)
+        if (c->ev[a].kind == FE_RCPT && c->ev[a].txn == txn
+            && c->ev[a].rcpt == i && c->ev[a].code / 100 == 2)
+            return 1;
+    return 0;
+}
+
+/* A 5xx that applies to recipient i of job k? */
+static int
+fz_bounce_ok(const struct fz *z, int k, int i)
+{
+    size_t ci;
+    int a;
+
+    for (ci = 0; ci < z->nc; ci++) {
+        const struct fconn *c = &z->c[ci];
+
+        for (a = 0; a < c->nev; a++) {
+            const struct fevent *e = &c->ev[a];
+
+            if (e->job != k || e->code / 100 != 5)
+                continue;
+            switch (e->kind) {
+            case FE_GREET:
+            case FE_HELO:
+            case FE_MAIL:
+                return 1;
+            case FE_RCPT:
+                if (e->rcpt == i)
+                    return 1;
+                break;
+            case FE_DATA:
+            case FE_DOT: /* only for the accepted ones */
+                if (fz_accepted_in(c, e->txn, i))
+                    return 1;
+                break;
+            case FE_EHLO: /* HELO follows */
+            case FE_QUIT:
+                break;
+            }
+        }
+    }
+    return 0;
+}
+
+static int
+fz_mail_sent(const struct fz *z, int k)
+{
+    size_t ci;
+    int a;
+
+    for (ci = 0; ci < z->nc; ci++)
+        for (a = 0; a < z->c[ci].nev; a++)
+            if (z->c[ci].ev[a].kind == FE_MAIL && z->c[ci].ev[a].job == k)
+                return 1;
+    return 0;
+}
+
+/* A SIZE limit n announced on a connection where job k sent no MAIL? */
+static int
+fz_size_ok(const struct fz *z, int k, unsigned long long n)
+{
+    size_t ci;
+    int a, b;
+
+    for (ci = 0; ci < z->nc; ci++) {
+        const struct fconn *c = &z->c[ci];
+
+        for (a = 0; a < c->nsizes && c->sizes[a] != n; a++)
+            ;
+        for (b = 0; b < c->nev; b++)
+            if (c->ev[b].kind == FE_MAIL && c->ev[b].job == k)
+                break;
+        if (a < c->nsizes && b == c->nev)
+            return 1;
+    }
+    return 0;
+}
+
+static void
+fz_check_job(struct fz *z, int k)
+{
+    struct fjob *j = &z->jobs[k];
+    const struct fmsg *m = &fz_msgs[j->msg];
+    size_t i;
+
+    for (i = 0; i < j->job.nrcpt; i++) {
+        const struct dlv_result *r = &j->job.result[i];
+        const char *a = fz_addrs[j->idx[i]];
+        int cls = r->status == DLV_SENT     ? 2
+                  : r->status == DLV_DEFER  ? 4
+                  : r->status == DLV_BOUNCE ? 5
+                                            : 0;
+        const char *p;
+        unsigned long long lim;
+
+        if (cls == 0)
+            FZ_FAIL("job %d rcpt %zu: status %d", k, i, (int) r->status);
+        if (r->text == NULL)
+            FZ_FAIL("job %d rcpt %zu: no result", k, i);
+        if (!fz_dsn_ok(r->dsn, cls))
+            FZ_FAIL("job %d rcpt %zu: status %d with dsn \"%s\" (%s)", k, i,
+                    (int) r->status, r->dsn, r->text);
+        if (fz_trace)
+            fprintf(stderr, "fuzz_dlv_smtp: job %d rcpt %zu: %d %s %s\n", k, i,
+                    (int) r->status, r->dsn, r->text);
+        switch (r->status) {
+        case DLV_SENT:
+            if (!fz_sent_ok(z, k, (int) i))
+                FZ_FAIL("job %d rcpt %zu sent without a complete accepted "
+                        "transaction (%s)",
+                        k, i, r->text);
+            break;
+        case DLV_BOUNCE:
+            if (!fz_addr_ok(a) && strcmp(r->dsn, "5.1.3") == 0)
+                break;
+            if (m->bad_sender && strcmp(r->dsn, "5.1.7") == 0
+                && !fz_mail_sent(z, k))
+                break;
+            if (strcmp(r->dsn, "5.3.4") == 0
+                && (p = strstr(r->text, "exceeds size limit ")) != NULL) {
+                lim = strtoull(p + 19, NULL, 10);
+                if (lim == 0 || (unsigned long long) m->m->content_len <= lim
+                    || !fz_size_ok(z, k, lim))
+                    FZ_FAIL("job %d rcpt %zu: %s", k, i, r->text);
+                break;
+            }
+            if (!fz_bounce_ok(z, k, (int) i))
+                FZ_FAIL("job %d rcpt %zu bounced without a 5xx for it (%s "
+                        "%s)",
+                        k, i, r->dsn, r->text);
+            break;
+        case DLV_DEFER:
+            break;
+        }
+    }
+}
+
+/* Run the loop until job k is done. */
+static void
+fz_run_job(struct fz *z, int k)
+{
+    struct fjob *j = &z->jobs[k];
+    size_t ci;
+    int i;
+
+    z->cur = k;
+    z->nothing = z->stuck = z->expired = 0;
+    ev_now_update(fz_loop);
+    z->in_start = 1;
+    dlv_smtp_start(&j->job);
+    z->in_start = 0;
+    if (j->done)
+        FZ_FAIL("done(job) called from inside dlv_smtp_start");
+    ev_idle_start(fz_loop, &z->idle);
+    ev_timer_set(&z->guard, FZ_GUARD, 0.);
+    ev_timer_start(fz_loop, &z->guard);
+    for (i = 0; !j->done; i++) {
+        if (z->stuck || z->expired || i == FZ_ITER_MAX)
+            FZ_FAIL("job %d not done (%s, %d loop turns)", k,
+                    z->stuck     ? "nothing left to do"
+                    : z->expired ? "timed out"
+                                 : "loop bound",
+                    i);
+        ev_run(fz_loop, EVRUN_ONCE);
+    }
+    ev_idle_stop(fz_loop, &z->idle);
+    ev_timer_stop(fz_loop, &z->guard);
+    /* what the client wrote before it was done, read now */
+    for (ci = 0; ci < z->nc; ci++)
+        fc_read(&z->c[ci]);
+    fz_check_job(z, k);
+}
+
+static int
+fz_nfds(void)
+{
+    DIR *d = opendir("/proc/self/fd");
+    struct dirent *e;
+    int n = 0;
+
+    if (d == NULL)
+        return -1;
+    while ((e = readdir(d)) != NULL)
+        n++;
+    closedir(d);
+    return n;
+}
+
+/* After the input: every connection is shut down by the fake, so that the
+ * client's cache drops (and closes) what it holds; then every connection
+ * must be closed by the client, and the fds back to what they were. */
+static void
+fz_drain(struct fz *z, int nfds)
+{
+    size_t i;
+    int k, open = 1, n = -2;
+
+    for (i = 0; i < z->nc; i++) {
+        buf_reset(z->c[i].out); /* what did not leave stays unsaid */
+        if (z->c[i].end == FC_END_NONE)
+            z->c[i].end = FC_END_SHUT;
+        fc_flush(&z->c[i]);
+    }
+    for (k = 0; k < 2000 && open; k++) {
+        ev_run(fz_loop, EVRUN_NOWAIT);
+        for (i = 0; i < z->nc; i++)
+            fc_read(&z->c[i]);
+        for (open = 0, i = 0; i < z->nc; i++)
+            open |= z->c[i].fd >= 0;
+    }
+    if (open)
+        FZ_FAIL("a connection left open after its job");
+    for (k = 0; k < 2000 && (n = fz_nfds()) != nfds; k++)
+        ev_run(fz_loop, EVRUN_NOWAIT);
+    if (n != nfds)
+        FZ_FAIL("%d fds open after the input, %d before", n, nfds);
+}
+
+static void
+fz_job_init(struct fz *z, int k, int msg)
+{
+    static const char *const hosts[2] = {"[127.0.0.1]", "127.0.0.1"};
+    struct fjob *j = &z->jobs[k];
+    size_t n = 1 + (size_t) (z->o[1] & 7) % 5, i;
+    size_t start = (size_t) (z->o[1] >> 5) + (size_t) k;
+
+    j->msg = msg;
+    j->z = z;
+    if (z->o[2] & 0x08) {
+        n = FZ_NLONG;
+        for (i = 0; i < n; i++)
+            j->idx[i] = FZ_NBASIC + i;
+    } else {
+        for (i = 0; i < n; i++)
+            j->idx[i] = (start + i) % FZ_NBASIC;
+    }
+    j->job.msg = fz_msgs[msg].m;
+    j->job.rcpt = j->idx;
+    j->job.nrcpt = n;
+    j->job.result = calloc(n, sizeof(struct dlv_result));
+    if (j->job.result == NULL)
+        abort();
+    j->job.transport = "smtp";
+    j->job.host = hosts[k == 1 && (z->o[2] & 0x10)];
+    j->job.port = fz_port;
+    j->job.cf = fz_cf(z);
+    j->job.loop = fz_loop;
+    j->job.pool = fz_pool;
+    j->job.done = fz_done;
+    j->job.arg = j;
+}
+
+int
+LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    static int inited;
+    struct fz *z;
+    int k, nfds;
+    size_t i;
+
+    if (!inited) {
+        fz_init();
+        inited = 1;
+    }
+    if (size < 4)
+        return 0;
+    z = calloc(1, sizeof(*z));
+    if (z == NULL)
+        abort();
+    memcpy(z->o, data, 4);
+    z->p = data + 4;
+    z->left = size - 4;
+    z->held = buf_new(16, BUF_NOCAP);
+    z->nopl = (z->o[2] & 3) == 1 || (z->o[2] & 3) == 3;
+    z->njobs = 1 + ((z->o[1] >> 3) & 3) % 3;
+    log_set_debug((z->o[0] & 0x80) != 0);
+    fz_cold = z->o[2] & 0x20 ? 1 + (z->o[2] >> 6) : 0;
+    fz_ncold = 0;
+    nfds = fz_nfds();
+
+    ev_io_init(&z->acc, fz_accept_cb, fz_lfd, EV_READ);
+    ev_idle_init(&z->idle, fz_idle_cb);
+    ev_timer_init(&z->guard, fz_guard_cb, FZ_GUARD, 0.);
+    z->acc.data = z->idle.data = z->guard.data = z;
+    ev_io_start(fz_loop, &z->acc);
+
+    fz_job_init(z, 0, z->o[0] & 7);
+    fz_job_init(z, 1, z->o[3] & 7);
+    fz_job_init(z, 2, (z->o[3] >> 3) & 7);
+    for (k = 0; k < z->njobs; k++) {
+        fz_run_job(z, k);
+        if ((z->o[2] & 0x04) && k + 1 < z->njobs) {
+            struct fconn *c = fz_speaker(z);
+            int t;
+
+            if (c && z->left > 0)
+                fz_turn(z, c); /* to the cached connection, unasked */
+            for (t = 0; t < 4; t++)
+                ev_run(fz_loop, EVRUN_NOWAIT);
+            for (i = 0; i < z->nc; i++)
+                fc_read(&z->c[i]);
+        }
+    }
+
+    fz_drain(z, nfds);
+    ev_io_stop(fz_loop, &z->acc);
+    for (i = 0; i < z->nc; i++) {
+        fc_close(&z->c[i]);
+        buf_free(z->c[i].in);
+        buf_free(z->c[i].out);
+        buf_free(z->c[i].pline);
+    }
+    for (k = 0; k < FZ_JOBS; k++) {
+        for (i = 0; i < z->jobs[k].job.nrcpt; i++)
+            free(z->jobs[k].job.result[i].text);
+        free(z->jobs[k].job.result);
+    }
+    buf_free(z->held);
+    free(z);
+    fz_cold = 0;
+    log_set_debug(0);
+    return 0;
+}
