@@ -1065,6 +1065,30 @@ cf_is_set(const struct cf *cf, const char *name)
     return cf->val[cf_index(name)].raw != NULL;
 }
 
+size_t
+cf_later(const struct cf *cf, const struct cf *base, struct buf *out)
+{
+    char shown[256];
+    size_t i, n = 0;
+
+    for (i = 0; cf_params[i].name; i++) {
+        const struct cf_val *v = &cf->val[i];
+
+        if (!cf_params[i].later || v->raw == NULL
+            || strcmp(v->raw, cf->defs[i]) == 0)
+            continue;
+        if (base && base->val[i].raw && strcmp(base->val[i].raw, v->raw) == 0)
+            continue;
+        buf_printf(out,
+                   "%s: %s = %s: not implemented in this Sluice yet; the "
+                   "setting has no effect\n",
+                   cf_where(cf, i), cf_params[i].name,
+                   cf_shown(v->raw, shown, sizeof(shown)));
+        n++;
+    }
+    return n;
+}
+
 const char *
 cf_raw(const struct cf *cf, const char *name)
 {

@@ -42,6 +42,7 @@ struct cf_param {
     const char *def; /* default value, may contain $name */
     char unit;       /* CF_TIME: unit of a bare number ('s' mostly) */
     const char *doc; /* one line */
+    int later;       /* accepted, not implemented yet: see cf_later() */
 };
 
 extern const struct cf_param cf_params[]; /* ends with name == NULL */
@@ -76,6 +77,12 @@ long long cf_size(const struct cf *cf, const char *name); /* bytes */
 /* CF_LIST and CF_MAP: NULL-terminated, owned by cf. */
 char *const *cf_list(const struct cf *cf, const char *name);
 int cf_is_set(const struct cf *cf, const char *name); /* set in a file */
+/* Parameters Sluice accepts (a Postfix main.cf loads) but does not
+ * implement yet, set in cf to a value other than their default and,
+ * with base, other than base's (a service's -o over main.cf): one line
+ * "FILE:LINE: NAME = VALUE: not implemented in this Sluice yet; the
+ * setting has no effect" each, appended to out. Returns their number. */
+size_t cf_later(const struct cf *cf, const struct cf *base, struct buf *out);
 /* The raw (unexpanded) value, as postconf shows it. */
 const char *cf_raw(const struct cf *cf, const char *name);
 

@@ -117,6 +117,7 @@ struct smtpd_conf {
     double error_sleep;
     int disable_vrfy;
     int helo_required;
+    int tls_required; /* smtpd_tls_security_level = encrypt: no MAIL */
     int forbid_bare;
     int peername_lookup;
     char *const *mydestination;
@@ -280,6 +281,15 @@ smtpd_conf_init(struct smtpd_conf *c, const struct cf *cf, const char *service)
     c->error_sleep = (double) cf_time(cf, "smtpd_error_sleep_time");
     c->disable_vrfy = cf_bool(cf, "disable_vrfy_command");
     c->helo_required = cf_bool(cf, "smtpd_helo_required");
+    /* Sluice has no STARTTLS yet: where the service requires TLS, no mail
+     * is taken, as Postfix does when TLS is required but unavailable. */
+    c->tls_required =
+        strcasecmp(cf_str(cf, "smtpd_tls_security_level"), "encrypt") == 0;
+    if (c->tls_required)
+        log_warning("service %s: smtpd_tls_security_level = encrypt, but this "
+                    "Sluice has no STARTTLS yet: every MAIL FROM gets 530 "
+                    "5.7.0 instead of mail being taken in clear",
+                    service);
     c->forbid_bare = cf_bool(cf, "smtpd_forbid_bare_newline");
     c->peername_lookup = cf_bool(cf, "smtpd_peername_lookup");
     c->mydestination = cf_list(cf, "mydestination");
@@ -918,6 +928,10 @@ smtpd_cmd_mail(struct smtpd_sess *s, struct smtpd_cmd *cmd)
         smtpd_reply(s, "503 5.5.1 Error: send HELO/EHLO first");
         return;
     }
+    if (c->tls_required) {
+        smtpd_reply(s, "530 5.7.0 Must issue a STARTTLS command first");
+        return;
+    }
     if (smtpd_parse_path(cmd->arg, "FROM:", 0, &p, &why) < 0) {
         smtpd_reply(s, "501 %s", why);
         return;
@@ -1388,7 +1402,10 @@ smtpd_cmd_help(struct smtpd_sess *s, struct smtpd_cmd *cmd)
 static void
 smtpd_cmd_starttls(struct smtpd_sess *s, struct smtpd_cmd *cmd)
 {
-    smtpd_reply(s, "502 5.5.1 Error: command not implemented");
+    if (s->conf->tls_required)
+        smtpd_reply(s, "454 4.7.0 TLS not available due to local problem");
+    else
+        smtpd_reply(s, "502 5.5.1 Error: command not implemented");
 }
 
 static void

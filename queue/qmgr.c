@@ -165,8 +165,11 @@ struct qmgr {
     ev_io sock_w;
     ev_timer incoming_t, deferred_t, kick_t, grace_t;
     ev_signal term_w, int_w;
-    struct lookup_table **maps;
+    struct lookup_table **maps; /* transport_maps */
     size_t nmaps;
+    struct lookup_table **tls_maps; /* smtp_tls_policy_maps */
+    size_t ntls_maps;
+    const char *tls_level; /* smtp_tls_security_level */
     char *const *mydest;
     const char *relayhost;
     const char *myhostname;
@@ -429,15 +432,22 @@ qmgr_transport(const char *val, const char *domain, struct qmgr_route *r)
 
 /* One key in every table, in order: 1 found, 0 not, -1 error. */
 static int
-qmgr_map_get(struct qmgr *q, const char *key, struct buf *out)
+qmgr_tables_get(struct lookup_table *const *t, size_t n, const char *key,
+                struct buf *out)
 {
     size_t i;
     int rc;
 
-    for (i = 0; i < q->nmaps; i++)
-        if ((rc = lookup_get(q->maps[i], key, out)) != 0)
+    for (i = 0; i < n; i++)
+        if ((rc = lookup_get(t[i], key, out)) != 0)
             return rc;
     return 0;
+}
+
+static int
+qmgr_map_get(struct qmgr *q, const char *key, struct buf *out)
+{
+    return qmgr_tables_get(q->maps, q->nmaps, key, out);
 }
 
 /* transport_maps: the domain, then its parents as ".parent.example",
@@ -454,6 +464,80 @@ qmgr_map_lookup(struct qmgr *q, const char *domain, struct buf *out)
         if (d[1] != '\0' && (rc = qmgr_map_get(q, d, out)) != 0)
             return rc;
     return qmgr_map_get(q, "*", out);
+}
+
+/* A TLS security level (Postfix's names): 1 when it forbids sending in
+ * clear, 0 when it does not, -1 when it is not a level. */
+static int
+qmgr_tls_mandatory(const char *v, size_t n)
+{
+    static const char *const clear_ok[] = {"", "none", "may", "dane", NULL};
+    static const char *const need[] = {"encrypt", "dane-only", "fingerprint",
+                                       "verify",  "secure",    NULL};
+    size_t i;
+
+    for (i = 0; clear_ok[i]; i++)
+        if (strlen(clear_ok[i]) == n && strncasecmp(v, clear_ok[i], n) == 0)
+            return 0;
+    for (i = 0; need[i]; i++)
+        if (strlen(need[i]) == n && strncasecmp(v, need[i], n) == 0)
+            return 1;
+    return -1;
+}
+
+/* Sluice has no TLS client yet. Where the TLS policy for an SMTP next hop
+ * requires TLS, the route becomes a deferral, as Postfix defers mail when
+ * its TLS engine is unavailable, instead of sending it in clear. The
+ * policy: smtp_tls_policy_maps by next hop ("[host]:port" and "host:port",
+ * then "[host]" and "host", then the host's parent domains as ".parent"),
+ * its first word the level; else smtp_tls_security_level. */
+static void
+qmgr_tls_policy(struct qmgr *q, struct qmgr_route *r)
+{
+    struct buf *key = NULL, *val = NULL;
+    const char *level = q->tls_level, *what = "smtp_tls_security_level";
+    const char *d;
+    char safe[256];
+    size_t n;
+    int rc = 0, m, k;
+
+    if (q->ntls_maps > 0) {
+        key = buf_new(64, BUF_NOCAP);
+        val = buf_new(64, CF_VALUE_MAX);
+        for (k = 0; rc == 0 && k < 4; k++) {
+            buf_reset(key);
+            buf_printf(key, k % 2 ? "%s" : "[%s]", r->host);
+            if (k < 2)
+                buf_printf(key, ":%d", r->port);
+            rc = qmgr_tables_get(q->tls_maps, q->ntls_maps, buf_data(key), val);
+        }
+        for (d = strchr(r->host, '.'); rc == 0 && d; d = strchr(d + 1, '.'))
+            if (d[1] != '\0')
+                rc = qmgr_tables_get(q->tls_maps, q->ntls_maps, d, val);
+        if (rc < 0) {
+            qmgr_route_fail(r, QMGR_R_DEFER, "4.3.0",
+                            "smtp_tls_policy_maps lookup failure: %s",
+                            buf_data(val));
+            goto out;
+        }
+        if (rc > 0) {
+            level = buf_data(val);
+            what = "smtp_tls_policy_maps";
+        }
+    }
+    level += strspn(level, " \t");
+    n = strcspn(level, " \t");
+    m = qmgr_tls_mandatory(level, n);
+    if (m > 0)
+        qmgr_route_fail(r, QMGR_R_DEFER, "4.7.5",
+                        "TLS is required, but our TLS engine is unavailable");
+    else if (m < 0)
+        qmgr_route_fail(r, QMGR_R_DEFER, "4.7.5",
+                        "bad TLS security level in %s: %s", what,
+                        qmgr_safe(level, safe, sizeof(safe)));
+out:
+    buf_free(key);
+    buf_free(val);
 }
 
 static void
@@ -493,6 +577,8 @@ qmgr_resolve(struct qmgr *q, const char *addr, struct qmgr_route *r)
     else
         qmgr_nexthop("", domain, "domain", r);
 done:
+    if (r->kind == QMGR_R_SMTP)
+        qmgr_tls_policy(q, r);
     buf_free(val);
     free(domain);
 }
@@ -1836,25 +1922,38 @@ fail:
     return rc;
 }
 
+/* The tables of list parameter name into *tp, *np: 0, or -1 (logged). */
 static int
-qmgr_open_maps(struct qmgr *q)
+qmgr_open_tables(struct qmgr *q, const char *name, struct lookup_table ***tp,
+                 size_t *np)
 {
-    char *const *l = cf_list(q->cf, "transport_maps");
+    char *const *l = cf_list(q->cf, name);
     struct buf *err = buf_new(128, 4096);
     size_t n;
 
     for (n = 0; l[n]; n++)
         ;
-    q->maps = xcalloc(n ? n : 1, sizeof(*q->maps));
-    for (q->nmaps = 0; q->nmaps < n; q->nmaps++) {
-        q->maps[q->nmaps] = lookup_open(l[q->nmaps], err);
-        if (q->maps[q->nmaps] == NULL) {
-            log_error("transport_maps: %s: %s", l[q->nmaps], buf_data(err));
+    *tp = xcalloc(n ? n : 1, sizeof(**tp));
+    for (*np = 0; *np < n; (*np)++) {
+        (*tp)[*np] = lookup_open(l[*np], err);
+        if ((*tp)[*np] == NULL) {
+            log_error("%s: %s: %s", name, l[*np], buf_data(err));
             buf_free(err);
             return -1;
         }
     }
     buf_free(err);
+    return 0;
+}
+
+static int
+qmgr_open_maps(struct qmgr *q)
+{
+    if (qmgr_open_tables(q, "transport_maps", &q->maps, &q->nmaps) < 0
+        || qmgr_open_tables(q, "smtp_tls_policy_maps", &q->tls_maps,
+                            &q->ntls_maps)
+               < 0)
+        return -1;
     return 0;
 }
 
@@ -1874,6 +1973,9 @@ qmgr_free(struct qmgr *q)
     for (i = 0; i < q->nmaps; i++)
         lookup_free(q->maps[i]);
     free(q->maps);
+    for (i = 0; i < q->ntls_maps; i++)
+        lookup_free(q->tls_maps[i]);
+    free(q->tls_maps);
     while (q->dests)
         qmgr_dest_drop(q, q->dests);
     free(q);
@@ -1894,6 +1996,7 @@ qmgr_run(const struct cf *cf)
     q->qdir = cf_str(cf, "queue_directory");
     q->mydest = cf_list(cf, "mydestination");
     q->relayhost = cf_str(cf, "relayhost");
+    q->tls_level = cf_str(cf, "smtp_tls_security_level");
     q->myhostname = cf_str(cf, "myhostname");
     if (*q->myhostname == '\0')
         q->myhostname = "localhost";
@@ -1921,6 +2024,15 @@ qmgr_run(const struct cf *cf)
                   strerror(errno));
     if (qmgr_open_maps(q) < 0 || qmgr_bind(q) < 0)
         goto fail;
+    if (qmgr_tls_mandatory(q->tls_level, strlen(q->tls_level)) != 0)
+        log_warning("smtp_tls_security_level = %s: this Sluice has no TLS "
+                    "client yet, so mail to SMTP next hops is deferred "
+                    "(4.7.5) instead of sent in clear",
+                    q->tls_level);
+    if (q->ntls_maps > 0)
+        log_warning("smtp_tls_policy_maps: this Sluice has no TLS client "
+                    "yet, so mail to next hops whose policy requires TLS is "
+                    "deferred (4.7.5) instead of sent in clear");
     q->loop = ev_default_loop(0);
     v = cf_int(cf, "sluice_worker_threads");
     q->pool = wpool_new(q->loop, v > 0 ? (int) v : 1, "qmgr-io", 0);

@@ -98,15 +98,42 @@ sluice_conf(int argc, char **argv, struct buf *err)
     return rc;
 }
 
+/* Each line of b to standard error as "sluice: PREFIXline"; b is cut. */
+static void
+sluice_lines(struct buf *b, const char *prefix)
+{
+    for (char *l = buf_data(b), *nl; *l; l = nl) {
+        nl = strchr(l, '\n');
+        if (nl)
+            *nl++ = '\0';
+        else
+            nl = l + strlen(l);
+        if (*l)
+            fprintf(stderr, "sluice: %s%s\n", prefix, l);
+    }
+}
+
 static int
 sluice_check(struct buf *err)
 {
-    struct cf *cf = sluice_load(err);
+    struct cf_service *svcs = NULL;
+    size_t nsvcs = 0;
+    struct cf *cf = cf_load(sluice_confdir, &svcs, &nsvcs, err);
+    struct buf *later;
     int rc = 0;
 
     if (cf == NULL)
         return sluice_fail(err, NULL);
 
+    /* Postfix settings this Sluice does not act on yet */
+    later = buf_new(1024, BUF_NOCAP);
+    cf_later(cf, NULL, later);
+    for (size_t i = 0; i < nsvcs; i++)
+        if (svcs[i].cf)
+            cf_later(svcs[i].cf, cf, later);
+    sluice_lines(later, "warning: ");
+    buf_free(later);
+    cf_services_free(svcs, nsvcs);
     if (access(cf_str(cf, "queue_directory"), F_OK) < 0)
         fprintf(stderr,
                 "sluice: warning: queue_directory %s does not exist yet "
@@ -124,15 +151,7 @@ sluice_check(struct buf *err)
         }
         clam_conf_free(cc);
         /* one line per problem: "error: ..." or "warning: ..." */
-        for (char *l = buf_data(out), *nl; *l; l = nl) {
-            nl = strchr(l, '\n');
-            if (nl)
-                *nl++ = '\0';
-            else
-                nl = l + strlen(l);
-            if (*l)
-                fprintf(stderr, "sluice: %s\n", l);
-        }
+        sluice_lines(out, "");
         buf_free(out);
     }
     cf_free(cf);

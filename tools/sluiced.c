@@ -567,6 +567,28 @@ master_load(struct master *m, struct cf **cf, struct cf_service **svcs,
     return 0;
 }
 
+/* Postfix settings this Sluice does not act on yet: said, not hidden. */
+static void
+master_warn_later(const struct cf *cf, const struct cf_service *svcs,
+                  size_t nsvcs)
+{
+    struct buf *b = buf_new(1024, BUF_NOCAP);
+
+    cf_later(cf, NULL, b);
+    for (size_t i = 0; i < nsvcs; i++)
+        if (svcs[i].cf)
+            cf_later(svcs[i].cf, cf, b);
+    for (char *l = buf_data(b), *nl; *l; l = nl) {
+        nl = strchr(l, '\n');
+        if (nl)
+            *nl++ = '\0';
+        else
+            nl = l + strlen(l);
+        log_warning("%s", l);
+    }
+    buf_free(b);
+}
+
 /* Stop one child and wait for it (SIGKILL after the grace). */
 static void
 master_stop_child(struct master *m, enum master_child c)
@@ -654,6 +676,7 @@ master_reload(struct master *m)
     m->nls = nls;
     log_info("reload -- version %s, configuration %s", PACKAGE_VERSION,
              m->confdir);
+    master_warn_later(m->cf, m->svcs, m->nsvcs);
     master_start(m, MASTER_SMTPD);
     master_start(m, MASTER_QMGR);
 }
@@ -710,6 +733,7 @@ main(int argc, char **argv)
         log_fatal("maillog_file %s: %s", cf_str(m.cf, "maillog_file"),
                   strerror(errno));
     log_set_debug(verbose);
+    master_warn_later(m.cf, m.svcs, m.nsvcs);
 
     sigemptyset(&set);
     sigaddset(&set, SIGCHLD);

@@ -1,0 +1,115 @@
+#!/bin/bash
+# SPDX-License-Identifier: GPL-2.0-or-later
+# t_unsupported.sh - Postfix settings this Sluice does not act on yet are
+# said, not hidden, and the TLS ones fail closed:
+# - a setting of a parameter that is accepted but not implemented yet
+#   (header_checks, smtpd_*_restrictions, soft_bounce...) earns a warning
+#   naming FILE:LINE, from `sluice check` (which still succeeds) and in the
+#   log at start; a default value or none earns nothing;
+# - smtp_tls_security_level or a smtp_tls_policy_maps entry that requires
+#   TLS (encrypt, verify, secure...) defers the mail with 4.7.5, as Postfix
+#   does when its TLS engine is unavailable, instead of sending it in
+#   clear; "may" and "none" still deliver;
+# - a service with -o smtpd_tls_security_level=encrypt answers MAIL FROM
+#   with 530 5.7.0 and STARTTLS with 454 4.7.0; the other service takes
+#   mail as before.
+. "$(dirname "$0")/lib.sh"
+need_binaries
+plan 21
+setup
+
+P2=$(free_port)
+P3=$(free_port)
+PSUB=$(free_port)
+export P2 P3 PSUB
+mkdir -p "$T/sink2" "$T/sink3"
+MASTER_EXTRA="127.0.0.1:$PSUB inet n - n - - smtpd -o smtpd_tls_security_level=encrypt -o smtpd_sasl_auth_enable=yes"
+write_conf "transport_maps = inline:{ tls.example=smtp:[127.0.0.1]:$P2, clear.example=smtp:[127.0.0.1]:$P3 }" \
+    "smtp_tls_security_level = may" \
+    "smtp_tls_policy_maps = inline:{ [127.0.0.1]:$P2=encrypt match=nexthop }" \
+    "header_checks = regexp:/etc/postfix/header_checks" \
+    "smtpd_recipient_restrictions = permit_mynetworks, reject_unauth_destination" \
+    "soft_bounce = no"
+
+# --- warnings
+out=$(sl check 2>&1)
+rc=$?
+is "sluice check succeeds with settings that are not implemented yet" "$rc" 0
+like "  and names header_checks with its file and line" "$out" \
+    "sluice: warning: $CONF/main\.cf:[0-9]+: header_checks = regexp:/etc/postfix/header_checks: not implemented in this Sluice yet; the setting has no effect"
+like "  and smtpd_recipient_restrictions" "$out" \
+    "warning: $CONF/main\.cf:[0-9]+: smtpd_recipient_restrictions = permit_mynetworks, reject_unauth_destination: not implemented"
+like "  and a master.cf -o setting, with the master.cf line" "$out" \
+    "warning: $CONF/master\.cf:2: smtpd_sasl_auth_enable = yes: not implemented"
+unlike "  but not soft_bounce set to its default" "$out" "soft_bounce"
+
+start_sink "$P2" "$T/sink2"
+start_sink "$P3" "$T/sink3"
+start_ok
+check "the log at start has the same warning" \
+    log_wait 5 "warning: $CONF/main\.cf:[0-9]+: header_checks = regexp:/etc/postfix/header_checks: not implemented in this Sluice yet"
+check "and says that smtp_tls_policy_maps defers what requires TLS" \
+    log_has "warning: smtp_tls_policy_maps: this Sluice has no TLS client yet, so mail to next hops whose policy requires TLS is deferred \(4\.7\.5\) instead of sent in clear"
+check "and that service 127.0.0.1:$PSUB refuses mail (smtpd_tls_security_level = encrypt)" \
+    log_has "warning: service 127\.0\.0\.1:$PSUB: smtpd_tls_security_level = encrypt, but this Sluice has no STARTTLS yet"
+
+# --- the SMTP client: a policy that requires TLS defers, "may" delivers
+pytap <<'PY'
+from sink import *
+port = int(env("PORT"))
+ids = {}
+for d in ("tls", "clear"):
+    r = send_mail(port, "a@example.org", ["x@%s.example" % d],
+                  b"Subject: %s\r\n\r\nbody\r\n" % d.encode())
+    ids[d] = queued_id(r)
+    open(os.path.join(env("T"), "id." + d), "w").write(ids[d] or "")
+tap(all(ids.values()), "two messages queued", ids)
+PY
+TLS_ID=$(cat "$T/id.tls")
+check "the next hop whose policy is encrypt: deferred with 4.7.5, relay=none" \
+    log_wait 10 "$TLS_ID: to=<x@tls\.example>, relay=none, .*dsn=4\.7\.5, status=deferred \(TLS is required, but our TLS engine is unavailable\)"
+check_not "  and that next hop was never spoken to (no EHLO)" \
+    grep -q ' < EHLO' "$T/sink2/sink.log"
+check "the next hop without a policy (smtp_tls_security_level = may) gets its mail in clear" \
+    sink_wait 1 10 "$T/sink3"
+like "the deferred message waits in the queue" "$(sl queue list 2>&1)" "^$TLS_ID"
+
+# --- smtp_tls_security_level = encrypt: everything to SMTP next hops waits
+write_conf "transport_maps = inline:{ tls.example=smtp:[127.0.0.1]:$P2, clear.example=smtp:[127.0.0.1]:$P3 }" \
+    "smtp_tls_security_level = encrypt"
+check "sluice reload with smtp_tls_security_level = encrypt" sl reload
+check "  the log warns that mail to SMTP next hops is deferred" \
+    log_wait 10 "warning: smtp_tls_security_level = encrypt: this Sluice has no TLS client yet"
+out=$(py <<'PY'
+from sink import *
+r = send_mail(int(env("PORT")), "a@example.org", ["y@clear.example"],
+              b"Subject: enc\r\n\r\nbody\r\n")
+print(queued_id(r) or r.text)
+PY
+)
+check "  a message to the clear next hop is deferred with 4.7.5 too" \
+    log_wait 10 "$out: to=<y@clear\.example>, relay=none, .*dsn=4\.7\.5, status=deferred \(TLS is required, but our TLS engine is unavailable\)"
+is "  and that next hop received nothing more" "$(sink_count "$T/sink3")" 1
+
+# --- the SMTP server with smtpd_tls_security_level = encrypt
+pytap <<'PY'
+from sink import *
+c = Client(int(env("PSUB")))
+c.reply()
+c.cmd("EHLO client.test")
+r = c.cmd("MAIL FROM:<a@example.org>")
+tap(r.code == 530 and "5.7.0 Must issue a STARTTLS command first" in r.text,
+    "encrypt service: MAIL FROM gets 530 5.7.0 Must issue a STARTTLS command first", r)
+r = c.cmd("STARTTLS")
+tap(r.code == 454 and "4.7.0 TLS not available due to local problem" in r.text,
+    "encrypt service: STARTTLS gets 454 4.7.0 TLS not available due to local problem", r)
+c.cmd("QUIT")
+c.close()
+c = Client(int(env("PORT")))
+c.reply()
+c.cmd("EHLO client.test")
+r = c.cmd("MAIL FROM:<a@example.org>")
+tap(r.code == 250, "the other service still takes MAIL FROM", r)
+c.cmd("QUIT")
+c.close()
+PY
