@@ -13,12 +13,17 @@
  *   IOSHIM_FSYNC_US=N       fsync() of a regular file of at least
  *                           IOSHIM_FSYNC_MIN bytes (0 if unset) sleeps N
  *                           us first (directories are not slowed)
+ *   IOSHIM_HOSTS=NAME=A,B   getaddrinfo() of NAME gives the numeric
+ *                           addresses A, B... in that order (a next hop
+ *                           with several addresses, on loopback)
  * Built by the test that uses it (cc -shared -fPIC ioshim.c -ldl).
  */
 #define _GNU_SOURCE
 #include <dirent.h>
 #include <dlfcn.h>
 #include <errno.h>
+#include <netdb.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
@@ -165,4 +170,42 @@ fsync(int fd)
         && st.st_size >= (min ? atol(min) : 0))
         usleep((useconds_t) atol(v));
     return next(fd);
+}
+
+typedef int (*getaddrinfo_fn)(const char *, const char *,
+                              const struct addrinfo *, struct addrinfo **);
+
+int
+getaddrinfo(const char *node, const char *service,
+            const struct addrinfo *hints, struct addrinfo **res)
+{
+    static getaddrinfo_fn next;
+    const char *v = getenv("IOSHIM_HOSTS"), *eq;
+    struct addrinfo h, *head = NULL, **tail = &head, *one;
+    char addr[64];
+    size_t n;
+
+    if (next == NULL)
+        next = (getaddrinfo_fn) dlsym(RTLD_NEXT, "getaddrinfo");
+    if (v == NULL || node == NULL || (eq = strchr(v, '=')) == NULL
+        || strlen(node) != (size_t) (eq - v) || strncmp(node, v, eq - v) != 0)
+        return next(node, service, hints, res);
+    memset(&h, 0, sizeof(h));
+    if (hints)
+        h = *hints;
+    h.ai_family = AF_UNSPEC;
+    h.ai_flags |= AI_NUMERICHOST;
+    for (v = eq + 1; *v; v += n + (v[n] == ',')) {
+        n = strcspn(v, ",");
+        snprintf(addr, sizeof(addr), "%.*s", (int) n, v);
+        if (next(addr, service, &h, &one) != 0)
+            continue;
+        *tail = one; /* glibc's freeaddrinfo frees node by node */
+        while (*tail)
+            tail = &(*tail)->ai_next;
+    }
+    if (head == NULL)
+        return EAI_NONAME;
+    *res = head;
+    return 0;
 }

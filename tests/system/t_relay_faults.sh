@@ -8,10 +8,12 @@
 # smtp_data_done_timeout), a SIZE limit below the message (bounced
 # before MAIL FROM), EHLO refused (HELO instead). Each gets its
 # Postfix-form log line; every deferred message stays in the queue and,
-# once its next hop behaves, arrives exactly once and byte for byte.
+# once its next hop behaves, arrives exactly once and byte for byte. A
+# next hop with two addresses (tests/system/ioshim.c answers its
+# getaddrinfo) whose first greets with 554: the second one gets the mail.
 . "$(dirname "$0")/lib.sh"
 need_binaries
-plan 36
+plan 39
 setup
 
 CASES="g554 g421 garbage longline manylines dropdata nodot size100 helo"
@@ -23,6 +25,8 @@ for c in $CASES; do
     export "P_$c"
     ROUTES="$ROUTES $c.example=smtp:[127.0.0.1]:$p,"
 done
+P_two=$(free_port)
+ROUTES="$ROUTES twoaddr.example=smtp:twoaddr.test:$P_two,"
 write_conf "transport_maps = inline:{${ROUTES%,} }" \
     "smtp_data_done_timeout = 2s" "smtp_helo_timeout = 5s"
 
@@ -34,6 +38,7 @@ cat >"$T/badhop.py" <<'PY'
 import os, socket, socketserver, sys, threading, time
 
 port, d = int(sys.argv[1]), sys.argv[2]
+host = sys.argv[3] if len(sys.argv) > 3 else "127.0.0.1"
 lock = threading.Lock()
 
 def mode():
@@ -134,8 +139,9 @@ class H(socketserver.StreamRequestHandler):
 class S(socketserver.ThreadingMixIn, socketserver.TCPServer):
     allow_reuse_address = True
     daemon_threads = True
+    address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
 
-S(("127.0.0.1", port), H).serve_forever()
+S((host, port), H).serve_forever()
 PY
 
 for c in $CASES; do
@@ -146,8 +152,19 @@ for c in $CASES; do
     _T_PIDS="$_T_PIDS $!"
     wait_port 127.0.0.1 "$p" 10
 done
+# twoaddr.test: ::1 greets with 554, 127.0.0.1 takes the mail
+mkdir -p "$T/hop.two6" "$T/hop.two4"
+echo g554 >"$T/hop.two6/mode"
+"$PYTHON3" "$T/badhop.py" "$P_two" "$T/hop.two6" ::1 >>"$T/hop.out" 2>&1 &
+_T_PIDS="$_T_PIDS $!"
+"$PYTHON3" "$T/badhop.py" "$P_two" "$T/hop.two4" >>"$T/hop.out" 2>&1 &
+_T_PIDS="$_T_PIDS $!"
+wait_port ::1 "$P_two" 10
+wait_port 127.0.0.1 "$P_two" 10
 start_sink
-start_ok
+ioshim_wrap "$T/hosts" "IOSHIM_HOSTS=twoaddr.test=::1,127.0.0.1" ||
+    diag "tests/system/ioshim.c does not build"
+SLUICED_WRAP=$T/hosts start_ok
 
 # Every case's message: a body with dot-leading lines and a long one
 # (3 MB for the connection dropped during the content).
@@ -155,7 +172,7 @@ pytap <<'PY'
 from sink import *
 port = int(env("PORT"))
 ids = {}
-for c in env("CASES").split():
+for c in env("CASES").split() + ["twoaddr"]:
     body = (b"Subject: fault %s\r\nMessage-ID: <fault-%s@example.org>\r\n\r\n"
             b".leading dot\r\n..two dots\r\nline for %s\r\n" % (c.encode(), c.encode(), c.encode())
             + b"y" * 900 + b"\r\n")
@@ -203,6 +220,13 @@ check "EHLO refused with 502: HELO, and the message is delivered" \
     log_wait 15 "$(id_of helo): to=<x@helo\.example>, relay=$(relay_of helo), .*dsn=2\.0\.0, status=sent \(250 2\.0\.0 Ok: queued as HOP1\)"
 like "  the server saw EHLO, then HELO with smtp_helo_name" \
     "$(head -n 2 "$T/hop.helo/cmds" | tr '\n' ' ')" '^EHLO mx\.test\.example HELO mx\.test\.example $'
+
+check "two addresses, the first greets with 554: the second one gets the mail" \
+    log_wait 15 "$(id_of twoaddr): to=<x@twoaddr\.example>, relay=twoaddr\.test\[127\.0\.0\.1\]:$P_two, .*status=sent"
+check "  after the first one was asked (it saw QUIT, not EHLO)" \
+    grep -qx QUIT "$T/hop.two6/cmds"
+is "  and nothing was deferred for it" \
+    "$(log_count "x@twoaddr\.example>, .*status=deferred")" 0
 
 out=$(sl queue list 2>&1)
 for c in g554 g421 garbage longline manylines dropdata nodot; do
