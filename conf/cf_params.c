@@ -229,8 +229,13 @@ const struct cf_param cf_params[] = {
     {"sluice_worker_threads", CF_INT, "4", 0,
      "worker threads per process for fsync, scans and other blocking work", 0},
     {"smtp_bind_address", CF_STR, "", 0,
-     "local IPv4 address for outgoing SMTP connections; not implemented yet",
-     1},
+     "numeric local IPv4 address outgoing SMTP connections over IPv4 are made "
+     "from (empty: the kernel's choice)",
+     0},
+    {"smtp_bind_address6", CF_STR, "", 0,
+     "numeric local IPv6 address outgoing SMTP connections over IPv6 are made "
+     "from (empty: the kernel's choice)",
+     0},
     {"smtp_connect_timeout", CF_TIME, "30s", 's',
      "time limit for connecting to a remote SMTP server", 0},
     {"smtp_connection_cache_on_demand", CF_BOOL, "yes", 0,

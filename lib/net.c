@@ -106,13 +106,24 @@ net_quickack(int fd)
 int
 net_connect(const struct sockaddr *sa, socklen_t len)
 {
+    return net_connect_from(sa, len, NULL, 0, NULL);
+}
+
+int
+net_connect_from(const struct sockaddr *sa, socklen_t len,
+                 const struct sockaddr *from, socklen_t flen, int *bind_err)
+{
     int fd =
         socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 
+    if (bind_err)
+        *bind_err = 0;
     if (fd < 0)
         return -1;
     if (sa->sa_family == AF_INET || sa->sa_family == AF_INET6)
         net_nodelay(fd);
+    if (from && bind(fd, from, flen) < 0 && bind_err)
+        *bind_err = errno;
     if (connect(fd, sa, len) < 0 && errno != EINPROGRESS) {
         int e = errno;
         close(fd);
@@ -120,6 +131,37 @@ net_connect(const struct sockaddr *sa, socklen_t len)
         return -1;
     }
     return fd;
+}
+
+int
+net_addr_parse(const char *text, int af, struct sockaddr_storage *ss,
+               socklen_t *len)
+{
+    struct sockaddr_in *s4 = (struct sockaddr_in *) ss;
+    struct sockaddr_in6 *s6 = (struct sockaddr_in6 *) ss;
+    char tmp[NET_ADDR_MAX];
+    size_t n = strlen(text);
+
+    if (af == AF_INET6 && n >= 2 && text[0] == '[' && text[n - 1] == ']') {
+        text++;
+        n -= 2;
+    }
+    if (n == 0 || n >= sizeof(tmp))
+        return -1;
+    memcpy(tmp, text, n);
+    tmp[n] = '\0';
+    memset(ss, 0, sizeof(*ss));
+    if (af == AF_INET && inet_pton(AF_INET, tmp, &s4->sin_addr) == 1) {
+        s4->sin_family = AF_INET;
+        *len = sizeof(*s4);
+        return 0;
+    }
+    if (af == AF_INET6 && inet_pton(AF_INET6, tmp, &s6->sin6_addr) == 1) {
+        s6->sin6_family = AF_INET6;
+        *len = sizeof(*s6);
+        return 0;
+    }
+    return -1;
 }
 
 int

@@ -31,6 +31,16 @@ void net_quickack(int fd);
 int net_listen(const char *host, const char *port, int family);
 /* Start a non-blocking connect to a numeric address: fd, or -1. */
 int net_connect(const struct sockaddr *sa, socklen_t len);
+/* The same from a local address (from, flen; from NULL: the kernel's
+ * choice). When the bind fails the connect goes ahead from the kernel's
+ * choice, as Postfix's smtp does, and *bind_err holds its errno (else 0). */
+int net_connect_from(const struct sockaddr *sa, socklen_t len,
+                     const struct sockaddr *from, socklen_t flen,
+                     int *bind_err);
+/* A numeric address of family af (AF_INET or AF_INET6; IPv6 with or
+ * without []) with port 0 into *ss, *len: 0, or -1 when it is not one. */
+int net_addr_parse(const char *text, int af, struct sockaddr_storage *ss,
+                   socklen_t *len);
 /* Split "host:port", "[v6]:port", "host" into host and port (port NULL
  * or default when absent). Writes NULs into s. 0 or -1. */
 int net_split_hostport(char *s, char **host, char **port);

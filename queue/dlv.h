@@ -52,6 +52,9 @@ struct dlv_job {
 
 /* Start delivery; done(job) is called later, never from inside start. */
 void dlv_smtp_start(struct dlv_job *job);
+/* The SMTP client's settings that cf_check cannot judge (numeric bind
+ * addresses): 0, or -1 and the reason in err. */
+int dlv_smtp_check(const struct cf *cf, struct buf *err);
 void dlv_local_start(struct dlv_job *job);
 
 /* Shared helpers for the agents' log lines. */

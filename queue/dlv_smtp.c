@@ -1423,16 +1423,67 @@ smtp_unpark(struct smtp_sess *s)
 
 /* ---- connecting ---- */
 
+/* smtp_bind_address (IPv4) or smtp_bind_address6 for a connection to
+ * family af: 1 with the address in *from, 0 when none is set, -1 when it
+ * is not a numeric address (sluiced refuses to start with one). */
+static int
+smtp_bind_from(const struct cf *cf, int af, struct sockaddr_storage *from,
+               socklen_t *flen, const char **name)
+{
+    const char *v;
+
+    *name = af == AF_INET6 ? "smtp_bind_address6" : "smtp_bind_address";
+    if (af != AF_INET && af != AF_INET6)
+        return 0;
+    v = cf_str(cf, *name);
+    if (*v == '\0')
+        return 0;
+    return net_addr_parse(v, af, from, flen) == 0 ? 1 : -1;
+}
+
+int
+dlv_smtp_check(const struct cf *cf, struct buf *err)
+{
+    static const int fam[] = {AF_INET, AF_INET6};
+    struct sockaddr_storage ss;
+    socklen_t len;
+    const char *name;
+
+    for (size_t i = 0; i < sizeof(fam) / sizeof(fam[0]); i++)
+        if (smtp_bind_from(cf, fam[i], &ss, &len, &name) < 0) {
+            buf_reset(err);
+            buf_printf(err, "%s: not a numeric %s address: %.64s", name,
+                       fam[i] == AF_INET ? "IPv4" : "IPv6", cf_str(cf, name));
+            return -1;
+        }
+    return 0;
+}
+
 static void
 smtp_connect_next(struct smtp_sess *s)
 {
+    struct sockaddr_storage from;
+    socklen_t flen = 0;
+    const char *bname;
     struct smtp_addr *a;
-    int fd;
+    int fd, b, berr;
 
     for (; s->ai < s->naddr; s->ai++) {
         a = &s->addrs[s->ai];
         net_ntop((struct sockaddr *) &a->ss, s->addr, sizeof(s->addr), NULL);
-        fd = net_connect((struct sockaddr *) &a->ss, a->len);
+        b = smtp_bind_from(s->job->cf, a->ss.ss_family, &from, &flen, &bname);
+        if (b < 0) {
+            smtp_defer_all(s, "4.3.5", "bad %s: %.64s", bname,
+                           cf_str(s->job->cf, bname));
+            smtp_finish(s);
+            return;
+        }
+        fd =
+            net_connect_from((struct sockaddr *) &a->ss, a->len,
+                             b ? (struct sockaddr *) &from : NULL, flen, &berr);
+        if (berr != 0) /* as Postfix: said, and connected all the same */
+            log_warning("smtp: bind %s: %s", cf_str(s->job->cf, bname),
+                        strerror(berr));
         if (fd < 0) {
             s->conn_err = errno;
             free(s->refused);

@@ -28,6 +28,7 @@
 #include "filters/clam.h"
 #include "lib/buf.h"
 #include "lib/log.h"
+#include "queue/dlv.h"
 #include "queue/qadmin.h"
 #include "queue/spool.h"
 
@@ -134,6 +135,11 @@ sluice_check(struct buf *err)
     sluice_lines(later, "warning: ");
     buf_free(later);
     cf_services_free(svcs, nsvcs);
+    if (dlv_smtp_check(cf, err) < 0) {
+        fprintf(stderr, "sluice: error: %s/main.cf: %s\n", sluice_confdir,
+                buf_data(err));
+        rc = 1;
+    }
     if (access(cf_str(cf, "queue_directory"), F_OK) < 0)
         fprintf(stderr,
                 "sluice: warning: queue_directory %s does not exist yet "

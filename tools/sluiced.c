@@ -50,6 +50,7 @@
 #include "lib/xalloc.h"
 #include "milter/milter.h"
 #include "proxy/smtpd.h"
+#include "queue/dlv.h"
 #include "queue/qmgr.h"
 #include "queue/spool.h"
 
@@ -563,6 +564,14 @@ master_load(struct master *m, struct cf **cf, struct cf_service **svcs,
         return -1;
     }
     milter_confs_free(mv);
+    if (dlv_smtp_check(*cf, err) < 0) {
+        log_error("%s/main.cf: %s", m->confdir, buf_data(err));
+        buf_free(err);
+        cf_services_free(*svcs, *nsvcs);
+        cf_free(*cf);
+        *cf = NULL;
+        return -1;
+    }
     buf_free(err);
     return 0;
 }
