@@ -3,17 +3,20 @@
  * fuzz_dlv_smtp.c - whole delivery sessions of the SMTP client delivery
  * agent (dlv_smtp.c: dlv_smtp_start(), the relay to the next hop) against
  * a fake SMTP server on 127.0.0.1 whose output is the fuzz input. Both
- * ends run on one libev loop in this thread, so a run is deterministic.
+ * ends run on one libev loop in this thread, so a run is deterministic
+ * but for how the kernel hands over big writes.
  * For that the harness brings its own wpool (wpool.h's functions, so
- * lib/wpool.c is not linked in): work and done run on the loop thread
- * from a zero timer started by the first wpool_submit, in order, as a
- * pool whose worker finished at once would have them; and its own
- * preadv2(), which says EAGAIN (not in the page cache) when told to.
+ * lib/wpool.o is not linked in; a wpool function that a linked module
+ * starts to use must be added here, or the link fails with duplicates):
+ * work and done run on the loop thread from a zero timer started by the
+ * first wpool_submit, in order, as a pool whose worker finished at once
+ * would have them; and its own preadv2(), which says EAGAIN (not in the
+ * page cache) when told to.
  *
  * Input: four option bytes, then the fake server's output as records.
  *  byte 0: bits 0-2 the first job's message (small, empty with the null
  *          sender, no final CRLF, dot lines, 8-bit with BODY=8BITMIME,
- *          ~192 KB crossing SMTP_CHUNK and the output buffer, a bad
+ *          192 KB in four SMTP_CHUNK reads, the last of one byte, a bad
  *          sender, one bare LF), bits 3-5 the stage whose timeout is 0s
  *          (none, helo, mail, rcpt, data_init, data_xfer, data_done,
  *          connect; the others are 300s: a 0s timer fires on the next
@@ -80,7 +83,11 @@
  *  - BOUNCE only for an address Sluice cannot send (5.1.3, never sent),
  *    a bad sender (5.1.7, no MAIL), a SIZE the fake announced that the
  *    message exceeds (5.3.4, no MAIL), or a 5xx paired with that
- *    recipient's RCPT TO or with the greeting, HELO, MAIL, DATA or ".";
+ *    recipient's RCPT TO or with the greeting, HELO, MAIL, DATA or "."
+ *    (DATA and "." only for a recipient accepted in that transaction);
+ *    these two are not checked for a job during or after which the fake
+ *    closed a connection or the client reset one (deaf_job): replies the
+ *    fake sent ahead may then answer commands it never got to read;
  *  - the client sends only CRLF-terminated EHLO/HELO <smtp_helo_name>,
  *    MAIL FROM:<sender> [SIZE=<content size>] [BODY=8BITMIME (8-bit
  *    messages only)], RCPT TO:<a recipient of the job, once>, DATA and
