@@ -369,8 +369,9 @@ const struct cf_param cf_params[] = {
      "encrypt, MAIL FROM gets 530 5.7.0 and STARTTLS 454 4.7.0",
      0},
     {"soft_bounce", CF_BOOL, "no", 0,
-     "turn permanent delivery errors into temporary ones; not implemented yet",
-     1},
+     "safety net: every 5xx reply of the SMTP server is said as 4xx, and "
+     "mail a delivery would bounce stays queued (logged status=SOFTBOUNCE)",
+     0},
     {"strict_rfc821_envelopes", CF_BOOL, "no", 0,
      "require <> around MAIL FROM and RCPT TO addresses; not implemented yet",
      1},

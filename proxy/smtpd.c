@@ -118,6 +118,7 @@ struct smtpd_conf {
     int disable_vrfy;
     int helo_required;
     int tls_required; /* smtpd_tls_security_level = encrypt: no MAIL */
+    int soft_bounce;  /* every 5xx reply said as 4xx */
     int forbid_bare;
     int peername_lookup;
     char *const *mydestination;
@@ -291,6 +292,7 @@ smtpd_conf_init(struct smtpd_conf *c, const struct cf *cf, const char *service)
                     "5.7.0 instead of mail being taken in clear",
                     service);
     c->forbid_bare = cf_bool(cf, "smtpd_forbid_bare_newline");
+    c->soft_bounce = cf_bool(cf, "soft_bounce");
     c->peername_lookup = cf_bool(cf, "smtpd_peername_lookup");
     c->mydestination = cf_list(cf, "mydestination");
     c->relay_domains = cf_list(cf, "relay_domains");
@@ -380,6 +382,18 @@ smtpd_out_overflow(struct smtpd_sess *s)
     s->closing = 1;
 }
 
+/* soft_bounce, as Postfix's smtpd: a reply line "5xx ..." becomes
+ * "4xx ...", and its enhanced code "5.x.y" right after it "4.x.y". */
+static void
+smtpd_soften(char *line, size_t len)
+{
+    if (len >= 3 && line[0] == '5')
+        line[0] = '4';
+    if (len >= 6 && (line[3] == ' ' || line[3] == '-') && line[4] == '5'
+        && line[5] == '.')
+        line[4] = '4';
+}
+
 /* One reply line "CODE text" (no CRLF); the code is parsed from it. */
 static void __attribute__((format(printf, 2, 3)))
 smtpd_reply(struct smtpd_sess *s, const char *fmt, ...)
@@ -397,6 +411,8 @@ smtpd_reply(struct smtpd_sess *s, const char *fmt, ...)
         return;
     }
     va_end(ap);
+    if (s->conf->soft_bounce)
+        smtpd_soften(buf_data(s->out) + start, buf_len(s->out) - start);
     code = atoi(buf_data(s->out) + start);
     smtpd_account(s, code);
 }
@@ -407,11 +423,19 @@ smtpd_reply_text(struct smtpd_sess *s, int code, const char *dsn,
                  const char *text)
 {
     const char *p = text, *nl;
+    char soft[16];
     size_t n, i;
     int fail = 0;
 
     if (s->dead)
         return;
+    if (s->conf->soft_bounce && code >= 500 && code <= 599) {
+        code -= 100;
+        if (dsn && dsn[0] == '5') {
+            snprintf(soft, sizeof(soft), "4%s", dsn + 1);
+            dsn = soft;
+        }
+    }
     for (;;) {
         nl = strchr(p, '\n');
         n = nl ? (size_t) (nl - p) : strlen(p);
@@ -459,9 +483,16 @@ smtpd_log_event(struct smtpd_sess *s, const char *what, const char *stage,
                 const char *reply, const char *rcpt)
 {
     struct buf *b = buf_new(256, LOG_LINE_MAX);
+    char *soft = NULL;
 
+    if (s->conf->soft_bounce && reply[0] == '5') { /* as it was said */
+        soft = xstrdup(reply);
+        smtpd_soften(soft, strlen(soft));
+        reply = soft;
+    }
     buf_printf(b, "%s: %s: %s from %s: %s;", s->qid[0] ? s->qid : "NOQUEUE",
                what, stage, s->ident, smtpd_safe(s, 0, reply));
+    free(soft);
     if (s->sender)
         buf_printf(b, " from=<%s>", smtpd_safe(s, 1, s->sender));
     else if (s->pend_addr && strcmp(stage, "MAIL") == 0)

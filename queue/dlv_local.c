@@ -360,7 +360,7 @@ local_done(void *arg)
     if (c->end == 0)
         c->end = local_now();
     for (k = 0; k < job->nrcpt; k++) {
-        const struct dlv_result *r = &job->result[k];
+        struct dlv_result *r = &job->result[k];
         const char *to = job->msg->env.rcpt[job->rcpt[k]].addr;
         const char *status = "sent";
 
@@ -374,6 +374,10 @@ local_done(void *arg)
         case DLV_BOUNCE:
             status = "bounced";
             break;
+        }
+        if (r->status == DLV_BOUNCE && cf_bool(job->cf, "soft_bounce")) {
+            r->status = DLV_DEFER; /* kept queued, as Postfix does */
+            status = "SOFTBOUNCE";
         }
         log_safe(to, strlen(to), safe_to, sizeof(safe_to));
         log_safe(r->text ? r->text : "", r->text ? strlen(r->text) : 0,

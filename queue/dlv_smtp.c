@@ -276,10 +276,6 @@ smtp_decide(struct smtp_sess *s, size_t i, enum dlv_status st, const char *dsn,
     if (s->decided[i])
         return;
     s->decided[i] = 1;
-    r->status = st;
-    snprintf(r->dsn, sizeof(r->dsn), "%s", dsn);
-    r->text = xstrdup(text);
-
     switch (st) {
     case DLV_SENT:
         status = "sent";
@@ -291,6 +287,13 @@ smtp_decide(struct smtp_sess *s, size_t i, enum dlv_status st, const char *dsn,
         status = "bounced";
         break;
     }
+    if (st == DLV_BOUNCE && cf_bool(job->cf, "soft_bounce")) {
+        st = DLV_DEFER; /* kept queued, logged as Postfix logs it */
+        status = "SOFTBOUNCE";
+    }
+    r->status = st;
+    snprintf(r->dsn, sizeof(r->dsn), "%s", dsn);
+    r->text = xstrdup(text);
     if (s->connected)
         snprintf(relay, sizeof(relay), "%s[%s]:%d", s->host, s->addr,
                  job->port);

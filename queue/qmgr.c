@@ -1117,6 +1117,7 @@ qmgr_deliver(struct qmgr *q, struct qmgr_msg *m)
     char d[32], to[600], why[1100];
     size_t i, h, g, n, limit;
     long long lim;
+    int soft;
 
     qmgr_enter(m, QMGR_M_DELIVER);
     m->reason = xcalloc(nr, sizeof(char *));
@@ -1142,13 +1143,20 @@ qmgr_deliver(struct qmgr *q, struct qmgr_msg *m)
         dlv_fmt_delay(dlv_delay(m->msg), d, sizeof(d));
         switch (routes[i].kind) {
         case QMGR_R_ERROR:
-            qmgr_fail(m, i, SPOOL_RCPT_BOUNCED, routes[i].text);
+            soft = cf_bool(q->cf, "soft_bounce"); /* kept queued */
             log_info_as("error",
                         "%s: to=<%s>, relay=none, delay=%s, delays=%s/0/0/0, "
-                        "dsn=%s, status=bounced (%s)",
+                        "dsn=%s, status=%s (%s)",
                         m->id, qmgr_safe(e->rcpt[i].addr, to, sizeof(to)), d, d,
-                        routes[i].dsn,
+                        routes[i].dsn, soft ? "SOFTBOUNCE" : "bounced",
                         qmgr_safe(routes[i].text, why, sizeof(why)));
+            if (!soft) {
+                qmgr_fail(m, i, SPOOL_RCPT_BOUNCED, routes[i].text);
+                continue;
+            }
+            free(m->reason[i]);
+            m->reason[i] = routes[i].text;
+            routes[i].text = NULL;
             continue;
         case QMGR_R_DEFER:
             log_info_as("qmgr",

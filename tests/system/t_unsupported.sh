@@ -3,7 +3,7 @@
 # t_unsupported.sh - Postfix settings this Sluice does not act on yet are
 # said, not hidden, and the TLS ones fail closed:
 # - a setting of a parameter that is accepted but not implemented yet
-#   (header_checks, smtpd_*_restrictions, soft_bounce...) earns a warning
+#   (header_checks, smtpd_*_restrictions, alias_maps...) earns a warning
 #   naming FILE:LINE, from `sluice check` (which still succeeds) and in the
 #   log at start; a default value or none earns nothing;
 # - smtp_tls_security_level or a smtp_tls_policy_maps entry that requires
@@ -29,7 +29,7 @@ write_conf "transport_maps = inline:{ tls.example=smtp:[127.0.0.1]:$P2, clear.ex
     "smtp_tls_policy_maps = inline:{ [127.0.0.1]:$P2=encrypt match=nexthop }" \
     "header_checks = regexp:/etc/postfix/header_checks" \
     "smtpd_recipient_restrictions = permit_mynetworks, reject_unauth_destination" \
-    "soft_bounce = no"
+    "alias_maps = hash:/etc/aliases"
 
 # --- warnings
 out=$(sl check 2>&1)
@@ -41,7 +41,7 @@ like "  and smtpd_recipient_restrictions" "$out" \
     "warning: $CONF/main\.cf:[0-9]+: smtpd_recipient_restrictions = permit_mynetworks, reject_unauth_destination: not implemented"
 like "  and a master.cf -o setting, with the master.cf line" "$out" \
     "warning: $CONF/master\.cf:2: smtpd_sasl_auth_enable = yes: not implemented"
-unlike "  but not soft_bounce set to its default" "$out" "soft_bounce"
+unlike "  but not alias_maps set to its default" "$out" "alias_maps"
 
 start_sink "$P2" "$T/sink2"
 start_sink "$P3" "$T/sink3"
