@@ -2376,8 +2376,9 @@ smtpd_connect_done(struct smtpd_sess *s, const struct filter_result *r)
     case FILTER_REJECT:
         smtpd_verdict_reply(r, &code, &dsn, &text);
         smtpd_reply_text(s, 554, "5.7.1", text);
-        log_info("NOQUEUE: reject: CONNECT from %s: 554 5.7.1 %s; proto=SMTP",
-                 s->ident, smtpd_safe(s, 0, text));
+        log_info("NOQUEUE: reject: CONNECT from %s: %s %s; proto=SMTP",
+                 s->ident, c->soft_bounce ? "454 4.7.1" : "554 5.7.1",
+                 smtpd_safe(s, 0, text));
         s->denied = 1;
         smtpd_enter(s, SMTPD_S_HELO);
         return;
