@@ -1065,8 +1065,8 @@ cf_is_set(const struct cf *cf, const char *name)
     return cf->val[cf_index(name)].raw != NULL;
 }
 
-size_t
-cf_later(const struct cf *cf, const struct cf *base, struct buf *out)
+static size_t
+cf_later_one(const struct cf *cf, const struct cf *base, struct buf *out)
 {
     char shown[256];
     size_t i, n = 0;
@@ -1086,6 +1086,18 @@ cf_later(const struct cf *cf, const struct cf *base, struct buf *out)
                    cf_shown(v->raw, shown, sizeof(shown)));
         n++;
     }
+    return n;
+}
+
+size_t
+cf_later(const struct cf *cf, const struct cf_service *svcs, size_t nsvcs,
+         struct buf *out)
+{
+    size_t i, n = cf_later_one(cf, NULL, out);
+
+    for (i = 0; i < nsvcs; i++)
+        if (svcs[i].cf)
+            n += cf_later_one(svcs[i].cf, cf, out);
     return n;
 }
 

@@ -78,11 +78,13 @@ long long cf_size(const struct cf *cf, const char *name); /* bytes */
 char *const *cf_list(const struct cf *cf, const char *name);
 int cf_is_set(const struct cf *cf, const char *name); /* set in a file */
 /* Parameters Sluice accepts (a Postfix main.cf loads) but does not
- * implement yet, set in cf to a value other than their default and,
- * with base, other than base's (a service's -o over main.cf): one line
- * "FILE:LINE: NAME = VALUE: not implemented in this Sluice yet; the
- * setting has no effect" each, appended to out. Returns their number. */
-size_t cf_later(const struct cf *cf, const struct cf *base, struct buf *out);
+ * implement yet, set to a value other than their default in cf, or by a
+ * service's -o to one other than cf's (svcs: nsvcs services, NULL ok):
+ * one line "FILE:LINE: NAME = VALUE: not implemented in this Sluice yet;
+ * the setting has no effect" each, appended to out. Returns their number. */
+struct cf_service;
+size_t cf_later(const struct cf *cf, const struct cf_service *svcs,
+                size_t nsvcs, struct buf *out);
 /* The raw (unexpanded) value, as postconf shows it. */
 const char *cf_raw(const struct cf *cf, const char *name);
 

@@ -170,6 +170,7 @@ struct qmgr {
     struct lookup_table **tls_maps; /* smtp_tls_policy_maps */
     size_t ntls_maps;
     const char *tls_level; /* smtp_tls_security_level */
+    int tls_global;        /* qmgr_tls_mandatory() of it */
     char *const *mydest;
     const char *relayhost;
     const char *myhostname;
@@ -466,15 +467,18 @@ qmgr_map_lookup(struct qmgr *q, const char *domain, struct buf *out)
     return qmgr_map_get(q, "*", out);
 }
 
-/* A TLS security level (Postfix's names): 1 when it forbids sending in
- * clear, 0 when it does not, -1 when it is not a level. */
+/* A TLS policy's level, its first word (Postfix's names): 1 when it
+ * forbids sending in clear, 0 when it does not, -1 when it is not one. */
 static int
-qmgr_tls_mandatory(const char *v, size_t n)
+qmgr_tls_mandatory(const char *v)
 {
     static const char *const clear_ok[] = {"", "none", "may", "dane", NULL};
     static const char *const need[] = {"encrypt", "dane-only", "fingerprint",
                                        "verify",  "secure",    NULL};
-    size_t i;
+    size_t i, n;
+
+    v += strspn(v, " \t");
+    n = strcspn(v, " \t");
 
     for (i = 0; clear_ok[i]; i++)
         if (strlen(clear_ok[i]) == n && strncasecmp(v, clear_ok[i], n) == 0)
@@ -498,9 +502,10 @@ qmgr_tls_policy(struct qmgr *q, struct qmgr_route *r)
     const char *level = q->tls_level, *what = "smtp_tls_security_level";
     const char *d;
     char safe[256];
-    size_t n;
     int rc = 0, m, k;
 
+    if (q->ntls_maps == 0 && q->tls_global == 0)
+        return; /* clear text allowed everywhere: nothing to look up */
     if (q->ntls_maps > 0) {
         key = buf_new(64, BUF_NOCAP);
         val = buf_new(64, CF_VALUE_MAX);
@@ -525,9 +530,7 @@ qmgr_tls_policy(struct qmgr *q, struct qmgr_route *r)
             what = "smtp_tls_policy_maps";
         }
     }
-    level += strspn(level, " \t");
-    n = strcspn(level, " \t");
-    m = qmgr_tls_mandatory(level, n);
+    m = qmgr_tls_mandatory(level);
     if (m > 0)
         qmgr_route_fail(r, QMGR_R_DEFER, "4.7.5",
                         "TLS is required, but our TLS engine is unavailable");
@@ -2032,7 +2035,8 @@ qmgr_run(const struct cf *cf)
                   strerror(errno));
     if (qmgr_open_maps(q) < 0 || qmgr_bind(q) < 0)
         goto fail;
-    if (qmgr_tls_mandatory(q->tls_level, strlen(q->tls_level)) != 0)
+    q->tls_global = qmgr_tls_mandatory(q->tls_level);
+    if (q->tls_global != 0)
         log_warning("smtp_tls_security_level = %s: this Sluice has no TLS "
                     "client yet, so mail to SMTP next hops is deferred "
                     "(4.7.5) instead of sent in clear",

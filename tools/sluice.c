@@ -128,10 +128,7 @@ sluice_check(struct buf *err)
 
     /* Postfix settings this Sluice does not act on yet */
     later = buf_new(1024, BUF_NOCAP);
-    cf_later(cf, NULL, later);
-    for (size_t i = 0; i < nsvcs; i++)
-        if (svcs[i].cf)
-            cf_later(svcs[i].cf, cf, later);
+    cf_later(cf, svcs, nsvcs, later);
     sluice_lines(later, "warning: ");
     buf_free(later);
     cf_services_free(svcs, nsvcs);

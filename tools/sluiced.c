@@ -583,10 +583,7 @@ master_warn_later(const struct cf *cf, const struct cf_service *svcs,
 {
     struct buf *b = buf_new(1024, BUF_NOCAP);
 
-    cf_later(cf, NULL, b);
-    for (size_t i = 0; i < nsvcs; i++)
-        if (svcs[i].cf)
-            cf_later(svcs[i].cf, cf, b);
+    cf_later(cf, svcs, nsvcs, b);
     for (char *l = buf_data(b), *nl; *l; l = nl) {
         nl = strchr(l, '\n');
         if (nl)

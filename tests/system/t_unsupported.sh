@@ -15,18 +15,19 @@
 #   mail as before.
 . "$(dirname "$0")/lib.sh"
 need_binaries
-plan 21
+plan 22
 setup
 
 P2=$(free_port)
 P3=$(free_port)
+P4=$(free_port) # never listened on: its policy is not a level
 PSUB=$(free_port)
 export P2 P3 PSUB
 mkdir -p "$T/sink2" "$T/sink3"
 MASTER_EXTRA="127.0.0.1:$PSUB inet n - n - - smtpd -o smtpd_tls_security_level=encrypt -o smtpd_sasl_auth_enable=yes"
-write_conf "transport_maps = inline:{ tls.example=smtp:[127.0.0.1]:$P2, clear.example=smtp:[127.0.0.1]:$P3 }" \
+write_conf "transport_maps = inline:{ tls.example=smtp:[127.0.0.1]:$P2, clear.example=smtp:[127.0.0.1]:$P3, bad.example=smtp:[127.0.0.1]:$P4 }" \
     "smtp_tls_security_level = may" \
-    "smtp_tls_policy_maps = inline:{ [127.0.0.1]:$P2=encrypt match=nexthop }" \
+    "smtp_tls_policy_maps = inline:{ [127.0.0.1]:$P2=encrypt match=nexthop, [127.0.0.1]:$P4=bogus }" \
     "header_checks = regexp:/etc/postfix/header_checks" \
     "smtpd_recipient_restrictions = permit_mynetworks, reject_unauth_destination" \
     "alias_maps = hash:/etc/aliases"
@@ -58,12 +59,12 @@ pytap <<'PY'
 from sink import *
 port = int(env("PORT"))
 ids = {}
-for d in ("tls", "clear"):
+for d in ("tls", "clear", "bad"):
     r = send_mail(port, "a@example.org", ["x@%s.example" % d],
                   b"Subject: %s\r\n\r\nbody\r\n" % d.encode())
     ids[d] = queued_id(r)
     open(os.path.join(env("T"), "id." + d), "w").write(ids[d] or "")
-tap(all(ids.values()), "two messages queued", ids)
+tap(all(ids.values()), "three messages queued", ids)
 PY
 TLS_ID=$(cat "$T/id.tls")
 check "the next hop whose policy is encrypt: deferred with 4.7.5, relay=none" \
@@ -73,6 +74,8 @@ check_not "  and that next hop was never spoken to (no EHLO)" \
 check "the next hop without a policy (smtp_tls_security_level = may) gets its mail in clear" \
     sink_wait 1 10 "$T/sink3"
 like "the deferred message waits in the queue" "$(sl queue list 2>&1)" "^$TLS_ID"
+check "a policy that is not a level: deferred, bad TLS security level, named" \
+    log_wait 10 "$(cat "$T/id.bad"): to=<x@bad\.example>, relay=none, .*dsn=4\.7\.5, status=deferred \(bad TLS security level in smtp_tls_policy_maps: bogus\)"
 
 # --- smtp_tls_security_level = encrypt: everything to SMTP next hops waits
 write_conf "transport_maps = inline:{ tls.example=smtp:[127.0.0.1]:$P2, clear.example=smtp:[127.0.0.1]:$P3 }" \

@@ -466,26 +466,29 @@ test_later(void **state)
                          "smtpd_recipient_restrictions = permit_mynetworks,\n"
                          " reject_unauth_destination\n");
     struct cf *svc = cf_clone(cf);
+    struct cf_service sv = {.cf = svc};
     struct buf *out = buf_new(256, BUF_NOCAP), *e = buf_new(256, 4096);
+    const char *main_lines =
+        "main.cf:1: header_checks = regexp:/etc/postfix/hc: not implemented "
+        "in this Sluice yet; the setting has no effect\n"
+        "main.cf:4: smtpd_recipient_restrictions = permit_mynetworks, "
+        "reject_unauth_destination: not implemented in this Sluice yet; the "
+        "setting has no effect\n";
     size_t n;
 
     for (size_t i = 0; cf_params[i].name != NULL; i++)
         if (cf_params[i].later) /* said in its description too */
             assert_non_null(strstr(cf_params[i].doc, "not implemented yet"));
-    n = cf_later(cf, NULL, out);
+    n = cf_later(cf, NULL, 0, out);
     assert_int_equal(n, 2);
-    assert_string_equal(
-        buf_data(out),
-        "main.cf:1: header_checks = regexp:/etc/postfix/hc: not implemented "
-        "in this Sluice yet; the setting has no effect\n"
-        "main.cf:4: smtpd_recipient_restrictions = permit_mynetworks, "
-        "reject_unauth_destination: not implemented in this Sluice yet; the "
-        "setting has no effect\n");
+    assert_string_equal(buf_data(out), main_lines);
     buf_reset(out);
+    /* a service: only its own -o setting is added to main.cf's */
     assert_int_equal(
         cf_set(svc, "smtpd_sasl_auth_enable", "yes", "master.cf:3", e), 0);
-    assert_int_equal(cf_later(svc, cf, out), 1);
-    assert_string_equal(buf_data(out),
+    assert_int_equal(cf_later(cf, &sv, 1, out), 3);
+    assert_int_equal(strncmp(buf_data(out), main_lines, strlen(main_lines)), 0);
+    assert_string_equal(buf_data(out) + strlen(main_lines),
                         "master.cf:3: smtpd_sasl_auth_enable = yes: not "
                         "implemented in this Sluice yet; the setting has no "
                         "effect\n");
