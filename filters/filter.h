@@ -91,7 +91,12 @@ struct filter_env {
     const char *server_addr; /* local address and port */
     int server_port;
     const char *helo;
-    const char *proto;    /* "SMTP" or "ESMTP" */
+    const char *proto; /* "SMTP" or "ESMTP" */
+    /* after STARTTLS (or in wrapper mode): "TLSv1.3", the cipher's name
+     * and its bits; NULL and 0 in clear */
+    const char *tls_version;
+    const char *tls_cipher;
+    int tls_bits;
     const char *queue_id; /* "" until the queue file exists */
     const char *sender;   /* MAIL FROM address, "" for <> */
     char *const *rcpts;   /* accepted recipients so far */

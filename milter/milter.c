@@ -863,6 +863,16 @@ milter_macro_value(struct milter_sess *ms, const char *name, char *tmp,
     }
     if (strcmp(n, "i") == 0)
         return e->queue_id;
+    if (strcmp(n, "tls_version") == 0)
+        return e->tls_version;
+    if (strcmp(n, "cipher") == 0)
+        return e->tls_cipher;
+    if (strcmp(n, "cipher_bits") == 0) {
+        if (e->tls_version == NULL)
+            return NULL;
+        snprintf(tmp, tmpsz, "%d", e->tls_bits);
+        return tmp;
+    }
     if (strncmp(n, "mail_", 5) == 0) {
         /* at MAIL the env may not have the sender yet */
         const char *snd = ms->st == FILTER_MAIL && ms->args && ms->args->str

@@ -47,6 +47,8 @@
 #include <unistd.h>
 
 #include <ev.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 
 #include "conf/cf.h"
 #include "conf/lookup.h"
@@ -54,6 +56,7 @@
 #include "lib/buf.h"
 #include "lib/log.h"
 #include "lib/net.h"
+#include "lib/tls.h"
 #include "lib/wpool.h"
 #include "lib/xalloc.h"
 #include "proxy/smtpd.h"
@@ -118,7 +121,12 @@ struct smtpd_conf {
     int disable_vrfy;
     int helo_required;
     int tls_required; /* smtpd_tls_security_level = encrypt: no MAIL */
-    int soft_bounce;  /* every 5xx reply said as 4xx */
+    int tls_wrapper;  /* smtpd_tls_wrappermode: TLS before the greeting */
+    int tls_loglevel;
+    int tls_received;        /* smtpd_tls_received_header */
+    double starttls_timeout; /* the handshake's time limit */
+    struct tls_srv *tls;     /* NULL: no STARTTLS (off, or did not load) */
+    int soft_bounce;         /* every 5xx reply said as 4xx */
     int forbid_bare;
     int peername_lookup;
     char *const *mydestination;
@@ -239,6 +247,29 @@ struct smtpd_sess {
     int write_err;
     int msgid_logged;
     char safe[4][SMTPD_SAFE];
+    /* TLS (STARTTLS, or wrapper mode from the start) */
+    SSL *ssl;
+    int tls_on;     /* handshake done: all I/O through ssl */
+    int tls_hs;     /* handshake under way: only it may touch ssl */
+    int tls_busy;   /* a handshake step is in the pool (fd kept open) */
+    int tls_start;  /* STARTTLS answered: handshake once the 220 is out */
+    int tls_failed; /* an SSL error: no close_notify */
+    int tls_rd_ww;  /* SSL_read wants the socket writable */
+    int tls_wr_wr;  /* SSL_write wants the socket readable */
+    struct smtpd_tls *tls; /* from the first handshake step on */
+};
+
+/* A TLS session's own (allocated for TLS sessions only: 10,000 idle
+ * sessions in clear do not carry it). */
+struct smtpd_tls {
+    void (*cont)(struct smtpd_sess *s); /* after the handshake */
+    struct smtpd_tls_job {
+        struct smtpd_sess *s;
+        SSL *ssl;
+        int res; /* SSL_ERROR_NONE, _WANT_READ, _WANT_WRITE, or failed */
+        char why[256];
+    } job;
+    struct tls_info ti;
 };
 
 static void smtpd_process(struct smtpd_sess *s);
@@ -246,6 +277,12 @@ static void smtpd_flush(struct smtpd_sess *s);
 static void smtpd_update_io(struct smtpd_sess *s);
 static void smtpd_close(struct smtpd_sess *s);
 static void smtpd_finish(struct smtpd_sess *s);
+static void smtpd_read_cb(struct ev_loop *loop, ev_io *w, int revents);
+static void smtpd_tls_begin(struct smtpd_sess *s,
+                            void (*cont)(struct smtpd_sess *s));
+static void smtpd_tls_step(struct smtpd_sess *s);
+static void smtpd_starttls_done(struct smtpd_sess *s);
+static void smtpd_greet(struct smtpd_sess *s);
 
 static struct lookup_net *
 smtpd_net_new(const struct cf *cf, const char *name, const char *service)
@@ -257,6 +294,61 @@ smtpd_net_new(const struct cf *cf, const char *name, const char *service)
         log_fatal("service %s: %s: %s", service, name, buf_data(err));
     buf_free(err);
     return n;
+}
+
+/* smtpd_tls_security_level: 0 none (or empty), 1 may, 2 encrypt. Any
+ * other word (the client's levels: verify, secure...) fails closed, as
+ * encrypt; smtpd_tls_load says so. */
+static int
+smtpd_tls_level(const struct cf *cf)
+{
+    const char *v = cf_str(cf, "smtpd_tls_security_level");
+
+    if (*v == '\0' || strcasecmp(v, "none") == 0)
+        return 0;
+    if (strcasecmp(v, "may") == 0)
+        return 1;
+    return 2;
+}
+
+void
+smtpd_tls_load(const struct cf *cf, struct smtpd_listener *ls, size_t n)
+{
+    struct buf *err = buf_new(256, 4096);
+
+    for (size_t i = 0; i < n; i++) {
+        const struct cf *scf = ls[i].svc && ls[i].svc->cf ? ls[i].svc->cf : cf;
+        const char *svc =
+            ls[i].svc && ls[i].svc->name ? ls[i].svc->name : "smtp";
+        const char *level = cf_str(scf, "smtpd_tls_security_level");
+        const char *cert = cf_str(scf, "smtpd_tls_cert_file");
+        int lv = smtpd_tls_level(scf);
+
+        ls[i].tls = NULL;
+        if (lv == 0 && !cf_bool(scf, "smtpd_tls_wrappermode"))
+            continue;
+        if (lv == 2 && strcasecmp(level, "encrypt") != 0)
+            log_warning("service %s: smtpd_tls_security_level = %s is not a "
+                        "level of the SMTP server (none, may, encrypt): "
+                        "taken as encrypt",
+                        svc, level);
+        if (*cert == '\0') {
+            log_warning("service %s: TLS is enabled, but smtpd_tls_cert_file "
+                        "is empty: disabling TLS support",
+                        svc);
+            continue;
+        }
+        buf_reset(err);
+        ls[i].tls =
+            tls_srv_new(cert, cf_str(scf, "smtpd_tls_key_file"),
+                        cf_str(scf, lv == 2 ? "smtpd_tls_mandatory_protocols"
+                                            : "smtpd_tls_protocols"),
+                        err);
+        if (ls[i].tls == NULL)
+            log_warning("service %s: %s: disabling TLS support", svc,
+                        buf_data(err));
+    }
+    buf_free(err);
 }
 
 static void
@@ -282,15 +374,13 @@ smtpd_conf_init(struct smtpd_conf *c, const struct cf *cf, const char *service)
     c->error_sleep = (double) cf_time(cf, "smtpd_error_sleep_time");
     c->disable_vrfy = cf_bool(cf, "disable_vrfy_command");
     c->helo_required = cf_bool(cf, "smtpd_helo_required");
-    /* Sluice has no STARTTLS yet: where the service requires TLS, no mail
-     * is taken, as Postfix does when TLS is required but unavailable. */
-    c->tls_required =
-        strcasecmp(cf_str(cf, "smtpd_tls_security_level"), "encrypt") == 0;
-    if (c->tls_required)
-        log_warning("service %s: smtpd_tls_security_level = encrypt, but this "
-                    "Sluice has no STARTTLS yet: every MAIL FROM gets 530 "
-                    "5.7.0 instead of mail being taken in clear",
-                    service);
+    c->tls_required = smtpd_tls_level(cf) == 2;
+    c->tls_wrapper = cf_bool(cf, "smtpd_tls_wrappermode");
+    c->tls_loglevel = (int) cf_int(cf, "smtpd_tls_loglevel");
+    c->tls_received = cf_bool(cf, "smtpd_tls_received_header");
+    c->starttls_timeout = (double) cf_time(cf, "smtpd_starttls_timeout");
+    if (c->starttls_timeout <= 0)
+        c->starttls_timeout = 300;
     c->forbid_bare = cf_bool(cf, "smtpd_forbid_bare_newline");
     c->soft_bounce = cf_bool(cf, "soft_bounce");
     c->peername_lookup = cf_bool(cf, "smtpd_peername_lookup");
@@ -566,7 +656,7 @@ smtpd_update_io(struct smtpd_sess *s)
     struct ev_loop *loop = s->srv->loop;
     int rd;
 
-    if (s->dead)
+    if (s->dead || s->tls_hs) /* the handshake runs its own watchers */
         return;
     rd = !s->closing && !s->waiting && !s->sleeping && !s->backlog_paused
          && buf_len(s->out) < SMTPD_OUT_HIGH && buf_len(s->in) < s->in->cap;
@@ -590,14 +680,94 @@ smtpd_update_io(struct smtpd_sess *s)
     case SMTPD_S_DATA:
         break;
     }
-    if (rd > 0)
+    if (s->tls_wr_wr) /* a write waits for the socket to be readable */
+        rd = 1;
+    if (rd > 0) {
         ev_io_start(loop, &s->rio);
-    else if (rd == 0)
+        /* what OpenSSL decrypted and holds raises no event of its own */
+        if (s->tls_on && SSL_has_pending(s->ssl))
+            ev_feed_event(loop, &s->rio, EV_READ);
+    } else if (rd == 0)
         ev_io_stop(loop, &s->rio);
-    if (buf_len(s->out) > 0 && !s->sleeping)
+    if ((buf_len(s->out) > 0 && !s->sleeping) || s->tls_rd_ww)
         ev_io_start(loop, &s->wio);
     else
         ev_io_stop(loop, &s->wio);
+}
+
+/*
+ * TLS I/O: with TLS on, reads and writes go through OpenSSL, and these
+ * two say what recv() and send() would (-1 with EAGAIN: try when the
+ * socket is ready; the direction OpenSSL needs is noted for
+ * smtpd_update_io). Renegotiation is off; a TLS 1.3 key update is the
+ * one case where a read must write or a write must read.
+ */
+static ssize_t
+smtpd_tls_io_err(struct smtpd_sess *s, int rc, int writing)
+{
+    char why[256];
+
+    switch (SSL_get_error(s->ssl, rc)) {
+    case SSL_ERROR_WANT_READ:
+        if (writing)
+            s->tls_wr_wr = 1;
+        errno = EAGAIN;
+        return -1;
+    case SSL_ERROR_WANT_WRITE:
+        if (!writing)
+            s->tls_rd_ww = 1;
+        errno = EAGAIN;
+        return -1;
+    case SSL_ERROR_ZERO_RETURN: /* close_notify: an orderly end */
+        return 0;
+    case SSL_ERROR_SYSCALL:
+        s->tls_failed = 1;
+        tls_errors(why, sizeof(why));
+        if (errno == 0)
+            return 0; /* EOF without close_notify */
+        return -1;
+    default:
+        s->tls_failed = 1;
+        log_info("SSL_%s error from %s: %s", writing ? "write" : "read",
+                 s->ident, tls_errors(why, sizeof(why)));
+        errno = EPROTO;
+        return -1;
+    }
+}
+
+static ssize_t
+smtpd_recv(struct smtpd_sess *s, void *p, size_t n)
+{
+    size_t got;
+    int rc;
+
+    if (!s->tls_on)
+        return recv(s->fd, p, n, 0);
+    s->tls_rd_ww = 0;
+    errno = 0;
+    if ((rc = SSL_read_ex(s->ssl, p, n, &got)) == 1)
+        return (ssize_t) got;
+    return smtpd_tls_io_err(s, rc, 0);
+}
+
+static ssize_t
+smtpd_send(struct smtpd_sess *s, const void *p, size_t n)
+{
+    size_t put;
+    int rc;
+
+    if (!s->tls_on)
+        return send(s->fd, p, n, MSG_NOSIGNAL);
+    s->tls_wr_wr = 0;
+    errno = 0;
+    if ((rc = SSL_write_ex(s->ssl, p, n, &put)) == 1)
+        return (ssize_t) put;
+    rc = (int) smtpd_tls_io_err(s, rc, 1);
+    if (rc == 0) { /* the peer closed: the write failed */
+        errno = EPIPE;
+        rc = -1;
+    }
+    return rc;
 }
 
 static void
@@ -615,7 +785,7 @@ smtpd_flush(struct smtpd_sess *s)
     if (s->dead || s->sleeping)
         return;
     while (buf_len(s->out) > 0) {
-        n = send(s->fd, buf_data(s->out), buf_len(s->out), MSG_NOSIGNAL);
+        n = smtpd_send(s, buf_data(s->out), buf_len(s->out));
         if (n > 0) {
             buf_consume(s->out, (size_t) n);
             ev_timer_again(s->srv->loop, &s->idle);
@@ -630,6 +800,10 @@ smtpd_flush(struct smtpd_sess *s)
     }
     if (buf_len(s->out) == 0 && s->closing) {
         smtpd_close(s);
+        return;
+    }
+    if (buf_len(s->out) == 0 && s->tls_start) { /* the 220 is out */
+        smtpd_tls_begin(s, smtpd_starttls_done);
         return;
     }
     smtpd_update_io(s);
@@ -653,6 +827,16 @@ smtpd_write_cb(struct ev_loop *loop, ev_io *w, int revents)
 
     if (s->dead)
         return;
+    if (s->tls_hs) {
+        smtpd_tls_step(s);
+        return;
+    }
+    if (s->tls_rd_ww) { /* a read waited for this */
+        s->tls_rd_ww = 0;
+        smtpd_read_cb(loop, &s->rio, EV_READ);
+        if (s->dead)
+            return;
+    }
     smtpd_flush(s);
     /* The client read its replies: go on with buffered commands. */
     if (!s->dead && was_high && buf_len(s->out) < SMTPD_OUT_HIGH)
@@ -669,6 +853,16 @@ smtpd_read_cb(struct ev_loop *loop, ev_io *w, int revents)
 
     if (s->dead)
         return;
+    if (s->tls_hs) {
+        smtpd_tls_step(s);
+        return;
+    }
+    if (s->tls_wr_wr) { /* a write waited for this */
+        s->tls_wr_wr = 0;
+        smtpd_flush(s);
+        if (s->dead)
+            return;
+    }
     if (smtpd_lazy_wait(s)) { /* input while we owe a reply: later */
         ev_io_stop(loop, w);
         return;
@@ -692,9 +886,12 @@ smtpd_read_cb(struct ev_loop *loop, ev_io *w, int revents)
         smtpd_update_io(s);
         return;
     }
-    n = recv(s->fd, p, room, 0);
-    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+    n = smtpd_recv(s, p, room);
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) {
+        if (s->tls_rd_ww)
+            smtpd_update_io(s);
         return;
+    }
     if (n <= 0) {
         smtpd_lost(s);
         return;
@@ -703,6 +900,117 @@ smtpd_read_cb(struct ev_loop *loop, ev_io *w, int revents)
     buf_commit(s->in, (size_t) n);
     ev_timer_again(loop, &s->idle);
     smtpd_process(s);
+}
+
+/*
+ * The TLS handshake (after STARTTLS, or at connect in wrapper mode). Its
+ * steps run in the pool: the server's key exchange and signature cost a
+ * millisecond of CPU with an RSA key, which the loop's other clients must
+ * not wait for. While a step is out, the loop watches nothing on the
+ * socket and does not touch ssl; the result says which way to wait next.
+ * smtpd_starttls_timeout limits the whole handshake (the idle timer).
+ */
+static void
+smtpd_tls_work(void *arg)
+{
+    struct smtpd_tls_job *j = arg;
+    int rc;
+
+    ERR_clear_error();
+    errno = 0;
+    j->why[0] = '\0';
+    rc = SSL_do_handshake(j->ssl);
+    j->res = rc == 1 ? SSL_ERROR_NONE : SSL_get_error(j->ssl, rc);
+    if (j->res == SSL_ERROR_NONE || j->res == SSL_ERROR_WANT_READ
+        || j->res == SSL_ERROR_WANT_WRITE)
+        return;
+    if (j->res == SSL_ERROR_SYSCALL && errno != 0)
+        snprintf(j->why, sizeof(j->why), "%s", strerror(errno));
+    else if (tls_errors(j->why, sizeof(j->why))[0] == '\0')
+        snprintf(j->why, sizeof(j->why), "lost connection");
+    ERR_clear_error();
+}
+
+static void
+smtpd_tls_done(void *arg)
+{
+    struct smtpd_tls_job *j = arg;
+    struct smtpd_sess *s = j->s;
+    struct ev_loop *loop = s->srv->loop;
+
+    s->jobs--;
+    s->tls_busy = 0;
+    if (s->dead) { /* smtpd_close left the socket to us */
+        close(s->fd);
+        s->fd = -1;
+        if (s->jobs == 0)
+            ev_idle_start(loop, &s->srv->reap);
+        return;
+    }
+    switch (j->res) {
+    case SSL_ERROR_WANT_READ:
+        ev_io_start(loop, &s->rio);
+        return;
+    case SSL_ERROR_WANT_WRITE:
+        ev_io_start(loop, &s->wio);
+        return;
+    case SSL_ERROR_NONE:
+        break;
+    default:
+        s->tls_failed = 1;
+        log_info("SSL_accept error from %s: %s", s->ident, j->why);
+        smtpd_lost(s);
+        return;
+    }
+    s->tls_hs = 0;
+    s->tls_on = 1;
+    s->idle.repeat = s->conf->timeout;
+    ev_timer_again(loop, &s->idle);
+    tls_info_get(s->ssl, &s->tls->ti);
+    s->env.tls_version = s->tls->ti.version;
+    s->env.tls_cipher = s->tls->ti.cipher;
+    s->env.tls_bits = s->tls->ti.bits;
+    if (s->conf->tls_loglevel >= 1)
+        log_info("Anonymous TLS connection established from %s: %s", s->ident,
+                 s->tls->ti.line);
+    s->tls->cont(s);
+}
+
+static void
+smtpd_tls_step(struct smtpd_sess *s)
+{
+    ev_io_stop(s->srv->loop, &s->rio);
+    ev_io_stop(s->srv->loop, &s->wio);
+    if (s->tls_busy)
+        return;
+    s->tls_busy = 1;
+    s->jobs++;
+    s->tls->job.s = s;
+    s->tls->job.ssl = s->ssl;
+    wpool_submit(s->srv->pool, smtpd_tls_work, smtpd_tls_done, &s->tls->job);
+}
+
+static void
+smtpd_tls_begin(struct smtpd_sess *s, void (*cont)(struct smtpd_sess *s))
+{
+    struct ev_loop *loop = s->srv->loop;
+
+    s->tls_start = 0;
+    /* RFC 3207 5: nothing the client sent in clear before the handshake
+     * is used after it (commands pipelined behind STARTTLS) */
+    buf_reset(s->in);
+    if ((s->ssl = tls_srv_ssl(s->conf->tls, s->fd)) == NULL) {
+        log_warning("%s: cannot start TLS: out of memory", s->ident);
+        smtpd_close(s);
+        return;
+    }
+    s->tls = xcalloc(1, sizeof(*s->tls));
+    s->tls->cont = cont;
+    s->tls_hs = 1;
+    s->idle.repeat = s->conf->starttls_timeout;
+    ev_timer_again(loop, &s->idle);
+    ev_io_stop(loop, &s->wio);
+    ev_io_start(loop, &s->rio); /* the ClientHello first */
 }
 
 /*
@@ -877,6 +1185,8 @@ smtpd_helo_done(struct smtpd_sess *s, const struct filter_result *r)
         buf_puts(s->out, "250-SIZE\r\n");
     if (!c->disable_vrfy)
         buf_puts(s->out, "250-VRFY\r\n");
+    if (c->tls != NULL && !s->tls_on)
+        buf_puts(s->out, "250-STARTTLS\r\n");
     smtpd_reply(s, "250-ENHANCEDSTATUSCODES\r\n250 8BITMIME");
 }
 
@@ -959,7 +1269,7 @@ smtpd_cmd_mail(struct smtpd_sess *s, struct smtpd_cmd *cmd)
         smtpd_reply(s, "503 5.5.1 Error: send HELO/EHLO first");
         return;
     }
-    if (c->tls_required) {
+    if (c->tls_required && !s->tls_on) {
         smtpd_reply(s, "530 5.7.0 Must issue a STARTTLS command first");
         return;
     }
@@ -1205,10 +1515,17 @@ smtpd_received(struct smtpd_sess *s, struct buf *b)
 
     localtime_r(&now, &tm);
     strftime(date, sizeof(date), "%a, %d %b %Y %H:%M:%S %z (%Z)", &tm);
-    buf_printf(b, " from %s (%s [%s%s])\r\n\tby %s (%s) with %s id %s",
-               s->helo ? s->helo : "unknown", s->name, v6 ? "IPv6:" : "",
-               s->addr, c->myhostname, c->mail_name,
-               s->proto ? s->proto : "SMTP", s->qid);
+    buf_printf(b, " from %s (%s [%s%s])", s->helo ? s->helo : "unknown",
+               s->name, v6 ? "IPv6:" : "", s->addr);
+    if (s->tls_on && c->tls_received)
+        buf_printf(b,
+                   "\r\n\t(using %s)\r\n\t(No client certificate "
+                   "requested)",
+                   s->tls->ti.line);
+    /* RFC 3848: ESMTPS over TLS (Postfix adds the S to SMTP too) */
+    buf_printf(b, "\r\n\tby %s (%s) with %s%s id %s", c->myhostname,
+               c->mail_name, s->proto ? s->proto : "SMTP", s->tls_on ? "S" : "",
+               s->qid);
     if (s->nrcpt == 1)
         buf_printf(b, "\r\n\tfor <%s>; %s", s->rcpts[0], date);
     else
@@ -1430,13 +1747,48 @@ smtpd_cmd_help(struct smtpd_sess *s, struct smtpd_cmd *cmd)
                    "QUIT VRFY HELP");
 }
 
+/* After the handshake: RFC 3207 4.2, the client starts afresh (EHLO). */
+static void
+smtpd_starttls_done(struct smtpd_sess *s)
+{
+    free(s->helo);
+    s->helo = NULL;
+    s->esmtp = 0;
+    s->proto = NULL;
+    smtpd_env_sync(s);
+    smtpd_enter(s, SMTPD_S_HELO);
+    smtpd_process(s);
+}
+
 static void
 smtpd_cmd_starttls(struct smtpd_sess *s, struct smtpd_cmd *cmd)
 {
-    if (s->conf->tls_required)
-        smtpd_reply(s, "454 4.7.0 TLS not available due to local problem");
-    else
-        smtpd_reply(s, "502 5.5.1 Error: command not implemented");
+    const struct smtpd_conf *c = s->conf;
+
+    if (*cmd->arg != '\0') {
+        smtpd_reply(s, "501 5.5.4 Syntax: STARTTLS");
+        return;
+    }
+    if (s->tls_on) {
+        smtpd_reply(s, "554 5.5.1 Error: TLS already active");
+        return;
+    }
+    if (c->tls == NULL) {
+        if (c->tls_required)
+            smtpd_reply(s, "454 4.7.0 TLS not available due to local problem");
+        else
+            smtpd_reply(s, "502 5.5.1 Error: command not implemented");
+        return;
+    }
+    if (s->sender != NULL) {
+        smtpd_reply(s, "503 5.5.1 Error: MAIL transaction in progress");
+        return;
+    }
+    smtpd_reply(s, "220 2.0.0 Ready to start TLS");
+    if (buf_len(s->in) > 0)
+        log_info("improper command pipelining after STARTTLS from %s",
+                 s->ident);
+    s->tls_start = 1; /* smtpd_flush starts the handshake */
 }
 
 static void
@@ -2138,7 +2490,7 @@ smtpd_process(struct smtpd_sess *s)
         return;
     s->in_process = 1;
     while (!s->dead && !s->closing && !s->waiting && !s->sleeping
-           && buf_len(s->out) < SMTPD_OUT_HIGH) {
+           && !s->tls_start && !s->tls_hs && buf_len(s->out) < SMTPD_OUT_HIGH) {
         if (s->state == SMTPD_S_DATA) {
             if (buf_len(s->in) == 0 || smtpd_data_step(s) < 0)
                 break;
@@ -2193,6 +2545,11 @@ smtpd_idle_cb(struct ev_loop *loop, ev_timer *w, int revents)
 
     if (s->dead)
         return;
+    if (s->tls_hs) { /* smtpd_starttls_timeout: nothing can be said */
+        log_info("timeout after %s from %s", s->last_cmd, s->ident);
+        smtpd_close(s);
+        return;
+    }
     if (s->waiting || s->backlog_paused) { /* our turn, not the client's */
         ev_timer_again(loop, w);
         return;
@@ -2313,8 +2670,19 @@ smtpd_close(struct smtpd_sess *s)
     ev_timer_stop(loop, &s->idle);
     ev_timer_stop(loop, &s->total);
     ev_timer_stop(loop, &s->sleep);
-    close(s->fd);
-    s->fd = -1;
+    if (s->tls_on && !s->tls_failed) {
+        SSL_shutdown(s->ssl); /* close_notify, if the socket takes it */
+        ERR_clear_error();
+    }
+    if (s->tls_busy) {
+        /* a handshake step in the pool still uses the socket: it fails
+         * now, and smtpd_tls_done closes the descriptor (so its number
+         * cannot go to another connection meanwhile) */
+        shutdown(s->fd, SHUT_RDWR);
+    } else {
+        close(s->fd);
+        s->fd = -1;
+    }
     smtpd_list_del(&srv->live, s);
     smtpd_list_add(&srv->dead, s);
     ev_idle_start(loop, &srv->reap);
@@ -2329,6 +2697,8 @@ smtpd_sess_free(struct smtpd_sess *s)
     size_t i;
 
     filter_sess_free(s->fs);
+    SSL_free(s->ssl);
+    free(s->tls);
     smtpd_data_free(s->dec);
     spool_abort(s->sf);
     buf_free(s->in);
@@ -2425,12 +2795,31 @@ static void
 smtpd_connected(struct smtpd_sess *s)
 {
     const struct smtpd_conf *c = s->conf;
-    const struct sockaddr *sa = (const struct sockaddr *) &s->sa;
-    int n;
 
     snprintf(s->ident, sizeof(s->ident), "%s[%s]", s->name, s->addr);
     s->env.client_name = s->name;
     log_info("connect from %s", s->ident);
+    smtpd_enter(s, SMTPD_S_GREET);
+    if (c->tls_wrapper && !s->tls_on) { /* TLS first, then the rest */
+        if (c->tls == NULL) {
+            smtpd_close(s); /* said at start: TLS support is disabled */
+            return;
+        }
+        smtpd_tls_begin(s, smtpd_greet);
+        return;
+    }
+    smtpd_greet(s);
+}
+
+/* Limits, then CONNECT to the filters (after the handshake in wrapper
+ * mode). */
+static void
+smtpd_greet(struct smtpd_sess *s)
+{
+    const struct smtpd_conf *c = s->conf;
+    const struct sockaddr *sa = (const struct sockaddr *) &s->sa;
+    int n;
+
     s->forbid_bare = c->forbid_bare && !lookup_net_match(c->bare_exc, sa);
     smtpd_enter(s, SMTPD_S_GREET);
     if (c->conn_limit > 0 && (n = smtpd_conn_count(s)) > c->conn_limit
@@ -2920,6 +3309,18 @@ smtpd_run(const struct cf *cf, struct smtpd_listener *ls, size_t n,
         smtpd_conf_init(&l->conf, scf,
                         ls[i].svc && ls[i].svc->name ? ls[i].svc->name
                                                      : "smtp");
+        l->conf.tls = ls[i].tls;
+        /* TLS required but not there: no mail in clear, as Postfix */
+        if (l->conf.tls_required && l->conf.tls == NULL)
+            log_warning("service %s: smtpd_tls_security_level = encrypt, but "
+                        "TLS support is disabled: every MAIL FROM gets 530 "
+                        "5.7.0 instead of mail being taken in clear",
+                        l->conf.service);
+        if (l->conf.tls_wrapper && l->conf.tls == NULL)
+            log_warning("service %s: smtpd_tls_wrappermode = yes, but TLS "
+                        "support is disabled: its connections are closed "
+                        "after connect",
+                        l->conf.service);
         net_nonblock(l->fd);
         smtpd_lsn_prepare(l);
         ev_io_init(&l->io, smtpd_accept_cb, l->fd, EV_READ);
@@ -2969,6 +3370,7 @@ smtpd_run(const struct cf *cf, struct smtpd_listener *ls, size_t n,
     ev_timer_stop(srv.loop, &srv.gate_timer);
     for (i = 0; i < n; i++)
         smtpd_conf_free(&srv.lsn[i].conf);
+    tls_srv_free(srv.lsn[i].conf.tls);
     free(srv.lsn);
     log_info("smtpd stopped");
     return 0;

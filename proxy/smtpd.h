@@ -15,11 +15,22 @@
 
 #include "conf/cf.h"
 #include "filters/filter.h"
+#include "lib/tls.h"
 
 struct smtpd_listener {
     int fd;                       /* bound, listening, non-blocking */
     const struct cf_service *svc; /* svc->cf: this service's parameters */
+    struct tls_srv *tls;          /* STARTTLS / wrapper mode, or NULL */
 };
+
+/* Load each listener's TLS certificate and key where its service has
+ * smtpd_tls_security_level may or encrypt, or smtpd_tls_wrappermode:
+ * called by the front before it drops root, as key files are often
+ * readable by root only. A service whose files do not load is logged
+ * ("...: disabling TLS support") and runs without TLS; with level
+ * encrypt it then refuses mail (530 5.7.0). cf: main.cf, for listeners
+ * without a service. */
+void smtpd_tls_load(const struct cf *cf, struct smtpd_listener *ls, size_t n);
 
 /* Runs until SIGTERM/SIGINT (stop accepting, finish or close sessions,
  * exit 0). SIGHUP (a reload: a new front already accepts on the same

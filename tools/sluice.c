@@ -28,6 +28,8 @@
 #include "filters/clam.h"
 #include "lib/buf.h"
 #include "lib/log.h"
+#include "lib/xalloc.h"
+#include "proxy/smtpd.h"
 #include "queue/dlv.h"
 #include "queue/qadmin.h"
 #include "queue/spool.h"
@@ -114,6 +116,24 @@ sluice_lines(struct buf *b, const char *prefix)
     }
 }
 
+/* Each service's TLS certificate and key load as the front would load
+ * them; what does not is a warning (the service runs without TLS). */
+static void
+sluice_check_tls(const struct cf *cf, struct cf_service *svcs, size_t n)
+{
+    struct smtpd_listener *sl = xcalloc(n ? n : 1, sizeof(*sl));
+    size_t i;
+
+    for (i = 0; i < n; i++) {
+        sl[i].fd = -1;
+        sl[i].svc = &svcs[i];
+    }
+    smtpd_tls_load(cf, sl, n);
+    for (i = 0; i < n; i++)
+        tls_srv_free(sl[i].tls);
+    free(sl);
+}
+
 static int
 sluice_check(struct buf *err)
 {
@@ -131,6 +151,7 @@ sluice_check(struct buf *err)
     cf_later(cf, svcs, nsvcs, later);
     sluice_lines(later, "warning: ");
     buf_free(later);
+    sluice_check_tls(cf, svcs, nsvcs);
     cf_services_free(svcs, nsvcs);
     if (dlv_smtp_check(cf, err) < 0) {
         fprintf(stderr, "sluice: error: %s/main.cf: %s\n", sluice_confdir,

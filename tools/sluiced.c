@@ -357,7 +357,7 @@ static void
 master_start(struct master *m, enum master_child c)
 {
     struct filter_chain *chain;
-    struct smtpd_listener *sl;
+    struct smtpd_listener *sl = NULL;
     sigset_t none;
     pid_t pid;
     size_t i;
@@ -405,6 +405,14 @@ master_start(struct master *m, enum master_child c)
         if (sched_setscheduler(0, SCHED_BATCH, &sp) < 0)
             log_warning("sluice_batch_scheduling: %s", strerror(errno));
     }
+    if (c == MASTER_SMTPD) {
+        sl = xcalloc(m->nls, sizeof(*sl));
+        for (i = 0; i < m->nls; i++) {
+            sl[i].fd = m->ls[i].fd;
+            sl[i].svc = m->ls[i].svc;
+        }
+        smtpd_tls_load(m->cf, sl, m->nls); /* key files: root's, often */
+    }
     if (m->drop) {
         if (setgroups(0, NULL) < 0 || setgid(m->gid) < 0 || setuid(m->uid) < 0)
             log_fatal("cannot switch to mail_owner %s: %s",
@@ -412,11 +420,6 @@ master_start(struct master *m, enum master_child c)
     }
     switch (c) {
     case MASTER_SMTPD:
-        sl = xcalloc(m->nls, sizeof(*sl));
-        for (i = 0; i < m->nls; i++) {
-            sl[i].fd = m->ls[i].fd;
-            sl[i].svc = m->ls[i].svc;
-        }
         chain = master_chain(m->cf);
         if (lane > 0
             && spool_id_lane(cf_str(m->cf, "queue_directory"), lane) < 0)

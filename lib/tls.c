@@ -1,0 +1,247 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * tls.c - OpenSSL set-up for the SMTP server (tls.h is the spec).
+ * The context: the certificate chain and key, the versions allowed,
+ * no renegotiation, the server's cipher order, partial writes on a
+ * moving buffer (the session's output buffer shifts as it drains), and
+ * buffers released while a connection is idle (10,000 idle sessions).
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+
+#include "lib/tls.h"
+#include "lib/xalloc.h"
+
+struct tls_srv {
+    SSL_CTX *ctx;
+};
+
+static const struct {
+    const char *name;
+    int version; /* 0: SSLv2, never offered */
+    long no_opt;
+} tls_versions[] = {
+    {"SSLv2", 0, 0},
+    {"SSLv3", SSL3_VERSION, SSL_OP_NO_SSLv3},
+    {"TLSv1", TLS1_VERSION, SSL_OP_NO_TLSv1},
+    {"TLSv1.1", TLS1_1_VERSION, SSL_OP_NO_TLSv1_1},
+    {"TLSv1.2", TLS1_2_VERSION, SSL_OP_NO_TLSv1_2},
+    {"TLSv1.3", TLS1_3_VERSION, SSL_OP_NO_TLSv1_3},
+};
+#define TLS_NVERSIONS ((int) (sizeof(tls_versions) / sizeof(tls_versions[0])))
+
+static int
+tls_version_index(const char *name, size_t len)
+{
+    for (int i = 0; i < TLS_NVERSIONS; i++)
+        if (strlen(tls_versions[i].name) == len
+            && strncasecmp(tls_versions[i].name, name, len) == 0)
+            return i;
+    return -1;
+}
+
+int
+tls_protocols(const char *spec, int *minv, int *maxv, long *no_opts,
+              struct buf *err)
+{
+    unsigned incl = 0, excl = 0, all = 0, mask;
+    int lo = 0, hi = TLS_NVERSIONS - 1, i, first = -1, last = -1;
+    const char *p = spec ? spec : "";
+
+    for (i = 1; i < TLS_NVERSIONS; i++)
+        all |= 1u << i;
+    while (*p) {
+        size_t len = strcspn(p, ", \t:");
+        const char *name = p;
+        int op = 0, idx;
+
+        if (len == 0) {
+            p++;
+            continue;
+        }
+        if (name[0] == '!')
+            op = '!';
+        else if (len > 2
+                 && (strncmp(name, ">=", 2) == 0
+                     || strncmp(name, "<=", 2) == 0))
+            op = name[0];
+        idx = tls_version_index(name
+                                    + (op == '!' ? 1
+                                       : op      ? 2
+                                                 : 0),
+                                len
+                                    - (op == '!' ? 1
+                                       : op      ? 2
+                                                 : 0));
+        if (idx < 0) {
+            buf_printf(err, "unknown TLS protocol \"%.*s\"", (int) len, name);
+            return -1;
+        }
+        if (op == '!')
+            excl |= 1u << idx;
+        else if (op == '>')
+            lo = idx > lo ? idx : lo;
+        else if (op == '<')
+            hi = idx < hi ? idx : hi;
+        else
+            incl |= 1u << idx;
+        p += len;
+    }
+    mask = (incl ? incl : all) & all & ~excl;
+    for (i = 0; i < TLS_NVERSIONS; i++)
+        if (i < lo || i > hi)
+            mask &= ~(1u << i);
+    for (i = 0; i < TLS_NVERSIONS; i++)
+        if (mask & (1u << i)) {
+            if (first < 0)
+                first = i;
+            last = i;
+        }
+    if (first < 0) {
+        buf_printf(err, "no TLS protocol left in \"%s\"", spec ? spec : "");
+        return -1;
+    }
+    *minv = tls_versions[first].version;
+    *maxv = tls_versions[last].version;
+    *no_opts = 0;
+    for (i = first; i < last; i++)
+        if (!(mask & (1u << i)))
+            *no_opts |= tls_versions[i].no_opt;
+    return 0;
+}
+
+const char *
+tls_errors(char *out, size_t n)
+{
+    unsigned long e;
+    size_t used = 0;
+
+    out[0] = '\0';
+    while ((e = ERR_get_error()) != 0) {
+        char one[256];
+
+        ERR_error_string_n(e, one, sizeof(one));
+        if (used < n)
+            used += (size_t) snprintf(out + used, n - used, "%s%s",
+                                      used ? "; " : "", one);
+    }
+    return out;
+}
+
+/* A file that cannot be read says so plainly (OpenSSL's text for a
+ * missing file is a "system library" code). */
+static int
+tls_readable(const char *what, const char *file, struct buf *err)
+{
+    if (access(file, R_OK) == 0)
+        return 0;
+    buf_printf(err, "cannot get %s from file \"%s\": %s", what, file,
+               strerror(errno));
+    return -1;
+}
+
+struct tls_srv *
+tls_srv_new(const char *cert, const char *key, const char *protocols,
+            struct buf *err)
+{
+    struct tls_srv *t;
+    SSL_CTX *ctx;
+    char why[512];
+    int minv, maxv;
+    long no_opts;
+
+    if (key == NULL || *key == '\0')
+        key = cert;
+    if (tls_protocols(protocols, &minv, &maxv, &no_opts, err) < 0)
+        return NULL;
+    if (tls_readable("certificate", cert, err) < 0
+        || tls_readable("private key", key, err) < 0)
+        return NULL;
+    ERR_clear_error();
+    if ((ctx = SSL_CTX_new(TLS_server_method())) == NULL) {
+        buf_printf(err, "cannot make a TLS context: %s",
+                   tls_errors(why, sizeof(why)));
+        return NULL;
+    }
+    if (SSL_CTX_use_certificate_chain_file(ctx, cert) != 1) {
+        buf_printf(err, "cannot get certificate from file \"%s\": %s", cert,
+                   tls_errors(why, sizeof(why)));
+        goto fail;
+    }
+    if (SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) != 1) {
+        buf_printf(err, "cannot get private key from file \"%s\": %s", key,
+                   tls_errors(why, sizeof(why)));
+        goto fail;
+    }
+    if (SSL_CTX_check_private_key(ctx) != 1) {
+        ERR_clear_error();
+        buf_printf(err, "certificate and private key do not match (%s, %s)",
+                   cert, key);
+        goto fail;
+    }
+    if (SSL_CTX_set_min_proto_version(ctx, minv) != 1
+        || SSL_CTX_set_max_proto_version(ctx, maxv) != 1) {
+        buf_printf(err, "cannot set the TLS protocols \"%s\": %s", protocols,
+                   tls_errors(why, sizeof(why)));
+        goto fail;
+    }
+    SSL_CTX_set_options(ctx, (uint64_t) no_opts | SSL_OP_NO_RENEGOTIATION
+                                 | SSL_OP_CIPHER_SERVER_PREFERENCE
+                                 | SSL_OP_NO_COMPRESSION);
+    SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE
+                              | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER
+                              | SSL_MODE_RELEASE_BUFFERS);
+    SSL_CTX_set_session_id_context(ctx, (const unsigned char *) "sluice", 6);
+    t = xcalloc(1, sizeof(*t));
+    t->ctx = ctx;
+    return t;
+fail:
+    SSL_CTX_free(ctx);
+    return NULL;
+}
+
+void
+tls_srv_free(struct tls_srv *t)
+{
+    if (t == NULL)
+        return;
+    SSL_CTX_free(t->ctx);
+    free(t);
+}
+
+SSL *
+tls_srv_ssl(struct tls_srv *t, int fd)
+{
+    SSL *ssl = SSL_new(t->ctx);
+
+    if (ssl == NULL)
+        return NULL;
+    if (SSL_set_fd(ssl, fd) != 1) {
+        SSL_free(ssl);
+        return NULL;
+    }
+    SSL_set_accept_state(ssl);
+    return ssl;
+}
+
+void
+tls_info_get(SSL *ssl, struct tls_info *ti)
+{
+    const SSL_CIPHER *c = SSL_get_current_cipher(ssl);
+
+    snprintf(ti->version, sizeof(ti->version), "%s", SSL_get_version(ssl));
+    snprintf(ti->cipher, sizeof(ti->cipher), "%s",
+             c ? SSL_CIPHER_get_name(c) : "unknown");
+    ti->bits = c ? SSL_CIPHER_get_bits(c, &ti->alg_bits) : 0;
+    if (c == NULL)
+        ti->alg_bits = 0;
+    snprintf(ti->line, sizeof(ti->line), "%s with cipher %s (%d/%d bits)",
+             ti->version, ti->cipher, ti->bits, ti->alg_bits);
+}
