@@ -24,6 +24,12 @@
  * session dies or a dead session's job comes back), never inside a
  * callback chain (filter callbacks may run synchronously in filter_stage).
  *
+ * TLS (STARTTLS, or wrapper mode from the connect): the handshake's steps
+ * run in the pool (smtpd_tls_step); after it every read and write of the
+ * session goes through OpenSSL (smtpd_recv, smtpd_send), and what OpenSSL
+ * has decrypted but not handed out is fed to the read watcher as an event
+ * (smtpd_update_io), since the socket will not signal it.
+ *
  * Owns: its sessions, their sockets, spool files, filter sessions, the
  * loop's watchers and the worker pool. Borrows: cf, the listeners (their
  * fds are not closed here), the filter chain.
