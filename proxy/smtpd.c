@@ -2576,7 +2576,7 @@ smtpd_total_cb(struct ev_loop *loop, ev_timer *w, int revents)
     if (s->dead)
         return;
     log_info("timeout after %s from %s", s->last_cmd, s->ident);
-    if (s->waiting || s->closing) {
+    if (s->waiting || s->closing || s->tls_hs) {
         smtpd_close(s);
         return;
     }
