@@ -15,6 +15,7 @@
 
 #include <openssl/err.h>
 #include <openssl/ssl.h>
+#include <openssl/x509.h>
 
 #include "lib/tls.h"
 #include "lib/xalloc.h"
@@ -176,8 +177,16 @@ tls_srv_new(const char *cert, const char *key, const char *protocols,
         goto fail;
     }
     if (SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) != 1) {
-        buf_printf(err, "cannot get private key from file \"%s\": %s", key,
-                   tls_errors(why, sizeof(why)));
+        /* a key of the certificate's type but another pair is refused
+         * here, one of another type by the check below */
+        if (ERR_GET_REASON(ERR_peek_last_error())
+            == X509_R_KEY_VALUES_MISMATCH) {
+            ERR_clear_error();
+            buf_printf(err, "certificate and private key do not match (%s, %s)",
+                       cert, key);
+        } else
+            buf_printf(err, "cannot get private key from file \"%s\": %s", key,
+                       tls_errors(why, sizeof(why)));
         goto fail;
     }
     if (SSL_CTX_check_private_key(ctx) != 1) {

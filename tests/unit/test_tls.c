@@ -153,6 +153,9 @@ test_load(void **state)
                         "ec_paramgen_curve:P-256 -nodes -keyout k2.pem "
                         "-out c2.pem -days 2 -subj /CN=two"),
                      0);
+    assert_int_equal(sh("openssl req -x509 -newkey rsa:2048 -nodes "
+                        "-keyout k3.pem -out c3.pem -days 2 -subj /CN=three"),
+                     0);
     assert_int_equal(sh("cat c1.pem k1.pem > both.pem"), 0);
     load("c1.pem", "k1.pem", "!SSLv2, !SSLv3", NULL);
     load("c2.pem", "k2.pem", ">=TLSv1.2", NULL);
@@ -163,6 +166,8 @@ test_load(void **state)
     load("c1.pem", "none.pem", "", "cannot get private key from file \"");
     load("c1.pem", NULL, "", "cannot get private key from file \"");
     load("k1.pem", "k1.pem", "", "cannot get certificate from file \"");
+    /* another pair's key: of the same type (RSA), of another (EC) */
+    load("c1.pem", "k3.pem", "", "certificate and private key do not match");
     load("c1.pem", "k2.pem", "", "certificate and private key do not match");
     load("c1.pem", "k1.pem", "TLSv2", "unknown TLS protocol \"TLSv2\"");
 }
