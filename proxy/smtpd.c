@@ -3374,9 +3374,10 @@ smtpd_run(const struct cf *cf, struct smtpd_listener *ls, size_t n,
     ev_timer_stop(srv.loop, &srv.drain);
     ev_check_stop(srv.loop, &srv.gate_admit);
     ev_timer_stop(srv.loop, &srv.gate_timer);
-    for (i = 0; i < n; i++)
+    for (i = 0; i < n; i++) {
         smtpd_conf_free(&srv.lsn[i].conf);
-    tls_srv_free(srv.lsn[i].conf.tls);
+        tls_srv_free(srv.lsn[i].conf.tls);
+    }
     free(srv.lsn);
     log_info("smtpd stopped");
     return 0;
