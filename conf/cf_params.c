@@ -281,19 +281,30 @@ const struct cf_param cf_params[] = {
      "4xx (the next address is tried, the mail deferred), instead of "
      "bouncing the mail",
      0},
-    {"smtp_tls_CApath", CF_STR, "", 0,
-     "trusted CA certificates of the SMTP client; not implemented yet (no TLS "
-     "client)",
-     1},
-    {"smtp_tls_policy_maps", CF_MAP, "", 0,
-     "per-destination TLS policy tables of the SMTP client (next hop -> "
-     "level); no TLS client yet: a next hop whose level requires TLS gets its "
-     "mail deferred (4.7.5), not sent in clear",
+    {"smtp_starttls_timeout", CF_TIME, "300s", 's',
+     "time limit for the SMTP client's TLS handshake", 0},
+    {"smtp_tls_CAfile", CF_STR, "", 0,
+     "PEM file of the CA certificates the SMTP client trusts (levels verify "
+     "and secure); no other CA is trusted",
      0},
+    {"smtp_tls_CApath", CF_STR, "", 0,
+     "directory of CA certificates the SMTP client trusts (c_rehash form)", 0},
+    {"smtp_tls_loglevel", CF_INT, "0", 0,
+     "1: log each TLS connection of the SMTP client with its trust, protocol "
+     "and cipher",
+     0},
+    {"smtp_tls_mandatory_protocols", CF_STR, "!SSLv2, !SSLv3", 0,
+     "TLS versions the SMTP client allows at levels encrypt, verify, secure",
+     0},
+    {"smtp_tls_policy_maps", CF_MAP, "", 0,
+     "per-destination TLS policy of the SMTP client: next hop -> level "
+     "[match=name:name]",
+     0},
+    {"smtp_tls_protocols", CF_STR, "!SSLv2, !SSLv3", 0,
+     "TLS versions the SMTP client allows at level may", 0},
     {"smtp_tls_security_level", CF_STR, "", 0,
-     "default TLS level of the SMTP client (none, may, dane, encrypt, "
-     "dane-only, fingerprint, verify, secure); no TLS client yet: a level that "
-     "requires TLS defers mail (4.7.5) instead of sending it in clear",
+     "default TLS level of the SMTP client: none, may, encrypt, verify, "
+     "secure, dane (as may); dane-only and fingerprint defer mail (4.7.5)",
      0},
     {"smtp_tls_session_cache_database", CF_STR, "", 0,
      "accepted for Postfix compatibility; not used", 0},

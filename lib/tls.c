@@ -6,6 +6,7 @@
  * moving buffer (the session's output buffer shifts as it drains), and
  * buffers released while a connection is idle (10,000 idle sessions).
  */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -238,6 +239,166 @@ tls_srv_ssl(struct tls_srv *t, int fd)
     }
     SSL_set_accept_state(ssl);
     return ssl;
+}
+
+struct tls_cli {
+    SSL_CTX *ctx;
+    int minv[2], maxv[2];
+    long no_opts[2];
+};
+
+struct tls_cli *
+tls_cli_new(const char *cafile, const char *capath, const char *protocols,
+            const char *mandatory, struct buf *err, struct buf *warn)
+{
+    struct tls_cli *t = xcalloc(1, sizeof(*t));
+    char why[512];
+
+    if (tls_protocols(protocols, &t->minv[0], &t->maxv[0], &t->no_opts[0], err)
+            < 0
+        || tls_protocols(mandatory, &t->minv[1], &t->maxv[1], &t->no_opts[1],
+                         err)
+               < 0) {
+        free(t);
+        return NULL;
+    }
+    ERR_clear_error();
+    if ((t->ctx = SSL_CTX_new(TLS_client_method())) == NULL) {
+        buf_printf(err, "cannot make a TLS context: %s",
+                   tls_errors(why, sizeof(why)));
+        free(t);
+        return NULL;
+    }
+    if ((cafile && *cafile) || (capath && *capath)) {
+        const char *f = cafile && *cafile ? cafile : NULL;
+        const char *d = capath && *capath ? capath : NULL;
+
+        if (SSL_CTX_load_verify_locations(t->ctx, f, d) != 1)
+            buf_printf(warn,
+                       "cannot load the trusted CA certificates (%s%s%s): %s",
+                       f ? f : "", f && d ? ", " : "", d ? d : "",
+                       tls_errors(why, sizeof(why)));
+    }
+    SSL_CTX_set_verify(t->ctx, SSL_VERIFY_NONE, NULL);
+    SSL_CTX_set_options(t->ctx,
+                        SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION);
+    SSL_CTX_set_mode(t->ctx, SSL_MODE_ENABLE_PARTIAL_WRITE
+                                 | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER
+                                 | SSL_MODE_RELEASE_BUFFERS);
+    return t;
+}
+
+void
+tls_cli_free(struct tls_cli *t)
+{
+    if (t == NULL)
+        return;
+    SSL_CTX_free(t->ctx);
+    free(t);
+}
+
+static int
+tls_is_ip(const char *h)
+{
+    unsigned char a[16];
+
+    return inet_pton(AF_INET, h, a) == 1 || inet_pton(AF_INET6, h, a) == 1;
+}
+
+/* One expected name: an IP literal as the IP to match, else a DNS name
+ * (a leading dot: any subdomain). */
+static void
+tls_expect(SSL *ssl, const char *name, int *first)
+{
+    if (tls_is_ip(name)) {
+        X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), name);
+        return;
+    }
+    if (*first)
+        SSL_set1_host(ssl, name);
+    else
+        SSL_add1_host(ssl, name);
+    *first = 0;
+}
+
+SSL *
+tls_cli_ssl(struct tls_cli *t, int fd, int mandatory, const char *host,
+            const char *match)
+{
+    SSL *ssl = SSL_new(t->ctx);
+    int m = mandatory ? 1 : 0, first = 1;
+
+    if (ssl == NULL)
+        return NULL;
+    if (SSL_set_fd(ssl, fd) != 1) {
+        SSL_free(ssl);
+        return NULL;
+    }
+    SSL_set_min_proto_version(ssl, t->minv[m]);
+    SSL_set_max_proto_version(ssl, t->maxv[m]);
+    SSL_set_options(ssl, (uint64_t) t->no_opts[m]);
+    if (!tls_is_ip(host))
+        SSL_set_tlsext_host_name(ssl, host);
+    if (match == NULL || *match == '\0') {
+        tls_expect(ssl, host, &first);
+    } else {
+        const char *p = match;
+
+        while (*p) {
+            size_t n = strcspn(p, ":, \t");
+            char name[256];
+
+            if (n > 0 && n < sizeof(name)) {
+                memcpy(name, p, n);
+                name[n] = '\0';
+                if (strcasecmp(name, "hostname") == 0
+                    || strcasecmp(name, "nexthop") == 0)
+                    tls_expect(ssl, host, &first);
+                else if (strcasecmp(name, "dot-nexthop") == 0) {
+                    snprintf(name, sizeof(name), ".%s", host);
+                    tls_expect(ssl, name, &first);
+                } else
+                    tls_expect(ssl, name, &first);
+            }
+            p += n;
+            if (*p)
+                p++;
+        }
+    }
+    SSL_set_connect_state(ssl);
+    return ssl;
+}
+
+enum tls_trust
+tls_cli_trust(SSL *ssl)
+{
+    long r;
+
+    if (SSL_get0_peer_certificate(ssl) == NULL)
+        return TLS_ANONYMOUS;
+    r = SSL_get_verify_result(ssl);
+    if (r == X509_V_OK)
+        return TLS_VERIFIED;
+    if (r == X509_V_ERR_HOSTNAME_MISMATCH || r == X509_V_ERR_IP_ADDRESS_MISMATCH
+        || r == X509_V_ERR_EMAIL_MISMATCH)
+        return TLS_TRUSTED; /* the chain was good: names come after it */
+    return TLS_UNTRUSTED;
+}
+
+const char *
+tls_trust_name(enum tls_trust t)
+{
+    switch (t) {
+    case TLS_ANONYMOUS:
+        return "Anonymous";
+    case TLS_UNTRUSTED:
+        return "Untrusted";
+    case TLS_TRUSTED:
+        return "Trusted";
+    case TLS_VERIFIED:
+        return "Verified";
+    }
+    return "Untrusted";
 }
 
 void

@@ -37,6 +37,37 @@ void tls_srv_free(struct tls_srv *t);
 /* A server-side SSL object on fd, or NULL (out of memory). */
 SSL *tls_srv_ssl(struct tls_srv *t, int fd);
 
+/* The SMTP client's context: trust anchors (cafile, capath; either may
+ * be empty: Postfix trusts no other CA by default, tls_append_default_CA
+ * = no) and the versions for opportunistic (protocols) and mandatory TLS
+ * (mandatory). Certificates are checked after the handshake
+ * (tls_cli_trust), never during it. NULL with the reason in err (a
+ * protocol list); a CA file or directory that does not load is said in
+ * warn, and the context is made all the same (nothing verifies then). */
+struct tls_cli;
+struct tls_cli *tls_cli_new(const char *cafile, const char *capath,
+                            const char *protocols, const char *mandatory,
+                            struct buf *err, struct buf *warn);
+void tls_cli_free(struct tls_cli *t);
+
+/* A client SSL object on fd for host (SNI when it is a name), with the
+ * mandatory versions or not, expecting the names in match (":" or ","
+ * separated; "hostname" and "nexthop" stand for host, "dot-nexthop" for
+ * its subdomains) or, without match, host itself (an IP literal matches
+ * an IP subjectAltName). NULL: out of memory. */
+SSL *tls_cli_ssl(struct tls_cli *t, int fd, int mandatory, const char *host,
+                 const char *match);
+
+/* What the server's certificate proved, in Postfix's words. */
+enum tls_trust {
+    TLS_ANONYMOUS, /* no certificate */
+    TLS_UNTRUSTED, /* not from a trusted CA */
+    TLS_TRUSTED,   /* from a trusted CA, without the expected name */
+    TLS_VERIFIED   /* from a trusted CA, with the expected name */
+};
+enum tls_trust tls_cli_trust(SSL *ssl);
+const char *tls_trust_name(enum tls_trust t); /* "Verified", ... */
+
 /* The calling thread's OpenSSL errors as one line ("" when none), and
  * the queue emptied. */
 const char *tls_errors(char *out, size_t n);

@@ -35,6 +35,18 @@ struct dlv_result {
     char *text;   /* reply or reason (malloc'd; freed by the qmgr) */
 };
 
+/* The SMTP client's TLS level for a next hop (Postfix's levels; dane
+ * is taken as may, as Postfix does without DNSSEC-validated TLSA). */
+enum dlv_tls {
+    DLV_TLS_NONE,
+    DLV_TLS_MAY,     /* STARTTLS when offered; clear when not or failing */
+    DLV_TLS_ENCRYPT, /* TLS or no delivery; any certificate */
+    DLV_TLS_VERIFY,  /* and a trusted certificate with the expected name */
+    DLV_TLS_SECURE
+};
+
+struct tls_cli;
+
 struct dlv_job {
     struct spool_msg *msg;
     size_t *rcpt; /* indexes into msg->env.rcpt */
@@ -43,6 +55,10 @@ struct dlv_job {
     const char *transport;     /* "smtp" or "local" */
     const char *host;          /* smtp: next-hop host or IP literal */
     int port;                  /* smtp: port */
+    enum dlv_tls tls_level;    /* smtp: from smtp_tls_security_level or
+                                  smtp_tls_policy_maps */
+    const char *tls_match;     /* smtp: verify/secure names, or NULL */
+    struct tls_cli *tls;       /* smtp: the client context, or NULL */
     const struct cf *cf;
     struct ev_loop *loop;
     struct wpool *pool;

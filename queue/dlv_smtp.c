@@ -55,9 +55,14 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+
 #include "lib/buf.h"
 #include "lib/log.h"
 #include "lib/net.h"
+#include "lib/tls.h"
+#include "lib/wpool.h"
 #include "lib/xalloc.h"
 #include "queue/dlv.h"
 
@@ -79,6 +84,8 @@ enum smtp_state {
     SMTP_S_GREET,   /* waiting for the 220 greeting */
     SMTP_S_EHLO,
     SMTP_S_HELO,
+    SMTP_S_STARTTLS, /* STARTTLS sent, waiting for its 220 */
+    SMTP_S_TLS,      /* the TLS handshake, its steps in the wpool */
     SMTP_S_MAIL,
     SMTP_S_RCPT, /* waiting for the reply to recipient s->cur's RCPT TO */
     SMTP_S_DATA, /* DATA sent, waiting for 354 (after the RCPT replies) */
@@ -89,7 +96,7 @@ enum smtp_state {
 
 /* Server extensions (from the EHLO reply). */
 struct smtp_ext {
-    int size, eightbit, pipelining;
+    int size, eightbit, pipelining, starttls;
     unsigned long long size_limit;
 };
 
@@ -154,6 +161,22 @@ struct smtp_sess {
     /* Timing for delay/delays. */
     ev_tstamp t_start, t_conn;
     double qdelay; /* time in queue before this delivery */
+
+    /* TLS (STARTTLS, job->tls_level). */
+    SSL *ssl;
+    int tls_on;       /* handshake done: all I/O through ssl */
+    int tls_busy;     /* a handshake step is in the wpool */
+    int tls_timedout; /* smtp_starttls_timeout ran out during that step */
+    int tls_failed;   /* an SSL error: no more SSL calls but SSL_free */
+    int tls_rd_ww;    /* SSL_read wants the socket writable */
+    int tls_wr_wr;    /* SSL_write wants the socket readable */
+    int no_tls;       /* level may, the handshake failed: clear this time */
+    struct smtp_tls_job {
+        struct smtp_sess *s;
+        SSL *ssl;
+        int res; /* SSL_ERROR_NONE, _WANT_READ, _WANT_WRITE, or failed */
+        char why[256];
+    } tj;
 };
 
 static void smtp_enter(struct smtp_sess *s, enum smtp_state to);
@@ -175,6 +198,10 @@ smtp_state_name(enum smtp_state st)
         return "EHLO";
     case SMTP_S_HELO:
         return "HELO";
+    case SMTP_S_STARTTLS:
+        return "STARTTLS";
+    case SMTP_S_TLS:
+        return "TLS";
     case SMTP_S_MAIL:
         return "MAIL";
     case SMTP_S_RCPT:
@@ -205,6 +232,10 @@ smtp_stage(enum smtp_state st)
         return "performing the EHLO handshake";
     case SMTP_S_HELO:
         return "performing the HELO handshake";
+    case SMTP_S_STARTTLS:
+        return "sending STARTTLS";
+    case SMTP_S_TLS:
+        return "performing the TLS handshake";
     case SMTP_S_MAIL:
         return "sending MAIL FROM";
     case SMTP_S_RCPT:
@@ -230,6 +261,8 @@ smtp_cmd_name(enum smtp_state st)
         return "EHLO";
     case SMTP_S_HELO:
         return "HELO";
+    case SMTP_S_STARTTLS:
+        return "STARTTLS";
     case SMTP_S_MAIL:
         return "MAIL FROM";
     case SMTP_S_RCPT:
@@ -242,6 +275,7 @@ smtp_cmd_name(enum smtp_state st)
     case SMTP_S_RESOLVE:
     case SMTP_S_CONNECT:
     case SMTP_S_GREET:
+    case SMTP_S_TLS:
     case SMTP_S_DONE:
         break;
     }
@@ -400,9 +434,106 @@ smtp_close(struct smtp_sess *s)
 {
     ev_io_stop(s->job->loop, &s->rio);
     ev_io_stop(s->job->loop, &s->wio);
+    if (s->tls_busy) {
+        /* a handshake step still uses the socket and ssl: it fails now,
+         * and smtp_tls_done closes and frees them */
+        shutdown(s->fd, SHUT_RDWR);
+        return;
+    }
     if (s->fd >= 0)
         close(s->fd);
     s->fd = -1;
+    SSL_free(s->ssl);
+    s->ssl = NULL;
+    s->tls_on = s->tls_failed = s->tls_rd_ww = s->tls_wr_wr = 0;
+}
+
+/* recv() and send() through OpenSSL once TLS is on: -1 with EAGAIN when
+ * the socket must be ready first (the direction OpenSSL needs noted),
+ * 0 at the end, -1 with errno on an error. */
+static ssize_t
+smtp_tls_io_err(struct smtp_sess *s, int rc, int writing)
+{
+    char why[256];
+
+    switch (SSL_get_error(s->ssl, rc)) {
+    case SSL_ERROR_WANT_READ:
+        if (writing)
+            s->tls_wr_wr = 1;
+        errno = EAGAIN;
+        return -1;
+    case SSL_ERROR_WANT_WRITE:
+        if (!writing) {
+            s->tls_rd_ww = 1;
+            ev_io_start(s->job->loop, &s->wio);
+        }
+        errno = EAGAIN;
+        return -1;
+    case SSL_ERROR_ZERO_RETURN:
+        return 0;
+    default:
+        s->tls_failed = 1;
+        tls_errors(why, sizeof(why));
+        if (errno == 0)
+            errno = EPROTO;
+        return -1;
+    }
+}
+
+static ssize_t
+smtp_io_recv(struct smtp_sess *s, void *p, size_t n)
+{
+    size_t got;
+    int rc;
+
+    if (!s->tls_on)
+        return recv(s->fd, p, n, 0);
+    if (s->tls_failed) {
+        errno = EPROTO;
+        return -1;
+    }
+    errno = 0;
+    if ((rc = SSL_read_ex(s->ssl, p, n, &got)) == 1)
+        return (ssize_t) got;
+    return smtp_tls_io_err(s, rc, 0);
+}
+
+static ssize_t
+smtp_io_send(struct smtp_sess *s, const void *p, size_t n)
+{
+    size_t put;
+    int rc;
+
+    if (!s->tls_on)
+        return send(s->fd, p, n, MSG_NOSIGNAL);
+    if (s->tls_failed) {
+        errno = EPIPE;
+        return -1;
+    }
+    errno = 0;
+    if ((rc = SSL_write_ex(s->ssl, p, n, &put)) == 1)
+        return (ssize_t) put;
+    if (smtp_tls_io_err(s, rc, 1) == 0)
+        errno = EPIPE;
+    return -1;
+}
+
+/* QUIT without waiting: best effort, never blocking. */
+static void
+smtp_say_quit(struct smtp_sess *s)
+{
+    ssize_t n;
+
+    if (s->fd < 0)
+        return;
+    if (!s->tls_on) {
+        n = send(s->fd, "QUIT\r\n", 6, MSG_NOSIGNAL | MSG_DONTWAIT);
+        (void) n;
+    } else if (!s->tls_failed) {
+        n = smtp_io_send(s, "QUIT\r\n", 6);
+        (void) n;
+        ERR_clear_error();
+    }
 }
 
 /* Connection lost or timed out: the undecided are deferred, we close. */
@@ -458,7 +589,7 @@ smtp_flush(struct smtp_sess *s)
     ssize_t n;
 
     while (buf_len(s->out) > 0) {
-        n = send(s->fd, buf_data(s->out), buf_len(s->out), MSG_NOSIGNAL);
+        n = smtp_io_send(s, buf_data(s->out), buf_len(s->out));
         if (n < 0) {
             if (errno == EINTR)
                 continue;
@@ -509,10 +640,8 @@ smtp_send(struct smtp_sess *s, enum smtp_state to, const char *fmt, ...)
 static void
 smtp_quit(struct smtp_sess *s)
 {
-    if (s->fd >= 0 && s->code != 421 && buf_len(s->out) == 0) {
-        ssize_t n = send(s->fd, "QUIT\r\n", 6, MSG_NOSIGNAL | MSG_DONTWAIT);
-        (void) n;
-    }
+    if (s->code != 421 && buf_len(s->out) == 0)
+        smtp_say_quit(s);
     smtp_finish(s);
 }
 
@@ -747,6 +876,8 @@ smtp_ehlo_line(struct smtp_sess *s, const char *kw, size_t len)
         s->ext.eightbit = 1;
     } else if (len == 10 && strncasecmp(kw, "PIPELINING", 10) == 0) {
         s->ext.pipelining = 1;
+    } else if (len == 8 && strncasecmp(kw, "STARTTLS", 8) == 0) {
+        s->ext.starttls = 1;
     }
 }
 
@@ -907,6 +1038,198 @@ smtp_greet_refused(struct smtp_sess *s)
     smtp_connect_next(s);
 }
 
+/* ---- TLS ---- */
+
+/* After EHLO/HELO: 1 when STARTTLS was sent, or the session ended
+ * because the level requires TLS and the server does not offer it
+ * (Postfix's words and dsn 4.7.4); 0: go on in clear. */
+static int
+smtp_tls_start(struct smtp_sess *s)
+{
+    const struct dlv_job *job = s->job;
+
+    if (s->tls_on || job->tls_level == DLV_TLS_NONE || job->tls == NULL
+        || s->no_tls)
+        return 0;
+    if (s->state == SMTP_S_EHLO && s->ext.starttls) {
+        smtp_send(s, SMTP_S_STARTTLS, "STARTTLS\r\n");
+        return 1;
+    }
+    if (job->tls_level == DLV_TLS_MAY)
+        return 0;
+    smtp_defer_all(s, "4.7.4",
+                   "TLS is required, but was not offered by host %s[%s]",
+                   s->host, s->addr);
+    smtp_quit(s);
+    return 1;
+}
+
+/* Worker: one step of the handshake; touches only the job struct and
+ * its ssl (the loop leaves both alone while s->tls_busy). */
+static void
+smtp_tls_work(void *arg)
+{
+    struct smtp_tls_job *j = arg;
+    int rc;
+
+    ERR_clear_error();
+    errno = 0;
+    j->why[0] = '\0';
+    rc = SSL_do_handshake(j->ssl);
+    j->res = rc == 1 ? SSL_ERROR_NONE : SSL_get_error(j->ssl, rc);
+    if (j->res == SSL_ERROR_NONE || j->res == SSL_ERROR_WANT_READ
+        || j->res == SSL_ERROR_WANT_WRITE)
+        return;
+    if (j->res == SSL_ERROR_SYSCALL && errno != 0)
+        snprintf(j->why, sizeof(j->why), "%s", strerror(errno));
+    else if (tls_errors(j->why, sizeof(j->why))[0] == '\0')
+        snprintf(j->why, sizeof(j->why), "lost connection");
+    ERR_clear_error();
+}
+
+static void smtp_tls_done(void *arg);
+
+static void
+smtp_tls_step(struct smtp_sess *s)
+{
+    struct ev_loop *loop = s->job->loop;
+
+    ev_io_stop(loop, &s->rio);
+    ev_io_stop(loop, &s->wio);
+    if (s->tls_busy)
+        return;
+    s->tls_busy = 1;
+    s->tj.s = s;
+    s->tj.ssl = s->ssl;
+    ev_ref(loop); /* the wpool's watcher does not keep the loop alive */
+    wpool_submit(s->job->pool, smtp_tls_work, smtp_tls_done, &s->tj);
+}
+
+/* The handshake failed (why) or timed out (why NULL). Level may: the
+ * same address again without TLS, as Postfix's opportunistic TLS falls
+ * back to clear text; a level that requires TLS: the mail is deferred. */
+static void
+smtp_tls_failed(struct smtp_sess *s, const char *why)
+{
+    const struct dlv_job *job = s->job;
+
+    s->tls_failed = 1;
+    if (job->tls_level == DLV_TLS_MAY) {
+        log_warning_as("smtp",
+                       "%s: TLS handshake failed with %s[%s]:%d: %s: trying "
+                       "again without TLS",
+                       job->msg->env.id, s->host, s->addr, job->port,
+                       why ? why : "timed out");
+        smtp_close(s);
+        buf_reset(s->in);
+        buf_reset(s->out);
+        buf_reset(s->reply);
+        s->code = s->nlines = 0;
+        s->no_tls = 1;
+        smtp_connect_next(s);
+        return;
+    }
+    if (why == NULL) {
+        smtp_lost(s, 1);
+        return;
+    }
+    log_info_as("smtp", "%s: SSL_connect error to %s[%s]:%d: %s",
+                job->msg->env.id, s->host, s->addr, job->port, why);
+    smtp_defer_all(s, "4.7.5", "Cannot start TLS: handshake failure");
+    smtp_finish(s);
+}
+
+/* Handshake done: the certificate as the level wants it, the log line,
+ * then EHLO again (RFC 3207 4.2). */
+static void
+smtp_tls_ok(struct smtp_sess *s)
+{
+    const struct dlv_job *job = s->job;
+    enum tls_trust trust = tls_cli_trust(s->ssl);
+    struct tls_info ti;
+
+    s->tls_on = 1;
+    if (cf_int(job->cf, "smtp_tls_loglevel") >= 1) {
+        tls_info_get(s->ssl, &ti);
+        log_info_as("smtp", "%s TLS connection established to %s[%s]:%d: %s",
+                    tls_trust_name(trust), s->host, s->addr, job->port,
+                    ti.line);
+    }
+    if (job->tls_level >= DLV_TLS_VERIFY && trust != TLS_VERIFIED) {
+        smtp_defer_all(s, "4.7.5",
+                       trust == TLS_TRUSTED ? "Server certificate not verified"
+                                            : "Server certificate not trusted");
+        smtp_quit(s);
+        return;
+    }
+    memset(&s->ext, 0, sizeof(s->ext));
+    s->discarded[0] = '\0';
+    ev_io_start(job->loop, &s->rio);
+    smtp_send(s, SMTP_S_EHLO, "EHLO %s\r\n", cf_str(job->cf, "smtp_helo_name"));
+}
+
+static void
+smtp_tls_done(void *arg)
+{
+    struct smtp_tls_job *j = arg;
+    struct smtp_sess *s = j->s;
+    struct ev_loop *loop = s->job->loop;
+
+    ev_unref(loop);
+    s->tls_busy = 0;
+    if (s->state != SMTP_S_TLS) {
+        /* closed meanwhile (smtp_close left the socket to us) */
+        if (s->fd >= 0)
+            close(s->fd);
+        s->fd = -1;
+        SSL_free(s->ssl);
+        s->ssl = NULL;
+        if (s->state == SMTP_S_DONE) { /* as smtp_read_done */
+            ev_timer_stop(loop, &s->timer);
+            ev_timer_set(&s->timer, 0., 0.);
+            ev_timer_start(loop, &s->timer);
+        }
+        return;
+    }
+    if (s->tls_timedout) {
+        s->tls_timedout = 0;
+        smtp_tls_failed(s, NULL);
+        return;
+    }
+    switch (j->res) {
+    case SSL_ERROR_WANT_READ:
+        ev_io_start(loop, &s->rio);
+        return;
+    case SSL_ERROR_WANT_WRITE:
+        ev_io_start(loop, &s->wio);
+        return;
+    case SSL_ERROR_NONE:
+        smtp_tls_ok(s);
+        return;
+    default:
+        smtp_tls_failed(s, j->why);
+        return;
+    }
+}
+
+/* 220 to STARTTLS: what the server sent after it in clear is not used. */
+static void
+smtp_tls_begin(struct smtp_sess *s)
+{
+    const struct dlv_job *job = s->job;
+
+    buf_reset(s->in);
+    s->ssl = tls_cli_ssl(job->tls, s->fd, job->tls_level >= DLV_TLS_ENCRYPT,
+                         s->host, job->tls_match);
+    if (s->ssl == NULL) {
+        smtp_defer_all(s, "4.3.0", "cannot start TLS: out of memory");
+        smtp_finish(s);
+        return;
+    }
+    smtp_enter(s, SMTP_S_TLS);
+    smtp_tls_step(s); /* the ClientHello goes first */
+}
+
 /* A complete reply is in s->code, s->reply, s->dsn. */
 static void
 smtp_reply(struct smtp_sess *s)
@@ -929,7 +1252,7 @@ smtp_reply(struct smtp_sess *s)
     }
     switch (s->state) {
     case SMTP_S_GREET:
-        s->ext.size = s->ext.eightbit = s->ext.pipelining = 0;
+        s->ext.size = s->ext.eightbit = s->ext.pipelining = s->ext.starttls = 0;
         s->ext.size_limit = 0;
         s->discarded[0] = '\0';
         smtp_send(s, SMTP_S_EHLO, "EHLO %s\r\n",
@@ -949,13 +1272,44 @@ smtp_reply(struct smtp_sess *s)
             return;
         }
         if (s->state == SMTP_S_HELO)
-            s->ext.size = s->ext.eightbit = s->ext.pipelining = 0;
+            s->ext.size = s->ext.eightbit = s->ext.pipelining =
+                s->ext.starttls = 0;
         else if (s->discarded[0] && !smtp_silent_discard(s))
             log_info_as("smtp", "%s: discarding EHLO keywords: %s",
                         s->job->msg->env.id, s->discarded);
+        if (smtp_tls_start(s))
+            return;
         s->t_conn = ev_time();
         smtp_send_mail(s);
         return;
+    case SMTP_S_STARTTLS:
+        if (s->code == 220) {
+            smtp_tls_begin(s);
+            return;
+        }
+        if (job->tls_level == DLV_TLS_MAY) { /* go on in clear */
+            s->t_conn = ev_time();
+            smtp_send_mail(s);
+            return;
+        }
+        b = buf_new(256, BUF_NOCAP);
+        rt = smtp_reply_text(s);
+        buf_printf(b,
+                   "TLS is required, but host %s[%s] refused to start TLS: %s",
+                   s->host, s->addr, rt);
+        free(rt);
+        {
+            char dsn[16];
+
+            snprintf(dsn, sizeof(dsn), "%s", smtp_fail_dsn(s));
+            dsn[0] = '4'; /* a policy failure: deferred, never bounced */
+            smtp_defer_all(s, dsn, "%s", buf_data(b));
+        }
+        buf_free(b);
+        smtp_quit(s);
+        return;
+    case SMTP_S_TLS:
+        return; /* no reply is read during the handshake */
     case SMTP_S_MAIL:
         if (s->code / 100 != 2) {
             smtp_decide_all_reply(s, 0);
@@ -1091,10 +1445,12 @@ smtp_line(struct smtp_sess *s, const char *line, size_t len)
     return 0;
 }
 
-static void
-smtp_read_cb(struct ev_loop *loop, ev_io *w, int revents)
+/* One read and the replies it completes: 1 when more may be read at
+ * once (OpenSSL holds decrypted bytes, which raise no event), 0 when not,
+ * -1 when the session is over or moved on. */
+static int
+smtp_read_once(struct smtp_sess *s)
 {
-    struct smtp_sess *s = w->data;
     size_t room = SMTP_IN_CAP - buf_len(s->in), len;
     char *p, *line;
     ssize_t n;
@@ -1105,41 +1461,69 @@ smtp_read_cb(struct ev_loop *loop, ev_io *w, int revents)
         room = 4096;
     if ((p = buf_reserve(s->in, room)) == NULL) {
         smtp_protocol_error(s, "reply line too long");
-        return;
+        return -1;
     }
-    n = recv(s->fd, p, room, 0);
+    n = smtp_io_recv(s, p, room);
     if (n < 0) {
         if (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK)
-            return;
+            return 0;
         smtp_lost(s, 0);
-        return;
+        return -1;
     }
     if (n == 0) {
         smtp_lost(s, 0);
-        return;
+        return -1;
     }
     buf_commit(s->in, (size_t) n);
-    while (s->state != SMTP_S_DONE && (nl = buf_find(s->in, '\n')) >= 0) {
+    while (s->state != SMTP_S_DONE && s->state != SMTP_S_TLS
+           && (nl = buf_find(s->in, '\n')) >= 0) {
         line = buf_data(s->in);
         len = (size_t) nl;
         if (len > 0 && line[len - 1] == '\r')
             len--;
         if (len > SMTP_LINE_MAX) {
             smtp_protocol_error(s, "reply line too long");
-            return;
+            return -1;
         }
         r = smtp_line(s, line, len);
         buf_consume(s->in, (size_t) nl + 1);
         if (r < 0) {
             smtp_protocol_error(s, r == -2 ? "reply has too many lines"
                                            : "malformed reply");
-            return;
+            return -1;
         }
         if (r == 1)
             smtp_reply(s);
     }
-    if (s->state != SMTP_S_DONE && buf_len(s->in) > SMTP_LINE_MAX)
+    if (s->state == SMTP_S_DONE || s->state == SMTP_S_TLS)
+        return -1;
+    if (buf_len(s->in) > SMTP_LINE_MAX) {
         smtp_protocol_error(s, "reply line too long");
+        return -1;
+    }
+    return s->tls_on && s->ssl && !s->tls_failed && SSL_has_pending(s->ssl);
+}
+
+static void
+smtp_read_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+    struct smtp_sess *s = w->data;
+
+    if (s->state == SMTP_S_TLS) {
+        smtp_tls_step(s);
+        return;
+    }
+    if (s->tls_wr_wr) { /* a write waited for this */
+        s->tls_wr_wr = 0;
+        if (smtp_flush(s) < 0)
+            return;
+        if (s->state == SMTP_S_XFER)
+            smtp_pump(s);
+        if (s->state == SMTP_S_DONE)
+            return;
+    }
+    while (smtp_read_once(s) > 0)
+        ;
 }
 
 static void
@@ -1168,6 +1552,18 @@ smtp_write_cb(struct ev_loop *loop, ev_io *w, int revents)
         smtp_enter(s, SMTP_S_GREET);
         return;
     }
+    if (s->state == SMTP_S_TLS) {
+        smtp_tls_step(s);
+        return;
+    }
+    if (s->tls_rd_ww) { /* a read waited for this */
+        s->tls_rd_ww = 0;
+        if (buf_len(s->out) == 0)
+            ev_io_stop(loop, &s->wio);
+        smtp_read_cb(loop, &s->rio, EV_READ);
+        if (s->state == SMTP_S_DONE || s->fd < 0 || buf_len(s->out) == 0)
+            return;
+    }
     if (smtp_flush(s) <= 0)
         return;
     if (s->state == SMTP_S_XFER)
@@ -1182,8 +1578,9 @@ smtp_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
 
     switch (s->state) {
     case SMTP_S_DONE:
-        if (s->reading)
-            return; /* freed when the read is back (smtp_read_done) */
+        if (s->reading || s->tls_busy)
+            return; /* freed when the read or handshake step is back */
+        SSL_free(s->ssl);
         buf_free(s->in);
         buf_free(s->out);
         buf_free(s->reply);
@@ -1205,6 +1602,15 @@ smtp_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
         return;
     case SMTP_S_RESOLVE:
         return; /* no timer while resolving */
+    case SMTP_S_TLS:
+        if (s->tls_busy) { /* the step fails now and smtp_tls_done goes on */
+            s->tls_timedout = 1;
+            shutdown(s->fd, SHUT_RDWR);
+            return;
+        }
+        smtp_tls_failed(s, NULL);
+        return;
+    case SMTP_S_STARTTLS:
     case SMTP_S_GREET:
     case SMTP_S_EHLO:
     case SMTP_S_HELO:
@@ -1238,7 +1644,11 @@ smtp_enter(struct smtp_sess *s, enum smtp_state to)
     case SMTP_S_GREET:
     case SMTP_S_EHLO:
     case SMTP_S_HELO:
+    case SMTP_S_STARTTLS:
         t = (ev_tstamp) cf_time(cf, "smtp_helo_timeout");
+        break;
+    case SMTP_S_TLS:
+        t = (ev_tstamp) cf_time(cf, "smtp_starttls_timeout");
         break;
     case SMTP_S_MAIL:
         t = (ev_tstamp) cf_time(cf, "smtp_mail_timeout");
@@ -1286,6 +1696,7 @@ struct smtp_idle {
     char key[SMTP_KEY_MAX]; /* next hop "host:port" */
     char addr[NET_ADDR_MAX];
     int fd;
+    SSL *ssl; /* a TLS connection's, or NULL */
     struct smtp_ext ext;
     ev_tstamp born;
     ev_io rio;
@@ -1328,9 +1739,14 @@ smtp_idle_drop(struct smtp_idle *e)
     ssize_t n;
 
     smtp_idle_unlink(e);
-    n = send(e->fd, "QUIT\r\n", 6, MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (e->ssl == NULL)
+        n = send(e->fd, "QUIT\r\n", 6, MSG_NOSIGNAL | MSG_DONTWAIT);
+    else
+        n = SSL_write(e->ssl, "QUIT\r\n", 6); /* non-blocking: or not */
     (void) n;
+    ERR_clear_error();
     close(e->fd);
+    SSL_free(e->ssl);
     free(e);
 }
 
@@ -1360,7 +1776,8 @@ smtp_park(struct smtp_sess *s)
     if (smtp_idle_key(s->job, key) < 0
         || !cf_bool(cf, "smtp_connection_cache_on_demand") || keep <= 0
         || s->fd < 0 || buf_len(s->out) > 0 || buf_len(s->in) > 0
-        || ev_now(s->job->loop) - s->born >= life)
+        || ev_now(s->job->loop) - s->born >= life || s->tls_failed
+        || (s->tls_on && SSL_has_pending(s->ssl)))
         return 0;
     if (smtp_nidle >= SMTP_IDLE_MAX) /* the oldest one makes room */
         for (e = smtp_idle_list; e; e = e->next)
@@ -1375,6 +1792,7 @@ smtp_park(struct smtp_sess *s)
     memcpy(e->key, key, sizeof(key));
     snprintf(e->addr, sizeof(e->addr), "%s", s->addr);
     e->fd = s->fd;
+    e->ssl = s->ssl;
     e->ext = s->ext;
     e->born = s->born;
     /* The stopped read watcher moves over as it is, on the same open
@@ -1391,6 +1809,8 @@ smtp_park(struct smtp_sess *s)
     smtp_idle_list = e;
     smtp_nidle++;
     s->fd = -1; /* the cache owns it now */
+    s->ssl = NULL;
+    s->tls_on = 0;
     return 1;
 }
 
@@ -1410,6 +1830,8 @@ smtp_unpark(struct smtp_sess *s)
         return 0;
     smtp_idle_unlink(e);
     s->fd = e->fd;
+    s->ssl = e->ssl;
+    s->tls_on = e->ssl != NULL;
     s->ext = e->ext;
     s->born = e->born;
     snprintf(s->addr, sizeof(s->addr), "%s", e->addr);

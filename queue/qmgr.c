@@ -67,6 +67,7 @@
 #include "lib/buf.h"
 #include "lib/log.h"
 #include "lib/net.h"
+#include "lib/tls.h"
 #include "lib/wpool.h"
 #include "lib/xalloc.h"
 #include "queue/dlv.h"
@@ -129,6 +130,7 @@ struct qmgr_job {
     struct qmgr_msg *m;
     struct qmgr_dest *dest;
     char *host;
+    char *tls_match;
     struct qmgr_job *next; /* destination wait queue */
 };
 
@@ -151,6 +153,8 @@ struct qmgr_route {
     enum qmgr_kind kind;
     char *host; /* SMTP */
     int port;
+    enum dlv_tls tls; /* SMTP: the next hop's TLS level */
+    char *tls_match;  /* SMTP: its policy's match= names, or NULL */
     char dsn[16];
     char *text; /* ERROR, DEFER */
 };
@@ -169,8 +173,9 @@ struct qmgr {
     size_t nmaps;
     struct lookup_table **tls_maps; /* smtp_tls_policy_maps */
     size_t ntls_maps;
-    const char *tls_level; /* smtp_tls_security_level */
-    int tls_global;        /* qmgr_tls_mandatory() of it */
+    const char *tls_level;   /* smtp_tls_security_level */
+    int tls_global;          /* its enum dlv_tls, or < 0 (qmgr_tls_parse) */
+    struct tls_cli *tls_cli; /* the SMTP client's TLS context, or NULL */
     char *const *mydest;
     const char *relayhost;
     const char *myhostname;
@@ -314,6 +319,7 @@ qmgr_route_reset(struct qmgr_route *r)
 {
     free(r->host);
     free(r->text);
+    free(r->tls_match);
     memset(r, 0, sizeof(*r));
 }
 
@@ -467,45 +473,70 @@ qmgr_map_lookup(struct qmgr *q, const char *domain, struct buf *out)
     return qmgr_map_get(q, "*", out);
 }
 
-/* A TLS policy's level, its first word (Postfix's names): 1 when it
- * forbids sending in clear, 0 when it does not, -1 when it is not one. */
+/* A TLS policy: its first word the level (Postfix's names), then
+ * attributes, of which match= (verify and secure: the names the server's
+ * certificate must carry) is used. The level as enum dlv_tls; -1 when
+ * the word is not a level, -2 for one this Sluice does not have
+ * (dane-only, fingerprint: no DNSSEC, no fingerprint tables). */
 static int
-qmgr_tls_mandatory(const char *v)
+qmgr_tls_parse(const char *v, char **match)
 {
-    static const char *const clear_ok[] = {"", "none", "may", "dane", NULL};
-    static const char *const need[] = {"encrypt", "dane-only", "fingerprint",
-                                       "verify",  "secure",    NULL};
+    static const struct {
+        const char *name;
+        int level;
+    } lv[] = {
+        {"", DLV_TLS_NONE},           {"none", DLV_TLS_NONE},
+        {"may", DLV_TLS_MAY},         {"dane", DLV_TLS_MAY},
+        {"encrypt", DLV_TLS_ENCRYPT}, {"verify", DLV_TLS_VERIFY},
+        {"secure", DLV_TLS_SECURE},   {"dane-only", -2},
+        {"fingerprint", -2},
+    };
     size_t i, n;
+    int level = -1;
 
     v += strspn(v, " \t");
     n = strcspn(v, " \t");
-
-    for (i = 0; clear_ok[i]; i++)
-        if (strlen(clear_ok[i]) == n && strncasecmp(v, clear_ok[i], n) == 0)
-            return 0;
-    for (i = 0; need[i]; i++)
-        if (strlen(need[i]) == n && strncasecmp(v, need[i], n) == 0)
-            return 1;
-    return -1;
+    for (i = 0; i < sizeof(lv) / sizeof(lv[0]); i++)
+        if (strlen(lv[i].name) == n && strncasecmp(v, lv[i].name, n) == 0)
+            level = lv[i].level;
+    if (match == NULL)
+        return level;
+    *match = NULL;
+    for (v += n; *(v += strspn(v, " \t")); v += n) {
+        n = strcspn(v, " \t");
+        if (n > 6 && strncasecmp(v, "match=", 6) == 0) {
+            free(*match);
+            *match = xstrndup(v + 6, n - 6);
+        }
+    }
+    return level;
 }
 
-/* Sluice has no TLS client yet. Where the TLS policy for an SMTP next hop
- * requires TLS, the route becomes a deferral, as Postfix defers mail when
- * its TLS engine is unavailable, instead of sending it in clear. The
- * policy: smtp_tls_policy_maps by next hop ("[host]:port" and "host:port",
- * then "[host]" and "host", then the host's parent domains as ".parent"),
- * its first word the level; else smtp_tls_security_level. */
+/* The TLS level for an SMTP next hop: smtp_tls_policy_maps by next hop
+ * ("[host]:port" and "host:port", then "[host]" and "host", then the
+ * host's parent domains as ".parent"), else smtp_tls_security_level. A
+ * level this Sluice cannot honour, or a TLS engine that did not start
+ * where TLS is required, makes the route a deferral (4.7.5), as Postfix
+ * defers mail when its TLS engine is unavailable: never clear text
+ * where the policy forbids it. */
 static void
 qmgr_tls_policy(struct qmgr *q, struct qmgr_route *r)
 {
     struct buf *key = NULL, *val = NULL;
     const char *level = q->tls_level, *what = "smtp_tls_security_level";
     const char *d;
-    char safe[256];
+    char safe[256], *match = NULL;
     int rc = 0, m, k;
 
-    if (q->ntls_maps == 0 && q->tls_global == 0)
-        return; /* clear text allowed everywhere: nothing to look up */
+    if (q->ntls_maps == 0) {
+        if (q->tls_global == DLV_TLS_NONE)
+            return; /* clear text everywhere: nothing to look up */
+        if (q->tls_global > DLV_TLS_NONE && q->tls_cli) {
+            r->tls = (enum dlv_tls) q->tls_global;
+            qmgr_tls_parse(level, &r->tls_match);
+            return;
+        }
+    }
     if (q->ntls_maps > 0) {
         key = buf_new(64, BUF_NOCAP);
         val = buf_new(64, CF_VALUE_MAX);
@@ -530,15 +561,27 @@ qmgr_tls_policy(struct qmgr *q, struct qmgr_route *r)
             what = "smtp_tls_policy_maps";
         }
     }
-    m = qmgr_tls_mandatory(level);
-    if (m > 0)
-        qmgr_route_fail(r, QMGR_R_DEFER, "4.7.5",
-                        "TLS is required, but our TLS engine is unavailable");
-    else if (m < 0)
+    m = qmgr_tls_parse(level, &match);
+    if (m == -1) {
         qmgr_route_fail(r, QMGR_R_DEFER, "4.7.5",
                         "bad TLS security level in %s: %s", what,
                         qmgr_safe(level, safe, sizeof(safe)));
+    } else if (m == -2) {
+        level += strspn(level, " \t");
+        qmgr_route_fail(r, QMGR_R_DEFER, "4.7.5",
+                        "TLS security level %.*s is not supported by this "
+                        "Sluice",
+                        (int) strcspn(level, " \t"), level);
+    } else if (m >= DLV_TLS_ENCRYPT && q->tls_cli == NULL) {
+        qmgr_route_fail(r, QMGR_R_DEFER, "4.7.5",
+                        "TLS is required, but our TLS engine is unavailable");
+    } else if (q->tls_cli != NULL) {
+        r->tls = (enum dlv_tls) m;
+        r->tls_match = match;
+        match = NULL;
+    }
 out:
+    free(match);
     buf_free(key);
     buf_free(val);
 }
@@ -638,6 +681,7 @@ qmgr_job_free(struct qmgr_job *j)
     free(j->job.result);
     free(j->job.rcpt);
     free(j->host);
+    free(j->tls_match);
     free(j);
 }
 
@@ -671,6 +715,7 @@ qmgr_job_add(struct qmgr *q, struct qmgr_msg *m, const struct qmgr_route *r,
 
     j->m = m;
     j->host = xstrdup(r->host ? r->host : "");
+    j->tls_match = r->tls_match ? xstrdup(r->tls_match) : NULL;
     j->job.msg = m->msg;
     j->job.rcpt = xmalloc(n * sizeof(size_t));
     memcpy(j->job.rcpt, idx, n * sizeof(size_t));
@@ -679,6 +724,9 @@ qmgr_job_add(struct qmgr *q, struct qmgr_msg *m, const struct qmgr_route *r,
     j->job.transport = transport;
     j->job.host = j->host;
     j->job.port = r->kind == QMGR_R_LOCAL ? 0 : r->port;
+    j->job.tls_level = r->tls;
+    j->job.tls_match = j->tls_match;
+    j->job.tls = q->tls_cli;
     j->job.cf = q->cf;
     j->job.loop = q->loop;
     j->job.pool = q->pool;
@@ -1987,6 +2035,7 @@ qmgr_free(struct qmgr *q)
     for (i = 0; i < q->ntls_maps; i++)
         lookup_free(q->tls_maps[i]);
     free(q->tls_maps);
+    tls_cli_free(q->tls_cli);
     while (q->dests)
         qmgr_dest_drop(q, q->dests);
     free(q);
@@ -2035,16 +2084,25 @@ qmgr_run(const struct cf *cf)
                   strerror(errno));
     if (qmgr_open_maps(q) < 0 || qmgr_bind(q) < 0)
         goto fail;
-    q->tls_global = qmgr_tls_mandatory(q->tls_level);
-    if (q->tls_global != 0)
-        log_warning("smtp_tls_security_level = %s: this Sluice has no TLS "
-                    "client yet, so mail to SMTP next hops is deferred "
-                    "(4.7.5) instead of sent in clear",
-                    q->tls_level);
-    if (q->ntls_maps > 0)
-        log_warning("smtp_tls_policy_maps: this Sluice has no TLS client "
-                    "yet, so mail to next hops whose policy requires TLS is "
-                    "deferred (4.7.5) instead of sent in clear");
+    q->tls_global = qmgr_tls_parse(q->tls_level, NULL);
+    if (q->tls_global != DLV_TLS_NONE || q->ntls_maps > 0) {
+        struct buf *warn = buf_new(128, 4096);
+
+        buf_reset(err);
+        q->tls_cli = tls_cli_new(
+            cf_str(cf, "smtp_tls_CAfile"), cf_str(cf, "smtp_tls_CApath"),
+            cf_str(cf, "smtp_tls_protocols"),
+            cf_str(cf, "smtp_tls_mandatory_protocols"), err, warn);
+        if (q->tls_cli == NULL)
+            log_warning("smtp: TLS is not available: %s; mail to next hops "
+                        "whose TLS level requires it is deferred (4.7.5)",
+                        buf_data(err));
+        else if (buf_len(warn) > 0)
+            log_warning("smtp: %s; levels verify and secure will find no "
+                        "certificate trusted",
+                        buf_data(warn));
+        buf_free(warn);
+    }
     q->loop = ev_default_loop(0);
     v = cf_int(cf, "sluice_worker_threads");
     q->pool = wpool_new(q->loop, v > 0 ? (int) v : 1, "qmgr-io", 0);
