@@ -29,6 +29,14 @@
  * replaced by a new connection, so reuse never defers mail. At most
  * SMTP_IDLE_MAX idle connections; none is used longer than
  * smtp_connection_reuse_time_limit.
+ * TLS (job->tls_level, from the queue manager's policy lookup): after
+ * EHLO, STARTTLS when the server offers it; the handshake's steps run in
+ * the wpool (smtp_tls_step), then EHLO again and every byte through
+ * OpenSSL (smtp_io_recv, smtp_io_send). Level may goes on in clear when
+ * STARTTLS is not offered or refused, and after a failed handshake tries
+ * the same address again without TLS; the levels that require TLS defer
+ * instead (smtp_tls_start, smtp_tls_failed), and verify/secure also check
+ * the certificate (smtp_tls_ok). A cached connection keeps its ssl.
  * Every stage has its timeout (smtp_*_timeout); replies are bounded
  * (SMTP_LINE_MAX per line, SMTP_REPLY_LINES lines); the output buffer is
  * bounded and refilled from the file only when empty.
@@ -37,8 +45,9 @@
  * from a zero-delay timer, so never from inside dlv_smtp_start().
  * Owns: the session, its socket and buffers. Borrows: the job and what
  * it points to, until done(job) is called (the session is freed first).
- * Threads: loop thread; only smtp_resolve_work() and smtp_read_work()
- * run in a worker: the first touches only the session's host, port and
+ * Threads: loop thread; only smtp_resolve_work(), smtp_read_work() and
+ * smtp_tls_work() (the job struct and its ssl, see smtp_tls_step) run in
+ * a worker: the first touches only the session's host, port and
  * address list, the second only its chunk and rd_* fields (the session is
  * not freed while s->reading).
  */
