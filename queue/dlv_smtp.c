@@ -1158,6 +1158,10 @@ smtp_tls_ok(struct smtp_sess *s)
     struct tls_info ti;
 
     s->tls_on = 1;
+    /* as Postfix: names are matched at verify and secure only, so below
+     * them a good chain is "Trusted", never "Verified" */
+    if (job->tls_level < DLV_TLS_VERIFY && trust == TLS_VERIFIED)
+        trust = TLS_TRUSTED;
     if (cf_int(job->cf, "smtp_tls_loglevel") >= 1) {
         tls_info_get(s->ssl, &ti);
         log_info_as("smtp", "%s TLS connection established to %s[%s]:%d: %s",

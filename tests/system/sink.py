@@ -12,6 +12,40 @@ counts complete messages. DIR/sink.log records every command and reply.
           [--rcpt-match REGEX --rcpt-reply "550 5.1.1 no such user"]
           [--data-reply "451 4.3.0 try later" [--data-fail-count N]]
           [--idle-close SECS]
+          [--tls-cert FILE [--tls-key FILE]]
+          [--tls-min-version TLSv1.2|TLSv1.3] [--tls-max-version ...]
+          [--starttls-reply "454 4.7.0 TLS not available"]
+          [--tls-misbehave garbage|stall]
+
+Each connection logs "PORT connect" first (PORT: the client's port, the
+prefix of all that connection's lines), so counting " connect$" lines
+counts connections (start_sink's readiness probe is one of them).
+
+STARTTLS (server side), off unless one of the --tls-*/--starttls-*
+options is given: EHLO then lists "250-STARTTLS" (as its last line but
+one) while the connection is in clear, and STARTTLS gets:
+  --starttls-reply R    R, and the session goes on in clear;
+  --tls-misbehave garbage
+                        "220 2.0.0 Ready to start TLS", then the bytes
+                        "this is not TLS\r\n" in clear instead of a
+                        handshake; the sink shuts its side, reads what the
+                        client sends until it closes (5 s at most), and
+                        closes ("PORT tls garbage sent, closed");
+  --tls-misbehave stall "220 2.0.0 Ready to start TLS", then silence: what
+                        the client sends is read and ignored until it
+                        closes ("PORT tls stall ended: client closed");
+  otherwise             "220 2.0.0 Ready to start TLS" and a server-side
+                        handshake with --tls-cert (and --tls-key, else the
+                        key is in the cert file), within the versions
+                        given; the session goes on over TLS (a new EHLO
+                        is expected; STARTTLS is no longer listed, and
+                        gets 554 5.5.1 Error: TLS already active). The log
+                        has "PORT tls VERSION CIPHER BITS", or "PORT tls
+                        handshake failed: ERROR" (connection closed).
+STARTTLS without those options: 502 as any unknown command.
+A message stored on a TLS connection also gets DIR/NNNN.tls (written
+before NNNN.eml appears): one line "VERSION CIPHER BITS", e.g.
+"TLSv1.3 TLS_AES_256_GCM_SHA384 256". No .tls file: it came in clear.
 
 As a module (PYTHONPATH=tests/system): Client, send_mail, dotstuff,
 split_received, eml_files for the test scripts' inline python.
@@ -24,6 +58,7 @@ import re
 import signal
 import socket
 import socketserver
+import ssl
 import sys
 import threading
 import time
@@ -41,6 +76,18 @@ class SinkState:
         self.count = 0          # messages stored
         self.data_seen = 0      # end-of-data events (for --data-fail-count)
         self.rcpt_re = re.compile(args.rcpt_match) if args.rcpt_match else None
+        # STARTTLS is offered with any of the TLS options
+        self.starttls = bool(args.tls_cert or args.starttls_reply
+                             or args.tls_misbehave)
+        self.tls_ctx = None
+        if args.tls_cert:
+            x = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            x.load_cert_chain(args.tls_cert, args.tls_key)
+            if args.tls_min_version:
+                x.minimum_version = TLS_VERSIONS[args.tls_min_version]
+            if args.tls_max_version:
+                x.maximum_version = TLS_VERSIONS[args.tls_max_version]
+            self.tls_ctx = x
         self.logf = open(os.path.join(args.dir, "sink.log"), "a",
                          buffering=1, encoding="utf-8", errors="replace")
 
@@ -48,7 +95,7 @@ class SinkState:
         with self.lock:
             self.logf.write("%.3f %s\n" % (time.time(), text))
 
-    def store(self, sender, rcpts, data):
+    def store(self, sender, rcpts, data, tls=None):
         with self.lock:
             self.count += 1
             n = self.count
@@ -58,6 +105,9 @@ class SinkState:
             f.write("MAIL FROM:<%s>\n" % sender)
             for r in rcpts:
                 f.write("RCPT TO:<%s>\n" % r)
+        if tls:
+            with open(base + ".tls", "w") as f:
+                f.write("%s %s %d\n" % tls)
         with open(base + ".tmp", "wb") as f:
             f.write(data)
         os.rename(base + ".tmp", base + ".eml")
@@ -82,16 +132,88 @@ def addr_of(arg):
     return arg.strip().split(" ")[0]
 
 
+TLS_VERSIONS = {"TLSv1.2": ssl.TLSVersion.TLSv1_2,
+                "TLSv1.3": ssl.TLSVersion.TLSv1_3}
+
+
 class SinkHandler(socketserver.StreamRequestHandler):
     timeout = 60
+    tls = None          # (version, cipher, bits) once TLS is active
+    tls_sock = None
 
     def out(self, line):
         self.server.state.log("%s > %s" % (self.client_address[1], line))
         self.wfile.write(line.encode() + b"\r\n")
         self.wfile.flush()
 
+    def finish(self):
+        try:
+            super().finish()
+        finally:
+            if self.tls_sock is not None:
+                try:
+                    self.tls_sock.close()
+                except OSError:
+                    pass
+
+    def drain(self, secs):
+        """Read and drop what the client sends until it closes (or secs
+        pass, when secs is not None)."""
+        end = None if secs is None else time.time() + secs
+        self.connection.settimeout(0.5)
+        while end is None or time.time() < end:
+            try:
+                d = self.connection.recv(65536)
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            if not d:
+                return
+
+    def starttls(self):
+        """STARTTLS with the TLS options; False when the session ends."""
+        st = self.server.state
+        a = st.args
+        me = self.client_address[1]
+        if a.starttls_reply:
+            self.out(a.starttls_reply)
+            return True
+        self.out("220 2.0.0 Ready to start TLS")
+        if a.tls_misbehave == "garbage":
+            try:
+                self.connection.sendall(b"this is not TLS\r\n")
+                self.connection.shutdown(socket.SHUT_WR)
+            except OSError:
+                pass
+            self.drain(5)
+            st.log("%s tls garbage sent, closed" % me)
+            return False
+        if a.tls_misbehave == "stall":
+            st.log("%s tls stall" % me)
+            self.drain(None)
+            st.log("%s tls stall ended: client closed" % me)
+            return False
+        if st.tls_ctx is None:  # not reached: STARTTLS is offered without
+            return False        # a certificate only with the two above
+        self.rfile.close()
+        self.wfile.close()
+        try:
+            s = st.tls_ctx.wrap_socket(self.connection, server_side=True)
+        except (ssl.SSLError, OSError, ValueError) as e:
+            st.log("%s tls handshake failed: %s" % (me, e))
+            return False
+        self.tls_sock = self.connection = s
+        self.rfile = s.makefile("rb")
+        self.wfile = s.makefile("wb")
+        c = s.cipher()
+        self.tls = (s.version(), c[0], c[2])
+        st.log("%s tls %s %s %d" % ((me,) + self.tls))
+        return True
+
     def handle(self):
         st = self.server.state
+        st.log("%s connect" % self.client_address[1])
         self.out("220 sink.test.example ESMTP sink")
         sender = None
         rcpts = []
@@ -121,6 +243,8 @@ class SinkHandler(socketserver.StreamRequestHandler):
                 self.out("250-PIPELINING")
                 self.out("250-8BITMIME")
                 self.out("250-SIZE 104857600")
+                if st.starttls and self.tls is None:
+                    self.out("250-STARTTLS")
                 self.out("250 ENHANCEDSTATUSCODES")
             elif verb in ("HELO", "LHLO"):
                 sender, rcpts = None, []
@@ -170,7 +294,7 @@ class SinkHandler(socketserver.StreamRequestHandler):
                 data = b"".join(chunks)
                 reply, keep = st.data_reply()
                 if keep:
-                    n = st.store(sender, rcpts, data)
+                    n = st.store(sender, rcpts, data, self.tls)
                     reply = "250 2.0.0 Ok: queued as SINK%04d" % n
                 self.out(reply)
                 done += 1
@@ -183,6 +307,13 @@ class SinkHandler(socketserver.StreamRequestHandler):
             elif verb == "QUIT":
                 self.out("221 2.0.0 Bye")
                 return
+            elif verb == "STARTTLS" and st.starttls:
+                if self.tls is not None:
+                    self.out("554 5.5.1 Error: TLS already active")
+                    continue
+                if not self.starttls():
+                    return
+                sender, rcpts = None, []
             else:
                 self.out("502 5.5.2 Error: command not recognized")
 
@@ -217,7 +348,22 @@ def sink_main(argv):
                         "after a message")
     p.add_argument("--data-fail-count", type=int, default=-1,
                    help="use --data-reply for the first N messages only")
+    p.add_argument("--tls-cert",
+                   help="offer STARTTLS; the server certificate (PEM, may "
+                        "hold the key too)")
+    p.add_argument("--tls-key", help="its private key (PEM)")
+    p.add_argument("--tls-min-version", choices=sorted(TLS_VERSIONS))
+    p.add_argument("--tls-max-version", choices=sorted(TLS_VERSIONS))
+    p.add_argument("--starttls-reply",
+                   help='offer STARTTLS, answer it with this reply, e.g. '
+                        '"454 4.7.0 TLS not available", and go on in clear')
+    p.add_argument("--tls-misbehave", choices=("garbage", "stall"),
+                   help="offer STARTTLS; after its 220, garbage: send "
+                        "\"this is not TLS\" and close; stall: send nothing "
+                        "until the client closes")
     a = p.parse_args(argv)
+    if (a.tls_key or a.tls_min_version or a.tls_max_version) and not a.tls_cert:
+        p.error("--tls-key and --tls-*-version need --tls-cert")
     os.makedirs(a.dir, exist_ok=True)
     cls = Server6 if ":" in a.host else Server4
     srv = cls((a.host, a.port), SinkHandler)
