@@ -137,6 +137,53 @@ tls_errors(char *out, size_t n)
     return out;
 }
 
+int
+tls_handshake(SSL *ssl, char *why, size_t n)
+{
+    int rc, res;
+
+    ERR_clear_error();
+    errno = 0;
+    why[0] = '\0';
+    rc = SSL_do_handshake(ssl);
+    res = rc == 1 ? SSL_ERROR_NONE : SSL_get_error(ssl, rc);
+    if (res == SSL_ERROR_NONE || res == SSL_ERROR_WANT_READ
+        || res == SSL_ERROR_WANT_WRITE)
+        return res;
+    if (res == SSL_ERROR_SYSCALL && errno != 0)
+        snprintf(why, n, "%s", strerror(errno));
+    else if (tls_errors(why, n)[0] == '\0')
+        snprintf(why, n, "lost connection");
+    ERR_clear_error();
+    return res;
+}
+
+enum tls_io
+tls_io_status(SSL *ssl, int rc, char *why, size_t n)
+{
+    int e = errno; /* the caller cleared it before the call */
+
+    why[0] = '\0';
+    switch (SSL_get_error(ssl, rc)) {
+    case SSL_ERROR_WANT_READ:
+        return TLS_IO_WANT_READ;
+    case SSL_ERROR_WANT_WRITE:
+        return TLS_IO_WANT_WRITE;
+    case SSL_ERROR_ZERO_RETURN:
+        return TLS_IO_CLOSED;
+    case SSL_ERROR_SYSCALL:
+        tls_errors(why, n);
+        if (e == 0)
+            return TLS_IO_EOF;
+        errno = e;
+        return TLS_IO_ERROR;
+    default:
+        tls_errors(why, n);
+        errno = EPROTO;
+        return TLS_IO_ERROR;
+    }
+}
+
 /* A file that cannot be read says so plainly (OpenSSL's text for a
  * missing file is a "system library" code). */
 static int

@@ -68,6 +68,25 @@ enum tls_trust {
 enum tls_trust tls_cli_trust(SSL *ssl);
 const char *tls_trust_name(enum tls_trust t); /* "Verified", ... */
 
+/* One step of a handshake on a non-blocking socket (worker threads
+ * too): SSL_ERROR_NONE when it is done, SSL_ERROR_WANT_READ or
+ * SSL_ERROR_WANT_WRITE to wait for the socket, another SSL_ERROR_* when
+ * it failed, with the reason in why ("lost connection" at a plain EOF).
+ * The thread's error queue is left empty. */
+int tls_handshake(SSL *ssl, char *why, size_t n);
+
+/* What SSL_read_ex or SSL_write_ex returning rc (not 1) on a
+ * non-blocking socket means. After TLS_IO_EOF and TLS_IO_ERROR the only
+ * SSL call left is SSL_free (no close_notify). */
+enum tls_io {
+    TLS_IO_WANT_READ,  /* wait for the socket to be readable */
+    TLS_IO_WANT_WRITE, /* or writable */
+    TLS_IO_CLOSED,     /* the peer's close_notify */
+    TLS_IO_EOF,        /* the connection ended without it */
+    TLS_IO_ERROR       /* errno set (EPROTO: OpenSSL's reason in why) */
+};
+enum tls_io tls_io_status(SSL *ssl, int rc, char *why, size_t n);
+
 /* The calling thread's OpenSSL errors as one line ("" when none), and
  * the queue emptied. */
 const char *tls_errors(char *out, size_t n);

@@ -713,32 +713,30 @@ smtpd_tls_io_err(struct smtpd_sess *s, int rc, int writing)
 {
     char why[256];
 
-    switch (SSL_get_error(s->ssl, rc)) {
-    case SSL_ERROR_WANT_READ:
+    switch (tls_io_status(s->ssl, rc, why, sizeof(why))) {
+    case TLS_IO_WANT_READ:
         if (writing)
             s->tls_wr_wr = 1;
         errno = EAGAIN;
         return -1;
-    case SSL_ERROR_WANT_WRITE:
+    case TLS_IO_WANT_WRITE:
         if (!writing)
             s->tls_rd_ww = 1;
         errno = EAGAIN;
         return -1;
-    case SSL_ERROR_ZERO_RETURN: /* close_notify: an orderly end */
+    case TLS_IO_CLOSED: /* close_notify: an orderly end */
         return 0;
-    case SSL_ERROR_SYSCALL:
+    case TLS_IO_EOF:
         s->tls_failed = 1;
-        tls_errors(why, sizeof(why));
-        if (errno == 0)
-            return 0; /* EOF without close_notify */
-        return -1;
-    default:
-        s->tls_failed = 1;
-        log_info("SSL_%s error from %s: %s", writing ? "write" : "read",
-                 s->ident, tls_errors(why, sizeof(why)));
-        errno = EPROTO;
-        return -1;
+        return 0;
+    case TLS_IO_ERROR:
+        break;
     }
+    s->tls_failed = 1;
+    if (why[0])
+        log_info("SSL_%s error from %s: %s", writing ? "write" : "read",
+                 s->ident, why);
+    return -1;
 }
 
 static ssize_t
@@ -750,6 +748,7 @@ smtpd_recv(struct smtpd_sess *s, void *p, size_t n)
     if (!s->tls_on)
         return recv(s->fd, p, n, 0);
     s->tls_rd_ww = 0;
+    ERR_clear_error(); /* SSL_get_error reads the queue */
     errno = 0;
     if ((rc = SSL_read_ex(s->ssl, p, n, &got)) == 1)
         return (ssize_t) got;
@@ -765,6 +764,7 @@ smtpd_send(struct smtpd_sess *s, const void *p, size_t n)
     if (!s->tls_on)
         return send(s->fd, p, n, MSG_NOSIGNAL);
     s->tls_wr_wr = 0;
+    ERR_clear_error(); /* SSL_get_error reads the queue */
     errno = 0;
     if ((rc = SSL_write_ex(s->ssl, p, n, &put)) == 1)
         return (ssize_t) put;
@@ -920,21 +920,8 @@ static void
 smtpd_tls_work(void *arg)
 {
     struct smtpd_tls_job *j = arg;
-    int rc;
 
-    ERR_clear_error();
-    errno = 0;
-    j->why[0] = '\0';
-    rc = SSL_do_handshake(j->ssl);
-    j->res = rc == 1 ? SSL_ERROR_NONE : SSL_get_error(j->ssl, rc);
-    if (j->res == SSL_ERROR_NONE || j->res == SSL_ERROR_WANT_READ
-        || j->res == SSL_ERROR_WANT_WRITE)
-        return;
-    if (j->res == SSL_ERROR_SYSCALL && errno != 0)
-        snprintf(j->why, sizeof(j->why), "%s", strerror(errno));
-    else if (tls_errors(j->why, sizeof(j->why))[0] == '\0')
-        snprintf(j->why, sizeof(j->why), "lost connection");
-    ERR_clear_error();
+    j->res = tls_handshake(j->ssl, j->why, sizeof(j->why));
 }
 
 static void

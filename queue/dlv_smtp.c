@@ -465,28 +465,29 @@ smtp_tls_io_err(struct smtp_sess *s, int rc, int writing)
 {
     char why[256];
 
-    switch (SSL_get_error(s->ssl, rc)) {
-    case SSL_ERROR_WANT_READ:
+    switch (tls_io_status(s->ssl, rc, why, sizeof(why))) {
+    case TLS_IO_WANT_READ:
         if (writing)
             s->tls_wr_wr = 1;
         errno = EAGAIN;
         return -1;
-    case SSL_ERROR_WANT_WRITE:
+    case TLS_IO_WANT_WRITE:
         if (!writing) {
             s->tls_rd_ww = 1;
             ev_io_start(s->job->loop, &s->wio);
         }
         errno = EAGAIN;
         return -1;
-    case SSL_ERROR_ZERO_RETURN:
+    case TLS_IO_CLOSED:
         return 0;
-    default:
+    case TLS_IO_EOF:
         s->tls_failed = 1;
-        tls_errors(why, sizeof(why));
-        if (errno == 0)
-            errno = EPROTO;
-        return -1;
+        return 0;
+    case TLS_IO_ERROR:
+        break;
     }
+    s->tls_failed = 1;
+    return -1;
 }
 
 static ssize_t
@@ -501,6 +502,7 @@ smtp_io_recv(struct smtp_sess *s, void *p, size_t n)
         errno = EPROTO;
         return -1;
     }
+    ERR_clear_error(); /* SSL_get_error reads the queue */
     errno = 0;
     if ((rc = SSL_read_ex(s->ssl, p, n, &got)) == 1)
         return (ssize_t) got;
@@ -519,6 +521,7 @@ smtp_io_send(struct smtp_sess *s, const void *p, size_t n)
         errno = EPIPE;
         return -1;
     }
+    ERR_clear_error(); /* SSL_get_error reads the queue */
     errno = 0;
     if ((rc = SSL_write_ex(s->ssl, p, n, &put)) == 1)
         return (ssize_t) put;
@@ -1079,21 +1082,8 @@ static void
 smtp_tls_work(void *arg)
 {
     struct smtp_tls_job *j = arg;
-    int rc;
 
-    ERR_clear_error();
-    errno = 0;
-    j->why[0] = '\0';
-    rc = SSL_do_handshake(j->ssl);
-    j->res = rc == 1 ? SSL_ERROR_NONE : SSL_get_error(j->ssl, rc);
-    if (j->res == SSL_ERROR_NONE || j->res == SSL_ERROR_WANT_READ
-        || j->res == SSL_ERROR_WANT_WRITE)
-        return;
-    if (j->res == SSL_ERROR_SYSCALL && errno != 0)
-        snprintf(j->why, sizeof(j->why), "%s", strerror(errno));
-    else if (tls_errors(j->why, sizeof(j->why))[0] == '\0')
-        snprintf(j->why, sizeof(j->why), "lost connection");
-    ERR_clear_error();
+    j->res = tls_handshake(j->ssl, j->why, sizeof(j->why));
 }
 
 static void smtp_tls_done(void *arg);
