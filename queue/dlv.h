@@ -71,6 +71,17 @@ void dlv_smtp_start(struct dlv_job *job);
 /* The SMTP client's settings that cf_check cannot judge (numeric bind
  * addresses): 0, or -1 and the reason in err. */
 int dlv_smtp_check(const struct cf *cf, struct buf *err);
+/* The SMTP client's TLS settings, for sluice check: one line per problem
+ * (a level that is not one or not supported, a protocol list, CA files
+ * that do not load) appended to warn. */
+void dlv_smtp_check_tls(const struct cf *cf, struct buf *warn);
+/* A TLS policy: its first word the level (Postfix's names), then
+ * attributes, of which match= (verify and secure: the names the server's
+ * certificate must carry) is used, into *match (malloc'd, or NULL; match
+ * NULL: not wanted). The level as enum dlv_tls; -1 when the word is not a
+ * level, -2 for one this Sluice does not have (dane-only, fingerprint: no
+ * DNSSEC, no fingerprint tables). */
+int dlv_tls_parse(const char *v, char **match);
 void dlv_local_start(struct dlv_job *job);
 
 /* Shared helpers for the agents' log lines. */

@@ -1870,6 +1870,78 @@ smtp_bind_from(const struct cf *cf, int af, struct sockaddr_storage *from,
 }
 
 int
+dlv_tls_parse(const char *v, char **match)
+{
+    static const struct {
+        const char *name;
+        int level;
+    } lv[] = {
+        {"", DLV_TLS_NONE},           {"none", DLV_TLS_NONE},
+        {"may", DLV_TLS_MAY},         {"dane", DLV_TLS_MAY},
+        {"encrypt", DLV_TLS_ENCRYPT}, {"verify", DLV_TLS_VERIFY},
+        {"secure", DLV_TLS_SECURE},   {"dane-only", -2},
+        {"fingerprint", -2},
+    };
+    size_t i, n;
+    int level = -1;
+
+    v += strspn(v, " \t");
+    n = strcspn(v, " \t");
+    for (i = 0; i < sizeof(lv) / sizeof(lv[0]); i++)
+        if (strlen(lv[i].name) == n && strncasecmp(v, lv[i].name, n) == 0)
+            level = lv[i].level;
+    if (match == NULL)
+        return level;
+    *match = NULL;
+    for (v += n; *(v += strspn(v, " \t")); v += n) {
+        n = strcspn(v, " \t");
+        if (n > 6 && strncasecmp(v, "match=", 6) == 0) {
+            free(*match);
+            *match = xstrndup(v + 6, n - 6);
+        }
+    }
+    return level;
+}
+
+void
+dlv_smtp_check_tls(const struct cf *cf, struct buf *warn)
+{
+    const char *v = cf_str(cf, "smtp_tls_security_level");
+    struct buf *err = buf_new(128, 4096);
+    struct tls_cli *t;
+    int lv = dlv_tls_parse(v, NULL);
+
+    if (lv == -1)
+        buf_printf(warn,
+                   "smtp_tls_security_level = %.64s is not a TLS security "
+                   "level: mail to SMTP next hops is deferred (4.7.5)\n",
+                   v);
+    else if (lv == -2)
+        buf_printf(warn,
+                   "smtp_tls_security_level = %.64s is not supported by this "
+                   "Sluice: mail to SMTP next hops is deferred (4.7.5)\n",
+                   v);
+    if (lv == DLV_TLS_NONE && *cf_str(cf, "smtp_tls_policy_maps") == '\0') {
+        buf_free(err);
+        return;
+    }
+    t = tls_cli_new(cf_str(cf, "smtp_tls_CAfile"),
+                    cf_str(cf, "smtp_tls_CApath"),
+                    cf_str(cf, "smtp_tls_protocols"),
+                    cf_str(cf, "smtp_tls_mandatory_protocols"), err, warn);
+    if (t == NULL)
+        buf_printf(warn,
+                   "smtp: TLS is not available: %s; mail to next hops whose "
+                   "TLS level requires it is deferred (4.7.5)\n",
+                   buf_data(err));
+    else if (buf_len(warn) > 0 && buf_data(warn)[buf_len(warn) - 1] != '\n')
+        buf_puts(warn, "; levels verify and secure will find no certificate "
+                       "trusted\n");
+    tls_cli_free(t);
+    buf_free(err);
+}
+
+int
 dlv_smtp_check(const struct cf *cf, struct buf *err)
 {
     static const int fam[] = {AF_INET, AF_INET6};

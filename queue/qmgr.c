@@ -473,45 +473,6 @@ qmgr_map_lookup(struct qmgr *q, const char *domain, struct buf *out)
     return qmgr_map_get(q, "*", out);
 }
 
-/* A TLS policy: its first word the level (Postfix's names), then
- * attributes, of which match= (verify and secure: the names the server's
- * certificate must carry) is used. The level as enum dlv_tls; -1 when
- * the word is not a level, -2 for one this Sluice does not have
- * (dane-only, fingerprint: no DNSSEC, no fingerprint tables). */
-static int
-qmgr_tls_parse(const char *v, char **match)
-{
-    static const struct {
-        const char *name;
-        int level;
-    } lv[] = {
-        {"", DLV_TLS_NONE},           {"none", DLV_TLS_NONE},
-        {"may", DLV_TLS_MAY},         {"dane", DLV_TLS_MAY},
-        {"encrypt", DLV_TLS_ENCRYPT}, {"verify", DLV_TLS_VERIFY},
-        {"secure", DLV_TLS_SECURE},   {"dane-only", -2},
-        {"fingerprint", -2},
-    };
-    size_t i, n;
-    int level = -1;
-
-    v += strspn(v, " \t");
-    n = strcspn(v, " \t");
-    for (i = 0; i < sizeof(lv) / sizeof(lv[0]); i++)
-        if (strlen(lv[i].name) == n && strncasecmp(v, lv[i].name, n) == 0)
-            level = lv[i].level;
-    if (match == NULL)
-        return level;
-    *match = NULL;
-    for (v += n; *(v += strspn(v, " \t")); v += n) {
-        n = strcspn(v, " \t");
-        if (n > 6 && strncasecmp(v, "match=", 6) == 0) {
-            free(*match);
-            *match = xstrndup(v + 6, n - 6);
-        }
-    }
-    return level;
-}
-
 /* The TLS level for an SMTP next hop: smtp_tls_policy_maps by next hop
  * ("[host]:port" and "host:port", then "[host]" and "host", then the
  * host's parent domains as ".parent"), else smtp_tls_security_level. A
@@ -533,7 +494,7 @@ qmgr_tls_policy(struct qmgr *q, struct qmgr_route *r)
             return; /* clear text everywhere: nothing to look up */
         if (q->tls_global > DLV_TLS_NONE && q->tls_cli) {
             r->tls = (enum dlv_tls) q->tls_global;
-            qmgr_tls_parse(level, &r->tls_match);
+            dlv_tls_parse(level, &r->tls_match);
             return;
         }
     }
@@ -561,7 +522,7 @@ qmgr_tls_policy(struct qmgr *q, struct qmgr_route *r)
             what = "smtp_tls_policy_maps";
         }
     }
-    m = qmgr_tls_parse(level, &match);
+    m = dlv_tls_parse(level, &match);
     if (m == -1) {
         qmgr_route_fail(r, QMGR_R_DEFER, "4.7.5",
                         "bad TLS security level in %s: %s", what,
@@ -2084,7 +2045,7 @@ qmgr_run(const struct cf *cf)
                   strerror(errno));
     if (qmgr_open_maps(q) < 0 || qmgr_bind(q) < 0)
         goto fail;
-    q->tls_global = qmgr_tls_parse(q->tls_level, NULL);
+    q->tls_global = dlv_tls_parse(q->tls_level, NULL);
     if (q->tls_global != DLV_TLS_NONE || q->ntls_maps > 0) {
         struct buf *warn = buf_new(128, 4096);
 

@@ -152,6 +152,10 @@ sluice_check(struct buf *err)
     sluice_lines(later, "warning: ");
     buf_free(later);
     sluice_check_tls(cf, svcs, nsvcs);
+    later = buf_new(1024, BUF_NOCAP);
+    dlv_smtp_check_tls(cf, later);
+    sluice_lines(later, "warning: ");
+    buf_free(later);
     cf_services_free(svcs, nsvcs);
     if (dlv_smtp_check(cf, err) < 0) {
         fprintf(stderr, "sluice: error: %s/main.cf: %s\n", sluice_confdir,

@@ -17,7 +17,7 @@
 #   mail as before. (STARTTLS that works: t_starttls.sh.)
 . "$(dirname "$0")/lib.sh"
 need_binaries
-plan 23
+plan 28
 setup
 
 P2=$(free_port)
@@ -119,3 +119,30 @@ tap(r.code == 250, "the other service still takes MAIL FROM", r)
 c.cmd("QUIT")
 c.close()
 PY
+
+# --- sluice check on the SMTP client's TLS settings: what would defer
+# mail is said, the check still succeeds
+mkdir -p "$T/c2"
+printf '127.0.0.1:%s inet n - n - - smtpd\n' "$PORT" >"$T/c2/master.cf"
+cat >"$T/c2/main.cf" <<EOC
+queue_directory = $T/spool
+mail_owner = $(id -un)
+clamav_enable = no
+smtp_tls_security_level = fingerprint
+smtp_tls_policy_maps = inline:{ [127.0.0.1]:$P2=verify }
+smtp_tls_CAfile = $T/no-such-ca.pem
+smtp_tls_mandatory_protocols = >=TLSv1.9
+EOC
+out=$("$SLUICE" -c "$T/c2" check 2>&1)
+rc=$?
+is "sluice check with TLS client settings that defer mail: still succeeds" "$rc" 0
+like "  says the level is not supported" "$out" \
+    "warning: smtp_tls_security_level = fingerprint is not supported by this Sluice: mail to SMTP next hops is deferred \(4\.7\.5\)"
+like "  and that the protocol list is bad, so required TLS defers" "$out" \
+    "warning: smtp: TLS is not available: unknown TLS protocol \">=TLSv1\.9\""
+sed -i 's/^smtp_tls_mandatory_protocols.*/smtp_tls_mandatory_protocols = >=TLSv1.2/; s/= fingerprint$/= bogus/' "$T/c2/main.cf"
+out=$("$SLUICE" -c "$T/c2" check 2>&1)
+like "  a level that is not one is named" "$out" \
+    "warning: smtp_tls_security_level = bogus is not a TLS security level"
+like "  and a CA file that does not load, with what it means" "$out" \
+    "warning: cannot load the trusted CA certificates \($T/no-such-ca\.pem\): .*levels verify and secure will find no certificate trusted"
