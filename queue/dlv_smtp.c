@@ -75,16 +75,16 @@
 #include "lib/xalloc.h"
 #include "queue/dlv.h"
 
-#define SMTP_LINE_MAX    4096             /* one reply line, without CRLF */
-#define SMTP_REPLY_LINES 100              /* lines in one reply */
-#define SMTP_REPLY_TEXT  8192             /* joined reply text kept for logs */
-#define SMTP_IN_CAP      16384            /* input buffer */
-#define SMTP_CHUNK       65536            /* pread size */
-#define SMTP_OUT_CAP     (4 * SMTP_CHUNK) /* output buffer */
-#define SMTP_ADDR_MAX    16               /* addresses tried per next hop */
-#define SMTP_SAFE_MAX    1024             /* peer text in a log line */
-#define SMTP_IDLE_MAX    32               /* cached idle connections */
-#define SMTP_KEY_MAX     (NI_MAXHOST + 8) /* "host:port" of a cached one */
+#define SMTP_LINE_MAX    4096              /* one reply line, without CRLF */
+#define SMTP_REPLY_LINES 100               /* lines in one reply */
+#define SMTP_REPLY_TEXT  8192              /* joined reply text kept for logs */
+#define SMTP_IN_CAP      16384             /* input buffer */
+#define SMTP_CHUNK       65536             /* pread size */
+#define SMTP_OUT_CAP     (4 * SMTP_CHUNK)  /* output buffer */
+#define SMTP_ADDR_MAX    16                /* addresses tried per next hop */
+#define SMTP_SAFE_MAX    1024              /* peer text in a log line */
+#define SMTP_IDLE_MAX    32                /* cached idle connections */
+#define SMTP_KEY_MAX     (NI_MAXHOST + 12) /* "host:port:tls" of a cached one */
 #define SMTP_PIPE_MAX    16384 /* RCPT bytes queued in one pipelined group */
 
 enum smtp_state {
@@ -1696,7 +1696,7 @@ smtp_finish(struct smtp_sess *s)
 struct smtp_idle {
     struct smtp_idle *next;
     struct ev_loop *loop;
-    char key[SMTP_KEY_MAX]; /* next hop "host:port" */
+    char key[SMTP_KEY_MAX]; /* next hop "host:port:tls" */
     char addr[NET_ADDR_MAX];
     int fd;
     SSL *ssl; /* a TLS connection's, or NULL */
@@ -1714,8 +1714,10 @@ static size_t smtp_nidle;
 static int
 smtp_idle_key(const struct dlv_job *job, char key[SMTP_KEY_MAX])
 {
-    int n = snprintf(key, SMTP_KEY_MAX, "%s:%d", job->host ? job->host : "",
-                     job->port);
+    /* the TLS level too, as Postfix's cache: a connection parked in
+     * clear never serves a job that requires TLS */
+    int n = snprintf(key, SMTP_KEY_MAX, "%s:%d:%d", job->host ? job->host : "",
+                     job->port, (int) job->tls_level);
 
     return n > 0 && n < SMTP_KEY_MAX ? 0 : -1;
 }

@@ -13,7 +13,7 @@
  * would have them; and its own preadv2(), which says EAGAIN (not in the
  * page cache) when told to.
  *
- * Input: four option bytes, then the fake server's output as records.
+ * Input: five option bytes, then the fake server's output as records.
  *  byte 0: bits 0-2 the first job's message (small, empty with the null
  *          sender, no final CRLF, dot lines, 8-bit with BODY=8BITMIME,
  *          192 KB in four SMTP_CHUNK reads, the last of one byte, a bad
@@ -42,6 +42,15 @@
  *          bit 7 the first job's next hop is "localhost" (resolved in the
  *          wpool) and, with byte 2 bit 4, the second one's port has no
  *          listener (connection refused)
+ *  byte 4: bits 0-1 the jobs' TLS level (none: no context; may, encrypt,
+ *          verify: job->tls is a context made once by tls_cli_new with
+ *          the defaults), bit 2 smtp_starttls_timeout=0s, bit 3 STARTTLS
+ *          in smtp_discard_ehlo_keywords too, bit 4 ok EHLO replies made
+ *          by op 6 offer STARTTLS (first), bit 5 the pool's zero timer
+ *          has a higher priority: what it runs comes before the
+ *          session's 0s timers of the same loop turn (a handshake step
+ *          back before smtp_starttls_timeout fires), bits 6-7 unused
+ *          (inputs made when there were four option bytes got a 0 here)
  *  records: an op byte; bit 7 ends the turn after the record.
  *   op&7 == 0: a reply line: code byte (fz_code), length byte, text;
  *              bit 3: '-' (else ' '), bit 4: "C.1.0 " before the text
@@ -59,18 +68,30 @@
  *              next turn (a reply split across reads)
  *   op&7 == 6: a canned reply to the command it will be paired with
  *              (fz_canned): byte v, bits 0-1 ok, 4xx, 5xx, 421; an ok
- *              EHLO reply takes one more byte: its keywords
+ *              EHLO reply takes one more byte: its keywords; on a
+ *              connection gone to TLS: a fatal alert, a ServerHello cut
+ *              short (OpenSSL waits for more), a record over the maximum
+ *              length, a 421 in clear
  *   op&7 == 7: a bare code: code byte; bit 3 LF only, bit 4 "code "
  * The fake answers every command with the next turn (QUIT with nothing;
- * content is no command). When the loop has nothing to do while the client
- * waits, the fake sends the next turn unasked, or, with the input used up,
- * shuts its side down. Its output is capped at FZ_GEN_MAX per input.
+ * content is no command), and the first TLS bytes after a 220 to
+ * STARTTLS (the ClientHello) too. When the loop has nothing to do while
+ * the client waits, the fake sends the next turn unasked, or, with the
+ * input used up, shuts its side down. Its output is capped at FZ_GEN_MAX
+ * per input.
  *
  * The fake keeps a model of the client's reply parser (the same line
  * rules) over its own output: the n-th complete reply on a connection is
  * the answer to the n-th thing the client waits for there (the greeting,
- * then its commands in order), which is how the client pairs them,
- * pipelined or not. From it, checked (abort() on a violation):
+ * then its commands in order, STARTTLS among them), which is how the
+ * client pairs them, pipelined or not. A 220 paired with STARTTLS puts
+ * the connection in TLS: what the client sends on it from then on goes
+ * to the server's TLS, not to the command checks (only its first byte
+ * must start a TLS handshake record), and it carries no mail: the fake
+ * cannot complete a handshake, so the client gives up on it (level may:
+ * and makes a new connection to the same address, modelled as any
+ * other, on which it must not try STARTTLS again; the levels that
+ * require TLS: defers). From it, checked (abort() on a violation):
  *  - done(job) is called once per job, never inside dlv_smtp_start, and
  *    within FZ_ITER_MAX loop turns and FZ_GUARD seconds;
  *  - every recipient has a result: status SENT, DEFER or BOUNCE, a dsn
@@ -86,15 +107,29 @@
  *    recipient's RCPT TO or with the greeting, HELO, MAIL, DATA or "."
  *    (DATA and "." only for a recipient accepted in that transaction);
  *    these two are not checked for a job during or after which the fake
- *    closed a connection or the client reset one (deaf_job): replies the
+ *    closed a connection or the client reset one (deaf_job; not for a
+ *    connection in TLS, whose commands were all read): replies the
  *    fake sent ahead may then answer commands it never got to read;
+ *  - TLS: at level encrypt or verify no recipient is SENT and the fake
+ *    never sees MAIL (it is sent in clear only); a deferral with 4.7.4
+ *    "TLS is required, but was not offered" only at those levels, after
+ *    a 2xx to EHLO without STARTTLS (or with it discarded) or to HELO;
+ *    "refused to start TLS" (class 4) only there, after a reply to
+ *    STARTTLS neither 220 nor 421; 4.7.5 "Cannot start TLS: handshake
+ *    failure" and 4.4.2 "timed out while performing the TLS handshake"
+ *    only there, after a 220 to STARTTLS; "while sending STARTTLS" only
+ *    at a level that asks for TLS (the reply checks not when deaf); at
+ *    encrypt and verify no new connection after a 220 to STARTTLS;
  *  - the client sends only CRLF-terminated EHLO/HELO <smtp_helo_name>,
- *    MAIL FROM:<sender> [SIZE=<content size>] [BODY=8BITMIME (8-bit
- *    messages only)], RCPT TO:<a recipient of the job, once>, DATA and
- *    QUIT, each in its place (EHLO after a 2xx greeting, HELO after a 5xx
- *    to EHLO, MAIL after a 2xx to EHLO/HELO or to the last ".", RCPT and
- *    DATA inside a transaction, not before the previous reply unless the
- *    fake announced PIPELINING and it is not discarded), no line over
+ *    STARTTLS, MAIL FROM:<sender> [SIZE=<content size>] [BODY=8BITMIME
+ *    (8-bit messages only)], RCPT TO:<a recipient of the job, once>, DATA
+ *    and QUIT, each in its place (EHLO after a 2xx greeting, HELO after a
+ *    5xx to EHLO, STARTTLS right after a 2xx to EHLO that offered it, not
+ *    discarded, at level may and up, once per job; MAIL after a 2xx to
+ *    EHLO/HELO (not when STARTTLS was due then, unless deaf), to a
+ *    STARTTLS that was not 220, or to the last ".", RCPT and DATA inside
+ *    a transaction, not before the previous reply unless the fake
+ *    announced PIPELINING and it is not discarded), no line over
  *    FZ_CMD_MAX, nothing after QUIT, no content unless MAIL, a RCPT and
  *    DATA were accepted;
  *  - no fd leaks: after the input (the fake shuts down every connection,
@@ -123,15 +158,16 @@
 #include "conf/cf.h"
 #include "lib/buf.h"
 #include "lib/log.h"
+#include "lib/tls.h"
 #include "lib/wpool.h"
 #include "queue/dlv.h"
 #include "queue/spool.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-#define FZ_CONNS    8
-#define FZ_EVENTS   64
-#define FZ_REPLIES  64
+#define FZ_CONNS    12
+#define FZ_EVENTS   128 /* 3 jobs of 24 recipients on one connection: 86 */
+#define FZ_REPLIES  128
 #define FZ_GEN_MAX  (3u * 1024 * 1024) /* fake output per input */
 #define FZ_ITER_MAX 200000             /* loop turns per job */
 #define FZ_GUARD    10.0               /* seconds per job */
@@ -165,8 +201,12 @@ enum fe_kind {
     FE_RCPT,
     FE_DATA,
     FE_DOT,
-    FE_QUIT
+    FE_QUIT,
+    FE_STARTTLS
 };
+
+/* What a reply said, as the client's EHLO parser sees it. */
+#define FR_STARTTLS 1 /* a line "STARTTLS" after the first */
 
 struct fevent {
     enum fe_kind kind;
@@ -175,6 +215,7 @@ struct fevent {
     int txn;      /* transaction on the connection (MAIL .. DOT) */
     int code;     /* the paired reply's code; 0: none yet */
     int received; /* FE_DOT: the "." came (0: reserved after a 354) */
+    int flags;    /* the paired reply's FR_* */
 };
 
 /* content states: undoing dot-stuffing */
@@ -201,12 +242,16 @@ struct fconn {
     /* the model of the client's reply parser over our output */
     struct buf *pline; /* the partial line */
     int pn, pcode;     /* lines in the reply being made, its code */
+    int pflags;        /* and its FR_* */
     int broken;        /* the client gives up on what we sent */
     int nrep;
     int repcode[FZ_REPLIES];
+    int repflags[FZ_REPLIES];
     int pipelining; /* some reply line announced PIPELINING */
+    /* SIZE values announced, each once */
     unsigned long long sizes[8];
     int nsizes;
+    int sizes_over; /* more than fit: any value is taken as announced */
 
     struct fevent ev[FZ_EVENTS];
     int nev;
@@ -220,6 +265,12 @@ struct fconn {
     int content;
     enum fc_cst cst;
     size_t cpos; /* expected bytes matched */
+
+    /* STARTTLS got 220: the client's bytes from then on are TLS, no
+     * commands; the connection is no use for mail (the handshake cannot
+     * succeed against the fake) */
+    int tls;
+    int hello; /* the first TLS bytes came (and were answered) */
 };
 
 struct fmsg {
@@ -236,10 +287,11 @@ struct fjob {
     size_t idx[FZ_RCPTS];
     int msg;
     int done;
+    int tls_went; /* a connection of the job got 220 to STARTTLS */
 };
 
 struct fz {
-    uint8_t o[4];
+    uint8_t o[5];
     const uint8_t *p; /* records not used yet */
     size_t left;
     struct buf *held; /* the end of a split turn: starts the next one */
@@ -253,8 +305,10 @@ struct fz {
     ev_tstamp nothing; /* since when the fake had nothing to do */
     int stuck, expired;
     int in_start;
-    int cur;  /* the job running */
-    int nopl; /* PIPELINING is discarded */
+    int cur;      /* the job running */
+    int nopl;     /* PIPELINING is discarded */
+    int tls;      /* the jobs' enum dlv_tls */
+    int notls_kw; /* STARTTLS is discarded */
     /* The first job during which the fake closed a connection with what
      * the client sent after it unread, or a reset dropped it: from then on
      * replies the fake sent ahead may answer commands it never saw, and
@@ -276,7 +330,8 @@ static int fz_closed_port; /* nothing listens there */
 static char fz_dir[64];
 static struct fmsg fz_msgs[FZ_NMSG];
 static char *fz_addrs[FZ_NADDR];
-static int fz_trace; /* FUZZ_DLV_LOG set: log to stderr */
+static int fz_trace;           /* FUZZ_DLV_LOG set: log to stderr */
+static struct tls_cli *fz_tls; /* the jobs' client context, made once */
 
 #define FZ_FAIL(...)                                    \
     do {                                                \
@@ -634,13 +689,26 @@ fz_init(void)
     if (fz_loop == NULL)
         abort();
     fz_pool = wpool_new(fz_loop, 1, "fuzzpool", 0);
+    {
+        struct buf *warn = buf_new(256, BUF_NOCAP);
+
+        err = buf_new(256, BUF_NOCAP);
+        fz_tls = tls_cli_new("", "", "", "", err, warn);
+        if (fz_tls == NULL || buf_len(warn) > 0) {
+            fprintf(stderr, "fuzz_dlv_smtp: tls_cli_new: %s%s\n", buf_data(err),
+                    buf_data(warn));
+            abort();
+        }
+        buf_free(err);
+        buf_free(warn);
+    }
 }
 
 /* The configuration for the option bytes; built once and kept. */
 static const struct cf *
 fz_cf(const struct fz *z)
 {
-    static struct cf *cache[8][2][4][2];
+    static struct cf *cache[8][2][4][2][2][2];
     static const char *const zero[8] = {
         NULL,
         "smtp_helo_timeout",
@@ -651,16 +719,19 @@ fz_cf(const struct fz *z)
         "smtp_data_done_timeout",
         "smtp_connect_timeout",
     };
-    static const char *const discard[4] = {"", "pipelining",
-                                           "size, 8bitmime, silent-discard",
-                                           "PIPELINING silent-discard dsn"};
+    static const char *const discard[2][4] = {
+        {"", "pipelining", "size, 8bitmime, silent-discard",
+         "PIPELINING silent-discard dsn"},
+        {"starttls", "pipelining, StartTLS",
+         "size, 8bitmime, silent-discard, starttls",
+         "PIPELINING silent-discard dsn STARTTLS"}};
     int t = (z->o[0] >> 3) & 7, off = (z->o[0] >> 6) & 1, d = z->o[2] & 3,
-        r = (z->o[3] >> 6) & 1;
+        r = (z->o[3] >> 6) & 1, st = (z->o[4] >> 2) & 1, dt = z->notls_kw;
     struct buf *err;
     struct cf *cf;
 
-    if (cache[t][off][d][r])
-        return cache[t][off][d][r];
+    if (cache[t][off][d][r][st][dt])
+        return cache[t][off][d][r][st][dt];
     err = buf_new(256, BUF_NOCAP);
     cf = cf_new();
     if (cf_set(cf, "myhostname", "mx.example", NULL, err) < 0
@@ -668,18 +739,20 @@ fz_cf(const struct fz *z)
         || cf_set(cf, "smtp_connection_cache_on_demand", off ? "no" : "yes",
                   NULL, err)
                < 0
-        || cf_set(cf, "smtp_discard_ehlo_keywords", discard[d], NULL, err) < 0
+        || cf_set(cf, "smtp_discard_ehlo_keywords", discard[dt][d], NULL, err)
+               < 0
         || (d == 2 && cf_set(cf, "smtp_skip_5xx_greeting", "no", NULL, err) < 0)
         || (r
             && cf_set(cf, "smtp_connection_reuse_time_limit", "0s", NULL, err)
                    < 0)
         || (zero[t] && cf_set(cf, zero[t], "0s", NULL, err) < 0)
+        || (st && cf_set(cf, "smtp_starttls_timeout", "0s", NULL, err) < 0)
         || cf_check(cf, err) < 0) {
         fprintf(stderr, "fuzz_dlv_smtp: cf: %s\n", buf_data(err));
         abort();
     }
     buf_free(err);
-    cache[t][off][d][r] = cf;
+    cache[t][off][d][r][st][dt] = cf;
     return cf;
 }
 
@@ -714,8 +787,10 @@ fm_line(struct fconn *c, const char *line, size_t len)
         return;
     }
     code = (line[0] - '0') * 100 + (line[1] - '0') * 10 + (line[2] - '0');
-    if (c->pn == 0)
+    if (c->pn == 0) {
         c->pcode = code;
+        c->pflags = 0;
+    }
     if (++c->pn > FZ_LINES) {
         c->broken = 1;
         return;
@@ -727,12 +802,26 @@ fm_line(struct fconn *c, const char *line, size_t len)
         if (n == 10 && strncasecmp(kw, "PIPELINING", 10) == 0)
             c->pipelining = 1;
         if (n >= 4 && strncasecmp(kw, "SIZE", 4) == 0
-            && (n == 4 || kw[4] == ' ') && c->nsizes < 8)
-            c->sizes[c->nsizes++] = n > 5 ? fz_strtoull_n(kw + 5, n - 5) : 0;
+            && (n == 4 || kw[4] == ' ')) {
+            unsigned long long v = n > 5 ? fz_strtoull_n(kw + 5, n - 5) : 0;
+            int a;
+
+            for (a = 0; a < c->nsizes && c->sizes[a] != v; a++)
+                ;
+            if (a == c->nsizes && c->nsizes < 8)
+                c->sizes[c->nsizes++] = v;
+            else if (a == c->nsizes)
+                c->sizes_over = 1;
+        }
+        /* exactly, as smtp_ehlo_line takes it (discarded or not) */
+        if (n == 8 && strncasecmp(kw, "STARTTLS", 8) == 0)
+            c->pflags |= FR_STARTTLS;
     }
     if (len == 3 || line[3] == ' ') {
-        if (c->nrep < FZ_REPLIES)
+        if (c->nrep < FZ_REPLIES) {
             c->repcode[c->nrep] = c->pcode;
+            c->repflags[c->nrep] = c->pflags;
+        }
         c->nrep++;
         c->pn = 0;
         fc_pair(c);
@@ -812,6 +901,7 @@ fc_pair(struct fconn *c)
         struct fevent *e = &c->ev[c->paired++];
 
         e->code = c->repcode[c->paired - 1];
+        e->flags = c->repflags[c->paired - 1];
         switch (e->kind) {
         case FE_EHLO:
         case FE_HELO:
@@ -824,6 +914,16 @@ fc_pair(struct fconn *c)
             break;
         case FE_DOT:
             c->ready = e->code / 100 == 2;
+            break;
+        case FE_STARTTLS:
+            /* 220: TLS from here on (smtp_tls_begin); else level may
+             * goes on in clear with MAIL, the others QUIT */
+            if (e->code == 220) {
+                c->tls = 1;
+                c->z->jobs[e->job].tls_went = 1;
+            } else {
+                c->ready = 1;
+            }
             break;
         case FE_GREET:
         case FE_MAIL:
@@ -839,11 +939,15 @@ fc_pair(struct fconn *c)
 
 static void fc_flush(struct fconn *c);
 
-/* What the client sent may be lost for the fake (see deaf_job). */
+/* What the client sent on c may be lost for the fake (see deaf_job).
+ * Not on a connection gone to TLS: the fake read every command up to
+ * STARTTLS (its 220 is paired), and what came after is no command. */
 static void
-fz_deaf(struct fz *z)
+fz_deaf(struct fconn *c)
 {
-    if (z->deaf_job > z->cur)
+    struct fz *z = c->z;
+
+    if (!c->tls && z->deaf_job > z->cur)
         z->deaf_job = z->cur;
 }
 
@@ -984,6 +1088,8 @@ fz_ehlo(struct fz *z, struct buf *t, int e)
     size_t n = 0, i, j;
     char line[64];
 
+    if (z->o[4] & 0x10)
+        kw[n++] = "STARTTLS";
     if (e & 0x80)
         for (i = 0; i < sizeof(junk) / sizeof(junk[0]); i++)
             kw[n++] = junk[i];
@@ -1031,6 +1137,21 @@ fz_canned(struct fz *z, struct fconn *c, struct buf *t)
     enum fe_kind k = FE_QUIT;
     const char *s = "250 2.0.0 Ok\r\n";
 
+    if (c->tls) { /* for OpenSSL: TLS records, or SMTP in clear */
+        static const uint8_t alert[] = {0x15, 3, 3, 0, 2, 2, 40};
+        static const uint8_t part[] = {0x16, 3, 3, 0, 64, 2, 0, 0, 60, 3, 3};
+        static const uint8_t huge[] = {0x16, 3, 3, 0xff, 0xff, 2, 0};
+
+        if (kind == 0) /* a fatal handshake_failure alert */
+            fz_put(z, t, alert, sizeof(alert));
+        else if (kind == 1) /* a ServerHello cut short: OpenSSL waits */
+            fz_put(z, t, part, sizeof(part));
+        else if (kind == 2) /* a record over the maximum length */
+            fz_put(z, t, huge, sizeof(huge));
+        else
+            fz_puts(z, t, "421 4.4.2 fake.example closing\r\n");
+        return;
+    }
     if (at < c->nev)
         k = c->ev[at].kind;
     else if (c->nev == 0)
@@ -1041,8 +1162,9 @@ fz_canned(struct fz *z, struct fconn *c, struct buf *t)
     }
     if (kind == 1) {
         fz_puts(z, t,
-                k == FE_GREET ? "454 4.3.0 try later\r\n"
-                              : "451 4.3.0 try again later\r\n");
+                k == FE_GREET      ? "454 4.3.0 try later\r\n"
+                : k == FE_STARTTLS ? "454 4.7.0 TLS not available\r\n"
+                                   : "451 4.3.0 try again later\r\n");
         return;
     }
     if (kind == 2) {
@@ -1073,6 +1195,9 @@ fz_canned(struct fz *z, struct fconn *c, struct buf *t)
         break;
     case FE_DOT:
         s = "250 2.0.0 Ok: queued as 4FAKE\r\n";
+        break;
+    case FE_STARTTLS:
+        s = "220 2.0.0 Ready to start TLS\r\n";
         break;
     case FE_QUIT:
         break;
@@ -1204,7 +1329,7 @@ fc_flush(struct fconn *c)
         }
         if (n < 0) { /* the client is gone */
             if (errno == ECONNRESET)
-                fz_deaf(c->z);
+                fz_deaf(c);
             buf_reset(c->out);
             break;
         }
@@ -1220,7 +1345,7 @@ fc_flush(struct fconn *c)
         if (c->end == FC_END_RESET)
             setsockopt(c->fd, SOL_SOCKET, SO_LINGER, &l, sizeof(l));
         fc_close(c);
-        fz_deaf(c->z);
+        fz_deaf(c);
     }
 }
 
@@ -1258,6 +1383,41 @@ fc_pipelined(struct fconn *c, const char *what)
                 what);
 }
 
+/* Must the client send STARTTLS after this EHLO event (with its reply)?
+ * The level asks for TLS, the reply offered it (not discarded), and the
+ * job did not try TLS already (after a failed handshake level may tries
+ * again in clear: no_tls). Not when the fake is deaf: the client may
+ * have gone to TLS on a connection where the fake never saw STARTTLS. */
+static int
+fz_tls_due(const struct fconn *c, const struct fevent *e)
+{
+    const struct fz *z = c->z;
+
+    return z->tls >= DLV_TLS_MAY && e->code / 100 == 2
+           && (e->flags & FR_STARTTLS) && !z->notls_kw
+           && !z->jobs[e->job].tls_went && z->deaf_job > e->job;
+}
+
+/* STARTTLS: right after a 2xx to EHLO that offered it, at a level that
+ * asks for TLS, once per job. */
+static void
+fc_starttls(struct fconn *c)
+{
+    const struct fz *z = c->z;
+
+    if (c->nev != 2 || c->ev[1].kind != FE_EHLO || c->ev[1].code / 100 != 2)
+        FZ_FAIL("STARTTLS out of place");
+    if (z->tls == DLV_TLS_NONE)
+        FZ_FAIL("STARTTLS at TLS level none");
+    if (!(c->ev[1].flags & FR_STARTTLS) || z->notls_kw)
+        FZ_FAIL("STARTTLS that the EHLO reply did not offer%s",
+                z->notls_kw ? " (discarded)" : "");
+    if (z->jobs[z->cur].tls_went)
+        FZ_FAIL("STARTTLS again after a TLS handshake of the same job");
+    c->ready = 0;
+    fc_add_event(c, FE_STARTTLS, 0, 1);
+}
+
 static void
 fc_rcpt(struct fconn *c, const char *arg, size_t len)
 {
@@ -1293,9 +1453,15 @@ fc_mail(struct fconn *c, const char *arg, size_t len)
     size_t sl = strlen(sender), i;
     char want[64];
 
+    if (c->z->tls >= DLV_TLS_ENCRYPT)
+        FZ_FAIL("MAIL FROM in clear at TLS level %d", c->z->tls);
     if (!c->ready || c->txn_open)
         FZ_FAIL("MAIL out of place (ready %d, transaction open %d)", c->ready,
                 c->txn_open);
+    if (c->nev > 0 && c->ev[c->nev - 1].kind == FE_EHLO
+        && fz_tls_due(c, &c->ev[c->nev - 1]))
+        FZ_FAIL("MAIL FROM after an EHLO reply that offered STARTTLS, "
+                "without it");
     if (m->bad_sender)
         FZ_FAIL("MAIL with a bad sender");
     if (len < sl + 2 || arg[0] != '<' || memcmp(arg + 1, sender, sl) != 0
@@ -1351,6 +1517,8 @@ fc_command(struct fconn *c, const char *line, size_t len)
                 || c->ev[1].code / 100 != 5))
             FZ_FAIL("HELO out of place");
         fc_add_event(c, ehlo ? FE_EHLO : FE_HELO, 0, 1);
+    } else if (len == 8 && memcmp(line, "STARTTLS", 8) == 0) {
+        fc_starttls(c);
     } else if (len >= 10 && memcmp(line, "MAIL FROM:", 10) == 0) {
         fc_mail(c, line + 10, len - 10);
     } else if (len >= 8 && memcmp(line, "RCPT TO:", 8) == 0) {
@@ -1445,6 +1613,20 @@ static void
 fc_input(struct fconn *c, const char *p, size_t n)
 {
     while (n > 0) { /* read before a close: it came, on, see deaf_job */
+        /* after the 220: the ClientHello, alerts, for the server's TLS */
+        if (c->tls) {
+            if (!c->hello && (unsigned char) p[0] != 0x16)
+                FZ_FAIL("\"%.*s\" after the 220 to STARTTLS, not a TLS "
+                        "handshake record",
+                        n > 100 ? 100 : (int) n, p);
+            if (!c->hello) { /* answered with the next turn */
+                c->hello = 1;
+                c->z->last = c;
+                if (!c->shut && c->end == FC_END_NONE)
+                    fz_turn(c->z, c);
+            }
+            return;
+        }
         if (c->quit)
             FZ_FAIL("%.*s after QUIT", n > 100 ? 100 : (int) n, p);
         if (c->content) {
@@ -1507,7 +1689,7 @@ fc_read(struct fconn *c)
             /* a reset (the client closed with our replies unread) may
              * have dropped what it sent last */
             if (n < 0 || fc_reset(c))
-                fz_deaf(c->z);
+                fz_deaf(c);
             fc_close(c);
             return;
         }
@@ -1535,6 +1717,11 @@ fz_accept_cb(struct ev_loop *loop, ev_io *w, int revents)
            >= 0) {
         if (z->nc == FZ_CONNS)
             FZ_FAIL("more than %d connections", FZ_CONNS);
+        /* a failed handshake ends the session there (only may falls
+         * back to clear text, on a new connection) */
+        if (z->tls >= DLV_TLS_ENCRYPT && z->jobs[z->cur].tls_went)
+            FZ_FAIL("a new connection after a TLS handshake at level %d",
+                    z->tls);
         c = &z->c[z->nc++];
         memset(c, 0, sizeof(*c));
         c->z = z;
@@ -1739,7 +1926,8 @@ fz_bounce_ok(const struct fz *z, int k, int i)
                 if (fz_accepted_in(c, e->txn, i))
                     return 1;
                 break;
-            case FE_EHLO: /* HELO follows */
+            case FE_EHLO:     /* HELO follows */
+            case FE_STARTTLS: /* clear text, or a deferral */
             case FE_QUIT:
                 break;
             }
@@ -1776,10 +1964,62 @@ fz_size_ok(const struct fz *z, int k, unsigned long long n)
         for (b = 0; b < c->nev; b++)
             if (c->ev[b].kind == FE_MAIL && c->ev[b].job == k)
                 break;
-        if (a < c->nsizes && b == c->nev)
+        if ((a < c->nsizes || c->sizes_over) && b == c->nev)
             return 1;
     }
     return 0;
+}
+
+/* A reply to STARTTLS in job k: 220 (want220), or one that is neither
+ * 220 nor 421 (a refusal; a 421 is said as any 421)? */
+static int
+fz_starttls_got(const struct fz *z, int k, int want220)
+{
+    size_t ci;
+    int a;
+
+    for (ci = 0; ci < z->nc; ci++)
+        for (a = 0; a < z->c[ci].nev; a++) {
+            const struct fevent *e = &z->c[ci].ev[a];
+
+            if (e->kind == FE_STARTTLS && e->job == k && e->code != 0
+                && (want220 ? e->code == 220
+                            : e->code != 220 && e->code != 421))
+                return 1;
+        }
+    return 0;
+}
+
+/* A 2xx to EHLO that did not offer STARTTLS (or it is discarded), or a
+ * 2xx to HELO, in job k? */
+static int
+fz_tls_unoffered(const struct fz *z, int k)
+{
+    size_t ci;
+    int a;
+
+    for (ci = 0; ci < z->nc; ci++)
+        for (a = 0; a < z->c[ci].nev; a++) {
+            const struct fevent *e = &z->c[ci].ev[a];
+
+            if (e->job != k || e->code / 100 != 2)
+                continue;
+            if (e->kind == FE_HELO
+                || (e->kind == FE_EHLO
+                    && (!(e->flags & FR_STARTTLS) || z->notls_kw)))
+                return 1;
+        }
+    return 0;
+}
+
+/* Does text start with pre and end with suf? */
+static int
+fz_affix(const char *text, const char *pre, const char *suf)
+{
+    size_t n = strlen(text), np = strlen(pre), ns = strlen(suf);
+
+    return n >= np + ns && strncmp(text, pre, np) == 0
+           && strcmp(text + n - ns, suf) == 0;
 }
 
 /* What the client sent may still be on its way (the kernel moves a big
@@ -1809,8 +2049,9 @@ fz_settle(struct fz *z)
 static void
 fz_dump(const struct fz *z)
 {
-    static const char *const kinds[] = {"GREET", "EHLO", "HELO", "MAIL",
-                                        "RCPT",  "DATA", "DOT",  "QUIT"};
+    static const char *const kinds[] = {"GREET", "EHLO", "HELO",
+                                        "MAIL",  "RCPT", "DATA",
+                                        "DOT",   "QUIT", "STARTTLS"};
     size_t ci;
     int a;
 
@@ -1821,15 +2062,67 @@ fz_dump(const struct fz *z)
 
         fprintf(stderr,
                 "fuzz_dlv_smtp: conn %zu: fd %d, %d replies, broken %d, "
-                "content %d at %zu, deaf from job %d\n",
-                ci, c->fd, c->nrep, c->broken, c->content, c->cpos,
+                "content %d at %zu, tls %d, deaf from job %d\n",
+                ci, c->fd, c->nrep, c->broken, c->content, c->cpos, c->tls,
                 z->deaf_job);
         for (a = 0; a < c->nev; a++)
-            fprintf(
-                stderr, "fuzz_dlv_smtp:   %s job %d rcpt %d txn %d code %d%s\n",
-                kinds[c->ev[a].kind], c->ev[a].job, c->ev[a].rcpt, c->ev[a].txn,
-                c->ev[a].code, c->ev[a].received ? "" : " (not received)");
+            fprintf(stderr,
+                    "fuzz_dlv_smtp:   %s job %d rcpt %d txn %d code %d%s%s\n",
+                    kinds[c->ev[a].kind], c->ev[a].job, c->ev[a].rcpt,
+                    c->ev[a].txn, c->ev[a].code,
+                    c->ev[a].flags & FR_STARTTLS ? " (STARTTLS offered)" : "",
+                    c->ev[a].received ? "" : " (not received)");
     }
+}
+
+/* The TLS outcomes (Postfix's words, dlv_smtp.c) only where they can be:
+ * 4.7.4 "not offered" and the refusal after a reply that says so, 4.7.5
+ * "handshake failure" and a handshake timeout after a 220 to STARTTLS,
+ * all of them at a level that requires TLS; "while sending STARTTLS" at
+ * one that asks for it; nothing sent at a level that requires TLS (no
+ * handshake can succeed with the fake). */
+static void
+fz_check_tls(struct fz *z, int k, size_t i, const struct dlv_result *r)
+{
+    static const char *const who[] = {"conversation with ",
+                                      "lost connection with "};
+    const char *t = r->text;
+    int need = 0, ok = 1, w, hs = 0, st = 0;
+
+    if (r->status == DLV_SENT && z->tls >= DLV_TLS_ENCRYPT)
+        FZ_FAIL("job %d rcpt %zu sent at TLS level %d without TLS (%s)", k, i,
+                z->tls, t);
+    for (w = 0; w < 2; w++) {
+        hs |= fz_affix(t, who[w], " while performing the TLS handshake");
+        st |= fz_affix(t, who[w], " while sending STARTTLS");
+    }
+    if (strncmp(t, "TLS is required, but was not offered by host ", 45) == 0) {
+        need = DLV_TLS_ENCRYPT;
+        if (strcmp(r->dsn, "4.7.4") != 0)
+            ok = 0;
+        else if (!fz_tls_unoffered(z, k) && z->deaf_job > k)
+            ok = (fz_settle(z), fz_tls_unoffered(z, k));
+    } else if (strncmp(t, "TLS is required, but host ", 26) == 0
+               && strstr(t, " refused to start TLS: ") != NULL) {
+        need = DLV_TLS_ENCRYPT;
+        if (!fz_starttls_got(z, k, 0) && z->deaf_job > k)
+            ok = (fz_settle(z), fz_starttls_got(z, k, 0));
+    } else if (strcmp(t, "Cannot start TLS: handshake failure") == 0 || hs) {
+        need = DLV_TLS_ENCRYPT;
+        if (strcmp(r->dsn, hs ? "4.4.2" : "4.7.5") != 0
+            || (hs && strncmp(t, who[0], strlen(who[0])) != 0))
+            ok = 0;
+        else if (!fz_starttls_got(z, k, 1) && z->deaf_job > k)
+            ok = (fz_settle(z), fz_starttls_got(z, k, 1));
+    } else if (st) {
+        need = DLV_TLS_MAY;
+    }
+    if (!need)
+        return;
+    if (z->tls < need || r->status != DLV_DEFER || !ok)
+        FZ_FAIL("job %d rcpt %zu: status %d dsn %s \"%s\" at TLS level %d, "
+                "not what the fake said%s",
+                k, i, (int) r->status, r->dsn, t, z->tls, (fz_dump(z), ""));
 }
 
 static void
@@ -1859,6 +2152,7 @@ fz_check_job(struct fz *z, int k)
         if (fz_trace)
             fprintf(stderr, "fuzz_dlv_smtp: job %d rcpt %zu: %d %s %s\n", k, i,
                     (int) r->status, r->dsn, r->text);
+        fz_check_tls(z, k, i, r);
         switch (r->status) {
         case DLV_SENT:
             if (!fz_sent_ok(z, k, (int) i) && z->deaf_job > k
@@ -2014,6 +2308,9 @@ fz_job_init(struct fz *z, int k, int msg)
         j->job.host = "localhost";
     if (k == 1 && (z->o[3] & 0x80) && (z->o[2] & 0x10))
         j->job.port = fz_closed_port;
+    j->job.tls_level = (enum dlv_tls) z->tls;
+    j->job.tls_match = NULL;
+    j->job.tls = z->tls != DLV_TLS_NONE ? fz_tls : NULL;
     j->job.cf = fz_cf(z);
     j->job.loop = fz_loop;
     j->job.pool = fz_pool;
@@ -2033,22 +2330,26 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         fz_init();
         inited = 1;
     }
-    if (size < 4)
+    if (size < sizeof(z->o))
         return 0;
     z = calloc(1, sizeof(*z));
     if (z == NULL)
         abort();
-    memcpy(z->o, data, 4);
-    z->p = data + 4;
-    z->left = size - 4;
+    memcpy(z->o, data, sizeof(z->o));
+    z->p = data + sizeof(z->o);
+    z->left = size - sizeof(z->o);
     z->held = buf_new(16, BUF_NOCAP);
     z->nopl = (z->o[2] & 3) == 1 || (z->o[2] & 3) == 3;
     z->njobs = 1 + ((z->o[1] >> 3) & 3) % 3;
     z->deaf_job = FZ_JOBS;
+    z->tls = z->o[4] & 3; /* none, may, encrypt, verify */
+    z->notls_kw = (z->o[4] >> 3) & 1;
     log_set_debug((z->o[0] & 0x80) != 0);
     fz_cold = z->o[2] & 0x20 ? 1 + (z->o[2] >> 6) : 0;
     fz_pool_hops = fz_cold >= 3 ? 2 : 1;
     fz_ncold = 0;
+    if (!ev_is_active(&fz_pool->t))
+        ev_set_priority(&fz_pool->t, (z->o[4] & 0x20) ? 1 : 0);
     nfds = fz_nfds();
 
     ev_io_init(&z->acc, fz_accept_cb, fz_lfd, EV_READ);
