@@ -1505,19 +1505,20 @@ smtpd_received(struct smtpd_sess *s, struct buf *b)
     struct tm tm;
     time_t now = time(NULL);
     int v6 = strchr(s->addr, ':') != NULL;
+    char tls[sizeof(s->tls->ti.line) + 64] = "";
 
     localtime_r(&now, &tm);
     strftime(date, sizeof(date), "%a, %d %b %Y %H:%M:%S %z (%Z)", &tm);
-    buf_printf(b, " from %s (%s [%s%s])", s->helo ? s->helo : "unknown",
-               s->name, v6 ? "IPv6:" : "", s->addr);
     if (s->tls_on && c->tls_received)
-        buf_printf(b,
-                   "\r\n\t(using %s)\r\n\t(No client certificate "
-                   "requested)",
-                   s->tls->ti.line);
-    /* RFC 3848: ESMTPS over TLS (Postfix adds the S to SMTP too) */
-    buf_printf(b, "\r\n\tby %s (%s) with %s%s id %s", c->myhostname,
-               c->mail_name, s->proto ? s->proto : "SMTP", s->tls_on ? "S" : "",
+        snprintf(tls, sizeof(tls),
+                 "\r\n\t(using %s)\r\n\t(No client certificate requested)",
+                 s->tls->ti.line);
+    /* one format for the whole field (a printf call costs) */
+    buf_printf(b, " from %s (%s [%s%s])%s\r\n\tby %s (%s) with %s%s id %s",
+               s->helo ? s->helo : "unknown", s->name, v6 ? "IPv6:" : "",
+               s->addr, tls, c->myhostname, c->mail_name,
+               s->proto ? s->proto : "SMTP",
+               s->tls_on ? "S" : "", /* RFC 3848: ESMTPS over TLS */
                s->qid);
     if (s->nrcpt == 1)
         buf_printf(b, "\r\n\tfor <%s>; %s", s->rcpts[0], date);
