@@ -184,6 +184,53 @@ tls_io_status(SSL *ssl, int rc, char *why, size_t n)
     }
 }
 
+ssize_t
+tls_conn_io(struct tls_conn *c, int writing, void *p, size_t n, char *why,
+            size_t whyn)
+{
+    size_t moved;
+    int rc;
+
+    why[0] = '\0';
+    if (c->failed) {
+        errno = writing ? EPIPE : EPROTO;
+        return -1;
+    }
+    if (writing)
+        c->wr_wr = 0;
+    else
+        c->rd_ww = 0;
+    ERR_clear_error(); /* SSL_get_error reads the queue */
+    errno = 0;
+    rc = writing ? SSL_write_ex(c->ssl, p, n, &moved)
+                 : SSL_read_ex(c->ssl, p, n, &moved);
+    if (rc == 1)
+        return (ssize_t) moved;
+    switch (tls_io_status(c->ssl, rc, why, whyn)) {
+    case TLS_IO_WANT_READ:
+        c->wr_wr = writing;
+        errno = EAGAIN;
+        return -1;
+    case TLS_IO_WANT_WRITE:
+        c->rd_ww = !writing;
+        errno = EAGAIN;
+        return -1;
+    case TLS_IO_CLOSED:
+        break;
+    case TLS_IO_EOF:
+        c->failed = 1;
+        break;
+    case TLS_IO_ERROR:
+        c->failed = 1;
+        return -1;
+    }
+    if (writing) { /* the peer is gone: a write fails */
+        errno = EPIPE;
+        return -1;
+    }
+    return 0;
+}
+
 /* A file that cannot be read says so plainly (OpenSSL's text for a
  * missing file is a "system library" code). */
 static int

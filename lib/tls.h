@@ -11,6 +11,7 @@
 #define SLUICE_TLS_H
 
 #include <stddef.h>
+#include <sys/types.h>
 
 #include <openssl/ssl.h>
 
@@ -86,6 +87,24 @@ enum tls_io {
     TLS_IO_ERROR       /* errno set (EPROTO: OpenSSL's reason in why) */
 };
 enum tls_io tls_io_status(SSL *ssl, int rc, char *why, size_t n);
+
+/* A connection's TLS state, kept by its session. */
+struct tls_conn {
+    SSL *ssl;   /* from the handshake on; NULL in clear */
+    int on;     /* handshake done: all I/O through ssl */
+    int failed; /* TLS_IO_EOF or TLS_IO_ERROR: no SSL call but SSL_free */
+    int rd_ww;  /* a read waits for the socket to be writable */
+    int wr_wr;  /* a write waits for it to be readable */
+};
+
+/* recv() (writing 0) or send() (writing 1) of at most n bytes through
+ * c->ssl on a non-blocking socket, as those calls answer: the bytes
+ * moved; 0 at the end (close_notify, or EOF: c->failed); -1 with errno:
+ * EAGAIN when the socket must be ready first (c->rd_ww or c->wr_wr says
+ * when that is the other direction), else an error (c->failed, and
+ * OpenSSL's reason in why when it has one). */
+ssize_t tls_conn_io(struct tls_conn *c, int writing, void *p, size_t n,
+                    char *why, size_t whyn);
 
 /* The calling thread's OpenSSL errors as one line ("" when none), and
  * the queue emptied. */

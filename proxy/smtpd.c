@@ -254,14 +254,10 @@ struct smtpd_sess {
     int msgid_logged;
     char safe[4][SMTPD_SAFE];
     /* TLS (STARTTLS, or wrapper mode from the start) */
-    SSL *ssl;
-    int tls_on;     /* handshake done: all I/O through ssl */
-    int tls_hs;     /* handshake under way: only it may touch ssl */
-    int tls_busy;   /* a handshake step is in the pool (fd kept open) */
-    int tls_start;  /* STARTTLS answered: handshake once the 220 is out */
-    int tls_failed; /* an SSL error: no close_notify */
-    int tls_rd_ww;  /* SSL_read wants the socket writable */
-    int tls_wr_wr;  /* SSL_write wants the socket readable */
+    struct tls_conn tc; /* ssl, on, failed, rd_ww, wr_wr */
+    int tls_hs;         /* handshake under way: only it may touch tc.ssl */
+    int tls_busy;       /* a handshake step is in the pool (fd kept open) */
+    int tls_start;      /* STARTTLS answered: handshake once the 220 is out */
     struct smtpd_tls *tls; /* from the first handshake step on */
 };
 
@@ -686,16 +682,16 @@ smtpd_update_io(struct smtpd_sess *s)
     case SMTPD_S_DATA:
         break;
     }
-    if (s->tls_wr_wr) /* a write waits for the socket to be readable */
+    if (s->tc.wr_wr) /* a write waits for the socket to be readable */
         rd = 1;
     if (rd > 0) {
         ev_io_start(loop, &s->rio);
         /* what OpenSSL decrypted and holds raises no event of its own */
-        if (s->tls_on && SSL_has_pending(s->ssl))
+        if (s->tc.on && SSL_has_pending(s->tc.ssl))
             ev_feed_event(loop, &s->rio, EV_READ);
     } else if (rd == 0)
         ev_io_stop(loop, &s->rio);
-    if ((buf_len(s->out) > 0 && !s->sleeping) || s->tls_rd_ww)
+    if ((buf_len(s->out) > 0 && !s->sleeping) || s->tc.rd_ww)
         ev_io_start(loop, &s->wio);
     else
         ev_io_stop(loop, &s->wio);
@@ -709,71 +705,31 @@ smtpd_update_io(struct smtpd_sess *s)
  * one case where a read must write or a write must read.
  */
 static ssize_t
-smtpd_tls_io_err(struct smtpd_sess *s, int rc, int writing)
+smtpd_tls_io(struct smtpd_sess *s, int writing, void *p, size_t n)
 {
     char why[256];
+    ssize_t r = tls_conn_io(&s->tc, writing, p, n, why, sizeof(why));
+    int e = errno;
 
-    switch (tls_io_status(s->ssl, rc, why, sizeof(why))) {
-    case TLS_IO_WANT_READ:
-        if (writing)
-            s->tls_wr_wr = 1;
-        errno = EAGAIN;
-        return -1;
-    case TLS_IO_WANT_WRITE:
-        if (!writing)
-            s->tls_rd_ww = 1;
-        errno = EAGAIN;
-        return -1;
-    case TLS_IO_CLOSED: /* close_notify: an orderly end */
-        return 0;
-    case TLS_IO_EOF:
-        s->tls_failed = 1;
-        return 0;
-    case TLS_IO_ERROR:
-        break;
-    }
-    s->tls_failed = 1;
-    if (why[0])
+    if (r < 0 && e != EAGAIN && why[0]) {
         log_info("SSL_%s error from %s: %s", writing ? "write" : "read",
                  s->ident, why);
-    return -1;
+        errno = e;
+    }
+    return r;
 }
 
 static ssize_t
 smtpd_recv(struct smtpd_sess *s, void *p, size_t n)
 {
-    size_t got;
-    int rc;
-
-    if (!s->tls_on)
-        return recv(s->fd, p, n, 0);
-    s->tls_rd_ww = 0;
-    ERR_clear_error(); /* SSL_get_error reads the queue */
-    errno = 0;
-    if ((rc = SSL_read_ex(s->ssl, p, n, &got)) == 1)
-        return (ssize_t) got;
-    return smtpd_tls_io_err(s, rc, 0);
+    return s->tc.on ? smtpd_tls_io(s, 0, p, n) : recv(s->fd, p, n, 0);
 }
 
 static ssize_t
 smtpd_send(struct smtpd_sess *s, const void *p, size_t n)
 {
-    size_t put;
-    int rc;
-
-    if (!s->tls_on)
-        return send(s->fd, p, n, MSG_NOSIGNAL);
-    s->tls_wr_wr = 0;
-    ERR_clear_error(); /* SSL_get_error reads the queue */
-    errno = 0;
-    if ((rc = SSL_write_ex(s->ssl, p, n, &put)) == 1)
-        return (ssize_t) put;
-    rc = (int) smtpd_tls_io_err(s, rc, 1);
-    if (rc == 0) { /* the peer closed: the write failed */
-        errno = EPIPE;
-        rc = -1;
-    }
-    return rc;
+    return s->tc.on ? smtpd_tls_io(s, 1, (void *) p, n)
+                    : send(s->fd, p, n, MSG_NOSIGNAL);
 }
 
 static void
@@ -837,8 +793,8 @@ smtpd_write_cb(struct ev_loop *loop, ev_io *w, int revents)
         smtpd_tls_step(s);
         return;
     }
-    if (s->tls_rd_ww) { /* a read waited for this */
-        s->tls_rd_ww = 0;
+    if (s->tc.rd_ww) { /* a read waited for this */
+        s->tc.rd_ww = 0;
         smtpd_read_cb(loop, &s->rio, EV_READ);
         if (s->dead)
             return;
@@ -863,8 +819,8 @@ smtpd_read_cb(struct ev_loop *loop, ev_io *w, int revents)
         smtpd_tls_step(s);
         return;
     }
-    if (s->tls_wr_wr) { /* a write waited for this */
-        s->tls_wr_wr = 0;
+    if (s->tc.wr_wr) { /* a write waited for this */
+        s->tc.wr_wr = 0;
         smtpd_flush(s);
         if (s->dead)
             return;
@@ -894,7 +850,7 @@ smtpd_read_cb(struct ev_loop *loop, ev_io *w, int revents)
     }
     n = smtpd_recv(s, p, room);
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) {
-        if (s->tls_rd_ww)
+        if (s->tc.rd_ww)
             smtpd_update_io(s);
         return;
     }
@@ -950,16 +906,16 @@ smtpd_tls_done(void *arg)
     case SSL_ERROR_NONE:
         break;
     default:
-        s->tls_failed = 1;
+        s->tc.failed = 1;
         log_info("SSL_accept error from %s: %s", s->ident, j->why);
         smtpd_lost(s);
         return;
     }
     s->tls_hs = 0;
-    s->tls_on = 1;
+    s->tc.on = 1;
     s->idle.repeat = s->conf->timeout;
     ev_timer_again(loop, &s->idle);
-    tls_info_get(s->ssl, &s->tls->ti);
+    tls_info_get(s->tc.ssl, &s->tls->ti);
     s->env.tls_version = s->tls->ti.version;
     s->env.tls_cipher = s->tls->ti.cipher;
     s->env.tls_bits = s->tls->ti.bits;
@@ -979,7 +935,7 @@ smtpd_tls_step(struct smtpd_sess *s)
     s->tls_busy = 1;
     s->jobs++;
     s->tls->job.s = s;
-    s->tls->job.ssl = s->ssl;
+    s->tls->job.ssl = s->tc.ssl;
     wpool_submit(s->srv->pool, smtpd_tls_work, smtpd_tls_done, &s->tls->job);
 }
 
@@ -992,7 +948,7 @@ smtpd_tls_begin(struct smtpd_sess *s, void (*cont)(struct smtpd_sess *s))
     /* RFC 3207 5: nothing the client sent in clear before the handshake
      * is used after it (commands pipelined behind STARTTLS) */
     buf_reset(s->in);
-    if ((s->ssl = tls_srv_ssl(s->conf->tls, s->fd)) == NULL) {
+    if ((s->tc.ssl = tls_srv_ssl(s->conf->tls, s->fd)) == NULL) {
         log_warning("%s: cannot start TLS: out of memory", s->ident);
         smtpd_close(s);
         return;
@@ -1178,7 +1134,7 @@ smtpd_helo_done(struct smtpd_sess *s, const struct filter_result *r)
         buf_puts(s->out, "250-SIZE\r\n");
     if (!c->disable_vrfy)
         buf_puts(s->out, "250-VRFY\r\n");
-    if (c->tls != NULL && !s->tls_on)
+    if (c->tls != NULL && !s->tc.on)
         buf_puts(s->out, "250-STARTTLS\r\n");
     smtpd_reply(s, "250-ENHANCEDSTATUSCODES\r\n250 8BITMIME");
 }
@@ -1262,7 +1218,7 @@ smtpd_cmd_mail(struct smtpd_sess *s, struct smtpd_cmd *cmd)
         smtpd_reply(s, "503 5.5.1 Error: send HELO/EHLO first");
         return;
     }
-    if (c->tls_required && !s->tls_on) {
+    if (c->tls_required && !s->tc.on) {
         smtpd_reply(s, "530 5.7.0 Must issue a STARTTLS command first");
         return;
     }
@@ -1509,7 +1465,7 @@ smtpd_received(struct smtpd_sess *s, struct buf *b)
 
     localtime_r(&now, &tm);
     strftime(date, sizeof(date), "%a, %d %b %Y %H:%M:%S %z (%Z)", &tm);
-    if (s->tls_on && c->tls_received)
+    if (s->tc.on && c->tls_received)
         snprintf(tls, sizeof(tls),
                  "\r\n\t(using %s)\r\n\t(No client certificate requested)",
                  s->tls->ti.line);
@@ -1518,7 +1474,7 @@ smtpd_received(struct smtpd_sess *s, struct buf *b)
                s->helo ? s->helo : "unknown", s->name, v6 ? "IPv6:" : "",
                s->addr, tls, c->myhostname, c->mail_name,
                s->proto ? s->proto : "SMTP",
-               s->tls_on ? "S" : "", /* RFC 3848: ESMTPS over TLS */
+               s->tc.on ? "S" : "", /* RFC 3848: ESMTPS over TLS */
                s->qid);
     if (s->nrcpt == 1)
         buf_printf(b, "\r\n\tfor <%s>; %s", s->rcpts[0], date);
@@ -1763,7 +1719,7 @@ smtpd_cmd_starttls(struct smtpd_sess *s, struct smtpd_cmd *cmd)
         smtpd_reply(s, "501 5.5.4 Syntax: STARTTLS");
         return;
     }
-    if (s->tls_on) {
+    if (s->tc.on) {
         smtpd_reply(s, "554 5.5.1 Error: TLS already active");
         return;
     }
@@ -2664,8 +2620,8 @@ smtpd_close(struct smtpd_sess *s)
     ev_timer_stop(loop, &s->idle);
     ev_timer_stop(loop, &s->total);
     ev_timer_stop(loop, &s->sleep);
-    if (s->tls_on && !s->tls_failed) {
-        SSL_shutdown(s->ssl); /* close_notify, if the socket takes it */
+    if (s->tc.on && !s->tc.failed) {
+        SSL_shutdown(s->tc.ssl); /* close_notify, if the socket takes it */
         ERR_clear_error();
     }
     if (s->tls_busy) {
@@ -2691,7 +2647,7 @@ smtpd_sess_free(struct smtpd_sess *s)
     size_t i;
 
     filter_sess_free(s->fs);
-    SSL_free(s->ssl);
+    SSL_free(s->tc.ssl);
     free(s->tls);
     smtpd_data_free(s->dec);
     spool_abort(s->sf);
@@ -2794,7 +2750,7 @@ smtpd_connected(struct smtpd_sess *s)
     s->env.client_name = s->name;
     log_info("connect from %s", s->ident);
     smtpd_enter(s, SMTPD_S_GREET);
-    if (c->tls_wrapper && !s->tls_on) { /* TLS first, then the rest */
+    if (c->tls_wrapper && !s->tc.on) { /* TLS first, then the rest */
         if (c->tls == NULL) {
             smtpd_close(s); /* said at start: TLS support is disabled */
             return;

@@ -172,14 +172,10 @@ struct smtp_sess {
     double qdelay; /* time in queue before this delivery */
 
     /* TLS (STARTTLS, job->tls_level). */
-    SSL *ssl;
-    int tls_on;       /* handshake done: all I/O through ssl */
-    int tls_busy;     /* a handshake step is in the wpool */
-    int tls_timedout; /* smtp_starttls_timeout ran out during that step */
-    int tls_failed;   /* an SSL error: no more SSL calls but SSL_free */
-    int tls_rd_ww;    /* SSL_read wants the socket writable */
-    int tls_wr_wr;    /* SSL_write wants the socket readable */
-    int no_tls;       /* level may, the handshake failed: clear this time */
+    struct tls_conn tc; /* ssl, on, failed, rd_ww, wr_wr */
+    int tls_busy;       /* a handshake step is in the wpool */
+    int tls_timedout;   /* smtp_starttls_timeout ran out during that step */
+    int no_tls;         /* level may, the handshake failed: clear this time */
     struct smtp_tls_job {
         struct smtp_sess *s;
         SSL *ssl;
@@ -452,82 +448,36 @@ smtp_close(struct smtp_sess *s)
     if (s->fd >= 0)
         close(s->fd);
     s->fd = -1;
-    SSL_free(s->ssl);
-    s->ssl = NULL;
-    s->tls_on = s->tls_failed = s->tls_rd_ww = s->tls_wr_wr = 0;
+    SSL_free(s->tc.ssl);
+    s->tc.ssl = NULL;
+    s->tc.on = s->tc.failed = s->tc.rd_ww = s->tc.wr_wr = 0;
 }
 
-/* recv() and send() through OpenSSL once TLS is on: -1 with EAGAIN when
- * the socket must be ready first (the direction OpenSSL needs noted),
- * 0 at the end, -1 with errno on an error. */
-static ssize_t
-smtp_tls_io_err(struct smtp_sess *s, int rc, int writing)
-{
-    char why[256];
-
-    switch (tls_io_status(s->ssl, rc, why, sizeof(why))) {
-    case TLS_IO_WANT_READ:
-        if (writing)
-            s->tls_wr_wr = 1;
-        errno = EAGAIN;
-        return -1;
-    case TLS_IO_WANT_WRITE:
-        if (!writing) {
-            s->tls_rd_ww = 1;
-            ev_io_start(s->job->loop, &s->wio);
-        }
-        errno = EAGAIN;
-        return -1;
-    case TLS_IO_CLOSED:
-        return 0;
-    case TLS_IO_EOF:
-        s->tls_failed = 1;
-        return 0;
-    case TLS_IO_ERROR:
-        break;
-    }
-    s->tls_failed = 1;
-    return -1;
-}
-
+/* recv() and send(), through OpenSSL once TLS is on (tls_conn_io); a
+ * read that must wait for the socket to be writable (a TLS 1.3 key
+ * update) starts the write watcher. */
 static ssize_t
 smtp_io_recv(struct smtp_sess *s, void *p, size_t n)
 {
-    size_t got;
-    int rc;
+    char why[256];
+    ssize_t r;
 
-    if (!s->tls_on)
+    if (!s->tc.on)
         return recv(s->fd, p, n, 0);
-    if (s->tls_failed) {
-        errno = EPROTO;
-        return -1;
-    }
-    ERR_clear_error(); /* SSL_get_error reads the queue */
-    errno = 0;
-    if ((rc = SSL_read_ex(s->ssl, p, n, &got)) == 1)
-        return (ssize_t) got;
-    return smtp_tls_io_err(s, rc, 0);
+    r = tls_conn_io(&s->tc, 0, p, n, why, sizeof(why));
+    if (r < 0 && s->tc.rd_ww)
+        ev_io_start(s->job->loop, &s->wio);
+    return r;
 }
 
 static ssize_t
 smtp_io_send(struct smtp_sess *s, const void *p, size_t n)
 {
-    size_t put;
-    int rc;
+    char why[256];
 
-    if (!s->tls_on)
+    if (!s->tc.on)
         return send(s->fd, p, n, MSG_NOSIGNAL);
-    if (s->tls_failed) {
-        errno = EPIPE;
-        return -1;
-    }
-    ERR_clear_error(); /* SSL_get_error reads the queue */
-    errno = 0;
-    if ((rc = SSL_write_ex(s->ssl, p, n, &put)) == 1)
-        return (ssize_t) put;
-    if (smtp_tls_io_err(s, rc, 1) == 0)
-        errno = EPIPE;
-    return -1;
+    return tls_conn_io(&s->tc, 1, (void *) p, n, why, sizeof(why));
 }
 
 /* QUIT without waiting: best effort, never blocking. */
@@ -538,10 +488,10 @@ smtp_say_quit(struct smtp_sess *s)
 
     if (s->fd < 0)
         return;
-    if (!s->tls_on) {
+    if (!s->tc.on) {
         n = send(s->fd, "QUIT\r\n", 6, MSG_NOSIGNAL | MSG_DONTWAIT);
         (void) n;
-    } else if (!s->tls_failed) {
+    } else if (!s->tc.failed) {
         n = smtp_io_send(s, "QUIT\r\n", 6);
         (void) n;
         ERR_clear_error();
@@ -1060,7 +1010,7 @@ smtp_tls_start(struct smtp_sess *s)
 {
     const struct dlv_job *job = s->job;
 
-    if (s->tls_on || job->tls_level == DLV_TLS_NONE || job->tls == NULL
+    if (s->tc.on || job->tls_level == DLV_TLS_NONE || job->tls == NULL
         || s->no_tls)
         return 0;
     if (s->state == SMTP_S_EHLO && s->ext.starttls) {
@@ -1099,7 +1049,7 @@ smtp_tls_step(struct smtp_sess *s)
         return;
     s->tls_busy = 1;
     s->tj.s = s;
-    s->tj.ssl = s->ssl;
+    s->tj.ssl = s->tc.ssl;
     ev_ref(loop); /* the wpool's watcher does not keep the loop alive */
     wpool_submit(s->job->pool, smtp_tls_work, smtp_tls_done, &s->tj);
 }
@@ -1112,7 +1062,7 @@ smtp_tls_failed(struct smtp_sess *s, const char *why)
 {
     const struct dlv_job *job = s->job;
 
-    s->tls_failed = 1;
+    s->tc.failed = 1;
     if (job->tls_level == DLV_TLS_MAY) {
         log_warning_as("smtp",
                        "%s: TLS handshake failed with %s[%s]:%d: %s: trying "
@@ -1144,16 +1094,16 @@ static void
 smtp_tls_ok(struct smtp_sess *s)
 {
     const struct dlv_job *job = s->job;
-    enum tls_trust trust = tls_cli_trust(s->ssl);
+    enum tls_trust trust = tls_cli_trust(s->tc.ssl);
     struct tls_info ti;
 
-    s->tls_on = 1;
+    s->tc.on = 1;
     /* as Postfix: names are matched at verify and secure only, so below
      * them a good chain is "Trusted", never "Verified" */
     if (job->tls_level < DLV_TLS_VERIFY && trust == TLS_VERIFIED)
         trust = TLS_TRUSTED;
     if (cf_int(job->cf, "smtp_tls_loglevel") >= 1) {
-        tls_info_get(s->ssl, &ti);
+        tls_info_get(s->tc.ssl, &ti);
         log_info_as("smtp", "%s TLS connection established to %s[%s]:%d: %s",
                     tls_trust_name(trust), s->host, s->addr, job->port,
                     ti.line);
@@ -1185,8 +1135,8 @@ smtp_tls_done(void *arg)
         if (s->fd >= 0)
             close(s->fd);
         s->fd = -1;
-        SSL_free(s->ssl);
-        s->ssl = NULL;
+        SSL_free(s->tc.ssl);
+        s->tc.ssl = NULL;
         if (s->state == SMTP_S_DONE) { /* as smtp_read_done */
             ev_timer_stop(loop, &s->timer);
             ev_timer_set(&s->timer, 0., 0.);
@@ -1222,9 +1172,9 @@ smtp_tls_begin(struct smtp_sess *s)
     const struct dlv_job *job = s->job;
 
     buf_reset(s->in);
-    s->ssl = tls_cli_ssl(job->tls, s->fd, job->tls_level >= DLV_TLS_ENCRYPT,
-                         s->host, job->tls_match);
-    if (s->ssl == NULL) {
+    s->tc.ssl = tls_cli_ssl(job->tls, s->fd, job->tls_level >= DLV_TLS_ENCRYPT,
+                            s->host, job->tls_match);
+    if (s->tc.ssl == NULL) {
         smtp_defer_all(s, "4.3.0", "cannot start TLS: out of memory");
         smtp_finish(s);
         return;
@@ -1504,7 +1454,7 @@ smtp_read_once(struct smtp_sess *s)
         smtp_protocol_error(s, "reply line too long");
         return -1;
     }
-    return s->tls_on && s->ssl && !s->tls_failed && SSL_has_pending(s->ssl);
+    return s->tc.on && s->tc.ssl && !s->tc.failed && SSL_has_pending(s->tc.ssl);
 }
 
 static void
@@ -1516,8 +1466,8 @@ smtp_read_cb(struct ev_loop *loop, ev_io *w, int revents)
         smtp_tls_step(s);
         return;
     }
-    if (s->tls_wr_wr) { /* a write waited for this */
-        s->tls_wr_wr = 0;
+    if (s->tc.wr_wr) { /* a write waited for this */
+        s->tc.wr_wr = 0;
         if (smtp_flush(s) < 0)
             return;
         if (s->state == SMTP_S_XFER)
@@ -1559,8 +1509,8 @@ smtp_write_cb(struct ev_loop *loop, ev_io *w, int revents)
         smtp_tls_step(s);
         return;
     }
-    if (s->tls_rd_ww) { /* a read waited for this */
-        s->tls_rd_ww = 0;
+    if (s->tc.rd_ww) { /* a read waited for this */
+        s->tc.rd_ww = 0;
         if (buf_len(s->out) == 0)
             ev_io_stop(loop, &s->wio);
         smtp_read_cb(loop, &s->rio, EV_READ);
@@ -1583,7 +1533,7 @@ smtp_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
     case SMTP_S_DONE:
         if (s->reading || s->tls_busy)
             return; /* freed when the read or handshake step is back */
-        SSL_free(s->ssl);
+        SSL_free(s->tc.ssl);
         buf_free(s->in);
         buf_free(s->out);
         buf_free(s->reply);
@@ -1781,8 +1731,8 @@ smtp_park(struct smtp_sess *s)
     if (smtp_idle_key(s->job, key) < 0
         || !cf_bool(cf, "smtp_connection_cache_on_demand") || keep <= 0
         || s->fd < 0 || buf_len(s->out) > 0 || buf_len(s->in) > 0
-        || ev_now(s->job->loop) - s->born >= life || s->tls_failed
-        || (s->tls_on && SSL_has_pending(s->ssl)))
+        || ev_now(s->job->loop) - s->born >= life || s->tc.failed
+        || (s->tc.on && SSL_has_pending(s->tc.ssl)))
         return 0;
     if (smtp_nidle >= SMTP_IDLE_MAX) /* the oldest one makes room */
         for (e = smtp_idle_list; e; e = e->next)
@@ -1797,7 +1747,7 @@ smtp_park(struct smtp_sess *s)
     memcpy(e->key, key, sizeof(key));
     snprintf(e->addr, sizeof(e->addr), "%s", s->addr);
     e->fd = s->fd;
-    e->ssl = s->ssl;
+    e->ssl = s->tc.ssl;
     e->ext = s->ext;
     e->born = s->born;
     /* The stopped read watcher moves over as it is, on the same open
@@ -1814,8 +1764,8 @@ smtp_park(struct smtp_sess *s)
     smtp_idle_list = e;
     smtp_nidle++;
     s->fd = -1; /* the cache owns it now */
-    s->ssl = NULL;
-    s->tls_on = 0;
+    s->tc.ssl = NULL;
+    s->tc.on = 0;
     return 1;
 }
 
@@ -1835,8 +1785,8 @@ smtp_unpark(struct smtp_sess *s)
         return 0;
     smtp_idle_unlink(e);
     s->fd = e->fd;
-    s->ssl = e->ssl;
-    s->tls_on = e->ssl != NULL;
+    s->tc.ssl = e->ssl;
+    s->tc.on = e->ssl != NULL;
     s->ext = e->ext;
     s->born = e->born;
     snprintf(s->addr, sizeof(s->addr), "%s", e->addr);
