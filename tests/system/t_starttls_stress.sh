@@ -7,10 +7,8 @@
 # close right after the handshake, close in the middle of DATA, QUIT
 # after a message, or a message that completes. With sluice_worker_threads
 # = 1 the handshake steps queue up in the pool behind each other while
-# clients go away. (A session closed by the server while its step is in
-# the pool, which keeps the socket open until the step is back, is not
-# reached here: only a timer can close it then, and the steps are too
-# quick for one.) Checked: every completed
+# clients go away. (A session the server closes while its step is in the
+# pool: t_starttls_busy.sh.) Checked: every completed
 # message was delivered once, byte for byte; the front process is the
 # one that started (no crash, no restart); a new session still works; no
 # sanitizer report (the run under ASan in ./quickstart test).
