@@ -174,7 +174,8 @@ struct qmgr {
     struct lookup_table **tls_maps; /* smtp_tls_policy_maps */
     size_t ntls_maps;
     const char *tls_level;   /* smtp_tls_security_level */
-    int tls_global;          /* its enum dlv_tls, or < 0 (qmgr_tls_parse) */
+    int tls_global;          /* its enum dlv_tls, or < 0 (dlv_tls_parse) */
+    char *tls_global_match;  /* and its match= names, or NULL */
     struct tls_cli *tls_cli; /* the SMTP client's TLS context, or NULL */
     char *const *mydest;
     const char *relayhost;
@@ -494,7 +495,8 @@ qmgr_tls_policy(struct qmgr *q, struct qmgr_route *r)
             return; /* clear text everywhere: nothing to look up */
         if (q->tls_global > DLV_TLS_NONE && q->tls_cli) {
             r->tls = (enum dlv_tls) q->tls_global;
-            dlv_tls_parse(level, &r->tls_match);
+            if (q->tls_global_match) /* parsed once, at start */
+                r->tls_match = xstrdup(q->tls_global_match);
             return;
         }
     }
@@ -1997,6 +1999,7 @@ qmgr_free(struct qmgr *q)
         lookup_free(q->tls_maps[i]);
     free(q->tls_maps);
     tls_cli_free(q->tls_cli);
+    free(q->tls_global_match);
     while (q->dests)
         qmgr_dest_drop(q, q->dests);
     free(q);
@@ -2045,7 +2048,7 @@ qmgr_run(const struct cf *cf)
                   strerror(errno));
     if (qmgr_open_maps(q) < 0 || qmgr_bind(q) < 0)
         goto fail;
-    q->tls_global = dlv_tls_parse(q->tls_level, NULL);
+    q->tls_global = dlv_tls_parse(q->tls_level, &q->tls_global_match);
     if (q->tls_global != DLV_TLS_NONE || q->ntls_maps > 0) {
         struct buf *warn = buf_new(128, 4096);
 

@@ -358,6 +358,17 @@ start_sink6()
     wait_port ::1 "$port" 10
 }
 
+# tls_selfsigned NAME CN: a self-signed RSA certificate for CN in
+# $T/NAME.crt and its key in $T/NAME.key (openssl); 1 with a diagnostic
+# when openssl fails.
+tls_selfsigned()
+{
+    openssl req -x509 -newkey rsa:2048 -nodes -keyout "$T/$1.key" \
+        -out "$T/$1.crt" -days 2 -subj "/CN=$2" >>"$T/openssl.out" 2>&1 && return 0
+    diag "openssl could not make the test certificate $1" "$(cat "$T/openssl.out")"
+    return 1
+}
+
 # --------------------------------------------------------- shortcuts
 
 sl()

@@ -36,16 +36,11 @@ setup
 
 # --- certificates: mx (cert and key in one file), enc (two files), and
 # a key that belongs to neither
-mkcert()
-{
-    openssl req -x509 -newkey rsa:2048 -nodes -keyout "$T/$1.key" \
-        -out "$T/$1.crt" -days 2 -subj "/CN=$2" >>"$T/openssl.out" 2>&1
-}
-if ! { mkcert mx mx.test.example && mkcert enc enc.test.example &&
-    openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 \
-        -out "$T/other.key" >>"$T/openssl.out" 2>&1; }; then
-    diag "openssl could not make the test certificates" "$(cat "$T/openssl.out")"
-fi
+tls_selfsigned mx mx.test.example
+tls_selfsigned enc enc.test.example
+openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 \
+    -out "$T/other.key" >>"$T/openssl.out" 2>&1 ||
+    diag "openssl could not make the other key" "$(cat "$T/openssl.out")"
 cat "$T/mx.crt" "$T/mx.key" >"$T/mx.pem"
 
 P_NONE=$(free_port)   # level none

@@ -15,9 +15,7 @@ command -v openssl >/dev/null 2>&1 || skip_all "openssl not installed"
 plan 7
 setup
 
-openssl req -x509 -newkey rsa:2048 -nodes -keyout "$T/mx.key" \
-    -out "$T/mx.crt" -days 2 -subj "/CN=mx.test.example" >"$T/openssl.out" 2>&1 ||
-    diag "openssl could not make the test certificate" "$(cat "$T/openssl.out")"
+tls_selfsigned mx mx.test.example
 start_sink
 write_conf "smtpd_tls_security_level = may" \
     "smtpd_tls_cert_file = $T/mx.crt" \

@@ -13,9 +13,7 @@ export TMILTER
 plan 5
 . "$SYSDIR/milter_lib.sh"
 
-openssl req -x509 -newkey rsa:2048 -nodes -keyout "$T/mx.key" \
-    -out "$T/mx.crt" -days 2 -subj "/CN=mx.test.example" >"$T/openssl.out" 2>&1 ||
-    diag "openssl could not make the test certificate" "$(cat "$T/openssl.out")"
+tls_selfsigned mx mx.test.example
 start_sink
 start_tmilter m1
 write_conf "smtpd_milters = unix:$T/m1.sock" \
