@@ -97,6 +97,11 @@ struct filter_env {
     const char *tls_version;
     const char *tls_cipher;
     int tls_bits;
+    /* after AUTH: the mechanism and user name; auth_author: MAIL FROM's
+     * AUTH= value. NULL when not authenticated / not given */
+    const char *auth_type;
+    const char *auth_authen;
+    const char *auth_author;
     const char *queue_id; /* "" until the queue file exists */
     const char *sender;   /* MAIL FROM address, "" for <> */
     char *const *rcpts;   /* accepted recipients so far */

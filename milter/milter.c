@@ -865,6 +865,12 @@ milter_macro_value(struct milter_sess *ms, const char *name, char *tmp,
         return e->queue_id;
     if (strcmp(n, "tls_version") == 0)
         return e->tls_version;
+    if (strcmp(n, "auth_type") == 0)
+        return e->auth_type;
+    if (strcmp(n, "auth_authen") == 0)
+        return e->auth_authen;
+    if (strcmp(n, "auth_author") == 0)
+        return e->auth_author;
     if (strcmp(n, "cipher") == 0)
         return e->tls_cipher;
     if (strcmp(n, "cipher_bits") == 0) {

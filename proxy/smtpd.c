@@ -65,6 +65,7 @@
 #include "lib/tls.h"
 #include "lib/wpool.h"
 #include "lib/xalloc.h"
+#include "proxy/sasl.h"
 #include "proxy/smtpd.h"
 #include "proxy/smtpd_data.h"
 #include "proxy/smtpd_parse.h"
@@ -140,6 +141,18 @@ struct smtpd_conf {
     struct lookup_net *mynetworks;
     struct lookup_net *event_exc;
     struct lookup_net *bare_exc;
+    /* SMTP AUTH: NULL when smtpd_sasl_auth_enable is off (or the back end
+     * did not load); the connection is the front's, shared by services
+     * with the same smtpd_sasl_path */
+    struct sasl_srv *sasl;
+    struct sasl_policy sasl_pol;     /* smtpd_sasl_security_options */
+    struct sasl_policy sasl_tls_pol; /* smtpd_sasl_tls_security_options */
+    const char *sasl_service;
+    int tls_auth_only;
+    int sasl_header; /* smtpd_sasl_authenticated_header */
+    int sasl_broken; /* broken_sasl_auth_clients: AUTH=... too */
+    long long sasl_resp_limit;
+    struct lookup_net *sasl_exc; /* not offered AUTH in EHLO */
 };
 
 struct smtpd_srv;
@@ -187,8 +200,10 @@ struct smtpd_srv {
     int data_limit;
     int data_busy;
     struct smtpd_sess *gate_head, *gate_tail;
-    ev_check gate_admit; /* admits waiting sessions after slots freed */
-    ev_timer gate_timer; /* the oldest waiting session's deadline */
+    ev_check gate_admit;    /* admits waiting sessions after slots freed */
+    ev_timer gate_timer;    /* the oldest waiting session's deadline */
+    struct sasl_srv **sasl; /* one per distinct smtpd_sasl_path */
+    size_t nsasl;
 };
 
 typedef void (*smtpd_cont)(struct smtpd_sess *s,
@@ -259,6 +274,19 @@ struct smtpd_sess {
     int tls_busy;       /* a handshake step is in the pool (fd kept open) */
     int tls_start;      /* STARTTLS answered: handshake once the 220 is out */
     struct smtpd_tls *tls; /* from the first handshake step on */
+    /* SMTP AUTH */
+    int sasl_line;           /* 334 sent: the next line is the answer */
+    struct smtpd_sasl *sasl; /* from EHLO's wait or AUTH on */
+};
+
+/* A session's AUTH state (allocated for sessions that need it only). */
+struct smtpd_sasl {
+    struct sasl_req *req;  /* the exchange under way */
+    struct sasl_wait wait; /* EHLO waits for the mechanism list */
+    char *mech;            /* of the exchange under way */
+    char *method;          /* authenticated: the mechanism, */
+    char *user;            /* and the user name */
+    char *sender;          /* MAIL FROM's AUTH=, this transaction */
 };
 
 /* A TLS session's own (allocated for TLS sessions only: 10,000 idle
@@ -354,6 +382,18 @@ smtpd_tls_load(const struct cf *cf, struct smtpd_listener *ls, size_t n)
 }
 
 static void
+smtpd_sasl_policy(const struct cf *cf, const char *name, const char *service,
+                  struct sasl_policy *pol)
+{
+    struct buf *err = buf_new(64, 1024);
+
+    if (sasl_policy_parse(cf_list(cf, name), pol, err) < 0)
+        log_warning("service %s: %s: %s (ignored)", service, name,
+                    buf_data(err));
+    buf_free(err);
+}
+
+static void
 smtpd_conf_init(struct smtpd_conf *c, const struct cf *cf, const char *service)
 {
     c->cf = cf;
@@ -401,6 +441,19 @@ smtpd_conf_init(struct smtpd_conf *c, const struct cf *cf, const char *service)
         c->daemon_timeout = 18000;
     if (c->header_limit <= 0)
         c->header_limit = 102400;
+    c->sasl_service = cf_str(cf, "smtpd_sasl_service");
+    c->tls_auth_only = cf_bool(cf, "smtpd_tls_auth_only");
+    c->sasl_header = cf_bool(cf, "smtpd_sasl_authenticated_header");
+    c->sasl_broken = cf_bool(cf, "broken_sasl_auth_clients");
+    c->sasl_resp_limit = cf_int(cf, "smtpd_sasl_response_limit");
+    if (c->sasl_resp_limit < 512)
+        c->sasl_resp_limit = 512;
+    if (c->sasl_resp_limit > c->line_limit + SMTPD_IN_EXTRA / 2)
+        c->sasl_resp_limit = c->line_limit + SMTPD_IN_EXTRA / 2;
+    c->sasl_exc = smtpd_net_new(cf, "smtpd_sasl_exceptions_networks", service);
+    smtpd_sasl_policy(cf, "smtpd_sasl_security_options", service, &c->sasl_pol);
+    smtpd_sasl_policy(cf, "smtpd_sasl_tls_security_options", service,
+                      &c->sasl_tls_pol);
 }
 
 static void
@@ -409,6 +462,44 @@ smtpd_conf_free(struct smtpd_conf *c)
     lookup_net_free(c->mynetworks);
     lookup_net_free(c->event_exc);
     lookup_net_free(c->bare_exc);
+    lookup_net_free(c->sasl_exc);
+}
+
+/* The service's SMTP AUTH back end, shared with services that name the
+ * same smtpd_sasl_path; none when AUTH is off or the back end is not
+ * usable (said in the log). */
+static void
+smtpd_sasl_attach(struct smtpd_srv *srv, struct smtpd_conf *c)
+{
+    const struct cf *cf = c->cf;
+    const char *type, *path;
+    struct buf *err;
+
+    if (!cf_bool(cf, "smtpd_sasl_auth_enable"))
+        return;
+    type = cf_str(cf, "smtpd_sasl_type");
+    if (strcasecmp(type, "dovecot") != 0) {
+        log_warning("service %s: smtpd_sasl_type = %s: unsupported SASL "
+                    "server implementation (only dovecot); AUTH disabled",
+                    c->service, type);
+        return;
+    }
+    path = cf_str(cf, "smtpd_sasl_path");
+    for (size_t i = 0; i < srv->nsasl; i++)
+        if (strcmp(sasl_srv_path(srv->sasl[i]), path) == 0) {
+            c->sasl = srv->sasl[i];
+            return;
+        }
+    err = buf_new(128, 1024);
+    c->sasl = sasl_srv_new(srv->loop, path, c->qdir, err);
+    if (c->sasl == NULL) {
+        log_warning("service %s: smtpd_sasl_path = %s: AUTH disabled",
+                    c->service, buf_data(err));
+    } else {
+        srv->sasl = xrealloc(srv->sasl, (srv->nsasl + 1) * sizeof(*srv->sasl));
+        srv->sasl[srv->nsasl++] = c->sasl;
+    }
+    buf_free(err);
 }
 
 /* Peer text for a log line; slot picks one of four buffers. */
@@ -450,7 +541,7 @@ smtpd_idle_state(const struct smtpd_sess *s)
 static void
 smtpd_account(struct smtpd_sess *s, int code)
 {
-    if (s->cur == SMTPD_NO_VERB || code == 354)
+    if (s->cur == SMTPD_NO_VERB || code == 354 || code == 334)
         return;
     if (code >= 200 && code < 400)
         s->ok[s->cur]++;
@@ -975,6 +1066,9 @@ smtpd_env_sync(struct smtpd_sess *s)
     s->env.sender = s->sender;
     s->env.rcpts = s->rcpts;
     s->env.nrcpt = s->nrcpt;
+    s->env.auth_type = s->sasl ? s->sasl->method : NULL;
+    s->env.auth_authen = s->sasl ? s->sasl->user : NULL;
+    s->env.auth_author = s->sasl ? s->sasl->sender : NULL;
     /* the queue file is shown to filters from EOM on only */
     s->env.spool_fd = -1;
     s->env.spool_off = 0;
@@ -1034,6 +1128,10 @@ smtpd_txn_end(struct smtpd_sess *s, int with_abort)
     s->write_err = 0;
     s->msgid_logged = 0;
     s->backlog_paused = 0;
+    if (s->sasl) {
+        free(s->sasl->sender);
+        s->sasl->sender = NULL;
+    }
     smtpd_env_sync(s);
 }
 
@@ -1107,6 +1205,96 @@ smtpd_drain_cb(void *arg)
  */
 
 static void
+smtpd_sasl_free(struct smtpd_sess *s)
+{
+    struct smtpd_sasl *a = s->sasl;
+
+    if (a == NULL)
+        return;
+    if (s->conf->sasl)
+        sasl_wait_cancel(s->conf->sasl, &a->wait);
+    sasl_cancel(a->req);
+    free(a->mech);
+    free(a->method);
+    free(a->user);
+    free(a->sender);
+    free(a);
+    s->sasl = NULL;
+    s->sasl_line = 0;
+    s->env.auth_type = s->env.auth_authen = s->env.auth_author = NULL;
+}
+
+static struct smtpd_sasl *
+smtpd_sasl_get(struct smtpd_sess *s)
+{
+    if (s->sasl == NULL)
+        s->sasl = xcalloc(1, sizeof(*s->sasl));
+    return s->sasl;
+}
+
+/* May this session use AUTH (smtpd_sasl_auth_enable, and TLS first with
+ * smtpd_tls_auth_only)? */
+static int
+smtpd_sasl_usable(const struct smtpd_sess *s)
+{
+    return s->conf->sasl != NULL && (!s->conf->tls_auth_only || s->tc.on);
+}
+
+static const struct sasl_policy *
+smtpd_sasl_pol(const struct smtpd_sess *s)
+{
+    return s->tc.on ? &s->conf->sasl_tls_pol : &s->conf->sasl_pol;
+}
+
+static void
+smtpd_ehlo_reply(struct smtpd_sess *s)
+{
+    const struct smtpd_conf *c = s->conf;
+    size_t at;
+
+    buf_printf(s->out, "250-%s\r\n250-PIPELINING\r\n", c->myhostname);
+    if (c->size_limit > 0)
+        buf_printf(s->out, "250-SIZE %lld\r\n", c->size_limit);
+    else
+        buf_puts(s->out, "250-SIZE\r\n");
+    if (!c->disable_vrfy)
+        buf_puts(s->out, "250-VRFY\r\n");
+    if (c->tls != NULL && !s->tc.on)
+        buf_puts(s->out, "250-STARTTLS\r\n");
+    if (smtpd_sasl_usable(s)
+        && !lookup_net_match(c->sasl_exc, (const struct sockaddr *) &s->sa)) {
+        buf_puts(s->out, "250-AUTH ");
+        at = buf_len(s->out);
+        if (sasl_mechs(c->sasl, smtpd_sasl_pol(s), s->out) < 0
+            || buf_len(s->out) == at) { /* none known, or none allowed */
+            buf_truncate(s->out, at - 9);
+        } else {
+            buf_puts(s->out, "\r\n");
+            if (c->sasl_broken) {
+                char *m = xmemdup(buf_data(s->out) + at, buf_len(s->out) - at);
+
+                buf_printf(s->out, "250-AUTH=%s", m);
+                free(m);
+            }
+        }
+    }
+    smtpd_reply(s, "250-ENHANCEDSTATUSCODES\r\n250 8BITMIME");
+}
+
+/* The mechanism list is known now, or cannot be learned: EHLO goes on. */
+static void
+smtpd_ehlo_ready(void *arg)
+{
+    struct smtpd_sess *s = arg;
+
+    if (s->dead)
+        return;
+    s->waiting = 0;
+    smtpd_ehlo_reply(s);
+    smtpd_process(s);
+}
+
+static void
 smtpd_helo_done(struct smtpd_sess *s, const struct filter_result *r)
 {
     const struct smtpd_conf *c = s->conf;
@@ -1127,16 +1315,15 @@ smtpd_helo_done(struct smtpd_sess *s, const struct filter_result *r)
         smtpd_reply(s, "250 %s", c->myhostname);
         return;
     }
-    buf_printf(s->out, "250-%s\r\n250-PIPELINING\r\n", c->myhostname);
-    if (c->size_limit > 0)
-        buf_printf(s->out, "250-SIZE %lld\r\n", c->size_limit);
-    else
-        buf_puts(s->out, "250-SIZE\r\n");
-    if (!c->disable_vrfy)
-        buf_puts(s->out, "250-VRFY\r\n");
-    if (c->tls != NULL && !s->tc.on)
-        buf_puts(s->out, "250-STARTTLS\r\n");
-    smtpd_reply(s, "250-ENHANCEDSTATUSCODES\r\n250 8BITMIME");
+    /* the AUTH line needs the back end's mechanisms: the first EHLOs
+     * after start wait for its handshake (SASL_CONNECT_TIMEOUT at most) */
+    if (smtpd_sasl_usable(s)
+        && sasl_wait(c->sasl, &smtpd_sasl_get(s)->wait, smtpd_ehlo_ready, s)) {
+        s->waiting = 1;
+        smtpd_update_io(s);
+        return;
+    }
+    smtpd_ehlo_reply(s);
 }
 
 static void
@@ -1230,6 +1417,11 @@ smtpd_cmd_mail(struct smtpd_sess *s, struct smtpd_cmd *cmd)
     s->pend_body = NULL;
     free(s->pend_addr); /* a reject below logs no sender, as Postfix */
     s->pend_addr = NULL;
+    if (s->sasl) {
+        free(s->sasl->sender);
+        s->sasl->sender = NULL;
+        smtpd_env_sync(s);
+    }
     for (i = 0; i < p.nparams; i++) {
         if (s->esmtp && smtpd_param_is(p.params[i], "SIZE", &val)) {
             unsigned long long sz;
@@ -1261,6 +1453,24 @@ smtpd_cmd_mail(struct smtpd_sess *s, struct smtpd_cmd *cmd)
             for (end = s->pend_body; *end; end++)
                 if (*end >= 'a' && *end <= 'z')
                     *end = (char) (*end - 'a' + 'A');
+        } else if (s->esmtp && smtpd_param_is(p.params[i], "AUTH", &val)) {
+            /* RFC 4954 section 5: kept for the log and {auth_author} */
+            if (!smtpd_sasl_usable(s)) {
+                smtpd_reply(s, "503 5.5.4 Error: authentication disabled");
+                return;
+            }
+            if (s->sasl && s->sasl->sender) {
+                smtpd_reply(s, "503 5.5.4 Error: multiple AUTH= options");
+                return;
+            }
+            if (val == NULL || *val == '\0') {
+                smtpd_reply(s, "501 5.5.4 Bad AUTH parameter value");
+                return;
+            }
+            if (strcmp(val, "<>") != 0) {
+                smtpd_sasl_get(s)->sender = xstrdup(val);
+                smtpd_env_sync(s);
+            }
         } else {
             smtpd_reply(s, "555 5.5.4 Unsupported option: %s", p.params[i]);
             return;
@@ -1287,6 +1497,9 @@ smtpd_rcpt_permitted(struct smtpd_sess *s, const char *addr)
     int ok = 0;
 
     if (lookup_net_match(c->mynetworks, (const struct sockaddr *) &s->sa))
+        return 1;
+    /* permit_sasl_authenticated, as Postfix: not with ANONYMOUS */
+    if (s->sasl && s->sasl->user && strcmp(s->sasl->method, "ANONYMOUS") != 0)
         return 1;
     if (smtpd_addr_split(addr, &local, &domain) < 0)
         return 0;
@@ -1324,7 +1537,16 @@ smtpd_rcpt_done(struct smtpd_sess *s, const struct filter_result *r)
         }
         buf_free(err);
         snprintf(s->qid, sizeof(s->qid), "%s", spool_id(s->sf));
-        log_info("%s: client=%s", s->qid, s->ident);
+        if (s->sasl && (s->sasl->user || s->sasl->sender))
+            log_info("%s: client=%s%s%s%s%s%s%s", s->qid, s->ident,
+                     s->sasl->user ? ", sasl_method=" : "",
+                     s->sasl->user ? s->sasl->method : "",
+                     s->sasl->user ? ", sasl_username=" : "",
+                     s->sasl->user ? smtpd_safe(s, 0, s->sasl->user) : "",
+                     s->sasl->sender ? ", sasl_sender=" : "",
+                     s->sasl->sender ? smtpd_safe(s, 1, s->sasl->sender) : "");
+        else
+            log_info("%s: client=%s", s->qid, s->ident);
     }
     smtpd_txn_note(s, r);
     smtpd_rcpt_add(s, s->pend_addr);
@@ -1462,6 +1684,7 @@ smtpd_received(struct smtpd_sess *s, struct buf *b)
     time_t now = time(NULL);
     int v6 = strchr(s->addr, ':') != NULL;
     char tls[sizeof(s->tls->ti.line) + 64] = "";
+    const char *auth = s->sasl ? s->sasl->user : NULL;
 
     localtime_r(&now, &tm);
     strftime(date, sizeof(date), "%a, %d %b %Y %H:%M:%S %z (%Z)", &tm);
@@ -1470,12 +1693,16 @@ smtpd_received(struct smtpd_sess *s, struct buf *b)
                  "\r\n\t(using %s)\r\n\t(No client certificate requested)",
                  s->tls->ti.line);
     /* one format for the whole field (a printf call costs) */
-    buf_printf(b, " from %s (%s [%s%s])%s\r\n\tby %s (%s) with %s%s id %s",
-               s->helo ? s->helo : "unknown", s->name, v6 ? "IPv6:" : "",
-               s->addr, tls, c->myhostname, c->mail_name,
-               s->proto ? s->proto : "SMTP",
-               s->tc.on ? "S" : "", /* RFC 3848: ESMTPS over TLS */
-               s->qid);
+    buf_printf(
+        b, " from %s (%s [%s%s])%s%s%s%s\r\n\tby %s (%s) with %s%s%s id %s",
+        s->helo ? s->helo : "unknown", s->name, v6 ? "IPv6:" : "", s->addr, tls,
+        auth && c->sasl_header ? "\r\n\t(Authenticated sender: " : "",
+        auth && c->sasl_header ? smtpd_safe(s, 0, auth) : "",
+        auth && c->sasl_header ? ")" : "", c->myhostname, c->mail_name,
+        s->proto ? s->proto : "SMTP",
+        s->tc.on ? "S" : "", /* RFC 3848: ESMTPS over TLS, */
+        auth ? "A" : "",     /* ESMTPA, ESMTPSA authenticated */
+        s->qid);
     if (s->nrcpt == 1)
         buf_printf(b, "\r\n\tfor <%s>; %s", s->rcpts[0], date);
     else
@@ -1701,6 +1928,7 @@ smtpd_cmd_help(struct smtpd_sess *s, struct smtpd_cmd *cmd)
 static void
 smtpd_starttls_done(struct smtpd_sess *s)
 {
+    smtpd_sasl_free(s); /* a clear-text AUTH does not carry over */
     free(s->helo);
     s->helo = NULL;
     s->esmtp = 0;
@@ -1741,10 +1969,190 @@ smtpd_cmd_starttls(struct smtpd_sess *s, struct smtpd_cmd *cmd)
     s->tls_start = 1; /* smtpd_flush starts the handshake */
 }
 
+/* The exchange failed: Postfix's warning (fail2ban's postfix-sasl filter
+ * reads it) and reply. */
+static void
+smtpd_sasl_failed(struct smtpd_sess *s, int temp, const char *why)
+{
+    struct smtpd_sasl *a = s->sasl;
+
+    log_warning("%s: SASL %s authentication failed: %s", s->ident,
+                smtpd_safe(s, 0, a->mech), smtpd_safe(s, 1, why));
+    if (temp)
+        smtpd_reply(s, "454 4.7.0 Temporary authentication failure: %s",
+                    smtpd_safe(s, 1, why));
+    else
+        smtpd_reply(s, "535 5.7.8 Error: authentication failed: %s",
+                    smtpd_safe(s, 1, why));
+    free(a->mech);
+    a->mech = NULL;
+}
+
+/* The back end's answer to AUTH or to a response (on the loop). */
+static void
+smtpd_sasl_cb(void *arg, enum sasl_status st, const char *text)
+{
+    struct smtpd_sess *s = arg;
+    struct smtpd_sasl *a = s->sasl;
+
+    if (st != SASL_CONT)
+        a->req = NULL;
+    s->waiting = 0;
+    switch (st) {
+    case SASL_CONT:
+        s->sasl_line = 1;
+        smtpd_reply(s, "334 %s", text);
+        break;
+    case SASL_OK:
+        a->method = a->mech;
+        a->mech = NULL;
+        a->user = xstrdup(text);
+        smtpd_env_sync(s);
+        smtpd_reply(s, "235 2.7.0 Authentication successful");
+        break;
+    case SASL_FAIL:
+        smtpd_sasl_failed(s, 0, text);
+        break;
+    case SASL_TEMP:
+        smtpd_sasl_failed(s, 1, text);
+        break;
+    }
+    smtpd_process(s);
+}
+
+static void
+smtpd_sasl_client(const struct smtpd_sess *s, struct sasl_client *cl)
+{
+    cl->service = s->conf->sasl_service;
+    cl->laddr = s->laddr;
+    cl->lport = s->lport;
+    cl->raddr = s->addr;
+    cl->rport = s->port;
+    cl->secured = s->tc.on;
+}
+
+/* RFC 4954: AUTH mechanism [initial-response] */
 static void
 smtpd_cmd_auth(struct smtpd_sess *s, struct smtpd_cmd *cmd)
 {
-    smtpd_reply(s, "503 5.5.1 Error: authentication not enabled");
+    const struct smtpd_conf *c = s->conf;
+    struct smtpd_sasl *a;
+    struct sasl_client cl;
+    struct buf *why;
+    char *mech, *resp, *extra;
+    int ok;
+
+    if (s->helo == NULL) {
+        smtpd_reply(s, "503 5.5.1 Error: send HELO/EHLO first");
+        return;
+    }
+    if (c->sasl == NULL) {
+        smtpd_reply(s, "503 5.5.1 Error: authentication not enabled");
+        return;
+    }
+    if (c->tls_auth_only && !s->tc.on) {
+        /* RFC 4954 section 4 */
+        smtpd_reply(s, "504 5.5.4 Encryption required for requested "
+                       "authentication mechanism");
+        return;
+    }
+    if (s->sasl && s->sasl->user) {
+        smtpd_reply(s, "503 5.5.1 Error: already authenticated");
+        return;
+    }
+    if (s->sender != NULL) {
+        smtpd_reply(s, "503 5.5.1 Error: MAIL transaction in progress");
+        return;
+    }
+    mech = strtok_r(cmd->arg, " ", &extra);
+    resp = mech ? strtok_r(NULL, " ", &extra) : NULL;
+    if (mech == NULL || strtok_r(NULL, " ", &extra) != NULL) {
+        smtpd_reply(s, "501 5.5.4 Syntax: AUTH mechanism");
+        return;
+    }
+    a = smtpd_sasl_get(s);
+    free(a->mech);
+    a->mech = xstrdup(mech);
+    for (char *p = a->mech; *p; p++)
+        if (*p >= 'a' && *p <= 'z')
+            *p = (char) (*p - 'a' + 'A');
+    ok = sasl_mech_offered(c->sasl, smtpd_sasl_pol(s), a->mech);
+    if (ok < 0) {
+        smtpd_sasl_failed(s, 1, "Can't connect to authentication server");
+        return;
+    }
+    if (ok == 0) {
+        smtpd_sasl_failed(s, 0, "Invalid authentication mechanism");
+        return;
+    }
+    if (resp != NULL && strcmp(resp, "=") == 0)
+        resp = ""; /* RFC 4954: an empty initial response */
+    else if (resp != NULL && !sasl_b64_ok(resp)) {
+        smtpd_sasl_failed(s, 0, "Invalid base64 data in initial response");
+        return;
+    }
+    smtpd_sasl_client(s, &cl);
+    why = buf_new(64, 256);
+    a->req = sasl_start(c->sasl, &cl, a->mech, resp, c->timeout, smtpd_sasl_cb,
+                        s, why);
+    if (a->req == NULL)
+        smtpd_sasl_failed(s, 1, buf_data(why));
+    else {
+        s->waiting = 1;
+        smtpd_update_io(s);
+    }
+    buf_free(why);
+}
+
+/* The client's answer to a 334: "*" ends the exchange. */
+static void
+smtpd_sasl_answer(struct smtpd_sess *s, const char *line, size_t len)
+{
+    struct smtpd_sasl *a = s->sasl;
+    struct buf *why;
+
+    s->sasl_line = 0;
+    if (strcmp(line, "*") == 0) {
+        log_warning("%s: SASL %s authentication aborted", s->ident,
+                    smtpd_safe(s, 0, a->mech));
+        sasl_cancel(a->req);
+        a->req = NULL;
+        free(a->mech);
+        a->mech = NULL;
+        smtpd_reply(s, "501 5.7.0 Authentication aborted");
+        return;
+    }
+    if (strlen(line) != len || !sasl_b64_ok(line)) {
+        sasl_cancel(a->req);
+        a->req = NULL;
+        smtpd_sasl_failed(s, 0, "Invalid base64 data in continued response");
+        return;
+    }
+    why = buf_new(64, 256);
+    if (sasl_next(a->req, line, why) < 0) {
+        a->req = NULL; /* freed */
+        smtpd_sasl_failed(s, 1, buf_data(why));
+    } else {
+        s->waiting = 1;
+        smtpd_update_io(s);
+    }
+    buf_free(why);
+}
+
+/* The answer line was too long (RFC 4954 section 4): the exchange ends. */
+static void
+smtpd_sasl_too_long(struct smtpd_sess *s)
+{
+    struct smtpd_sasl *a = s->sasl;
+
+    s->sasl_line = 0;
+    log_warning("%s: SASL %s authentication failed: response too long",
+                s->ident, smtpd_safe(s, 0, a->mech));
+    sasl_cancel(a->req);
+    a->req = NULL;
+    free(a->mech);
+    a->mech = NULL;
+    smtpd_reply(s, "500 5.5.6 Authentication exchange line is too long");
 }
 
 static void
@@ -1870,7 +2278,11 @@ smtpd_next_line(struct smtpd_sess *s)
 {
     char *d = buf_data(s->in), *lf;
     size_t len = buf_len(s->in), n, ll;
+    long long limit = s->conf->line_limit;
     int bare;
+
+    if (s->sasl_line && s->conf->sasl_resp_limit > limit)
+        limit = s->conf->sasl_resp_limit;
 
     lf = memchr(d, '\n', len);
     if (s->skip_line) {
@@ -1883,10 +2295,14 @@ smtpd_next_line(struct smtpd_sess *s)
         return 0;
     }
     if (lf == NULL) {
-        if ((long long) len <= s->conf->line_limit)
+        if ((long long) len <= limit)
             return -1;
-        smtpd_begin(s, SMTPD_V_UNKNOWN);
-        smtpd_reply(s, "500 5.5.2 Error: line too long");
+        if (s->sasl_line)
+            smtpd_sasl_too_long(s);
+        else {
+            smtpd_begin(s, SMTPD_V_UNKNOWN);
+            smtpd_reply(s, "500 5.5.2 Error: line too long");
+        }
         buf_reset(s->in);
         s->skip_line = 1;
         return 0;
@@ -1898,15 +2314,22 @@ smtpd_next_line(struct smtpd_sess *s)
         smtpd_bare(s, "LF");
         return -1;
     }
-    if ((long long) ll > s->conf->line_limit) {
+    if ((long long) ll > limit) {
         buf_consume(s->in, n + 1);
-        smtpd_begin(s, SMTPD_V_UNKNOWN);
-        smtpd_reply(s, "500 5.5.2 Error: line too long");
+        if (s->sasl_line)
+            smtpd_sasl_too_long(s);
+        else {
+            smtpd_begin(s, SMTPD_V_UNKNOWN);
+            smtpd_reply(s, "500 5.5.2 Error: line too long");
+        }
         return 0;
     }
     buf_set(s->line, d, ll);
     buf_consume(s->in, n + 1);
-    smtpd_command(s, buf_data(s->line), ll);
+    if (s->sasl_line)
+        smtpd_sasl_answer(s, buf_data(s->line), ll);
+    else
+        smtpd_command(s, buf_data(s->line), ll);
     return 0;
 }
 
@@ -2633,6 +3056,7 @@ smtpd_close(struct smtpd_sess *s)
         close(s->fd);
         s->fd = -1;
     }
+    smtpd_sasl_free(s); /* no callback comes after this */
     smtpd_list_del(&srv->live, s);
     smtpd_list_add(&srv->dead, s);
     ev_idle_start(loop, &srv->reap);
@@ -2950,7 +3374,11 @@ smtpd_sess_new(struct smtpd_lsn *lsn, int fd, const struct sockaddr *sa,
     snprintf(s->ident, sizeof(s->ident), "%s[%s]", s->name, s->addr);
     s->in = buf_new(1024, (size_t) c->line_limit + 2 + SMTPD_IN_EXTRA);
     s->out = buf_new(1024, SMTPD_OUT_MAX);
-    s->line = buf_new(512, (size_t) c->line_limit + 2);
+    s->line =
+        buf_new(512, (size_t) (c->sasl && c->sasl_resp_limit > c->line_limit
+                                   ? c->sasl_resp_limit
+                                   : c->line_limit)
+                         + 2);
     s->raw = buf_new(512, (size_t) c->line_limit + 2);
     s->env.client_sa = (const struct sockaddr *) &s->sa;
     s->env.client_addr = s->addr;
@@ -3260,6 +3688,7 @@ smtpd_run(const struct cf *cf, struct smtpd_listener *ls, size_t n,
                         ls[i].svc && ls[i].svc->name ? ls[i].svc->name
                                                      : "smtp");
         l->conf.tls = ls[i].tls;
+        smtpd_sasl_attach(&srv, &l->conf);
         /* TLS required but not there: no mail in clear, as Postfix */
         if (l->conf.tls_required && l->conf.tls == NULL)
             log_warning("service %s: smtpd_tls_security_level = encrypt, but "
@@ -3322,6 +3751,9 @@ smtpd_run(const struct cf *cf, struct smtpd_listener *ls, size_t n,
         smtpd_conf_free(&srv.lsn[i].conf);
         tls_srv_free(srv.lsn[i].conf.tls);
     }
+    for (i = 0; i < srv.nsasl; i++)
+        sasl_srv_free(srv.sasl[i]);
+    free(srv.sasl);
     free(srv.lsn);
     log_info("smtpd stopped");
     return 0;

@@ -26,7 +26,7 @@ P4=$(free_port) # never listened on: its policy is not a level
 PSUB=$(free_port)
 export P2 P3 PSUB
 mkdir -p "$T/sink2" "$T/sink3"
-MASTER_EXTRA="127.0.0.1:$PSUB inet n - n - - smtpd -o smtpd_tls_security_level=encrypt -o smtpd_sasl_auth_enable=yes"
+MASTER_EXTRA="127.0.0.1:$PSUB inet n - n - - smtpd -o smtpd_tls_security_level=encrypt -o smtpd_helo_restrictions=reject_invalid_helo_hostname"
 write_conf "transport_maps = inline:{ tls.example=smtp:[127.0.0.1]:$P2, clear.example=smtp:[127.0.0.1]:$P3, bad.example=smtp:[127.0.0.1]:$P4 }" \
     "smtp_tls_security_level = may" \
     "smtp_tls_policy_maps = inline:{ [127.0.0.1]:$P2=encrypt match=nexthop, [127.0.0.1]:$P4=bogus }" \
@@ -43,7 +43,7 @@ like "  and names header_checks with its file and line" "$out" \
 like "  and smtpd_recipient_restrictions" "$out" \
     "warning: $CONF/main\.cf:[0-9]+: smtpd_recipient_restrictions = permit_mynetworks, reject_unauth_destination: not implemented"
 like "  and a master.cf -o setting, with the master.cf line" "$out" \
-    "warning: $CONF/master\.cf:2: smtpd_sasl_auth_enable = yes: not implemented"
+    "warning: $CONF/master\.cf:2: smtpd_helo_restrictions = reject_invalid_helo_hostname: not implemented"
 unlike "  but not alias_maps set to its default" "$out" "alias_maps"
 
 start_sink "$P2" "$T/sink2"

@@ -484,14 +484,15 @@ test_later(void **state)
     assert_string_equal(buf_data(out), main_lines);
     buf_reset(out);
     /* a service: only its own -o setting is added to main.cf's */
-    assert_int_equal(
-        cf_set(svc, "smtpd_sasl_auth_enable", "yes", "master.cf:3", e), 0);
+    assert_int_equal(cf_set(svc, "smtpd_helo_restrictions",
+                            "reject_invalid_helo_hostname", "master.cf:3", e),
+                     0);
     assert_int_equal(cf_later(cf, &sv, 1, out), 3);
     assert_int_equal(strncmp(buf_data(out), main_lines, strlen(main_lines)), 0);
     assert_string_equal(buf_data(out) + strlen(main_lines),
-                        "master.cf:3: smtpd_sasl_auth_enable = yes: not "
-                        "implemented in this Sluice yet; the setting has no "
-                        "effect\n");
+                        "master.cf:3: smtpd_helo_restrictions = "
+                        "reject_invalid_helo_hostname: not implemented in "
+                        "this Sluice yet; the setting has no effect\n");
     buf_free(out);
     buf_free(e);
     cf_free(svc);
