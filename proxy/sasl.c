@@ -13,6 +13,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netdb.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -972,4 +973,39 @@ sasl_srv_free(struct sasl_srv *sv)
     buf_free(sv->out);
     free(sv->path);
     free(sv);
+}
+
+int
+sasl_probe(const char *path, const char *qdir, struct buf *err)
+{
+    struct sasl_srv sv;
+    struct pollfd pfd;
+    socklen_t len = sizeof(int);
+    int fd, e = 0;
+
+    memset(&sv, 0, sizeof(sv));
+    if (sasl_addr(&sv, path, qdir, err) < 0)
+        return -1;
+    fd = socket(sv.sa.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        buf_printf(err, "%s: %s", path, strerror(errno));
+        return -1;
+    }
+    if (connect(fd, (struct sockaddr *) &sv.sa, sv.salen) < 0) {
+        e = errno;
+        if (e == EINPROGRESS) {
+            pfd.fd = fd;
+            pfd.events = POLLOUT;
+            if (poll(&pfd, 1, 2000) != 1)
+                e = ETIMEDOUT;
+            else if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &e, &len) < 0)
+                e = errno;
+        }
+    }
+    close(fd);
+    if (e != 0) {
+        buf_printf(err, "cannot connect to %s: %s", path, strerror(e));
+        return -1;
+    }
+    return 0;
 }

@@ -89,6 +89,10 @@ void sasl_srv_free(struct sasl_srv *sv); /* NULL ok; pending requests are
                                            dropped without callbacks */
 const char *sasl_srv_path(const struct sasl_srv *sv); /* as configured */
 
+/* For sluice check (blocking: not for the loop): can path be parsed and
+ * connected to (2 s at most)? 0, or -1 with the reason in err. */
+int sasl_probe(const char *path, const char *qdir, struct buf *err);
+
 /* smtpd_sasl_security_options words (noanonymous, noplaintext,
  * nodictionary, noactive, mutual_auth, forward_secrecy) into pol: 0, or
  * -1 with the first unknown word in err (the others still apply). */

@@ -465,6 +465,51 @@ smtpd_conf_free(struct smtpd_conf *c)
     lookup_net_free(c->sasl_exc);
 }
 
+static void
+smtpd_sasl_check_one(const struct cf *cf, const char *svc, struct buf *out)
+{
+    const char *type = cf_str(cf, "smtpd_sasl_type");
+    static const char *const opts[] = {"smtpd_sasl_security_options",
+                                       "smtpd_sasl_tls_security_options"};
+    struct sasl_policy pol;
+    struct buf *err;
+
+    if (!cf_bool(cf, "smtpd_sasl_auth_enable"))
+        return;
+    if (strcasecmp(type, "dovecot") != 0) {
+        buf_printf(out,
+                   "service %s: smtpd_sasl_type = %s: unsupported SASL "
+                   "server implementation (only dovecot); AUTH disabled\n",
+                   svc, type);
+        return;
+    }
+    err = buf_new(128, 1024);
+    for (size_t i = 0; i < 2; i++) {
+        buf_reset(err);
+        if (sasl_policy_parse(cf_list(cf, opts[i]), &pol, err) < 0)
+            buf_printf(out, "service %s: %s: %s (ignored)\n", svc, opts[i],
+                       buf_data(err));
+    }
+    buf_reset(err);
+    if (sasl_probe(cf_str(cf, "smtpd_sasl_path"), cf_str(cf, "queue_directory"),
+                   err)
+        < 0)
+        buf_printf(out,
+                   "service %s: smtpd_sasl_path: %s: AUTH will not be "
+                   "offered until the Dovecot auth socket is there\n",
+                   svc, buf_data(err));
+    buf_free(err);
+}
+
+void
+smtpd_sasl_check(const struct cf *cf, const struct cf_service *svcs, size_t n,
+                 struct buf *out)
+{
+    for (size_t i = 0; i < n; i++)
+        smtpd_sasl_check_one(svcs[i].cf ? svcs[i].cf : cf,
+                             svcs[i].name ? svcs[i].name : "smtp", out);
+}
+
 /* The service's SMTP AUTH back end, shared with services that name the
  * same smtpd_sasl_path; none when AUTH is off or the back end is not
  * usable (said in the log). */
@@ -2078,7 +2123,11 @@ smtpd_cmd_auth(struct smtpd_sess *s, struct smtpd_cmd *cmd)
             *p = (char) (*p - 'a' + 'A');
     ok = sasl_mech_offered(c->sasl, smtpd_sasl_pol(s), a->mech);
     if (ok < 0) {
-        smtpd_sasl_failed(s, 1, "Can't connect to authentication server");
+        /* the mechanisms were never learned, so EHLO offered no AUTH (its
+         * next attempt to learn them is made by the next EHLO) */
+        free(a->mech);
+        a->mech = NULL;
+        smtpd_reply(s, "503 5.5.1 Error: authentication not enabled");
         return;
     }
     if (ok == 0) {

@@ -32,6 +32,13 @@ struct smtpd_listener {
  * without a service. */
 void smtpd_tls_load(const struct cf *cf, struct smtpd_listener *ls, size_t n);
 
+/* For sluice check: each service with smtpd_sasl_auth_enable whose SMTP
+ * AUTH would not work as set (a type other than dovecot, unknown security
+ * options, a back end that cannot be connected to now) gets a warning
+ * line in out. */
+void smtpd_sasl_check(const struct cf *cf, const struct cf_service *svcs,
+                      size_t n, struct buf *out);
+
 /* Runs until SIGTERM/SIGINT (stop accepting, finish or close sessions,
  * exit 0). SIGHUP (a reload: a new front already accepts on the same
  * sockets): stop accepting, let every session end on its own, exit 0 when

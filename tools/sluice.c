@@ -153,6 +153,10 @@ sluice_check(struct buf *err)
     buf_free(later);
     sluice_check_tls(cf, svcs, nsvcs);
     later = buf_new(1024, BUF_NOCAP);
+    smtpd_sasl_check(cf, svcs, nsvcs, later);
+    sluice_lines(later, "warning: ");
+    buf_free(later);
+    later = buf_new(1024, BUF_NOCAP);
     dlv_smtp_check_tls(cf, later);
     sluice_lines(later, "warning: ");
     buf_free(later);
