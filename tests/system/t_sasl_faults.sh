@@ -16,7 +16,8 @@
 #   FAIL with reason= (535 with it), a 100 KB answer (454, protocol error);
 # - smtpd_sasl_security_options (noanonymous by default, noplaintext,
 #   nodictionary), smtpd_sasl_exceptions_networks, smtpd_sasl_auth_enable
-#   = no, smtpd_sasl_type = cyrus (warning, no AUTH);
+#   = no, smtpd_sasl_type = cyrus (warning, no AUTH); sluice check warns
+#   of the cyrus service and of a socket that is not there;
 # - what Dovecot is told: VERSION 1 2, CPID, service=smtp (submission with
 #   -o smtpd_sasl_service), nologin, lip, rip, lport, rport, no "secured"
 #   in clear, resp= as the client sent it; a relative smtpd_sasl_path is
@@ -31,7 +32,7 @@
 # - through all of it the same front process serves.
 . "$(dirname "$0")/lib.sh"
 need_binaries
-plan 74
+plan 77
 setup
 
 FAKEAUTH=$SYSDIR/fakeauth.py
@@ -694,3 +695,12 @@ else
     not_ok "  served by the same front process (pid $FRONT)"
     diag "front process now: '$now'" "$(grep -E 'panic|fatal|died|signal' "$LOG" | tail -n 5)"
 fi
+
+# (last: its connection probes would show in the fakes' records)
+# sluice check: what would not work is said, and the check still succeeds
+out=$(sl check 2>&1)
+is "sluice check succeeds with AUTH back ends that would not work" "$?" 0
+like "  names the service with smtpd_sasl_type = cyrus" "$out" \
+    "sluice: warning: service 127\.0\.0\.1:$P_CYRUS: smtpd_sasl_type = cyrus: unsupported SASL server implementation \(only dovecot\); AUTH disabled"
+like "  and the one whose socket is not there, with why" "$out" \
+    "sluice: warning: service 127\.0\.0\.1:$P_NOSOCK: smtpd_sasl_path: cannot connect to $NOSOCK: No such file or directory: AUTH will not be offered until the Dovecot auth socket is there"
