@@ -346,8 +346,11 @@ sasl_fail_all(struct sasl_srv *sv, const char *why)
 {
     struct sasl_req *rq;
 
+    /* a connection that worked may be made again at once (Dovecot's auth
+     * process restarted); an attempt that failed waits SASL_RETRY_GAP */
+    if (sv->st != SASL_READY)
+        sv->failed_at = ev_now(sv->loop);
     sasl_close(sv);
-    sv->failed_at = ev_now(sv->loop);
     for (rq = sv->reqs; rq; rq = rq->next) {
         if (rq->cont)
             rq->lost = 1;
@@ -586,7 +589,8 @@ sasl_answer_line(struct sasl_srv *sv, char *line)
             user = f[i] + 5;
         else if (strncmp(f[i], "reason=", 7) == 0)
             reason = f[i] + 7;
-        else if (strcmp(f[i], "temp") == 0)
+        else if (strcmp(f[i], "temp") == 0
+                 || strcmp(f[i], "code=temp_fail") == 0) /* 2.3 says this */
             temp = 1;
     }
     if (strcmp(f[0], "OK") == 0) {
