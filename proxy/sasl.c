@@ -536,6 +536,9 @@ sasl_hs_line(struct sasl_srv *sv, char *line)
                  j < sizeof(sasl_mech_words) / sizeof(sasl_mech_words[0]); j++)
                 if (strcmp(f[i], sasl_mech_words[j].word) == 0)
                     m.flags |= sasl_mech_words[j].flag;
+        for (size_t i = 0; i < sv->hs_nmech; i++)
+            if (strcasecmp(sv->hs_mechs[i].name, f[1]) == 0)
+                return 0; /* listed twice: the first one stands */
         m.name = xstrdup(f[1]);
         for (char *c = m.name; *c; c++)
             if (*c >= 'a' && *c <= 'z')
@@ -562,11 +565,12 @@ sasl_answer_line(struct sasl_srv *sv, char *line)
     struct sasl_req *rq;
     int temp = 0;
 
-    if (n < 2)
-        return;
+    if (n < 2 || *f[1] == '\0' || strlen(f[1]) > 10
+        || strspn(f[1], "0123456789") != strlen(f[1]))
+        return; /* ids are ours: decimal digits only */
     errno = 0;
     id = strtoul(f[1], &end, 10);
-    if (*f[1] == '\0' || *end != '\0' || errno != 0 || id > 0xffffffffu)
+    if (*end != '\0' || errno != 0 || id > 0xffffffffu)
         return;
     if (strcmp(f[0], "OK") != 0 && strcmp(f[0], "CONT") != 0
         && strcmp(f[0], "FAIL") != 0)
@@ -647,7 +651,13 @@ sasl_read_cb(struct ev_loop *loop, ev_io *w, int revents)
     while (sv->fd >= 0
            && (lf = memchr(buf_data(sv->in), '\n', buf_len(sv->in))) != NULL) {
         size_t len = (size_t) (lf - buf_data(sv->in));
-        char *line = xmalloc(len + 1);
+        char *line;
+
+        if (len + 1 > SASL_LINE_MAX) { /* however the reads fell */
+            sasl_protocol_error(sv, "line too long");
+            return;
+        }
+        line = xmalloc(len + 1);
 
         memcpy(line, buf_data(sv->in), len);
         line[len] = '\0';

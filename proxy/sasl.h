@@ -7,7 +7,8 @@
  * or inet:host:port), shared by every session of the front's loop that uses
  * that path: each exchange is a request with its own id, answered in any
  * order. The connection is opened at sasl_srv_new and again, after a loss,
- * when a request or a waiter needs it (at most one attempt per second).
+ * when a request or a waiter needs it: at once after a connection that
+ * worked, and not within a second of an attempt that failed.
  * The server's mechanism list, learned in the handshake, is kept across
  * reconnections.
  *
@@ -56,7 +57,7 @@ enum sasl_status {
 
 /* Runs on the loop, never inside sasl_start/sasl_next. After SASL_CONT
  * the request waits for sasl_next or sasl_cancel; after the others it is
- * freed as the callback returns. */
+ * already freed when the callback runs (do not cancel it there). */
 typedef void (*sasl_cb)(void *arg, enum sasl_status st, const char *text);
 
 /* What the auth server is told about the SMTP client (all copied). */
@@ -100,7 +101,8 @@ int sasl_policy_parse(char *const *words, struct sasl_policy *pol,
                       struct buf *err);
 
 /* The mechanisms offered under pol, space-separated, into out: 0, or -1
- * while the list is not known (never connected yet, or failing). */
+ * while the list is not known (no handshake has completed yet; once
+ * learned it is kept across reconnections). */
 int sasl_mechs(const struct sasl_srv *sv, const struct sasl_policy *pol,
                struct buf *out);
 /* Is mech (any case) one of them: 1, 0; -1 while the list is not known. */
