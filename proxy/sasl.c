@@ -800,6 +800,25 @@ sasl_wait_cancel(struct sasl_srv *sv, struct sasl_wait *w)
     w->linked = 0;
 }
 
+/* Send what a request just queued: 0, or -1 with the request freed and
+ * the reason in why; the other requests learn of the failure on the loop
+ * (read_cb sees the shut-down socket), never inside this call. */
+static int
+sasl_req_flush(struct sasl_req *rq, struct buf *why)
+{
+    struct sasl_srv *sv = rq->sv;
+    int err = 0;
+
+    if (sasl_flush(sv, &err) == 0)
+        return 0;
+    log_warning("SASL: %s: write failed: %s", sv->path, strerror(err));
+    sasl_req_free(rq);
+    shutdown(sv->fd, SHUT_RDWR);
+    ev_io_start(sv->loop, &sv->rio);
+    buf_sets(why, "Connection lost to authentication server");
+    return -1;
+}
+
 struct sasl_req *
 sasl_start(struct sasl_srv *sv, const struct sasl_client *cl, const char *mech,
            const char *resp, double timeout, sasl_cb cb, void *arg,
@@ -807,7 +826,6 @@ sasl_start(struct sasl_srv *sv, const struct sasl_client *cl, const char *mech,
 {
     struct sasl_req *rq;
     struct buf *b;
-    int err = 0;
 
     if (sasl_need(sv) < 0) {
         buf_sets(why, "Can't connect to authentication server");
@@ -848,23 +866,13 @@ sasl_start(struct sasl_srv *sv, const struct sasl_client *cl, const char *mech,
         return NULL;
     }
     buf_free(b);
-    if (sasl_flush(sv, &err) < 0) {
-        log_warning("SASL: %s: write failed: %s", sv->path, strerror(err));
-        sasl_req_free(rq);
-        /* the others learn it on the loop, not inside this call */
-        shutdown(sv->fd, SHUT_RDWR);
-        ev_io_start(sv->loop, &sv->rio);
-        buf_sets(why, "Connection lost to authentication server");
-        return NULL;
-    }
-    return rq;
+    return sasl_req_flush(rq, why) < 0 ? NULL : rq;
 }
 
 int
 sasl_next(struct sasl_req *rq, const char *resp, struct buf *why)
 {
     struct sasl_srv *sv = rq->sv;
-    int err = 0;
 
     if (rq->lost || sv->st != SASL_READY) {
         sasl_req_free(rq);
@@ -878,15 +886,7 @@ sasl_next(struct sasl_req *rq, const char *resp, struct buf *why)
     }
     rq->cont = 0;
     sasl_req_arm(rq);
-    if (sasl_flush(sv, &err) < 0) {
-        log_warning("SASL: %s: write failed: %s", sv->path, strerror(err));
-        sasl_req_free(rq);
-        shutdown(sv->fd, SHUT_RDWR);
-        ev_io_start(sv->loop, &sv->rio);
-        buf_sets(why, "Connection lost to authentication server");
-        return -1;
-    }
-    return 0;
+    return sasl_req_flush(rq, why);
 }
 
 void
