@@ -1074,6 +1074,23 @@ cf_later_one(const struct cf *cf, const struct cf *base, struct buf *out)
     for (i = 0; cf_params[i].name; i++) {
         const struct cf_val *v = &cf->val[i];
 
+        if (cf_params[i].later == 2) {
+            /* works in main.cf; a service's -o that differs (even one
+             * back to the default, "-o smtpd_milters=") does not */
+            const char *b = base ? base->val[i].raw : NULL;
+
+            if (base == NULL || v->raw == NULL
+                || strcmp(v->raw, b ? b : cf->defs[i]) == 0)
+                continue;
+            buf_printf(out,
+                       "%s: %s = %s: not implemented per service in this "
+                       "Sluice yet; main.cf's value applies to every "
+                       "service\n",
+                       cf_where(cf, i), cf_params[i].name,
+                       cf_shown(v->raw, shown, sizeof(shown)));
+            n++;
+            continue;
+        }
         if (!cf_params[i].later || v->raw == NULL
             || strcmp(v->raw, cf->defs[i]) == 0)
             continue;

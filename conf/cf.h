@@ -42,7 +42,8 @@ struct cf_param {
     const char *def; /* default value, may contain $name */
     char unit;       /* CF_TIME: unit of a bare number ('s' mostly) */
     const char *doc; /* one line */
-    int later;       /* accepted, not implemented yet: see cf_later() */
+    int later;       /* accepted, not implemented yet: see cf_later();
+                        2: works in main.cf only, not per service (-o) */
 };
 
 extern const struct cf_param cf_params[]; /* ends with name == NULL */
@@ -81,7 +82,11 @@ int cf_is_set(const struct cf *cf, const char *name); /* set in a file */
  * implement yet, set to a value other than their default in cf, or by a
  * service's -o to one other than cf's (svcs: nsvcs services, NULL ok):
  * one line "FILE:LINE: NAME = VALUE: not implemented in this Sluice yet;
- * the setting has no effect" each, appended to out. Returns their number. */
+ * the setting has no effect" each, appended to out; and for parameters
+ * that work in main.cf only (later == 2, smtpd_milters), a service's -o
+ * that differs from main.cf: "...: not implemented per service in this
+ * Sluice yet; main.cf's value applies to every service". Returns their
+ * number. */
 struct cf_service;
 size_t cf_later(const struct cf *cf, const struct cf_service *svcs,
                 size_t nsvcs, struct buf *out);

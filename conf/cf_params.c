@@ -337,7 +337,9 @@ const struct cf_param cf_params[] = {
     {"smtpd_junk_command_limit", CF_INT, "100", 0,
      "NOOP, VRFY, ETRN and RSET commands allowed in one session", 0},
     {"smtpd_milters", CF_LIST, "", 0,
-     "milters that inspect mail arriving by SMTP", 0},
+     "milters that inspect mail arriving by SMTP (main.cf only: every "
+     "service has the same milters)",
+     2},
     {"smtpd_peername_lookup", CF_BOOL, "yes", 0,
      "look up the client host name (reverse and forward DNS)", 0},
     {"smtpd_recipient_limit", CF_INT, "1000", 0,

@@ -477,7 +477,7 @@ test_later(void **state)
     size_t n;
 
     for (size_t i = 0; cf_params[i].name != NULL; i++)
-        if (cf_params[i].later) /* said in its description too */
+        if (cf_params[i].later == 1) /* said in its description too */
             assert_non_null(strstr(cf_params[i].doc, "not implemented yet"));
     n = cf_later(cf, NULL, 0, out);
     assert_int_equal(n, 2);
@@ -493,6 +493,27 @@ test_later(void **state)
                         "master.cf:3: smtpd_helo_restrictions = "
                         "reject_invalid_helo_hostname: not implemented in "
                         "this Sluice yet; the setting has no effect\n");
+    /* smtpd_milters works in main.cf, not per service: main.cf's own
+     * setting earns nothing, a service's -o that differs does, even one
+     * back to the default (Postfix's "-o smtpd_milters=" on submission) */
+    cf_free(svc);
+    cf_free(cf);
+    cf = load("smtpd_milters = inet:127.0.0.1:8891\n");
+    svc = cf_clone(cf);
+    sv.cf = svc;
+    buf_reset(out);
+    assert_int_equal(cf_later(cf, &sv, 1, out), 0);
+    assert_int_equal(cf_set(svc, "smtpd_milters", "", "master.cf:7", e), 0);
+    assert_int_equal(cf_later(cf, &sv, 1, out), 1);
+    assert_string_equal(buf_data(out),
+                        "master.cf:7: smtpd_milters = : not implemented per "
+                        "service in this Sluice yet; main.cf's value applies "
+                        "to every service\n");
+    buf_reset(out);
+    assert_int_equal(
+        cf_set(svc, "smtpd_milters", "inet:127.0.0.1:8891", "master.cf:7", e),
+        0);
+    assert_int_equal(cf_later(cf, &sv, 1, out), 0);
     buf_free(out);
     buf_free(e);
     cf_free(svc);
