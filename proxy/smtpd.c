@@ -1308,11 +1308,13 @@ smtpd_ehlo_reply(struct smtpd_sess *s)
         buf_puts(s->out, "250-STARTTLS\r\n");
     if (smtpd_sasl_usable(s)
         && !lookup_net_match(c->sasl_exc, (const struct sockaddr *) &s->sa)) {
+        size_t start = buf_len(s->out);
+
         buf_puts(s->out, "250-AUTH ");
         at = buf_len(s->out);
         if (sasl_mechs(c->sasl, smtpd_sasl_pol(s), s->out) < 0
             || buf_len(s->out) == at) { /* none known, or none allowed */
-            buf_truncate(s->out, at - 9);
+            buf_truncate(s->out, start);
         } else {
             buf_puts(s->out, "\r\n");
             if (c->sasl_broken) {
