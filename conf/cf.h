@@ -83,8 +83,8 @@ int cf_is_set(const struct cf *cf, const char *name); /* set in a file */
  * service's -o to one other than cf's (svcs: nsvcs services, NULL ok):
  * one line "FILE:LINE: NAME = VALUE: not implemented in this Sluice yet;
  * the setting has no effect" each, appended to out; and for parameters
- * that work in main.cf only (later == 2, smtpd_milters), a service's -o
- * that differs from main.cf: "...: not implemented per service in this
+ * that work in main.cf only (later == 2, the clamav_ settings but
+ * clamav_enable), a service's -o that differs from main.cf: "...: not implemented per service in this
  * Sluice yet; main.cf's value applies to every service". Returns their
  * number. */
 struct cf_service;

@@ -338,6 +338,26 @@ clam_parse_backend(struct clam_conf *cc, const char *v, struct buf *err)
     return -1;
 }
 
+struct cf *
+clam_cf(const struct cf *cf, const struct cf_service *svcs, size_t n)
+{
+    struct buf *err;
+    struct cf *c;
+    size_t i;
+
+    for (i = 0; i < n && !cf_bool(svcs[i].cf, "clamav_enable"); i++)
+        ;
+    if (!cf_bool(cf, "clamav_enable") && i == n)
+        return NULL;
+    c = cf_clone(cf);
+    err = buf_new(256, 4096);
+    if (cf_set(c, "clamav_enable", "yes", NULL, err) < 0
+        || cf_check(c, err) < 0)
+        log_panic("clam_cf: %s", buf_data(err)); /* main.cf was checked */
+    buf_free(err);
+    return c;
+}
+
 struct clam_conf *
 clam_conf_new(const struct cf *cf, struct buf *err)
 {

@@ -59,6 +59,14 @@ struct clam_conf;
  * limit applies to the maps libclamav makes of the objects it extracts
  * (clam_fmap.c). */
 #define CLAM_HEAP_MAP_MAX (2 * 1024 * 1024)
+/* The configuration the one scanner of a front is built from (clamav_*
+ * parameters work in main.cf only; a service's -o clamav_enable switches
+ * the scanner on or off for that service): a copy of cf with
+ * clamav_enable = yes when main.cf or any of the n services enables it,
+ * else NULL. The caller frees it with cf_free (after the clam_conf). */
+struct cf_service;
+struct cf *clam_cf(const struct cf *cf, const struct cf_service *svcs,
+                   size_t n);
 /* Reads the clamav_* parameters; NULL with the reason in err on a bad
  * value (e.g. an unknown action). Loads nothing: ops->start does. */
 struct clam_conf *clam_conf_new(const struct cf *cf, struct buf *err);

@@ -261,49 +261,89 @@ filter_chain_len(const struct filter_chain *ch)
     return ch->n;
 }
 
+/* Has the filter at chain v[c], entry i, the same ops and conf as one
+ * earlier in v (an earlier chain, or earlier in this one)? Chains of
+ * several services share filters (the one ClamAV scanner). */
+static int
+filter_ent_seen(struct filter_chain *const *v, size_t c, size_t i)
+{
+    const struct filter_ent *e = &v[c]->v[i];
+
+    for (size_t k = 0; k <= c; k++)
+        for (size_t j = 0; j < (k < c ? v[k]->n : i); j++)
+            if (v[k]->v[j].ops == e->ops && v[k]->v[j].conf == e->conf)
+                return 1;
+    return 0;
+}
+
+void
+filter_chains_start(struct filter_chain *const *v, size_t n, void *loop)
+{
+    struct buf *err = buf_new(256, 4096);
+
+    for (size_t c = 0; c < n; c++) {
+        for (size_t i = 0; i < v[c]->n; i++) {
+            const struct filter_ops *ops = v[c]->v[i].ops;
+
+            if (ops->start == NULL || filter_ent_seen(v, c, i))
+                continue;
+            buf_reset(err);
+            if (ops->start(v[c]->v[i].conf, loop, err) < 0)
+                log_warning("filter %s: cannot start: %s", ops->name,
+                            buf_len(err) ? buf_data(err) : "unknown error");
+        }
+    }
+    buf_free(err);
+}
+
 void
 filter_chain_start(struct filter_chain *ch, void *loop)
 {
-    struct buf *err = buf_new(256, 4096);
-    size_t i;
+    filter_chains_start(&ch, 1, loop);
+}
 
-    for (i = 0; i < ch->n; i++) {
-        const struct filter_ops *ops = ch->v[i].ops;
+int
+filter_chains_workers(struct filter_chain *const *v, size_t n)
+{
+    int w, min = 0;
 
-        if (ops->start == NULL)
-            continue;
-        buf_reset(err);
-        if (ops->start(ch->v[i].conf, loop, err) < 0)
-            log_warning("filter %s: cannot start: %s", ops->name,
-                        buf_len(err) ? buf_data(err) : "unknown error");
+    for (size_t c = 0; c < n; c++) {
+        for (size_t i = 0; i < v[c]->n; i++) {
+            if (v[c]->v[i].ops->workers == NULL)
+                continue;
+            w = v[c]->v[i].ops->workers(v[c]->v[i].conf);
+            if (w > 0 && (min == 0 || w < min))
+                min = w;
+        }
     }
-    buf_free(err);
+    return min;
 }
 
 int
 filter_chain_workers(const struct filter_chain *ch)
 {
-    int w, min = 0;
-    size_t i;
+    struct filter_chain *v = (struct filter_chain *) ch;
 
-    for (i = 0; i < ch->n; i++) {
-        if (ch->v[i].ops->workers == NULL)
-            continue;
-        w = ch->v[i].ops->workers(ch->v[i].conf);
-        if (w > 0 && (min == 0 || w < min))
-            min = w;
+    return filter_chains_workers(&v, 1);
+}
+
+void
+filter_chains_stop(struct filter_chain *const *v, size_t n)
+{
+    for (size_t c = n; c > 0; c--) {
+        for (size_t i = v[c - 1]->n; i > 0; i--) {
+            const struct filter_ent *e = &v[c - 1]->v[i - 1];
+
+            if (e->ops->stop && !filter_ent_seen(v, c - 1, i - 1))
+                e->ops->stop(e->conf);
+        }
     }
-    return min;
 }
 
 void
 filter_chain_stop(struct filter_chain *ch)
 {
-    size_t i;
-
-    for (i = ch->n; i > 0; i--)
-        if (ch->v[i - 1].ops->stop)
-            ch->v[i - 1].ops->stop(ch->v[i - 1].conf);
+    filter_chains_stop(&ch, 1);
 }
 
 void

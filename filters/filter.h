@@ -9,7 +9,8 @@
  * knows filters only through this header.
  *
  * Model:
- *  - A filter_chain is the configured list (built at start-up).
+ *  - A filter_chain is the configured list of one service (built at
+ *    start-up; the chains of several services may share a filter).
  *  - A filter_sess is the chain for one SMTP session; each filter gets its
  *    own per-session state from ops->open().
  *  - filter_stage() offers a stage to every filter still interested. Per
@@ -240,6 +241,12 @@ void filter_chain_start(struct filter_chain *ch, void *loop);
  * the front's DATA admission (sluice_data_concurrency_limit) sizes on it. */
 int filter_chain_workers(const struct filter_chain *ch);
 void filter_chain_stop(struct filter_chain *ch); /* ops->stop, reverse */
+/* The same for the n chains of a front (one per service): a filter that
+ * several chains hold (the same ops and conf, e.g. the one ClamAV
+ * scanner) is started, counted and stopped once. */
+void filter_chains_start(struct filter_chain *const *v, size_t n, void *loop);
+int filter_chains_workers(struct filter_chain *const *v, size_t n);
+void filter_chains_stop(struct filter_chain *const *v, size_t n);
 void filter_chain_free(struct filter_chain *ch); /* NULL ok */
 
 struct filter_sess;

@@ -28,7 +28,14 @@ struct milter_conf;
  * per-milter setting). An empty list gives an array holding only NULL. */
 struct milter_conf **milter_confs_new(const struct cf *cf, const char *param,
                                       struct buf *err);
-void milter_confs_free(struct milter_conf **v);             /* NULL ok */
+void milter_confs_free(struct milter_conf **v); /* NULL ok */
+/* Do main.cf's smtpd_milters and milter_* settings, and each of the n
+ * services' (with their -o overrides), make milter confs? 0, or -1 with
+ * the first problem in err: "MAIN: smtpd_milters: ..." for main.cf's
+ * (MAIN names the file), "FILE:LINE: service NAME: ..." for a service's. */
+struct cf_service;
+int milter_confs_check(const struct cf *cf, const struct cf_service *svcs,
+                       size_t n, const char *main, struct buf *err);
 const char *milter_conf_name(const struct milter_conf *mc); /* as written */
 
 #endif

@@ -130,10 +130,11 @@ struct smtpd_conf {
     int tls_required; /* smtpd_tls_security_level = encrypt: no MAIL */
     int tls_wrapper;  /* smtpd_tls_wrappermode: TLS before the greeting */
     int tls_loglevel;
-    int tls_received;        /* smtpd_tls_received_header */
-    double starttls_timeout; /* the handshake's time limit */
-    struct tls_srv *tls;     /* NULL: no STARTTLS (off, or did not load) */
-    int soft_bounce;         /* every 5xx reply said as 4xx */
+    int tls_received;           /* smtpd_tls_received_header */
+    double starttls_timeout;    /* the handshake's time limit */
+    struct tls_srv *tls;        /* NULL: no STARTTLS (off, or did not load) */
+    struct filter_chain *chain; /* the service's filters */
+    int soft_bounce;            /* every 5xx reply said as 4xx */
     int forbid_bare;
     int peername_lookup;
     char *const *mydestination;
@@ -172,7 +173,8 @@ struct smtpd_lsn {
 struct smtpd_srv {
     struct ev_loop *loop;
     struct wpool *pool;
-    struct filter_chain *chain;
+    struct filter_chain **chains; /* the listeners' chains, each once */
+    size_t nchains;
     struct smtpd_lsn *lsn;
     size_t nlsn;
     struct smtpd_sess *live; /* open sessions */
@@ -3258,7 +3260,7 @@ smtpd_greet(struct smtpd_sess *s)
         smtpd_flush(s);
         return;
     }
-    s->fs = filter_sess_new(s->srv->chain, &s->env);
+    s->fs = filter_sess_new(c->chain, &s->env);
     filter_set_drain(s->fs, smtpd_drain_cb, s);
     smtpd_filter(s, FILTER_CONNECT, NULL, smtpd_connect_done);
 }
@@ -3680,13 +3682,13 @@ smtpd_drain_timeout_cb(struct ev_loop *loop, ev_timer *w, int revents)
  * they idled while clients sent the next messages (4 per thread cost 18%
  * of the throughput at 100 sessions, see docs/PERFORMANCE.md). */
 static int
-smtpd_data_limit(const struct cf *cf, struct filter_chain *chain)
+smtpd_data_limit(const struct cf *cf, const struct smtpd_srv *srv)
 {
     long long v = cf_int(cf, "sluice_data_concurrency_limit");
     int w;
 
     if (v < 0) {
-        w = filter_chain_workers(chain);
+        w = filter_chains_workers(srv->chains, srv->nchains);
         v = (long long) SMTPD_GATE_PER_WORKER * w;
     }
     if (v > 100000)
@@ -3699,12 +3701,11 @@ smtpd_data_limit(const struct cf *cf, struct filter_chain *chain)
 }
 
 int
-smtpd_run(const struct cf *cf, struct smtpd_listener *ls, size_t n,
-          struct filter_chain *chain)
+smtpd_run(const struct cf *cf, struct smtpd_listener *ls, size_t n)
 {
     struct smtpd_srv srv;
     struct sigaction sa;
-    size_t i;
+    size_t i, k;
     long long nthr;
 
     memset(&srv, 0, sizeof(srv));
@@ -3714,7 +3715,6 @@ smtpd_run(const struct cf *cf, struct smtpd_listener *ls, size_t n,
     srv.loop = ev_default_loop(0);
     if (srv.loop == NULL)
         log_fatal("cannot initialise the event loop");
-    srv.chain = chain;
     if (spool_dirs_open(cf_str(cf, "queue_directory")) < 0)
         log_debug("%s: queue directories not kept open: %s",
                   cf_str(cf, "queue_directory"), strerror(errno));
@@ -3729,6 +3729,7 @@ smtpd_run(const struct cf *cf, struct smtpd_listener *ls, size_t n,
                                                       : (int) nthr - 1;
     srv.lsn = xcalloc(n ? n : 1, sizeof(*srv.lsn));
     srv.nlsn = n;
+    srv.chains = xcalloc(n ? n : 1, sizeof(*srv.chains));
     for (i = 0; i < n; i++) {
         struct smtpd_lsn *l = &srv.lsn[i];
         const struct cf *scf = ls[i].svc && ls[i].svc->cf ? ls[i].svc->cf : cf;
@@ -3739,6 +3740,11 @@ smtpd_run(const struct cf *cf, struct smtpd_listener *ls, size_t n,
                         ls[i].svc && ls[i].svc->name ? ls[i].svc->name
                                                      : "smtp");
         l->conf.tls = ls[i].tls;
+        l->conf.chain = ls[i].chain;
+        for (k = 0; k < srv.nchains && srv.chains[k] != ls[i].chain; k++)
+            ;
+        if (k == srv.nchains)
+            srv.chains[srv.nchains++] = ls[i].chain;
         smtpd_sasl_attach(&srv, &l->conf);
         /* TLS required but not there: no mail in clear, as Postfix */
         if (l->conf.tls_required && l->conf.tls == NULL)
@@ -3773,8 +3779,8 @@ smtpd_run(const struct cf *cf, struct smtpd_listener *ls, size_t n,
     ev_signal_start(srv.loop, &srv.sighup);
     ev_idle_init(&srv.reap, smtpd_reap_cb);
     srv.reap.data = &srv;
-    filter_chain_start(chain, srv.loop);
-    srv.data_limit = smtpd_data_limit(cf, chain);
+    filter_chains_start(srv.chains, srv.nchains, srv.loop);
+    srv.data_limit = smtpd_data_limit(cf, &srv);
     ev_check_init(&srv.gate_admit, smtpd_gate_admit_cb);
     srv.gate_admit.data = &srv;
     ev_init(&srv.gate_timer, smtpd_gate_timer_cb);
@@ -3785,7 +3791,7 @@ smtpd_run(const struct cf *cf, struct smtpd_listener *ls, size_t n,
     srv.stopping = 1;
     while (srv.live)
         smtpd_close(srv.live);
-    filter_chain_stop(chain);
+    filter_chains_stop(srv.chains, srv.nchains);
     wpool_free(srv.pool); /* runs the done callbacks of finished jobs */
     ev_idle_stop(srv.loop, &srv.reap);
     smtpd_reap_cb(srv.loop, &srv.reap, 0);
@@ -3805,6 +3811,7 @@ smtpd_run(const struct cf *cf, struct smtpd_listener *ls, size_t n,
     for (i = 0; i < srv.nsasl; i++)
         sasl_srv_free(srv.sasl[i]);
     free(srv.sasl);
+    free(srv.chains);
     free(srv.lsn);
     log_info("smtpd stopped");
     return 0;

@@ -5,7 +5,7 @@
  * listening sockets the master bound, runs one session state machine per
  * connection, offers every stage to the filter chain, spools the message
  * and commits it (in the worker pool) before "250 2.0.0 Ok: queued as ID".
- * Owns: its sessions, loop, worker pool. Borrows: cf, listeners, chain.
+ * Owns: its sessions, loop, worker pool. Borrows: cf, listeners, chains.
  * Threads: the loop thread, plus the pool's workers for commits.
  */
 #ifndef SLUICE_SMTPD_H
@@ -21,6 +21,8 @@ struct smtpd_listener {
     int fd;                       /* bound, listening, non-blocking */
     const struct cf_service *svc; /* svc->cf: this service's parameters */
     struct tls_srv *tls;          /* STARTTLS / wrapper mode, or NULL */
+    struct filter_chain *chain;   /* this service's filters (borrowed;
+                                     services may share a chain) */
 };
 
 /* Load each listener's TLS certificate and key where its service has
@@ -43,7 +45,6 @@ void smtpd_sasl_check(const struct cf *cf, const struct cf_service *svcs,
  * exit 0). SIGHUP (a reload: a new front already accepts on the same
  * sockets): stop accepting, let every session end on its own, exit 0 when
  * the last one is gone (at most 10 minutes, then as on SIGTERM). */
-int smtpd_run(const struct cf *cf, struct smtpd_listener *ls, size_t n,
-              struct filter_chain *chain);
+int smtpd_run(const struct cf *cf, struct smtpd_listener *ls, size_t n);
 
 #endif

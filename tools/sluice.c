@@ -26,6 +26,7 @@
 
 #include "conf/cf.h"
 #include "filters/clam.h"
+#include "milter/milter.h"
 #include "lib/buf.h"
 #include "lib/log.h"
 #include "lib/xalloc.h"
@@ -140,6 +141,7 @@ sluice_check(struct buf *err)
     struct cf_service *svcs = NULL;
     size_t nsvcs = 0;
     struct cf *cf = cf_load(sluice_confdir, &svcs, &nsvcs, err);
+    struct cf *ccf;
     struct buf *later;
     int rc = 0;
 
@@ -160,6 +162,17 @@ sluice_check(struct buf *err)
     dlv_smtp_check_tls(cf, later);
     sluice_lines(later, "warning: ");
     buf_free(later);
+    {
+        char where[4200];
+
+        snprintf(where, sizeof(where), "%s/main.cf", sluice_confdir);
+        if (milter_confs_check(cf, svcs, nsvcs, where, err) < 0) {
+            fprintf(stderr, "sluice: error: %s\n", buf_data(err));
+            buf_reset(err);
+            rc = 1;
+        }
+    }
+    ccf = clam_cf(cf, svcs, nsvcs);
     cf_services_free(svcs, nsvcs);
     if (dlv_smtp_check(cf, err) < 0) {
         fprintf(stderr, "sluice: error: %s/main.cf: %s\n", sluice_confdir,
@@ -171,17 +184,18 @@ sluice_check(struct buf *err)
                 "sluice: warning: queue_directory %s does not exist yet "
                 "(sluiced creates it)\n",
                 cf_str(cf, "queue_directory"));
-    if (cf_bool(cf, "clamav_enable")) {
-        struct clam_conf *cc = clam_conf_new(cf, err);
+    if (ccf) { /* main.cf's or some service's clamav_enable */
+        struct clam_conf *cc = clam_conf_new(ccf, err);
         struct buf *out = buf_new(1024, 65536);
 
         if (cc == NULL) {
             fprintf(stderr, "sluice: error: %s\n", buf_data(err));
             rc = 1;
-        } else if (clam_check(cf, out) < 0) {
+        } else if (clam_check(ccf, out) < 0) {
             rc = 1;
         }
         clam_conf_free(cc);
+        cf_free(ccf);
         /* one line per problem: "error: ..." or "warning: ..." */
         sluice_lines(out, "");
         buf_free(out);

@@ -327,36 +327,48 @@ master_owner(struct master *m)
     m->drop = 1;
 }
 
-/* The front's filter chain, in the order filters see mail: the ClamAV
- * scanner (it only reads), then the smtpd_milters in their order. The
- * configuration was checked by master_load, so this cannot fail. The
- * confs live as long as the process. */
-static struct filter_chain *
-master_chain(const struct cf *cf)
+/* Each listener's filter chain, in the order filters see mail: the
+ * ClamAV scanner (it only reads) where its service has clamav_enable,
+ * then the service's smtpd_milters in their order, with its milter_*
+ * settings (main.cf's, or its -o overrides). The listeners of one service
+ * share a chain and every chain shares the one scanner, built from
+ * main.cf (clam_cf). The configuration was checked by master_load, so
+ * this cannot fail. Chains and confs live as long as the process. */
+static void
+master_chains(struct master *m, struct smtpd_listener *sl)
 {
-    struct filter_chain *chain = filter_chain_new();
+    struct cf *ccf = clam_cf(m->cf, m->svcs, m->nsvcs);
+    struct clam_conf *cc = NULL;
     struct buf *err = buf_new(256, 4096);
     struct milter_conf **mv;
-    size_t i;
+    size_t i, k;
 
-    if (cf_bool(cf, "clamav_enable")) {
-        struct clam_conf *cc = clam_conf_new(cf, err);
-        if (cc == NULL)
-            log_fatal("%s", buf_data(err));
-        filter_chain_add(chain, &clam_filter_ops, cc);
-    }
-    if ((mv = milter_confs_new(cf, "smtpd_milters", err)) == NULL)
+    if (ccf && (cc = clam_conf_new(ccf, err)) == NULL)
         log_fatal("%s", buf_data(err));
-    for (i = 0; mv[i]; i++)
-        filter_chain_add(chain, &milter_filter_ops, mv[i]);
+    for (i = 0; i < m->nls; i++) {
+        const struct cf *scf = m->ls[i].svc->cf;
+
+        for (k = 0; k < i && m->ls[k].svc != m->ls[i].svc; k++)
+            ;
+        if (k < i) {
+            sl[i].chain = sl[k].chain;
+            continue;
+        }
+        sl[i].chain = filter_chain_new();
+        if (cc && cf_bool(scf, "clamav_enable"))
+            filter_chain_add(sl[i].chain, &clam_filter_ops, cc);
+        if ((mv = milter_confs_new(scf, "smtpd_milters", err)) == NULL)
+            log_fatal("%s", buf_data(err));
+        for (k = 0; mv[k]; k++)
+            filter_chain_add(sl[i].chain, &milter_filter_ops, mv[k]);
+        free(mv); /* the array; the confs are the chain's */
+    }
     buf_free(err);
-    return chain;
 }
 
 static void
 master_start(struct master *m, enum master_child c)
 {
-    struct filter_chain *chain;
     struct smtpd_listener *sl = NULL;
     sigset_t none;
     pid_t pid;
@@ -420,13 +432,13 @@ master_start(struct master *m, enum master_child c)
     }
     switch (c) {
     case MASTER_SMTPD:
-        chain = master_chain(m->cf);
+        master_chains(m, sl);
         if (lane > 0
             && spool_id_lane(cf_str(m->cf, "queue_directory"), lane) < 0)
             log_warning("cannot read the queue for its queue IDs: %s; "
                         "checking each new ID against the queue",
                         strerror(errno));
-        rc = smtpd_run(m->cf, sl, m->nls, chain);
+        rc = smtpd_run(m->cf, sl, m->nls);
         break;
     case MASTER_QMGR:
         for (i = 0; i < m->nls; i++)
@@ -532,6 +544,37 @@ master_stop_children(struct master *m)
     }
 }
 
+/* The scanner's settings (clam_conf_new judges the action words) and
+ * every service's smtpd_milters: 0, or -1 with "FILE: ..." in err (main.cf,
+ * or the master.cf line of the service's -o). */
+static int
+master_check_filters(const char *confdir, const struct cf *cf,
+                     const struct cf_service *svcs, size_t n, struct buf *err)
+{
+    struct cf *ccf = clam_cf(cf, svcs, n);
+    struct buf *e = buf_new(256, 4096);
+    int rc = 0;
+
+    if (ccf) {
+        struct clam_conf *cc = clam_conf_new(ccf, e);
+
+        if (cc == NULL) {
+            buf_printf(err, "%s/main.cf: %s", confdir, buf_data(e));
+            rc = -1;
+        }
+        clam_conf_free(cc);
+        cf_free(ccf);
+    }
+    if (rc == 0) {
+        char where[4200];
+
+        snprintf(where, sizeof(where), "%s/main.cf", confdir);
+        rc = milter_confs_check(cf, svcs, n, where, err);
+    }
+    buf_free(e);
+    return rc;
+}
+
 static int
 master_load(struct master *m, struct cf **cf, struct cf_service **svcs,
             size_t *nsvcs)
@@ -544,29 +587,16 @@ master_load(struct master *m, struct cf **cf, struct cf_service **svcs,
         buf_free(err);
         return -1;
     }
-    /* filter settings that cf_check cannot judge (action words) */
-    if (cf_bool(*cf, "clamav_enable")) {
-        struct clam_conf *cc = clam_conf_new(*cf, err);
-        if (cc == NULL) {
-            log_error("%s/main.cf: %s", m->confdir, buf_data(err));
-            buf_free(err);
-            cf_services_free(*svcs, *nsvcs);
-            cf_free(*cf);
-            *cf = NULL;
-            return -1;
-        }
-        clam_conf_free(cc);
-    }
-    struct milter_conf **mv = milter_confs_new(*cf, "smtpd_milters", err);
-    if (mv == NULL) {
-        log_error("%s/main.cf: %s", m->confdir, buf_data(err));
+    /* filter settings that cf_check cannot judge (action words, milter
+     * lists): main.cf's, and each service's own */
+    if (master_check_filters(m->confdir, *cf, *svcs, *nsvcs, err) < 0) {
+        log_error("%s", buf_data(err));
         buf_free(err);
         cf_services_free(*svcs, *nsvcs);
         cf_free(*cf);
         *cf = NULL;
         return -1;
     }
-    milter_confs_free(mv);
     if (dlv_smtp_check(*cf, err) < 0) {
         log_error("%s/main.cf: %s", m->confdir, buf_data(err));
         buf_free(err);

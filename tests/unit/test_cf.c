@@ -493,26 +493,31 @@ test_later(void **state)
                         "master.cf:3: smtpd_helo_restrictions = "
                         "reject_invalid_helo_hostname: not implemented in "
                         "this Sluice yet; the setting has no effect\n");
-    /* smtpd_milters works in main.cf, not per service: main.cf's own
-     * setting earns nothing, a service's -o that differs does, even one
-     * back to the default (Postfix's "-o smtpd_milters=" on submission) */
+    /* the scanner's settings work in main.cf, not per service: main.cf's
+     * own setting earns nothing, a service's -o that differs does, even
+     * one back to the default; smtpd_milters and clamav_enable work per
+     * service and earn nothing */
     cf_free(svc);
     cf_free(cf);
-    cf = load("smtpd_milters = inet:127.0.0.1:8891\n");
+    cf = load("clamav_virus_action = discard\n"
+              "smtpd_milters = inet:127.0.0.1:8891\n");
     svc = cf_clone(cf);
     sv.cf = svc;
     buf_reset(out);
     assert_int_equal(cf_later(cf, &sv, 1, out), 0);
     assert_int_equal(cf_set(svc, "smtpd_milters", "", "master.cf:7", e), 0);
+    assert_int_equal(cf_set(svc, "clamav_enable", "no", "master.cf:7", e), 0);
+    assert_int_equal(cf_later(cf, &sv, 1, out), 0);
+    assert_int_equal(
+        cf_set(svc, "clamav_virus_action", "reject", "master.cf:8", e), 0);
     assert_int_equal(cf_later(cf, &sv, 1, out), 1);
     assert_string_equal(buf_data(out),
-                        "master.cf:7: smtpd_milters = : not implemented per "
-                        "service in this Sluice yet; main.cf's value applies "
-                        "to every service\n");
+                        "master.cf:8: clamav_virus_action = reject: not "
+                        "implemented per service in this Sluice yet; "
+                        "main.cf's value applies to every service\n");
     buf_reset(out);
     assert_int_equal(
-        cf_set(svc, "smtpd_milters", "inet:127.0.0.1:8891", "master.cf:7", e),
-        0);
+        cf_set(svc, "clamav_virus_action", "discard", "master.cf:8", e), 0);
     assert_int_equal(cf_later(cf, &sv, 1, out), 0);
     buf_free(out);
     buf_free(e);

@@ -524,6 +524,93 @@ test_workers(void **state)
     filter_chain_free(ch);
 }
 
+/* The chains of several services share a filter (the one scanner): it
+ * is started once, stopped once (after the filters of later chains), and
+ * its workers count once; a filter of one chain only starts in it. */
+struct tf_life {
+    char log[256];
+};
+static struct tf_life *tf_life_cur;
+
+static void
+tf_life_log(const char *what, const struct tf *t)
+{
+    size_t n = strlen(tf_life_cur->log);
+
+    snprintf(tf_life_cur->log + n, sizeof(tf_life_cur->log) - n, "%s %s;", what,
+             t->ops.name);
+}
+
+static int
+tf_life_start(void *conf, void *loop, struct buf *err)
+{
+    struct tf *t = conf;
+
+    assert_ptr_equal(loop, tf_life_cur);
+    tf_life_log("start", t);
+    if (strcmp(t->ops.name, "bad") == 0) {
+        buf_printf(err, "no database");
+        return -1;
+    }
+    return 0;
+}
+
+static void
+tf_life_stop(void *conf)
+{
+    tf_life_log("stop", conf);
+}
+
+static int
+tf_life_workers(void *conf)
+{
+    struct tf *t = conf;
+
+    return strcmp(t->ops.name, "scan") == 0 ? 4 : 0;
+}
+
+static void
+test_chains_shared(void **state)
+{
+    struct filter_chain *v[3];
+    struct tf scan, m1, m2, bad;
+    struct tf_life l = {{0}};
+
+    tf_init(&scan, "scan", TF_SYNC);
+    tf_init(&m1, "m1", TF_SYNC);
+    tf_init(&m2, "m2", TF_SYNC);
+    tf_init(&bad, "bad", TF_SYNC);
+    for (struct tf *t = &scan; t; t = t == &scan ? &m1
+                                      : t == &m1 ? &m2
+                                      : t == &m2 ? &bad
+                                                 : NULL) {
+        t->ops.start = tf_life_start;
+        t->ops.stop = tf_life_stop;
+        t->ops.workers = tf_life_workers;
+    }
+    for (int i = 0; i < 3; i++)
+        v[i] = filter_chain_new();
+    filter_chain_add(v[0], &scan.ops, &scan); /* smtp: scan, m1 */
+    filter_chain_add(v[0], &m1.ops, &m1);
+    /* submission: m2, m2's twin listed twice, scan, bad */
+    filter_chain_add(v[1], &m2.ops, &m2);
+    filter_chain_add(v[1], &m2.ops, &m2);
+    filter_chain_add(v[1], &scan.ops, &scan);
+    filter_chain_add(v[1], &bad.ops, &bad);
+    /* v[2]: a service with no filter at all */
+    tf_life_cur = &l;
+    filter_chains_start(v, 3, &l);
+    assert_string_equal(l.log, "start scan;start m1;start m2;start bad;");
+    assert_int_equal(filter_chains_workers(v, 3), 4);
+    assert_int_equal(filter_chains_workers(v + 2, 1), 0);
+    assert_int_equal(filter_chain_workers(v[1]), 4);
+    l.log[0] = '\0';
+    filter_chains_stop(v, 3);
+    assert_string_equal(l.log, "stop bad;stop m2;stop m1;stop scan;");
+    for (int i = 0; i < 3; i++)
+        filter_chain_free(v[i]);
+}
+
 /* Every stage through two synchronous filters; arguments arrive intact. */
 static void
 test_sync_all_stages(void **state)
@@ -1791,6 +1878,7 @@ main(void)
         cmocka_unit_test_setup(test_order_reject, setup),
         cmocka_unit_test_setup(test_order_large, setup),
         cmocka_unit_test_setup(test_order_free, setup),
+        cmocka_unit_test(test_chains_shared),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
