@@ -280,6 +280,32 @@ const struct cf_param cf_params[] = {
      "time limit for the reply to QUIT", 0},
     {"smtp_rcpt_timeout", CF_TIME, "300s", 's',
      "time limit for the reply to RCPT TO", 0},
+    {"smtp_sasl_auth_enable", CF_BOOL, "no", 0,
+     "SMTP client AUTH to servers that have a password in "
+     "smtp_sasl_password_maps",
+     0},
+    {"smtp_sasl_auth_soft_bounce", CF_BOOL, "yes", 0,
+     "a 5xx AUTH failure defers the mail instead of bouncing it", 0},
+    {"smtp_sasl_mechanism_filter", CF_LIST, "", 0,
+     "mechanisms the SMTP client may use (names, !name); empty: any", 0},
+    {"smtp_sasl_password_maps", CF_MAP, "", 0,
+     "server host name, or next hop as written ([host]:port) -> "
+     "username:password",
+     0},
+    {"smtp_sasl_security_options", CF_LIST, "noplaintext, noanonymous", 0,
+     "mechanisms the SMTP client does not use: noplaintext, noanonymous, "
+     "nodictionary, noactive, mutual_auth",
+     0},
+    {"smtp_sasl_tls_security_options", CF_LIST, "$smtp_sasl_security_options",
+     0, "smtp_sasl_security_options over TLS", 0},
+    {"smtp_sasl_type", CF_STR, "cyrus", 0,
+     "accepted for Postfix compatibility: Sluice's SMTP client has its own "
+     "PLAIN, LOGIN and CRAM-MD5",
+     0},
+    {"smtp_sender_dependent_authentication", CF_BOOL, "no", 0,
+     "look up smtp_sasl_password_maps by sender address; not implemented "
+     "yet",
+     1},
     {"smtp_skip_5xx_greeting", CF_BOOL, "yes", 0,
      "a server that greets with 5xx is skipped like one that greets with "
      "4xx (the next address is tried, the mail deferred), instead of "

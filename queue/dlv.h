@@ -59,6 +59,9 @@ struct dlv_job {
                                   smtp_tls_policy_maps */
     const char *tls_match;     /* smtp: verify/secure names, or NULL */
     struct tls_cli *tls;       /* smtp: the client context, or NULL */
+    const char *sasl_user;     /* smtp: AUTH as this user (from
+                                  smtp_sasl_password_maps), or NULL */
+    const char *sasl_pass;
     const struct cf *cf;
     struct ev_loop *loop;
     struct wpool *pool;
@@ -69,7 +72,8 @@ struct dlv_job {
 /* Start delivery; done(job) is called later, never from inside start. */
 void dlv_smtp_start(struct dlv_job *job);
 /* The SMTP client's settings that cf_check cannot judge (numeric bind
- * addresses): 0, or -1 and the reason in err. */
+ * addresses; with smtp_sasl_auth_enable, a password table that is set and
+ * opens, and security option words): 0, or -1 and the reason in err. */
 int dlv_smtp_check(const struct cf *cf, struct buf *err);
 /* The SMTP client's TLS settings, for sluice check: one line per problem
  * (a level that is not one or not supported, a protocol list, CA files

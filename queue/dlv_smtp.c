@@ -56,6 +56,7 @@
 #include <errno.h>
 #include <netdb.h>
 #include <netinet/in.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -64,9 +65,13 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include <openssl/crypto.h>
 #include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
 #include <openssl/ssl.h>
 
+#include "conf/lookup.h"
 #include "lib/buf.h"
 #include "lib/log.h"
 #include "lib/net.h"
@@ -75,17 +80,19 @@
 #include "lib/xalloc.h"
 #include "queue/dlv.h"
 
-#define SMTP_LINE_MAX    4096              /* one reply line, without CRLF */
-#define SMTP_REPLY_LINES 100               /* lines in one reply */
-#define SMTP_REPLY_TEXT  8192              /* joined reply text kept for logs */
-#define SMTP_IN_CAP      16384             /* input buffer */
-#define SMTP_CHUNK       65536             /* pread size */
-#define SMTP_OUT_CAP     (4 * SMTP_CHUNK)  /* output buffer */
-#define SMTP_ADDR_MAX    16                /* addresses tried per next hop */
-#define SMTP_SAFE_MAX    1024              /* peer text in a log line */
-#define SMTP_IDLE_MAX    32                /* cached idle connections */
-#define SMTP_KEY_MAX     (NI_MAXHOST + 12) /* "host:port:tls" of a cached one */
+#define SMTP_LINE_MAX    4096             /* one reply line, without CRLF */
+#define SMTP_REPLY_LINES 100              /* lines in one reply */
+#define SMTP_REPLY_TEXT  8192             /* joined reply text kept for logs */
+#define SMTP_IN_CAP      16384            /* input buffer */
+#define SMTP_CHUNK       65536            /* pread size */
+#define SMTP_OUT_CAP     (4 * SMTP_CHUNK) /* output buffer */
+#define SMTP_ADDR_MAX    16               /* addresses tried per next hop */
+#define SMTP_SAFE_MAX    1024             /* peer text in a log line */
+#define SMTP_IDLE_MAX    32               /* cached idle connections */
+#define SMTP_KEY_MAX     (NI_MAXHOST + 300) /* "host:port:tls:user", cached */
 #define SMTP_PIPE_MAX    16384 /* RCPT bytes queued in one pipelined group */
+#define SMTP_AUTH_MAX    512   /* the server's AUTH mechanism list kept */
+#define SMTP_CRED_MAX    1024  /* user name, password (AUTH: base64 below) */
 
 enum smtp_state {
     SMTP_S_RESOLVE, /* getaddrinfo in the wpool */
@@ -95,6 +102,7 @@ enum smtp_state {
     SMTP_S_HELO,
     SMTP_S_STARTTLS, /* STARTTLS sent, waiting for its 220 */
     SMTP_S_TLS,      /* the TLS handshake, its steps in the wpool */
+    SMTP_S_AUTH,     /* AUTH sent, waiting for 334 or the final reply */
     SMTP_S_MAIL,
     SMTP_S_RCPT, /* waiting for the reply to recipient s->cur's RCPT TO */
     SMTP_S_DATA, /* DATA sent, waiting for 354 (after the RCPT replies) */
@@ -107,6 +115,40 @@ enum smtp_state {
 struct smtp_ext {
     int size, eightbit, pipelining, starttls;
     unsigned long long size_limit;
+    char auth[SMTP_AUTH_MAX]; /* " PLAIN LOGIN " (AUTH and AUTH=), or "" */
+};
+
+/* The SMTP client's SASL mechanisms, in the order of preference. The
+ * flags are the properties smtp_sasl_security_options rule out, as Cyrus
+ * SASL states them for these mechanisms: PLAIN and LOGIN send the password
+ * (plaintext), all three can be attacked offline with a dictionary and
+ * actively, none authenticates the server (mutual_auth). */
+enum smtp_mech {
+    SMTP_M_NONE,
+    SMTP_M_CRAM_MD5,
+    SMTP_M_PLAIN,
+    SMTP_M_LOGIN
+};
+#define SMTP_SEC_PLAINTEXT  0x01
+#define SMTP_SEC_DICTIONARY 0x02
+#define SMTP_SEC_ACTIVE     0x04
+#define SMTP_SEC_NOMUTUAL   0x08
+static const struct smtp_mech_def {
+    const char *name;
+    enum smtp_mech mech;
+    int flags;
+    int steps; /* 334 challenges it answers */
+} smtp_mechs[] = {
+    {"CRAM-MD5", SMTP_M_CRAM_MD5,
+     SMTP_SEC_DICTIONARY | SMTP_SEC_ACTIVE | SMTP_SEC_NOMUTUAL, 1},
+    {"PLAIN", SMTP_M_PLAIN,
+     SMTP_SEC_PLAINTEXT | SMTP_SEC_DICTIONARY | SMTP_SEC_ACTIVE
+         | SMTP_SEC_NOMUTUAL,
+     0},
+    {"LOGIN", SMTP_M_LOGIN,
+     SMTP_SEC_PLAINTEXT | SMTP_SEC_DICTIONARY | SMTP_SEC_ACTIVE
+         | SMTP_SEC_NOMUTUAL,
+     2},
 };
 
 struct smtp_addr {
@@ -143,7 +185,9 @@ struct smtp_sess {
     struct buf *reply; /* lines joined by ' ', capped */
     char dsn[16];
 
-    struct smtp_ext ext; /* from the EHLO reply */
+    struct smtp_ext ext;              /* from the EHLO reply */
+    const struct smtp_mech_def *mech; /* AUTH in progress */
+    int auth_step;                    /* 334 replies answered */
     char discarded[128]; /* its keywords in smtp_discard_ehlo_keywords */
 
     /* Recipients. */
@@ -207,6 +251,8 @@ smtp_state_name(enum smtp_state st)
         return "STARTTLS";
     case SMTP_S_TLS:
         return "TLS";
+    case SMTP_S_AUTH:
+        return "AUTH";
     case SMTP_S_MAIL:
         return "MAIL";
     case SMTP_S_RCPT:
@@ -241,6 +287,8 @@ smtp_stage(enum smtp_state st)
         return "sending STARTTLS";
     case SMTP_S_TLS:
         return "performing the TLS handshake";
+    case SMTP_S_AUTH:
+        return "performing the SASL authentication handshake";
     case SMTP_S_MAIL:
         return "sending MAIL FROM";
     case SMTP_S_RCPT:
@@ -268,6 +316,8 @@ smtp_cmd_name(enum smtp_state st)
         return "HELO";
     case SMTP_S_STARTTLS:
         return "STARTTLS";
+    case SMTP_S_AUTH:
+        return "AUTH";
     case SMTP_S_MAIL:
         return "MAIL FROM";
     case SMTP_S_RCPT:
@@ -802,6 +852,40 @@ smtp_addr_ok(const char *a)
     return 1;
 }
 
+/* "AUTH PLAIN LOGIN" (and the old "AUTH=PLAIN LOGIN"): the mechanism
+ * names, upper-cased, into s->ext.auth as " PLAIN LOGIN " (both lines
+ * add to it); names that are not RFC 4422 names are dropped, and the
+ * list is bounded (what does not fit is not kept). */
+static void
+smtp_ehlo_auth(struct smtp_sess *s, const char *p, size_t len)
+{
+    size_t used = strlen(s->ext.auth), i, n;
+
+    while (len > 0) {
+        for (n = 0; n < len && p[n] != ' '; n++)
+            ;
+        if (n > 0 && n <= 20
+            && strspn(p, "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                         "abcdefghijklmnopqrstuvwxyz"
+                         "0123456789-_")
+                   >= n
+            && used + n + 2 < sizeof(s->ext.auth)) {
+            if (used == 0)
+                s->ext.auth[used++] = ' ';
+            for (i = 0; i < n; i++)
+                s->ext.auth[used++] = (char) toupper((unsigned char) p[i]);
+            s->ext.auth[used++] = ' ';
+            s->ext.auth[used] = '\0';
+        }
+        p += n;
+        len -= n;
+        while (len > 0 && *p == ' ') {
+            p++;
+            len--;
+        }
+    }
+}
+
 static void
 smtp_ehlo_line(struct smtp_sess *s, const char *kw, size_t len)
 {
@@ -840,6 +924,9 @@ smtp_ehlo_line(struct smtp_sess *s, const char *kw, size_t len)
         s->ext.pipelining = 1;
     } else if (len == 8 && strncasecmp(kw, "STARTTLS", 8) == 0) {
         s->ext.starttls = 1;
+    } else if (len > 5 && strncasecmp(kw, "AUTH", 4) == 0
+               && (kw[4] == ' ' || kw[4] == '=')) {
+        smtp_ehlo_auth(s, kw + 5, len - 5);
     }
 }
 
@@ -1183,6 +1270,294 @@ smtp_tls_begin(struct smtp_sess *s)
     smtp_tls_step(s); /* the ClientHello goes first */
 }
 
+/* ------------------------------------------------------------------ */
+/* SMTP AUTH (smtp_sasl_*) */
+
+/* smtp_sasl_security_options words into the SMTP_SEC_* properties they
+ * rule out: 0, or -1 with the unknown word in err. */
+static int
+smtp_sasl_exclude(const struct cf *cf, const char *param, int *exclude,
+                  struct buf *err)
+{
+    char *const *w = cf_list(cf, param);
+
+    *exclude = 0;
+    for (; w && *w; w++) {
+        if (strcasecmp(*w, "noplaintext") == 0)
+            *exclude |= SMTP_SEC_PLAINTEXT;
+        else if (strcasecmp(*w, "nodictionary") == 0)
+            *exclude |= SMTP_SEC_DICTIONARY;
+        else if (strcasecmp(*w, "noactive") == 0)
+            *exclude |= SMTP_SEC_ACTIVE;
+        else if (strcasecmp(*w, "mutual_auth") == 0)
+            *exclude |= SMTP_SEC_NOMUTUAL;
+        else if (strcasecmp(*w, "noanonymous") != 0) { /* none is */
+            char safe[128];
+
+            buf_printf(err,
+                       "%s: unknown security option \"%s\" (noplaintext, "
+                       "noanonymous, nodictionary, noactive, mutual_auth)",
+                       param, log_safe(*w, strlen(*w), safe, sizeof(safe)));
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* smtp_sasl_mechanism_filter: empty lets every mechanism through; else
+ * the first entry that names it decides ("!NAME" keeps it out), and one
+ * that no entry names is kept out. */
+static int
+smtp_mech_filtered(const struct cf *cf, const char *name)
+{
+    char *const *f = cf_list(cf, "smtp_sasl_mechanism_filter");
+
+    if (f == NULL || *f == NULL)
+        return 0;
+    for (; *f; f++) {
+        int neg = **f == '!';
+
+        if (strcasecmp(*f + neg, name) == 0)
+            return neg;
+    }
+    return 1;
+}
+
+/* The mechanism to use: the first of smtp_mechs the server lists that the
+ * filter and the security options (the TLS ones on a TLS connection) let
+ * through, or NULL. */
+static const struct smtp_mech_def *
+smtp_mech_pick(struct smtp_sess *s)
+{
+    const struct cf *cf = s->job->cf;
+    struct buf *err = buf_new(128, 1024);
+    char want[32];
+    int exclude = 0;
+    size_t i;
+
+    /* checked at start (dlv_smtp_check): cannot fail here */
+    (void) smtp_sasl_exclude(cf,
+                             s->tc.on ? "smtp_sasl_tls_security_options"
+                                      : "smtp_sasl_security_options",
+                             &exclude, err);
+    buf_free(err);
+    for (i = 0; i < sizeof(smtp_mechs) / sizeof(smtp_mechs[0]); i++) {
+        const struct smtp_mech_def *m = &smtp_mechs[i];
+
+        snprintf(want, sizeof(want), " %s ", m->name);
+        if (strstr(s->ext.auth, want) && !(m->flags & exclude)
+            && !smtp_mech_filtered(cf, m->name))
+            return m;
+    }
+    return NULL;
+}
+
+/* An AUTH failure: every recipient deferred (or bounced), QUIT. */
+static void smtp_auth_fail(struct smtp_sess *s, enum dlv_status st,
+                           const char *dsn, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+static void
+smtp_auth_fail(struct smtp_sess *s, enum dlv_status st, const char *dsn,
+               const char *fmt, ...)
+{
+    struct buf *b = buf_new(256, BUF_NOCAP);
+    va_list ap;
+
+    va_start(ap, fmt);
+    buf_vprintf(b, fmt, ap);
+    va_end(ap);
+    smtp_decide_all(s, st, dsn, buf_data(b));
+    buf_free(b);
+    smtp_quit(s);
+}
+
+/* "AUTH MECH[ base64]\r\n" or a "base64\r\n" response into s->out, then
+ * the clear copy is wiped. */
+static void
+smtp_auth_send(struct smtp_sess *s, const char *cmd, unsigned char *data,
+               size_t len)
+{
+    size_t cap = 4 * ((len + 2) / 3) + 1;
+    unsigned char *b64 = xmalloc(cap);
+    int n = EVP_EncodeBlock(b64, data, (int) len);
+
+    OPENSSL_cleanse(data, len);
+    if (cmd && len > 0)
+        smtp_send(s, SMTP_S_AUTH, "%s %.*s\r\n", cmd, n, (char *) b64);
+    else if (cmd)
+        smtp_send(s, SMTP_S_AUTH, "%s\r\n", cmd);
+    else
+        smtp_send(s, SMTP_S_AUTH, "%.*s\r\n", n, (char *) b64);
+    OPENSSL_cleanse(b64, cap);
+    free(b64);
+}
+
+/* After EHLO (and STARTTLS): AUTH when the job has a password for this
+ * server and the server offers AUTH. 1: taken over (AUTH sent, or the
+ * mail decided); 0: go on with MAIL. */
+static int
+smtp_auth_start(struct smtp_sess *s)
+{
+    const struct dlv_job *job = s->job;
+    unsigned char buf[2 * SMTP_CRED_MAX + 2];
+    size_t ul, pl;
+
+    s->mech = NULL;
+    if (job->sasl_user == NULL || s->ext.auth[0] == '\0')
+        return 0; /* no password here, or no AUTH there: as Postfix */
+    ul = strlen(job->sasl_user);
+    pl = strlen(job->sasl_pass);
+    if (ul > SMTP_CRED_MAX || pl > SMTP_CRED_MAX) {
+        smtp_auth_fail(s, DLV_DEFER, "4.7.0",
+                       "SASL authentication failed; cannot authenticate to "
+                       "server %s[%s]: user name or password longer than %d "
+                       "bytes in smtp_sasl_password_maps",
+                       s->host, s->addr, SMTP_CRED_MAX);
+        return 1;
+    }
+    s->mech = smtp_mech_pick(s);
+    if (s->mech == NULL) {
+        smtp_auth_fail(s, DLV_DEFER, "4.7.0",
+                       "SASL authentication failed: server %s[%s] offered no "
+                       "compatible authentication mechanisms for this type "
+                       "of connection security",
+                       s->host, s->addr);
+        return 1;
+    }
+    s->auth_step = 0;
+    switch (s->mech->mech) {
+    case SMTP_M_PLAIN: /* authzid "", authcid, password */
+        buf[0] = '\0';
+        memcpy(buf + 1, job->sasl_user, ul);
+        buf[1 + ul] = '\0';
+        memcpy(buf + 2 + ul, job->sasl_pass, pl);
+        smtp_auth_send(s, "AUTH PLAIN", buf, ul + pl + 2);
+        break;
+    case SMTP_M_LOGIN:
+        smtp_send(s, SMTP_S_AUTH, "AUTH LOGIN\r\n");
+        break;
+    case SMTP_M_CRAM_MD5:
+        smtp_send(s, SMTP_S_AUTH, "AUTH CRAM-MD5\r\n");
+        break;
+    case SMTP_M_NONE:
+        log_panic("smtp: no mechanism");
+    }
+    return 1;
+}
+
+/* The CRAM-MD5 answer to the 334 challenge in s->reply: "user hexdigest"
+ * into out (SMTP_CRED_MAX + 34 bytes). Its length, or -1 (why in why). */
+static int
+smtp_cram_md5(struct smtp_sess *s, unsigned char *out, const char **why)
+{
+    const char *ch = buf_data(s->reply) + 4; /* after "334 " */
+    size_t n = strcspn(ch, " "), ul = strlen(s->job->sasl_user), i;
+    unsigned char *dec, md[EVP_MAX_MD_SIZE];
+    unsigned int mdlen = 0;
+    int dl;
+
+    if (buf_len(s->reply) < 4 || n == 0 || n % 4 != 0) {
+        *why = "the server's CRAM-MD5 challenge is empty or not base64";
+        return -1;
+    }
+    dec = xmalloc(n / 4 * 3 + 1);
+    dl = EVP_DecodeBlock(dec, (const unsigned char *) ch, (int) n);
+    if (dl < 0) {
+        free(dec);
+        *why = "the server's CRAM-MD5 challenge is not base64";
+        return -1;
+    }
+    /* EVP_DecodeBlock counts the padding as zero bytes */
+    for (i = n; i > 0 && ch[i - 1] == '='; i--)
+        dl--;
+    if (HMAC(EVP_md5(), s->job->sasl_pass, (int) strlen(s->job->sasl_pass), dec,
+             (size_t) dl, md, &mdlen)
+        == NULL) {
+        free(dec);
+        *why = "HMAC-MD5 is not available";
+        return -1;
+    }
+    free(dec);
+    memcpy(out, s->job->sasl_user, ul);
+    out[ul] = ' ';
+    for (i = 0; i < mdlen; i++)
+        snprintf((char *) out + ul + 1 + 2 * i, 3, "%02x", md[i]);
+    OPENSSL_cleanse(md, sizeof(md));
+    return (int) (ul + 1 + 2 * mdlen);
+}
+
+/* A reply to AUTH or to one of our responses. */
+static void
+smtp_auth_reply(struct smtp_sess *s)
+{
+    const struct dlv_job *job = s->job;
+    unsigned char buf[SMTP_CRED_MAX + 40];
+    const char *why = NULL;
+    char dsn[16], *rt;
+    int n;
+
+    if (s->code / 100 == 2) {
+        s->t_conn = ev_time();
+        smtp_send_mail(s);
+        return;
+    }
+    if (s->code == 334 && s->auth_step < s->mech->steps) {
+        s->auth_step++;
+        switch (s->mech->mech) {
+        case SMTP_M_LOGIN: /* the prompts' text does not matter */
+            if (s->auth_step == 1) {
+                n = (int) strlen(job->sasl_user);
+                memcpy(buf, job->sasl_user, (size_t) n);
+            } else {
+                n = (int) strlen(job->sasl_pass);
+                memcpy(buf, job->sasl_pass, (size_t) n);
+            }
+            smtp_auth_send(s, NULL, buf, (size_t) n);
+            return;
+        case SMTP_M_CRAM_MD5:
+            if ((n = smtp_cram_md5(s, buf, &why)) < 0) {
+                smtp_auth_fail(s, DLV_DEFER, "4.7.0",
+                               "SASL authentication failed; cannot "
+                               "authenticate to server %s[%s]: %s",
+                               s->host, s->addr, why);
+                return;
+            }
+            smtp_auth_send(s, NULL, buf, (size_t) n);
+            return;
+        case SMTP_M_PLAIN:
+        case SMTP_M_NONE:
+            break;
+        }
+    }
+    if (s->code / 100 == 3) {
+        smtp_auth_fail(s, DLV_DEFER, "4.3.0",
+                       "SASL authentication failed; authentication protocol "
+                       "loop with server %s[%s]",
+                       s->host, s->addr);
+        return;
+    }
+    /* 4xx or 5xx: as Postfix, a 5xx defers unless soft bounce is off */
+    snprintf(dsn, sizeof(dsn), "%s", smtp_fail_dsn(s));
+    if (s->code / 100 == 5 && cf_bool(job->cf, "smtp_sasl_auth_soft_bounce"))
+        dsn[0] = '4';
+    rt = smtp_reply_text(s);
+    smtp_auth_fail(s, dsn[0] == '5' ? DLV_BOUNCE : DLV_DEFER, dsn,
+                   "SASL authentication failed; server %s[%s] said: %s",
+                   s->host, s->addr, rt);
+    free(rt);
+}
+
+/* EHLO (and TLS) done: AUTH, then MAIL. */
+static void
+smtp_ready(struct smtp_sess *s)
+{
+    if (smtp_auth_start(s))
+        return;
+    s->t_conn = ev_time();
+    smtp_send_mail(s);
+}
+
 /* A complete reply is in s->code, s->reply, s->dsn. */
 static void
 smtp_reply(struct smtp_sess *s)
@@ -1205,8 +1580,7 @@ smtp_reply(struct smtp_sess *s)
     }
     switch (s->state) {
     case SMTP_S_GREET:
-        s->ext.size = s->ext.eightbit = s->ext.pipelining = s->ext.starttls = 0;
-        s->ext.size_limit = 0;
+        memset(&s->ext, 0, sizeof(s->ext));
         s->discarded[0] = '\0';
         smtp_send(s, SMTP_S_EHLO, "EHLO %s\r\n",
                   cf_str(job->cf, "smtp_helo_name"));
@@ -1225,15 +1599,13 @@ smtp_reply(struct smtp_sess *s)
             return;
         }
         if (s->state == SMTP_S_HELO)
-            s->ext.size = s->ext.eightbit = s->ext.pipelining =
-                s->ext.starttls = 0;
+            memset(&s->ext, 0, sizeof(s->ext));
         else if (s->discarded[0] && !smtp_silent_discard(s))
             log_info_as("smtp", "%s: discarding EHLO keywords: %s",
                         s->job->msg->env.id, s->discarded);
         if (smtp_tls_start(s))
             return;
-        s->t_conn = ev_time();
-        smtp_send_mail(s);
+        smtp_ready(s);
         return;
     case SMTP_S_STARTTLS:
         if (s->code == 220) {
@@ -1241,8 +1613,7 @@ smtp_reply(struct smtp_sess *s)
             return;
         }
         if (job->tls_level == DLV_TLS_MAY) { /* go on in clear */
-            s->t_conn = ev_time();
-            smtp_send_mail(s);
+            smtp_ready(s);
             return;
         }
         b = buf_new(256, BUF_NOCAP);
@@ -1263,6 +1634,9 @@ smtp_reply(struct smtp_sess *s)
         return;
     case SMTP_S_TLS:
         return; /* no reply is read during the handshake */
+    case SMTP_S_AUTH:
+        smtp_auth_reply(s);
+        return;
     case SMTP_S_MAIL:
         if (s->code / 100 != 2) {
             smtp_decide_all_reply(s, 0);
@@ -1567,6 +1941,7 @@ smtp_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
     case SMTP_S_GREET:
     case SMTP_S_EHLO:
     case SMTP_S_HELO:
+    case SMTP_S_AUTH:
     case SMTP_S_MAIL:
     case SMTP_S_RCPT:
     case SMTP_S_DATA:
@@ -1598,6 +1973,7 @@ smtp_enter(struct smtp_sess *s, enum smtp_state to)
     case SMTP_S_EHLO:
     case SMTP_S_HELO:
     case SMTP_S_STARTTLS:
+    case SMTP_S_AUTH:
         t = (ev_tstamp) cf_time(cf, "smtp_helo_timeout");
         break;
     case SMTP_S_TLS:
@@ -1665,9 +2041,11 @@ static int
 smtp_idle_key(const struct dlv_job *job, char key[SMTP_KEY_MAX])
 {
     /* the TLS level too, as Postfix's cache: a connection parked in
-     * clear never serves a job that requires TLS */
-    int n = snprintf(key, SMTP_KEY_MAX, "%s:%d:%d", job->host ? job->host : "",
-                     job->port, (int) job->tls_level);
+     * clear never serves a job that requires TLS; and the AUTH user: an
+     * authenticated connection serves only mail with the same one */
+    int n = snprintf(
+        key, SMTP_KEY_MAX, "%s:%d:%d:%s", job->host ? job->host : "", job->port,
+        (int) job->tls_level, job->sasl_user ? job->sasl_user : "");
 
     return n > 0 && n < SMTP_KEY_MAX ? 0 : -1;
 }
@@ -1908,6 +2286,34 @@ dlv_smtp_check(const struct cf *cf, struct buf *err)
                        fam[i] == AF_INET ? "IPv4" : "IPv6", cf_str(cf, name));
             return -1;
         }
+    if (cf_bool(cf, "smtp_sasl_auth_enable")) {
+        int x;
+
+        buf_reset(err);
+        if (cf_list(cf, "smtp_sasl_password_maps")[0] == NULL) {
+            /* Postfix's smtp(8) stops here too */
+            buf_printf(err, "smtp_sasl_auth_enable = yes: specify a password "
+                            "table via the smtp_sasl_password_maps "
+                            "configuration parameter");
+            return -1;
+        }
+        if (smtp_sasl_exclude(cf, "smtp_sasl_security_options", &x, err) < 0
+            || smtp_sasl_exclude(cf, "smtp_sasl_tls_security_options", &x, err)
+                   < 0)
+            return -1;
+        for (char *const *t = cf_list(cf, "smtp_sasl_password_maps"); *t; t++) {
+            struct buf *e = buf_new(128, 4096);
+            struct lookup_table *lt = lookup_open(*t, e);
+
+            if (lt == NULL)
+                buf_printf(err, "smtp_sasl_password_maps: %s: %s", *t,
+                           buf_data(e));
+            lookup_free(lt);
+            buf_free(e);
+            if (lt == NULL)
+                return -1;
+        }
+    }
     return 0;
 }
 

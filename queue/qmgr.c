@@ -61,6 +61,7 @@
 #include <unistd.h>
 
 #include <ev.h>
+#include <openssl/crypto.h>
 
 #include "conf/cf.h"
 #include "conf/lookup.h"
@@ -131,6 +132,8 @@ struct qmgr_job {
     struct qmgr_dest *dest;
     char *host;
     char *tls_match;
+    char *sasl; /* "user\0password": job.sasl_user, job.sasl_pass */
+    size_t sasl_len;
     struct qmgr_job *next; /* destination wait queue */
 };
 
@@ -155,6 +158,8 @@ struct qmgr_route {
     int port;
     enum dlv_tls tls; /* SMTP: the next hop's TLS level */
     char *tls_match;  /* SMTP: its policy's match= names, or NULL */
+    char *dest;       /* SMTP: the next hop as written ("[h]:587") */
+    char *sasl;       /* SMTP: "user:password" for AUTH, or NULL */
     char dsn[16];
     char *text; /* ERROR, DEFER */
 };
@@ -173,6 +178,8 @@ struct qmgr {
     size_t nmaps;
     struct lookup_table **tls_maps; /* smtp_tls_policy_maps */
     size_t ntls_maps;
+    struct lookup_table **sasl_maps; /* smtp_sasl_password_maps */
+    size_t nsasl_maps;
     const char *tls_level;   /* smtp_tls_security_level */
     int tls_global;          /* its enum dlv_tls, or < 0 (dlv_tls_parse) */
     char *tls_global_match;  /* and its match= names, or NULL */
@@ -321,6 +328,10 @@ qmgr_route_reset(struct qmgr_route *r)
     free(r->host);
     free(r->text);
     free(r->tls_match);
+    free(r->dest);
+    if (r->sasl) /* a password: not left in freed memory */
+        OPENSSL_cleanse(r->sasl, strlen(r->sasl));
+    free(r->sasl);
     memset(r, 0, sizeof(*r));
 }
 
@@ -397,6 +408,7 @@ qmgr_nexthop(const char *hop, const char *domain, const char *what,
         r->kind = QMGR_R_SMTP;
         r->host = xstrdup(host);
         r->port = p;
+        r->dest = xstrdup(text);
     }
     free(s);
 }
@@ -549,6 +561,29 @@ out:
     buf_free(val);
 }
 
+/* smtp_sasl_password_maps (only open with smtp_sasl_auth_enable), as
+ * Postfix's SMTP client: the next-hop host name, then the next hop as
+ * written ("[smtp.example.com]:587"). Found: r->sasl = "user:password";
+ * a lookup error defers the route. */
+static void
+qmgr_sasl_lookup(struct qmgr *q, struct qmgr_route *r)
+{
+    struct buf *val = buf_new(64, CF_VALUE_MAX);
+    int rc;
+
+    rc = qmgr_tables_get(q->sasl_maps, q->nsasl_maps, r->host, val);
+    if (rc == 0 && r->dest && strcasecmp(r->dest, r->host) != 0)
+        rc = qmgr_tables_get(q->sasl_maps, q->nsasl_maps, r->dest, val);
+    if (rc < 0)
+        qmgr_route_fail(r, QMGR_R_DEFER, "4.3.0",
+                        "smtp_sasl_password_maps lookup failure: %s",
+                        buf_data(val));
+    else if (rc > 0)
+        r->sasl = xstrdup(buf_data(val));
+    OPENSSL_cleanse(buf_data(val), buf_len(val));
+    buf_free(val);
+}
+
 static void
 qmgr_resolve(struct qmgr *q, const char *addr, struct qmgr_route *r)
 {
@@ -588,6 +623,8 @@ qmgr_resolve(struct qmgr *q, const char *addr, struct qmgr_route *r)
 done:
     if (r->kind == QMGR_R_SMTP)
         qmgr_tls_policy(q, r);
+    if (r->kind == QMGR_R_SMTP && q->nsasl_maps > 0)
+        qmgr_sasl_lookup(q, r);
     buf_free(val);
     free(domain);
 }
@@ -645,6 +682,9 @@ qmgr_job_free(struct qmgr_job *j)
     free(j->job.rcpt);
     free(j->host);
     free(j->tls_match);
+    if (j->sasl)
+        OPENSSL_cleanse(j->sasl, j->sasl_len);
+    free(j->sasl);
     free(j);
 }
 
@@ -679,6 +719,17 @@ qmgr_job_add(struct qmgr *q, struct qmgr_msg *m, const struct qmgr_route *r,
     j->m = m;
     j->host = xstrdup(r->host ? r->host : "");
     j->tls_match = r->tls_match ? xstrdup(r->tls_match) : NULL;
+    if (r->sasl) { /* "user:password", split at the first ':' */
+        char *c;
+
+        j->sasl = xstrdup(r->sasl);
+        j->sasl_len = strlen(j->sasl);
+        c = strchr(j->sasl, ':');
+        if (c)
+            *c++ = '\0';
+        j->job.sasl_user = j->sasl;
+        j->job.sasl_pass = c ? c : "";
+    }
     j->job.msg = m->msg;
     j->job.rcpt = xmalloc(n * sizeof(size_t));
     memcpy(j->job.rcpt, idx, n * sizeof(size_t));
@@ -1095,12 +1146,13 @@ qmgr_job_done(struct dlv_job *job)
 /* ------------------------------------------------------------------ */
 /* Taking a message into the active queue */
 
-/* Same transport, host and port? */
+/* Same transport, host and port (and AUTH credentials)? */
 static int
 qmgr_route_same(const struct qmgr_route *a, const struct qmgr_route *b)
 {
     return a->kind == b->kind && a->port == b->port
-           && strcasecmp(a->host ? a->host : "", b->host ? b->host : "") == 0;
+           && strcasecmp(a->host ? a->host : "", b->host ? b->host : "") == 0
+           && strcmp(a->sasl ? a->sasl : "", b->sasl ? b->sasl : "") == 0;
 }
 
 static size_t
@@ -1976,6 +2028,11 @@ qmgr_open_maps(struct qmgr *q)
                             &q->ntls_maps)
                < 0)
         return -1;
+    if (cf_bool(q->cf, "smtp_sasl_auth_enable")
+        && qmgr_open_tables(q, "smtp_sasl_password_maps", &q->sasl_maps,
+                            &q->nsasl_maps)
+               < 0)
+        return -1;
     return 0;
 }
 
@@ -1998,6 +2055,9 @@ qmgr_free(struct qmgr *q)
     for (i = 0; i < q->ntls_maps; i++)
         lookup_free(q->tls_maps[i]);
     free(q->tls_maps);
+    for (i = 0; i < q->nsasl_maps; i++)
+        lookup_free(q->sasl_maps[i]);
+    free(q->sasl_maps);
     tls_cli_free(q->tls_cli);
     free(q->tls_global_match);
     while (q->dests)
@@ -2005,18 +2065,30 @@ qmgr_free(struct qmgr *q)
     free(q);
 }
 
-int
-qmgr_run(const struct cf *cf)
+struct qmgr *
+qmgr_new(const struct cf *cf)
 {
     struct qmgr *q = xcalloc(1, sizeof(*q));
+
+    q->cf = cf;
+    q->sock = -1;
+    if (qmgr_open_maps(q) < 0) {
+        qmgr_free(q);
+        return NULL;
+    }
+    return q;
+}
+
+int
+qmgr_run(struct qmgr *q)
+{
+    const struct cf *cf = q->cf;
     struct buf *err = buf_new(128, 4096);
     long long v;
     int rc = 1;
 
     signal(SIGPIPE, SIG_IGN);
     signal(SIGHUP, SIG_IGN); /* the master restarts us on reload */
-    q->cf = cf;
-    q->sock = -1;
     q->qdir = cf_str(cf, "queue_directory");
     q->mydest = cf_list(cf, "mydestination");
     q->relayhost = cf_str(cf, "relayhost");
@@ -2046,7 +2118,7 @@ qmgr_run(const struct cf *cf)
     if (spool_dirs_open(q->qdir) < 0) /* before the pool's threads */
         log_debug("%s: queue directories not kept open: %s", q->qdir,
                   strerror(errno));
-    if (qmgr_open_maps(q) < 0 || qmgr_bind(q) < 0)
+    if (qmgr_bind(q) < 0)
         goto fail;
     q->tls_global = dlv_tls_parse(q->tls_level, &q->tls_global_match);
     if (q->tls_global != DLV_TLS_NONE || q->ntls_maps > 0) {

@@ -14,7 +14,13 @@
 
 #include "conf/cf.h"
 
-/* Runs until SIGTERM/SIGINT; returns the exit status. */
-int qmgr_run(const struct cf *cf);
+struct qmgr;
+/* Opens the lookup tables (transport_maps, smtp_tls_policy_maps,
+ * smtp_sasl_password_maps): called before the process drops root, as
+ * such files (a password table) are often readable by root only. NULL
+ * when one does not open (logged). */
+struct qmgr *qmgr_new(const struct cf *cf);
+/* Runs until SIGTERM/SIGINT; frees q; returns the exit status. */
+int qmgr_run(struct qmgr *q);
 
 #endif

@@ -370,6 +370,7 @@ static void
 master_start(struct master *m, enum master_child c)
 {
     struct smtpd_listener *sl = NULL;
+    struct qmgr *qm = NULL;
     sigset_t none;
     pid_t pid;
     size_t i;
@@ -425,6 +426,8 @@ master_start(struct master *m, enum master_child c)
         }
         smtpd_tls_load(m->cf, sl, m->nls); /* key files: root's, often */
     }
+    if (c == MASTER_QMGR && (qm = qmgr_new(m->cf)) == NULL)
+        _exit(1); /* tables: a password file is root's, often */
     if (m->drop) {
         if (setgroups(0, NULL) < 0 || setgid(m->gid) < 0 || setuid(m->uid) < 0)
             log_fatal("cannot switch to mail_owner %s: %s",
@@ -443,7 +446,7 @@ master_start(struct master *m, enum master_child c)
     case MASTER_QMGR:
         for (i = 0; i < m->nls; i++)
             close(m->ls[i].fd);
-        rc = qmgr_run(m->cf);
+        rc = qmgr_run(qm);
         break;
     }
     _exit(rc);
