@@ -37,6 +37,13 @@
  * the same address again without TLS; the levels that require TLS defer
  * instead (smtp_tls_start, smtp_tls_failed), and verify/secure also check
  * the certificate (smtp_tls_ok). A cached connection keeps its ssl.
+ * AUTH (job->sasl_user, from smtp_sasl_password_maps): after EHLO (and
+ * STARTTLS), when the server lists AUTH, the first of CRAM-MD5, PLAIN and
+ * LOGIN it lists that smtp_sasl_mechanism_filter and the security options
+ * allow (smtp_auth_start, smtp_auth_reply); a refusal defers the mail
+ * (smtp_sasl_auth_soft_bounce) as Postfix does. The password is wiped
+ * from the buffers that held it in clear or base64 (not from the
+ * output buffer, which the next command overwrites only partly).
  * Every stage has its timeout (smtp_*_timeout); replies are bounded
  * (SMTP_LINE_MAX per line, SMTP_REPLY_LINES lines); the output buffer is
  * bounded and refilled from the file only when empty.
