@@ -1,7 +1,9 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
  * lookup.c - network lists (mynetworks), domain lists (mydestination,
- * relay_domains) and lookup tables (inline:, texthash:, static:).
+ * relay_domains) and lookup tables (inline:, texthash:, static:, and
+ * hash: and btree:, the Berkeley DB files postmap makes, read whole at
+ * open into the same sorted array).
  * A network entry is an address with a prefix length; as in Postfix an
  * entry with host bits set past the mask is an error, and "!entry" negates
  * (the first matching entry decides). A table is a sorted array of
@@ -17,6 +19,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
+
+#include <db.h>
 
 #include "conf/cf_file.h"
 #include "conf/lookup.h"
@@ -240,6 +245,7 @@ lookup_domain_match(char *const *list, const char *domain)
 enum lookup_type {
     LOOKUP_INLINE,
     LOOKUP_TEXTHASH,
+    LOOKUP_DB, /* hash:, btree: */
     LOOKUP_STATIC
 };
 
@@ -469,6 +475,98 @@ done:
     return r;
 }
 
+/* Berkeley DB's own words for a failure (it prints them on standard
+ * error unless told otherwise): the last one, for the error message. */
+static __thread char lookup_db_msg[256];
+
+static void
+lookup_db_errcall(const DB_ENV *env, const char *pfx, const char *msg)
+{
+    const char *p = strstr(msg, ": ");
+
+    /* "BDB0641 __db_meta_setup: FILE: unexpected file type or format":
+     * keep what follows the file name */
+    if (p && (p = strstr(p + 2, ": ")) != NULL)
+        msg = p + 2;
+    snprintf(lookup_db_msg, sizeof(lookup_db_msg), "%s", msg);
+}
+
+/* hash:/path or btree:/path: postmap's Berkeley DB file /path.db, read
+ * whole. Postfix stores keys and values with a trailing NUL (or without,
+ * postmap -N): either is taken. Keys are lower-cased as postmap does
+ * (postmap -f keeps case; lookups here are case-insensitive anyway). */
+static int
+lookup_parse_db(struct lookup_table *t, const char *type, const char *path,
+                DBTYPE dbtype, struct buf *err)
+{
+    struct buf *file = buf_new(256, BUF_NOCAP);
+    struct stat st;
+    DB *db = NULL;
+    DBC *cur = NULL;
+    DBT k, v;
+    int rc, r = -1;
+
+    buf_printf(file, "%s.db", path);
+    if (stat(buf_data(file), &st) < 0) {
+        buf_printf(err, "cannot open %s: %s (make it with: postmap %s:%s)",
+                   buf_data(file), strerror(errno), type, path);
+        goto done;
+    }
+    if (st.st_size > LOOKUP_FILE_MAX) {
+        buf_printf(err, "%s: larger than %d bytes", buf_data(file),
+                   LOOKUP_FILE_MAX);
+        goto done;
+    }
+    if ((rc = db_create(&db, NULL, 0)) != 0) {
+        buf_printf(err, "%s: %s", buf_data(file), db_strerror(rc));
+        db = NULL;
+        goto done;
+    }
+    lookup_db_msg[0] = '\0';
+    db->set_errcall(db, lookup_db_errcall);
+    rc = db->open(db, NULL, buf_data(file), NULL, dbtype, DB_RDONLY, 0);
+    if (rc != 0) {
+        buf_printf(err, "cannot open %s as a %s table: %s", buf_data(file),
+                   type, lookup_db_msg[0] ? lookup_db_msg : db_strerror(rc));
+        goto done;
+    }
+    if ((rc = db->cursor(db, NULL, &cur, 0)) != 0) {
+        buf_printf(err, "%s: %s", buf_data(file), db_strerror(rc));
+        cur = NULL;
+        goto done;
+    }
+    memset(&k, 0, sizeof(k));
+    memset(&v, 0, sizeof(v));
+    while ((rc = cur->get(cur, &k, &v, DB_NEXT)) == 0) {
+        const char *kp = k.data, *vp = v.data;
+        size_t kl = k.size, vl = v.size;
+
+        if (kl > 0 && kp[kl - 1] == '\0')
+            kl--;
+        if (vl > 0 && vp[vl - 1] == '\0')
+            vl--;
+        if (kl == 0 || memchr(kp, '\0', kl) || memchr(vp, '\0', vl)) {
+            buf_printf(err, "%s: an entry with a NUL byte in its key or value",
+                       buf_data(file));
+            goto done;
+        }
+        lookup_add(t, kp, kl, vp, vl);
+    }
+    if (rc != DB_NOTFOUND) {
+        buf_printf(err, "%s: %s", buf_data(file), db_strerror(rc));
+        goto done;
+    }
+    lookup_sort(t);
+    r = 0;
+done:
+    if (cur)
+        cur->close(cur);
+    if (db)
+        db->close(db, 0);
+    buf_free(file);
+    return r;
+}
+
 struct lookup_table *
 lookup_open(const char *spec, struct buf *err)
 {
@@ -497,6 +595,20 @@ lookup_open(const char *spec, struct buf *err)
         }
         if (lookup_parse_texthash(t, colon + 1, e) < 0)
             goto fail;
+    } else if (strncmp(spec, "hash:", 5) == 0
+               || strncmp(spec, "btree:", 6) == 0) {
+        int hash = spec[0] == 'h';
+
+        t->type = LOOKUP_DB;
+        if (colon[1] == '\0') {
+            buf_printf(e, "bad lookup table \"%s\": missing file name",
+                       lookup_shown(spec, shown, sizeof(shown)));
+            goto fail;
+        }
+        if (lookup_parse_db(t, hash ? "hash" : "btree", colon + 1,
+                            hash ? DB_HASH : DB_BTREE, e)
+            < 0)
+            goto fail;
     } else if (strncmp(spec, "static:", 7) == 0) {
         const char *v = colon + 1;
         size_t vlen = strlen(v);
@@ -516,7 +628,7 @@ lookup_open(const char *spec, struct buf *err)
     } else {
         buf_printf(e,
                    "unsupported lookup table type \"%.*s\" in \"%s\" "
-                   "(supported: inline, texthash, static)",
+                   "(supported: inline, texthash, hash, btree, static)",
                    (int) (colon - spec > 64 ? 64 : colon - spec), spec,
                    lookup_shown(spec, shown, sizeof(shown)));
         goto fail;
@@ -547,6 +659,7 @@ lookup_get(const struct lookup_table *t, const char *key, struct buf *out)
         return 1;
     case LOOKUP_INLINE:
     case LOOKUP_TEXTHASH:
+    case LOOKUP_DB:
         break;
     }
     lk = xstrdup(key);

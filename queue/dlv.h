@@ -72,8 +72,8 @@ struct dlv_job {
 /* Start delivery; done(job) is called later, never from inside start. */
 void dlv_smtp_start(struct dlv_job *job);
 /* The SMTP client's settings that cf_check cannot judge (numeric bind
- * addresses; with smtp_sasl_auth_enable, a password table that is set and
- * opens, and security option words): 0, or -1 and the reason in err. */
+ * addresses; with smtp_sasl_auth_enable, a password table that is set,
+ * and security option words): 0, or -1 and the reason in err. */
 int dlv_smtp_check(const struct cf *cf, struct buf *err);
 /* The SMTP client's TLS settings, for sluice check: one line per problem
  * (a level that is not one or not supported, a protocol list, CA files

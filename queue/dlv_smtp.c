@@ -78,7 +78,6 @@
 #include <openssl/hmac.h>
 #include <openssl/ssl.h>
 
-#include "conf/lookup.h"
 #include "lib/buf.h"
 #include "lib/log.h"
 #include "lib/net.h"
@@ -2308,18 +2307,6 @@ dlv_smtp_check(const struct cf *cf, struct buf *err)
             || smtp_sasl_exclude(cf, "smtp_sasl_tls_security_options", &x, err)
                    < 0)
             return -1;
-        for (char *const *t = cf_list(cf, "smtp_sasl_password_maps"); *t; t++) {
-            struct buf *e = buf_new(128, 4096);
-            struct lookup_table *lt = lookup_open(*t, e);
-
-            if (lt == NULL)
-                buf_printf(err, "smtp_sasl_password_maps: %s: %s", *t,
-                           buf_data(e));
-            lookup_free(lt);
-            buf_free(e);
-            if (lt == NULL)
-                return -1;
-        }
     }
     return 0;
 }

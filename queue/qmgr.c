@@ -1996,41 +1996,44 @@ fail:
     return rc;
 }
 
-/* The tables of list parameter name into *tp, *np: 0, or -1 (logged). */
+/* The tables of list parameter name into *tp, *np: 0, or -1 with
+ * "NAME: SPEC: why" in err. */
 static int
-qmgr_open_tables(struct qmgr *q, const char *name, struct lookup_table ***tp,
-                 size_t *np)
+qmgr_open_tables(const struct cf *cf, const char *name,
+                 struct lookup_table ***tp, size_t *np, struct buf *err)
 {
-    char *const *l = cf_list(q->cf, name);
-    struct buf *err = buf_new(128, 4096);
+    char *const *l = cf_list(cf, name);
+    struct buf *e = buf_new(128, 4096);
     size_t n;
 
     for (n = 0; l[n]; n++)
         ;
     *tp = xcalloc(n ? n : 1, sizeof(**tp));
     for (*np = 0; *np < n; (*np)++) {
-        (*tp)[*np] = lookup_open(l[*np], err);
+        (*tp)[*np] = lookup_open(l[*np], e);
         if ((*tp)[*np] == NULL) {
-            log_error("%s: %s: %s", name, l[*np], buf_data(err));
-            buf_free(err);
+            buf_printf(err, "%s: %s: %s", name, l[*np], buf_data(e));
+            buf_free(e);
             return -1;
         }
     }
-    buf_free(err);
+    buf_free(e);
     return 0;
 }
 
+/* The queue manager's tables (the SASL one only with
+ * smtp_sasl_auth_enable): 0, or -1 with the reason in err. */
 static int
-qmgr_open_maps(struct qmgr *q)
+qmgr_open_maps(struct qmgr *q, struct buf *err)
 {
-    if (qmgr_open_tables(q, "transport_maps", &q->maps, &q->nmaps) < 0
-        || qmgr_open_tables(q, "smtp_tls_policy_maps", &q->tls_maps,
-                            &q->ntls_maps)
+    if (qmgr_open_tables(q->cf, "transport_maps", &q->maps, &q->nmaps, err) < 0
+        || qmgr_open_tables(q->cf, "smtp_tls_policy_maps", &q->tls_maps,
+                            &q->ntls_maps, err)
                < 0)
         return -1;
     if (cf_bool(q->cf, "smtp_sasl_auth_enable")
-        && qmgr_open_tables(q, "smtp_sasl_password_maps", &q->sasl_maps,
-                            &q->nsasl_maps)
+        && qmgr_open_tables(q->cf, "smtp_sasl_password_maps", &q->sasl_maps,
+                            &q->nsasl_maps, err)
                < 0)
         return -1;
     return 0;
@@ -2069,14 +2072,31 @@ struct qmgr *
 qmgr_new(const struct cf *cf)
 {
     struct qmgr *q = xcalloc(1, sizeof(*q));
+    struct buf *err = buf_new(256, 8192);
 
     q->cf = cf;
     q->sock = -1;
-    if (qmgr_open_maps(q) < 0) {
+    if (qmgr_open_maps(q, err) < 0) {
+        log_error("%s", buf_data(err));
+        buf_free(err);
         qmgr_free(q);
         return NULL;
     }
+    buf_free(err);
     return q;
+}
+
+int
+qmgr_check(const struct cf *cf, struct buf *err)
+{
+    struct qmgr *q = xcalloc(1, sizeof(*q));
+    int rc;
+
+    q->cf = cf;
+    q->sock = -1;
+    rc = qmgr_open_maps(q, err);
+    qmgr_free(q);
+    return rc;
 }
 
 int

@@ -20,6 +20,9 @@ struct qmgr;
  * such files (a password table) are often readable by root only. NULL
  * when one does not open (logged). */
 struct qmgr *qmgr_new(const struct cf *cf);
+/* For sluice check and sluiced's start: do those tables open? 0, or -1
+ * with "PARAM: SPEC: why" in err. */
+int qmgr_check(const struct cf *cf, struct buf *err);
 /* Runs until SIGTERM/SIGINT; frees q; returns the exit status. */
 int qmgr_run(struct qmgr *q);
 

@@ -33,6 +33,7 @@
 #include "proxy/smtpd.h"
 #include "queue/dlv.h"
 #include "queue/qadmin.h"
+#include "queue/qmgr.h"
 #include "queue/spool.h"
 
 static const char *sluice_confdir = SYSCONFDIR;
@@ -174,7 +175,7 @@ sluice_check(struct buf *err)
     }
     ccf = clam_cf(cf, svcs, nsvcs);
     cf_services_free(svcs, nsvcs);
-    if (dlv_smtp_check(cf, err) < 0) {
+    if (dlv_smtp_check(cf, err) < 0 || qmgr_check(cf, err) < 0) {
         fprintf(stderr, "sluice: error: %s/main.cf: %s\n", sluice_confdir,
                 buf_data(err));
         rc = 1;

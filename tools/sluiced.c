@@ -600,7 +600,7 @@ master_load(struct master *m, struct cf **cf, struct cf_service **svcs,
         *cf = NULL;
         return -1;
     }
-    if (dlv_smtp_check(*cf, err) < 0) {
+    if (dlv_smtp_check(*cf, err) < 0 || qmgr_check(*cf, err) < 0) {
         log_error("%s/main.cf: %s", m->confdir, buf_data(err));
         buf_free(err);
         cf_services_free(*svcs, *nsvcs);

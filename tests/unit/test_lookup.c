@@ -1,7 +1,9 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
  * test_lookup.c - network lists, domain lists, inline/texthash/static
- * tables.
+ * tables, and hash:/btree: Berkeley DB files (made here with libdb as
+ * postmap makes them: keys and values with their trailing NUL, or
+ * without as postmap -N).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -15,6 +17,7 @@
 #include <netinet/in.h>
 
 #include <cmocka.h>
+#include <db.h>
 
 #include "conf/lookup.h"
 #include "lib/buf.h"
@@ -250,11 +253,11 @@ test_inline_bad(void **state)
     assert_null(lookup_open("nocolon", err));
     assert_string_equal(buf_data(err),
                         "bad lookup table \"nocolon\": expected type:name");
-    assert_null(lookup_open("hash:/etc/aliases", err));
+    assert_null(lookup_open("cdb:/etc/aliases", err));
     assert_string_equal(buf_data(err),
-                        "unsupported lookup table type \"hash\" in "
-                        "\"hash:/etc/aliases\" (supported: inline, texthash, "
-                        "static)");
+                        "unsupported lookup table type \"cdb\" in "
+                        "\"cdb:/etc/aliases\" (supported: inline, texthash, "
+                        "hash, btree, static)");
 }
 
 static void
@@ -348,6 +351,115 @@ test_texthash(void **state)
                                        "missing file name");
 }
 
+/* A Berkeley DB file at path (of type t) holding pairs k[i], v[i];
+ * with nul, the trailing NUL of each is stored too. */
+static void
+mkdb(const char *path, DBTYPE t, const char *const *k, const char *const *v,
+     size_t n, int nul)
+{
+    DB *db;
+    DBT dk, dv;
+
+    unlink(path);
+    assert_int_equal(db_create(&db, NULL, 0), 0);
+    assert_int_equal(db->open(db, NULL, path, NULL, t, DB_CREATE, 0600), 0);
+    for (size_t i = 0; i < n; i++) {
+        memset(&dk, 0, sizeof(dk));
+        memset(&dv, 0, sizeof(dv));
+        dk.data = (void *) k[i];
+        dk.size = (u_int32_t) (strlen(k[i]) + (nul ? 1 : 0));
+        dv.data = (void *) v[i];
+        dv.size = (u_int32_t) (strlen(v[i]) + (nul ? 1 : 0));
+        assert_int_equal(db->put(db, NULL, &dk, &dv, 0), 0);
+    }
+    assert_int_equal(db->close(db, 0), 0);
+}
+
+static void
+test_db(void **state)
+{
+    static const char *const k[] = {"example.net", "Example.ORG",
+                                    "[127.0.0.1]:2525"};
+    static const char *const v[] = {"smtp:[192.0.2.1]:25", "relay:[h]",
+                                    "user:pass:word"};
+    char dir[] = "/tmp/test_lookup.XXXXXX";
+    char path[256], file[300], spec[300], want[1024];
+    struct lookup_table *t;
+    FILE *f;
+
+    assert_non_null(mkdtemp(dir));
+    snprintf(path, sizeof(path), "%s/map", dir);
+    snprintf(file, sizeof(file), "%s.db", path);
+    for (int i = 0; i < 4; i++) {
+        int hash = i < 2, nul = i % 2;
+
+        mkdb(file, hash ? DB_HASH : DB_BTREE, k, v, 3, nul);
+        snprintf(spec, sizeof(spec), "%s:%s", hash ? "hash" : "btree", path);
+        t = lookup_open(spec, err);
+        if (t == NULL)
+            fail_msg("%s: %s", spec, buf_data(err));
+        assert_int_equal(lookup_get(t, "EXAMPLE.net", out), 1);
+        assert_string_equal(buf_data(out), "smtp:[192.0.2.1]:25");
+        assert_int_equal(lookup_get(t, "example.org", out), 1);
+        assert_string_equal(buf_data(out), "relay:[h]");
+        assert_int_equal(lookup_get(t, "[127.0.0.1]:2525", out), 1);
+        assert_string_equal(buf_data(out), "user:pass:word");
+        assert_int_equal(lookup_get(t, "example.com", out), 0);
+        lookup_free(t);
+    }
+
+    /* a btree file opened as hash: said so, with the file */
+    snprintf(spec, sizeof(spec), "hash:%s", path);
+    assert_null(lookup_open(spec, err));
+    snprintf(want, sizeof(want), "cannot open %s as a hash table: ", file);
+    assert_memory_equal(buf_data(err), want, strlen(want));
+
+    /* an entry with a NUL inside its value */
+    {
+        DB *db;
+        DBT dk, dv;
+
+        unlink(file);
+        assert_int_equal(db_create(&db, NULL, 0), 0);
+        assert_int_equal(
+            db->open(db, NULL, file, NULL, DB_HASH, DB_CREATE, 0600), 0);
+        memset(&dk, 0, sizeof(dk));
+        memset(&dv, 0, sizeof(dv));
+        dk.data = "key";
+        dk.size = 4;
+        dv.data = "va\0lue";
+        dv.size = 7;
+        assert_int_equal(db->put(db, NULL, &dk, &dv, 0), 0);
+        assert_int_equal(db->close(db, 0), 0);
+    }
+    assert_null(lookup_open(spec, err));
+    snprintf(want, sizeof(want),
+             "%s: an entry with a NUL byte in its key or value", file);
+    assert_string_equal(buf_data(err), want);
+
+    /* not a database at all */
+    f = fopen(file, "w");
+    assert_non_null(f);
+    fputs("example.net smtp:[192.0.2.1]\n", f);
+    fclose(f);
+    assert_null(lookup_open(spec, err));
+    snprintf(want, sizeof(want), "cannot open %s as a hash table: ", file);
+    assert_memory_equal(buf_data(err), want, strlen(want));
+    unlink(file);
+
+    /* no .db file: the error says how to make it */
+    assert_null(lookup_open(spec, err));
+    snprintf(want, sizeof(want),
+             "cannot open %s: No such file or directory (make it with: "
+             "postmap hash:%s)",
+             file, path);
+    assert_string_equal(buf_data(err), want);
+    assert_null(lookup_open("btree:", err));
+    assert_string_equal(buf_data(err),
+                        "bad lookup table \"btree:\": missing file name");
+    assert_int_equal(rmdir(dir), 0);
+}
+
 int
 main(void)
 {
@@ -361,6 +473,7 @@ main(void)
         cmocka_unit_test(test_inline_bad),
         cmocka_unit_test(test_static),
         cmocka_unit_test(test_texthash),
+        cmocka_unit_test(test_db),
     };
 
     return cmocka_run_group_tests(tests, setup, teardown);
