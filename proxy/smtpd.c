@@ -67,6 +67,7 @@
 #include "lib/xalloc.h"
 #include "proxy/sasl.h"
 #include "proxy/smtpd.h"
+#include "proxy/smtpd_check.h"
 #include "proxy/smtpd_data.h"
 #include "proxy/smtpd_parse.h"
 #include "queue/spool.h"
@@ -154,6 +155,7 @@ struct smtpd_conf {
     int sasl_broken; /* broken_sasl_auth_clients: AUTH=... too */
     long long sasl_resp_limit;
     struct lookup_net *sasl_exc; /* not offered AUTH in EHLO */
+    struct smtpd_check *check;   /* smtpd_*_restrictions */
 };
 
 struct smtpd_srv;
@@ -262,6 +264,10 @@ struct smtpd_sess {
     int txn_filters; /* MAIL offered to the filters: ABORT owed */
     enum filter_verdict txn_verdict; /* HOLD/DISCARD before EOM */
     char *txn_text;
+    /* the restrictions' HOLD or DISCARD for the RCPT waiting for its
+     * filter verdict (SMTPD_CHECK_PASS: none), and its text */
+    enum smtpd_check_verdict pend_check;
+    char *pend_check_text;
     char *pend_addr; /* MAIL/RCPT address waiting for a verdict */
     char *pend_body;
     struct spool_file *sf;
@@ -456,11 +462,20 @@ smtpd_conf_init(struct smtpd_conf *c, const struct cf *cf, const char *service)
     smtpd_sasl_policy(cf, "smtpd_sasl_security_options", service, &c->sasl_pol);
     smtpd_sasl_policy(cf, "smtpd_sasl_tls_security_options", service,
                       &c->sasl_tls_pol);
+    {
+        struct buf *err = buf_new(256, 4096);
+
+        /* checked by the master before it started us (smtpd_check_conf) */
+        if ((c->check = smtpd_check_new(cf, err, NULL)) == NULL)
+            log_fatal("service %s: %s", service, buf_data(err));
+        buf_free(err);
+    }
 }
 
 static void
 smtpd_conf_free(struct smtpd_conf *c)
 {
+    smtpd_check_free(c->check);
     lookup_net_free(c->mynetworks);
     lookup_net_free(c->event_exc);
     lookup_net_free(c->bare_exc);
@@ -1170,6 +1185,9 @@ smtpd_txn_end(struct smtpd_sess *s, int with_abort)
     s->txn_text = NULL;
     free(s->pend_addr);
     s->pend_addr = NULL;
+    free(s->pend_check_text);
+    s->pend_check_text = NULL;
+    s->pend_check = SMTPD_CHECK_PASS;
     free(s->pend_body);
     s->pend_body = NULL;
     s->write_err = 0;
@@ -1537,19 +1555,18 @@ smtpd_cmd_mail(struct smtpd_sess *s, struct smtpd_cmd *cmd)
     smtpd_filter(s, FILTER_MAIL, &a, smtpd_mail_done);
 }
 
-/* Invariant 8: may this client send to addr? */
+/* Is addr a destination of ours (mydestination, relay_domains, a bare
+ * postmaster), i.e. what permit_auth_destination permits and
+ * reject_unauth_destination does not reject? Invariant 8: the rest is
+ * relaying, which the restrictions allow only to mynetworks and
+ * authenticated clients. */
 static int
-smtpd_rcpt_permitted(struct smtpd_sess *s, const char *addr)
+smtpd_rcpt_auth_dest(const struct smtpd_sess *s, const char *addr)
 {
     const struct smtpd_conf *c = s->conf;
     char *local = NULL, *domain = NULL;
     int ok = 0;
 
-    if (lookup_net_match(c->mynetworks, (const struct sockaddr *) &s->sa))
-        return 1;
-    /* permit_sasl_authenticated, as Postfix: not with ANONYMOUS */
-    if (s->sasl && s->sasl->user && strcmp(s->sasl->method, "ANONYMOUS") != 0)
-        return 1;
     if (smtpd_addr_split(addr, &local, &domain) < 0)
         return 0;
     if (smtpd_local_has_routing(local))
@@ -1564,6 +1581,54 @@ smtpd_rcpt_permitted(struct smtpd_sess *s, const char *addr)
     free(local);
     free(domain);
     return ok;
+}
+
+/* warn_if_reject and WARN actions: "NOQUEUE: reject_warning: RCPT from
+ * ...: 554 5.7.1 ...; from=<> to=<> ..." as Postfix logs them. */
+struct smtpd_check_log {
+    struct smtpd_sess *s;
+    const char *stage;
+    const char *rcpt;
+};
+
+static void
+smtpd_check_log(void *arg, const char *what, const char *text)
+{
+    struct smtpd_check_log *l = arg;
+
+    smtpd_log_event(l->s, what, l->stage, text, l->rcpt);
+}
+
+/* The restrictions of the session's service, at RCPT (rcpt) or at DATA
+ * (rcpt NULL), into res. */
+static void
+smtpd_check_run(struct smtpd_sess *s, const char *rcpt,
+                struct smtpd_check_res *res)
+{
+    const struct smtpd_conf *c = s->conf;
+    struct smtpd_check_log lg = {s, rcpt ? "RCPT" : "DATA", rcpt};
+    struct smtpd_check_in in;
+
+    memset(&in, 0, sizeof(in));
+    in.sa = (const struct sockaddr *) &s->sa;
+    in.addr = s->addr;
+    in.name = s->name[0] ? s->name : "unknown";
+    in.helo = s->helo;
+    in.sender = s->sender;
+    in.rcpt = rcpt;
+    in.mynetworks =
+        lookup_net_match(c->mynetworks, (const struct sockaddr *) &s->sa);
+    /* permit_sasl_authenticated, as Postfix: not with ANONYMOUS */
+    in.authenticated =
+        s->sasl && s->sasl->user && strcmp(s->sasl->method, "ANONYMOUS") != 0;
+    in.sasl_user = in.authenticated ? s->sasl->user : NULL;
+    in.auth_dest = rcpt ? smtpd_rcpt_auth_dest(s, rcpt) : 0;
+    in.log = smtpd_check_log;
+    in.arg = &lg;
+    if (rcpt)
+        smtpd_check_rcpt(c->check, &in, res);
+    else
+        smtpd_check_data(c->check, &in, res);
 }
 
 static void
@@ -1598,16 +1663,31 @@ smtpd_rcpt_done(struct smtpd_sess *s, const struct filter_result *r)
             log_info("%s: client=%s", s->qid, s->ident);
     }
     smtpd_txn_note(s, r);
+    if (s->pend_check != SMTPD_CHECK_PASS) { /* an access HOLD or DISCARD */
+        struct filter_result hr = {0};
+
+        hr.verdict =
+            s->pend_check == SMTPD_CHECK_HOLD ? FILTER_HOLD : FILTER_DISCARD;
+        hr.text = s->pend_check_text;
+        smtpd_txn_note(s, &hr);
+        smtpd_log_event(s,
+                        s->pend_check == SMTPD_CHECK_HOLD ? "hold" : "discard",
+                        "RCPT", s->pend_check_text, s->pend_addr);
+    }
     smtpd_rcpt_add(s, s->pend_addr);
     smtpd_reply(s, "250 2.1.5 Ok");
 out:
     free(s->pend_addr);
     s->pend_addr = NULL;
+    free(s->pend_check_text);
+    s->pend_check_text = NULL;
+    s->pend_check = SMTPD_CHECK_PASS;
 }
 
 static void
 smtpd_cmd_rcpt(struct smtpd_sess *s, struct smtpd_cmd *cmd)
 {
+    struct smtpd_check_res res;
     struct smtpd_path p;
     struct filter_args a = {0};
     const char *why;
@@ -1628,13 +1708,14 @@ smtpd_cmd_rcpt(struct smtpd_sess *s, struct smtpd_cmd *cmd)
         return;
     }
     addr = p.addr;
-    if (!smtpd_rcpt_permitted(s, addr)) {
+    res.text = buf_new(128, LOG_LINE_MAX);
+    smtpd_check_run(s, addr, &res);
+    if (res.verdict == SMTPD_CHECK_REJECT) {
         struct buf *b = buf_new(128, LOG_LINE_MAX);
-
         struct filter_args fa;
 
-        smtpd_reply(s, "554 5.7.1 <%s>: Relay access denied", addr);
-        buf_printf(b, "554 5.7.1 <%s>: Relay access denied", addr);
+        buf_printf(b, "%d %s %s", res.code, res.dsn, buf_data(res.text));
+        smtpd_reply(s, "%s", buf_data(b));
         smtpd_log_event(s, "reject", "RCPT", buf_data(b), addr);
         /* filters may want to know (milters with SMFIP_RCPT_REJ) */
         memset(&fa, 0, sizeof(fa));
@@ -1643,8 +1724,14 @@ smtpd_cmd_rcpt(struct smtpd_sess *s, struct smtpd_cmd *cmd)
         smtpd_env_sync(s);
         filter_stage(s->fs, FILTER_RCPT, &fa, NULL, NULL);
         buf_free(b);
+        buf_free(res.text);
         return;
     }
+    free(s->pend_check_text);
+    s->pend_check = res.verdict;
+    s->pend_check_text =
+        res.verdict != SMTPD_CHECK_PASS ? xstrdup(buf_data(res.text)) : NULL;
+    buf_free(res.text);
     free(s->pend_addr);
     s->pend_addr = xstrdup(addr);
     a.str = s->pend_addr;
@@ -1891,6 +1978,37 @@ smtpd_gate_release(struct smtpd_sess *s)
         ev_check_start(srv->loop, &srv->gate_admit);
 }
 
+/* smtpd_data_restrictions: 1 when DATA was refused (replied, logged). */
+static int
+smtpd_check_data_refused(struct smtpd_sess *s)
+{
+    struct smtpd_check_res res;
+    int refused = 0;
+
+    res.text = buf_new(128, LOG_LINE_MAX);
+    smtpd_check_run(s, NULL, &res);
+    if (res.verdict == SMTPD_CHECK_REJECT) {
+        struct buf *b = buf_new(128, LOG_LINE_MAX);
+
+        buf_printf(b, "%d %s %s", res.code, res.dsn, buf_data(res.text));
+        smtpd_reply(s, "%s", buf_data(b));
+        smtpd_log_event(s, "reject", "DATA", buf_data(b), NULL);
+        buf_free(b);
+        refused = 1;
+    } else if (res.verdict != SMTPD_CHECK_PASS) {
+        struct filter_result hr = {0};
+
+        hr.verdict =
+            res.verdict == SMTPD_CHECK_HOLD ? FILTER_HOLD : FILTER_DISCARD;
+        hr.text = buf_data(res.text);
+        smtpd_txn_note(s, &hr);
+        smtpd_log_event(s, res.verdict == SMTPD_CHECK_HOLD ? "hold" : "discard",
+                        "DATA", buf_data(res.text), NULL);
+    }
+    buf_free(res.text);
+    return refused;
+}
+
 static void
 smtpd_cmd_data(struct smtpd_sess *s, struct smtpd_cmd *cmd)
 {
@@ -1905,6 +2023,8 @@ smtpd_cmd_data(struct smtpd_sess *s, struct smtpd_cmd *cmd)
             smtpd_reply(s, "503 5.5.1 Error: need RCPT command");
         return;
     }
+    if (smtpd_check_data_refused(s))
+        return;
     if (s->srv->data_limit > 0
         && (s->srv->data_busy >= s->srv->data_limit
             || s->srv->gate_head != NULL)) {
@@ -3140,6 +3260,7 @@ smtpd_sess_free(struct smtpd_sess *s)
     free(s->rcpts);
     free(s->txn_text);
     free(s->pend_addr);
+    free(s->pend_check_text);
     free(s->pend_body);
     free(s);
 }

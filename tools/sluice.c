@@ -31,6 +31,7 @@
 #include "lib/log.h"
 #include "lib/xalloc.h"
 #include "proxy/smtpd.h"
+#include "proxy/smtpd_check.h"
 #include "queue/dlv.h"
 #include "queue/qadmin.h"
 #include "queue/qmgr.h"
@@ -172,6 +173,14 @@ sluice_check(struct buf *err)
             buf_reset(err);
             rc = 1;
         }
+        later = buf_new(1024, BUF_NOCAP);
+        if (smtpd_check_conf(cf, svcs, nsvcs, where, err, later) < 0) {
+            fprintf(stderr, "sluice: error: %s\n", buf_data(err));
+            buf_reset(err);
+            rc = 1;
+        }
+        sluice_lines(later, "warning: ");
+        buf_free(later);
     }
     ccf = clam_cf(cf, svcs, nsvcs);
     cf_services_free(svcs, nsvcs);

@@ -50,6 +50,7 @@
 #include "lib/xalloc.h"
 #include "milter/milter.h"
 #include "proxy/smtpd.h"
+#include "proxy/smtpd_check.h"
 #include "queue/dlv.h"
 #include "queue/qmgr.h"
 #include "queue/spool.h"
@@ -573,6 +574,8 @@ master_check_filters(const char *confdir, const struct cf *cf,
 
         snprintf(where, sizeof(where), "%s/main.cf", confdir);
         rc = milter_confs_check(cf, svcs, n, where, err);
+        if (rc == 0)
+            rc = smtpd_check_conf(cf, svcs, n, where, err, NULL);
     }
     buf_free(e);
     return rc;
@@ -617,9 +620,12 @@ static void
 master_warn_later(const struct cf *cf, const struct cf_service *svcs,
                   size_t nsvcs)
 {
-    struct buf *b = buf_new(1024, BUF_NOCAP);
+    struct buf *b = buf_new(1024, BUF_NOCAP), *e = buf_new(256, 4096);
 
     cf_later(cf, svcs, nsvcs, b);
+    /* restrictions accepted but skipped (master_load judged the lists) */
+    (void) smtpd_check_conf(cf, svcs, nsvcs, "main.cf", e, b);
+    buf_free(e);
     for (char *l = buf_data(b), *nl; *l; l = nl) {
         nl = strchr(l, '\n');
         if (nl)

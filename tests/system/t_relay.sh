@@ -2,13 +2,16 @@
 # SPDX-License-Identifier: GPL-2.0-or-later
 # t_relay.sh - relay control for a client outside mynetworks: local and
 # relay_domains recipients are accepted, everything else (including
-# the classic address tricks) is refused with 554 5.7.1; from inside
-# mynetworks relaying works. The NOQUEUE reject log line.
+# the classic address tricks) is refused with 554 5.7.1 under
+# reject_unauth_destination, and with Postfix's default
+# smtpd_relay_restrictions (defer_unauth_destination) with 454 4.7.1;
+# from inside mynetworks relaying works. The NOQUEUE reject log line.
 . "$(dirname "$0")/lib.sh"
 need_binaries
-plan 15
+plan 17
 setup
-write_conf "mynetworks = 192.0.2.0/24" "relay_domains = relay.example"
+write_conf "mynetworks = 192.0.2.0/24" "relay_domains = relay.example" \
+    "smtpd_relay_restrictions = permit_mynetworks, permit_sasl_authenticated, reject_unauth_destination"
 start_sink
 start_ok
 
@@ -52,6 +55,16 @@ done
 
 check "log: NOQUEUE: reject: RCPT from unknown[127.0.0.1]: 554 5.7.1 <x@other.example>: Relay access denied; from=<a@example.org> to=<x@other.example> proto=ESMTP helo=<client.test>" \
     log_has 'NOQUEUE: reject: RCPT from unknown\[127\.0\.0\.1\]: 554 5\.7\.1 <x@other\.example>: Relay access denied; from=<a@example\.org> to=<x@other\.example> proto=ESMTP helo=<client\.test>'
+
+# --- Postfix's default relay restrictions: the same refusal, deferred
+stop_sluiced
+write_conf "mynetworks = 192.0.2.0/24" "relay_domains = relay.example"
+start_sluiced
+out=$(rcpt x@other.example)
+is "default smtpd_relay_restrictions: <x@other.example> refused with 454 4.7.1" \
+    "$out" "$(printf 'x@other.example\t454\t4.7.1 <x@other.example>: Relay access denied')"
+out=$(rcpt x@relay.example)
+like "  and <x@relay.example> accepted" "$out" "	250	"
 
 # --- inside mynetworks: relaying is allowed
 stop_sluiced

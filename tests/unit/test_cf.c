@@ -463,17 +463,17 @@ test_later(void **state)
     struct cf *cf = load("header_checks = regexp:/etc/postfix/hc\n"
                          "soft_bounce = no\n"
                          "smtpd_timeout = 7s\n"
-                         "smtpd_recipient_restrictions = permit_mynetworks,\n"
-                         " reject_unauth_destination\n");
+                         "smtpd_end_of_data_restrictions = permit_mynetworks,\n"
+                         " reject\n");
     struct cf *svc = cf_clone(cf);
     struct cf_service sv = {.cf = svc};
     struct buf *out = buf_new(256, BUF_NOCAP), *e = buf_new(256, 4096);
     const char *main_lines =
         "main.cf:1: header_checks = regexp:/etc/postfix/hc: not implemented "
         "in this Sluice yet; the setting has no effect\n"
-        "main.cf:4: smtpd_recipient_restrictions = permit_mynetworks, "
-        "reject_unauth_destination: not implemented in this Sluice yet; the "
-        "setting has no effect\n";
+        "main.cf:4: smtpd_end_of_data_restrictions = permit_mynetworks, "
+        "reject: not implemented in this Sluice yet; the setting has no "
+        "effect\n";
     size_t n;
 
     for (size_t i = 0; cf_params[i].name != NULL; i++)
@@ -484,15 +484,15 @@ test_later(void **state)
     assert_string_equal(buf_data(out), main_lines);
     buf_reset(out);
     /* a service: only its own -o setting is added to main.cf's */
-    assert_int_equal(cf_set(svc, "smtpd_helo_restrictions",
-                            "reject_invalid_helo_hostname", "master.cf:3", e),
+    assert_int_equal(cf_set(svc, "smtpd_restriction_classes", "from_friends",
+                            "master.cf:3", e),
                      0);
     assert_int_equal(cf_later(cf, &sv, 1, out), 3);
     assert_int_equal(strncmp(buf_data(out), main_lines, strlen(main_lines)), 0);
     assert_string_equal(buf_data(out) + strlen(main_lines),
-                        "master.cf:3: smtpd_helo_restrictions = "
-                        "reject_invalid_helo_hostname: not implemented in "
-                        "this Sluice yet; the setting has no effect\n");
+                        "master.cf:3: smtpd_restriction_classes = "
+                        "from_friends: not implemented in this Sluice yet; "
+                        "the setting has no effect\n");
     /* the scanner's settings work in main.cf, not per service: main.cf's
      * own setting earns nothing, a service's -o that differs does, even
      * one back to the default; smtpd_milters and clamav_enable work per

@@ -1,0 +1,920 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * smtpd_check.c - Postfix's smtpd_*_restrictions (see smtpd_check.h).
+ * Each list is parsed once into restrictions, the access tables opened
+ * then; evaluation walks the lists with what the session knows and fills
+ * in the reply, in Postfix's words and codes:
+ *   reject_unauth_destination  554 5.7.1 <rcpt>: Relay access denied
+ *   defer_unauth_destination   454 4.7.1 <rcpt>: Relay access denied
+ *   reject                     554 5.7.1 <name>: CLASS rejected: Access
+ *                              denied (CLASS of the list: Client host,
+ *                              Helo command, Sender address, Recipient
+ *                              address, Data command)
+ *   defer                      450 4.7.1 ... the same text
+ *   reject_invalid_helo_hostname
+ *                              501 5.5.2 <helo>: Helo command rejected:
+ *                              Invalid name
+ *   reject_non_fqdn_*          504 5.5.2 <x>: ... rejected: need
+ *                              fully-qualified hostname / address
+ *   sender login mismatch      553 5.7.1 <sender>: Sender address
+ *                              rejected: not owned by user U / not
+ *                              logged in
+ *   access REJECT / DEFER      554 5.7.1 / 450 4.7.1 <key>: CLASS
+ *                              rejected: TEXT (default Access denied)
+ *   access NNN TEXT            NNN D.D.D <key>: CLASS rejected: TEXT (the
+ *                              DSN from TEXT when it starts with one)
+ *   a bad access action        451 4.3.5 Server configuration error (and
+ *                              a warning naming the table)
+ * Owns: the lists and tables. Threads: any after smtpd_check_new.
+ */
+#include <ctype.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "conf/lookup.h"
+#include "lib/log.h"
+#include "lib/xalloc.h"
+#include "proxy/smtpd_check.h"
+
+enum sc_kind {
+    SC_PERMIT,
+    SC_REJECT,
+    SC_DEFER,
+    SC_WARN_IF_REJECT,
+    SC_PERMIT_MYNETWORKS,
+    SC_PERMIT_SASL,
+    SC_PERMIT_AUTH_DEST,
+    SC_REJECT_UNAUTH_DEST,
+    SC_DEFER_UNAUTH_DEST,
+    SC_INVALID_HELO,
+    SC_NON_FQDN_HELO,
+    SC_NON_FQDN_SENDER,
+    SC_NON_FQDN_RCPT,
+    SC_LOGIN_MISMATCH,      /* reject_sender_login_mismatch */
+    SC_AUTH_LOGIN_MISMATCH, /* reject_authenticated_sender_login_... */
+    SC_UNAUTH_LOGIN_MISMATCH,
+    SC_CLIENT_ACCESS, /* the four that take a table */
+    SC_HELO_ACCESS,
+    SC_SENDER_ACCESS,
+    SC_RCPT_ACCESS,
+    SC_SKIP /* accepted, not implemented */
+};
+
+/* Restrictions that take no table, by name (also access actions). */
+static const struct {
+    const char *name;
+    enum sc_kind kind;
+} sc_names[] = {
+    {"permit", SC_PERMIT},
+    {"reject", SC_REJECT},
+    {"defer", SC_DEFER},
+    {"warn_if_reject", SC_WARN_IF_REJECT},
+    {"permit_mynetworks", SC_PERMIT_MYNETWORKS},
+    {"permit_sasl_authenticated", SC_PERMIT_SASL},
+    {"permit_auth_destination", SC_PERMIT_AUTH_DEST},
+    {"reject_unauth_destination", SC_REJECT_UNAUTH_DEST},
+    {"defer_unauth_destination", SC_DEFER_UNAUTH_DEST},
+    {"reject_invalid_helo_hostname", SC_INVALID_HELO},
+    {"reject_invalid_hostname", SC_INVALID_HELO}, /* before Postfix 2.3 */
+    {"reject_non_fqdn_helo_hostname", SC_NON_FQDN_HELO},
+    {"reject_non_fqdn_hostname", SC_NON_FQDN_HELO},
+    {"reject_non_fqdn_sender", SC_NON_FQDN_SENDER},
+    {"reject_non_fqdn_recipient", SC_NON_FQDN_RCPT},
+    {"reject_sender_login_mismatch", SC_LOGIN_MISMATCH},
+    {"reject_authenticated_sender_login_mismatch", SC_AUTH_LOGIN_MISMATCH},
+    {"reject_unauthenticated_sender_login_mismatch", SC_UNAUTH_LOGIN_MISMATCH},
+};
+
+/* Postfix restrictions this Sluice skips (DNS, policy servers, client
+ * certificates, address verification ...); 1: they take an argument. */
+static const struct {
+    const char *name;
+    int arg;
+} sc_skipped[] = {
+    {"check_ccert_access", 1},
+    {"check_client_a_access", 1},
+    {"check_client_mx_access", 1},
+    {"check_client_ns_access", 1},
+    {"check_helo_a_access", 1},
+    {"check_helo_mx_access", 1},
+    {"check_helo_ns_access", 1},
+    {"check_policy_service", 1},
+    {"check_recipient_a_access", 1},
+    {"check_recipient_mx_access", 1},
+    {"check_recipient_ns_access", 1},
+    {"check_reverse_client_hostname_access", 1},
+    {"check_sasl_access", 1},
+    {"check_sender_a_access", 1},
+    {"check_sender_mx_access", 1},
+    {"check_sender_ns_access", 1},
+    {"defer_if_permit", 0},
+    {"defer_if_reject", 0},
+    {"permit_dnswl_client", 1},
+    {"permit_mx_backup", 0},
+    {"permit_rhswl_client", 1},
+    {"permit_tls_all_clientcerts", 0},
+    {"permit_tls_clientcerts", 0},
+    {"reject_known_sender_login_mismatch", 0},
+    {"reject_multi_recipient_bounce", 0},
+    {"reject_plaintext_session", 0},
+    {"reject_rbl_client", 1},
+    {"reject_rhsbl_client", 1},
+    {"reject_rhsbl_helo", 1},
+    {"reject_rhsbl_recipient", 1},
+    {"reject_rhsbl_reverse_client", 1},
+    {"reject_rhsbl_sender", 1},
+    {"reject_unauth_pipelining", 0},
+    {"reject_unknown_client_hostname", 0},
+    {"reject_unknown_client", 0},
+    {"reject_unknown_helo_hostname", 0},
+    {"reject_unknown_hostname", 0},
+    {"reject_unknown_recipient_domain", 0},
+    {"reject_unknown_reverse_client_hostname", 0},
+    {"reject_unknown_sender_domain", 0},
+    {"reject_unlisted_recipient", 0},
+    {"reject_unlisted_sender", 0},
+    {"reject_unverified_recipient", 0},
+    {"reject_unverified_sender", 0},
+};
+
+struct sc_restr {
+    enum sc_kind kind;
+    struct lookup_table *t; /* the check_*_access ones */
+    char *spec;             /* their TYPE:TABLE, for warnings */
+};
+
+enum sc_list {
+    SCL_CLIENT,
+    SCL_HELO,
+    SCL_SENDER,
+    SCL_RELAY,
+    SCL_RCPT,
+    SCL_DATA,
+    SCL_N
+};
+
+static const char *const sc_params[SCL_N] = {
+    "smtpd_client_restrictions",    "smtpd_helo_restrictions",
+    "smtpd_sender_restrictions",    "smtpd_relay_restrictions",
+    "smtpd_recipient_restrictions", "smtpd_data_restrictions",
+};
+
+struct smtpd_check {
+    struct sc_restr *v[SCL_N];
+    size_t n[SCL_N];
+    struct lookup_table **login; /* smtpd_sender_login_maps */
+    size_t nlogin;
+    char *null_key; /* smtpd_null_access_lookup_key */
+};
+
+/* Evaluation of one request. */
+struct sc_run {
+    const struct smtpd_check *c;
+    const struct smtpd_check_in *in;
+    struct smtpd_check_res *res;
+    enum sc_list list;
+    int warn; /* warn_if_reject for the next restriction */
+    int depth;
+};
+
+enum sc_result {
+    SCR_DUNNO,
+    SCR_PERMIT,
+    SCR_REJECT
+};
+
+static enum sc_kind
+sc_lookup_name(const char *w, int *found)
+{
+    for (size_t i = 0; i < sizeof(sc_names) / sizeof(sc_names[0]); i++)
+        if (strcasecmp(w, sc_names[i].name) == 0) {
+            *found = 1;
+            return sc_names[i].kind;
+        }
+    *found = 0;
+    return SC_SKIP;
+}
+
+static struct lookup_table **
+sc_open_tables(const struct cf *cf, const char *param, size_t *n,
+               struct buf *err)
+{
+    char *const *l = cf_list(cf, param);
+    struct lookup_table **v;
+    size_t k;
+
+    for (k = 0; l[k]; k++)
+        ;
+    v = xcalloc(k + 1, sizeof(*v));
+    for (*n = 0; *n < k; (*n)++) {
+        struct buf *e = buf_new(128, 4096);
+
+        v[*n] = lookup_open(l[*n], e);
+        if (v[*n] == NULL) {
+            buf_printf(err, "%s: %s: %s", param, l[*n], buf_data(e));
+            buf_free(e);
+            for (size_t i = 0; i < *n; i++)
+                lookup_free(v[i]);
+            free(v);
+            return NULL;
+        }
+        buf_free(e);
+    }
+    return v;
+}
+
+static int
+sc_parse_list(struct smtpd_check *c, const struct cf *cf, enum sc_list l,
+              struct buf *err, struct buf *warn)
+{
+    char *const *w = cf_list(cf, sc_params[l]);
+    size_t k, i;
+
+    for (k = 0; w[k]; k++)
+        ;
+    c->v[l] = xcalloc(k + 1, sizeof(*c->v[l]));
+    for (i = 0; i < k; i++) {
+        struct sc_restr *r = &c->v[l][c->n[l]];
+        const char *name = w[i];
+        int found, tab = -1;
+
+        r->kind = sc_lookup_name(name, &found);
+        if (!found) {
+            static const char *const tabs[] = {
+                "check_client_access", "check_helo_access",
+                "check_sender_access", "check_recipient_access"};
+
+            for (size_t t = 0; t < 4; t++)
+                if (strcasecmp(name, tabs[t]) == 0)
+                    tab = (int) t;
+        }
+        if (tab >= 0) {
+            struct buf *e;
+
+            if (w[i + 1] == NULL || strchr(w[i + 1], ':') == NULL) {
+                buf_printf(err, "%s: %s: missing TYPE:TABLE after it",
+                           sc_params[l], name);
+                return -1;
+            }
+            r->kind = (enum sc_kind)(SC_CLIENT_ACCESS + tab);
+            r->spec = xstrdup(w[++i]);
+            e = buf_new(128, 4096);
+            r->t = lookup_open(r->spec, e);
+            if (r->t == NULL) {
+                buf_printf(err, "%s: %s %s: %s", sc_params[l], name, r->spec,
+                           buf_data(e));
+                buf_free(e);
+                return -1;
+            }
+            buf_free(e);
+        } else if (!found) {
+            size_t s;
+
+            for (s = 0; s < sizeof(sc_skipped) / sizeof(sc_skipped[0]); s++)
+                if (strcasecmp(name, sc_skipped[s].name) == 0)
+                    break;
+            if (s == sizeof(sc_skipped) / sizeof(sc_skipped[0])) {
+                char safe[128];
+
+                buf_printf(err, "%s: unknown restriction \"%s\"", sc_params[l],
+                           log_safe(name, strlen(name), safe, sizeof(safe)));
+                return -1;
+            }
+            if (warn)
+                buf_printf(warn,
+                           "%s: %s: not implemented in this Sluice yet; "
+                           "skipped\n",
+                           sc_params[l], sc_skipped[s].name);
+            if (sc_skipped[s].arg && w[i + 1])
+                i++;
+            r->kind = SC_SKIP;
+        }
+        c->n[l]++;
+    }
+    return 0;
+}
+
+struct smtpd_check *
+smtpd_check_new(const struct cf *cf, struct buf *err, struct buf *warn)
+{
+    struct smtpd_check *c = xcalloc(1, sizeof(*c));
+    int relay = 0;
+
+    for (int l = 0; l < SCL_N; l++)
+        if (sc_parse_list(c, cf, (enum sc_list) l, err, warn) < 0)
+            goto fail;
+    /* Postfix refuses to run an open relay by mistake */
+    for (int l = SCL_RELAY; l <= SCL_RCPT; l++)
+        for (size_t i = 0; i < c->n[l]; i++)
+            switch (c->v[l][i].kind) {
+            case SC_REJECT_UNAUTH_DEST:
+            case SC_DEFER_UNAUTH_DEST:
+            case SC_REJECT:
+            case SC_DEFER:
+                relay = 1;
+                break;
+            default:
+                break;
+            }
+    if (!relay) {
+        buf_printf(err, "in parameter smtpd_relay_restrictions or "
+                        "smtpd_recipient_restrictions, specify at least one "
+                        "working instance of: reject_unauth_destination, "
+                        "defer_unauth_destination, reject or defer");
+        goto fail;
+    }
+    c->login = sc_open_tables(cf, "smtpd_sender_login_maps", &c->nlogin, err);
+    if (c->login == NULL)
+        goto fail;
+    c->null_key = xstrdup(cf_str(cf, "smtpd_null_access_lookup_key"));
+    return c;
+fail:
+    smtpd_check_free(c);
+    return NULL;
+}
+
+void
+smtpd_check_free(struct smtpd_check *c)
+{
+    if (c == NULL)
+        return;
+    for (int l = 0; l < SCL_N; l++) {
+        for (size_t i = 0; i < c->n[l]; i++) {
+            lookup_free(c->v[l][i].t);
+            free(c->v[l][i].spec);
+        }
+        free(c->v[l]);
+    }
+    for (size_t i = 0; i < c->nlogin; i++)
+        lookup_free(c->login[i]);
+    free(c->login);
+    free(c->null_key);
+    free(c);
+}
+
+/* ---- replies ---- */
+
+static const char *const sc_class[SCL_N] = {
+    "Client host",       "Helo command",      "Sender address",
+    "Recipient address", "Recipient address", "Data command",
+};
+
+/* The <name> of a list's replies. */
+static void
+sc_name(const struct sc_run *r, enum sc_list l, struct buf *b)
+{
+    const struct smtpd_check_in *in = r->in;
+
+    switch (l) {
+    case SCL_CLIENT:
+        buf_printf(b, "<%s[%s]>", in->name ? in->name : "unknown",
+                   in->addr ? in->addr : "");
+        break;
+    case SCL_HELO:
+        buf_printf(b, "<%s>", in->helo ? in->helo : "");
+        break;
+    case SCL_SENDER:
+        buf_printf(b, "<%s>", in->sender ? in->sender : "");
+        break;
+    case SCL_RELAY:
+    case SCL_RCPT:
+        buf_printf(b, "<%s>", in->rcpt ? in->rcpt : "");
+        break;
+    case SCL_DATA:
+    case SCL_N:
+        buf_printf(b, "<DATA>");
+        break;
+    }
+}
+
+/* A reject (or, after warn_if_reject, a warning): SCR_REJECT or DUNNO. */
+static enum sc_result sc_reject(struct sc_run *r, int code, const char *dsn,
+                                const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+static enum sc_result
+sc_reject(struct sc_run *r, int code, const char *dsn, const char *fmt, ...)
+{
+    struct buf *t = buf_new(256, BUF_NOCAP);
+    va_list ap;
+
+    va_start(ap, fmt);
+    buf_vprintf(t, fmt, ap);
+    va_end(ap);
+    if (r->warn) {
+        struct buf *l = buf_new(256, BUF_NOCAP);
+
+        buf_printf(l, "%d %s %s", code, dsn, buf_data(t));
+        if (r->in->log)
+            r->in->log(r->in->arg, "reject_warning", buf_data(l));
+        buf_free(l);
+        buf_free(t);
+        return SCR_DUNNO;
+    }
+    r->res->verdict = SMTPD_CHECK_REJECT;
+    r->res->code = code;
+    snprintf(r->res->dsn, sizeof(r->res->dsn), "%s", dsn);
+    buf_reset(r->res->text);
+    buf_append(r->res->text, buf_data(t), buf_len(t));
+    buf_free(t);
+    return SCR_REJECT;
+}
+
+/* "<name>: CLASS rejected: TEXT" with the list's or the key's name. */
+static enum sc_result
+sc_reject_class(struct sc_run *r, enum sc_list l, int code, const char *dsn,
+                const char *text)
+{
+    struct buf *n = buf_new(128, BUF_NOCAP);
+    enum sc_result res;
+
+    sc_name(r, l, n);
+    res = sc_reject(r, code, dsn, "%s: %s rejected: %s", buf_data(n),
+                    sc_class[l], text);
+    buf_free(n);
+    return res;
+}
+
+/* ---- the checks ---- */
+
+/* RFC 5321 domain or address literal, as Postfix's valid_hostname /
+ * valid_hostaddr are lenient: labels of letters, digits, '-' and '_',
+ * not starting or ending with '-', at most 255 bytes; or [literal]. */
+static int
+sc_valid_hostname(const char *h)
+{
+    size_t n = strlen(h), lab = 0;
+
+    if (n == 0 || n > 255)
+        return 0;
+    if (h[0] == '[')
+        return h[n - 1] == ']' && n > 2;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char ch = (unsigned char) h[i];
+
+        if (ch == '.') {
+            if (lab == 0 || h[i - 1] == '-')
+                return 0;
+            lab = 0;
+        } else if (isalnum(ch) || ch == '_' || ch == '-') {
+            if (lab == 0 && ch == '-')
+                return 0;
+            if (++lab > 63)
+                return 0;
+        } else {
+            return 0;
+        }
+    }
+    return h[n - 1] != '-';
+}
+
+/* A fully-qualified domain: valid, with a dot inside, not all digits and
+ * dots (an IP address is not a host name); an address literal counts. */
+static int
+sc_fqdn(const char *h)
+{
+    const char *d;
+
+    if (h[0] == '[')
+        return sc_valid_hostname(h);
+    if (!sc_valid_hostname(h) || (d = strchr(h, '.')) == NULL || d == h
+        || h[strlen(h) - 1] == '.')
+        return 0;
+    return strspn(h, "0123456789.") != strlen(h);
+}
+
+static enum sc_result sc_one(struct sc_run *r, const struct sc_restr *x);
+
+/* An access table value: the action. */
+static enum sc_result
+sc_action(struct sc_run *r, enum sc_list l, const char *spec, const char *v)
+{
+    size_t wl = strcspn(v, " \t");
+    const char *text = v + wl;
+    int found;
+    enum sc_kind k;
+
+    while (*text == ' ' || *text == '\t')
+        text++;
+#define IS(w) (wl == strlen(w) && strncasecmp(v, w, wl) == 0)
+    if (IS("OK") || IS("PERMIT"))
+        return SCR_PERMIT;
+    if (IS("DUNNO"))
+        return SCR_DUNNO;
+    if (IS("REJECT"))
+        return sc_reject_class(r, l, 554, "5.7.1",
+                               *text ? text : "Access denied");
+    if (IS("DEFER"))
+        return sc_reject_class(r, l, 450, "4.7.1",
+                               *text ? text : "Access denied");
+    if (IS("WARN")) {
+        if (r->in->log)
+            r->in->log(r->in->arg, "warn", text);
+        return SCR_DUNNO;
+    }
+    if (IS("HOLD") || IS("DISCARD")) {
+        enum smtpd_check_verdict vd =
+            IS("HOLD") ? SMTPD_CHECK_HOLD : SMTPD_CHECK_DISCARD;
+
+        if (r->res->verdict == SMTPD_CHECK_PASS
+            || (r->res->verdict == SMTPD_CHECK_HOLD
+                && vd == SMTPD_CHECK_DISCARD)) {
+            struct buf *n = buf_new(128, BUF_NOCAP);
+
+            /* Postfix: "<name>: CLASS triggers HOLD action", or the text */
+            sc_name(r, l, n);
+            r->res->verdict = vd;
+            buf_reset(r->res->text);
+            if (*text)
+                buf_printf(r->res->text, "%s: %s %s", buf_data(n), sc_class[l],
+                           text);
+            else
+                buf_printf(r->res->text, "%s: %s triggers %s action",
+                           buf_data(n), sc_class[l],
+                           vd == SMTPD_CHECK_HOLD ? "HOLD" : "DISCARD");
+            buf_free(n);
+        }
+        return SCR_DUNNO;
+    }
+    if (wl == 3 && isdigit((unsigned char) v[0]) && (v[0] == '4' || v[0] == '5')
+        && isdigit((unsigned char) v[1]) && isdigit((unsigned char) v[2])) {
+        int code = (v[0] - '0') * 100 + (v[1] - '0') * 10 + (v[2] - '0');
+        char dsn[16];
+        size_t dl = strspn(text, "0123456789.");
+
+        /* "550 5.7.1 text": the DSN of the text, if its class matches */
+        if (dl >= 5 && dl < sizeof(dsn) && text[0] == v[0] && text[1] == '.'
+            && (text[dl] == ' ' || text[dl] == '\0')) {
+            snprintf(dsn, sizeof(dsn), "%.*s", (int) dl, text);
+            text += dl;
+            while (*text == ' ')
+                text++;
+        } else {
+            snprintf(dsn, sizeof(dsn), "%c.7.1", v[0]);
+        }
+        return sc_reject_class(r, l, code, dsn, *text ? text : "Access denied");
+    }
+    k = sc_lookup_name(v, &found);
+    if (found && wl == strlen(v) && r->depth < 4) {
+        struct sc_restr x = {k, NULL, NULL};
+        enum sc_result res;
+
+        r->depth++;
+        res = sc_one(r, &x);
+        r->depth--;
+        return res;
+    }
+#undef IS
+    {
+        char safe[128];
+
+        log_warning("access table %s: unknown action \"%s\": treated as a "
+                    "temporary server configuration error",
+                    spec, log_safe(v, strlen(v), safe, sizeof(safe)));
+    }
+    return sc_reject(r, 451, "4.3.5", "Server configuration error");
+}
+
+/* Look keys up in t, the first that exists decides: the action's result,
+ * or DUNNO when none does. */
+static enum sc_result
+sc_lookup(struct sc_run *r, enum sc_list l, const struct sc_restr *x,
+          char *const *keys, size_t nkeys)
+{
+    struct buf *v = buf_new(128, 4096);
+    enum sc_result res = SCR_DUNNO;
+
+    for (size_t i = 0; i < nkeys; i++) {
+        int rc = lookup_get(x->t, keys[i], v);
+
+        if (rc < 0) {
+            log_warning("access table %s: %s", x->spec, buf_data(v));
+            res = sc_reject(r, 451, "4.3.0", "Temporary lookup failure");
+            break;
+        }
+        if (rc > 0) {
+            res = sc_action(r, l, x->spec, buf_data(v));
+            break;
+        }
+    }
+    buf_free(v);
+    return res;
+}
+
+/* Keys of a domain: itself, then its parents ("a.b.c", "b.c", "c"). */
+static size_t
+sc_domain_keys(const char *d, char **keys, size_t max)
+{
+    size_t n = 0;
+
+    while (d && *d && n < max) {
+        keys[n++] = xstrdup(d);
+        d = strchr(d, '.');
+        if (d)
+            d++;
+    }
+    return n;
+}
+
+/* Keys of an address: user@domain, the domain and its parents, user@;
+ * the null sender: smtpd_null_access_lookup_key. */
+static size_t
+sc_addr_keys(const struct sc_run *r, const char *a, char **keys, size_t max)
+{
+    const char *at = strrchr(a, '@');
+    size_t n = 0;
+
+    if (*a == '\0') {
+        keys[n++] = xstrdup(r->c->null_key);
+        return n;
+    }
+    keys[n++] = xstrdup(a);
+    if (at) {
+        n += sc_domain_keys(at + 1, keys + n, max - n - 1);
+        keys[n++] = xmemdup(a, (size_t) (at - a) + 1); /* "user@" */
+    }
+    return n;
+}
+
+/* Keys of the client: its name and parents, its address, and for IPv4 the
+ * address cut at each dot ("192.0.2", "192.0", "192"). */
+static size_t
+sc_client_keys(const struct sc_run *r, char **keys, size_t max)
+{
+    const struct smtpd_check_in *in = r->in;
+    size_t n = 0;
+
+    if (in->name && strcmp(in->name, "unknown") != 0)
+        n += sc_domain_keys(in->name, keys, max - 5);
+    if (in->addr && *in->addr) {
+        char *a = xstrdup(in->addr), *d;
+
+        keys[n++] = xstrdup(a);
+        if (strchr(a, ':') == NULL)
+            while ((d = strrchr(a, '.')) != NULL && n < max) {
+                *d = '\0';
+                keys[n++] = xstrdup(a);
+            }
+        free(a);
+    }
+    return n;
+}
+
+#define SC_KEYS_MAX 140 /* a 255-byte name has at most 128 labels */
+
+static enum sc_result
+sc_access(struct sc_run *r, const struct sc_restr *x)
+{
+    char *keys[SC_KEYS_MAX];
+    size_t n = 0;
+    enum sc_list l = SCL_CLIENT;
+    enum sc_result res;
+
+    switch (x->kind) {
+    case SC_CLIENT_ACCESS:
+        n = sc_client_keys(r, keys, SC_KEYS_MAX);
+        l = SCL_CLIENT;
+        break;
+    case SC_HELO_ACCESS:
+        if (r->in->helo)
+            n = sc_domain_keys(r->in->helo, keys, SC_KEYS_MAX);
+        l = SCL_HELO;
+        break;
+    case SC_SENDER_ACCESS:
+        if (r->in->sender)
+            n = sc_addr_keys(r, r->in->sender, keys, SC_KEYS_MAX);
+        l = SCL_SENDER;
+        break;
+    case SC_RCPT_ACCESS:
+        if (r->in->rcpt)
+            n = sc_addr_keys(r, r->in->rcpt, keys, SC_KEYS_MAX);
+        l = SCL_RCPT;
+        break;
+    default:
+        return SCR_DUNNO;
+    }
+    res = sc_lookup(r, l, x, keys, n);
+    for (size_t i = 0; i < n; i++)
+        free(keys[i]);
+    return res;
+}
+
+/* smtpd_sender_login_maps: the owners of the sender ("u1, u2"), looked
+ * up as the address, then "@domain". 1 found, 0 not. */
+static int
+sc_owners(const struct sc_run *r, struct buf *out)
+{
+    const char *s = r->in->sender, *at;
+    int rc = 0;
+
+    for (size_t i = 0; i < r->c->nlogin && rc == 0; i++) {
+        rc = lookup_get(r->c->login[i], s, out);
+        if (rc == 0 && (at = strrchr(s, '@')) != NULL)
+            rc = lookup_get(r->c->login[i], at, out);
+    }
+    return rc > 0;
+}
+
+static int
+sc_owned_by(const char *owners, const char *user)
+{
+    size_t ul = strlen(user);
+
+    for (const char *p = owners; *p;) {
+        size_t n = strcspn(p, ", \t");
+
+        if (n == ul && strncasecmp(p, user, ul) == 0)
+            return 1;
+        p += n;
+        p += strspn(p, ", \t");
+    }
+    return 0;
+}
+
+static enum sc_result
+sc_login_mismatch(struct sc_run *r, enum sc_kind k)
+{
+    const struct smtpd_check_in *in = r->in;
+    struct buf *owners;
+    enum sc_result res = SCR_DUNNO;
+    int found;
+
+    if (in->sender == NULL || *in->sender == '\0')
+        return SCR_DUNNO;
+    owners = buf_new(128, 4096);
+    found = sc_owners(r, owners);
+    if (in->authenticated && in->sasl_user) {
+        if (k != SC_UNAUTH_LOGIN_MISMATCH
+            && (!found || !sc_owned_by(buf_data(owners), in->sasl_user)))
+            res = sc_reject(r, 553, "5.7.1",
+                            "<%s>: Sender address rejected: not owned by "
+                            "user %s",
+                            in->sender, in->sasl_user);
+    } else if (found && k != SC_AUTH_LOGIN_MISMATCH) {
+        res = sc_reject(r, 553, "5.7.1",
+                        "<%s>: Sender address rejected: not logged in",
+                        in->sender);
+    }
+    buf_free(owners);
+    return res;
+}
+
+static enum sc_result
+sc_one(struct sc_run *r, const struct sc_restr *x)
+{
+    const struct smtpd_check_in *in = r->in;
+
+    switch (x->kind) {
+    case SC_PERMIT:
+        return SCR_PERMIT;
+    case SC_REJECT:
+        return sc_reject_class(r, r->list, 554, "5.7.1", "Access denied");
+    case SC_DEFER:
+        return sc_reject_class(r, r->list, 450, "4.7.1", "Access denied");
+    case SC_WARN_IF_REJECT:
+        return SCR_DUNNO; /* sc_list sets r->warn for the next one */
+    case SC_PERMIT_MYNETWORKS:
+        return in->mynetworks ? SCR_PERMIT : SCR_DUNNO;
+    case SC_PERMIT_SASL:
+        return in->authenticated ? SCR_PERMIT : SCR_DUNNO;
+    case SC_PERMIT_AUTH_DEST:
+        return in->rcpt && in->auth_dest ? SCR_PERMIT : SCR_DUNNO;
+    case SC_REJECT_UNAUTH_DEST:
+    case SC_DEFER_UNAUTH_DEST:
+        if (in->rcpt == NULL || in->auth_dest)
+            return SCR_DUNNO;
+        if (x->kind == SC_REJECT_UNAUTH_DEST)
+            return sc_reject(r, 554, "5.7.1", "<%s>: Relay access denied",
+                             in->rcpt);
+        return sc_reject(r, 454, "4.7.1", "<%s>: Relay access denied",
+                         in->rcpt);
+    case SC_INVALID_HELO:
+        if (in->helo == NULL || sc_valid_hostname(in->helo))
+            return SCR_DUNNO;
+        return sc_reject(r, 501, "5.5.2",
+                         "<%s>: Helo command rejected: Invalid name", in->helo);
+    case SC_NON_FQDN_HELO:
+        if (in->helo == NULL || sc_fqdn(in->helo))
+            return SCR_DUNNO;
+        return sc_reject(r, 504, "5.5.2",
+                         "<%s>: Helo command rejected: need fully-qualified "
+                         "hostname",
+                         in->helo);
+    case SC_NON_FQDN_SENDER:
+    case SC_NON_FQDN_RCPT: {
+        const char *a = x->kind == SC_NON_FQDN_SENDER ? in->sender : in->rcpt;
+        const char *at;
+
+        if (a == NULL || *a == '\0')
+            return SCR_DUNNO;
+        at = strrchr(a, '@');
+        if (at && sc_fqdn(at + 1))
+            return SCR_DUNNO;
+        return sc_reject(r, 504, "5.5.2",
+                         "<%s>: %s rejected: need fully-qualified address", a,
+                         x->kind == SC_NON_FQDN_SENDER ? "Sender address"
+                                                       : "Recipient address");
+    }
+    case SC_LOGIN_MISMATCH:
+    case SC_AUTH_LOGIN_MISMATCH:
+    case SC_UNAUTH_LOGIN_MISMATCH:
+        return sc_login_mismatch(r, x->kind);
+    case SC_CLIENT_ACCESS:
+    case SC_HELO_ACCESS:
+    case SC_SENDER_ACCESS:
+    case SC_RCPT_ACCESS:
+        return sc_access(r, x);
+    case SC_SKIP:
+        return SCR_DUNNO;
+    }
+    return SCR_DUNNO;
+}
+
+/* One list: 1 when it rejected (res filled), else 0. */
+static int
+sc_list(struct sc_run *r, enum sc_list l)
+{
+    r->list = l;
+    r->warn = 0;
+    for (size_t i = 0; i < r->c->n[l]; i++) {
+        const struct sc_restr *x = &r->c->v[l][i];
+        enum sc_result res = sc_one(r, x);
+
+        r->warn = x->kind == SC_WARN_IF_REJECT;
+        if (res == SCR_PERMIT)
+            return 0;
+        if (res == SCR_REJECT)
+            return 1;
+    }
+    return 0;
+}
+
+static void
+sc_res_init(struct smtpd_check_res *res)
+{
+    res->verdict = SMTPD_CHECK_PASS;
+    res->code = 0;
+    res->dsn[0] = '\0';
+    buf_reset(res->text);
+}
+
+void
+smtpd_check_rcpt(const struct smtpd_check *c, const struct smtpd_check_in *in,
+                 struct smtpd_check_res *res)
+{
+    struct sc_run r = {c, in, res, SCL_CLIENT, 0, 0};
+
+    sc_res_init(res);
+    for (int l = SCL_CLIENT; l <= SCL_RCPT; l++)
+        if (sc_list(&r, (enum sc_list) l))
+            return;
+}
+
+void
+smtpd_check_data(const struct smtpd_check *c, const struct smtpd_check_in *in,
+                 struct smtpd_check_res *res)
+{
+    struct sc_run r = {c, in, res, SCL_DATA, 0, 0};
+
+    sc_res_init(res);
+    sc_list(&r, SCL_DATA);
+}
+
+int
+smtpd_check_conf(const struct cf *cf, const struct cf_service *svcs, size_t n,
+                 const char *main, struct buf *err, struct buf *warn)
+{
+    struct buf *e = buf_new(256, 4096), *w = buf_new(256, BUF_NOCAP);
+    int rc = 0;
+
+    /* main.cf first: a service that inherits a bad list is not named */
+    for (size_t i = 0; rc == 0 && i <= n; i++) {
+        const struct cf *scf = i == 0 ? cf : svcs[i - 1].cf;
+        struct smtpd_check *c;
+
+        buf_reset(e);
+        buf_reset(w);
+        if ((c = smtpd_check_new(scf, e, w)) == NULL) {
+            if (i == 0)
+                buf_printf(err, "%s: %s", main, buf_data(e));
+            else
+                buf_printf(err, "%s: service %s: %s", svcs[i - 1].where,
+                           svcs[i - 1].name, buf_data(e));
+            rc = -1;
+        }
+        smtpd_check_free(c);
+        /* each warning once, however many services share the list */
+        for (char *l = buf_data(w), *nl; warn && *l; l = nl) {
+            nl = strchr(l, '\n');
+            *nl++ = '\0';
+            if (strstr(buf_data(warn), l) == NULL)
+                buf_printf(warn, "%s\n", l);
+        }
+    }
+    buf_free(e);
+    buf_free(w);
+    return rc;
+}

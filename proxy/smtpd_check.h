@@ -1,0 +1,107 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * smtpd_check.h - Postfix's SMTP access restrictions: the
+ * smtpd_client_restrictions, smtpd_helo_restrictions,
+ * smtpd_sender_restrictions, smtpd_relay_restrictions,
+ * smtpd_recipient_restrictions and smtpd_data_restrictions lists, with
+ * smtpd_delay_reject's evaluation: the first five at each RCPT TO, in
+ * that order, the last at DATA.
+ *
+ * Within a list the restrictions run in order until one decides: a
+ * permit ends that list (the next list still runs), a reject or defer
+ * ends the evaluation with its reply; a list that runs out decides
+ * nothing. Every list must let the recipient through. Restrictions:
+ *   permit reject defer warn_if_reject
+ *   permit_mynetworks permit_sasl_authenticated
+ *   permit_auth_destination reject_unauth_destination
+ *   defer_unauth_destination
+ *   reject_invalid_helo_hostname reject_non_fqdn_helo_hostname
+ *   reject_non_fqdn_sender reject_non_fqdn_recipient
+ *   reject_sender_login_mismatch (smtpd_sender_login_maps; also the
+ *     reject_authenticated_ and reject_unauthenticated_ forms)
+ *   check_client_access check_helo_access check_sender_access
+ *   check_recipient_access TYPE:TABLE, whose values are Postfix's access
+ *     actions: OK, PERMIT, DUNNO, REJECT [text], DEFER [text], NNN text
+ *     (4xx, 5xx), WARN text, HOLD [text], DISCARD [text], or the name of
+ *     one of the restrictions above that takes no table.
+ * Restrictions that need DNS or a policy server (reject_rbl_client,
+ * reject_unknown_*, check_policy_service, ...) and reject_unauth_pipelining
+ * are accepted and skipped, with a warning at start (smtpd_check_new's
+ * warn); an unknown name is an error. As Postfix, the relay and recipient
+ * lists together must hold a relay check (reject_unauth_destination,
+ * defer_unauth_destination, reject or defer).
+ *
+ * Table lookups are in memory (lookup.h): nothing here blocks.
+ * Owns: the parsed lists and the opened tables. Threads: any (read-only
+ * after smtpd_check_new).
+ */
+#ifndef SLUICE_SMTPD_CHECK_H
+#define SLUICE_SMTPD_CHECK_H
+
+#include <sys/socket.h>
+
+#include "conf/cf.h"
+#include "lib/buf.h"
+
+struct smtpd_check;
+
+/* The lists of cf (a service's parameters). NULL with "PARAM: ..." in err
+ * on an unknown restriction, a missing or unopenable table, or no relay
+ * check; lines "PARAM: NAME: not implemented in this Sluice yet; skipped"
+ * appended to warn (NULL ok) for accepted but skipped restrictions. */
+struct smtpd_check *smtpd_check_new(const struct cf *cf, struct buf *err,
+                                    struct buf *warn);
+void smtpd_check_free(struct smtpd_check *c); /* NULL ok */
+/* For sluiced's start and sluice check: main.cf's lists and each of the n
+ * services' (with their -o): 0, or -1 with the first problem in err
+ * ("MAIN: ..." or "FILE:LINE: service NAME: ..."); the skipped
+ * restrictions' warnings appended to warn, each line once. */
+struct cf_service;
+int smtpd_check_conf(const struct cf *cf, const struct cf_service *svcs,
+                     size_t n, const char *main, struct buf *err,
+                     struct buf *warn);
+
+/* What the session knows when a list runs. */
+struct smtpd_check_in {
+    const struct sockaddr *sa;
+    const char *addr;   /* client address, "192.0.2.1" */
+    const char *name;   /* client host name, "unknown" when none */
+    const char *helo;   /* NULL: no HELO/EHLO yet */
+    const char *sender; /* MAIL FROM ("" for <>) */
+    const char *rcpt;   /* RCPT TO (NULL at DATA) */
+    int mynetworks;     /* the client is in mynetworks */
+    int authenticated;  /* SMTP AUTH, not ANONYMOUS */
+    const char *sasl_user;
+    int auth_dest; /* rcpt is in mydestination or relay_domains */
+    /* a WARN action or warn_if_reject: "reject_warning" or "warn" and
+     * the text, for the caller's log line */
+    void (*log)(void *arg, const char *what, const char *text);
+    void *arg;
+};
+
+enum smtpd_check_verdict {
+    SMTPD_CHECK_PASS,
+    SMTPD_CHECK_REJECT, /* reply: code 4xx or 5xx */
+    SMTPD_CHECK_HOLD,   /* accept into the hold queue; text: the reason */
+    SMTPD_CHECK_DISCARD /* accept and drop; text: the reason */
+};
+
+struct smtpd_check_res {
+    enum smtpd_check_verdict verdict;
+    int code;         /* REJECT: 450, 454, 501, 504, 550, 553, 554, ... */
+    char dsn[16];     /* REJECT: "5.7.1" */
+    struct buf *text; /* the caller's: "<a@b>: Relay access denied" */
+};
+
+/* At RCPT TO: client, helo, sender, relay and recipient lists. HOLD and
+ * DISCARD apply to the whole message (they do not end the evaluation: a
+ * later reject still rejects). */
+void smtpd_check_rcpt(const struct smtpd_check *c,
+                      const struct smtpd_check_in *in,
+                      struct smtpd_check_res *res);
+/* At DATA: smtpd_data_restrictions. */
+void smtpd_check_data(const struct smtpd_check *c,
+                      const struct smtpd_check_in *in,
+                      struct smtpd_check_res *res);
+
+#endif
