@@ -421,7 +421,7 @@ for flags, want in (([], False), (["-n", "rcpt_rej"], True)):
     time.sleep(0.3)  # callbacks after the last reply (no-reply stages)
     log = "\n".join(mlog())
     seen = re.search(r"^rcpt <<outside@example\.net>>", log, re.M) is not None
-    tap([x.code for x in r["rcpt"]][:1] == [554] and
+    tap([x.code for x in r["rcpt"]][:1] == [454] and
         re.search(r"^rcpt <<user1@localhost>>", log, re.M) and seen == want,
         "%s: the milter %s the recipient Sluice rejected (relay denied)" %
         ("SMFIP_RCPT_REJ" if want else "without SMFIP_RCPT_REJ",

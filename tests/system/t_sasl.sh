@@ -21,7 +21,7 @@
 #   EHLO, twice, in a transaction, when not enabled; 501 without a
 #   mechanism or with too many arguments; 500 5.5.6 for a response line
 #   over smtpd_sasl_response_limit (one at the limit is passed on);
-# - after AUTH: relaying to a foreign domain (554 Relay access denied
+# - after AUTH: relaying to a foreign domain (454 Relay access denied
 #   without), the mail delivered byte for byte with "with ESMTPA"
 #   ("with ESMTPSA" over TLS), smtpd_sasl_authenticated_header, the log
 #   line "client=..., sasl_method=PLAIN, sasl_username=USER[, sasl_sender=]",
@@ -571,8 +571,8 @@ c, e = hello()
 m = c.cmd("MAIL FROM:<a@example.org>")
 r = c.cmd("RCPT TO:<x@example.net>")
 bye(c)
-tap(m.code == 250 and r.text == "554 5.7.1 <x@example.net>: Relay access denied",
-    "without AUTH: RCPT TO:<x@example.net> gets 554 5.7.1 <x@example.net>: Relay access denied", m, r)
+tap(m.code == 250 and r.text == "454 4.7.1 <x@example.net>: Relay access denied",
+    "without AUTH: RCPT TO:<x@example.net> gets 454 4.7.1 <x@example.net>: Relay access denied", m, r)
 
 c, e = hello()
 a = c.cmd("AUTH PLAIN " + ALICE)
@@ -706,8 +706,8 @@ m = c.cmd("MAIL FROM:<a@example.org>")
 r = c.cmd("RCPT TO:<st@example.net>")
 c.cmd("RSET")
 tap(a.code == 235 and e and auth_lines(e) == ["AUTH PLAIN LOGIN"] and m.code == 250
-    and r.text == "554 5.7.1 <st@example.net>: Relay access denied",
-    "AUTH in clear, then STARTTLS: EHLO offers AUTH again, RCPT to example.net gets 554 Relay access denied (the authentication is gone)",
+    and r.text == "454 4.7.1 <st@example.net>: Relay access denied",
+    "AUTH in clear, then STARTTLS: EHLO offers AUTH again, RCPT to example.net gets 454 Relay access denied (the authentication is gone)",
     a, t, e, m, r)
 a = c.cmd("AUTH PLAIN " + ALICE)
 body = msg("tls-2")
