@@ -536,22 +536,29 @@ smtp_io_send(struct smtp_sess *s, const void *p, size_t n)
     return tls_conn_io(&s->tc, 1, (void *) p, n, why, sizeof(why));
 }
 
-/* QUIT without waiting: best effort, never blocking. */
+/* A line (QUIT) without waiting: best effort, never blocking. */
 static void
-smtp_say_quit(struct smtp_sess *s)
+smtp_say(struct smtp_sess *s, const char *text)
 {
+    size_t len = strlen(text);
     ssize_t n;
 
     if (s->fd < 0)
         return;
     if (!s->tc.on) {
-        n = send(s->fd, "QUIT\r\n", 6, MSG_NOSIGNAL | MSG_DONTWAIT);
+        n = send(s->fd, text, len, MSG_NOSIGNAL | MSG_DONTWAIT);
         (void) n;
     } else if (!s->tc.failed) {
-        n = smtp_io_send(s, "QUIT\r\n", 6);
+        n = smtp_io_send(s, text, len);
         (void) n;
         ERR_clear_error();
     }
+}
+
+static void
+smtp_say_quit(struct smtp_sess *s)
+{
+    smtp_say(s, "QUIT\r\n");
 }
 
 /* Connection lost or timed out: the undecided are deferred, we close. */
@@ -1375,6 +1382,12 @@ smtp_auth_fail(struct smtp_sess *s, enum dlv_status st, const char *dsn,
     va_end(ap);
     smtp_decide_all(s, st, dsn, buf_data(b));
     buf_free(b);
+    if (s->state == SMTP_S_AUTH && s->code == 334 && buf_len(s->out) == 0) {
+        /* the server waits for an answer: cancel (RFC 4954), then QUIT */
+        smtp_say(s, "*\r\nQUIT\r\n");
+        smtp_finish(s);
+        return;
+    }
     smtp_quit(s);
 }
 

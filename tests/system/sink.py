@@ -47,13 +47,89 @@ A message stored on a TLS connection also gets DIR/NNNN.tls (written
 before NNNN.eml appears): one line "VERSION CIPHER BITS", e.g.
 "TLSv1.3 TLS_AES_256_GCM_SHA384 256". No .tls file: it came in clear.
 
+AUTH (server side, RFC 4954), off unless --auth-mechs is given:
+          [--auth-mechs "PLAIN LOGIN CRAM-MD5" [--auth-user USER:PASS ...]
+           [--auth-required] [--auth-old | --auth-old-only] [--auth-tls-only]
+           [--auth-reply "454 4.7.0 try later" [--auth-reply-count N]]
+           [--auth-misbehave loop|badchallenge|emptychallenge|stall|close|
+                             garbage]
+           [--auth-334-lines K] [--auth-challenge-size N]]
+  --auth-mechs M        EHLO lists "250-AUTH M" (M as given; before
+                        250-STARTTLS, so STARTTLS stays last but one).
+                        PLAIN, LOGIN and CRAM-MD5 are checked for real;
+                        any other listed name gets 504 5.5.4.
+  --auth-user U:P       credentials accepted (repeatable; split at the
+                        first ':', so P may hold ':'). None: every AUTH
+                        fails.
+  --auth-old            also "250-AUTH=M" (right after 250-AUTH M);
+  --auth-old-only       only "250-AUTH=M".
+  --auth-tls-only       AUTH is listed (and accepted) only over TLS; in
+                        clear AUTH gets 503 5.5.1.
+  --auth-required       MAIL before a successful AUTH gets
+                        "530 5.7.0 Authentication required".
+  --auth-reply R        the final reply of every AUTH exchange is R (the
+                        credentials are checked and logged all the same;
+                        R starting with 235 authenticates), for the first
+                        --auth-reply-count N exchanges only when given.
+Exchanges: PLAIN with or without an initial response ("334 " then the
+response; "=" is empty), base64("authzid NUL user NUL pass"); LOGIN: "334
+VXNlcm5hbWU6" (unless the user came as initial response), then "334
+UGFzc3dvcmQ6"; CRAM-MD5: "334 base64(<RANDOM.TIME@sink.test.example>)",
+the response base64("user " + hex HMAC-MD5(pass, challenge)). A response
+"*" gets 501 5.7.0 Authentication aborted, one that is not base64 501
+5.5.2 Cannot decode response. Success: "235 2.7.0 Authentication
+successful"; failure: "535 5.7.8 Error: authentication failed:
+authentication failure". Also 503 5.5.1 when already authenticated or in
+a transaction, 504 5.5.4 for a mechanism not listed, 501 5.5.4 for AUTH
+without one. The authentication stays over EHLO and RSET, STARTTLS drops
+it. The log has "PORT auth MECH ok user=U" or "PORT auth MECH failed
+user=U" (U: "?" when the response could not be read), "PORT auth MECH
+aborted" (after a 501) or "PORT auth MECH aborted: client closed", for
+CRAM-MD5 first "PORT auth CRAM-MD5 challenge <...>" (the decoded
+challenge), and for the misbehaviours the lines below.
+  --auth-challenge-size N
+                        CRAM-MD5's 334 line is exactly N bytes (CRLF not
+                        counted; N - 4 a multiple of 4, at least 40): the
+                        challenge is padded with digits inside the <...>.
+  --auth-334-lines K    every 334 reply is K lines: K - 1 "334-" lines
+                        (base64 of "line I"), then the "334 " line.
+  --auth-misbehave loop after the mechanism's last step, each response
+                        gets one more "334 base64(again N)" instead of
+                        the final reply, until the client sends "*" (501),
+                        something not base64 (501) or closes ("PORT auth
+                        MECH loop ended after N extra 334").
+  --auth-misbehave badchallenge
+                        CRAM-MD5's challenge line is "334 not base64!!"
+                        (PLAIN and LOGIN as usual).
+  --auth-misbehave emptychallenge
+                        CRAM-MD5's challenge line is "334 " (empty).
+  --auth-misbehave stall
+                        AUTH is read and never answered; what the client
+                        sends is read and ignored until it closes ("PORT
+                        auth stall", then "PORT auth stall ended: client
+                        closed").
+  --auth-misbehave close
+                        the connection is closed when AUTH arrives ("PORT
+                        auth closed at AUTH").
+  --auth-misbehave garbage
+                        AUTH is answered with the line "this is no reply"
+                        (no reply code); the session goes on.
+A message stored on an authenticated connection also gets DIR/NNNN.auth
+(written before NNNN.eml appears): one line "MECH USER". No .auth file:
+the connection did not authenticate.
+
 As a module (PYTHONPATH=tests/system): Client, send_mail, dotstuff,
 split_received, eml_files for the test scripts' inline python.
 Standard library only.
 """
 
 import argparse
+import base64
+import binascii
+import hashlib
+import hmac
 import os
+import random
 import re
 import signal
 import socket
@@ -88,6 +164,12 @@ class SinkState:
             if args.tls_max_version:
                 x.maximum_version = TLS_VERSIONS[args.tls_max_version]
             self.tls_ctx = x
+        self.auth_users = {}
+        for u in args.auth_user or []:
+            name, _, pw = u.partition(":")
+            self.auth_users[name] = pw
+        self.auth_mechs = (args.auth_mechs or "").split()
+        self.auth_seen = 0      # finished AUTH exchanges (--auth-reply-count)
         self.logf = open(os.path.join(args.dir, "sink.log"), "a",
                          buffering=1, encoding="utf-8", errors="replace")
 
@@ -95,7 +177,7 @@ class SinkState:
         with self.lock:
             self.logf.write("%.3f %s\n" % (time.time(), text))
 
-    def store(self, sender, rcpts, data, tls=None):
+    def store(self, sender, rcpts, data, tls=None, auth=None):
         with self.lock:
             self.count += 1
             n = self.count
@@ -108,6 +190,10 @@ class SinkState:
         if tls:
             with open(base + ".tls", "w") as f:
                 f.write("%s %s %d\n" % tls)
+        if auth:
+            with open(base + ".auth", "w", encoding="utf-8",
+                      errors="surrogateescape") as f:
+                f.write("%s %s\n" % auth)
         with open(base + ".tmp", "wb") as f:
             f.write(data)
         os.rename(base + ".tmp", base + ".eml")
@@ -122,6 +208,46 @@ class SinkState:
         if a.data_reply and (a.data_fail_count < 0 or seen <= a.data_fail_count):
             return a.data_reply, False
         return None, True
+
+    def auth_final(self, good):
+        """Final reply of an AUTH exchange, and whether it authenticates."""
+        with self.lock:
+            self.auth_seen += 1
+            seen = self.auth_seen
+        a = self.args
+        if a.auth_reply and (a.auth_reply_count < 0 or seen <= a.auth_reply_count):
+            return a.auth_reply, a.auth_reply.startswith("235")
+        if good:
+            return "235 2.7.0 Authentication successful", True
+        return ("535 5.7.8 Error: authentication failed: authentication "
+                "failure"), False
+
+    def cram_challenge(self):
+        n = self.args.auth_challenge_size
+        pre = "<%d." % random.randrange(1000, 100000)
+        post = "@sink.test.example>"
+        if not n:
+            return "%s%d%s" % (pre, int(time.time()), post)
+        raw = (n - 4) // 4 * 3   # its base64 is n - 4 bytes, no padding
+        return pre + "7" * (raw - len(pre) - len(post)) + post
+
+
+class AuthEnd(Exception):
+    """The AUTH exchange ended early (reply already sent, or closed)."""
+
+    def __init__(self, closed=False):
+        super().__init__()
+        self.closed = closed
+
+
+def b64dec(text):
+    """Strict base64 (RFC 4954: "=" is an empty response); None if bad."""
+    if text == "=":
+        return b""
+    try:
+        return base64.b64decode(text.encode("ascii"), validate=True)
+    except (binascii.Error, ValueError, UnicodeEncodeError):
+        return None
 
 
 def addr_of(arg):
@@ -140,6 +266,134 @@ class SinkHandler(socketserver.StreamRequestHandler):
     timeout = 60
     tls = None          # (version, cipher, bits) once TLS is active
     tls_sock = None
+    authed = None       # (mech, user) once AUTH succeeded
+
+    def auth_offered(self):
+        st = self.server.state
+        return bool(st.auth_mechs) and (self.tls is not None
+                                        or not st.args.auth_tls_only)
+
+    def auth_334(self, text):
+        """Send a 334 (with --auth-334-lines) and read the response line;
+        AuthEnd when the exchange is over."""
+        st = self.server.state
+        k = st.args.auth_334_lines
+        for i in range(1, k):
+            self.out("334-" + base64.b64encode(b"line %d" % i).decode())
+        self.out("334 " + text)
+        raw = self.rfile.readline(LINE_MAX)
+        if not raw:
+            raise AuthEnd(closed=True)
+        line = raw.rstrip(b"\r\n").decode("utf-8", "surrogateescape")
+        st.log("%s < %s" % (self.client_address[1], line))
+        if line == "*":
+            self.out("501 5.7.0 Authentication aborted")
+            raise AuthEnd()
+        return line
+
+    def auth_decode(self, text):
+        d = b64dec(text)
+        if d is None:
+            self.out("501 5.5.2 Cannot decode response")
+            raise AuthEnd()
+        return d
+
+    def auth(self, arg, in_transaction):
+        """AUTH arg; False when the session ends."""
+        st = self.server.state
+        a = st.args
+        me = self.client_address[1]
+        if not self.auth_offered():
+            self.out("503 5.5.1 Error: authentication not enabled")
+            return True
+        if self.authed:
+            self.out("503 5.5.1 Error: already authenticated")
+            return True
+        if in_transaction:
+            self.out("503 5.5.1 Error: MAIL transaction in progress")
+            return True
+        parts = arg.split()
+        if not parts:
+            self.out("501 5.5.4 Syntax: AUTH mechanism")
+            return True
+        mech = parts[0].upper()
+        initial = parts[1] if len(parts) > 1 else None
+        if mech not in [m.upper() for m in st.auth_mechs]:
+            self.out("504 5.5.4 Unrecognized authentication type")
+            return True
+        if a.auth_misbehave == "close":
+            st.log("%s auth closed at AUTH" % me)
+            return False
+        if a.auth_misbehave == "stall":
+            st.log("%s auth stall" % me)
+            self.drain(None)
+            st.log("%s auth stall ended: client closed" % me)
+            return False
+        if a.auth_misbehave == "garbage":
+            self.out("this is no reply")
+            return True
+        user = "?"
+        try:
+            if mech == "PLAIN":
+                resp = initial if initial is not None else self.auth_334("")
+                d = self.auth_decode(resp).split(b"\0")
+                good = False
+                if len(d) == 3:
+                    user = d[1].decode("utf-8", "surrogateescape")
+                    pw = d[2].decode("utf-8", "surrogateescape")
+                    good = st.auth_users.get(user) == pw
+            elif mech == "LOGIN":
+                resp = initial if initial is not None else self.auth_334("VXNlcm5hbWU6")
+                user = self.auth_decode(resp).decode("utf-8", "surrogateescape")
+                pw = self.auth_decode(self.auth_334("UGFzc3dvcmQ6")).decode(
+                    "utf-8", "surrogateescape")
+                good = st.auth_users.get(user) == pw
+            elif mech == "CRAM-MD5":
+                if initial is not None:
+                    self.out("501 5.5.4 CRAM-MD5 takes no initial response")
+                    return True
+                chal = st.cram_challenge()
+                st.log("%s auth CRAM-MD5 challenge %s" % (me, chal))
+                if a.auth_misbehave == "badchallenge":
+                    text = "not base64!!"
+                elif a.auth_misbehave == "emptychallenge":
+                    text = ""
+                else:
+                    text = base64.b64encode(chal.encode()).decode()
+                d = self.auth_decode(self.auth_334(text))
+                u, _, digest = d.decode("utf-8", "surrogateescape").rpartition(" ")
+                good = False
+                if u:
+                    user = u
+                    if user in st.auth_users:
+                        want = hmac.new(st.auth_users[user].encode("utf-8", "surrogateescape"),
+                                        chal.encode(), hashlib.md5).hexdigest()
+                        good = hmac.compare_digest(want, digest)
+            else:
+                st.log("%s auth %s unsupported" % (me, mech))
+                self.out("504 5.5.4 %s is not supported by this sink" % mech)
+                return True
+            if a.auth_misbehave == "loop":
+                n = 0
+                try:
+                    while True:
+                        n += 1
+                        self.auth_decode(self.auth_334(
+                            base64.b64encode(b"again %d" % n).decode()))
+                finally:
+                    st.log("%s auth %s loop ended after %d extra 334" % (me, mech, n))
+        except AuthEnd as e:
+            if e.closed:
+                st.log("%s auth %s aborted: client closed" % (me, mech))
+                return False
+            st.log("%s auth %s aborted" % (me, mech))
+            return True
+        reply, ok = st.auth_final(good)
+        st.log("%s auth %s %s user=%s" % (me, mech, "ok" if good else "failed", user))
+        self.out(reply)
+        if ok:
+            self.authed = (mech, user)
+        return True
 
     def out(self, line):
         self.server.state.log("%s > %s" % (self.client_address[1], line))
@@ -243,6 +497,12 @@ class SinkHandler(socketserver.StreamRequestHandler):
                 self.out("250-PIPELINING")
                 self.out("250-8BITMIME")
                 self.out("250-SIZE 104857600")
+                if self.auth_offered():
+                    m = " ".join(st.auth_mechs)
+                    if not st.args.auth_old_only:
+                        self.out("250-AUTH " + m)
+                    if st.args.auth_old or st.args.auth_old_only:
+                        self.out("250-AUTH=" + m)
                 if st.starttls and self.tls is None:
                     self.out("250-STARTTLS")
                 self.out("250 ENHANCEDSTATUSCODES")
@@ -259,6 +519,9 @@ class SinkHandler(socketserver.StreamRequestHandler):
                     return
                 if not line.upper().startswith("MAIL FROM:"):
                     self.out("501 5.5.4 Syntax: MAIL FROM:<address>")
+                    continue
+                if st.args.auth_required and not self.authed:
+                    self.out("530 5.7.0 Authentication required")
                     continue
                 sender, rcpts = addr_of(line[10:]), []
                 self.out("250 2.1.0 Ok")
@@ -294,7 +557,7 @@ class SinkHandler(socketserver.StreamRequestHandler):
                 data = b"".join(chunks)
                 reply, keep = st.data_reply()
                 if keep:
-                    n = st.store(sender, rcpts, data, self.tls)
+                    n = st.store(sender, rcpts, data, self.tls, self.authed)
                     reply = "250 2.0.0 Ok: queued as SINK%04d" % n
                 self.out(reply)
                 done += 1
@@ -314,6 +577,10 @@ class SinkHandler(socketserver.StreamRequestHandler):
                 if not self.starttls():
                     return
                 sender, rcpts = None, []
+                self.authed = None
+            elif verb == "AUTH" and st.auth_mechs:
+                if not self.auth(arg, sender is not None):
+                    return
             else:
                 self.out("502 5.5.2 Error: command not recognized")
 
@@ -361,9 +628,45 @@ def sink_main(argv):
                    help="offer STARTTLS; after its 220, garbage: send "
                         "\"this is not TLS\" and close; stall: send nothing "
                         "until the client closes")
+    p.add_argument("--auth-mechs",
+                   help='offer AUTH: EHLO lists "250-AUTH M", e.g. '
+                        '"PLAIN LOGIN CRAM-MD5"')
+    p.add_argument("--auth-user", action="append",
+                   help="USER:PASS accepted by AUTH (repeatable)")
+    p.add_argument("--auth-required", action="store_true",
+                   help="MAIL before a successful AUTH gets 530 5.7.0")
+    p.add_argument("--auth-old", action="store_true",
+                   help='also list "250-AUTH=M"')
+    p.add_argument("--auth-old-only", action="store_true",
+                   help='list only "250-AUTH=M"')
+    p.add_argument("--auth-tls-only", action="store_true",
+                   help="list and accept AUTH only over TLS")
+    p.add_argument("--auth-reply",
+                   help='final reply of every AUTH exchange, e.g. '
+                        '"454 4.7.0 Temporary authentication failure"')
+    p.add_argument("--auth-reply-count", type=int, default=-1,
+                   help="use --auth-reply for the first N exchanges only")
+    p.add_argument("--auth-misbehave",
+                   choices=("loop", "badchallenge", "emptychallenge",
+                            "stall", "close", "garbage"))
+    p.add_argument("--auth-334-lines", type=int, default=1,
+                   help="every 334 reply is this many lines")
+    p.add_argument("--auth-challenge-size", type=int, default=0,
+                   help="CRAM-MD5's 334 line is exactly this many bytes")
     a = p.parse_args(argv)
     if (a.tls_key or a.tls_min_version or a.tls_max_version) and not a.tls_cert:
         p.error("--tls-key and --tls-*-version need --tls-cert")
+    if not a.auth_mechs and (a.auth_user or a.auth_required or a.auth_old
+                             or a.auth_old_only or a.auth_tls_only
+                             or a.auth_reply or a.auth_misbehave
+                             or a.auth_334_lines != 1
+                             or a.auth_challenge_size):
+        p.error("the --auth-* options need --auth-mechs")
+    if a.auth_334_lines < 1:
+        p.error("--auth-334-lines must be at least 1")
+    if a.auth_challenge_size and (a.auth_challenge_size < 40
+                                  or (a.auth_challenge_size - 4) % 4):
+        p.error("--auth-challenge-size: at least 40, and N - 4 a multiple of 4")
     os.makedirs(a.dir, exist_ok=True)
     cls = Server6 if ":" in a.host else Server4
     srv = cls((a.host, a.port), SinkHandler)
