@@ -1606,7 +1606,9 @@ smtpd_check_run(struct smtpd_sess *s, const char *rcpt,
                 struct smtpd_check_res *res)
 {
     const struct smtpd_conf *c = s->conf;
-    struct smtpd_check_log lg = {s, rcpt ? "RCPT" : "DATA", rcpt};
+    /* at DATA, a single recipient is known, as in Postfix */
+    const char *one = rcpt ? rcpt : s->nrcpt == 1 ? s->rcpts[0] : NULL;
+    struct smtpd_check_log lg = {s, rcpt ? "RCPT" : "DATA", one};
     struct smtpd_check_in in;
 
     memset(&in, 0, sizeof(in));
@@ -1615,14 +1617,15 @@ smtpd_check_run(struct smtpd_sess *s, const char *rcpt,
     in.name = s->name[0] ? s->name : "unknown";
     in.helo = s->helo;
     in.sender = s->sender;
-    in.rcpt = rcpt;
+    in.rcpt = one;
     in.mynetworks =
         lookup_net_match(c->mynetworks, (const struct sockaddr *) &s->sa);
     /* permit_sasl_authenticated, as Postfix: not with ANONYMOUS */
     in.authenticated =
         s->sasl && s->sasl->user && strcmp(s->sasl->method, "ANONYMOUS") != 0;
     in.sasl_user = in.authenticated ? s->sasl->user : NULL;
-    in.auth_dest = rcpt ? smtpd_rcpt_auth_dest(s, rcpt) : 0;
+    in.auth_dest = one ? smtpd_rcpt_auth_dest(s, one) : 0;
+
     in.log = smtpd_check_log;
     in.arg = &lg;
     if (rcpt)
@@ -1669,10 +1672,11 @@ smtpd_rcpt_done(struct smtpd_sess *s, const struct filter_result *r)
         hr.verdict =
             s->pend_check == SMTPD_CHECK_HOLD ? FILTER_HOLD : FILTER_DISCARD;
         hr.text = s->pend_check_text;
+        if (hr.verdict > s->txn_verdict) /* logged once, as Postfix */
+            smtpd_log_event(
+                s, s->pend_check == SMTPD_CHECK_HOLD ? "hold" : "discard",
+                "RCPT", s->pend_check_text, s->pend_addr);
         smtpd_txn_note(s, &hr);
-        smtpd_log_event(s,
-                        s->pend_check == SMTPD_CHECK_HOLD ? "hold" : "discard",
-                        "RCPT", s->pend_check_text, s->pend_addr);
     }
     smtpd_rcpt_add(s, s->pend_addr);
     smtpd_reply(s, "250 2.1.5 Ok");
@@ -1725,6 +1729,8 @@ smtpd_cmd_rcpt(struct smtpd_sess *s, struct smtpd_cmd *cmd)
         filter_stage(s->fs, FILTER_RCPT, &fa, NULL, NULL);
         buf_free(b);
         buf_free(res.text);
+        if (res.code == 421 || res.code == 521) /* as Postfix: and hang up */
+            smtpd_finish(s);
         return;
     }
     free(s->pend_check_text);
@@ -1992,18 +1998,23 @@ smtpd_check_data_refused(struct smtpd_sess *s)
 
         buf_printf(b, "%d %s %s", res.code, res.dsn, buf_data(res.text));
         smtpd_reply(s, "%s", buf_data(b));
-        smtpd_log_event(s, "reject", "DATA", buf_data(b), NULL);
+        smtpd_log_event(s, "reject", "DATA", buf_data(b),
+                        s->nrcpt == 1 ? s->rcpts[0] : NULL);
         buf_free(b);
         refused = 1;
+        if (res.code == 421 || res.code == 521)
+            smtpd_finish(s);
     } else if (res.verdict != SMTPD_CHECK_PASS) {
         struct filter_result hr = {0};
 
         hr.verdict =
             res.verdict == SMTPD_CHECK_HOLD ? FILTER_HOLD : FILTER_DISCARD;
         hr.text = buf_data(res.text);
+        if (hr.verdict > s->txn_verdict) /* logged once, as Postfix */
+            smtpd_log_event(
+                s, res.verdict == SMTPD_CHECK_HOLD ? "hold" : "discard", "DATA",
+                buf_data(res.text), s->nrcpt == 1 ? s->rcpts[0] : NULL);
         smtpd_txn_note(s, &hr);
-        smtpd_log_event(s, res.verdict == SMTPD_CHECK_HOLD ? "hold" : "discard",
-                        "DATA", buf_data(res.text), NULL);
     }
     buf_free(res.text);
     return refused;

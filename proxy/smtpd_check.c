@@ -10,10 +10,13 @@
  *                              denied (CLASS of the list: Client host,
  *                              Helo command, Sender address, Recipient
  *                              address, Data command)
- *   defer                      450 4.7.1 ... the same text
- *   reject_invalid_helo_hostname
+  *   defer                      450 4.3.2 <name>: CLASS rejected: Try
+ *                              again later
+  *   reject_invalid_helo_hostname
  *                              501 5.5.2 <helo>: Helo command rejected:
- *                              Invalid name
+ *                              Invalid name (an address literal that does
+ *                              not parse: invalid ip address)
+
  *   reject_non_fqdn_*          504 5.5.2 <x>: ... rejected: need
  *                              fully-qualified hostname / address
  *   sender login mismatch      553 5.7.1 <sender>: Sender address
@@ -21,12 +24,15 @@
  *                              logged in
  *   access REJECT / DEFER      554 5.7.1 / 450 4.7.1 <key>: CLASS
  *                              rejected: TEXT (default Access denied)
- *   access NNN TEXT            NNN D.D.D <key>: CLASS rejected: TEXT (the
- *                              DSN from TEXT when it starts with one)
+  *   access NNN TEXT            NNN D.D.D <key>: CLASS rejected: TEXT (the
+ *                              DSN from TEXT when it starts with one, its
+ *                              class made the code's; also for REJECT and
+ *                              DEFER with a text)
  *   a bad access action        451 4.3.5 Server configuration error (and
  *                              a warning naming the table)
  * Owns: the lists and tables. Threads: any after smtpd_check_new.
  */
+#include <arpa/inet.h>
 #include <ctype.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -183,7 +189,8 @@ struct sc_run {
 enum sc_result {
     SCR_DUNNO,
     SCR_PERMIT,
-    SCR_REJECT
+    SCR_REJECT,
+    SCR_DISCARD /* ends every list: the message is accepted and dropped */
 };
 
 static enum sc_kind
@@ -404,7 +411,8 @@ sc_reject(struct sc_run *r, int code, const char *dsn, const char *fmt, ...)
     va_start(ap, fmt);
     buf_vprintf(t, fmt, ap);
     va_end(ap);
-    if (r->warn) {
+    /* a configuration error is never only a warning (Postfix) */
+    if (r->warn && strcmp(dsn, "4.3.5") != 0) {
         struct buf *l = buf_new(256, BUF_NOCAP);
 
         buf_printf(l, "%d %s %s", code, dsn, buf_data(t));
@@ -421,6 +429,30 @@ sc_reject(struct sc_run *r, int code, const char *dsn, const char *fmt, ...)
     buf_append(r->res->text, buf_data(t), buf_len(t));
     buf_free(t);
     return SCR_REJECT;
+}
+
+/* An access action's text may start with its own DSN ("5.7.2 list
+ * closed"): into dsn (its class made the reply code's, as Postfix does)
+ * and the text after it returned; else dsn keeps the default. */
+static const char *
+sc_text_dsn(const char *text, int code, char *dsn, size_t dsnsz)
+{
+    size_t dl = strspn(text, "0123456789.");
+    int dots = 0;
+
+    for (size_t i = 0; i < dl; i++)
+        dots += text[i] == '.';
+    if (dl >= 5 && dl < dsnsz && dots == 2
+        && (text[0] == '2' || text[0] == '4' || text[0] == '5')
+        && text[1] == '.' && text[dl - 1] != '.'
+        && (text[dl] == ' ' || text[dl] == '\t' || text[dl] == '\0')) {
+        snprintf(dsn, dsnsz, "%.*s", (int) dl, text);
+        dsn[0] = (char) ('0' + code / 100);
+        text += dl;
+        while (*text == ' ' || *text == '\t')
+            text++;
+    }
+    return text;
 }
 
 /* "<name>: CLASS rejected: TEXT" with the list's or the key's name. */
@@ -440,18 +472,20 @@ sc_reject_class(struct sc_run *r, enum sc_list l, int code, const char *dsn,
 
 /* ---- the checks ---- */
 
-/* RFC 5321 domain or address literal, as Postfix's valid_hostname /
- * valid_hostaddr are lenient: labels of letters, digits, '-' and '_',
- * not starting or ending with '-', at most 255 bytes; or [literal]. */
+/* An RFC 5321 name as Postfix's valid_hostname is lenient: labels of
+ * letters, digits, '-' and '_', not starting or ending with '-', at most
+ * 255 bytes; one trailing dot is dropped first. Address literals are
+ * judged by sc_literal. 1 valid, 0 not. */
 static int
 sc_valid_hostname(const char *h)
 {
     size_t n = strlen(h), lab = 0;
 
-    if (n == 0 || n > 255)
+    if (n > 1 && h[n - 1] == '.')
+        n--;
+    if (n == 0 || n > 255 || h[n - 1] == '.')
         return 0;
-    if (h[0] == '[')
-        return h[n - 1] == ']' && n > 2;
+
     for (size_t i = 0; i < n; i++) {
         unsigned char ch = (unsigned char) h[i];
 
@@ -471,103 +505,151 @@ sc_valid_hostname(const char *h)
     return h[n - 1] != '-';
 }
 
-/* A fully-qualified domain: valid, with a dot inside, not all digits and
- * dots (an IP address is not a host name); an address literal counts. */
+/* "[192.0.2.1]" or "[IPv6:2001:db8::1]": 1 when the address parses. */
+static int
+sc_literal(const char *h)
+{
+    size_t n = strlen(h);
+    char a[64];
+    unsigned char bin[16];
+
+    if (n < 3 || h[0] != '[' || h[n - 1] != ']' || n - 2 >= sizeof(a))
+        return 0;
+    snprintf(a, sizeof(a), "%.*s", (int) (n - 2), h + 1);
+    if (strncasecmp(a, "IPv6:", 5) == 0)
+        return inet_pton(AF_INET6, a + 5, bin) == 1;
+    return inet_pton(AF_INET, a, bin) == 1;
+}
+
+/* A fully-qualified domain: valid, with a dot inside (one trailing dot
+ * dropped), not all digits and dots (an IP address is not a host name);
+ * an address literal counts. */
 static int
 sc_fqdn(const char *h)
 {
+    size_t n = strlen(h);
     const char *d;
 
     if (h[0] == '[')
-        return sc_valid_hostname(h);
-    if (!sc_valid_hostname(h) || (d = strchr(h, '.')) == NULL || d == h
-        || h[strlen(h) - 1] == '.')
+        return sc_literal(h);
+    if (n > 1 && h[n - 1] == '.')
+        n--;
+    if (!sc_valid_hostname(h) || (d = memchr(h, '.', n)) == NULL || d == h)
         return 0;
-    return strspn(h, "0123456789.") != strlen(h);
+    return strspn(h, "0123456789.") < n;
 }
 
 static enum sc_result sc_one(struct sc_run *r, const struct sc_restr *x);
 
-/* An access table value: the action. */
+/* A restriction list given as an access action's value
+ * ("permit_auth_destination, reject"): its words in order, as a list. */
+static enum sc_result
+sc_action_list(struct sc_run *r, const char *v)
+{
+    char *copy = xstrdup(v), *save = NULL;
+    enum sc_result res = SCR_DUNNO;
+
+    for (char *w = strtok_r(copy, ", \t", &save); w && res == SCR_DUNNO;
+         w = strtok_r(NULL, ", \t", &save)) {
+        int found;
+        struct sc_restr x = {sc_lookup_name(w, &found), NULL, NULL};
+
+        if (!found) { /* checked by the caller: cannot happen */
+            res = sc_reject(r, 451, "4.3.5", "Server configuration error");
+            break;
+        }
+        r->depth++;
+        res = sc_one(r, &x);
+        r->depth--;
+    }
+    free(copy);
+    return res;
+}
+
+/* Are all words of v restriction names that take no table? */
+static int
+sc_is_list(const char *v)
+{
+    char *copy = xstrdup(v), *save = NULL;
+    int ok = 1, n = 0;
+
+    for (char *w = strtok_r(copy, ", \t", &save); w && ok;
+         w = strtok_r(NULL, ", \t", &save), n++)
+        sc_lookup_name(w, &ok);
+    free(copy);
+    return ok && n > 0;
+}
+
+/* An access table value: the action (Postfix's access(5)). */
 static enum sc_result
 sc_action(struct sc_run *r, enum sc_list l, const char *spec, const char *v)
 {
     size_t wl = strcspn(v, " \t");
     const char *text = v + wl;
-    int found;
-    enum sc_kind k;
+    char dsn[16];
 
     while (*text == ' ' || *text == '\t')
         text++;
 #define IS(w) (wl == strlen(w) && strncasecmp(v, w, wl) == 0)
-    if (IS("OK") || IS("PERMIT"))
+    /* RELAY and an all-digits value: OK, for old tables */
+    if (IS("OK") || IS("PERMIT") || IS("RELAY")
+        || (wl > 0 && strspn(v, "0123456789") == strlen(v) && wl != 3))
         return SCR_PERMIT;
     if (IS("DUNNO"))
         return SCR_DUNNO;
-    if (IS("REJECT"))
-        return sc_reject_class(r, l, 554, "5.7.1",
-                               *text ? text : "Access denied");
-    if (IS("DEFER"))
-        return sc_reject_class(r, l, 450, "4.7.1",
-                               *text ? text : "Access denied");
-    if (IS("WARN")) {
+    if (IS("REJECT") || IS("DEFER")) {
+        int rej = IS("REJECT");
+        int code = rej ? 554 : 450;
+
+        snprintf(dsn, sizeof(dsn), "%s", rej ? "5.7.1" : "4.7.1");
+        text = sc_text_dsn(text, code, dsn, sizeof(dsn));
+        return sc_reject_class(r, l, code, dsn, *text ? text : "Access denied");
+    }
+    if (IS("WARN") || IS("INFO")) {
         if (r->in->log)
-            r->in->log(r->in->arg, "warn", text);
+            r->in->log(r->in->arg, IS("WARN") ? "warn" : "info", text);
         return SCR_DUNNO;
     }
     if (IS("HOLD") || IS("DISCARD")) {
-        enum smtpd_check_verdict vd =
-            IS("HOLD") ? SMTPD_CHECK_HOLD : SMTPD_CHECK_DISCARD;
+        int hold = IS("HOLD");
+        struct buf *n = buf_new(128, BUF_NOCAP);
 
-        if (r->res->verdict == SMTPD_CHECK_PASS
-            || (r->res->verdict == SMTPD_CHECK_HOLD
-                && vd == SMTPD_CHECK_DISCARD)) {
-            struct buf *n = buf_new(128, BUF_NOCAP);
-
-            /* Postfix: "<name>: CLASS triggers HOLD action", or the text */
-            sc_name(r, l, n);
-            r->res->verdict = vd;
+        /* Postfix: "<name>: CLASS triggers HOLD action", or the text */
+        sc_name(r, l, n);
+        if (!hold || r->res->verdict == SMTPD_CHECK_PASS) {
+            r->res->verdict = hold ? SMTPD_CHECK_HOLD : SMTPD_CHECK_DISCARD;
             buf_reset(r->res->text);
             if (*text)
                 buf_printf(r->res->text, "%s: %s %s", buf_data(n), sc_class[l],
                            text);
             else
                 buf_printf(r->res->text, "%s: %s triggers %s action",
-                           buf_data(n), sc_class[l],
-                           vd == SMTPD_CHECK_HOLD ? "HOLD" : "DISCARD");
-            buf_free(n);
+                           buf_data(n), sc_class[l], hold ? "HOLD" : "DISCARD");
         }
+        buf_free(n);
+        /* DISCARD: accepted, no other restriction runs (Postfix) */
+        return hold ? SCR_DUNNO : SCR_DISCARD;
+    }
+    if (IS("FILTER") || IS("REDIRECT") || IS("BCC") || IS("PREPEND")) {
+        char safe[128];
+
+        log_warning("access table %s: action \"%.*s\" is not implemented in "
+                    "this Sluice yet; ignored",
+                    spec, (int) (wl > 32 ? 32 : wl),
+                    log_safe(v, wl, safe, sizeof(safe)));
         return SCR_DUNNO;
     }
-    if (wl == 3 && isdigit((unsigned char) v[0]) && (v[0] == '4' || v[0] == '5')
-        && isdigit((unsigned char) v[1]) && isdigit((unsigned char) v[2])) {
+    if (wl == 3 && (v[0] == '4' || v[0] == '5') && isdigit((unsigned char) v[1])
+        && isdigit((unsigned char) v[2])) {
         int code = (v[0] - '0') * 100 + (v[1] - '0') * 10 + (v[2] - '0');
-        char dsn[16];
-        size_t dl = strspn(text, "0123456789.");
 
-        /* "550 5.7.1 text": the DSN of the text, if its class matches */
-        if (dl >= 5 && dl < sizeof(dsn) && text[0] == v[0] && text[1] == '.'
-            && (text[dl] == ' ' || text[dl] == '\0')) {
-            snprintf(dsn, sizeof(dsn), "%.*s", (int) dl, text);
-            text += dl;
-            while (*text == ' ')
-                text++;
-        } else {
-            snprintf(dsn, sizeof(dsn), "%c.7.1", v[0]);
-        }
+        snprintf(dsn, sizeof(dsn), "%c.7.1", v[0]);
+        text = sc_text_dsn(text, code, dsn, sizeof(dsn));
         return sc_reject_class(r, l, code, dsn, *text ? text : "Access denied");
     }
-    k = sc_lookup_name(v, &found);
-    if (found && wl == strlen(v) && r->depth < 4) {
-        struct sc_restr x = {k, NULL, NULL};
-        enum sc_result res;
-
-        r->depth++;
-        res = sc_one(r, &x);
-        r->depth--;
-        return res;
-    }
 #undef IS
+    if (r->depth < 4 && sc_is_list(v))
+        return sc_action_list(r, v);
     {
         char safe[128];
 
@@ -639,8 +721,9 @@ sc_addr_keys(const struct sc_run *r, const char *a, char **keys, size_t max)
     return n;
 }
 
-/* Keys of the client: its name and parents, its address, and for IPv4 the
- * address cut at each dot ("192.0.2", "192.0", "192"). */
+/* Keys of the client: its name and parents (or "unknown"), its address,
+ * and the address cut at each dot (IPv4: "192.0.2", "192.0", "192") or
+ * colon (IPv6), as Postfix looks them up. */
 static size_t
 sc_client_keys(const struct sc_run *r, char **keys, size_t max)
 {
@@ -648,16 +731,18 @@ sc_client_keys(const struct sc_run *r, char **keys, size_t max)
     size_t n = 0;
 
     if (in->name && strcmp(in->name, "unknown") != 0)
-        n += sc_domain_keys(in->name, keys, max - 5);
+        n += sc_domain_keys(in->name, keys, max - 12);
+    else
+        keys[n++] = xstrdup("unknown");
     if (in->addr && *in->addr) {
         char *a = xstrdup(in->addr), *d;
+        int delim = strchr(a, ':') ? ':' : '.';
 
         keys[n++] = xstrdup(a);
-        if (strchr(a, ':') == NULL)
-            while ((d = strrchr(a, '.')) != NULL && n < max) {
-                *d = '\0';
-                keys[n++] = xstrdup(a);
-            }
+        while ((d = strrchr(a, delim)) != NULL && d > a && n < max) {
+            *d = '\0';
+            keys[n++] = xstrdup(a);
+        }
         free(a);
     }
     return n;
@@ -773,7 +858,7 @@ sc_one(struct sc_run *r, const struct sc_restr *x)
     case SC_REJECT:
         return sc_reject_class(r, r->list, 554, "5.7.1", "Access denied");
     case SC_DEFER:
-        return sc_reject_class(r, r->list, 450, "4.7.1", "Access denied");
+        return sc_reject_class(r, r->list, 450, "4.3.2", "Try again later");
     case SC_WARN_IF_REJECT:
         return SCR_DUNNO; /* sc_list sets r->warn for the next one */
     case SC_PERMIT_MYNETWORKS:
@@ -792,7 +877,17 @@ sc_one(struct sc_run *r, const struct sc_restr *x)
         return sc_reject(r, 454, "4.7.1", "<%s>: Relay access denied",
                          in->rcpt);
     case SC_INVALID_HELO:
-        if (in->helo == NULL || sc_valid_hostname(in->helo))
+        if (in->helo == NULL)
+            return SCR_DUNNO;
+        if (in->helo[0] == '[') {
+            if (sc_literal(in->helo))
+                return SCR_DUNNO;
+            return sc_reject(r, 501, "5.5.2",
+                             "<%s>: Helo command rejected: invalid ip "
+                             "address",
+                             in->helo);
+        }
+        if (sc_valid_hostname(in->helo))
             return SCR_DUNNO;
         return sc_reject(r, 501, "5.5.2",
                          "<%s>: Helo command rejected: Invalid name", in->helo);
@@ -846,7 +941,7 @@ sc_list(struct sc_run *r, enum sc_list l)
         r->warn = x->kind == SC_WARN_IF_REJECT;
         if (res == SCR_PERMIT)
             return 0;
-        if (res == SCR_REJECT)
+        if (res == SCR_REJECT || res == SCR_DISCARD)
             return 1;
     }
     return 0;
@@ -868,9 +963,15 @@ smtpd_check_rcpt(const struct smtpd_check *c, const struct smtpd_check_in *in,
     struct sc_run r = {c, in, res, SCL_CLIENT, 0, 0};
 
     sc_res_init(res);
-    for (int l = SCL_CLIENT; l <= SCL_RCPT; l++)
+    /* Postfix: the postmaster is never refused (RFC 5321 4.5.1) */
+    if (in->rcpt && strcasecmp(in->rcpt, "postmaster") == 0)
+        return;
+    for (int l = SCL_CLIENT; l <= SCL_RCPT; l++) {
+        if (l == SCL_HELO && in->helo == NULL)
+            continue; /* no HELO: the helo list is not used */
         if (sc_list(&r, (enum sc_list) l))
             return;
+    }
 }
 
 void

@@ -10,7 +10,9 @@
  * Within a list the restrictions run in order until one decides: a
  * permit ends that list (the next list still runs), a reject or defer
  * ends the evaluation with its reply; a list that runs out decides
- * nothing. Every list must let the recipient through. Restrictions:
+ * nothing. Every list must let the recipient through. As in Postfix, a
+ * bare "postmaster" recipient is never refused, and the helo list is not
+ * used before HELO/EHLO. Restrictions:
  *   permit reject defer warn_if_reject
  *   permit_mynetworks permit_sasl_authenticated
  *   permit_auth_destination reject_unauth_destination
@@ -21,9 +23,14 @@
  *     reject_authenticated_ and reject_unauthenticated_ forms)
  *   check_client_access check_helo_access check_sender_access
  *   check_recipient_access TYPE:TABLE, whose values are Postfix's access
- *     actions: OK, PERMIT, DUNNO, REJECT [text], DEFER [text], NNN text
- *     (4xx, 5xx), WARN text, HOLD [text], DISCARD [text], or the name of
- *     one of the restrictions above that takes no table.
+ *     actions: OK, PERMIT, RELAY (and an all-digits value: OK), DUNNO,
+ *     REJECT [text], DEFER [text], NNN text (4xx, 5xx; 421 and 521 also
+ *     end the session), a text may start with its DSN; WARN text, INFO
+ *     text (logged), HOLD [text], DISCARD [text] (accepts and drops the
+ *     message: no restriction runs after it), or a list of the
+ *     restrictions above that take no table. FILTER, REDIRECT, BCC and
+ *     PREPEND are logged as not implemented and ignored; anything else
+ *     is a "451 4.3.5 Server configuration error" (never only a warning).
  * Restrictions that need DNS or a policy server (reject_rbl_client,
  * reject_unknown_*, check_policy_service, ...) and reject_unauth_pipelining
  * are accepted and skipped, with a warning at start (smtpd_check_new's
@@ -94,8 +101,9 @@ struct smtpd_check_res {
 };
 
 /* At RCPT TO: client, helo, sender, relay and recipient lists. HOLD and
- * DISCARD apply to the whole message (they do not end the evaluation: a
- * later reject still rejects). */
+ * DISCARD apply to the whole message; HOLD lets the evaluation go on (a
+ * later reject still rejects), DISCARD ends it. */
+
 void smtpd_check_rcpt(const struct smtpd_check *c,
                       const struct smtpd_check_in *in,
                       struct smtpd_check_res *res);

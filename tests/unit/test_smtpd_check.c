@@ -195,8 +195,8 @@ test_lists(void **state)
     cf = conf("smtpd_helo_restrictions = defer\n"
               "smtpd_sender_restrictions = reject\n");
     c = compile(cf);
-    assert_string_equal(run(c, &in), "450 4.7.1 <mail.client.example>: Helo "
-                                     "command rejected: Access denied");
+    assert_string_equal(run(c, &in), "450 4.3.2 <mail.client.example>: Helo "
+                                     "command rejected: Try again later");
     smtpd_check_free(c);
     cf_free(cf);
 
@@ -238,14 +238,17 @@ test_hostnames(void **state)
         {"[IPv6:2001:db8::1]", NULL, NULL},
         {"localhost", NULL, "504"},
         {"192.0.2.1", NULL, "504"},
-        {"mail.example.com.", NULL, "504"},
+        {"mail.example.com.", NULL, NULL}, /* one trailing dot dropped */
+        {"mail.example.com..", "501", "504"},
+        {"[999.1.1.1]", "ip", "504"},
+        {"[IPv6:2001:db8::zz]", "ip", "504"},
         {"bad_but_ok.example", NULL, NULL}, /* '_' tolerated as Postfix */
         {"-bad.example", "501", "504"},
         {"bad-.example", "501", "504"},
         {"a..b", "501", "504"},
         {"sp ace.example", "501", "504"},
         {"bad!name", "501", "504"},
-        {"[", "501", "504"},
+        {"[", "ip", "504"},
     };
     struct cf *cf = conf("smtpd_helo_restrictions = "
                          "reject_invalid_helo_hostname\n");
@@ -260,8 +263,9 @@ test_hostnames(void **state)
         in.helo = t[i].helo;
         if (t[i].invalid) {
             snprintf(want, sizeof(want),
-                     "501 5.5.2 <%s>: Helo command rejected: Invalid name",
-                     t[i].helo);
+                     "501 5.5.2 <%s>: Helo command rejected: %s", t[i].helo,
+                     strcmp(t[i].invalid, "ip") == 0 ? "invalid ip address"
+                                                     : "Invalid name");
             assert_string_equal(run(c, &in), want);
         } else {
             assert_string_equal(run(c, &in), "PASS");
@@ -295,10 +299,15 @@ test_hostnames(void **state)
                                      "fully-qualified address");
     in.sender = ""; /* the null sender is fine */
     assert_string_equal(run(c, &in), "PASS");
-    in.rcpt = "postmaster";
-    assert_string_equal(run(c, &in), "504 5.5.2 <postmaster>: Recipient "
+    in.rcpt = "bob@localhost";
+    assert_string_equal(run(c, &in), "504 5.5.2 <bob@localhost>: Recipient "
                                      "address rejected: need "
                                      "fully-qualified address");
+    in.rcpt = "bob@mail.example.com."; /* a trailing dot is fine */
+    assert_string_equal(run(c, &in), "PASS");
+    in.rcpt = "postmaster"; /* never refused, as Postfix */
+    assert_string_equal(run(c, &in), "PASS");
+
     smtpd_check_free(c);
     cf_free(cf);
 }
@@ -319,6 +328,13 @@ test_access(void **state)
              "relay@rcpt.example=reject_unauth_destination, "
              "bad@rcpt.example=FROBNICATE, sub.rcpt.example=REJECT, "
              "parent.example=REJECT, postmaster@=OK, "
+             "{ d572@rcpt.example = REJECT 5.7.2 list closed }, "
+             "{ mism@rcpt.example = 450 5.7.1 mismatched }, "
+             "{ dsn@rcpt.example = DEFER 4.2.2 full }, "
+             "relayed@rcpt.example=RELAY, num@rcpt.example=12345, "
+             "{ info@rcpt.example = INFO noted }, "
+             "{ pre@rcpt.example = PREPEND X-Seen: yes }, "
+             "{ list@rcpt.example = permit_auth_destination, reject }, "
              "{ x@case.example = REJECT case } }, permit_auth_destination, "
              "reject\n");
     struct smtpd_check *c = compile(cf);
@@ -374,6 +390,42 @@ test_access(void **state)
     assert_string_equal(run(c, &in), "554 5.7.1 <hold@rcpt.example>: "
                                      "Recipient address rejected: Access "
                                      "denied");
+    in.rcpt = "dis@rcpt.example"; /* DISCARD ends the evaluation */
+    assert_string_equal(run(c, &in),
+                        "DISCARD: <dis@rcpt.example>: Recipient address spam");
+    /* DSNs in the text, RELAY and numbers as OK, INFO, ignored actions,
+     * a restriction list as the value */
+    in.rcpt = "d572@rcpt.example";
+    assert_string_equal(run(c, &in), "554 5.7.2 <d572@rcpt.example>: "
+                                     "Recipient address rejected: list "
+                                     "closed");
+    in.rcpt = "mism@rcpt.example";
+    assert_string_equal(run(c, &in), "450 4.7.1 <mism@rcpt.example>: "
+                                     "Recipient address rejected: "
+                                     "mismatched");
+    in.rcpt = "dsn@rcpt.example";
+    assert_string_equal(run(c, &in), "450 4.2.2 <dsn@rcpt.example>: "
+                                     "Recipient address rejected: full");
+    in.rcpt = "relayed@rcpt.example";
+    assert_string_equal(run(c, &in), "PASS");
+    in.rcpt = "num@rcpt.example";
+    assert_string_equal(run(c, &in), "PASS");
+    in.rcpt = "info@rcpt.example";
+    assert_string_equal(run(c, &in), "554 5.7.1 <info@rcpt.example>: "
+                                     "Recipient address rejected: Access "
+                                     "denied");
+    assert_string_equal(buf_data(logs), "info: noted\n");
+    in.rcpt = "pre@rcpt.example";
+    assert_string_equal(run(c, &in), "554 5.7.1 <pre@rcpt.example>: "
+                                     "Recipient address rejected: Access "
+                                     "denied");
+    in.rcpt = "list@rcpt.example";
+    assert_string_equal(run(c, &in), "554 5.7.1 <list@rcpt.example>: "
+                                     "Recipient address rejected: Access "
+                                     "denied");
+    in.auth_dest = 1;
+    assert_string_equal(run(c, &in), "PASS");
+
     smtpd_check_free(c);
     cf_free(cf);
 
@@ -415,6 +467,25 @@ test_access(void **state)
                                      "Client host rejected: Access denied");
     smtpd_check_free(c);
     cf_free(cf);
+
+    /* a client without a name is looked up as "unknown"; IPv6 prefixes */
+    cf = conf("smtpd_client_restrictions = check_client_access inline:{ "
+              "{ unknown = REJECT no name }, { 2001:db8 = REJECT v6 net } }\n");
+    c = compile(cf);
+    in = req();
+    in.auth_dest = 1;
+    in.name = "unknown";
+    assert_string_equal(run(c, &in), "554 5.7.1 <unknown[192.0.2.7]>: "
+                                     "Client host rejected: no name");
+    in.name = "v6.client.example";
+    in.addr = "2001:db8::7";
+    assert_string_equal(run(c, &in), "554 5.7.1 <v6.client.example[2001:db8:"
+                                     ":7]>: Client host rejected: v6 net");
+    in.addr = "2001:db9::7";
+    assert_string_equal(run(c, &in), "PASS");
+
+    smtpd_check_free(c);
+    cf_free(cf);
 }
 
 static void
@@ -435,6 +506,17 @@ test_warn_if_reject(void **state)
     in.auth_dest = 0; /* the warning does not carry over */
     assert_string_equal(run(c, &in),
                         "454 4.7.1 <bob@localhost>: Relay access denied");
+    smtpd_check_free(c);
+    cf_free(cf);
+
+    /* a configuration error is never only a warning */
+    cf = conf("smtpd_recipient_restrictions = warn_if_reject, "
+              "check_recipient_access inline:{ bob@rcpt.example=FROB }, "
+              "reject_unauth_destination\n");
+    c = compile(cf);
+    in = req();
+    in.auth_dest = 1;
+    assert_string_equal(run(c, &in), "451 4.3.5 Server configuration error");
     smtpd_check_free(c);
     cf_free(cf);
 }
