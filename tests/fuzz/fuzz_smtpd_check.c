@@ -1,0 +1,144 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * fuzz_smtpd_check.c - the smtpd_*_restrictions: parsing the lists (and
+ * the inline: access tables in them) from main.cf text, then evaluating
+ * them with fuzzed session facts.
+ * Input: NUL-separated fields: main.cf text, then helo, sender, rcpt,
+ * client address, client name; a missing field is NULL (helo) or a
+ * default; then one flag byte: bit 0 mynetworks, bit 1 authenticated,
+ * bit 2 the recipient is ours (auth_dest), bit 3 evaluate at DATA.
+ * Besides "no crash, no leak", what smtpd_check.h promises is checked:
+ * a reject has a 4xx or 5xx code, a DSN "C.x.y" whose class is the code's
+ * and a text; HOLD and DISCARD have a text; a bare postmaster recipient
+ * is never refused; evaluating twice gives the same answer.
+ */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "conf/cf.h"
+#include "lib/buf.h"
+#include "lib/log.h"
+#include "proxy/smtpd_check.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+static void
+fz_log(void *arg, const char *what, const char *text)
+{
+    (void) arg;
+    if (what == NULL || text == NULL)
+        abort();
+}
+
+static void
+fz_check_res(const struct smtpd_check_res *r)
+{
+    switch (r->verdict) {
+    case SMTPD_CHECK_PASS:
+        break;
+    case SMTPD_CHECK_REJECT:
+        if (r->code < 400 || r->code > 599 || r->dsn[0] != '0' + r->code / 100
+            || r->dsn[1] != '.' || buf_len(r->text) == 0) {
+            fprintf(stderr, "bad reject: %d %s %s\n", r->code, r->dsn,
+                    buf_data(r->text));
+            abort();
+        }
+        break;
+    case SMTPD_CHECK_HOLD:
+    case SMTPD_CHECK_DISCARD:
+        if (buf_len(r->text) == 0)
+            abort();
+        break;
+    }
+}
+
+int
+LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    static int once;
+    const char *f[6] = {NULL};
+    char *copy = malloc(size + 1);
+    size_t nf = 0, start = 0;
+    unsigned flags = 0;
+    struct cf *cf;
+    struct buf *err, *warn;
+    struct smtpd_check *c;
+    struct smtpd_check_in in;
+    struct smtpd_check_res r1, r2;
+
+    if (size > 65536) {
+        free(copy);
+        return 0;
+    }
+    memcpy(copy, data, size);
+    copy[size] = '\0';
+    for (size_t i = 0; i <= size && nf < 6; i++)
+        if (i == size || copy[i] == '\0') {
+            copy[i] = '\0';
+            f[nf++] = copy + start;
+            start = i + 1;
+        }
+    if (nf == 6 && start < size)
+        flags = (unsigned char) copy[start];
+    if (!once) { /* the unknown-action warnings: not on the terminal */
+        log_init("fuzz", "smtpd", "/dev/null");
+        once = 1;
+    }
+
+    err = buf_new(256, BUF_NOCAP);
+    warn = buf_new(256, BUF_NOCAP);
+    cf = cf_new();
+    if (cf_parse_main(cf, f[0], strlen(f[0]), "main.cf", err) < 0
+        || cf_check(cf, err) < 0)
+        goto out;
+    /* tables other than inline: and static: would read files */
+    if (strstr(f[0], "hash:") || strstr(f[0], "btree:"))
+        goto out; /* texthash: too */
+
+    c = smtpd_check_new(cf, err, warn);
+    if (c == NULL) {
+        if (buf_len(err) == 0)
+            abort(); /* an error says why */
+        goto out;
+    }
+    memset(&in, 0, sizeof(in));
+    in.helo = f[1] && *f[1] ? f[1] : NULL;
+    in.sender = f[2] ? f[2] : "";
+    in.rcpt = f[3] ? f[3] : "rcpt@example.com";
+    in.addr = f[4] && *f[4] ? f[4] : "192.0.2.1";
+    in.name = f[5] && *f[5] ? f[5] : "unknown";
+    in.mynetworks = flags & 1;
+    in.authenticated = (flags & 2) != 0;
+    in.sasl_user = in.authenticated ? "fuzzuser" : NULL;
+    in.auth_dest = (flags & 4) != 0;
+    in.log = fz_log;
+    r1.text = buf_new(128, BUF_NOCAP);
+    r2.text = buf_new(128, BUF_NOCAP);
+    for (int pass = 0; pass < 2; pass++) {
+        struct smtpd_check_res *r = pass ? &r2 : &r1;
+
+        if (flags & 8)
+            smtpd_check_data(c, &in, r);
+        else
+            smtpd_check_rcpt(c, &in, r);
+        fz_check_res(r);
+    }
+    if (r1.verdict != r2.verdict || r1.code != r2.code
+        || strcmp(r1.dsn, r2.dsn) != 0
+        || strcmp(buf_data(r1.text), buf_data(r2.text)) != 0)
+        abort();
+    if (!(flags & 8) && strcmp(in.rcpt, "postmaster") == 0
+        && r1.verdict != SMTPD_CHECK_PASS)
+        abort();
+    buf_free(r1.text);
+    buf_free(r2.text);
+    smtpd_check_free(c);
+out:
+    cf_free(cf);
+    buf_free(err);
+    buf_free(warn);
+    free(copy);
+    return 0;
+}
