@@ -223,10 +223,12 @@ sc_open_tables(const struct cf *cf, const char *param, size_t *n,
         if (v[*n] == NULL) {
             buf_printf(err, "%s: %s: %s", param, l[*n], buf_data(e));
             buf_free(e);
-            for (size_t i = 0; i < *n; i++)
+                        for (size_t i = 0; i < *n; i++)
                 lookup_free(v[i]);
             free(v);
+            *n = 0; /* nothing for smtpd_check_free to free */
             return NULL;
+
         }
         buf_free(e);
     }
@@ -270,12 +272,15 @@ sc_parse_list(struct smtpd_check *c, const struct cf *cf, enum sc_list l,
             r->spec = xstrdup(w[++i]);
             e = buf_new(128, 4096);
             r->t = lookup_open(r->spec, e);
-            if (r->t == NULL) {
+                        if (r->t == NULL) {
                 buf_printf(err, "%s: %s %s: %s", sc_params[l], name, r->spec,
                            buf_data(e));
                 buf_free(e);
+                free(r->spec);
+                r->spec = NULL;
                 return -1;
             }
+
             buf_free(e);
         } else if (!found) {
             size_t s;
