@@ -1599,6 +1599,18 @@ smtpd_check_log(void *arg, const char *what, const char *text)
     smtpd_log_event(l->s, what, l->stage, text, l->rcpt);
 }
 
+static int
+smtpd_check_ask(void *arg, enum smtpd_check_fact f)
+{
+    struct smtpd_check_log *l = arg;
+    const struct smtpd_sess *s = l->s;
+
+    if (f == SMTPD_CHECK_MYNETWORKS)
+        return lookup_net_match(s->conf->mynetworks,
+                                (const struct sockaddr *) &s->sa);
+    return l->rcpt && smtpd_rcpt_auth_dest(s, l->rcpt);
+}
+
 /* The restrictions of the session's service, at RCPT (rcpt) or at DATA
  * (rcpt NULL), into res. */
 static void
@@ -1618,14 +1630,13 @@ smtpd_check_run(struct smtpd_sess *s, const char *rcpt,
     in.helo = s->helo;
     in.sender = s->sender;
     in.rcpt = one;
-    in.mynetworks =
-        lookup_net_match(c->mynetworks, (const struct sockaddr *) &s->sa);
+    in.mynetworks = -1; /* smtpd_check_ask, if a restriction wants them */
     /* permit_sasl_authenticated, as Postfix: not with ANONYMOUS */
     in.authenticated =
         s->sasl && s->sasl->user && strcmp(s->sasl->method, "ANONYMOUS") != 0;
     in.sasl_user = in.authenticated ? s->sasl->user : NULL;
-    in.auth_dest = one ? smtpd_rcpt_auth_dest(s, one) : 0;
-
+    in.auth_dest = one ? -1 : 0;
+    in.ask = smtpd_check_ask;
     in.log = smtpd_check_log;
     in.arg = &lg;
     if (rcpt)
@@ -1991,7 +2002,10 @@ smtpd_check_data_refused(struct smtpd_sess *s)
     struct smtpd_check_res res;
     int refused = 0;
 
+    if (!smtpd_check_data_used(s->conf->check))
+        return 0;
     res.text = buf_new(128, LOG_LINE_MAX);
+
     smtpd_check_run(s, NULL, &res);
     if (res.verdict == SMTPD_CHECK_REJECT) {
         struct buf *b = buf_new(128, LOG_LINE_MAX);

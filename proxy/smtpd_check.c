@@ -184,7 +184,17 @@ struct sc_run {
     enum sc_list list;
     int warn; /* warn_if_reject for the next restriction */
     int depth;
+    int mynet, dest; /* in->mynetworks, in->auth_dest, once known */
 };
+
+/* A fact the caller gave (0 or 1), or asked of in->ask once (-1). */
+static int
+sc_fact(struct sc_run *r, int *cache, enum smtpd_check_fact f)
+{
+    if (*cache < 0)
+        *cache = r->in->ask ? r->in->ask(r->in->arg, f) != 0 : 0;
+    return *cache;
+}
 
 enum sc_result {
     SCR_DUNNO,
@@ -223,12 +233,11 @@ sc_open_tables(const struct cf *cf, const char *param, size_t *n,
         if (v[*n] == NULL) {
             buf_printf(err, "%s: %s: %s", param, l[*n], buf_data(e));
             buf_free(e);
-                        for (size_t i = 0; i < *n; i++)
+            for (size_t i = 0; i < *n; i++)
                 lookup_free(v[i]);
             free(v);
             *n = 0; /* nothing for smtpd_check_free to free */
             return NULL;
-
         }
         buf_free(e);
     }
@@ -272,7 +281,7 @@ sc_parse_list(struct smtpd_check *c, const struct cf *cf, enum sc_list l,
             r->spec = xstrdup(w[++i]);
             e = buf_new(128, 4096);
             r->t = lookup_open(r->spec, e);
-                        if (r->t == NULL) {
+            if (r->t == NULL) {
                 buf_printf(err, "%s: %s %s: %s", sc_params[l], name, r->spec,
                            buf_data(e));
                 buf_free(e);
@@ -867,14 +876,17 @@ sc_one(struct sc_run *r, const struct sc_restr *x)
     case SC_WARN_IF_REJECT:
         return SCR_DUNNO; /* sc_list sets r->warn for the next one */
     case SC_PERMIT_MYNETWORKS:
-        return in->mynetworks ? SCR_PERMIT : SCR_DUNNO;
+        return sc_fact(r, &r->mynet, SMTPD_CHECK_MYNETWORKS) ? SCR_PERMIT
+                                                             : SCR_DUNNO;
     case SC_PERMIT_SASL:
         return in->authenticated ? SCR_PERMIT : SCR_DUNNO;
     case SC_PERMIT_AUTH_DEST:
-        return in->rcpt && in->auth_dest ? SCR_PERMIT : SCR_DUNNO;
+        return in->rcpt && sc_fact(r, &r->dest, SMTPD_CHECK_AUTH_DEST)
+                   ? SCR_PERMIT
+                   : SCR_DUNNO;
     case SC_REJECT_UNAUTH_DEST:
     case SC_DEFER_UNAUTH_DEST:
-        if (in->rcpt == NULL || in->auth_dest)
+        if (in->rcpt == NULL || sc_fact(r, &r->dest, SMTPD_CHECK_AUTH_DEST))
             return SCR_DUNNO;
         if (x->kind == SC_REJECT_UNAUTH_DEST)
             return sc_reject(r, 554, "5.7.1", "<%s>: Relay access denied",
@@ -965,7 +977,8 @@ void
 smtpd_check_rcpt(const struct smtpd_check *c, const struct smtpd_check_in *in,
                  struct smtpd_check_res *res)
 {
-    struct sc_run r = {c, in, res, SCL_CLIENT, 0, 0};
+    struct sc_run r = {
+        c, in, res, SCL_CLIENT, 0, 0, in->mynetworks, in->auth_dest};
 
     sc_res_init(res);
     /* Postfix: the postmaster is never refused (RFC 5321 4.5.1) */
@@ -983,7 +996,8 @@ void
 smtpd_check_data(const struct smtpd_check *c, const struct smtpd_check_in *in,
                  struct smtpd_check_res *res)
 {
-    struct sc_run r = {c, in, res, SCL_DATA, 0, 0};
+    struct sc_run r = {
+        c, in, res, SCL_DATA, 0, 0, in->mynetworks, in->auth_dest};
 
     sc_res_init(res);
     sc_list(&r, SCL_DATA);
@@ -1023,4 +1037,10 @@ smtpd_check_conf(const struct cf *cf, const struct cf_service *svcs, size_t n,
     buf_free(e);
     buf_free(w);
     return rc;
+}
+
+int
+smtpd_check_data_used(const struct smtpd_check *c)
+{
+    return c->n[SCL_DATA] > 0;
 }

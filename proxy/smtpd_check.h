@@ -68,6 +68,11 @@ int smtpd_check_conf(const struct cf *cf, const struct cf_service *svcs,
                      size_t n, const char *main, struct buf *err,
                      struct buf *warn);
 
+enum smtpd_check_fact {
+    SMTPD_CHECK_MYNETWORKS,
+    SMTPD_CHECK_AUTH_DEST
+};
+
 /* What the session knows when a list runs. */
 struct smtpd_check_in {
     const struct sockaddr *sa;
@@ -76,10 +81,12 @@ struct smtpd_check_in {
     const char *helo;   /* NULL: no HELO/EHLO yet */
     const char *sender; /* MAIL FROM ("" for <>) */
     const char *rcpt;   /* RCPT TO (NULL at DATA) */
-    int mynetworks;     /* the client is in mynetworks */
+    int mynetworks;     /* the client is in mynetworks; -1: ask */
     int authenticated;  /* SMTP AUTH, not ANONYMOUS */
     const char *sasl_user;
-    int auth_dest; /* rcpt is in mydestination or relay_domains */
+    int auth_dest; /* rcpt is in mydestination or relay_domains; -1: ask */
+    /* the -1 facts, asked only when a restriction needs them */
+    int (*ask)(void *arg, enum smtpd_check_fact f);
     /* a WARN action or warn_if_reject: "reject_warning" or "warn" and
      * the text, for the caller's log line */
     void (*log)(void *arg, const char *what, const char *text);
@@ -107,7 +114,10 @@ struct smtpd_check_res {
 void smtpd_check_rcpt(const struct smtpd_check *c,
                       const struct smtpd_check_in *in,
                       struct smtpd_check_res *res);
-/* At DATA: smtpd_data_restrictions. */
+/* At DATA: smtpd_data_restrictions; smtpd_check_data_used: is that list
+ * not empty (nothing to run otherwise)? */
+int smtpd_check_data_used(const struct smtpd_check *c);
+
 void smtpd_check_data(const struct smtpd_check *c,
                       const struct smtpd_check_in *in,
                       struct smtpd_check_res *res);

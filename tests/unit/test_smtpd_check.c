@@ -588,6 +588,43 @@ test_login_mismatch(void **state)
     cf_free(cf);
 }
 
+/* Facts the session computes on demand: asked once each, only when a
+ * restriction needs them. */
+static int asked[2], answer[2];
+
+static int
+ask_cb(void *arg, enum smtpd_check_fact f)
+{
+    asked[f]++;
+    return answer[f];
+}
+
+static void
+test_ask(void **state)
+{
+    struct cf *cf = conf("smtpd_relay_restrictions = permit_mynetworks, "
+                         "permit_auth_destination, reject_unauth_destination\n"
+                         "smtpd_recipient_restrictions = "
+                         "permit_mynetworks, reject_unauth_destination\n");
+    struct smtpd_check *c = compile(cf);
+    struct smtpd_check_in in = req();
+
+    in.mynetworks = in.auth_dest = -1;
+    in.ask = ask_cb;
+    assert_string_equal(run(c, &in),
+                        "554 5.7.1 <bob@rcpt.example>: Relay access denied");
+    assert_int_equal(asked[SMTPD_CHECK_MYNETWORKS], 1);
+    assert_int_equal(asked[SMTPD_CHECK_AUTH_DEST], 1);
+    answer[SMTPD_CHECK_MYNETWORKS] = 1;
+    asked[0] = asked[1] = 0;
+    assert_string_equal(run(c, &in), "PASS");
+    assert_int_equal(asked[SMTPD_CHECK_MYNETWORKS], 1);
+    assert_int_equal(asked[SMTPD_CHECK_AUTH_DEST], 0); /* never needed */
+    assert_int_equal(smtpd_check_data_used(c), 0);
+    smtpd_check_free(c);
+    cf_free(cf);
+}
+
 static void
 test_conf_errors(void **state)
 {
@@ -668,7 +705,9 @@ main(void)
         cmocka_unit_test(test_access),
         cmocka_unit_test(test_warn_if_reject),
         cmocka_unit_test(test_login_mismatch),
+        cmocka_unit_test(test_ask),
         cmocka_unit_test(test_conf_errors),
+
         cmocka_unit_test(test_skipped),
     };
 
