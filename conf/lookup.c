@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <regex.h>
 #include <strings.h>
 #include <sys/stat.h>
 
@@ -246,7 +247,23 @@ enum lookup_type {
     LOOKUP_INLINE,
     LOOKUP_TEXTHASH,
     LOOKUP_DB, /* hash:, btree: */
-    LOOKUP_STATIC
+    LOOKUP_STATIC,
+    LOOKUP_REGEXP
+};
+
+/* One line of a regexp: table: a rule, "if" or "endif". */
+enum lookup_re_kind {
+    LOOKUP_RE_RULE,
+    LOOKUP_RE_IF,
+    LOOKUP_RE_ENDIF
+};
+
+struct lookup_re {
+    enum lookup_re_kind kind;
+    regex_t re;
+    int neg;      /* "!/re/": matches when re does not */
+    char *value;  /* RULE: the result, with $1..$9 */
+    size_t endif; /* IF: the index of its ENDIF */
 };
 
 struct lookup_kv {
@@ -260,8 +277,14 @@ struct lookup_table {
     char *spec;
     struct lookup_kv *kv;
     size_t n, cap;
-    char *value; /* static: */
+    char *value;          /* static: */
+    struct lookup_re *re; /* regexp: */
+    size_t nre;
 };
+
+#define LOOKUP_RE_MAX    100000 /* lines in a regexp: table */
+#define LOOKUP_RE_NEST   64     /* if ... endif depth */
+#define LOOKUP_RE_GROUPS 10     /* $0 .. $9 */
 
 static void
 lookup_add(struct lookup_table *t, const char *k, size_t klen, const char *v,
@@ -567,6 +590,360 @@ done:
     return r;
 }
 
+/* How big glibc's regcomp makes a pattern, roughly: it copies the operand
+ * of '+' once more and that of {m,n} up to n times, so nested or stacked
+ * repetitions grow exponentially ("/a++++++++++++++++++++++++/" needs
+ * gigabytes). The estimate: atoms count 1, a group the sum of what is in
+ * it, a repetition multiplies its operand. Capped; LOOKUP_RE_COST_MAX is
+ * far above any pattern an access or header_checks table holds. */
+#define LOOKUP_RE_COST_MAX 100000.0
+#define LOOKUP_RE_DEPTH    64
+
+static double
+lookup_re_cost(const char *p)
+{
+    double sum[LOOKUP_RE_DEPTH + 1] = {0}, last[LOOKUP_RE_DEPTH + 1] = {0};
+    int d = 0;
+
+    while (*p) {
+        double f = 0;
+
+        if (*p == '\\' && p[1]) {
+            p += 2;
+            sum[d] += last[d] = 1;
+            continue;
+        }
+        switch (*p) {
+        case '[': /* a bracket expression is one atom */
+            p++;
+            if (*p == '^')
+                p++;
+            if (*p == ']')
+                p++;
+            while (*p && *p != ']') {
+                if (*p == '[' && (p[1] == ':' || p[1] == '.' || p[1] == '=')) {
+                    const char *e = strstr(p + 2, (char[]){p[1], ']', 0});
+
+                    p = e ? e + 2 : p + strlen(p);
+                } else {
+                    p++;
+                }
+            }
+            if (*p)
+                p++;
+            sum[d] += last[d] = 1;
+            continue;
+        case '(':
+            if (d == LOOKUP_RE_DEPTH)
+                return LOOKUP_RE_COST_MAX + 1;
+            d++;
+            sum[d] = last[d] = 0;
+            p++;
+            continue;
+        case ')':
+            if (d > 0) {
+                double g = sum[d] + 1;
+
+                d--;
+                sum[d] += last[d] = g;
+            }
+            p++;
+            continue;
+        case '|':
+            last[d] = 0;
+            p++;
+            continue;
+        case '+':
+            f = 2;
+            p++;
+            break;
+        case '*':
+        case '?':
+            f = 1;
+            p++;
+            break;
+        case '{': {
+            char *e;
+            double m = strtod(p + 1, &e), n = m;
+
+            if (*e == ',')
+                n = e[1] == '}' ? m + 1 : strtod(e + 1, &e);
+            f = (n > m ? n : m) + 1;
+            p = strchr(p, '}') ? strchr(p, '}') + 1 : p + 1;
+            break;
+        }
+        default:
+            p++;
+            sum[d] += last[d] = 1;
+            continue;
+        }
+        /* a repetition of the last item: it grows by that factor */
+        sum[d] += last[d] * (f - 1);
+        last[d] *= f;
+        if (sum[d] > LOOKUP_RE_COST_MAX)
+            return sum[d];
+    }
+    for (; d > 0; d--)
+        sum[d - 1] += sum[d];
+    return sum[0];
+}
+
+/* "/pattern/flags" (any delimiter; a backslash escapes it) at *pp into
+ * re, *pp moved past it. Flags as Postfix: i (case-insensitive, on by
+ * default), x (extended syntax, on), m (multi-line, off) toggle. 0, or
+ * -1 with the reason in err. */
+static int
+lookup_re_pattern(const char **pp, regex_t *re, struct buf *err)
+{
+    const char *p = *pp;
+    char delim = *p++;
+    int flags = REG_ICASE | REG_EXTENDED, rc;
+    struct buf *pat = buf_new(64, LOOKUP_LINE_MAX);
+
+    if (delim == '\0' || lookup_isspace(delim)) {
+        buf_printf(err, "expected /pattern/");
+        buf_free(pat);
+        return -1;
+    }
+    for (; *p && *p != delim; p++) {
+        if (*p == '\\' && p[1] == delim) /* the delimiter itself */
+            p++;
+        buf_putc(pat, *p);
+    }
+    if (*p != delim) {
+        buf_printf(err, "missing closing '%c' of the pattern", delim);
+        buf_free(pat);
+        return -1;
+    }
+    for (p++; *p && !lookup_isspace(*p); p++) {
+        if (*p == 'i')
+            flags ^= REG_ICASE;
+        else if (*p == 'x')
+            flags ^= REG_EXTENDED;
+        else if (*p == 'm')
+            flags ^= REG_NEWLINE;
+        else {
+            buf_printf(err, "unknown pattern flag '%c' (i, x, m)", *p);
+            buf_free(pat);
+            return -1;
+        }
+    }
+    if (lookup_re_cost(buf_data(pat)) > LOOKUP_RE_COST_MAX) {
+        buf_printf(err, "pattern too complex (nested or stacked "
+                        "repetitions)");
+        buf_free(pat);
+        return -1;
+    }
+    if ((rc = regcomp(re, buf_data(pat), flags)) != 0) {
+
+        char why[256];
+
+        regerror(rc, re, why, sizeof(why));
+        buf_printf(err, "bad pattern: %s", why);
+        buf_free(pat);
+        return -1;
+    }
+    buf_free(pat);
+    *pp = p;
+    return 0;
+}
+
+/* One logical line of a regexp: table into t. */
+static int
+lookup_re_line(struct lookup_table *t, const char *l, size_t *stack,
+               size_t *depth, struct buf *err)
+{
+    struct lookup_re *r;
+    const char *p = l;
+
+    if (t->nre >= LOOKUP_RE_MAX) {
+        buf_printf(err, "more than %d lines", LOOKUP_RE_MAX);
+        return -1;
+    }
+    t->re = xrealloc(t->re, (t->nre + 1) * sizeof(*t->re));
+    r = &t->re[t->nre];
+    memset(r, 0, sizeof(*r));
+    if (strncasecmp(p, "endif", 5) == 0
+        && (p[5] == '\0' || lookup_isspace(p[5]))) {
+        if (*depth == 0) {
+            buf_printf(err, "endif without if");
+            return -1;
+        }
+        r->kind = LOOKUP_RE_ENDIF;
+        t->re[stack[--*depth]].endif = t->nre;
+        t->nre++;
+        return 0;
+    }
+    if (strncasecmp(p, "if", 2) == 0 && lookup_isspace(p[2])) {
+        r->kind = LOOKUP_RE_IF;
+        for (p += 2; lookup_isspace(*p); p++)
+            ;
+        if (*depth >= LOOKUP_RE_NEST) {
+            buf_printf(err, "if nested deeper than %d", LOOKUP_RE_NEST);
+            return -1;
+        }
+    }
+    if (*p == '!') {
+        r->neg = 1;
+        p++;
+    }
+    if (lookup_re_pattern(&p, &r->re, err) < 0)
+        return -1;
+    while (lookup_isspace(*p))
+        p++;
+    if (r->kind == LOOKUP_RE_IF) {
+        if (*p != '\0') {
+            buf_printf(err, "text after the if pattern");
+            regfree(&r->re);
+            return -1;
+        }
+        stack[(*depth)++] = t->nre;
+    } else if (*p == '\0') {
+        buf_printf(err, "expected format: /pattern/ result");
+        regfree(&r->re);
+        return -1;
+    } else {
+        r->value = xstrdup(p);
+    }
+    t->nre++;
+    return 0;
+}
+
+/* A regexp: file: postmap's line rules ('#' comments, blank lines, a line
+ * starting with white space continues the previous one). */
+static int
+lookup_parse_regexp(struct lookup_table *t, const char *path, struct buf *err)
+{
+    struct buf *line = buf_new(256, LOOKUP_LINE_MAX), *e = buf_new(128, 4096);
+    size_t len, pos = 0, lineno = 0, start = 0, depth = 0;
+    size_t stack[LOOKUP_RE_NEST];
+    char *text = NULL;
+    int r = -1;
+
+    if (cf_read_file(path, "table", LOOKUP_FILE_MAX, &text, &len, err) < 0)
+        goto done;
+    for (;;) {
+        const char *b = text + pos, *nl;
+        size_t n = 0, i = 0;
+        int more = pos < len;
+
+        if (more) {
+            nl = memchr(b, '\n', len - pos);
+            n = nl ? (size_t) (nl - b) : len - pos;
+            pos += n + (nl != NULL);
+            lineno++;
+            if (memchr(b, '\0', n) != NULL) {
+                buf_printf(err, "%s:%zu: NUL character in line", path, lineno);
+                goto done;
+            }
+            while (n > 0 && lookup_isspace(b[n - 1]))
+                n--;
+            while (i < n && lookup_isspace(b[i]))
+                i++;
+            if (i == n || b[i] == '#')
+                continue;
+            if (i > 0 && buf_len(line) > 0) { /* continuation */
+                if (buf_putc(line, ' ') < 0
+                    || buf_append(line, b + i, n - i) < 0)
+                    goto toolong;
+                continue;
+            }
+        }
+        if (buf_len(line) > 0) {
+            buf_reset(e);
+            if (lookup_re_line(t, buf_data(line), stack, &depth, e) < 0) {
+                buf_printf(err, "%s:%zu: %s", path, start, buf_data(e));
+                goto done;
+            }
+            buf_reset(line);
+        }
+        if (!more)
+            break;
+        start = lineno;
+        if (buf_append(line, b + i, n - i) < 0)
+            goto toolong;
+    }
+    if (depth > 0) {
+        buf_printf(err, "%s: if without endif", path);
+        goto done;
+    }
+    r = 0;
+    goto done;
+toolong:
+    buf_printf(err, "%s:%zu: line too long (more than %d bytes)", path, lineno,
+               LOOKUP_LINE_MAX);
+done:
+    buf_free(line);
+    buf_free(e);
+    free(text);
+    return r;
+}
+
+/* The result of rule r for key with its matches: $1..$9 (and ${1}) are
+ * the groups, $$ a dollar. -1 when out overflows. */
+static int
+lookup_re_expand(const char *v, const char *key, const regmatch_t *m,
+                 struct buf *out)
+{
+    buf_reset(out);
+    for (const char *p = v; *p; p++) {
+        int g = -1;
+
+        if (*p == '$' && p[1] == '$') {
+            p++;
+        } else if (*p == '$' && p[1] >= '0' && p[1] <= '9') {
+            g = p[1] - '0';
+            p++;
+        } else if (*p == '$' && p[1] == '{' && p[2] >= '0' && p[2] <= '9'
+                   && p[3] == '}') {
+            g = p[2] - '0';
+            p += 3;
+        }
+
+        if (g < 0) {
+            if (buf_putc(out, *p) < 0)
+                return -1;
+        } else if (m != NULL && m[g].rm_so >= 0) {
+            if (buf_append(out, key + m[g].rm_so,
+                           (size_t) (m[g].rm_eo - m[g].rm_so))
+                < 0)
+                return -1;
+        }
+    }
+    return 0;
+}
+
+/* regexp: lookup: the first rule that matches, in file order, with the
+ * if/endif blocks whose condition fails skipped. */
+static int
+lookup_re_get(const struct lookup_table *t, const char *key, struct buf *out)
+{
+    regmatch_t m[LOOKUP_RE_GROUPS];
+
+    for (size_t i = 0; i < t->nre; i++) {
+        const struct lookup_re *r = &t->re[i];
+        int hit;
+
+        if (r->kind == LOOKUP_RE_ENDIF)
+            continue;
+        hit = regexec(&r->re, key, LOOKUP_RE_GROUPS, m, 0) == 0;
+        if (r->kind == LOOKUP_RE_IF) {
+            if (hit == r->neg)
+                i = r->endif; /* skip the block */
+            continue;
+        }
+        if (hit == r->neg)
+            continue;
+        if (lookup_re_expand(r->value, key, r->neg ? NULL : m, out) < 0) {
+            buf_reset(out);
+            buf_puts(out, "lookup result too long");
+            return -1;
+        }
+        return 1;
+    }
+    return 0;
+}
+
 struct lookup_table *
 lookup_open(const char *spec, struct buf *err)
 {
@@ -609,6 +986,15 @@ lookup_open(const char *spec, struct buf *err)
                             hash ? DB_HASH : DB_BTREE, e)
             < 0)
             goto fail;
+    } else if (strncmp(spec, "regexp:", 7) == 0) {
+        t->type = LOOKUP_REGEXP;
+        if (colon[1] == '\0') {
+            buf_printf(e, "bad lookup table \"%s\": missing file name",
+                       lookup_shown(spec, shown, sizeof(shown)));
+            goto fail;
+        }
+        if (lookup_parse_regexp(t, colon + 1, e) < 0)
+            goto fail;
     } else if (strncmp(spec, "static:", 7) == 0) {
         const char *v = colon + 1;
         size_t vlen = strlen(v);
@@ -628,7 +1014,8 @@ lookup_open(const char *spec, struct buf *err)
     } else {
         buf_printf(e,
                    "unsupported lookup table type \"%.*s\" in \"%s\" "
-                   "(supported: inline, texthash, hash, btree, static)",
+                   "(supported: inline, texthash, hash, btree, regexp, "
+                   "static)",
                    (int) (colon - spec > 64 ? 64 : colon - spec), spec,
                    lookup_shown(spec, shown, sizeof(shown)));
         goto fail;
@@ -657,6 +1044,8 @@ lookup_get(const struct lookup_table *t, const char *key, struct buf *out)
             return -1;
         }
         return 1;
+    case LOOKUP_REGEXP:
+        return lookup_re_get(t, key, out);
     case LOOKUP_INLINE:
     case LOOKUP_TEXTHASH:
     case LOOKUP_DB:
@@ -698,6 +1087,12 @@ lookup_free(struct lookup_table *t)
         free(t->kv[i].value);
     }
     free(t->kv);
+    for (size_t i = 0; i < t->nre; i++) {
+        if (t->re[i].kind != LOOKUP_RE_ENDIF)
+            regfree(&t->re[i].re);
+        free(t->re[i].value);
+    }
+    free(t->re);
     free(t->value);
     free(t->spec);
     free(t);

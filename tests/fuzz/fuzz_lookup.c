@@ -8,8 +8,10 @@
  *   0 inline table body ("inline:" is put in front)
  *   1 texthash file content (in a memfd, opened by its /proc path)
  *   2 static table value
- *   3 a mynetworks list and a domain list (entries split at white space
+  *   3 a mynetworks list and a domain list (entries split at white space
  *     and commas, as in main.cf)
+ *   any byte with bit 7 set: regexp file content (memfd, as texthash)
+
  * Besides "no crash, no leak", what the documentation promises is
  * checked: keys compare case-insensitively; an IPv4 client and the same
  * address IPv4-mapped in IPv6 match the same network entries; a domain
@@ -163,7 +165,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     if (size < 1)
         return 0;
-    mode = data[0] % 4;
+    mode = data[0] & 0x80 ? 4 : data[0] % 4;
     text = (const char *) data + 1;
     size--;
     nul = memchr(text, '\0', size);
@@ -190,12 +192,28 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         buf_puts(spec, table);
         t = lookup_open(buf_data(spec), err);
         break;
+    case 4: /* regexp: no case rule (the i flag toggles it) */
+        fd = memfd_create("fuzz_lookup", 0);
+        if (fd < 0 || write(fd, text, tlen) != (ssize_t) tlen)
+            break;
+        buf_printf(spec, "regexp:/proc/self/fd/%d", fd);
+        t = lookup_open(buf_data(spec), err);
+        for (size_t i = 0; t != NULL && i < nkeys; i++) {
+            struct buf *o = buf_new(64, 4096);
+
+            (void) lookup_get(t, keys[i], o);
+            buf_free(o);
+        }
+        lookup_free(t);
+        t = NULL;
+        break;
     default:
         check_nets(table, keys, nkeys);
         break;
     }
     if (t != NULL)
         check_table(t, keys, nkeys);
+
     lookup_free(t);
     if (fd >= 0)
         close(fd);

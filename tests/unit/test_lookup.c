@@ -257,7 +257,7 @@ test_inline_bad(void **state)
     assert_string_equal(buf_data(err),
                         "unsupported lookup table type \"cdb\" in "
                         "\"cdb:/etc/aliases\" (supported: inline, texthash, "
-                        "hash, btree, static)");
+                        "hash, btree, regexp, static)");
 }
 
 static void
@@ -460,6 +460,137 @@ test_db(void **state)
     assert_int_equal(rmdir(dir), 0);
 }
 
+/* Write text to dir/name; its "regexp:" spec into spec. */
+static void
+mkfile(const char *dir, const char *name, const char *text, char *spec,
+       size_t specsz)
+{
+    char path[512];
+    FILE *f;
+
+    snprintf(path, sizeof(path), "%s/%s", dir, name);
+    f = fopen(path, "w");
+    assert_non_null(f);
+    fputs(text, f);
+    fclose(f);
+    snprintf(spec, specsz, "regexp:%s", path);
+}
+
+static void
+test_regexp(void **state)
+{
+    char dir[] = "/tmp/test_lookup.XXXXXX";
+    char spec[600], want[1024];
+    struct lookup_table *t;
+
+    assert_non_null(mkdtemp(dir));
+    mkfile(dir, "re",
+           "# access by pattern\n"
+           "/^Content-(Disposition|Type).*name[[:space:]]*=[[:space:]]*"
+           "\"?(.+\\.(exe|scr|pif|bat|com|vbs|js))\"?[[:space:]]*$/ "
+           "REJECT attachment $2\n"
+           "/^(.*)@spam\\.example$/   REJECT no mail from $1 (${1})\n"
+           "/^postmaster@/          OK\n"
+           "/CaseSensitive/i        DUNNO\n"
+           "!/@/                    REJECT no domain\n"
+           "if /\\.test$/\n"
+           "/^admin@/               OK admin\n"
+           "if !/^x/\n"
+           "/^y/                    HOLD y\n"
+           "endif\n"
+           "/./                     DEFER test domain\n"
+           "endif\n"
+           "#/this is a comment/    nothing\n"
+           "/^long@/                first part\n"
+           "  second part $$5\n"
+           "|^pipe/slash@|          pipes as delimiters\n",
+           spec, sizeof(spec));
+    t = lookup_open(spec, err);
+    if (t == NULL)
+        fail_msg("%s", buf_data(err));
+    assert_int_equal(lookup_get(t, "Bob@SPAM.example", out), 1);
+    assert_string_equal(buf_data(out), "REJECT no mail from Bob (Bob)");
+    assert_int_equal(lookup_get(t, "postmaster@spam.example", out), 1);
+    assert_string_equal(buf_data(out), "REJECT no mail from postmaster "
+                                       "(postmaster)"); /* first rule wins */
+    assert_int_equal(lookup_get(t, "POSTMASTER@elsewhere.example", out), 1);
+    assert_string_equal(buf_data(out), "OK");
+    assert_int_equal(lookup_get(t, "casesensitive@a.example", out), 0);
+    assert_int_equal(lookup_get(t, "CaseSensitive@a.example", out), 1);
+    assert_string_equal(buf_data(out), "DUNNO");
+    assert_int_equal(lookup_get(t, "localonly", out), 1);
+    assert_string_equal(buf_data(out), "REJECT no domain");
+    assert_int_equal(lookup_get(t, "admin@a.test", out), 1);
+    assert_string_equal(buf_data(out), "OK admin");
+    assert_int_equal(lookup_get(t, "admin@a.example", out), 0);
+    assert_int_equal(lookup_get(t, "yes@b.test", out), 1);
+    assert_string_equal(buf_data(out), "HOLD y");
+    assert_int_equal(lookup_get(t, "xyz@b.test", out), 1);
+    assert_string_equal(buf_data(out), "DEFER test domain");
+    assert_int_equal(lookup_get(t, "long@c.example", out), 1);
+    assert_string_equal(buf_data(out), "first part second part $5");
+    assert_int_equal(lookup_get(t, "pipe/slash@c.example", out), 1);
+    assert_string_equal(buf_data(out), "pipes as delimiters");
+    assert_int_equal(lookup_get(t, "nobody@c.example", out), 0);
+    assert_int_equal(lookup_get(t,
+                                "Content-Disposition: attachment; "
+                                "filename=\"x.EXE\"",
+                                out),
+                     1);
+    assert_string_equal(buf_data(out), "REJECT attachment x.EXE");
+
+    lookup_free(t);
+
+    /* errors name the file and line */
+    static const struct {
+        const char *text, *err;
+    } bad[] = {
+        {"/a/ x\n/unclosed x\n", "2: missing closing '/' of the pattern"},
+        {"/a(/ x\n", "1: bad pattern: "},
+        {"/a/q x\n", "1: unknown pattern flag 'q' (i, x, m)"},
+        {"\n\n/a/\n", "3: expected format: /pattern/ result"},
+        {"endif\n", "1: endif without if"},
+        {"if /a/ x\nendif\n", "1: text after the if pattern"},
+        {"if /a/\n/b/ c\n", "if without endif"},
+        {"/a++++++++++++++++++++++++++++++/ x\n",
+         "1: pattern too complex (nested or stacked repetitions)"},
+        {"/((((((((((((((((((a+)+)+)+)+)+)+)+)+)+)+)+)+)+)+)+)+)+)+/ x\n",
+         "1: pattern too complex (nested or stacked repetitions)"},
+        {"/(a{1,100}){1,100}{1,100}/ x\n",
+         "1: pattern too complex (nested or stacked repetitions)"},
+
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        char path[512];
+
+        mkfile(dir, "bad", bad[i].text, spec, sizeof(spec));
+        assert_null(lookup_open(spec, err));
+        snprintf(path, sizeof(path), "%s/bad", dir);
+        snprintf(want, sizeof(want), "%s%s%s", path,
+                 bad[i].err[0] == 'i' ? ": " : ":", bad[i].err);
+        if (strncmp(buf_data(err), want, strlen(want)) != 0)
+            fail_msg("got \"%s\", want \"%s\"", buf_data(err), want);
+    }
+    /* ifs nested deeper than the bound */
+    {
+        struct buf *deep = buf_new(4096, BUF_NOCAP);
+
+        for (int i = 0; i < 70; i++)
+            buf_puts(deep, "if /a/\n");
+        mkfile(dir, "deep", buf_data(deep), spec, sizeof(spec));
+        buf_free(deep);
+        assert_null(lookup_open(spec, err));
+        assert_non_null(strstr(buf_data(err), "if nested deeper than 64"));
+    }
+    snprintf(want, sizeof(want), "%s/re", dir);
+    unlink(want);
+    snprintf(want, sizeof(want), "%s/bad", dir);
+    unlink(want);
+    snprintf(want, sizeof(want), "%s/deep", dir);
+    unlink(want);
+    assert_int_equal(rmdir(dir), 0);
+}
+
 int
 main(void)
 {
@@ -474,6 +605,8 @@ main(void)
         cmocka_unit_test(test_static),
         cmocka_unit_test(test_texthash),
         cmocka_unit_test(test_db),
+        cmocka_unit_test(test_regexp),
+
     };
 
     return cmocka_run_group_tests(tests, setup, teardown);
