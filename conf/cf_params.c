@@ -108,7 +108,9 @@ const struct cf_param cf_params[] = {
      "implemented yet",
      1},
     {"header_checks", CF_MAP, "", 0,
-     "tables of patterns applied to header lines; not implemented yet", 1},
+     "tables (regexp:) of patterns applied to each header field: REJECT, "
+     "DISCARD, HOLD, WARN, INFO, IGNORE, PREPEND, REPLACE, DUNNO",
+     0},
     {"header_size_limit", CF_SIZE, "102400", 0,
      "bytes of message header that are kept and inspected", 0},
     {"home_mailbox", CF_STR, "", 0,

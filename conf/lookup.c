@@ -1097,3 +1097,18 @@ lookup_free(struct lookup_table *t)
     free(t->spec);
     free(t);
 }
+
+int
+lookup_any_value(const struct lookup_table *t,
+                 int (*pred)(const char *value, void *arg), void *arg)
+{
+    if (t->type == LOOKUP_STATIC)
+        return pred(t->value, arg);
+    for (size_t i = 0; i < t->n; i++)
+        if (pred(t->kv[i].value, arg))
+            return 1;
+    for (size_t i = 0; i < t->nre; i++)
+        if (t->re[i].value && pred(t->re[i].value, arg))
+            return 1;
+    return 0;
+}

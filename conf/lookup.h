@@ -33,5 +33,9 @@ struct lookup_table *lookup_open(const char *spec, struct buf *err);
 /* 1 found (value in out), 0 not found, -1 error (reason in out). */
 int lookup_get(const struct lookup_table *t, const char *key, struct buf *out);
 void lookup_free(struct lookup_table *t); /* NULL ok */
+/* Does pred hold for any value the table can return (before $N
+ * substitution)? 1 or 0. */
+int lookup_any_value(const struct lookup_table *t,
+                     int (*pred)(const char *value, void *arg), void *arg);
 
 #endif

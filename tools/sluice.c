@@ -26,6 +26,7 @@
 
 #include "conf/cf.h"
 #include "filters/clam.h"
+#include "filters/header_checks.h"
 #include "milter/milter.h"
 #include "lib/buf.h"
 #include "lib/log.h"
@@ -175,6 +176,11 @@ sluice_check(struct buf *err)
         }
         later = buf_new(1024, BUF_NOCAP);
         if (smtpd_check_conf(cf, svcs, nsvcs, where, err, later) < 0) {
+            fprintf(stderr, "sluice: error: %s\n", buf_data(err));
+            buf_reset(err);
+            rc = 1;
+        }
+        if (hc_conf_check(cf, svcs, nsvcs, where, err) < 0) {
             fprintf(stderr, "sluice: error: %s\n", buf_data(err));
             buf_reset(err);
             rc = 1;

@@ -43,6 +43,7 @@
 
 #include "conf/cf.h"
 #include "filters/clam.h"
+#include "filters/header_checks.h"
 #include "filters/filter.h"
 #include "lib/buf.h"
 #include "lib/log.h"
@@ -356,6 +357,17 @@ master_chains(struct master *m, struct smtpd_listener *sl)
             continue;
         }
         sl[i].chain = filter_chain_new();
+        /* header_checks first: it sees the message as the client sent
+         * it, as Postfix's cleanup does */
+        {
+            int none;
+            struct hc_conf *hc = hc_conf_new(scf, &none, err);
+
+            if (hc == NULL && !none)
+                log_fatal("%s", buf_data(err));
+            if (hc)
+                filter_chain_add(sl[i].chain, &hc_filter_ops, hc);
+        }
         if (cc && cf_bool(scf, "clamav_enable"))
             filter_chain_add(sl[i].chain, &clam_filter_ops, cc);
         if ((mv = milter_confs_new(scf, "smtpd_milters", err)) == NULL)
@@ -576,6 +588,8 @@ master_check_filters(const char *confdir, const struct cf *cf,
         rc = milter_confs_check(cf, svcs, n, where, err);
         if (rc == 0)
             rc = smtpd_check_conf(cf, svcs, n, where, err, NULL);
+        if (rc == 0)
+            rc = hc_conf_check(cf, svcs, n, where, err);
     }
     buf_free(e);
     return rc;

@@ -460,7 +460,7 @@ test_types_bad(void **state)
 static void
 test_later(void **state)
 {
-    struct cf *cf = load("header_checks = regexp:/etc/postfix/hc\n"
+    struct cf *cf = load("body_checks = regexp:/etc/postfix/bc\n"
                          "soft_bounce = no\n"
                          "smtpd_timeout = 7s\n"
                          "smtpd_end_of_data_restrictions = permit_mynetworks,\n"
@@ -469,7 +469,7 @@ test_later(void **state)
     struct cf_service sv = {.cf = svc};
     struct buf *out = buf_new(256, BUF_NOCAP), *e = buf_new(256, 4096);
     const char *main_lines =
-        "main.cf:1: header_checks = regexp:/etc/postfix/hc: not implemented "
+        "main.cf:1: body_checks = regexp:/etc/postfix/bc: not implemented "
         "in this Sluice yet; the setting has no effect\n"
         "main.cf:4: smtpd_end_of_data_restrictions = permit_mynetworks, "
         "reject: not implemented in this Sluice yet; the setting has no "

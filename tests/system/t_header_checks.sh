@@ -1,0 +1,117 @@
+#!/bin/bash
+# SPDX-License-Identifier: GPL-2.0-or-later
+# t_header_checks.sh - Postfix's header_checks with a regexp: table:
+# REJECT (550 5.7.1 at end of DATA, the text, a DSN in the text, the
+# default text), DISCARD (250, nothing delivered), HOLD (hold queue),
+# WARN (delivered, logged), IGNORE, PREPEND and REPLACE (the delivered
+# header, byte for byte, with repeated field names), a folded field
+# matched across its line break, Postfix's cleanup log lines; a service
+# with -o header_checks= has none; a bad table stops sluice check and
+# sluiced with its file and line.
+. "$(dirname "$0")/lib.sh"
+need_binaries
+plan 20
+setup
+
+cat >"$T/hc" <<'EOF'
+# header_checks as a Postfix site writes them
+/^Subject: reject me/           REJECT no thanks
+/^Subject: reject dsn/          REJECT 5.7.2 closed list
+/^Subject: reject plain/        REJECT
+/^Subject: discard me/          DISCARD spam
+/^Subject: hold me/             HOLD look at this
+/^Subject: warn me/             WARN suspicious subject
+/^X-Remove:/                    IGNORE
+/^X-Before: (.*)/               PREPEND X-Added: before $1
+/^X-Swap: (.*)/                 REPLACE X-Swapped: was $1
+/^Subject: folded.*second line/ REJECT folded match
+EOF
+P_OFF=$(free_port)
+export P_OFF
+MASTER_EXTRA="127.0.0.1:$P_OFF inet n - n - - smtpd -o header_checks="
+start_sink
+write_conf "header_checks = regexp:$T/hc" "clamav_enable = no"
+start_ok
+wait_port 127.0.0.1 "$P_OFF"
+
+pytap <<'PY'
+from sink import *
+import re, time
+port = int(env("PORT"))
+
+
+def mail(subject, extra=b"", p=port):
+    return send_mail(p, "s@sender.example", ["r@rcpt.example"],
+                     b"From: <s@sender.example>\r\nSubject: " + subject + b"\r\n" + extra +
+                     b"Message-ID: <" + re.sub(rb"\W", b"", subject) + b"@t>\r\n\r\nbody\r\n")
+
+
+r = mail(b"reject me now")
+tap(r.code == 550 and r.text == "550 5.7.1 no thanks", "REJECT text: 550 5.7.1 no thanks", r)
+tap(log_wait(r"cleanup\[\d+\]: \w+: reject: header Subject: reject me now from "
+             r"\S+\[127\.0\.0\.1\]; from=<s@sender\.example> to=<r@rcpt\.example> "
+             r"proto=ESMTP helo=<[^>]*>: 5\.7\.1 no thanks"),
+    "  logged as Postfix's cleanup does")
+r = mail(b"reject dsn")
+tap(r.code == 550 and r.text == "550 5.7.2 closed list", "REJECT with a DSN in the text", r)
+r = mail(b"reject plain")
+tap(r.code == 550 and r.text == "550 5.7.1 Message content rejected", "REJECT alone: the default text", r)
+r = mail(b"folded\r\n second line")
+tap(r.code == 550 and r.text == "550 5.7.1 folded match",
+    "a folded field is matched across its line break", r)
+
+r = mail(b"discard me")
+time.sleep(1.5)
+tap(r.code == 250 and sink_find(rb"Subject: discard me", secs=1) is None,
+    "DISCARD: 250 and nothing delivered", r)
+tap(log_wait(r"cleanup\[\d+\]: \w+: discard: header Subject: discard me from .*: spam"),
+    "  logged")
+r = mail(b"hold me")
+tap(r.code == 250 and log_wait(r"cleanup\[\d+\]: \w+: hold: header Subject: hold me from .*: look at this"),
+    "HOLD: 250, logged", r)
+time.sleep(1.0)
+tap(sink_find(rb"Subject: hold me", secs=1) is None, "  and not delivered (held)")
+r = mail(b"warn me")
+tap(r.code == 250 and sink_find(rb"Subject: warn me") is not None,
+    "WARN: delivered", r)
+tap(log_wait(r"cleanup\[\d+\]: \w+: warning: header Subject: warn me from .*: suspicious subject"),
+    "  and logged as a warning")
+
+# modifications: the delivered header, field by field
+extra = (b"X-Remove: one\r\nX-Before: b1\r\nX-Keep: k\r\nX-Remove: two\r\n"
+         b"X-Swap: s1\r\nX-Before: b2\r\nX-Swap: s2\r\n")
+r = mail(b"modify", extra)
+m = sink_find(rb"Subject: modify\r\n")
+tap(r.code == 250 and m is not None, "a message with IGNORE, PREPEND and REPLACE fields is delivered", r)
+hdr = m[1].split(b"\r\n\r\n", 1)[0].split(b"\r\n") if m else []
+names = [h for h in hdr if h.startswith(b"X-")]
+tap(names == [b"X-Added: before b1", b"X-Before: b1", b"X-Keep: k",
+              b"X-Swapped: was s1", b"X-Added: before b2", b"X-Before: b2",
+              b"X-Swapped: was s2"],
+    "  IGNORE removed both X-Remove, PREPEND put X-Added before each X-Before, "
+    "REPLACE swapped each X-Swap, in place", names)
+tap(m is not None and m[1].endswith(b"\r\n\r\nbody\r\n") and hdr[0].startswith(b"Received: from"),
+    "  the rest of the message unchanged (Received first, the body)", hdr[:2])
+
+# the service without header_checks
+r = mail(b"reject me on the other port", p=int(env("P_OFF")))
+tap(r.code == 250 and sink_find(rb"Subject: reject me on the other port") is not None,
+    "-o header_checks= : that service has none", r)
+PY
+stop_sluiced "$MASTERPID"
+
+# a bad table: sluice check and sluiced name the file and line
+printf '/^Subject: ok/ WARN x\n/^Subject: (unclosed/ REJECT\n' >"$T/bad"
+write_conf "header_checks = regexp:$T/bad" "clamav_enable = no"
+out=$(sl check 2>&1)
+is "sluice check fails on a bad header_checks pattern" "$?" 1
+like "  naming the file and line" "$out" \
+    "header_checks: regexp:$T/bad: $T/bad:2: bad pattern: "
+"$SLUICED" -c "$CONF" >>"$T/sluiced.out" 2>&1 &
+BAD=$!
+_T_MASTERS="$_T_MASTERS $BAD"
+wait_for 10 dead "$BAD"
+check "  sluiced refuses to start" dead "$BAD"
+write_conf "header_checks = regexp:$T/hc" "clamav_enable = no"
+out=$(sl check 2>&1)
+is "sluice check accepts the good table" "$?" 0
