@@ -84,9 +84,9 @@ int cf_is_set(const struct cf *cf, const char *name); /* set in a file */
  * one line "FILE:LINE: NAME = VALUE: not implemented in this Sluice yet;
  * the setting has no effect" each, appended to out; and for parameters
  * that work in main.cf only (later == 2, the clamav_ settings but
- * clamav_enable), a service's -o that differs from main.cf: "...: not implemented per service in this
- * Sluice yet; main.cf's value applies to every service". Returns their
- * number. */
+ * clamav_enable), a service's -o that differs from main.cf: "...: not
+ * implemented per service in this Sluice yet; main.cf's value applies to every
+ * service". Returns their number. */
 struct cf_service;
 size_t cf_later(const struct cf *cf, const struct cf_service *svcs,
                 size_t nsvcs, struct buf *out);
@@ -130,6 +130,16 @@ int cf_parse_master(const struct cf *main, const char *text, size_t len,
 int cf_load_master(const struct cf *main, const char *path,
                    struct cf_service **svcs, size_t *nsvcs, struct buf *err);
 void cf_services_free(struct cf_service *svcs, size_t n);
+/* fn(cf) for main.cf's parameters, then fn(svc->cf) for each of the n
+ * services (main.cf's with its -o): 0, or at the first -1 -1 with
+ * "MAIN: WHY" (MAIN names main.cf) or "FILE:LINE: service NAME: WHY" in
+ * err, WHY being what fn put in its err. For the checks of settings a
+ * service may override (sluice check, sluiced's start). */
+int cf_check_services(const struct cf *cf, const struct cf_service *svcs,
+                      size_t n, const char *main,
+                      int (*fn)(const struct cf *scf, void *arg,
+                                struct buf *err),
+                      void *arg, struct buf *err);
 
 /* Load DIR/main.cf (missing file = all defaults) and DIR/master.cf
  * (missing = one "smtp inet ... smtpd" service), check both. */

@@ -115,6 +115,31 @@ cf_service_clear(struct cf_service *s)
     memset(s, 0, sizeof(*s));
 }
 
+int
+cf_check_services(const struct cf *cf, const struct cf_service *svcs, size_t n,
+                  const char *main,
+                  int (*fn)(const struct cf *scf, void *arg, struct buf *err),
+                  void *arg, struct buf *err)
+{
+    struct buf *e = buf_new(256, 8192);
+    int rc = 0;
+
+    /* main.cf first: a service that inherits a bad setting is not named */
+    for (size_t i = 0; rc == 0 && i <= n; i++) {
+        buf_reset(e);
+        if (fn(i == 0 ? cf : svcs[i - 1].cf, arg, e) == 0)
+            continue;
+        if (i == 0)
+            buf_printf(err, "%s: %s", main, buf_data(e));
+        else
+            buf_printf(err, "%s: service %s: %s", svcs[i - 1].where,
+                       svcs[i - 1].name, buf_data(e));
+        rc = -1;
+    }
+    buf_free(e);
+    return rc;
+}
+
 void
 cf_services_free(struct cf_service *svcs, size_t n)
 {

@@ -413,12 +413,89 @@ lookup_parse_inline(struct lookup_table *t, const char *s, struct buf *err)
     return 0;
 }
 
-/* One logical texthash line "key value" into t. */
+/* postmap's input rules over the file at path: '#' comments and blank
+ * lines are skipped, a line starting with white space continues the
+ * previous one; each logical line (white space at its ends removed) goes
+ * to fn, which returns 0, or -1 with why in its err. 0, or -1 with
+ * "PATH:LINE: why" in err (LINE: where the logical line starts). */
 static int
-lookup_texthash_entry(struct lookup_table *t, struct buf *line,
-                      const char *path, size_t start, struct buf *err)
+lookup_read_lines(const char *path,
+                  int (*fn)(void *arg, const char *line, struct buf *err),
+                  void *arg, struct buf *err)
 {
-    char *k = buf_data(line), *v = k;
+    struct buf *line = buf_new(256, LOOKUP_LINE_MAX), *e = buf_new(128, 4096);
+    size_t len, pos = 0, lineno = 0, start = 0;
+    char *text = NULL;
+    int r = -1;
+
+    if (cf_read_file(path, "table", LOOKUP_FILE_MAX, &text, &len, err) < 0)
+        goto done;
+    for (;;) {
+        const char *b = text + pos, *nl;
+        size_t n = 0, i = 0;
+        int more = pos < len;
+
+        if (more) {
+            nl = memchr(b, '\n', len - pos);
+            n = nl ? (size_t) (nl - b) : len - pos;
+            pos += n + (nl != NULL);
+            lineno++;
+            if (memchr(b, '\0', n) != NULL) {
+                buf_printf(err, "%s:%zu: NUL character in line", path, lineno);
+                goto done;
+            }
+            while (n > 0 && lookup_isspace(b[n - 1]))
+                n--;
+            while (i < n && lookup_isspace(b[i]))
+                i++;
+            if (i == n || b[i] == '#')
+                continue;
+            if (i > 0) { /* continuation */
+                if (buf_len(line) == 0) {
+                    buf_printf(err,
+                               "%s:%zu: line starts with white space but "
+                               "continues no line",
+                               path, lineno);
+                    goto done;
+                }
+                if (buf_putc(line, ' ') < 0
+                    || buf_append(line, b + i, n - i) < 0)
+                    goto toolong;
+                continue;
+            }
+        }
+        if (buf_len(line) > 0) {
+            buf_reset(e);
+            if (fn(arg, buf_data(line), e) < 0) {
+                buf_printf(err, "%s:%zu: %s", path, start, buf_data(e));
+                goto done;
+            }
+            buf_reset(line);
+        }
+        if (!more)
+            break;
+        start = lineno;
+        if (buf_append(line, b + i, n - i) < 0)
+            goto toolong;
+    }
+    r = 0;
+    goto done;
+toolong:
+    buf_printf(err, "%s:%zu: line too long (more than %d bytes)", path, lineno,
+               LOOKUP_LINE_MAX);
+done:
+    buf_free(line);
+    buf_free(e);
+    free(text);
+    return r;
+}
+
+/* One logical texthash line "key value" into the table. */
+static int
+lookup_texthash_entry(void *arg, const char *line, struct buf *err)
+{
+    struct lookup_table *t = arg;
+    const char *k = line, *v = k;
     size_t klen;
 
     while (*v && !lookup_isspace(*v))
@@ -427,75 +504,21 @@ lookup_texthash_entry(struct lookup_table *t, struct buf *line,
     while (lookup_isspace(*v))
         v++;
     if (*v == '\0') {
-        buf_printf(err, "%s:%zu: expected format: key whitespace value", path,
-                   start);
+        buf_printf(err, "expected format: key whitespace value");
         return -1;
     }
     lookup_add(t, k, klen, v, strlen(v));
-    buf_reset(line);
     return 0;
 }
 
-/* postmap input: "key value" lines, '#' comments, blank lines; a line
- * starting with white space continues the previous one. */
+/* postmap input: "key value" lines. */
 static int
 lookup_parse_texthash(struct lookup_table *t, const char *path, struct buf *err)
 {
-    struct buf *line = buf_new(256, LOOKUP_LINE_MAX);
-    size_t len, pos = 0, lineno = 0, start = 0;
-    char *text = NULL;
-    int r = -1;
-
-    if (cf_read_file(path, "table", LOOKUP_FILE_MAX, &text, &len, err) < 0)
-        goto done;
-    while (pos < len) {
-        const char *b = text + pos, *nl = memchr(b, '\n', len - pos);
-        size_t n = nl ? (size_t) (nl - b) : len - pos, i = 0;
-
-        pos += n + (nl != NULL);
-        lineno++;
-        if (memchr(b, '\0', n) != NULL) {
-            buf_printf(err, "%s:%zu: NUL character in line", path, lineno);
-            goto done;
-        }
-        while (n > 0 && lookup_isspace(b[n - 1]))
-            n--;
-        while (i < n && lookup_isspace(b[i]))
-            i++;
-        if (i == n || b[i] == '#')
-            continue;
-        if (i > 0) { /* continuation */
-            if (buf_len(line) == 0) {
-                buf_printf(err,
-                           "%s:%zu: line starts with white space but "
-                           "continues no line",
-                           path, lineno);
-                goto done;
-            }
-            if (buf_putc(line, ' ') < 0)
-                goto toolong;
-        } else {
-            if (buf_len(line) > 0
-                && lookup_texthash_entry(t, line, path, start, err) < 0)
-                goto done;
-            start = lineno;
-        }
-        if (buf_append(line, b + i, n - i) < 0)
-            goto toolong;
-    }
-    if (buf_len(line) > 0
-        && lookup_texthash_entry(t, line, path, start, err) < 0)
-        goto done;
+    if (lookup_read_lines(path, lookup_texthash_entry, t, err) < 0)
+        return -1;
     lookup_sort(t);
-    r = 0;
-    goto done;
-toolong:
-    buf_printf(err, "%s:%zu: line too long (more than %d bytes)", path, lineno,
-               LOOKUP_LINE_MAX);
-done:
-    buf_free(line);
-    free(text);
-    return r;
+    return 0;
 }
 
 /* Berkeley DB's own words for a failure (it prints them on standard
@@ -809,74 +832,35 @@ lookup_re_line(struct lookup_table *t, const char *l, size_t *stack,
     return 0;
 }
 
-/* A regexp: file: postmap's line rules ('#' comments, blank lines, a line
- * starting with white space continues the previous one). */
+/* A regexp: file being read: its if/endif stack. */
+struct lookup_re_read {
+    struct lookup_table *t;
+    size_t stack[LOOKUP_RE_NEST];
+    size_t depth;
+};
+
+static int
+lookup_re_entry(void *arg, const char *line, struct buf *err)
+{
+    struct lookup_re_read *rd = arg;
+
+    return lookup_re_line(rd->t, line, rd->stack, &rd->depth, err);
+}
+
 static int
 lookup_parse_regexp(struct lookup_table *t, const char *path, struct buf *err)
 {
-    struct buf *line = buf_new(256, LOOKUP_LINE_MAX), *e = buf_new(128, 4096);
-    size_t len, pos = 0, lineno = 0, start = 0, depth = 0;
-    size_t stack[LOOKUP_RE_NEST];
-    char *text = NULL;
-    int r = -1;
+    struct lookup_re_read rd;
 
-    if (cf_read_file(path, "table", LOOKUP_FILE_MAX, &text, &len, err) < 0)
-        goto done;
-    for (;;) {
-        const char *b = text + pos, *nl;
-        size_t n = 0, i = 0;
-        int more = pos < len;
-
-        if (more) {
-            nl = memchr(b, '\n', len - pos);
-            n = nl ? (size_t) (nl - b) : len - pos;
-            pos += n + (nl != NULL);
-            lineno++;
-            if (memchr(b, '\0', n) != NULL) {
-                buf_printf(err, "%s:%zu: NUL character in line", path, lineno);
-                goto done;
-            }
-            while (n > 0 && lookup_isspace(b[n - 1]))
-                n--;
-            while (i < n && lookup_isspace(b[i]))
-                i++;
-            if (i == n || b[i] == '#')
-                continue;
-            if (i > 0 && buf_len(line) > 0) { /* continuation */
-                if (buf_putc(line, ' ') < 0
-                    || buf_append(line, b + i, n - i) < 0)
-                    goto toolong;
-                continue;
-            }
-        }
-        if (buf_len(line) > 0) {
-            buf_reset(e);
-            if (lookup_re_line(t, buf_data(line), stack, &depth, e) < 0) {
-                buf_printf(err, "%s:%zu: %s", path, start, buf_data(e));
-                goto done;
-            }
-            buf_reset(line);
-        }
-        if (!more)
-            break;
-        start = lineno;
-        if (buf_append(line, b + i, n - i) < 0)
-            goto toolong;
-    }
-    if (depth > 0) {
+    rd.t = t;
+    rd.depth = 0;
+    if (lookup_read_lines(path, lookup_re_entry, &rd, err) < 0)
+        return -1;
+    if (rd.depth > 0) {
         buf_printf(err, "%s: if without endif", path);
-        goto done;
+        return -1;
     }
-    r = 0;
-    goto done;
-toolong:
-    buf_printf(err, "%s:%zu: line too long (more than %d bytes)", path, lineno,
-               LOOKUP_LINE_MAX);
-done:
-    buf_free(line);
-    buf_free(e);
-    free(text);
-    return r;
+    return 0;
 }
 
 /* The result of rule r for key with its matches: $1..$9 (and ${1}) are

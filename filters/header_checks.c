@@ -86,35 +86,22 @@ hc_conf_new(const struct cf *cf, int *none, struct buf *err)
     return c;
 }
 
+static int
+hc_check_one(const struct cf *scf, void *arg, struct buf *err)
+{
+    int none;
+    struct hc_conf *c = hc_conf_new(scf, &none, err);
+
+    (void) arg;
+    hc_conf_free(c);
+    return c || none ? 0 : -1;
+}
+
 int
 hc_conf_check(const struct cf *cf, const struct cf_service *svcs, size_t n,
               const char *main, struct buf *err)
 {
-    struct buf *e = buf_new(256, 4096);
-    int rc = 0, none;
-
-    for (size_t i = 0; rc == 0 && i <= n; i++) {
-        const struct cf *scf = i == 0 ? cf : svcs[i - 1].cf;
-        struct hc_conf *c;
-
-        /* a service that keeps main.cf's tables was checked with it */
-        if (i > 0
-            && strcmp(cf_raw(scf, "header_checks"), cf_raw(cf, "header_checks"))
-                   == 0)
-            continue;
-        buf_reset(e);
-        if ((c = hc_conf_new(scf, &none, e)) == NULL && !none) {
-            if (i == 0)
-                buf_printf(err, "%s: %s", main, buf_data(e));
-            else
-                buf_printf(err, "%s: service %s: %s", svcs[i - 1].where,
-                           svcs[i - 1].name, buf_data(e));
-            rc = -1;
-        }
-        hc_conf_free(c);
-    }
-    buf_free(e);
-    return rc;
+    return cf_check_services(cf, svcs, n, main, hc_check_one, NULL, err);
 }
 
 void

@@ -338,31 +338,21 @@ milter_confs_free(struct milter_conf **v)
     free(v);
 }
 
+static int
+milter_check_one(const struct cf *scf, void *arg, struct buf *err)
+{
+    struct milter_conf **mv = milter_confs_new(scf, "smtpd_milters", err);
+
+    (void) arg;
+    milter_confs_free(mv);
+    return mv ? 0 : -1;
+}
+
 int
 milter_confs_check(const struct cf *cf, const struct cf_service *svcs, size_t n,
                    const char *main, struct buf *err)
 {
-    struct buf *e = buf_new(256, 4096);
-    struct milter_conf **mv;
-    int rc = 0;
-
-    /* main.cf first: a service that inherits a bad setting is not named */
-    for (size_t i = 0; rc == 0 && i <= n; i++) {
-        const struct cf *scf = i == 0 ? cf : svcs[i - 1].cf;
-
-        buf_reset(e);
-        if ((mv = milter_confs_new(scf, "smtpd_milters", e)) == NULL) {
-            if (i == 0)
-                buf_printf(err, "%s: %s", main, buf_data(e));
-            else
-                buf_printf(err, "%s: service %s: %s", svcs[i - 1].where,
-                           svcs[i - 1].name, buf_data(e));
-            rc = -1;
-        }
-        milter_confs_free(mv);
-    }
-    buf_free(e);
-    return rc;
+    return cf_check_services(cf, svcs, n, main, milter_check_one, NULL, err);
 }
 
 const char *

@@ -1003,40 +1003,29 @@ smtpd_check_data(const struct smtpd_check *c, const struct smtpd_check_in *in,
     sc_list(&r, SCL_DATA);
 }
 
+static int
+smtpd_check_one(const struct cf *scf, void *arg, struct buf *err)
+{
+    struct buf *warn = arg, *w = buf_new(256, BUF_NOCAP);
+    struct smtpd_check *c = smtpd_check_new(scf, err, w);
+
+    smtpd_check_free(c);
+    /* each warning once, however many services share the list */
+    for (char *l = buf_data(w), *nl; warn && *l; l = nl) {
+        nl = strchr(l, '\n');
+        *nl++ = '\0';
+        if (strstr(buf_data(warn), l) == NULL)
+            buf_printf(warn, "%s\n", l);
+    }
+    buf_free(w);
+    return c ? 0 : -1;
+}
+
 int
 smtpd_check_conf(const struct cf *cf, const struct cf_service *svcs, size_t n,
                  const char *main, struct buf *err, struct buf *warn)
 {
-    struct buf *e = buf_new(256, 4096), *w = buf_new(256, BUF_NOCAP);
-    int rc = 0;
-
-    /* main.cf first: a service that inherits a bad list is not named */
-    for (size_t i = 0; rc == 0 && i <= n; i++) {
-        const struct cf *scf = i == 0 ? cf : svcs[i - 1].cf;
-        struct smtpd_check *c;
-
-        buf_reset(e);
-        buf_reset(w);
-        if ((c = smtpd_check_new(scf, e, w)) == NULL) {
-            if (i == 0)
-                buf_printf(err, "%s: %s", main, buf_data(e));
-            else
-                buf_printf(err, "%s: service %s: %s", svcs[i - 1].where,
-                           svcs[i - 1].name, buf_data(e));
-            rc = -1;
-        }
-        smtpd_check_free(c);
-        /* each warning once, however many services share the list */
-        for (char *l = buf_data(w), *nl; warn && *l; l = nl) {
-            nl = strchr(l, '\n');
-            *nl++ = '\0';
-            if (strstr(buf_data(warn), l) == NULL)
-                buf_printf(warn, "%s\n", l);
-        }
-    }
-    buf_free(e);
-    buf_free(w);
-    return rc;
+    return cf_check_services(cf, svcs, n, main, smtpd_check_one, warn, err);
 }
 
 int

@@ -426,17 +426,26 @@ static void smtp_defer_all(struct smtp_sess *s, const char *dsn,
                            const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
+/* smtp_decide_all with a formatted text. */
+static void
+smtp_vdecide_all(struct smtp_sess *s, enum dlv_status st, const char *dsn,
+                 const char *fmt, va_list ap)
+{
+    struct buf *b = buf_new(256, BUF_NOCAP);
+
+    buf_vprintf(b, fmt, ap);
+    smtp_decide_all(s, st, dsn, buf_data(b));
+    buf_free(b);
+}
+
 static void
 smtp_defer_all(struct smtp_sess *s, const char *dsn, const char *fmt, ...)
 {
-    struct buf *b = buf_new(256, BUF_NOCAP);
     va_list ap;
 
     va_start(ap, fmt);
-    buf_vprintf(b, fmt, ap);
+    smtp_vdecide_all(s, DLV_DEFER, dsn, fmt, ap);
     va_end(ap);
-    smtp_decide_all(s, DLV_DEFER, dsn, buf_data(b));
-    buf_free(b);
 }
 
 static enum dlv_status
@@ -1374,14 +1383,11 @@ static void
 smtp_auth_fail(struct smtp_sess *s, enum dlv_status st, const char *dsn,
                const char *fmt, ...)
 {
-    struct buf *b = buf_new(256, BUF_NOCAP);
     va_list ap;
 
     va_start(ap, fmt);
-    buf_vprintf(b, fmt, ap);
+    smtp_vdecide_all(s, st, dsn, fmt, ap);
     va_end(ap);
-    smtp_decide_all(s, st, dsn, buf_data(b));
-    buf_free(b);
     if (s->state == SMTP_S_AUTH && s->code == 334 && buf_len(s->out) == 0) {
         /* the server waits for an answer: cancel (RFC 4954), then QUIT */
         smtp_say(s, "*\r\nQUIT\r\n");
