@@ -183,6 +183,10 @@ const struct cf_param cf_params[] = {
      0, "macros sent to milters with RCPT TO", 0},
     {"milter_unknown_command_macros", CF_LIST, "", 0,
      "macros sent to milters with an unknown command", 0},
+    {"mime_header_checks", CF_MAP, "$header_checks", 0,
+     "tables applied to MIME part headers: not checked in this Sluice yet "
+     "(a warning says so when it is not empty)",
+     0},
     {"minimal_backoff_time", CF_TIME, "300s", 's',
      "shortest time between delivery attempts of a deferred message", 0},
     {"mydestination", CF_LIST, "$myhostname, localhost.$mydomain, localhost", 0,
@@ -200,6 +204,10 @@ const struct cf_param cf_params[] = {
      "domain appended to unqualified addresses of locally posted mail; not "
      "implemented yet",
      1},
+    {"nested_header_checks", CF_MAP, "$header_checks", 0,
+     "tables applied to the headers of attached messages: not checked in "
+     "this Sluice yet (a warning says so when it is not empty)",
+     0},
     {"non_smtpd_milters", CF_LIST, "", 0,
      "milters for mail that does not arrive by SMTP; not implemented yet", 1},
     {"notify_classes", CF_LIST, "resource, software", 0,
@@ -359,8 +367,7 @@ const struct cf_param cf_params[] = {
     {"smtpd_error_sleep_time", CF_TIME, "1s", 's',
      "delay before each error reply once the soft error limit is reached", 0},
     {"smtpd_etrn_restrictions", CF_LIST, "", 0,
-     "restrictions applied to ETRN; not implemented yet (ETRN is refused)",
-     1},
+     "restrictions applied to ETRN; not implemented yet (ETRN is refused)", 1},
     {"smtpd_forbid_bare_newline", CF_BOOL, "yes", 0,
      "disconnect a client that sends a bare LF (SMTP smuggling defence)", 0},
     {"smtpd_forbid_bare_newline_exclusions", CF_LIST, "$mynetworks", 0,

@@ -105,6 +105,28 @@ hc_conf_check(const struct cf *cf, const struct cf_service *svcs, size_t n,
 }
 
 void
+hc_conf_warn(const struct cf *cf, const struct cf_service *svcs, size_t n,
+             struct buf *warn)
+{
+    for (size_t i = 0; i <= n; i++) {
+        const struct cf *scf = i == 0 ? cf : svcs[i - 1].cf;
+
+        /* in Postfix the MIME part headers get header_checks too (the
+         * default mime_header_checks = $header_checks): say that they
+         * do not here, where an attachment rule would silently fail */
+        if (cf_list(scf, "mime_header_checks")[0] != NULL
+            || cf_list(scf, "nested_header_checks")[0] != NULL) {
+            buf_printf(warn,
+                       "header_checks: applied to the message header only: "
+                       "MIME part headers and attached messages' headers "
+                       "(mime_header_checks, nested_header_checks, by default "
+                       "$header_checks) are not checked in this Sluice yet\n");
+            return;
+        }
+    }
+}
+
+void
 hc_conf_free(struct hc_conf *c)
 {
     if (c == NULL)

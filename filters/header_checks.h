@@ -44,5 +44,10 @@ void hc_conf_free(struct hc_conf *c); /* NULL ok */
 struct cf_service;
 int hc_conf_check(const struct cf *cf, const struct cf_service *svcs, size_t n,
                   const char *main, struct buf *err);
+/* One warning line into warn when header_checks are set where Postfix
+ * would also apply them to MIME part headers (mime_header_checks,
+ * nested_header_checks, by default $header_checks). */
+void hc_conf_warn(const struct cf *cf, const struct cf_service *svcs, size_t n,
+                  struct buf *warn);
 
 #endif

@@ -10,7 +10,7 @@
 # sluiced with its file and line.
 . "$(dirname "$0")/lib.sh"
 need_binaries
-plan 20
+plan 22
 setup
 
 cat >"$T/hc" <<'EOF'
@@ -115,3 +115,10 @@ check "  sluiced refuses to start" dead "$BAD"
 write_conf "header_checks = regexp:$T/hc" "clamav_enable = no"
 out=$(sl check 2>&1)
 is "sluice check accepts the good table" "$?" 0
+like "  and says MIME part headers are not checked (Postfix would check them)" "$out" \
+    "sluice: warning: header_checks: applied to the message header only: MIME part headers .*are not checked in this Sluice yet"
+write_conf "header_checks = regexp:$T/hc" "clamav_enable = no" \
+    "mime_header_checks =" "nested_header_checks ="
+out=$(sl check 2>&1)
+unlike "  not when mime_header_checks and nested_header_checks are empty" "$out" \
+    "header_checks|not implemented"
