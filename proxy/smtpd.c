@@ -156,6 +156,7 @@ struct smtpd_conf {
     long long sasl_resp_limit;
     struct lookup_net *sasl_exc; /* not offered AUTH in EHLO */
     struct smtpd_check *check;   /* smtpd_*_restrictions */
+    int check_own;               /* made here, not given by the caller */
 };
 
 struct smtpd_srv;
@@ -402,7 +403,8 @@ smtpd_sasl_policy(const struct cf *cf, const char *name, const char *service,
 }
 
 static void
-smtpd_conf_init(struct smtpd_conf *c, const struct cf *cf, const char *service)
+smtpd_conf_init(struct smtpd_conf *c, const struct cf *cf, const char *service,
+                struct smtpd_check *check)
 {
     c->cf = cf;
     c->service = service;
@@ -462,20 +464,44 @@ smtpd_conf_init(struct smtpd_conf *c, const struct cf *cf, const char *service)
     smtpd_sasl_policy(cf, "smtpd_sasl_security_options", service, &c->sasl_pol);
     smtpd_sasl_policy(cf, "smtpd_sasl_tls_security_options", service,
                       &c->sasl_tls_pol);
-    {
+    c->check = check;
+    if (check == NULL) {
         struct buf *err = buf_new(256, 4096);
 
         /* checked by the master before it started us (smtpd_check_conf) */
         if ((c->check = smtpd_check_new(cf, err, NULL)) == NULL)
             log_fatal("service %s: %s", service, buf_data(err));
+        c->check_own = 1;
         buf_free(err);
     }
+}
+
+void
+smtpd_checks_load(const struct cf *cf, struct smtpd_listener *ls, size_t n)
+{
+    struct buf *err = buf_new(256, 4096);
+
+    for (size_t i = 0; i < n; i++) {
+        const struct cf *scf = ls[i].svc && ls[i].svc->cf ? ls[i].svc->cf : cf;
+        size_t k;
+
+        for (k = 0; k < i && ls[k].svc != ls[i].svc; k++)
+            ;
+        if (k < i) { /* the same service: the same restrictions */
+            ls[i].check = ls[k].check;
+            continue;
+        }
+        if ((ls[i].check = smtpd_check_new(scf, err, NULL)) == NULL)
+            log_fatal("%s", buf_data(err));
+    }
+    buf_free(err);
 }
 
 static void
 smtpd_conf_free(struct smtpd_conf *c)
 {
-    smtpd_check_free(c->check);
+    if (c->check_own)
+        smtpd_check_free(c->check);
     lookup_net_free(c->mynetworks);
     lookup_net_free(c->event_exc);
     lookup_net_free(c->bare_exc);
@@ -3883,8 +3909,8 @@ smtpd_run(const struct cf *cf, struct smtpd_listener *ls, size_t n)
         l->fd = ls[i].fd;
         l->srv = &srv;
         smtpd_conf_init(&l->conf, scf,
-                        ls[i].svc && ls[i].svc->name ? ls[i].svc->name
-                                                     : "smtp");
+                        ls[i].svc && ls[i].svc->name ? ls[i].svc->name : "smtp",
+                        ls[i].check);
         l->conf.tls = ls[i].tls;
         l->conf.chain = ls[i].chain;
         for (k = 0; k < srv.nchains && srv.chains[k] != ls[i].chain; k++)

@@ -17,12 +17,16 @@
 #include "filters/filter.h"
 #include "lib/tls.h"
 
+struct smtpd_check;
+
 struct smtpd_listener {
     int fd;                       /* bound, listening, non-blocking */
     const struct cf_service *svc; /* svc->cf: this service's parameters */
     struct tls_srv *tls;          /* STARTTLS / wrapper mode, or NULL */
     struct filter_chain *chain;   /* this service's filters (borrowed;
                                      services may share a chain) */
+    struct smtpd_check *check;    /* its restrictions (borrowed), or NULL:
+                                     smtpd_run makes them */
 };
 
 /* Load each listener's TLS certificate and key where its service has
@@ -33,6 +37,14 @@ struct smtpd_listener {
  * encrypt it then refuses mail (530 5.7.0). cf: main.cf, for listeners
  * without a service. */
 void smtpd_tls_load(const struct cf *cf, struct smtpd_listener *ls, size_t n);
+
+/* Make each listener's restrictions (smtpd_*_restrictions, shared by the
+ * listeners of one service): called by the front before it drops root,
+ * as the access tables (hash:, texthash:) may be readable by root only.
+ * The configuration was checked (smtpd_check_conf): a failure here is
+ * fatal. */
+void smtpd_checks_load(const struct cf *cf, struct smtpd_listener *ls,
+                       size_t n);
 
 /* For sluice check: each service with smtpd_sasl_auth_enable whose SMTP
  * AUTH would not work as set (a type other than dovecot, unknown security

@@ -438,6 +438,9 @@ master_start(struct master *m, enum master_child c)
             sl[i].svc = m->ls[i].svc;
         }
         smtpd_tls_load(m->cf, sl, m->nls); /* key files: root's, often */
+        /* tables (access maps, header_checks): root's, sometimes */
+        smtpd_checks_load(m->cf, sl, m->nls);
+        master_chains(m, sl);
     }
     if (c == MASTER_QMGR && (qm = qmgr_new(m->cf)) == NULL)
         _exit(1); /* tables: a password file is root's, often */
@@ -448,7 +451,6 @@ master_start(struct master *m, enum master_child c)
     }
     switch (c) {
     case MASTER_SMTPD:
-        master_chains(m, sl);
         if (lane > 0
             && spool_id_lane(cf_str(m->cf, "queue_directory"), lane) < 0)
             log_warning("cannot read the queue for its queue IDs: %s; "

@@ -10,7 +10,7 @@
 # sluiced with its file and line.
 . "$(dirname "$0")/lib.sh"
 need_binaries
-plan 22
+plan 25
 setup
 
 cat >"$T/hc" <<'EOF'
@@ -122,3 +122,39 @@ write_conf "header_checks = regexp:$T/hc" "clamav_enable = no" \
 out=$(sl check 2>&1)
 unlike "  not when mime_header_checks and nested_header_checks are empty" "$out" \
     "header_checks|not implemented"
+
+# tables only root may read: the front reads them before it drops root
+if [ "$(id -u)" = 0 ] && id nobody >/dev/null 2>&1; then
+    chmod 755 "$T" # for nobody: the queue directory is in $T
+    cp "$T/hc" "$T/hc_root"
+    printf 'blocked@rcpt.example REJECT root-only table\n' >"$T/access_root"
+    chmod 600 "$T/hc_root" "$T/access_root"
+    write_conf "header_checks = regexp:$T/hc_root" "clamav_enable = no" \
+        "mail_owner = nobody" \
+        "smtpd_recipient_restrictions = check_recipient_access texthash:$T/access_root"
+    start_ok
+    FRONT=$(child_pid smtpd)
+    export FRONT
+    pytap <<'PY'
+from sink import *
+import pwd
+port = int(env("PORT"))
+who = pwd.getpwuid(os.stat("/proc/%s" % env("FRONT")).st_uid).pw_name
+r = send_mail(port, "s@sender.example", ["r@rcpt.example"],
+              b"Subject: reject me root\r\n\r\nx\r\n")
+tap(who == "nobody" and r.code == 550 and r.text == "550 5.7.1 no thanks",
+    "mail_owner = nobody (the front runs as %s): a header_checks table of mode 0600 owned by root is used" % who, r)
+c = Client(port)
+c.reply()
+c.cmd("EHLO client.test")
+c.cmd("MAIL FROM:<s@sender.example>")
+r = c.cmd("RCPT TO:<blocked@rcpt.example>")
+c.close()
+tap(r.code == 554 and "root-only table" in r.text,
+    "  and so is a root-only access table (check_recipient_access)", r)
+PY
+    stop_sluiced "$MASTERPID"
+else
+    ok "# SKIP not root (or no user nobody): no root-only table test"
+    ok "# SKIP not root (or no user nobody): no root-only table test"
+fi
