@@ -1476,26 +1476,36 @@ smtp_auth_start(struct smtp_sess *s)
 static int
 smtp_cram_md5(struct smtp_sess *s, unsigned char *out, const char **why)
 {
-    const char *ch = buf_data(s->reply) + 4; /* after "334 " */
-    size_t n = strcspn(ch, " "), ul = strlen(s->job->sasl_user), i;
+    const char *ch;
+    size_t n, ul = strlen(s->job->sasl_user), i, pad;
     unsigned char *dec, md[EVP_MAX_MD_SIZE];
     unsigned int mdlen = 0;
     int dl;
 
-    if (buf_len(s->reply) < 4 || n == 0 || n % 4 != 0) {
+    if (buf_len(s->reply) < 5) { /* "334 " and at least one byte */
+        *why = "the server's CRAM-MD5 challenge is empty";
+        return -1;
+    }
+    ch = buf_data(s->reply) + 4;
+    n = strcspn(ch, " ");
+    /* strict base64 (RFC 4648), as EVP_DecodeBlock is lenient: its
+     * alphabet, a multiple of 4, '=' only as the last one or two */
+    pad = n > 0 && ch[n - 1] == '=' ? (n > 1 && ch[n - 2] == '=' ? 2 : 1) : 0;
+    if (n == 0 || n % 4 != 0
+        || strspn(ch, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+                      "0123456789+/")
+               != n - pad) {
         *why = "the server's CRAM-MD5 challenge is empty or not base64";
         return -1;
     }
     dec = xmalloc(n / 4 * 3 + 1);
     dl = EVP_DecodeBlock(dec, (const unsigned char *) ch, (int) n);
-    if (dl < 0) {
+    if (dl != (int) (n / 4 * 3)) {
         free(dec);
         *why = "the server's CRAM-MD5 challenge is not base64";
         return -1;
     }
-    /* EVP_DecodeBlock counts the padding as zero bytes */
-    for (i = n; i > 0 && ch[i - 1] == '='; i--)
-        dl--;
+    dl -= (int) pad; /* EVP_DecodeBlock counts the padding as zero bytes */
     if (HMAC(EVP_md5(), s->job->sasl_pass, (int) strlen(s->job->sasl_pass), dec,
              (size_t) dl, md, &mdlen)
         == NULL) {

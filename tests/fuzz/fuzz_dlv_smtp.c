@@ -20,8 +20,11 @@
  *          sender, one bare LF), bits 3-5 the stage whose timeout is 0s
  *          (none, helo, mail, rcpt, data_init, data_xfer, data_done,
  *          connect; the others are 300s: a 0s timer fires on the next
- *          loop turn, before a reply the fake writes in it is read),
- *          bit 6 connection cache off, bit 7 debug logging
+ *          loop turn, before a reply the fake writes in it is read; with
+ *          credentials (byte 4 bit 6) helo is 1s instead, as at 0s the
+ *          greeting times out and AUTH, under the same timeout, is never
+ *          reached: see op 2's stall), bit 6 connection cache off, bit 7
+ *          debug logging
  *  byte 1: bits 0-2 recipients per job (1 to 5), bits 3-4 jobs in
  *          sequence to the same next hop (1 to 3: the connection cache),
  *          bits 5-7 where in the address table the recipients start
@@ -49,8 +52,16 @@
  *          by op 6 offer STARTTLS (first), bit 5 the pool's zero timer
  *          has a higher priority: what it runs comes before the
  *          session's 0s timers of the same loop turn (a handshake step
- *          back before smtp_starttls_timeout fires), bits 6-7 unused
- *          (inputs made when there were four option bytes got a 0 here)
+ *          back before smtp_starttls_timeout fires), bit 6 the jobs
+ *          carry credentials (sasl_user FZ_USER, sasl_pass FZ_PASS) and
+ *          smtp_sasl_auth_enable = yes (smtp_sasl_password_maps =
+ *          static:x, not consulted: the jobs are made here;
+ *          smtp_sasl_security_options = noanonymous, which rules no
+ *          mechanism out), bit 7 smtp_sasl_auth_soft_bounce = no and
+ *          smtp_sasl_mechanism_filter = "LOGIN, !plain" (only LOGIN
+ *          passes: PLAIN is named with '!', CRAM-MD5 not at all) (inputs
+ *          made when there were four option bytes, or before AUTH, got a
+ *          0 in bits 6-7)
  *  records: an op byte; bit 7 ends the turn after the record.
  *   op&7 == 0: a reply line: code byte (fz_code), length byte, text;
  *              bit 3: '-' (else ' '), bit 4: "C.1.0 " before the text
@@ -58,7 +69,10 @@
  *   op&7 == 1: raw bytes: length (one byte, two with bit 3), bytes
  *   op&7 == 2: (op>>3)&3: 0 shutdown(SHUT_WR) and 1 close() once the
  *              output is written, 2 reset (SO_LINGER 0, close) (these
- *              end the turn), 3 stop reading
+ *              end the turn), 3 stop reading; that with bit 5, with
+ *              credentials and helo at 1s (byte 0): and stall, say
+ *              nothing, not even unasked, for FZ_STALL seconds (not with
+ *              FUZZ_DLV_NOSTALL set in the environment: slow inputs)
  *   op&7 == 3: a repeated line: count byte (fz_count), code byte, length
  *              byte, text; bit 3 '-' (else ' '); bit 4 a last line
  *              "code ok" after them
@@ -68,7 +82,16 @@
  *              next turn (a reply split across reads)
  *   op&7 == 6: a canned reply to the command it will be paired with
  *              (fz_canned): byte v, bits 0-1 ok, 4xx, 5xx, 421; an ok
- *              EHLO reply takes one more byte: its keywords; on a
+ *              EHLO reply takes one more byte: its keywords, and with
+ *              credentials v bits 2-4 its AUTH lines (none, "AUTH PLAIN
+ *              LOGIN", "AUTH=LOGIN", "AUTH CRAM-MD5 PLAIN", "AUTH GSSAPI",
+ *              "AUTH LOGIN PLAIN" and "AUTH=LOGIN PLAIN", "AUTH CRAM-MD5",
+ *              "AUTH DIGEST-MD5 NTLM LOGIN"), after STARTTLS and the junk;
+ *              an ok reply to AUTH or to a response, v bits 2-3: the next
+ *              step (a 334, LOGIN's prompts or a base64 CRAM-MD5
+ *              challenge, while the mechanism has steps left, else 235),
+ *              a 334 always (a loop past the steps), "334 not+base64!",
+ *              a 235 at once; 4xx 454 4.7.0, 5xx 535 5.7.8; on a
  *              connection gone to TLS: a fatal alert, a ServerHello cut
  *              short (OpenSSL waits for more), a record over the maximum
  *              length, a 421 in clear
@@ -83,11 +106,14 @@
  * The fake keeps a model of the client's reply parser (the same line
  * rules) over its own output: the n-th complete reply on a connection is
  * the answer to the n-th thing the client waits for there (the greeting,
- * then its commands in order, STARTTLS among them), which is how the
- * client pairs them, pipelined or not. A 220 paired with STARTTLS puts
- * the connection in TLS: what the client sends on it from then on goes
- * to the server's TLS, not to the command checks (only its first byte
- * must start a TLS handshake record), and it carries no mail: the fake
+ * then its commands in order, STARTTLS and AUTH among them, and each
+ * base64 line it answers a 334 to AUTH with), which is how the client
+ * pairs them, pipelined or not. A line is such a response when the
+ * connection's last event is AUTH (or a response) paired with a 334 and
+ * the mechanism has steps left (CRAM-MD5 1, LOGIN 2, PLAIN 0). A 220 paired
+ * with STARTTLS puts the connection in TLS: what the client sends on it from
+ * then on goes to the server's TLS, not to the command checks (only its first
+ * byte must start a TLS handshake record), and it carries no mail: the fake
  * cannot complete a handshake, so the client gives up on it (level may:
  * and makes a new connection to the same address, modelled as any
  * other, on which it must not try STARTTLS again; the levels that
@@ -132,6 +158,35 @@
  *    announced PIPELINING and it is not discarded), no line over
  *    FZ_CMD_MAX, nothing after QUIT, no content unless MAIL, a RCPT and
  *    DATA were accepted;
+ *  - AUTH (byte 4 bit 6): only with credentials; right after a 2xx to
+ *    EHLO whose reply listed AUTH with a name the client keeps (as
+ *    smtp_ehlo_auth: names of 1-20 [A-Za-z0-9_-], within SMTP_AUTH_MAX),
+ *    not when STARTTLS was due then (never in clear before STARTTLS), or
+ *    after a refused STARTTLS at level may; once per connection; the
+ *    first of CRAM-MD5, PLAIN, LOGIN listed that the filter lets
+ *    through; PLAIN's initial response is base64 of "\0user\0password",
+ *    LOGIN's responses the user then the password, CRAM-MD5's
+ *    "user " + 32 lower-case hex, the HMAC-MD5 of the challenge keyed
+ *    with the password, and only to a challenge in strict base64 (not
+ *    checked with FUZZ_DLV_LAX_B64 set); no response unless a 334 came
+ *    and the mechanism has steps left; "*" (a cancel) only right after
+ *    a 334 to AUTH or a response, then nothing but QUIT; MAIL FROM with
+ * credentials on a connection whose EHLO listed AUTH only after a 2xx to AUTH
+ * (or to a response) there: so no SENT without it;
+ *  - AUTH outcomes: "SASL authentication failed..." and the AUTH stage's
+ *    timeout or lost connection only with credentials; "offered no
+ *    compatible authentication mechanisms" 4.7.0 after a 2xx EHLO that
+ *    listed AUTH with nothing usable; "cannot authenticate" 4.7.0 after
+ *    a CRAM-MD5 challenge that is not base64, left unanswered; the
+ *    protocol loop 4.3.0 after a 3xx past the mechanism's steps; "server
+ *    ... said: " after a 4xx or 5xx (not 421) to AUTH or a response,
+ *    DEFER with the reply's dsn, its first digit made 4 for a 5xx with
+ *    soft bounce on, BOUNCE with the 5.x.x dsn for a 5xx with it off
+ *    (status and dsn always, the event not when deaf); the timeout
+ *    (4.4.2) only with helo at 1s;
+ *  - no result text and no log line (the log goes to a file, read back
+ *    after each input; with FUZZ_DLV_LOG to stderr, unchecked) holds
+ *    the password or its base64, unless the fake's output did;
  *  - no fd leaks: after the input (the fake shuts down every connection,
  *    so that the cache drops what it holds) the process has the fds it
  *    had before. Nothing may crash, leak or trip UBSan.
@@ -152,8 +207,12 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/uio.h>
 #include <unistd.h>
+
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
 
 #include "conf/cf.h"
 #include "lib/buf.h"
@@ -184,6 +243,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 #define FZ_RCPTS    FZ_NLONG
 #define FZ_HELO     "client.example"
 #define FZ_BIG      (3 * 65536 + 1) /* SMTP_CHUNK: a last chunk of 1 */
+#define FZ_USER     "fz-user"
+#define FZ_PASS     "fz:pass"
+#define FZ_AUTH_MAX 512 /* SMTP_AUTH_MAX: the mechanism list kept */
+#define FZ_STALL    1.5 /* seconds the fake says nothing (op 0x3a) */
 
 enum fc_end {
     FC_END_NONE,
@@ -202,11 +265,17 @@ enum fe_kind {
     FE_DATA,
     FE_DOT,
     FE_QUIT,
-    FE_STARTTLS
+    FE_STARTTLS,
+    FE_AUTH /* AUTH (step 0), or the client's response to a 334 */
 };
 
 /* What a reply said, as the client's EHLO parser sees it. */
 #define FR_STARTTLS 1 /* a line "STARTTLS" after the first */
+#define FR_AUTH     2 /* AUTH lines left the client a mechanism name */
+#define FR_CRAM     4 /* and these among them */
+#define FR_PLAIN    8
+#define FR_LOGIN    16
+#define FR_MECHS    (FR_CRAM | FR_PLAIN | FR_LOGIN)
 
 struct fevent {
     enum fe_kind kind;
@@ -216,6 +285,8 @@ struct fevent {
     int code;     /* the paired reply's code; 0: none yet */
     int received; /* FE_DOT: the "." came (0: reserved after a 354) */
     int flags;    /* the paired reply's FR_* */
+    int mech;     /* FE_AUTH: the connection's mechanism (FR_CRAM ...) */
+    int step;     /* FE_AUTH: 0 the AUTH command, n the n-th response */
 };
 
 /* content states: undoing dot-stuffing */
@@ -240,10 +311,14 @@ struct fconn {
     int quit; /* QUIT came */
 
     /* the model of the client's reply parser over our output */
-    struct buf *pline; /* the partial line */
-    int pn, pcode;     /* lines in the reply being made, its code */
-    int pflags;        /* and its FR_* */
-    int broken;        /* the client gives up on what we sent */
+    struct buf *pline;         /* the partial line */
+    int pn, pcode;             /* lines in the reply being made, its code */
+    int pflags;                /* and its FR_* */
+    char pauth[FZ_AUTH_MAX];   /* its AUTH names, as smtp_ehlo_auth keeps
+                                  them: " PLAIN LOGIN " */
+    char *pchal;               /* a 334's first line text up to a space */
+    char *repchal[FZ_REPLIES]; /* that of each 334 reply, or NULL */
+    int broken;                /* the client gives up on what we sent */
     int nrep;
     int repcode[FZ_REPLIES];
     int repflags[FZ_REPLIES];
@@ -271,6 +346,13 @@ struct fconn {
      * succeed against the fake) */
     int tls;
     int hello; /* the first TLS bytes came (and were answered) */
+
+    /* SMTP AUTH */
+    int auth_list;   /* FR_* of the 2xx EHLO reply (0 after HELO) */
+    int auth_mech;   /* AUTH sent with this mechanism (FR_CRAM ...), or 0 */
+    int auth_resp;   /* responses the client sent to 334s */
+    int authed;      /* a 2xx was paired with an FE_AUTH */
+    int auth_cancel; /* "*" came: QUIT must follow */
 };
 
 struct fmsg {
@@ -309,6 +391,15 @@ struct fz {
     int nopl;     /* PIPELINING is discarded */
     int tls;      /* the jobs' enum dlv_tls */
     int notls_kw; /* STARTTLS is discarded */
+    int creds;    /* the jobs carry FZ_USER and FZ_PASS */
+    int soft;     /* smtp_sasl_auth_soft_bounce = yes */
+    int allowed;  /* FR_* mechanisms the mechanism filter lets through */
+    int stall_ok; /* op 0x3a stalls (credentials, helo at 1s) */
+    int stall;    /* set by such an op during the turn */
+    ev_timer stall_t;
+    int echo;      /* the fake's output held a secret (fz_secret_scan) */
+    char tail[16]; /* the last bytes of its output, for that */
+    size_t ntail;
     /* The first job during which the fake closed a connection with what
      * the client sent after it unread, or a reset dropped it: from then on
      * replies the fake sent ahead may answer commands it never saw, and
@@ -332,6 +423,10 @@ static struct fmsg fz_msgs[FZ_NMSG];
 static char *fz_addrs[FZ_NADDR];
 static int fz_trace;           /* FUZZ_DLV_LOG set: log to stderr */
 static struct tls_cli *fz_tls; /* the jobs' client context, made once */
+static int fz_logfd = -1;      /* the log file, read back after an input */
+static int fz_nostall;         /* FUZZ_DLV_NOSTALL set: op 0x3a never stalls */
+static int fz_lax;             /* FUZZ_DLV_LAX_B64 set: a CRAM-MD5 answer to a
+                                  challenge that is not strict base64 passes */
 
 #define FZ_FAIL(...)                                    \
     do {                                                \
@@ -651,11 +746,24 @@ fz_init(void)
 
     signal(SIGPIPE, SIG_IGN);
     fz_trace = dbg != NULL;
-    log_init("postfix", "fuzz", dbg ? NULL : "/dev/null");
+    fz_nostall = getenv("FUZZ_DLV_NOSTALL") != NULL;
+    fz_lax = getenv("FUZZ_DLV_LAX_B64") != NULL;
     snprintf(fz_dir, sizeof(fz_dir), "/tmp/fuzz_dlv_smtp.XXXXXX");
     if (mkdtemp(fz_dir) == NULL)
         abort();
     atexit(fz_cleanup);
+    /* the log goes to a file that is read back (no secret in it), or,
+     * with FUZZ_DLV_LOG, to stderr */
+    if (dbg) {
+        log_init("postfix", "fuzz", NULL);
+    } else {
+        char lp[128];
+
+        snprintf(lp, sizeof(lp), "%s/log", fz_dir);
+        if (log_init("postfix", "fuzz", lp) < 0
+            || (fz_logfd = open(lp, O_RDWR | O_CLOEXEC)) < 0)
+            abort();
+    }
     if (spool_mkdirs(fz_dir, err) < 0)
         abort();
     buf_free(err);
@@ -708,7 +816,7 @@ fz_init(void)
 static const struct cf *
 fz_cf(const struct fz *z)
 {
-    static struct cf *cache[8][2][4][2][2][2];
+    static struct cf *cache[8][2][4][2][2][2][2][2];
     static const char *const zero[8] = {
         NULL,
         "smtp_helo_timeout",
@@ -726,12 +834,13 @@ fz_cf(const struct fz *z)
          "size, 8bitmime, silent-discard, starttls",
          "PIPELINING silent-discard dsn STARTTLS"}};
     int t = (z->o[0] >> 3) & 7, off = (z->o[0] >> 6) & 1, d = z->o[2] & 3,
-        r = (z->o[3] >> 6) & 1, st = (z->o[4] >> 2) & 1, dt = z->notls_kw;
+        r = (z->o[3] >> 6) & 1, st = (z->o[4] >> 2) & 1, dt = z->notls_kw,
+        au = (z->o[4] >> 6) & 1, hb = (z->o[4] >> 7) & 1;
     struct buf *err;
     struct cf *cf;
 
-    if (cache[t][off][d][r][st][dt])
-        return cache[t][off][d][r][st][dt];
+    if (cache[t][off][d][r][st][dt][au][hb])
+        return cache[t][off][d][r][st][dt][au][hb];
     err = buf_new(256, BUF_NOCAP);
     cf = cf_new();
     if (cf_set(cf, "myhostname", "mx.example", NULL, err) < 0
@@ -745,14 +854,29 @@ fz_cf(const struct fz *z)
         || (r
             && cf_set(cf, "smtp_connection_reuse_time_limit", "0s", NULL, err)
                    < 0)
-        || (zero[t] && cf_set(cf, zero[t], "0s", NULL, err) < 0)
+        /* with credentials the helo stage gets 1s: at 0s the greeting
+         * times out, and AUTH is never reached */
+        || (zero[t]
+            && cf_set(cf, zero[t], au && t == 1 ? "1s" : "0s", NULL, err) < 0)
         || (st && cf_set(cf, "smtp_starttls_timeout", "0s", NULL, err) < 0)
-        || cf_check(cf, err) < 0) {
+        || (au && cf_set(cf, "smtp_sasl_auth_enable", "yes", NULL, err) < 0)
+        || (au
+            && cf_set(cf, "smtp_sasl_password_maps", "static:x", NULL, err) < 0)
+        || (au
+            && cf_set(cf, "smtp_sasl_security_options", "noanonymous", NULL,
+                      err)
+                   < 0)
+        || (hb && cf_set(cf, "smtp_sasl_auth_soft_bounce", "no", NULL, err) < 0)
+        || (hb
+            && cf_set(cf, "smtp_sasl_mechanism_filter", "LOGIN, !plain", NULL,
+                      err)
+                   < 0)
+        || cf_check(cf, err) < 0 || dlv_smtp_check(cf, err) < 0) {
         fprintf(stderr, "fuzz_dlv_smtp: cf: %s\n", buf_data(err));
         abort();
     }
     buf_free(err);
-    cache[t][off][d][r][st][dt] = cf;
+    cache[t][off][d][r][st][dt][au][hb] = cf;
     return cf;
 }
 
@@ -773,6 +897,49 @@ fz_strtoull_n(const char *p, size_t n)
     return strtoull(tmp, NULL, 10);
 }
 
+/* The mechanism names of an AUTH line ("AUTH PLAIN LOGIN", "AUTH=LOGIN")
+ * into c->pauth, as smtp_ehlo_auth keeps them: names of 1 to 20 of
+ * [A-Za-z0-9_-], upper-cased, while they fit. */
+static void
+fm_auth_names(struct fconn *c, const char *p, size_t len)
+{
+    static const char ok[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                             "abcdefghijklmnopqrstuvwxyz0123456789-_";
+    size_t used = strlen(c->pauth), i, n;
+
+    while (len > 0) {
+        for (n = 0; n < len && p[n] != ' '; n++)
+            ;
+        for (i = 0; i < n && p[i] != '\0' && strchr(ok, p[i]); i++)
+            ;
+        if (n > 0 && n <= 20 && i == n && used + n + 2 < sizeof(c->pauth)) {
+            if (used == 0)
+                c->pauth[used++] = ' ';
+            for (i = 0; i < n; i++)
+                c->pauth[used++] = (char) toupper((unsigned char) p[i]);
+            c->pauth[used++] = ' ';
+            c->pauth[used] = '\0';
+        }
+        p += n;
+        len -= n;
+        while (len > 0 && *p == ' ') {
+            p++;
+            len--;
+        }
+    }
+}
+
+/* The FR_* of the AUTH names kept for the reply made. */
+static int
+fm_auth_flags(const struct fconn *c)
+{
+    if (c->pauth[0] == '\0')
+        return 0;
+    return FR_AUTH | (strstr(c->pauth, " CRAM-MD5 ") ? FR_CRAM : 0)
+           | (strstr(c->pauth, " PLAIN ") ? FR_PLAIN : 0)
+           | (strstr(c->pauth, " LOGIN ") ? FR_LOGIN : 0);
+}
+
 /* One complete line of our output (CR stripped), as smtp_line sees it. */
 static void
 fm_line(struct fconn *c, const char *line, size_t len)
@@ -790,6 +957,19 @@ fm_line(struct fconn *c, const char *line, size_t len)
     if (c->pn == 0) {
         c->pcode = code;
         c->pflags = 0;
+        c->pauth[0] = '\0';
+        free(c->pchal);
+        c->pchal = NULL;
+        if (code == 334) { /* smtp_cram_md5: after "334 ", to a space */
+            const char *ch = len > 4 ? line + 4 : "";
+            size_t n = len > 4 ? len - 4 : 0, k;
+
+            for (k = 0; k < n && ch[k] != ' '; k++)
+                ;
+            c->pchal = strndup(ch, k);
+            if (c->pchal == NULL)
+                abort();
+        }
     }
     if (++c->pn > FZ_LINES) {
         c->broken = 1;
@@ -816,11 +996,16 @@ fm_line(struct fconn *c, const char *line, size_t len)
         /* exactly, as smtp_ehlo_line takes it (discarded or not) */
         if (n == 8 && strncasecmp(kw, "STARTTLS", 8) == 0)
             c->pflags |= FR_STARTTLS;
+        if (n > 5 && strncasecmp(kw, "AUTH", 4) == 0
+            && (kw[4] == ' ' || kw[4] == '='))
+            fm_auth_names(c, kw + 5, n - 5);
     }
     if (len == 3 || line[3] == ' ') {
         if (c->nrep < FZ_REPLIES) {
             c->repcode[c->nrep] = c->pcode;
-            c->repflags[c->nrep] = c->pflags;
+            c->repflags[c->nrep] = c->pflags | fm_auth_flags(c);
+            c->repchal[c->nrep] = c->pchal;
+            c->pchal = NULL;
         }
         c->nrep++;
         c->pn = 0;
@@ -868,6 +1053,10 @@ fc_add_event(struct fconn *c, enum fe_kind kind, int rcpt, int received)
     e->rcpt = rcpt;
     e->txn = c->txn;
     e->received = received;
+    if (kind == FE_AUTH) {
+        e->mech = c->auth_mech;
+        e->step = c->auth_resp;
+    }
     fc_pair(c);
 }
 
@@ -906,6 +1095,12 @@ fc_pair(struct fconn *c)
         case FE_EHLO:
         case FE_HELO:
             c->ready = e->code / 100 == 2;
+            /* what smtp_auth_start sees: the EHLO's AUTH names */
+            c->auth_list = e->kind == FE_EHLO && c->ready ? e->flags : 0;
+            break;
+        case FE_AUTH:
+            if (e->code / 100 == 2) /* MAIL may come */
+                c->authed = c->ready = 1;
             break;
         case FE_DATA:
             /* the "." that the client sends next is paired now */
@@ -1060,10 +1255,105 @@ fz_puts(struct fz *z, struct buf *t, const char *s)
     fz_put(z, t, s, strlen(s));
 }
 
-/* The keywords of an ok EHLO reply. */
-static void
-fz_ehlo(struct fz *z, struct buf *t, int e)
+/* The 334 challenges a mechanism answers (smtp_mechs' steps). */
+static int
+fz_steps(int mech)
 {
+    return mech == FR_LOGIN ? 2 : mech == FR_CRAM ? 1 : 0;
+}
+
+/* What must never show in a result text or a log line: the password,
+ * and its base64 (PLAIN's and LOGIN's responses hold it aligned). */
+static const char *const fz_secrets[] = {FZ_PASS, "Zno6cGFzcw"};
+
+static int
+fz_has_secret(const char *p, size_t n)
+{
+    size_t i;
+
+    for (i = 0; i < sizeof(fz_secrets) / sizeof(fz_secrets[0]); i++)
+        if (memmem(p, n, fz_secrets[i], strlen(fz_secrets[i])))
+            return 1;
+    return 0;
+}
+
+/* The fake's output: did it say a secret itself (then the client may
+ * repeat it in a result text, as the server's words)? */
+static void
+fz_secret_scan(struct fz *z, const char *p, size_t n)
+{
+    char w[sizeof(z->tail) + 64];
+    size_t k;
+
+    while (n > 0 && !z->echo) {
+        k = n > 64 ? 64 : n;
+        memcpy(w, z->tail, z->ntail);
+        memcpy(w + z->ntail, p, k);
+        z->echo = fz_has_secret(w, z->ntail + k);
+        if (z->ntail + k > sizeof(z->tail)) {
+            memcpy(z->tail, w + z->ntail + k - sizeof(z->tail),
+                   sizeof(z->tail));
+            z->ntail = sizeof(z->tail);
+        } else {
+            memcpy(z->tail, w, z->ntail + k);
+            z->ntail += k;
+        }
+        p += k;
+        n -= k;
+    }
+}
+
+/* Strict base64 (RFC 4648, padded, nothing else): 0 and the bytes in out
+ * (room for n / 4 * 3 + 1), or -1. */
+static int
+fz_b64dec(const char *s, size_t n, unsigned char *out, size_t *outlen)
+{
+    static const char al[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                             "abcdefghijklmnopqrstuvwxyz0123456789+/";
+    size_t i, o = 0;
+    int j;
+
+    if (n == 0 || n % 4 != 0)
+        return -1;
+    for (i = 0; i < n; i += 4) {
+        unsigned v = 0;
+        int pad = 0;
+
+        for (j = 0; j < 4; j++) {
+            const char *q = s[i + j] ? strchr(al, s[i + j]) : NULL;
+
+            if (s[i + j] == '=' && i + 4 == n && j >= 2) {
+                pad++;
+                v <<= 6;
+                continue;
+            }
+            if (q == NULL || pad)
+                return -1;
+            v = v << 6 | (unsigned) (q - al);
+        }
+        out[o++] = (unsigned char) (v >> 16);
+        if (pad < 2)
+            out[o++] = (unsigned char) (v >> 8);
+        if (pad < 1)
+            out[o++] = (unsigned char) v;
+    }
+    *outlen = o;
+    return 0;
+}
+
+/* The keywords of an ok EHLO reply; a (with credentials) its AUTH lines. */
+static void
+fz_ehlo(struct fz *z, struct buf *t, int e, int a)
+{
+    static const char *const auths[8][2] = {
+        {NULL, NULL},
+        {"AUTH PLAIN LOGIN", NULL},
+        {"AUTH=LOGIN", NULL},
+        {"AUTH CRAM-MD5 PLAIN", NULL},
+        {"AUTH GSSAPI", NULL}, /* nothing the client can use */
+        {"AUTH LOGIN PLAIN", "AUTH=LOGIN PLAIN"},
+        {"AUTH CRAM-MD5", NULL},
+        {"AUTH DIGEST-MD5 NTLM LOGIN", NULL}};
     static const char *const sizes[16] = {
         NULL,
         "SIZE",
@@ -1093,6 +1383,9 @@ fz_ehlo(struct fz *z, struct buf *t, int e)
     if (e & 0x80)
         for (i = 0; i < sizeof(junk) / sizeof(junk[0]); i++)
             kw[n++] = junk[i];
+    for (i = 0; i < 2; i++)
+        if (auths[a & 7][i])
+            kw[n++] = auths[a & 7][i];
     if (e & 1)
         kw[n++] = "PIPELINING";
     if (e & 2)
@@ -1164,14 +1457,18 @@ fz_canned(struct fz *z, struct fconn *c, struct buf *t)
         fz_puts(z, t,
                 k == FE_GREET      ? "454 4.3.0 try later\r\n"
                 : k == FE_STARTTLS ? "454 4.7.0 TLS not available\r\n"
-                                   : "451 4.3.0 try again later\r\n");
+                : k == FE_AUTH
+                    ? "454 4.7.0 Temporary authentication failure\r\n"
+                    : "451 4.3.0 try again later\r\n");
         return;
     }
     if (kind == 2) {
         fz_puts(z, t,
                 k == FE_RCPT   ? "550 5.1.1 no such user\r\n"
                 : k == FE_EHLO ? "502 5.5.2 what\r\n"
-                               : "554 5.7.1 rejected\r\n");
+                : k == FE_AUTH
+                    ? "535 5.7.8 Authentication credentials invalid\r\n"
+                    : "554 5.7.1 rejected\r\n");
         return;
     }
     switch (k) {
@@ -1179,8 +1476,25 @@ fz_canned(struct fz *z, struct fconn *c, struct buf *t)
         s = "220 fake.example ESMTP\r\n";
         break;
     case FE_EHLO:
-        fz_ehlo(z, t, fz_byte(z) & 0xff);
+        fz_ehlo(z, t, fz_byte(z) & 0xff, z->creds ? (v >> 2) & 7 : 0);
         return;
+    case FE_AUTH: {
+        /* v bits 2-3: the next step (a 334 while the mechanism has
+         * steps left, else 235), a 334 always (past the steps: a loop),
+         * a 334 whose text is not base64, a 235 at once */
+        const struct fevent *e = &c->ev[at];
+        int more = e->step < fz_steps(e->mech), sub = (v >> 2) & 3;
+
+        if (sub == 3 || (sub == 0 && !more))
+            s = "235 2.7.0 Authentication successful\r\n";
+        else if (sub == 2)
+            s = "334 not+base64!\r\n";
+        else if (e->mech == FR_LOGIN)
+            s = e->step == 0 ? "334 VXNlcm5hbWU6\r\n" : "334 UGFzc3dvcmQ6\r\n";
+        else
+            s = "334 PDE4OTYuNjk3MTcwOTUyQHBvc3RvZmZpY2UuZXhhbXBsZS5uZXQ+\r\n";
+        break;
+    }
     case FE_HELO:
         s = "250 fake.example\r\n";
         break;
@@ -1255,6 +1569,7 @@ fz_turn(struct fz *z, struct fconn *c)
                 break;
             case 3:
                 ev_io_stop(fz_loop, &c->rio);
+                z->stall |= (op & 0x20) && z->stall_ok;
                 break;
             }
             break;
@@ -1305,6 +1620,7 @@ fz_turn(struct fz *z, struct fconn *c)
         if (end)
             break;
     }
+    fz_secret_scan(z, buf_data(t), buf_len(t));
     if (c->fd >= 0 && !c->shut) {
         fm_bytes(c, buf_data(t), buf_len(t));
         if (buf_append(c->out, buf_data(t), buf_len(t)) < 0)
@@ -1312,6 +1628,13 @@ fz_turn(struct fz *z, struct fconn *c)
     }
     buf_free(t);
     fc_flush(c);
+    if (z->stall) { /* say nothing (not even unasked) for a while */
+        z->stall = 0;
+        ev_idle_stop(fz_loop, &z->idle);
+        ev_timer_stop(fz_loop, &z->stall_t);
+        ev_timer_set(&z->stall_t, FZ_STALL, 0.);
+        ev_timer_start(fz_loop, &z->stall_t);
+    }
 }
 
 static void
@@ -1462,6 +1785,11 @@ fc_mail(struct fconn *c, const char *arg, size_t len)
         && fz_tls_due(c, &c->ev[c->nev - 1]))
         FZ_FAIL("MAIL FROM after an EHLO reply that offered STARTTLS, "
                 "without it");
+    if (c->z->creds && (c->auth_list & FR_AUTH) && !c->authed)
+        FZ_FAIL("MAIL FROM with credentials after an EHLO reply that listed "
+                "AUTH (%s), without a 2xx to AUTH",
+                (c->auth_list & FR_MECHS & c->z->allowed) ? "usable"
+                                                          : "nothing usable");
     if (m->bad_sender)
         FZ_FAIL("MAIL with a bad sender");
     if (len < sl + 2 || arg[0] != '<' || memcmp(arg + 1, sender, sl) != 0
@@ -1488,6 +1816,145 @@ fc_mail(struct fconn *c, const char *arg, size_t len)
     fc_add_event(c, FE_MAIL, 0, 1);
 }
 
+/* The mechanism the client must pick from an EHLO reply's FR_*: the
+ * first of CRAM-MD5, PLAIN, LOGIN listed that the filter lets through
+ * (the security options, noanonymous, rule none out), or 0. */
+static int
+fz_mech_want(const struct fz *z, int flags)
+{
+    int usable = flags & FR_MECHS & z->allowed;
+
+    return usable & FR_CRAM ? FR_CRAM : usable & FR_PLAIN ? FR_PLAIN : usable;
+}
+
+/* "AUTH ...": right after a 2xx to EHLO that listed AUTH (not when
+ * STARTTLS was due then), or after a refused STARTTLS at level may; once
+ * per connection; with credentials; the mechanism the client must pick;
+ * PLAIN's initial response "\0user\0password". */
+static void
+fc_auth(struct fconn *c, const char *arg, size_t len)
+{
+    const struct fz *z = c->z;
+    const struct fevent *eh = c->nev >= 2 ? &c->ev[1] : NULL;
+    int m, want, here;
+    unsigned char dec[FZ_CMD_MAX];
+    size_t dl;
+
+    if (!z->creds)
+        FZ_FAIL("AUTH without credentials");
+    if (c->auth_mech)
+        FZ_FAIL("AUTH again on a connection");
+    if (eh == NULL || eh->kind != FE_EHLO || eh->code / 100 != 2)
+        FZ_FAIL("AUTH before a 2xx to EHLO");
+    here = (c->nev == 2 && !fz_tls_due(c, eh))
+           || (c->nev == 3 && c->ev[2].kind == FE_STARTTLS && c->ev[2].code != 0
+               && c->ev[2].code != 220 && c->ev[2].code != 421
+               && z->tls == DLV_TLS_MAY);
+    if (!here)
+        FZ_FAIL("AUTH out of place%s",
+                c->nev == 2 ? " (in clear, STARTTLS was due)" : "");
+    if (!(eh->flags & FR_AUTH))
+        FZ_FAIL("AUTH after an EHLO reply that listed no AUTH");
+    if (len == 5 && memcmp(arg, "LOGIN", 5) == 0)
+        m = FR_LOGIN;
+    else if (len == 8 && memcmp(arg, "CRAM-MD5", 8) == 0)
+        m = FR_CRAM;
+    else if (len > 6 && memcmp(arg, "PLAIN ", 6) == 0)
+        m = FR_PLAIN;
+    else
+        FZ_FAIL("AUTH %.*s", len > 200 ? 200 : (int) len, arg);
+    if (!(eh->flags & m))
+        FZ_FAIL("AUTH %.*s: a mechanism the server did not list",
+                len > 200 ? 200 : (int) len, arg);
+    want = fz_mech_want(z, eh->flags);
+    if (m != want)
+        FZ_FAIL("AUTH %.*s: not the mechanism to pick (filter %d, listed %d)",
+                len > 200 ? 200 : (int) len, arg, z->allowed, eh->flags);
+    if (m == FR_PLAIN
+        && (fz_b64dec(arg + 6, len - 6, dec, &dl) < 0
+            || dl != sizeof(FZ_USER) + sizeof(FZ_PASS)
+            || memcmp(dec, "\0" FZ_USER "\0" FZ_PASS, dl) != 0))
+        FZ_FAIL("AUTH PLAIN with a wrong initial response");
+    c->ready = 0;
+    c->auth_mech = m;
+    c->auth_resp = 0;
+    fc_add_event(c, FE_AUTH, 0, 1);
+}
+
+/* Is the client's next line a response to a 334 (not a command)? */
+static int
+fc_auth_due(const struct fconn *c)
+{
+    const struct fevent *e = c->nev > 0 ? &c->ev[c->nev - 1] : NULL;
+
+    return c->auth_mech && e && e->kind == FE_AUTH && e->code == 334
+           && c->auth_resp < fz_steps(c->auth_mech);
+}
+
+/* A response line: LOGIN the user, then the password; CRAM-MD5 "user
+ * hexdigest", the HMAC-MD5 of the challenge (strict base64) keyed with
+ * the password. */
+static void
+fc_auth_resp(struct fconn *c, const char *line, size_t len)
+{
+    int ai = c->nev - 1, step = c->auth_resp + 1;
+    unsigned char dec[FZ_CMD_MAX], md[EVP_MAX_MD_SIZE];
+    size_t dl, i;
+    unsigned mdlen = 0;
+    char hex[2 * EVP_MAX_MD_SIZE + 1];
+
+    if (fz_b64dec(line, len, dec, &dl) < 0)
+        FZ_FAIL("AUTH response \"%.*s\" is not base64",
+                len > 200 ? 200 : (int) len, line);
+    if (c->auth_mech == FR_LOGIN) {
+        const char *want = step == 1 ? FZ_USER : FZ_PASS;
+
+        if (dl != strlen(want) || memcmp(dec, want, dl) != 0)
+            FZ_FAIL("AUTH LOGIN response %d is not the %s", step,
+                    step == 1 ? "user name" : "password");
+    } else if (c->auth_mech == FR_CRAM) {
+        const char *ch = ai < FZ_REPLIES ? c->repchal[ai] : NULL;
+        unsigned char *cd;
+        size_t cl = 0;
+        int bad;
+
+        if (dl != strlen(FZ_USER) + 33 || memcmp(dec, FZ_USER " ", 8) != 0)
+            FZ_FAIL("AUTH CRAM-MD5 response is not \"%s hexdigest\"", FZ_USER);
+        for (i = 8; i < dl; i++)
+            if (!isdigit(dec[i]) && (dec[i] < 'a' || dec[i] > 'f'))
+                FZ_FAIL("AUTH CRAM-MD5 response: the digest is not lower "
+                        "case hex");
+        if (ch == NULL)
+            FZ_FAIL("AUTH CRAM-MD5 response without a challenge");
+        cd = malloc(strlen(ch) / 4 * 3 + 1);
+        if (cd == NULL)
+            abort();
+        bad = fz_b64dec(ch, strlen(ch), cd, &cl) < 0;
+        if (bad && !fz_lax) {
+            free(cd);
+            FZ_FAIL("AUTH CRAM-MD5 response to a challenge that is not "
+                    "base64: \"%.200s\"",
+                    ch);
+        }
+        if (!bad) {
+            if (HMAC(EVP_md5(), FZ_PASS, (int) strlen(FZ_PASS), cd, cl, md,
+                     &mdlen)
+                    == NULL
+                || mdlen != 16)
+                abort();
+            for (i = 0; i < mdlen; i++)
+                snprintf(hex + 2 * i, 3, "%02x", md[i]);
+            if (memcmp(dec + 8, hex, 32) != 0)
+                FZ_FAIL("AUTH CRAM-MD5 response: a wrong digest");
+        }
+        free(cd);
+    } else {
+        abort();
+    }
+    c->auth_resp = step;
+    fc_add_event(c, FE_AUTH, 0, 1);
+}
+
 static void fz_begin_content(struct fconn *c);
 
 /* One command line (CRLF stripped). */
@@ -1504,8 +1971,21 @@ fc_command(struct fconn *c, const char *line, size_t len)
         fc_add_event(c, FE_QUIT, 0, 1);
         return; /* no turn: the client does not wait for it */
     }
-    if (len > 5
-        && (memcmp(line, "EHLO ", 5) == 0 || memcmp(line, "HELO ", 5) == 0)) {
+    if (c->auth_cancel)
+        FZ_FAIL("\"%.*s\" after the AUTH cancel \"*\", not QUIT",
+                len > 200 ? 200 : (int) len, line);
+    if (len == 1 && line[0] == '*') { /* the exchange cancelled (RFC 4954) */
+        if (!c->auth_mech || c->nev == 0 || c->ev[c->nev - 1].kind != FE_AUTH
+            || c->ev[c->nev - 1].code != 334)
+            FZ_FAIL("AUTH cancel \"*\" but not after a 334 to AUTH");
+        c->auth_cancel = 1;
+        return; /* no turn: QUIT follows, no reply is waited for */
+    }
+    if (fc_auth_due(c)) {
+        fc_auth_resp(c, line, len);
+    } else if (len > 5
+               && (memcmp(line, "EHLO ", 5) == 0
+                   || memcmp(line, "HELO ", 5) == 0)) {
         int ehlo = line[0] == 'E';
 
         if (len - 5 != strlen(FZ_HELO) || memcmp(line + 5, FZ_HELO, len - 5))
@@ -1519,6 +1999,8 @@ fc_command(struct fconn *c, const char *line, size_t len)
         fc_add_event(c, ehlo ? FE_EHLO : FE_HELO, 0, 1);
     } else if (len == 8 && memcmp(line, "STARTTLS", 8) == 0) {
         fc_starttls(c);
+    } else if (len >= 5 && memcmp(line, "AUTH ", 5) == 0) {
+        fc_auth(c, line + 5, len - 5);
     } else if (len >= 10 && memcmp(line, "MAIL FROM:", 10) == 0) {
         fc_mail(c, line + 10, len - 10);
     } else if (len >= 8 && memcmp(line, "RCPT TO:", 8) == 0) {
@@ -1809,6 +2291,17 @@ fz_idle_cb(struct ev_loop *loop, ev_idle *w, int revents)
     }
 }
 
+/* The stall is over: the fake goes on (the idle watcher). */
+static void
+fz_stall_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    struct fz *z = w->data;
+
+    (void) revents;
+    z->nothing = 0;
+    ev_idle_start(loop, &z->idle);
+}
+
 static void
 fz_guard_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
@@ -1929,6 +2422,7 @@ fz_bounce_ok(const struct fz *z, int k, int i)
             case FE_EHLO:     /* HELO follows */
             case FE_STARTTLS: /* clear text, or a deferral */
             case FE_QUIT:
+            case FE_AUTH: /* fz_check_auth's */
                 break;
             }
         }
@@ -2049,9 +2543,9 @@ fz_settle(struct fz *z)
 static void
 fz_dump(const struct fz *z)
 {
-    static const char *const kinds[] = {"GREET", "EHLO", "HELO",
-                                        "MAIL",  "RCPT", "DATA",
-                                        "DOT",   "QUIT", "STARTTLS"};
+    static const char *const kinds[] = {"GREET",    "EHLO", "HELO", "MAIL",
+                                        "RCPT",     "DATA", "DOT",  "QUIT",
+                                        "STARTTLS", "AUTH"};
     size_t ci;
     int a;
 
@@ -2067,11 +2561,14 @@ fz_dump(const struct fz *z)
                 z->deaf_job);
         for (a = 0; a < c->nev; a++)
             fprintf(stderr,
-                    "fuzz_dlv_smtp:   %s job %d rcpt %d txn %d code %d%s%s\n",
+                    "fuzz_dlv_smtp:   %s job %d rcpt %d txn %d code %d%s%s"
+                    " auth %d mech %d step %d\n",
                     kinds[c->ev[a].kind], c->ev[a].job, c->ev[a].rcpt,
                     c->ev[a].txn, c->ev[a].code,
                     c->ev[a].flags & FR_STARTTLS ? " (STARTTLS offered)" : "",
-                    c->ev[a].received ? "" : " (not received)");
+                    c->ev[a].received ? "" : " (not received)",
+                    c->ev[a].flags & ~FR_STARTTLS, c->ev[a].mech,
+                    c->ev[a].step);
     }
 }
 
@@ -2125,6 +2622,176 @@ fz_check_tls(struct fz *z, int k, size_t i, const struct dlv_result *r)
                 k, i, (int) r->status, r->dsn, t, z->tls, (fz_dump(z), ""));
 }
 
+/* What job k's FE_AUTH events (and 2xx EHLO replies) say. */
+enum fz_aq {
+    AQ_SENT,   /* AUTH was sent */
+    AQ_NOMECH, /* a 2xx EHLO listed AUTH, nothing usable, no AUTH sent */
+    AQ_BADCH,  /* a 334 to AUTH CRAM-MD5 with a challenge that is not
+                  base64, not answered */
+    AQ_LOOP,   /* a 3xx to AUTH past the mechanism's steps (or not 334) */
+    AQ_SAID    /* a 4xx or 5xx (not 421) to AUTH with code want */
+};
+
+static int
+fz_auth_q(const struct fz *z, int k, enum fz_aq q, int want)
+{
+    size_t ci;
+    int a, b, any;
+
+    for (ci = 0; ci < z->nc; ci++) {
+        const struct fconn *c = &z->c[ci];
+
+        for (any = 0, b = 0; b < c->nev; b++)
+            any |= c->ev[b].kind == FE_AUTH;
+        for (a = 0; a < c->nev; a++) {
+            const struct fevent *e = &c->ev[a];
+            unsigned char *cd;
+            size_t cl;
+            int bad;
+
+            if (e->job != k)
+                continue;
+            if (q == AQ_NOMECH) {
+                if (e->kind == FE_EHLO && e->code / 100 == 2
+                    && (e->flags & FR_AUTH) && !fz_mech_want(z, e->flags)
+                    && !any)
+                    return 1;
+                continue;
+            }
+            if (e->kind != FE_AUTH)
+                continue;
+            if (q == AQ_SENT)
+                return 1;
+            if (e->code == 0)
+                continue;
+            switch (q) {
+            case AQ_SENT:
+                break;
+            case AQ_BADCH:
+                if (e->mech != FR_CRAM || e->step != 0 || e->code != 334
+                    || (a + 1 < c->nev && c->ev[a + 1].kind == FE_AUTH)
+                    || a >= FZ_REPLIES || c->repchal[a] == NULL)
+                    break;
+                cd = malloc(strlen(c->repchal[a]) / 4 * 3 + 1);
+                if (cd == NULL)
+                    abort();
+                bad = fz_b64dec(c->repchal[a], strlen(c->repchal[a]), cd, &cl)
+                      < 0;
+                free(cd);
+                if (bad)
+                    return 1;
+                break;
+            case AQ_LOOP:
+                if (e->code / 100 == 3
+                    && (e->code != 334 || e->step >= fz_steps(e->mech)))
+                    return 1;
+                break;
+            case AQ_SAID:
+                if (e->code == want)
+                    return 1;
+                break;
+            case AQ_NOMECH:
+                break;
+            }
+        }
+    }
+    return 0;
+}
+
+/* The dsn smtp_reply_dsn takes from a reply (its log-safe text; the
+ * lines joined by ' '), the first digit made 4 when st says defer. */
+static void
+fz_reply_dsn(const char *p, int defer, char out[16])
+{
+    size_t i = 4, n;
+    int parts;
+
+    snprintf(out, 16, "%c.0.0", p[0]);
+    if (strlen(p) >= 9 && p[4] == p[0]) {
+        for (parts = 0; parts < 3; parts++) {
+            for (n = 0; isdigit((unsigned char) p[i]) && n < 3; i++, n++)
+                ;
+            if (n == 0 || (parts == 0 && n != 1))
+                break;
+            if (parts < 2) {
+                if (p[i] != '.')
+                    break;
+                i++;
+            }
+        }
+        if (parts == 3 && (p[i] == ' ' || p[i] == '\0'))
+            snprintf(out, 16, "%.*s", (int) (i - 4), p + 4);
+    }
+    if (defer)
+        out[0] = '4';
+}
+
+/* The AUTH outcomes (dlv_smtp.c's words) only where they can be, with
+ * their status and dsn; 1 when r is one of them. */
+static int
+fz_check_auth(struct fz *z, int k, size_t i, const struct dlv_result *r)
+{
+    static const char pre[] = "SASL authentication failed";
+    static const char hs[] = " while performing the SASL authentication "
+                             "handshake";
+    const char *t = r->text, *p;
+    enum fz_aq q;
+    int want = 0, ok = 1, tmo, lost;
+    char dsn[16];
+
+    if (!z->echo && fz_has_secret(t, strlen(t)))
+        FZ_FAIL("job %d rcpt %zu: the password in \"%s\"", k, i, t);
+    tmo = fz_affix(t, "conversation with ", hs);
+    lost = fz_affix(t, "lost connection with ", hs);
+    if (strncmp(t, pre, sizeof(pre) - 1) != 0 && !tmo && !lost)
+        return 0;
+    if (!z->creds)
+        FZ_FAIL("job %d rcpt %zu: \"%s\" without credentials", k, i, t);
+    if (tmo || lost) {
+        q = AQ_SENT;
+        if (tmo && (strcmp(r->dsn, "4.4.2") != 0 || ((z->o[0] >> 3) & 7) != 1))
+            ok = 0;
+    } else if (fz_affix(t, "SASL authentication failed: server ",
+                        " offered no compatible authentication mechanisms "
+                        "for this type of connection security")) {
+        q = AQ_NOMECH;
+        ok = strcmp(r->dsn, "4.7.0") == 0;
+    } else if (fz_affix(t,
+                        "SASL authentication failed; cannot authenticate to "
+                        "server ",
+                        "")) {
+        q = AQ_BADCH;
+        ok = strcmp(r->dsn, "4.7.0") == 0 && strstr(t, "challenge") != NULL;
+    } else if (fz_affix(t,
+                        "SASL authentication failed; authentication protocol "
+                        "loop with server ",
+                        "")) {
+        q = AQ_LOOP;
+        ok = strcmp(r->dsn, "4.3.0") == 0;
+    } else if (fz_affix(t, "SASL authentication failed; server ", "")
+               && (p = strstr(t, " said: ")) != NULL && p[7] >= '4'
+               && p[7] <= '5' && isdigit((unsigned char) p[8])
+               && isdigit((unsigned char) p[9])) {
+        q = AQ_SAID;
+        p += 7;
+        want = (p[0] - '0') * 100 + (p[1] - '0') * 10 + (p[2] - '0');
+        fz_reply_dsn(p, p[0] == '4' || z->soft, dsn);
+        /* a 5xx bounces only with soft bounce off */
+        ok = want != 421 && strcmp(r->dsn, dsn) == 0
+             && r->status == (p[0] == '5' && !z->soft ? DLV_BOUNCE : DLV_DEFER);
+    } else {
+        FZ_FAIL("job %d rcpt %zu: \"%s\": not an AUTH outcome", k, i, t);
+    }
+    if (!ok || (r->status != DLV_DEFER && q != AQ_SAID))
+        FZ_FAIL("job %d rcpt %zu: status %d dsn %s \"%s\"%s", k, i,
+                (int) r->status, r->dsn, t, (fz_dump(z), ""));
+    if (!fz_auth_q(z, k, q, want) && z->deaf_job > k
+        && (fz_settle(z), !fz_auth_q(z, k, q, want)))
+        FZ_FAIL("job %d rcpt %zu: \"%s\", not what the fake said%s", k, i, t,
+                (fz_dump(z), ""));
+    return 1;
+}
+
 static void
 fz_check_job(struct fz *z, int k)
 {
@@ -2153,6 +2820,8 @@ fz_check_job(struct fz *z, int k)
             fprintf(stderr, "fuzz_dlv_smtp: job %d rcpt %zu: %d %s %s\n", k, i,
                     (int) r->status, r->dsn, r->text);
         fz_check_tls(z, k, i, r);
+        if (fz_check_auth(z, k, i, r))
+            continue; /* checked there, BOUNCE too */
         switch (r->status) {
         case DLV_SENT:
             if (!fz_sent_ok(z, k, (int) i) && z->deaf_job > k
@@ -2218,6 +2887,7 @@ fz_run_job(struct fz *z, int k)
     }
     ev_idle_stop(fz_loop, &z->idle);
     ev_timer_stop(fz_loop, &z->guard);
+    ev_timer_stop(fz_loop, &z->stall_t);
     /* what the client wrote before it was done, read now */
     for (ci = 0; ci < z->nc; ci++)
         fc_read(&z->c[ci]);
@@ -2277,6 +2947,31 @@ fz_drain(struct fz *z, int nfds)
     }
 }
 
+/* No secret in what was logged (the log file is emptied for the next
+ * input); not checked when the fake said one itself. */
+static void
+fz_check_log(const struct fz *z)
+{
+    struct stat st;
+    char *lb;
+    ssize_t n;
+
+    if (fz_logfd < 0 || fstat(fz_logfd, &st) < 0 || st.st_size == 0)
+        return;
+    lb = malloc((size_t) st.st_size);
+    if (lb == NULL)
+        abort();
+    n = pread(fz_logfd, lb, (size_t) st.st_size, 0);
+    if (n > 0 && !z->echo && fz_has_secret(lb, (size_t) n)) {
+        const char *q = memmem(lb, (size_t) n, FZ_PASS, strlen(FZ_PASS));
+
+        FZ_FAIL("a secret in the log: \"%.200s\"", q ? q : lb);
+    }
+    free(lb);
+    if (ftruncate(fz_logfd, 0) < 0)
+        abort();
+}
+
 static void
 fz_job_init(struct fz *z, int k, int msg)
 {
@@ -2311,6 +3006,8 @@ fz_job_init(struct fz *z, int k, int msg)
     j->job.tls_level = (enum dlv_tls) z->tls;
     j->job.tls_match = NULL;
     j->job.tls = z->tls != DLV_TLS_NONE ? fz_tls : NULL;
+    j->job.sasl_user = z->creds ? FZ_USER : NULL;
+    j->job.sasl_pass = z->creds ? FZ_PASS : NULL;
     j->job.cf = fz_cf(z);
     j->job.loop = fz_loop;
     j->job.pool = fz_pool;
@@ -2344,6 +3041,10 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     z->deaf_job = FZ_JOBS;
     z->tls = z->o[4] & 3; /* none, may, encrypt, verify */
     z->notls_kw = (z->o[4] >> 3) & 1;
+    z->creds = (z->o[4] >> 6) & 1;
+    z->soft = !((z->o[4] >> 7) & 1);
+    z->allowed = z->o[4] & 0x80 ? FR_LOGIN : FR_MECHS;
+    z->stall_ok = z->creds && ((z->o[0] >> 3) & 7) == 1 && !fz_nostall;
     log_set_debug((z->o[0] & 0x80) != 0);
     fz_cold = z->o[2] & 0x20 ? 1 + (z->o[2] >> 6) : 0;
     fz_pool_hops = fz_cold >= 3 ? 2 : 1;
@@ -2355,7 +3056,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     ev_io_init(&z->acc, fz_accept_cb, fz_lfd, EV_READ);
     ev_idle_init(&z->idle, fz_idle_cb);
     ev_timer_init(&z->guard, fz_guard_cb, FZ_GUARD, 0.);
-    z->acc.data = z->idle.data = z->guard.data = z;
+    ev_timer_init(&z->stall_t, fz_stall_cb, FZ_STALL, 0.);
+    z->acc.data = z->idle.data = z->guard.data = z->stall_t.data = z;
     ev_io_start(fz_loop, &z->acc);
 
     fz_job_init(z, 0, z->o[0] & 7);
@@ -2378,11 +3080,18 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     fz_drain(z, nfds);
     ev_io_stop(fz_loop, &z->acc);
+    ev_timer_stop(fz_loop, &z->stall_t);
+    fz_check_log(z);
     for (i = 0; i < z->nc; i++) {
+        int r;
+
         fc_close(&z->c[i]);
         buf_free(z->c[i].in);
         buf_free(z->c[i].out);
         buf_free(z->c[i].pline);
+        free(z->c[i].pchal);
+        for (r = 0; r < FZ_REPLIES; r++)
+            free(z->c[i].repchal[r]);
     }
     for (k = 0; k < FZ_JOBS; k++) {
         for (i = 0; i < z->jobs[k].job.nrcpt; i++)
