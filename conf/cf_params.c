@@ -27,7 +27,11 @@ const struct cf_param cf_params[] = {
     {"biff", CF_BOOL, "no", 0, "accepted for Postfix compatibility; not used",
      0},
     {"body_checks", CF_MAP, "", 0,
-     "tables of patterns applied to body lines; not implemented yet", 1},
+     "tables (regexp:) of patterns applied to each body line: REJECT, "
+     "DISCARD, HOLD, WARN, INFO, DUNNO",
+     0},
+    {"body_checks_size_limit", CF_SIZE, "51200", 0,
+     "body bytes of each MIME part that body_checks look at", 0},
     {"bounce_queue_lifetime", CF_TIME, "5d", 'd',
      "time a bounce message may stay in the queue; not implemented yet "
      "(maximal_queue_lifetime applies)",
@@ -184,9 +188,7 @@ const struct cf_param cf_params[] = {
     {"milter_unknown_command_macros", CF_LIST, "", 0,
      "macros sent to milters with an unknown command", 0},
     {"mime_header_checks", CF_MAP, "$header_checks", 0,
-     "tables applied to MIME part headers: not checked in this Sluice yet "
-     "(a warning says so when it is not empty)",
-     0},
+     "tables applied to the headers of MIME parts (attachments)", 0},
     {"minimal_backoff_time", CF_TIME, "300s", 's',
      "shortest time between delivery attempts of a deferred message", 0},
     {"mydestination", CF_LIST, "$myhostname, localhost.$mydomain, localhost", 0,
@@ -205,9 +207,7 @@ const struct cf_param cf_params[] = {
      "implemented yet",
      1},
     {"nested_header_checks", CF_MAP, "$header_checks", 0,
-     "tables applied to the headers of attached messages: not checked in "
-     "this Sluice yet (a warning says so when it is not empty)",
-     0},
+     "tables applied to the headers of attached messages (message/rfc822)", 0},
     {"non_smtpd_milters", CF_LIST, "", 0,
      "milters for mail that does not arrive by SMTP; not implemented yet", 1},
     {"notify_classes", CF_LIST, "resource, software", 0,

@@ -1,26 +1,34 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
- * header_checks.h - Postfix's header_checks as a filter (filter.h): each
- * header field of the message ("Name: value", a folded field as one
- * string with its line breaks as "\n", Sluice's own Received: included
- * as in Postfix's cleanup) is looked up in the header_checks tables
- * (regexp: above all); the first table that has a result decides, with
- * Postfix's header_checks(5) actions:
+ * header_checks.h - Postfix's content checks as a filter (filter.h):
+ * header_checks on each field of the message header, mime_header_checks
+ * on each field of a MIME part's header, nested_header_checks on the
+ * header of an attached message (message/rfc822), body_checks on each
+ * body line (the first body_checks_size_limit bytes of each part; MIME
+ * boundaries and part headers are not body lines). A field is looked up
+ * as one string, "Name: value" with a folded field's line breaks as
+ * "\n" (Sluice's own Received: included, as in Postfix's cleanup); the
+ * first table that has a result decides, with Postfix's actions:
  *   REJECT [text]   the message is refused at end of DATA: 550 5.7.1 text
  *                   (default "Message content rejected"; a DSN at the
  *                   start of the text is used)
  *   DISCARD [text]  accepted and dropped      HOLD [text]  hold queue
  *   WARN text, INFO text   logged, the message goes on
+ *   DUNNO, OK       nothing
+ * and, for header_checks only (the message header is rewritten through
+ * the filter's modifications):
  *   IGNORE          the field is deleted
  *   PREPEND text    the text (a header field) is inserted before it
  *   REPLACE text    the field is replaced by the text
- *   DUNNO, OK       nothing
- * and FILTER, REDIRECT, BCC logged as not implemented. A REJECT, DISCARD
- * or HOLD ends the checks for the message. Each logged action has
+ * Other actions (FILTER, REDIRECT, BCC, and the header modifications in
+ * the MIME and body tables) are logged as not implemented. A REJECT,
+ * DISCARD or HOLD ends the checks for the message. Each logged action has
  * Postfix's cleanup line: "ID: reject: header Subject: x from
- * host[addr]; from=<s> to=<r> proto=ESMTP helo=<h>: 5.7.1 text".
- * Only the message's own header; MIME part headers (mime_header_checks,
- * nested_header_checks) and body_checks are not implemented.
+ * host[addr]; from=<s> to=<r> proto=ESMTP helo=<h>: 5.7.1 text" (for a
+ * body line "... reject: body LINE from ...").
+ * MIME: the boundaries of multipart parts (nested at most 20 deep) are
+ * followed line by line from the body stream; lines over 64 KB are
+ * checked by their start.
  * Owns: the tables. Threads: the loop thread (lookups are in memory).
  */
 #ifndef SLUICE_HEADER_CHECKS_H
@@ -44,10 +52,5 @@ void hc_conf_free(struct hc_conf *c); /* NULL ok */
 struct cf_service;
 int hc_conf_check(const struct cf *cf, const struct cf_service *svcs, size_t n,
                   const char *main, struct buf *err);
-/* One warning line into warn when header_checks are set where Postfix
- * would also apply them to MIME part headers (mime_header_checks,
- * nested_header_checks, by default $header_checks). */
-void hc_conf_warn(const struct cf *cf, const struct cf_service *svcs, size_t n,
-                  struct buf *warn);
 
 #endif

@@ -185,7 +185,6 @@ sluice_check(struct buf *err)
             buf_reset(err);
             rc = 1;
         }
-        hc_conf_warn(cf, svcs, nsvcs, later);
         sluice_lines(later, "warning: ");
         buf_free(later);
     }

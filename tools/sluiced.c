@@ -641,7 +641,6 @@ master_warn_later(const struct cf *cf, const struct cf_service *svcs,
     cf_later(cf, svcs, nsvcs, b);
     /* restrictions accepted but skipped (master_load judged the lists) */
     (void) smtpd_check_conf(cf, svcs, nsvcs, "main.cf", e, b);
-    hc_conf_warn(cf, svcs, nsvcs, b);
     buf_free(e);
     for (char *l = buf_data(b), *nl; *l; l = nl) {
         nl = strchr(l, '\n');

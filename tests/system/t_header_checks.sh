@@ -1,6 +1,8 @@
 #!/bin/bash
 # SPDX-License-Identifier: GPL-2.0-or-later
-# t_header_checks.sh - Postfix's header_checks with a regexp: table:
+# t_header_checks.sh - Postfix's header_checks with a regexp: table, and
+# the same table on MIME part headers (an attachment rule, nested
+# multiparts, an attached message's header) and body_checks on body lines:
 # REJECT (550 5.7.1 at end of DATA, the text, a DSN in the text, the
 # default text), DISCARD (250, nothing delivered), HOLD (hold queue),
 # WARN (delivered, logged), IGNORE, PREPEND and REPLACE (the delivered
@@ -10,7 +12,7 @@
 # sluiced with its file and line.
 . "$(dirname "$0")/lib.sh"
 need_binaries
-plan 25
+plan 34
 setup
 
 cat >"$T/hc" <<'EOF'
@@ -25,12 +27,15 @@ cat >"$T/hc" <<'EOF'
 /^X-Before: (.*)/               PREPEND X-Added: before $1
 /^X-Swap: (.*)/                 REPLACE X-Swapped: was $1
 /^Subject: folded.*second line/ REJECT folded match
+/^Content-(Disposition|Type):.*name[[:space:]]*=[[:space:]]*"?([^"]+\.exe)"?/ REJECT attachment $2
+/^Subject: forwarded secret/    REJECT attached message
 EOF
+printf '/cheap pills/ REJECT spam phrase\n' >"$T/bc"
 P_OFF=$(free_port)
 export P_OFF
 MASTER_EXTRA="127.0.0.1:$P_OFF inet n - n - - smtpd -o header_checks="
 start_sink
-write_conf "header_checks = regexp:$T/hc" "clamav_enable = no"
+write_conf "header_checks = regexp:$T/hc" "body_checks = regexp:$T/bc" "clamav_enable = no"
 start_ok
 wait_port 127.0.0.1 "$P_OFF"
 
@@ -93,6 +98,55 @@ tap(names == [b"X-Added: before b1", b"X-Before: b1", b"X-Keep: k",
 tap(m is not None and m[1].endswith(b"\r\n\r\nbody\r\n") and hdr[0].startswith(b"Received: from"),
     "  the rest of the message unchanged (Received first, the body)", hdr[:2])
 
+# MIME part headers (mime_header_checks = $header_checks by default), an
+# attached message's header (nested_header_checks), body_checks
+B = b"=_b1"
+
+
+def multipart(subject, parts, boundary=B):
+    body = b""
+    for p in parts:
+        body += b"--" + boundary + b"\r\n" + p + b"\r\n"
+    body += b"--" + boundary + b"--\r\nepilogue\r\n"
+    return (b"From: <s@sender.example>\r\nSubject: " + subject + b"\r\nMIME-Version: 1.0\r\n"
+            b"Content-Type: multipart/mixed;\r\n boundary=\"" + boundary + b"\"\r\n\r\n" + body)
+
+
+def send(data, p=port):
+    return send_mail(p, "s@sender.example", ["r@rcpt.example"], data)
+
+
+exe = (b"Content-Type: application/octet-stream; name=\"run.exe\"\r\n"
+       b"Content-Disposition: attachment;\r\n filename=\"run.exe\"\r\n"
+       b"Content-Transfer-Encoding: base64\r\n\r\nTVqQAAMAAAAEAAAA\r\n")
+txt = b"Content-Type: text/plain\r\n\r\nhello there\r\n"
+r = send(multipart(b"mime exe", [txt, exe]))
+tap(r.code == 550 and r.text == "550 5.7.1 attachment run.exe",
+    "a MIME part's header: the attachment rule rejects run.exe", r)
+tap(log_wait(r"cleanup\[\d+\]: \w+: reject: header Content-Type: application/octet-stream; name=\"run\.exe\" from .*: 5\.7\.1 attachment run\.exe"),
+    "  logged with the part's header field")
+inner = (b"--=_in\r\n" + txt + b"\r\n--=_in\r\n" + exe + b"\r\n--=_in--\r\n")
+r = send(multipart(b"mime nested", [txt, b"Content-Type: multipart/alternative; boundary==_in\r\n\r\n" + inner]))
+tap(r.code == 550 and "run.exe" in r.text, "  also inside a nested multipart", r)
+fwd = (b"Content-Type: message/rfc822\r\n\r\nFrom: <x@y.example>\r\nSubject: forwarded secret\r\n\r\ninner body\r\n")
+r = send(multipart(b"mime forward", [txt, fwd]))
+tap(r.code == 550 and r.text == "550 5.7.1 attached message",
+    "an attached message's header (nested_header_checks)", r)
+r = send(multipart(b"mime clean", [txt, b"Content-Type: text/plain\r\n\r\nrun.exe is only text here\r\n"]))
+tap(r.code == 250 and sink_find(rb"Subject: mime clean\r\n") is not None,
+    "  a clean multipart is delivered (a body line naming run.exe is not a header)", r)
+r = send(multipart(b"mime fake", [b"Content-Type: text/plain\r\n\r\n--=_b0\r\nContent-Disposition: attachment; filename=\"run.exe\"\r\n"]))
+tap(r.code == 250, "  a line that only looks like a boundary starts no part", r)
+r = send(b"From: <s@sender.example>\r\nSubject: body word\r\n\r\nline one\r\nbuy cheap pills now\r\n")
+tap(r.code == 550 and r.text == "550 5.7.1 spam phrase", "body_checks: a body line rejected", r)
+tap(log_wait(r"cleanup\[\d+\]: \w+: reject: body buy cheap pills now from .*: 5\.7\.1 spam phrase"),
+    "  logged as Postfix's cleanup does (reject: body ...)")
+far = b"x" * 78 + b"\r\n"
+r = send(b"From: <s@sender.example>\r\nSubject: body far\r\n\r\n" + far * 700 + b"buy cheap pills now\r\n")
+tap(r.code == 250, "  past body_checks_size_limit (51200 bytes) a line is not checked", r)
+r = send(multipart(b"mime body", [txt, b"Content-Type: text/plain\r\n\r\nbuy cheap pills now\r\n"]))
+tap(r.code == 550 and r.text == "550 5.7.1 spam phrase", "  and body lines of a MIME part are", r)
+
 # the service without header_checks
 r = mail(b"reject me on the other port", p=int(env("P_OFF")))
 tap(r.code == 250 and sink_find(rb"Subject: reject me on the other port") is not None,
@@ -115,13 +169,8 @@ check "  sluiced refuses to start" dead "$BAD"
 write_conf "header_checks = regexp:$T/hc" "clamav_enable = no"
 out=$(sl check 2>&1)
 is "sluice check accepts the good table" "$?" 0
-like "  and says MIME part headers are not checked (Postfix would check them)" "$out" \
-    "sluice: warning: header_checks: applied to the message header only: MIME part headers .*are not checked in this Sluice yet"
-write_conf "header_checks = regexp:$T/hc" "clamav_enable = no" \
-    "mime_header_checks =" "nested_header_checks ="
-out=$(sl check 2>&1)
-unlike "  not when mime_header_checks and nested_header_checks are empty" "$out" \
-    "header_checks|not implemented"
+unlike "  with no warning about MIME part headers (they are checked)" "$out" \
+    "not checked|not implemented"
 
 # tables only root may read: the front reads them before it drops root
 if [ "$(id -u)" = 0 ] && id nobody >/dev/null 2>&1; then

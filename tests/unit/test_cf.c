@@ -460,7 +460,7 @@ test_types_bad(void **state)
 static void
 test_later(void **state)
 {
-    struct cf *cf = load("body_checks = regexp:/etc/postfix/bc\n"
+    struct cf *cf = load("virtual_alias_maps = hash:/etc/postfix/va\n"
                          "soft_bounce = no\n"
                          "smtpd_timeout = 7s\n"
                          "smtpd_end_of_data_restrictions = permit_mynetworks,\n"
@@ -469,11 +469,11 @@ test_later(void **state)
     struct cf_service sv = {.cf = svc};
     struct buf *out = buf_new(256, BUF_NOCAP), *e = buf_new(256, 4096);
     const char *main_lines =
-        "main.cf:1: body_checks = regexp:/etc/postfix/bc: not implemented "
-        "in this Sluice yet; the setting has no effect\n"
         "main.cf:4: smtpd_end_of_data_restrictions = permit_mynetworks, "
         "reject: not implemented in this Sluice yet; the setting has no "
-        "effect\n";
+        "effect\n"
+        "main.cf:1: virtual_alias_maps = hash:/etc/postfix/va: not implemented "
+        "in this Sluice yet; the setting has no effect\n";
     size_t n;
 
     for (size_t i = 0; cf_params[i].name != NULL; i++)
