@@ -184,6 +184,9 @@ start_ok
 FRONT=$(child_pid smtpd)
 check "log: service :P_MISS cannot get certificate from file \"missing.pem\"" \
     log_wait 5 "warning: service 127\.0\.0\.1:$P_MISS: cannot get certificate from file \"$T/missing\.pem\""
+# the front logs the key warnings, then (in its loop's set-up) the encrypt
+# one: wait for that last one before looking at them all
+log_wait 10 "warning: service 127\.0\.0\.1:$P_ENCBAD: smtpd_tls_security_level = encrypt, but TLS support is disabled"
 warnings=$(grep 'warning: service' "$LOG")
 n=$(printf '%s\n' "$warnings" |
     grep -Ec "warning: service 127\.0\.0\.1:($P_BADKEY|$P_ENCBAD): certificate and private key do not match")
