@@ -290,7 +290,7 @@ hc_lookup(struct hc_sess *s, enum hc_kind kind, const char *key, struct buf *v,
     int rc = 0;
 
     for (size_t i = 0; i < s->c->n[kind] && rc == 0; i++)
-        rc = s->c->t[kind][i] ? lookup_get(s->c->t[kind][i], key, v) : 0;
+        rc = lookup_get(s->c->t[kind][i], key, v);
     if (rc < 0) {
         log_warning("%s: %s", hc_params[kind], buf_data(v));
         r->verdict = FILTER_TEMPFAIL;
@@ -476,9 +476,13 @@ hc_boundary(const char *ct, char out[HC_BOUND_MAX + 1])
                 b++;
             out[n++] = *b;
         }
+        if (*b && *b != '"')
+            return -1; /* over RFC 2046's 70: not followed */
     } else {
         while (*b && !strchr(" \t\r\n;", *b) && n < HC_BOUND_MAX)
             out[n++] = *b++;
+        if (*b && !strchr(" \t\r\n;", *b))
+            return -1;
     }
     out[n] = '\0';
     return n > 0 ? 0 : -1;
@@ -527,7 +531,7 @@ hc_part_field(struct hc_sess *s, struct filter_reply *r, struct buf *v,
         hc_unsupported(kind, buf_data(v));
 }
 
-/* One body line (CRLF removed): MIME structure and body_checks. */
+/* One body line (CRLF removed, l[n] a NUL): MIME structure and body_checks. */
 static void
 hc_line(struct hc_sess *s, const char *l, size_t n, struct filter_reply *r,
         struct buf *v, char dsn[16])
@@ -581,14 +585,25 @@ hc_line(struct hc_sess *s, const char *l, size_t n, struct filter_reply *r,
     if (s->done || s->c->n[HC_BODY] == 0 || s->part_body >= s->c->body_limit)
         return;
     s->part_body += (long long) n + 2;
-    {
-        char *line = xmemdup(l, n);
+    if (hc_lookup(s, HC_BODY, l, v, r) > 0 /* l[n] is NUL (hc_take) */
+        && !hc_act(s, "body", l, buf_data(v), r, dsn))
+        hc_unsupported(HC_BODY, buf_data(v));
+}
 
-        if (hc_lookup(s, HC_BODY, line, v, r) > 0
-            && !hc_act(s, "body", line, buf_data(v), r, dsn))
-            hc_unsupported(HC_BODY, buf_data(v));
-        free(line);
-    }
+/* The line in s->line without its CR, NUL-terminated in place. */
+static const char *
+hc_take(struct hc_sess *s, size_t *len)
+{
+    size_t n = buf_len(s->line);
+
+    if (n > 0 && buf_data(s->line)[n - 1] == '\r')
+        n--;
+    if (n < buf_len(s->line))
+        buf_data(s->line)[n] = '\0';
+    else
+        buf_putc(s->line, '\0');
+    *len = n;
+    return buf_data(s->line);
 }
 
 /* Body bytes (CRLF lines, any chunking): whole lines to hc_line. */
@@ -613,11 +628,10 @@ hc_body(struct hc_sess *s, const char *p, size_t n, struct filter_reply *r,
         p += k + 1;
         n -= k + 1;
         {
-            size_t len = buf_len(s->line);
+            size_t len;
+            const char *l = hc_take(s, &len);
 
-            if (len > 0 && buf_data(s->line)[len - 1] == '\r')
-                len--;
-            hc_line(s, buf_data(s->line), len, r, v, dsn);
+            hc_line(s, l, len, r, v, dsn);
         }
         buf_reset(s->line);
         s->line_over = 0;
@@ -655,7 +669,10 @@ hc_stage(void *state, struct filter_call *call, enum filter_stage st,
     case FILTER_EOM:
         if (mime && !s->done && buf_len(s->line) > 0) { /* no final CRLF */
             v = buf_new(128, 8192);
-            hc_line(s, buf_data(s->line), buf_len(s->line), &r, v, dsn);
+            size_t len;
+            const char *l = hc_take(s, &len);
+
+            hc_line(s, l, len, &r, v, dsn);
         }
         if (r.verdict == FILTER_CONTINUE) {
             r.mods = s->mods; /* the chain owns them now */

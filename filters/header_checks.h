@@ -26,7 +26,8 @@
  * Postfix's cleanup line: "ID: reject: header Subject: x from
  * host[addr]; from=<s> to=<r> proto=ESMTP helo=<h>: 5.7.1 text" (for a
  * body line "... reject: body LINE from ...").
- * MIME: the boundaries of multipart parts (nested at most 20 deep) are
+ * MIME: the boundaries (RFC 2046: at most 70 characters; longer ones are
+ * not followed) of multipart parts (nested at most 20 deep) are
  * followed line by line from the body stream; lines over 64 KB are
  * checked by their start.
  * Owns: the tables. Threads: the loop thread (lookups are in memory).

@@ -12,7 +12,7 @@
 # sluiced with its file and line.
 . "$(dirname "$0")/lib.sh"
 need_binaries
-plan 34
+plan 39
 setup
 
 cat >"$T/hc" <<'EOF'
@@ -146,6 +146,31 @@ r = send(b"From: <s@sender.example>\r\nSubject: body far\r\n\r\n" + far * 700 + 
 tap(r.code == 250, "  past body_checks_size_limit (51200 bytes) a line is not checked", r)
 r = send(multipart(b"mime body", [txt, b"Content-Type: text/plain\r\n\r\nbuy cheap pills now\r\n"]))
 tap(r.code == 550 and r.text == "550 5.7.1 spam phrase", "  and body lines of a MIME part are", r)
+
+# bad input: a 200 KB body line (checked by its start), a multipart that
+# never closes, nesting past the 20 levels followed, a boundary of 200
+# characters: each answered, nothing lost
+r = send(b"From: <s@sender.example>\r\nSubject: long line\r\n\r\nbuy cheap pills" + b"y" * 200000 + b"\r\n")
+tap(r.code == 550 and r.text == "550 5.7.1 spam phrase",
+    "a 200 KB body line is checked by its start", r)
+r = send(b"From: <s@sender.example>\r\nSubject: long clean\r\n\r\n" + b"z" * 200000 + b"\r\nend\r\n")
+m = sink_find(rb"Subject: long clean\r\n")
+tap(r.code == 250 and m is not None and m[1].endswith(b"z" * 1000 + b"\r\nend\r\n"),
+    "  and a clean one is delivered whole", r)
+r = send(b"From: <s@sender.example>\r\nSubject: unclosed\r\nContent-Type: multipart/mixed; boundary=u\r\n\r\n"
+         b"--u\r\nContent-Type: text/plain\r\n\r\nno end\r\n--u\r\nContent-Type: text/plain\r\n")
+tap(r.code == 250 and sink_find(rb"Subject: unclosed\r\n") is not None,
+    "a multipart that never closes (and a part header cut short) is delivered", r)
+deep = b""
+for i in range(25):
+    deep += b"--d%d\r\nContent-Type: multipart/mixed; boundary=d%d\r\n\r\n" % (i, i + 1)
+deep += b"--d25\r\n" + exe + b"--d25--\r\n"
+r = send(b"From: <s@sender.example>\r\nSubject: deep\r\nContent-Type: multipart/mixed; boundary=d0\r\n\r\n" + deep)
+tap(r.code == 250 and sink_find(rb"Subject: deep\r\n") is not None,
+    "  nesting past 20 levels: the parts below are not followed, the message is delivered", r)
+r = send(multipart(b"mime exe long boundary", [txt, exe], boundary=b"B" * 200))
+tap(r.code == 250 and sink_find(rb"Subject: mime exe long boundary\r\n") is not None,
+    "  a 200-character boundary (over RFC 2046's 70) is not followed: delivered", r)
 
 # the service without header_checks
 r = mail(b"reject me on the other port", p=int(env("P_OFF")))
