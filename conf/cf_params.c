@@ -105,6 +105,10 @@ const struct cf_param cf_params[] = {
      "time before a delayed-mail warning is sent; not implemented yet (none is "
      "sent)",
      1},
+    {"disable_dns_lookups", CF_BOOL, "no", 0,
+     "old form of smtp_dns_support_level = disabled (no MX lookups; host "
+     "names through getaddrinfo)",
+     0},
     {"disable_vrfy_command", CF_BOOL, "no", 0, "reject the SMTP VRFY command",
      0},
     {"double_bounce_sender", CF_STR, "double-bounce", 0,
@@ -121,6 +125,10 @@ const struct cf_param cf_params[] = {
      "mailbox path relative to the home directory; not implemented yet "
      "(mail_spool_directory applies)",
      1},
+    {"ignore_mx_lookup_error", CF_BOOL, "no", 0,
+     "when an MX lookup fails for a while, look up the domain's own "
+     "addresses instead of deferring",
+     0},
     {"inet_interfaces", CF_LIST, "all", 0,
      "addresses the SMTP listeners bind to", 0},
     {"inet_protocols", CF_LIST, "all", 0,
@@ -212,6 +220,10 @@ const struct cf_param cf_params[] = {
      "milters for mail that does not arrive by SMTP; not implemented yet", 1},
     {"notify_classes", CF_LIST, "resource, software", 0,
      "problem classes reported to the postmaster; not implemented yet", 1},
+    {"proxy_interfaces", CF_LIST, "", 0,
+     "numeric addresses this system receives mail on through a proxy or "
+     "NAT: an MX with one of them is this system (loop detection)",
+     0},
     {"qmgr_message_active_limit", CF_INT, "20000", 0,
      "messages in the active queue at once", 0},
     {"queue_directory", CF_STR, "/var/spool/sluice", 0, "queue directory", 0},
@@ -239,6 +251,13 @@ const struct cf_param cf_params[] = {
      "sessions at once from DATA to the end-of-data verdict; the others wait "
      "for their 354 (at most 1 s); 0: no limit; negative: eight per in-process "
      "scan thread (no limit without the in-process scanner)",
+     0},
+    {"sluice_dns_servers", CF_LIST, "", 0,
+     "DNS servers for the SMTP client's lookups (addr, addr:port, "
+     "[addr]:port); empty: the nameservers of /etc/resolv.conf",
+     0},
+    {"sluice_dns_timeout", CF_TIME, "30s", 's',
+     "time a DNS lookup may take before it counts as a temporary failure",
      0},
     {"sluice_worker_threads", CF_INT, "4", 0,
      "worker threads per process for fsync, scans and other blocking work", 0},
@@ -276,18 +295,32 @@ const struct cf_param cf_params[] = {
      "EHLO keywords the SMTP client ignores (e.g. pipelining for a broken "
      "server); silent-discard: do not log it",
      0},
+    {"smtp_dns_support_level", CF_STR, "", 0,
+     "empty or enabled: MX and address lookups in DNS; disabled: no DNS "
+     "(getaddrinfo); dnssec is taken as enabled",
+     0},
     {"smtp_helo_name", CF_STR, "$myhostname", 0,
      "host name sent in the SMTP EHLO or HELO command", 0},
     {"smtp_helo_timeout", CF_TIME, "300s", 's',
      "time limit for the greeting and the reply to HELO/EHLO", 0},
+    {"smtp_host_lookup", CF_LIST, "dns", 0,
+     "dns: host addresses from DNS; native: from getaddrinfo (/etc/hosts), "
+     "and then no MX lookups",
+     0},
     {"smtp_line_length_limit", CF_INT, "998", 0,
      "longest line sent to a remote SMTP server before it is folded; not "
      "implemented yet (lines go out as received)",
      1},
     {"smtp_mail_timeout", CF_TIME, "300s", 's',
      "time limit for the reply to MAIL FROM", 0},
+    {"smtp_mx_address_limit", CF_INT, "5", 0,
+     "addresses of a next hop that are tried per delivery (at most 16; 0: "
+     "16)",
+     0},
     {"smtp_quit_timeout", CF_TIME, "300s", 's',
      "time limit for the reply to QUIT", 0},
+    {"smtp_randomize_addresses", CF_BOOL, "yes", 0,
+     "shuffle the addresses of equal preference", 0},
     {"smtp_rcpt_timeout", CF_TIME, "300s", 's',
      "time limit for the reply to RCPT TO", 0},
     {"smtp_sasl_auth_enable", CF_BOOL, "no", 0,

@@ -46,6 +46,9 @@ enum dlv_tls {
 };
 
 struct tls_cli;
+struct dns;
+struct dlv_resolve_opts;
+struct dlv_self;
 
 struct dlv_job {
     struct spool_msg *msg;
@@ -62,6 +65,13 @@ struct dlv_job {
     const char *sasl_user;     /* smtp: AUTH as this user (from
                                   smtp_sasl_password_maps), or NULL */
     const char *sasl_pass;
+    int mx;                /* smtp: the next hop is a domain (no []) */
+    struct dns *dns;       /* smtp: MX and address lookups, or NULL
+                              (smtp_dns_support_level = disabled, or
+                              smtp_host_lookup = native: getaddrinfo) */
+    const struct dlv_resolve_opts *resolve;    /* smtp: for hosts */
+    const struct dlv_resolve_opts *resolve_mx; /* smtp: for domains */
+    const struct dlv_self *self;               /* smtp: loop detection */
     const struct cf *cf;
     struct ev_loop *loop;
     struct wpool *pool;

@@ -85,6 +85,7 @@
 #include "lib/wpool.h"
 #include "lib/xalloc.h"
 #include "queue/dlv.h"
+#include "queue/dlv_resolve.h"
 
 #define SMTP_LINE_MAX    4096             /* one reply line, without CRLF */
 #define SMTP_REPLY_LINES 100              /* lines in one reply */
@@ -92,7 +93,7 @@
 #define SMTP_IN_CAP      16384            /* input buffer */
 #define SMTP_CHUNK       65536            /* pread size */
 #define SMTP_OUT_CAP     (4 * SMTP_CHUNK) /* output buffer */
-#define SMTP_ADDR_MAX    16               /* addresses tried per next hop */
+#define SMTP_ADDR_MAX    DLV_ADDR_MAX     /* addresses tried per next hop */
 #define SMTP_SAFE_MAX    1024             /* peer text in a log line */
 #define SMTP_IDLE_MAX    32               /* cached idle connections */
 #define SMTP_KEY_MAX     (NI_MAXHOST + 300) /* "host:port:tls:user", cached */
@@ -157,11 +158,6 @@ static const struct smtp_mech_def {
      2},
 };
 
-struct smtp_addr {
-    struct sockaddr_storage ss;
-    socklen_t len;
-};
-
 struct smtp_sess {
     struct dlv_job *job;
     enum smtp_state state;
@@ -169,7 +165,7 @@ struct smtp_sess {
     char portstr[8];
 
     /* Next-hop addresses: filled by the resolver (worker) or literal. */
-    struct smtp_addr addrs[SMTP_ADDR_MAX];
+    struct dlv_addr addrs[SMTP_ADDR_MAX]; /* .host: "" for getaddrinfo's */
     size_t naddr, ai;
     int gai_err;
     char addr[NET_ADDR_MAX]; /* address being tried or talked to */
@@ -2078,9 +2074,10 @@ smtp_idle_key(const struct dlv_job *job, char key[SMTP_KEY_MAX])
     /* the TLS level too, as Postfix's cache: a connection parked in
      * clear never serves a job that requires TLS; and the AUTH user: an
      * authenticated connection serves only mail with the same one */
-    int n = snprintf(
-        key, SMTP_KEY_MAX, "%s:%d:%d:%s", job->host ? job->host : "", job->port,
-        (int) job->tls_level, job->sasl_user ? job->sasl_user : "");
+    int n =
+        snprintf(key, SMTP_KEY_MAX, "%s%s:%d:%d:%s", job->mx ? "" : "[",
+                 job->host ? job->host : "", job->port, (int) job->tls_level,
+                 job->sasl_user ? job->sasl_user : "");
 
     return n > 0 && n < SMTP_KEY_MAX ? 0 : -1;
 }
@@ -2346,11 +2343,15 @@ smtp_connect_next(struct smtp_sess *s)
     struct sockaddr_storage from;
     socklen_t flen = 0;
     const char *bname;
-    struct smtp_addr *a;
+    struct dlv_addr *a;
     int fd, b, berr;
 
     for (; s->ai < s->naddr; s->ai++) {
         a = &s->addrs[s->ai];
+        if (a->host[0] != '\0') { /* an exchanger: logs name it */
+            free(s->host);
+            s->host = smtp_safe(a->host, strlen(a->host));
+        }
         net_ntop((struct sockaddr *) &a->ss, s->addr, sizeof(s->addr), NULL);
         b = smtp_bind_from(s->job->cf, a->ss.ss_family, &from, &flen, &bname);
         if (b < 0) {
@@ -2406,6 +2407,7 @@ smtp_resolve_work(void *arg)
     for (ai = res; ai && s->naddr < SMTP_ADDR_MAX; ai = ai->ai_next) {
         if (ai->ai_addrlen > sizeof(struct sockaddr_storage))
             continue;
+        memset(&s->addrs[s->naddr], 0, sizeof(s->addrs[0]));
         memcpy(&s->addrs[s->naddr].ss, ai->ai_addr, ai->ai_addrlen);
         s->addrs[s->naddr].len = ai->ai_addrlen;
         s->naddr++;
@@ -2428,6 +2430,23 @@ smtp_resolve_done(void *arg)
         smtp_finish(s);
         return;
     }
+    s->ai = 0;
+    smtp_connect_next(s);
+}
+
+/* The MX and address lookups' outcome (dlv_resolve). */
+static void
+smtp_resolved(void *arg, const struct dlv_resolve_result *r)
+{
+    struct smtp_sess *s = arg;
+
+    if (r->status != DLV_SENT) {
+        smtp_decide_all(s, r->status, r->dsn, r->text);
+        smtp_finish(s);
+        return;
+    }
+    memcpy(s->addrs, r->addrs, r->n * sizeof(r->addrs[0]));
+    s->naddr = r->n;
     s->ai = 0;
     smtp_connect_next(s);
 }
@@ -2523,6 +2542,22 @@ smtp_route(struct smtp_sess *s)
     s->ai = s->naddr = 0;
     if (smtp_literal(s, job->host)) {
         smtp_connect_next(s);
+        return;
+    }
+    if (job->dns) { /* DNS: MX records first when the next hop is a domain */
+        const char *h = job->host;
+        size_t n = strlen(h);
+        char name[DNS_NAME_MAX];
+
+        if (n >= 2 && h[0] == '[' && h[n - 1] == ']') {
+            h++;
+            n -= 2;
+        }
+        snprintf(name, sizeof(name), "%.*s", (int) n, h);
+        smtp_enter(s, SMTP_S_RESOLVE);
+        dlv_resolve_start(job->dns, job->loop, n < sizeof(name) ? name : h,
+                          job->port, job->mx ? job->resolve_mx : job->resolve,
+                          job->self, smtp_resolved, s);
         return;
     }
     /* The wpool's async watcher does not keep the loop alive: hold a

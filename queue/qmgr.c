@@ -42,9 +42,12 @@
  * qmgr_finish_work in the case above, on the loop) and touch only their
  * own struct qmgr_msg.
  */
+#include <arpa/inet.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <ifaddrs.h>
+#include <netinet/in.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdint.h>
@@ -66,12 +69,14 @@
 #include "conf/cf.h"
 #include "conf/lookup.h"
 #include "lib/buf.h"
+#include "lib/dns.h"
 #include "lib/log.h"
 #include "lib/net.h"
 #include "lib/tls.h"
 #include "lib/wpool.h"
 #include "lib/xalloc.h"
 #include "queue/dlv.h"
+#include "queue/dlv_resolve.h"
 #include "queue/qmgr.h"
 #include "queue/spool.h"
 
@@ -160,6 +165,7 @@ struct qmgr_route {
     char *tls_match;  /* SMTP: its policy's match= names, or NULL */
     char *dest;       /* SMTP: the next hop as written ("[h]:587") */
     char *sasl;       /* SMTP: "user:password" for AUTH, or NULL */
+    int mx;           /* SMTP: the next hop is a domain (written without []) */
     char dsn[16];
     char *text; /* ERROR, DEFER */
 };
@@ -184,6 +190,9 @@ struct qmgr {
     int tls_global;          /* its enum dlv_tls, or < 0 (dlv_tls_parse) */
     char *tls_global_match;  /* and its match= names, or NULL */
     struct tls_cli *tls_cli; /* the SMTP client's TLS context, or NULL */
+    struct dns *dns;         /* MX and address lookups, or NULL: no DNS */
+    struct dlv_resolve_opts resolve, resolve_mx;
+    struct dlv_self self; /* our listeners and proxy_interfaces */
     char *const *mydest;
     const char *relayhost;
     const char *myhostname;
@@ -409,6 +418,7 @@ qmgr_nexthop(const char *hop, const char *domain, const char *what,
         r->host = xstrdup(host);
         r->port = p;
         r->dest = xstrdup(text);
+        r->mx = text[0] != '[';
     }
     free(s);
 }
@@ -738,6 +748,11 @@ qmgr_job_add(struct qmgr *q, struct qmgr_msg *m, const struct qmgr_route *r,
     j->job.transport = transport;
     j->job.host = j->host;
     j->job.port = r->kind == QMGR_R_LOCAL ? 0 : r->port;
+    j->job.mx = r->mx;
+    j->job.dns = q->dns;
+    j->job.resolve = &q->resolve;
+    j->job.resolve_mx = &q->resolve_mx;
+    j->job.self = &q->self;
     j->job.tls_level = r->tls;
     j->job.tls_match = j->tls_match;
     j->job.tls = q->tls_cli;
@@ -1150,7 +1165,7 @@ qmgr_job_done(struct dlv_job *job)
 static int
 qmgr_route_same(const struct qmgr_route *a, const struct qmgr_route *b)
 {
-    return a->kind == b->kind && a->port == b->port
+    return a->kind == b->kind && a->port == b->port && a->mx == b->mx
            && strcasecmp(a->host ? a->host : "", b->host ? b->host : "") == 0
            && strcmp(a->sasl ? a->sasl : "", b->sasl ? b->sasl : "") == 0;
 }
@@ -2039,6 +2054,224 @@ qmgr_open_maps(struct qmgr *q, struct buf *err)
     return 0;
 }
 
+/* ------------------------------------------------------------------ */
+/* DNS: the SMTP client's lookups (queue/dlv_resolve.c) */
+
+/* 1 when the SMTP client looks names up in DNS: smtp_dns_support_level
+ * not disabled (nor disable_dns_lookups), and "dns" in smtp_host_lookup;
+ * otherwise getaddrinfo, and no MX lookups. */
+static int
+qmgr_dns_use(const struct cf *cf)
+{
+    char *const *hl = cf_list(cf, "smtp_host_lookup");
+    int dns = 0;
+
+    if (strcasecmp(cf_str(cf, "smtp_dns_support_level"), "disabled") == 0
+        || cf_bool(cf, "disable_dns_lookups"))
+        return 0;
+    for (size_t i = 0; hl[i]; i++)
+        if (strcasecmp(hl[i], "dns") == 0)
+            dns = 1;
+    return dns;
+}
+
+/* The DNS settings cf_check cannot judge: 0, or -1 and the reason. */
+static int
+qmgr_dns_check(const struct cf *cf, struct buf *err)
+{
+    char *const *l = cf_list(cf, "sluice_dns_servers");
+    char *const *px = cf_list(cf, "proxy_interfaces");
+    const char *lvl = cf_str(cf, "smtp_dns_support_level");
+    char *const *hl = cf_list(cf, "smtp_host_lookup");
+    struct buf *all = buf_new(64, BUF_NOCAP);
+    unsigned char probe[16];
+    int rc = 0;
+
+    for (size_t i = 0; l[i]; i++)
+        buf_printf(all, "%s ", l[i]);
+    if (dns_servers_check(buf_data(all), err) < 0) {
+        buf_printf(err, " (sluice_dns_servers)");
+        rc = -1;
+    }
+    buf_free(all);
+    if (rc == 0 && *lvl && strcasecmp(lvl, "enabled") != 0
+        && strcasecmp(lvl, "disabled") != 0 && strcasecmp(lvl, "dnssec") != 0) {
+        buf_printf(err,
+                   "smtp_dns_support_level: unknown value \"%s\" "
+                   "(enabled, disabled or dnssec)",
+                   lvl);
+        rc = -1;
+    }
+    for (size_t i = 0; rc == 0 && hl[i]; i++)
+        if (strcasecmp(hl[i], "dns") != 0 && strcasecmp(hl[i], "native") != 0) {
+            buf_printf(err,
+                       "smtp_host_lookup: unknown value \"%s\" (dns, "
+                       "native)",
+                       hl[i]);
+            rc = -1;
+        }
+    for (size_t i = 0; rc == 0 && px[i]; i++) {
+        const char *a = px[i];
+        char tmp[NET_ADDR_MAX];
+        size_t n = strlen(a);
+
+        if (n >= 2 && a[0] == '[' && a[n - 1] == ']')
+            snprintf(tmp, sizeof(tmp), "%.*s", (int) (n - 2), a + 1);
+        else
+            snprintf(tmp, sizeof(tmp), "%s", a);
+        if (inet_pton(AF_INET, tmp, probe) != 1
+            && inet_pton(AF_INET6, tmp, probe) != 1) {
+            buf_printf(err,
+                       "proxy_interfaces: \"%s\" is not a numeric "
+                       "address",
+                       a);
+            rc = -1;
+        }
+    }
+    return rc;
+}
+
+/* proxy_interfaces as addresses (checked by qmgr_dns_check). */
+static void
+qmgr_dns_proxy(struct qmgr *q)
+{
+    char *const *px = cf_list(q->cf, "proxy_interfaces");
+    size_t n = 0;
+
+    while (px[n])
+        n++;
+    q->self.proxy = xcalloc(n ? n : 1, sizeof(*q->self.proxy));
+    for (size_t i = 0; i < n; i++) {
+        struct sockaddr_storage *ss = &q->self.proxy[q->self.nproxy];
+        struct sockaddr_in *s4 = (struct sockaddr_in *) ss;
+        struct sockaddr_in6 *s6 = (struct sockaddr_in6 *) ss;
+        char tmp[NET_ADDR_MAX];
+        size_t len = strlen(px[i]);
+
+        if (len >= 2 && px[i][0] == '[' && px[i][len - 1] == ']')
+            snprintf(tmp, sizeof(tmp), "%.*s", (int) (len - 2), px[i] + 1);
+        else
+            snprintf(tmp, sizeof(tmp), "%s", px[i]);
+        if (inet_pton(AF_INET, tmp, &s4->sin_addr) == 1) {
+            s4->sin_family = AF_INET;
+            q->self.nproxy++;
+        } else if (inet_pton(AF_INET6, tmp, &s6->sin6_addr) == 1) {
+            s6->sin6_family = AF_INET6;
+            q->self.nproxy++;
+        }
+    }
+}
+
+static int
+qmgr_dns_start(struct qmgr *q, struct buf *err)
+{
+    const struct cf *cf = q->cf;
+    char *const *protos = cf_list(cf, "inet_protocols");
+    char *const *l = cf_list(cf, "sluice_dns_servers");
+    struct buf *servers;
+    long long lim = cf_int(cf, "smtp_mx_address_limit");
+    int v4 = 0, v6 = 0, rc = 0;
+
+    for (size_t i = 0; protos[i]; i++) {
+        if (strcasecmp(protos[i], "all") == 0)
+            v4 = v6 = 1;
+        else if (strcasecmp(protos[i], "ipv4") == 0)
+            v4 = 1;
+        else if (strcasecmp(protos[i], "ipv6") == 0)
+            v6 = 1;
+    }
+    if (!v4 && !v6)
+        v4 = v6 = 1;
+    q->resolve.v4 = v4;
+    q->resolve.v6 = v6;
+    q->resolve.randomize = cf_bool(cf, "smtp_randomize_addresses");
+    q->resolve.addr_limit =
+        lim <= 0 || lim > DLV_ADDR_MAX ? DLV_ADDR_MAX : (unsigned) lim;
+    q->resolve.ignore_mx_error = cf_bool(cf, "ignore_mx_lookup_error");
+    q->resolve_mx = q->resolve;
+    q->resolve_mx.mx = 1;
+    qmgr_dns_proxy(q);
+    if (!qmgr_dns_use(cf))
+        return 0;
+    if (qmgr_dns_check(cf, err) < 0)
+        return -1;
+    servers = buf_new(64, BUF_NOCAP);
+    for (size_t i = 0; l[i]; i++)
+        buf_printf(servers, "%s ", l[i]);
+    q->dns = dns_new(q->loop, buf_data(servers),
+                     (double) cf_time(cf, "sluice_dns_timeout"), err);
+    if (q->dns == NULL)
+        rc = -1;
+    buf_free(servers);
+    return rc;
+}
+
+/* One listener socket's address into the loop-detection list; a
+ * wildcard one (0.0.0.0, ::) as every address of this machine's
+ * interfaces in its family, with its port. */
+static void
+qmgr_self_add(struct qmgr *q, const struct sockaddr_storage *ss)
+{
+    struct ifaddrs *ifs = NULL, *i;
+    int wild = 0;
+    uint16_t port = 0;
+
+    if (ss->ss_family == AF_INET) {
+        const struct sockaddr_in *s4 = (const void *) ss;
+
+        wild = s4->sin_addr.s_addr == htonl(INADDR_ANY);
+        port = s4->sin_port;
+    } else if (ss->ss_family == AF_INET6) {
+        const struct sockaddr_in6 *s6 = (const void *) ss;
+
+        wild = IN6_IS_ADDR_UNSPECIFIED(&s6->sin6_addr);
+        port = s6->sin6_port;
+    } else {
+        return;
+    }
+    if (!wild) {
+        q->self.ss = xrealloc(q->self.ss, (q->self.n + 1) * sizeof(*ss));
+        q->self.ss[q->self.n++] = *ss;
+        return;
+    }
+    if (getifaddrs(&ifs) < 0) {
+        log_warning("getifaddrs: %s: mail to an MX that is this machine "
+                    "may loop",
+                    strerror(errno));
+        return;
+    }
+    for (i = ifs; i; i = i->ifa_next) {
+        struct sockaddr_storage a;
+
+        if (i->ifa_addr == NULL || i->ifa_addr->sa_family != ss->ss_family)
+            continue;
+        memset(&a, 0, sizeof(a));
+        if (ss->ss_family == AF_INET) {
+            memcpy(&a, i->ifa_addr, sizeof(struct sockaddr_in));
+            ((struct sockaddr_in *) &a)->sin_port = port;
+        } else {
+            memcpy(&a, i->ifa_addr, sizeof(struct sockaddr_in6));
+            ((struct sockaddr_in6 *) &a)->sin6_port = port;
+        }
+        q->self.ss = xrealloc(q->self.ss, (q->self.n + 1) * sizeof(a));
+        q->self.ss[q->self.n++] = a;
+    }
+    freeifaddrs(ifs);
+}
+
+void
+qmgr_listeners(struct qmgr *q, const int *fds, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        struct sockaddr_storage ss;
+        socklen_t len = sizeof(ss);
+
+        memset(&ss, 0, sizeof(ss));
+        if (getsockname(fds[i], (struct sockaddr *) &ss, &len) == 0)
+            qmgr_self_add(q, &ss);
+    }
+}
+
 static void
 qmgr_free(struct qmgr *q)
 {
@@ -2063,6 +2296,9 @@ qmgr_free(struct qmgr *q)
     free(q->sasl_maps);
     tls_cli_free(q->tls_cli);
     free(q->tls_global_match);
+    dns_free(q->dns);
+    free(q->self.ss);
+    free(q->self.proxy);
     while (q->dests)
         qmgr_dest_drop(q, q->dests);
     free(q);
@@ -2095,6 +2331,8 @@ qmgr_check(const struct cf *cf, struct buf *err)
     q->cf = cf;
     q->sock = -1;
     rc = qmgr_open_maps(q, err);
+    if (rc == 0 && qmgr_dns_use(cf) && qmgr_dns_check(cf, err) < 0)
+        rc = -1;
     qmgr_free(q);
     return rc;
 }
@@ -2160,6 +2398,10 @@ qmgr_run(struct qmgr *q)
         buf_free(warn);
     }
     q->loop = ev_default_loop(0);
+    if (qmgr_dns_start(q, err) < 0) {
+        log_error("%s", buf_data(err));
+        goto fail;
+    }
     v = cf_int(cf, "sluice_worker_threads");
     q->pool = wpool_new(q->loop, v > 0 ? (int) v : 1, "qmgr-io", 0);
     q->notified = xcalloc(QMGR_NOTIFIED_MAX, sizeof(*q->notified));

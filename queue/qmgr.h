@@ -20,6 +20,10 @@ struct qmgr;
  * such files (a password table) are often readable by root only. NULL
  * when one does not open (logged). */
 struct qmgr *qmgr_new(const struct cf *cf);
+/* The master's listening sockets (before they are closed): their
+ * addresses and ports are this system's own for the SMTP client's loop
+ * detection (an MX that is us). */
+void qmgr_listeners(struct qmgr *q, const int *fds, size_t n);
 /* For sluice check and sluiced's start: do those tables open? 0, or -1
  * with "PARAM: SPEC: why" in err. */
 int qmgr_check(const struct cf *cf, struct buf *err);

@@ -458,11 +458,18 @@ master_start(struct master *m, enum master_child c)
                         strerror(errno));
         rc = smtpd_run(m->cf, sl, m->nls);
         break;
-    case MASTER_QMGR:
+    case MASTER_QMGR: {
+        int *fds = xcalloc(m->nls ? m->nls : 1, sizeof(int));
+
+        for (i = 0; i < m->nls; i++)
+            fds[i] = m->ls[i].fd;
+        qmgr_listeners(qm, fds, m->nls);
+        free(fds);
         for (i = 0; i < m->nls; i++)
             close(m->ls[i].fd);
         rc = qmgr_run(qm);
         break;
+    }
     }
     _exit(rc);
 }

@@ -26,9 +26,12 @@ for c in $CASES; do
     ROUTES="$ROUTES $c.example=smtp:[127.0.0.1]:$p,"
 done
 P_two=$(free_port)
-ROUTES="$ROUTES twoaddr.example=smtp:twoaddr.test:$P_two,"
+# a host name through getaddrinfo (smtp_host_lookup = native; the shim
+# answers it): [] so that no MX lookup is made
+ROUTES="$ROUTES twoaddr.example=smtp:[twoaddr.test]:$P_two,"
 write_conf "transport_maps = inline:{${ROUTES%,} }" \
-    "smtp_data_done_timeout = 2s" "smtp_helo_timeout = 5s"
+    "smtp_data_done_timeout = 2s" "smtp_helo_timeout = 5s" \
+    "smtp_host_lookup = native"
 
 # A scripted next hop: its behaviour on each new connection is the word in
 # DIR/mode (good, or the case's name). Good connections store each
@@ -260,7 +263,8 @@ check "log: the 5xx-greeting message is sent on a later attempt" \
 
 # smtp_skip_5xx_greeting = no: a 5xx greeting bounces at once.
 echo g554 >"$T/hop.g554/mode"
-write_conf "transport_maps = inline:{${ROUTES%,} }" "smtp_skip_5xx_greeting = no"
+write_conf "transport_maps = inline:{${ROUTES%,} }" "smtp_skip_5xx_greeting = no" \
+    "smtp_host_lookup = native"
 check "sluice reload with smtp_skip_5xx_greeting = no" sl reload
 sleep 1
 out=$(py <<'PY'
