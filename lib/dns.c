@@ -4,6 +4,7 @@
  */
 #include <arpa/inet.h>
 #include <ctype.h>
+#include <dlfcn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -198,13 +199,43 @@ dns_servers_check(const char *servers, struct buf *err)
     return dns_servers(NULL, servers, err);
 }
 
+/* libunbound's worker calls libevent by name (event_set, event_add...)
+ * and libev exports a libevent emulation under the same names: which one
+ * libunbound gets is decided by the program's link order (configure.ac
+ * puts libevent first). On libev's, every lookup corrupts the heap, so
+ * refuse rather than run. 0 when safe. */
+static int
+dns_event_check(struct buf *err)
+{
+    void *f = dlsym(RTLD_DEFAULT, "event_set");
+    Dl_info info;
+    const char *base;
+
+    if (f == NULL)
+        return 0; /* a libunbound on its own event code: no clash */
+    if (dladdr(f, &info) == 0 || info.dli_fname == NULL)
+        return 0;
+    base = strrchr(info.dli_fname, '/');
+    base = base ? base + 1 : info.dli_fname;
+    if (strncmp(base, "libev.", 6) != 0)
+        return 0;
+    buf_printf(err,
+               "libunbound would run on libev's libevent emulation (%s): "
+               "the program must be linked with libevent ahead of libev",
+               info.dli_fname);
+    return -1;
+}
+
 struct dns *
 dns_new(struct ev_loop *loop, const char *servers, double timeout,
         struct buf *err)
 {
-    struct dns *d = xcalloc(1, sizeof(*d));
+    struct dns *d;
     int e;
 
+    if (dns_event_check(err) < 0)
+        return NULL;
+    d = xcalloc(1, sizeof(*d));
     d->loop = loop;
     d->timeout = timeout > 0 ? timeout : 30;
     d->ub = ub_ctx_create();
@@ -243,7 +274,8 @@ dns_free(struct dns *d)
     while (d->open) {
         struct dns_query *q = d->open;
 
-        ub_cancel(d->ub, q->id);
+        if (q->id >= 0)
+            ub_cancel(d->ub, q->id);
         dns_unlink(q);
         free(q);
     }

@@ -28,6 +28,7 @@ struct res_host {
     size_t naddr;
     /* the worst outcome of its queries, and its words */
     int temp, hard;
+    int why_type; /* the query type why is about */
     char why[400];
 };
 
@@ -127,8 +128,11 @@ res_host_fail(struct res_host *h, const char *name, int type,
 {
     int temp = a->status == DNS_TEMP;
 
-    if (h->temp && !temp)
+    /* the answers come in any order: the words are those of the last
+     * type in Postfix's order (A, then AAAA), so logs do not vary */
+    if ((h->temp && !temp) || (h->temp == temp && h->why_type > type))
         return;
+    h->why_type = type;
     h->temp |= temp;
     h->hard |= !temp;
     if (a->status == DNS_INVAL)
