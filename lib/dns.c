@@ -245,7 +245,15 @@ dns_new(struct ev_loop *loop, const char *servers, double timeout,
     }
     /* a resolver on this machine (127.0.0.1 in resolv.conf, or a test's
      * server) is the usual case for mail: allow it */
+    /* libunbound answers some names itself, as unbound does (RFC 6761
+     * and 8375 zones); a stub resolver, as Postfix uses, asks the server:
+     * sites and tests do run .test and .home.arpa zones */
     if ((e = ub_ctx_set_option(d->ub, "do-not-query-localhost:", "no")) != 0
+        || (e = ub_ctx_set_option(d->ub, "local-zone:", "test. transparent"))
+               != 0
+        || (e = ub_ctx_set_option(d->ub,
+                                  "local-zone:", "home.arpa. transparent"))
+               != 0
         || (e = ub_ctx_async(d->ub, 1)) != 0) {
         buf_printf(err, "DNS resolver: %s", ub_strerror(e));
         goto fail;
