@@ -3,7 +3,6 @@
  * dns.c - asynchronous DNS lookups through libunbound (see dns.h).
  */
 #include <arpa/inet.h>
-#include <ctype.h>
 #include <dlfcn.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -360,13 +359,21 @@ dns_cancel(struct dns_query *q)
 /* ------------------------------------------------------------------ */
 /* Parsers */
 
+/* ASCII letters and digits whatever the locale (isalnum is not) */
+static int
+dns_ldh(unsigned char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')
+           || (c >= '0' && c <= '9') || c == '-' || c == '_';
+}
+
 static int
 dns_label_ok(const unsigned char *p, size_t n)
 {
     if (n == 0 || n > 63)
         return 0;
     for (size_t i = 0; i < n; i++)
-        if (!isalnum(p[i]) && p[i] != '-' && p[i] != '_')
+        if (!dns_ldh(p[i]))
             return 0;
     return 1;
 }
@@ -410,7 +417,9 @@ dns_name_text(const unsigned char *p, size_t len, char out[DNS_NAME_MAX])
         if (o > 0)
             out[o++] = '.';
         for (size_t k = 0; k < n; k++)
-            out[o++] = (char) tolower(p[i + k]);
+            out[o++] = (char) (p[i + k] >= 'A' && p[i + k] <= 'Z'
+                                   ? p[i + k] + ('a' - 'A')
+                                   : p[i + k]);
         i += n;
     }
     out[o] = '\0';

@@ -440,6 +440,10 @@ res_mx_cb(void *arg, const struct dns_answer *a)
             bad++;
             continue;
         }
+        if (h.name[0] == '\0' && (a->n > 1 || h.pref != 0)) {
+            bad++; /* RFC 7505: a null MX is the only one, preference 0 */
+            continue;
+        }
         if (h.name[0] == '\0') {
             res_fail(r, DLV_BOUNCE, "5.1.0",
                      "Domain %s does not accept mail (nullMX)", r->name);

@@ -16,7 +16,7 @@
 # a bad sluice_dns_servers or proxy_interfaces.
 . "$(dirname "$0")/lib.sh"
 need_binaries
-plan 30
+plan 31
 setup
 
 DP=$(free_port)
@@ -43,6 +43,9 @@ plain.test A 127.0.0.1
 # nx.test: not in the zone (NXDOMAIN)
 sf.test SERVFAIL
 null.test MX 0 .
+# a "." beside a real exchanger is not a null MX (RFC 7505): skipped
+mixnull.test MX 0 .
+mixnull.test MX 10 mxa.pref.test
 noaddr.test MX 10 ghost.noaddr.test
 # an MX that is this Sluice (its listener 127.0.0.1:PORT)
 loop.test MX 10 self.loop.test
@@ -91,7 +94,7 @@ ROUTES="pref.example=smtp:pref.test:$PA, fall.example=smtp:fall.test:$PB,
  backup.example=smtp:backup.test:$PORT, drop.example=smtp:drop.test:$PA,
  brk.example=smtp:[brk.test]:$PA, cname.example=smtp:cn.test:$PA,
  bad.example=smtp:bad.test:$PA, lim.example=smtp:lim.test:$PA,
- px.example=smtp:px.test:$PB"
+ px.example=smtp:px.test:$PB, mixnull.example=smtp:mixnull.test:$PA"
 ROUTES=$(printf '%s' "$ROUTES" | tr '\n' ' ')
 conf()
 {
@@ -112,13 +115,14 @@ port = int(env("PORT"))
 PA, PB = env("PA"), env("PB")
 ids = {}
 for case in ("pref", "fall", "implicit", "nx", "sf", "null", "noaddr",
-             "loop", "backup", "drop", "brk", "cname", "bad", "lim"):
+             "loop", "backup", "drop", "brk", "cname", "bad", "lim",
+             "mixnull"):
     body = b"Subject: mx %s\r\nX-Case: %s\r\n\r\nto the %s next hop\r\n" % (
         case.encode(), case.encode(), case.encode())
     r = send_mail(port, "a@example.org", ["x@%s.example" % case], body)
     ids[case] = (queued_id(r), body)
 tap(all(v[0] for v in ids.values()),
-    "14 messages queued, one per next hop",
+    "15 messages queued, one per next hop",
     *["%s: %s" % (k, v[0]) for k, v in ids.items()])
 
 def status(case, secs=15):
@@ -221,6 +225,13 @@ tap(m and m.group(2) == "4.4.3" and m.group(3) == "deferred",
 ok, why = delivered("lim", "b.lim.test[127.0.0.1]:" + PA, env("T") + "/sA")
 tap(ok, "MX 10 refuses, MX 20 takes it (smtp_mx_address_limit 5): "
     "relay=b.lim.test[127.0.0.1]:PORT", why)
+
+ok, why = delivered("mixnull", "mxa.pref.test[127.0.0.1]:" + PA,
+                    env("T") + "/sA")
+w = log_wait(r"warning: mixnull\.test: 1 malformed MX record ignored$", 1)
+tap(ok and w, "MX 0 . beside MX 10 is no null MX (RFC 7505): the \".\" is "
+    "skipped with a warning, the MX 10 host gets the mail", why,
+    "warning " + ("logged" if w else "missing"))
 
 for case, what in (("sf", "SERVFAIL"), ("drop", "no answer")):
     qid = ids[case][0] or "NOID"
