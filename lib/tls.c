@@ -417,7 +417,7 @@ tls_expect(SSL *ssl, const char *name, int *first)
 
 SSL *
 tls_cli_ssl(struct tls_cli *t, int fd, int mandatory, const char *host,
-            const char *match)
+            const char *nexthop, const char *match)
 {
     SSL *ssl = SSL_new(t->ctx);
     int m = mandatory ? 1 : 0, first = 1;
@@ -445,12 +445,15 @@ tls_cli_ssl(struct tls_cli *t, int fd, int mandatory, const char *host,
             if (n > 0 && n < sizeof(name)) {
                 memcpy(name, p, n);
                 name[n] = '\0';
-                if (strcasecmp(name, "hostname") == 0
-                    || strcasecmp(name, "nexthop") == 0)
+                if (strcasecmp(name, "hostname") == 0)
                     tls_expect(ssl, host, &first);
+                else if (strcasecmp(name, "nexthop") == 0)
+                    tls_expect(ssl, nexthop, &first);
                 else if (strcasecmp(name, "dot-nexthop") == 0) {
-                    snprintf(name, sizeof(name), ".%s", host);
-                    tls_expect(ssl, name, &first);
+                    if (!tls_is_ip(nexthop)) { /* an address has none */
+                        snprintf(name, sizeof(name), ".%s", nexthop);
+                        tls_expect(ssl, name, &first);
+                    }
                 } else
                     tls_expect(ssl, name, &first);
             }

@@ -51,13 +51,14 @@ struct tls_cli *tls_cli_new(const char *cafile, const char *capath,
                             struct buf *err, struct buf *warn);
 void tls_cli_free(struct tls_cli *t);
 
-/* A client SSL object on fd for host (SNI when it is a name), with the
- * mandatory versions or not, expecting the names in match (":" or ","
- * separated; "hostname" and "nexthop" stand for host, "dot-nexthop" for
- * its subdomains) or, without match, host itself (an IP literal matches
- * an IP subjectAltName). NULL: out of memory. */
+/* A client SSL object on fd for host (the server's name: SNI when it is
+ * a name), with the mandatory versions or not, expecting the names in
+ * match (":" or "," separated; "hostname" stands for host, "nexthop" for
+ * nexthop, the domain whose MX host is host or host itself, and
+ * "dot-nexthop" for nexthop's subdomains) or, without match, host itself
+ * (an IP literal matches an IP subjectAltName). NULL: out of memory. */
 SSL *tls_cli_ssl(struct tls_cli *t, int fd, int mandatory, const char *host,
-                 const char *match);
+                 const char *nexthop, const char *match);
 
 /* What the server's certificate proved, in Postfix's words. */
 enum tls_trust {

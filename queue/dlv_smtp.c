@@ -1275,10 +1275,16 @@ static void
 smtp_tls_begin(struct smtp_sess *s)
 {
     const struct dlv_job *job = s->job;
+    const char *match = job->tls_match;
 
+    /* Postfix's smtp_tls_verify_cert_match and smtp_tls_secure_cert_match
+     * defaults: at secure the name an MX lookup gave is not trusted, the
+     * certificate must name the next hop (or a subdomain of it) */
+    if ((match == NULL || *match == '\0') && job->tls_level == DLV_TLS_SECURE)
+        match = "nexthop, dot-nexthop";
     buf_reset(s->in);
     s->tc.ssl = tls_cli_ssl(job->tls, s->fd, job->tls_level >= DLV_TLS_ENCRYPT,
-                            s->host, job->tls_match);
+                            s->host, job->host, match);
     if (s->tc.ssl == NULL) {
         smtp_defer_all(s, "4.3.0", "cannot start TLS: out of memory");
         smtp_finish(s);

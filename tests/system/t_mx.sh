@@ -16,7 +16,7 @@
 # a bad sluice_dns_servers or proxy_interfaces.
 . "$(dirname "$0")/lib.sh"
 need_binaries
-plan 31
+plan 35
 setup
 
 DP=$(free_port)
@@ -313,6 +313,107 @@ tap(m and m.group(3) == "sent" and re.search(r" A mxa\.pref\.test$", q, re.M)
     and not re.search(r" AAAA ", q),
     "inet_protocols = ipv4: A asked, no AAAA query at all, status=sent",
     m.group(0) if m else "no status line", q)
+PY
+stop_sluiced
+
+# --- phase 3: TLS at verify and secure through an MX (as Postfix: verify
+# matches the exchanger's name, secure the next hop or its subdomains,
+# since an MX answer without DNSSEC can be forged)
+cat >"$T/x509.cnf" <<'CNF'
+[req]
+distinguished_name = dn
+[dn]
+[ca]
+basicConstraints = critical, CA:TRUE
+keyUsage = critical, keyCertSign, cRLSign
+subjectKeyIdentifier = hash
+[inside]
+basicConstraints = critical, CA:FALSE
+extendedKeyUsage = serverAuth
+subjectAltName = DNS:mx1.tlsmx.test
+[outside]
+basicConstraints = critical, CA:FALSE
+extendedKeyUsage = serverAuth
+subjectAltName = DNS:mx.elsewhere.test
+CNF
+KEYOPT="-newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes"
+certs_ok=0
+# shellcheck disable=SC2086 # KEYOPT is words
+if openssl req -x509 -config "$T/x509.cnf" -extensions ca $KEYOPT \
+    -keyout "$T/ca.key" -out "$T/ca.crt" -days 2 -subj "/CN=MX Test CA" \
+    >>"$T/openssl.out" 2>&1; then
+    certs_ok=1
+    for c in inside outside; do
+        # shellcheck disable=SC2086
+        openssl req -new -config "$T/x509.cnf" $KEYOPT -keyout "$T/$c.key" \
+            -out "$T/$c.csr" -subj "/CN=$c" >>"$T/openssl.out" 2>&1 &&
+            openssl x509 -req -in "$T/$c.csr" -CA "$T/ca.crt" \
+                -CAkey "$T/ca.key" -set_serial "$((RANDOM + 2))" -days 2 \
+                -extfile "$T/x509.cnf" -extensions "$c" -out "$T/$c.crt" \
+                >>"$T/openssl.out" 2>&1 || certs_ok=0
+    done
+fi
+[ $certs_ok = 1 ] || diag "openssl could not make the test certificates" \
+    "$(tail -n 20 "$T/openssl.out")"
+PC=$(free_port)
+PD=$(free_port)
+export PC PD
+mkdir -p "$T/sC" "$T/sD"
+start_sink "$PC" "$T/sC" --tls-cert "$T/inside.crt" --tls-key "$T/inside.key" ||
+    diag "sink C did not start"
+start_sink "$PD" "$T/sD" --tls-cert "$T/outside.crt" --tls-key "$T/outside.key" ||
+    diag "sink D did not start"
+cat >>"$ZONE" <<ZONE3
+tlsmx.test MX 10 mx1.tlsmx.test
+mx1.tlsmx.test A 127.0.0.1
+spoof.test MX 10 mx.elsewhere.test
+spoofv.test MX 10 mx.elsewhere.test
+mx.elsewhere.test A 127.0.0.1
+ZONE3
+ROUTES="$ROUTES, tlsmx.example=smtp:tlsmx.test:$PC,
+ spoof.example=smtp:spoof.test:$PD, spoofv.example=smtp:spoofv.test:$PD"
+ROUTES=$(printf '%s' "$ROUTES" | tr '\n' ' ')
+conf "smtp_tls_CAfile = $T/ca.crt" "smtp_tls_loglevel = 1" \
+    "smtp_tls_policy_maps = inline:{ tlsmx.test=secure, spoof.test=secure, spoofv.test=verify }"
+start_ok
+pytap <<'PY'
+from sink import *
+port = int(env("PORT"))
+ids = {}
+for case in ("tlsmx", "spoof", "spoofv"):
+    body = b"Subject: mx3 %s\r\nX-Case3: %s\r\n\r\nphase 3\r\n" % (
+        case.encode(), case.encode())
+    r = send_mail(port, "a@example.org", ["z@%s.example" % case], body)
+    ids[case] = queued_id(r)
+
+def status(case, secs=15):
+    return log_wait(r"%s: to=<z@%s\.example>, relay=(\S+), .*dsn=(\S+), "
+                    r"status=(\w+) \((.*)\)$" % (ids[case] or "NOID", case),
+                    secs)
+
+PC, PD = env("PC"), env("PD")
+m = status("tlsmx")
+v = log_wait(r"Verified TLS connection established to "
+             r"mx1\.tlsmx\.test\[127\.0\.0\.1\]:%s: " % PC, 1)
+tap(m and m.group(3) == "sent" and v
+    and sink_find(r"X-Case3: tlsmx\r\n", env("T") + "/sC", 2),
+    "secure via MX: a certificate for mx1.tlsmx.test, a subdomain of the "
+    "next hop tlsmx.test (dot-nexthop): Verified, status=sent",
+    m.group(0) if m else "no status line", "Verified line " +
+    ("logged" if v else "missing"))
+m = status("spoof")
+tap(m and m.group(2) == "4.7.5" and m.group(3) == "deferred"
+    and "Server certificate not verified" in m.group(4)
+    and not sink_find(r"X-Case3: spoof\r\n", env("T") + "/sD", 1),
+    "secure via MX: a certificate for the exchanger mx.elsewhere.test but "
+    "not for spoof.test: dsn=4.7.5, deferred (Server certificate not "
+    "verified), nothing sent", m.group(0) if m else "no status line")
+m = status("spoofv")
+tap(m and m.group(3) == "sent"
+    and m.group(1) == "mx.elsewhere.test[127.0.0.1]:" + PD,
+    "verify via MX: the exchanger's name is matched (as Postfix's "
+    "smtp_tls_verify_cert_match = hostname): status=sent",
+    m.group(0) if m else "no status line")
 PY
 stop_sluiced
 
