@@ -257,10 +257,13 @@ const struct cf_param cf_params[] = {
      "[addr]:port); empty: the nameservers of /etc/resolv.conf",
      0},
     {"sluice_dns_timeout", CF_TIME, "30s", 's',
-     "time a DNS lookup may take before it counts as a temporary failure",
-     0},
+     "time a DNS lookup may take before it counts as a temporary failure", 0},
     {"sluice_worker_threads", CF_INT, "4", 0,
      "worker threads per process for fsync, scans and other blocking work", 0},
+    {"smtp_address_preference", CF_STR, "any", 0,
+     "among addresses of equal MX preference, the family tried first: "
+     "ipv4, ipv6, or any",
+     0},
     {"smtp_bind_address", CF_STR, "", 0,
      "numeric local IPv4 address outgoing SMTP connections over IPv4 are made "
      "from (empty: the kernel's choice)",

@@ -268,6 +268,28 @@ dlv_resolve_sort(struct dlv_addr *a, size_t n, int randomize)
     }
 }
 
+void
+dlv_resolve_prefer(struct dlv_addr *a, size_t n, int family)
+{
+    size_t i, j, k, p;
+
+    if (family == 0)
+        return;
+    for (i = 0; i < n; i = j) {
+        for (j = i; j < n && a[j].pref == a[i].pref; j++)
+            ;
+        /* stable partition of a[i..j) by rotation: n is small */
+        for (p = i, k = i; k < j; k++) {
+            if (a[k].ss.ss_family == family) {
+                struct dlv_addr t = a[k];
+
+                memmove(a + p + 1, a + p, (k - p) * sizeof(*a));
+                a[p++] = t;
+            }
+        }
+    }
+}
+
 static int
 res_same_addr(const struct sockaddr_storage *a,
               const struct sockaddr_storage *b, int port_too)
@@ -338,6 +360,7 @@ res_finish(struct dlv_resolve *r)
         goto done;
     }
     dlv_resolve_sort(all, n, r->opts->randomize);
+    dlv_resolve_prefer(all, n, r->opts->prefer);
     /* loop detection: cut the list before our own preference */
     for (i = 0; i < n; i++) {
         if (dlv_resolve_is_self(r->self, &all[i].ss)) {

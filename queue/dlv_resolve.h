@@ -57,6 +57,7 @@ struct dlv_resolve_opts {
     int randomize;       /* smtp_randomize_addresses */
     unsigned addr_limit; /* smtp_mx_address_limit; 0: DLV_ADDR_MAX */
     int ignore_mx_error; /* ignore_mx_lookup_error */
+    int prefer;          /* smtp_address_preference: AF_INET, AF_INET6, 0 */
 };
 
 struct dlv_resolve_result {
@@ -88,5 +89,8 @@ void dlv_resolve_cancel(struct dlv_resolve *r);
 int dlv_resolve_is_self(const struct dlv_self *self,
                         const struct sockaddr_storage *sa);
 void dlv_resolve_sort(struct dlv_addr *a, size_t n, int randomize);
+/* Within each run of equal preference, the addresses of family first
+ * (AF_INET or AF_INET6; 0: no change), stable. */
+void dlv_resolve_prefer(struct dlv_addr *a, size_t n, int family);
 
 #endif

@@ -2082,6 +2082,7 @@ qmgr_dns_check(const struct cf *cf, struct buf *err)
     char *const *l = cf_list(cf, "sluice_dns_servers");
     char *const *px = cf_list(cf, "proxy_interfaces");
     const char *lvl = cf_str(cf, "smtp_dns_support_level");
+    const char *ap = cf_str(cf, "smtp_address_preference");
     char *const *hl = cf_list(cf, "smtp_host_lookup");
     struct buf *all = buf_new(64, BUF_NOCAP);
     unsigned char probe[16];
@@ -2100,6 +2101,14 @@ qmgr_dns_check(const struct cf *cf, struct buf *err)
                    "smtp_dns_support_level: unknown value \"%s\" "
                    "(enabled, disabled or dnssec)",
                    lvl);
+        rc = -1;
+    }
+    if (rc == 0 && strcasecmp(ap, "any") != 0 && strcasecmp(ap, "ipv4") != 0
+        && strcasecmp(ap, "ipv6") != 0) {
+        buf_printf(err,
+                   "smtp_address_preference: unknown value \"%s\" (any, "
+                   "ipv4, ipv6)",
+                   ap);
         rc = -1;
     }
     for (size_t i = 0; rc == 0 && hl[i]; i++)
@@ -2170,6 +2179,7 @@ qmgr_dns_start(struct qmgr *q, struct buf *err)
     char *const *l = cf_list(cf, "sluice_dns_servers");
     struct buf *servers;
     long long lim = cf_int(cf, "smtp_mx_address_limit");
+    const char *pref;
     int v4 = 0, v6 = 0, rc = 0;
 
     for (size_t i = 0; protos[i]; i++) {
@@ -2188,6 +2198,10 @@ qmgr_dns_start(struct qmgr *q, struct buf *err)
     q->resolve.addr_limit =
         lim <= 0 || lim > DLV_ADDR_MAX ? DLV_ADDR_MAX : (unsigned) lim;
     q->resolve.ignore_mx_error = cf_bool(cf, "ignore_mx_lookup_error");
+    pref = cf_str(cf, "smtp_address_preference");
+    q->resolve.prefer = strcasecmp(pref, "ipv4") == 0   ? AF_INET
+                        : strcasecmp(pref, "ipv6") == 0 ? AF_INET6
+                                                        : 0;
     q->resolve_mx = q->resolve;
     q->resolve_mx.mx = 1;
     qmgr_dns_proxy(q);

@@ -16,7 +16,7 @@
 # a bad sluice_dns_servers or proxy_interfaces.
 . "$(dirname "$0")/lib.sh"
 need_binaries
-plan 35
+plan 37
 setup
 
 DP=$(free_port)
@@ -369,18 +369,25 @@ mx1.tlsmx.test A 127.0.0.1
 spoof.test MX 10 mx.elsewhere.test
 spoofv.test MX 10 mx.elsewhere.test
 mx.elsewhere.test A 127.0.0.1
+dual.test MX 10 d.dual.test
+d.dual.test A 127.0.0.1
+d.dual.test AAAA ::1
 ZONE3
+mkdir -p "$T/sA6"
+start_sink6 "$PA" "$T/sA6" || diag "sink A6 ([::1]:PA) did not start"
 ROUTES="$ROUTES, tlsmx.example=smtp:tlsmx.test:$PC,
- spoof.example=smtp:spoof.test:$PD, spoofv.example=smtp:spoofv.test:$PD"
+ spoof.example=smtp:spoof.test:$PD, spoofv.example=smtp:spoofv.test:$PD,
+ dual.example=smtp:dual.test:$PA"
 ROUTES=$(printf '%s' "$ROUTES" | tr '\n' ' ')
 conf "smtp_tls_CAfile = $T/ca.crt" "smtp_tls_loglevel = 1" \
+    "smtp_address_preference = ipv6" \
     "smtp_tls_policy_maps = inline:{ tlsmx.test=secure, spoof.test=secure, spoofv.test=verify }"
 start_ok
 pytap <<'PY'
 from sink import *
 port = int(env("PORT"))
 ids = {}
-for case in ("tlsmx", "spoof", "spoofv"):
+for case in ("tlsmx", "spoof", "spoofv", "dual"):
     body = b"Subject: mx3 %s\r\nX-Case3: %s\r\n\r\nphase 3\r\n" % (
         case.encode(), case.encode())
     r = send_mail(port, "a@example.org", ["z@%s.example" % case], body)
@@ -414,6 +421,13 @@ tap(m and m.group(3) == "sent"
     "verify via MX: the exchanger's name is matched (as Postfix's "
     "smtp_tls_verify_cert_match = hostname): status=sent",
     m.group(0) if m else "no status line")
+m = status("dual")
+tap(m and m.group(3) == "sent"
+    and m.group(1) == "d.dual.test[::1]:" + env("PA")
+    and sink_find(r"X-Case3: dual\r\n", env("T") + "/sA6", 2),
+    "smtp_address_preference = ipv6: an exchanger with A and AAAA "
+    "(A answered first) is reached over IPv6 (relay=d.dual.test[::1]:PORT)",
+    m.group(0) if m else "no status line")
 PY
 stop_sluiced
 
@@ -436,6 +450,15 @@ if [ $rc -ne 0 ] && printf '%s' "$out" | grep -q "proxy_interfaces" &&
     ok "sluice check: a proxy_interfaces entry that is not an address is an error naming it"
 else
     not_ok "sluice check: a proxy_interfaces entry that is not an address is an error naming it"
+    diag "exit $rc" "$out"
+fi
+conf "smtp_address_preference = ipv5"
+out=$(sl check 2>&1)
+rc=$?
+if [ $rc -ne 0 ] && printf '%s' "$out" | grep -q "smtp_address_preference.*ipv5"; then
+    ok "sluice check: smtp_address_preference = ipv5 is an error naming it"
+else
+    not_ok "sluice check: smtp_address_preference = ipv5 is an error naming it"
     diag "exit $rc" "$out"
 fi
 conf "smtp_host_lookup = dns, carrier-pigeon"

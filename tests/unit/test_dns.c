@@ -640,6 +640,67 @@ test_self_other_family(void **state)
 }
 
 /* ------------------------------------------------------------------ */
+/* dlv_resolve_prefer (smtp_address_preference) */
+
+/* a[i]: preference pref[i]; family from fam[i] ('4' or '6'); port 2000+i */
+static void
+mk_mixed(struct dlv_addr *a, const unsigned *pref, const char *fam, size_t n)
+{
+    memset(a, 0, n * sizeof(*a));
+    for (size_t i = 0; i < n; i++) {
+        char addr[48];
+
+        if (fam[i] == '4')
+            snprintf(addr, sizeof(addr), "192.0.2.%zu", i + 1);
+        else
+            snprintf(addr, sizeof(addr), "2001:db8::%zx", i + 1);
+        a[i].ss = sa(addr, (int) (2000 + i));
+        a[i].len = fam[i] == '4' ? sizeof(struct sockaddr_in)
+                                 : sizeof(struct sockaddr_in6);
+        a[i].pref = pref[i];
+    }
+}
+
+static size_t
+port_of(const struct dlv_addr *a)
+{
+    if (a->ss.ss_family == AF_INET)
+        return ntohs(((const struct sockaddr_in *) &a->ss)->sin_port) - 2000;
+    return ntohs(((const struct sockaddr_in6 *) &a->ss)->sin6_port) - 2000;
+}
+
+static void
+expect_order(int family, const size_t *want)
+{
+    /* 10: 4 6 4 6, 20: 6 4, 30: 4 */
+    const unsigned pref[] = {10, 10, 10, 10, 20, 20, 30};
+    const char fam[] = "4646644";
+    struct dlv_addr a[7];
+
+    mk_mixed(a, pref, fam, 7);
+    dlv_resolve_prefer(a, 7, family);
+    for (size_t i = 0; i < 7; i++) {
+        assert_int_equal(port_of(&a[i]), want[i]);
+        assert_int_equal(a[i].pref, pref[want[i]]);
+        assert_int_equal(a[i].ss.ss_family,
+                         fam[want[i]] == '4' ? AF_INET : AF_INET6);
+    }
+}
+
+static void
+test_prefer(void **state)
+{
+    const size_t any[] = {0, 1, 2, 3, 4, 5, 6};
+    const size_t v4[] = {0, 2, 1, 3, 5, 4, 6};
+    const size_t v6[] = {1, 3, 0, 2, 4, 5, 6};
+
+    (void) state;
+    expect_order(0, any);       /* "any": unchanged */
+    expect_order(AF_INET, v4);  /* IPv4 first within each preference */
+    expect_order(AF_INET6, v6); /* IPv6 first, never across preferences */
+}
+
+/* ------------------------------------------------------------------ */
 /* dlv_resolve_sort */
 
 /* Entry i: preference pref, port 1000 + i, host "h<i>": every field
@@ -825,6 +886,7 @@ main(void)
         cmocka_unit_test(test_self_proxy),
         cmocka_unit_test(test_self_mapped),
         cmocka_unit_test(test_self_other_family),
+        cmocka_unit_test(test_prefer),
         cmocka_unit_test(test_sort_stable),
         cmocka_unit_test(test_sort_small),
         cmocka_unit_test(test_sort_random),
