@@ -5,7 +5,7 @@
 # bad master.cf lines, all reported as FILE:LINE: message.
 . "$(dirname "$0")/lib.sh"
 need_binaries
-plan 27
+plan 30
 setup
 
 # --- a valid configuration
@@ -111,3 +111,33 @@ printf '127.0.0.1:%s inet n - n - - smtpd\n  -o bogus_override=1\n' "$PORT" \
 out=$(sl check 2>&1)
 like "sluice check: unknown -o parameter reported with master.cf:LINE" "$out" \
     'master\.cf:[12]:.*bogus_override'
+
+# --- the main.cf that Debian's postfix package installs (its own files,
+# with the TLS part), behind this test's settings: every line is a
+# Postfix parameter, so it loads; what Sluice does not act on is said
+if [ -r /usr/share/postfix/main.cf.debian ] && [ -r /usr/share/postfix/main.cf.tls ]; then
+    write_conf
+    {
+        cat /usr/share/postfix/main.cf.debian /usr/share/postfix/main.cf.tls
+        # the test's own settings win (the last definition wins)
+        grep -v '^#' "$CONF/main.cf"
+        echo 'smtpd_tls_cert_file ='
+        echo 'smtpd_tls_key_file ='
+        echo 'smtpd_tls_security_level ='
+        echo 'smtp_tls_CApath ='
+    } >"$T/debian.cf"
+    mv "$T/debian.cf" "$CONF/main.cf"
+    out=$(sl check 2>&1)
+    rc=$?
+    result "sluice check: Debian's main.cf.debian + main.cf.tls load (exit $rc)" \
+        "$([ $rc -eq 0 ]; echo $?)"
+    [ $rc -eq 0 ] || diag "$out"
+    unlike "  no unknown parameter (data_directory, smtpd_tls_session_cache_database...)" \
+        "$out" 'unknown parameter'
+    unlike "  and no warning for its lines (each has its effect, or none to have in Sluice)" \
+        "$out" 'main\.cf:([1-9]|[1-4][0-9]):'
+else
+    ok "# SKIP Debian's postfix package files are not installed"
+    ok "# SKIP Debian's postfix package files are not installed"
+    ok "# SKIP Debian's postfix package files are not installed"
+fi

@@ -454,6 +454,56 @@ test_types_bad(void **state)
                         "table \"/etc/transport\" (expected type:name)");
 }
 
+/* A Postfix main.cf as Debian 12 writes it loads: every Postfix parameter
+ * name is known; those Sluice does not act on earn the not-implemented
+ * warning, but the paths and caches of Postfix's own programs; $name of
+ * an unset one gives "". A name Postfix does not have stays an error. */
+static void
+test_postfix_names(void **state)
+{
+    struct cf *cf = load("readme_directory = no\n"
+                         "compatibility_level = 3.6\n"
+                         "smtp_tls_session_cache_database = "
+                         "btree:${data_directory}/smtp_scache\n"
+                         "smtpd_tls_session_cache_database = "
+                         "btree:${data_directory}/smtpd_scache\n"
+                         "smtp_tls_note_starttls_offer = yes\n"
+                         "tls_preempt_cipherlist = yes\n"
+                         "smtp_fallback_relay =\n"
+                         "virtual_transport = lmtp:unix:private/dovecot-lmtp\n"
+                         "smtpd_tls_mandatory_ciphers = medium\n");
+    struct buf *out = buf_new(256, BUF_NOCAP);
+    const char *want =
+        "main.cf:5: smtp_tls_note_starttls_offer = yes: not implemented in "
+        "this Sluice yet; the setting has no effect\n"
+        "main.cf:9: smtpd_tls_mandatory_ciphers = medium: not implemented in "
+        "this Sluice yet; the setting has no effect\n"
+        "main.cf:6: tls_preempt_cipherlist = yes: not implemented in this "
+        "Sluice yet; the setting has no effect\n"
+        "main.cf:8: virtual_transport = lmtp:unix:private/dovecot-lmtp: not "
+        "implemented in this Sluice yet; the setting has no effect\n";
+    struct cf *bad = cf_new();
+    const char *t = "smtp_tls_note_starttls_offr = yes\n";
+
+    (void) state;
+    assert_int_equal(cf_check(cf, err), 0);
+    assert_string_equal(cf_str(cf, "smtpd_tls_session_cache_database"),
+                        "btree:/smtpd_scache");
+    assert_string_equal(cf_str(cf, "virtual_transport"),
+                        "lmtp:unix:private/dovecot-lmtp");
+    assert_int_equal(cf_later(cf, NULL, 0, out), 4);
+    assert_string_equal(buf_data(out), want);
+    assert_non_null(cf_param_find("maildrop_destination_recipient_limit"));
+    assert_non_null(cf_param_find("lmtp_tls_CAfile"));
+    assert_null(cf_param_find("scalemail-backend_delivery_slot_cost"));
+    assert_int_equal(cf_parse_main(bad, t, strlen(t), "main.cf", err), -1);
+    assert_string_equal(buf_data(err), "main.cf:1: unknown parameter "
+                                       "\"smtp_tls_note_starttls_offr\"");
+    cf_free(bad);
+    buf_free(out);
+    cf_free(cf);
+}
+
 /* Settings of parameters accepted but not implemented yet are listed;
  * defaults, unset ones and implemented ones are not; with a base, only
  * what differs from it (a service's -o). */
@@ -964,6 +1014,7 @@ main(void)
         cmocka_unit_test(test_types_bad),
         cmocka_unit_test(test_lists),
         cmocka_unit_test(test_later),
+        cmocka_unit_test(test_postfix_names),
         cmocka_unit_test(test_set_and_clone),
         cmocka_unit_test(test_show),
         cmocka_unit_test(test_master_good),
