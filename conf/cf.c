@@ -1059,6 +1059,24 @@ cf_list(const struct cf *cf, const char *name)
     return v->list;
 }
 
+void
+cf_inet_protocols(const struct cf *cf, int *v4, int *v6)
+{
+    char *const *protos = cf_list(cf, "inet_protocols");
+
+    *v4 = *v6 = 0;
+    for (size_t i = 0; protos[i]; i++) {
+        if (strcasecmp(protos[i], "all") == 0)
+            *v4 = *v6 = 1;
+        else if (strcasecmp(protos[i], "ipv4") == 0)
+            *v4 = 1;
+        else if (strcasecmp(protos[i], "ipv6") == 0)
+            *v6 = 1;
+    }
+    if (!*v4 && !*v6)
+        *v4 = *v6 = 1;
+}
+
 int
 cf_is_set(const struct cf *cf, const char *name)
 {

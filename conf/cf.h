@@ -78,6 +78,9 @@ long long cf_size(const struct cf *cf, const char *name); /* bytes */
 /* CF_LIST and CF_MAP: NULL-terminated, owned by cf. */
 char *const *cf_list(const struct cf *cf, const char *name);
 int cf_is_set(const struct cf *cf, const char *name); /* set in a file */
+/* inet_protocols as two flags: "all", "ipv4", "ipv6" (none known: both,
+ * as "all"). */
+void cf_inet_protocols(const struct cf *cf, int *v4, int *v6);
 /* Parameters Sluice accepts (a Postfix main.cf loads) but does not
  * implement yet, set to a value other than their default in cf, or by a
  * service's -o to one other than cf's (svcs: nsvcs services, NULL ok):

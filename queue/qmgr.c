@@ -2175,23 +2175,13 @@ static int
 qmgr_dns_start(struct qmgr *q, struct buf *err)
 {
     const struct cf *cf = q->cf;
-    char *const *protos = cf_list(cf, "inet_protocols");
     char *const *l = cf_list(cf, "sluice_dns_servers");
     struct buf *servers;
     long long lim = cf_int(cf, "smtp_mx_address_limit");
     const char *pref;
     int v4 = 0, v6 = 0, rc = 0;
 
-    for (size_t i = 0; protos[i]; i++) {
-        if (strcasecmp(protos[i], "all") == 0)
-            v4 = v6 = 1;
-        else if (strcasecmp(protos[i], "ipv4") == 0)
-            v4 = 1;
-        else if (strcasecmp(protos[i], "ipv6") == 0)
-            v6 = 1;
-    }
-    if (!v4 && !v6)
-        v4 = v6 = 1;
+    cf_inet_protocols(cf, &v4, &v6);
     q->resolve.v4 = v4;
     q->resolve.v6 = v6;
     q->resolve.randomize = cf_bool(cf, "smtp_randomize_addresses");

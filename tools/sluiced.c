@@ -110,18 +110,10 @@ master_hosts(const struct cf_service *svc, char ***out, size_t *n)
 {
     const struct cf *cf = svc->cf;
     char *const *ifs = cf_list(cf, "inet_interfaces");
-    char *const *protos = cf_list(cf, "inet_protocols");
-    int v4 = 0, v6 = 0;
+    int v4, v6;
     size_t i;
 
-    for (i = 0; protos[i]; i++) {
-        if (strcasecmp(protos[i], "all") == 0)
-            v4 = v6 = 1;
-        else if (strcasecmp(protos[i], "ipv4") == 0)
-            v4 = 1;
-        else if (strcasecmp(protos[i], "ipv6") == 0)
-            v6 = 1;
-    }
+    cf_inet_protocols(cf, &v4, &v6);
     *n = 0;
     *out = xcalloc(64, sizeof(char *));
     if (svc->host) {

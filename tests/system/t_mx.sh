@@ -432,45 +432,33 @@ PY
 stop_sluiced
 
 # --- sluice check: the resolver settings
-conf "sluice_dns_servers = 127.0.0.1:$DP, 300.1.2.3"
-out=$(sl check 2>&1)
-rc=$?
-if [ $rc -ne 0 ] && printf '%s' "$out" | grep -q "300\.1\.2\.3" &&
-    printf '%s' "$out" | grep -q "sluice_dns_servers"; then
-    ok "sluice check: a sluice_dns_servers entry that is not an address is an error naming it"
-else
-    not_ok "sluice check: a sluice_dns_servers entry that is not an address is an error naming it"
-    diag "exit $rc" "$out"
-fi
-conf "proxy_interfaces = mail.example.com"
-out=$(sl check 2>&1)
-rc=$?
-if [ $rc -ne 0 ] && printf '%s' "$out" | grep -q "proxy_interfaces" &&
-    printf '%s' "$out" | grep -q "mail\.example\.com"; then
-    ok "sluice check: a proxy_interfaces entry that is not an address is an error naming it"
-else
-    not_ok "sluice check: a proxy_interfaces entry that is not an address is an error naming it"
-    diag "exit $rc" "$out"
-fi
-conf "smtp_address_preference = ipv5"
-out=$(sl check 2>&1)
-rc=$?
-if [ $rc -ne 0 ] && printf '%s' "$out" | grep -q "smtp_address_preference.*ipv5"; then
-    ok "sluice check: smtp_address_preference = ipv5 is an error naming it"
-else
-    not_ok "sluice check: smtp_address_preference = ipv5 is an error naming it"
-    diag "exit $rc" "$out"
-fi
-conf "smtp_host_lookup = dns, carrier-pigeon"
-out=$(sl check 2>&1)
-rc=$?
-if [ $rc -ne 0 ] && printf '%s' "$out" | grep -q "smtp_host_lookup" &&
-    printf '%s' "$out" | grep -q "carrier-pigeon"; then
-    ok "sluice check: an unknown smtp_host_lookup word is an error naming it"
-else
-    not_ok "sluice check: an unknown smtp_host_lookup word is an error naming it"
-    diag "exit $rc" "$out"
-fi
+# bad_setting DESC SETTING WORD...: sluice check fails, naming each WORD
+bad_setting()
+{
+    local desc=$1 setting=$2 out rc w good
+    shift 2
+    conf "$setting"
+    out=$(sl check 2>&1)
+    rc=$?
+    good=$([ $rc -ne 0 ] && echo 1 || echo 0)
+    for w in "$@"; do
+        printf '%s' "$out" | grep -qF -- "$w" || good=0
+    done
+    if [ "$good" = 1 ]; then
+        ok "sluice check: $desc is an error naming it"
+    else
+        not_ok "sluice check: $desc is an error naming it"
+        diag "exit $rc" "$out"
+    fi
+}
+bad_setting "a sluice_dns_servers entry that is not an address" \
+    "sluice_dns_servers = 127.0.0.1:$DP, 300.1.2.3" sluice_dns_servers 300.1.2.3
+bad_setting "a proxy_interfaces entry that is not an address" \
+    "proxy_interfaces = mail.example.com" proxy_interfaces mail.example.com
+bad_setting "smtp_address_preference = ipv5" \
+    "smtp_address_preference = ipv5" smtp_address_preference ipv5
+bad_setting "an unknown smtp_host_lookup word" \
+    "smtp_host_lookup = dns, carrier-pigeon" smtp_host_lookup carrier-pigeon
 conf
 if sl check >/dev/null 2>&1; then
     ok "sluice check takes the resolver settings of this test"
