@@ -60,6 +60,7 @@
 #include "conf/lookup.h"
 #include "filters/filter.h"
 #include "lib/buf.h"
+#include "lib/dns.h"
 #include "lib/log.h"
 #include "lib/net.h"
 #include "lib/tls.h"
@@ -157,6 +158,8 @@ struct smtpd_conf {
     struct lookup_net *sasl_exc; /* not offered AUTH in EHLO */
     struct smtpd_check *check;   /* smtpd_*_restrictions */
     int check_own;               /* made here, not given by the caller */
+    char *dns_servers;           /* sluice_dns_servers, joined */
+    double dns_timeout;          /* sluice_dns_timeout */
 };
 
 struct smtpd_srv;
@@ -209,6 +212,16 @@ struct smtpd_srv {
     ev_timer gate_timer;    /* the oldest waiting session's deadline */
     struct sasl_srv **sasl; /* one per distinct smtpd_sasl_path */
     size_t nsasl;
+    struct dns *dns; /* DNS lists' lookups: made at the first need */
+    int dns_tried;
+};
+
+/* One DNS list lookup of a session's client: A, then TXT when listed. */
+struct smtpd_rblq {
+    struct smtpd_sess *s;
+    size_t i;
+    struct dns_query *q;
+    char name[DNS_NAME_MAX + 80];
 };
 
 typedef void (*smtpd_cont)(struct smtpd_sess *s,
@@ -236,9 +249,14 @@ struct smtpd_sess {
     struct filter_env env;
     smtpd_cont cont; /* waiting for this filter verdict */
     unsigned jobs;   /* pool jobs holding this session */
-    int waiting;     /* a command waits: filter, commit */
-    int sleeping;    /* error sleep before the next reply */
-    int closing;     /* close once the output is flushed */
+    /* before the greeting: the name lookup and the DNS lists */
+    unsigned connect_wait;
+    struct smtpd_check_rbl *rbl; /* the client in each DNS list */
+    struct smtpd_rblq *rblq;
+    size_t nrbl;
+    int waiting;  /* a command waits: filter, commit */
+    int sleeping; /* error sleep before the next reply */
+    int closing;  /* close once the output is flushed */
     int dead;
     int denied;         /* CONNECT rejected: 503 to everything */
     int skip_line;      /* discarding an overlong line */
@@ -464,6 +482,16 @@ smtpd_conf_init(struct smtpd_conf *c, const struct cf *cf, const char *service,
     smtpd_sasl_policy(cf, "smtpd_sasl_security_options", service, &c->sasl_pol);
     smtpd_sasl_policy(cf, "smtpd_sasl_tls_security_options", service,
                       &c->sasl_tls_pol);
+    {
+        char *const *l = cf_list(cf, "sluice_dns_servers");
+        struct buf *b = buf_new(64, BUF_NOCAP);
+
+        for (size_t i = 0; l[i]; i++)
+            buf_printf(b, "%s ", l[i]);
+        c->dns_servers = xstrdup(buf_data(b));
+        buf_free(b);
+        c->dns_timeout = (double) cf_time(cf, "sluice_dns_timeout");
+    }
     c->check = check;
     if (check == NULL) {
         struct buf *err = buf_new(256, 4096);
@@ -502,6 +530,7 @@ smtpd_conf_free(struct smtpd_conf *c)
 {
     if (c->check_own)
         smtpd_check_free(c->check);
+    free(c->dns_servers);
     lookup_net_free(c->mynetworks);
     lookup_net_free(c->event_exc);
     lookup_net_free(c->bare_exc);
@@ -1662,6 +1691,7 @@ smtpd_check_run(struct smtpd_sess *s, const char *rcpt,
         s->sasl && s->sasl->user && strcmp(s->sasl->method, "ANONYMOUS") != 0;
     in.sasl_user = in.authenticated ? s->sasl->user : NULL;
     in.auth_dest = one ? -1 : 0;
+    in.rbl = s->rbl;
     in.ask = smtpd_check_ask;
     in.log = smtpd_check_log;
     in.arg = &lg;
@@ -3259,6 +3289,11 @@ smtpd_close(struct smtpd_sess *s)
         smtpd_gate_release(s);
     if (s->state != SMTPD_S_LOOKUP)
         smtpd_log_disconnect(s);
+    for (size_t i = 0; i < s->nrbl; i++) /* no callback after this */
+        if (s->rblq[i].q) {
+            dns_cancel(s->rblq[i].q);
+            s->rblq[i].q = NULL;
+        }
     /* a file owned by a pool job is not in s->sf */
     smtpd_drop_file(srv, s->sf);
     s->sf = NULL;
@@ -3296,6 +3331,8 @@ smtpd_sess_free(struct smtpd_sess *s)
 
     filter_sess_free(s->fs);
     SSL_free(s->tc.ssl);
+    free(s->rbl);
+    free(s->rblq);
     free(s->tls);
     smtpd_data_free(s->dec);
     spool_abort(s->sf);
@@ -3393,6 +3430,8 @@ smtpd_conn_count(struct smtpd_sess *s)
 static void
 smtpd_connected(struct smtpd_sess *s)
 {
+    if (s->dead || --s->connect_wait > 0)
+        return; /* the name or a DNS list is still being looked up */
     const struct smtpd_conf *c = s->conf;
 
     snprintf(s->ident, sizeof(s->ident), "%s[%s]", s->name, s->addr);
@@ -3566,6 +3605,108 @@ smtpd_lookup_done(void *arg)
     free(l);
 }
 
+/* The TXT record of a listing: its strings, printable, joined. */
+static void
+smtpd_rbl_txt(const struct dns_answer *a, char *out, size_t outsz)
+{
+    size_t o = 0;
+
+    out[0] = '\0';
+    if (a->n == 0)
+        return;
+    for (int i = 0; i < a->len[0];) {
+        int n = a->rdata[0][i++];
+
+        for (int k = 0; k < n && i < a->len[0]; k++, i++) {
+            unsigned char c = a->rdata[0][i];
+
+            if (o + 1 < outsz)
+                out[o++] = c >= 0x20 && c < 0x7f ? (char) c : '?';
+        }
+    }
+    out[o] = '\0';
+}
+
+static void
+smtpd_rbl_cb(void *arg, const struct dns_answer *a)
+{
+    struct smtpd_rblq *rq = arg;
+    struct smtpd_sess *s = rq->s;
+    struct smtpd_check_rbl *r = &s->rbl[rq->i];
+
+    rq->q = NULL;
+    if (r->listed == 1) { /* the TXT record's answer */
+        if (a->status == DNS_OK)
+            smtpd_rbl_txt(a, r->txt, sizeof(r->txt));
+        smtpd_connected(s);
+        return;
+    }
+    switch (a->status) {
+    case DNS_OK:
+        for (size_t i = 0; i < a->n && r->naddr < SMTPD_CHECK_RBL_ADDRS; i++)
+            if (a->len[i] == 4)
+                memcpy(r->addrs[r->naddr++], a->rdata[i], 4);
+        r->listed = r->naddr > 0;
+        break;
+    case DNS_NOTFOUND:
+    case DNS_NODATA:
+        r->listed = 0;
+        break;
+    default:
+        r->listed = -1; /* as Postfix: a failed lookup lists nothing */
+        log_warning("%s: RBL lookup error: Host or domain name not found. "
+                    "Name service error for name=%s type=A: %s",
+                    s->ident, rq->name, a->why);
+        break;
+    }
+    if (r->listed == 1) {
+        rq->q = dns_lookup(s->srv->dns, rq->name, DNS_T_TXT, smtpd_rbl_cb, rq);
+        return;
+    }
+    smtpd_connected(s);
+}
+
+/* The client's DNS list lookups (reject_rbl_client, permit_dnswl_client)
+ * start with the session: the lists have the answers when they run, and
+ * nothing at all is asked when none of them names a DNS list. */
+static void
+smtpd_rbl_start(struct smtpd_sess *s)
+{
+    const struct smtpd_conf *c = s->conf;
+    struct smtpd_srv *srv = s->srv;
+    size_t n = smtpd_check_rbl_count(c->check);
+
+    if (n == 0)
+        return;
+    if (srv->dns == NULL && !srv->dns_tried) {
+        struct buf *err = buf_new(128, 4096);
+
+        srv->dns_tried = 1;
+        srv->dns = dns_new(srv->loop, c->dns_servers, c->dns_timeout, err);
+        if (srv->dns == NULL)
+            log_warning("DNS lists are not looked up: %s", buf_data(err));
+        buf_free(err);
+    }
+    s->nrbl = n;
+    s->rbl = xcalloc(n, sizeof(*s->rbl));
+    s->rblq = xcalloc(n, sizeof(*s->rblq));
+    for (size_t i = 0; i < n; i++) {
+        struct smtpd_rblq *rq = &s->rblq[i];
+
+        rq->s = s;
+        rq->i = i;
+        s->rbl[i].listed = -1;
+        if (srv->dns == NULL
+            || smtpd_check_rbl_name((const struct sockaddr *) &s->sa,
+                                    smtpd_check_rbl_domain(c->check, i),
+                                    rq->name, sizeof(rq->name))
+                   < 0)
+            continue;
+        s->connect_wait++;
+        rq->q = dns_lookup(srv->dns, rq->name, DNS_T_A, smtpd_rbl_cb, rq);
+    }
+}
+
 static void
 smtpd_sess_new(struct smtpd_lsn *lsn, int fd, const struct sockaddr *sa,
                socklen_t salen)
@@ -3627,6 +3768,8 @@ smtpd_sess_new(struct smtpd_lsn *lsn, int fd, const struct sockaddr *sa,
     s->sleep.data = s;
     smtpd_list_add(&srv->live, s);
     srv->nlive++;
+    s->connect_wait = 1; /* the name (or none); smtpd_rbl_start adds */
+    smtpd_rbl_start(s);
     if (!c->peername_lookup) {
         smtpd_connected(s);
         return;
@@ -3983,6 +4126,7 @@ smtpd_run(const struct cf *cf, struct smtpd_listener *ls, size_t n)
     for (i = 0; i < srv.nsasl; i++)
         sasl_srv_free(srv.sasl[i]);
     free(srv.sasl);
+    dns_free(srv.dns); /* the sessions' lookups were cancelled */
     free(srv.chains);
     free(srv.lsn);
     log_info("smtpd stopped");

@@ -41,6 +41,7 @@
 #include <strings.h>
 
 #include "conf/lookup.h"
+#include "lib/dns.h"
 #include "lib/log.h"
 #include "lib/xalloc.h"
 #include "proxy/smtpd_check.h"
@@ -66,7 +67,9 @@ enum sc_kind {
     SC_HELO_ACCESS,
     SC_SENDER_ACCESS,
     SC_RCPT_ACCESS,
-    SC_SKIP /* accepted, not implemented */
+    SC_RBL,   /* reject_rbl_client DOMAIN[=FILTER] */
+    SC_DNSWL, /* permit_dnswl_client DOMAIN[=FILTER] */
+    SC_SKIP   /* accepted, not implemented */
 };
 
 /* Restrictions that take no table, by name (also access actions). */
@@ -118,7 +121,6 @@ static const struct {
     {"check_sender_ns_access", 1},
     {"defer_if_permit", 0},
     {"defer_if_reject", 0},
-    {"permit_dnswl_client", 1},
     {"permit_mx_backup", 0},
     {"permit_rhswl_client", 1},
     {"permit_tls_all_clientcerts", 0},
@@ -126,7 +128,6 @@ static const struct {
     {"reject_known_sender_login_mismatch", 0},
     {"reject_multi_recipient_bounce", 0},
     {"reject_plaintext_session", 0},
-    {"reject_rbl_client", 1},
     {"reject_rhsbl_client", 1},
     {"reject_rhsbl_helo", 1},
     {"reject_rhsbl_recipient", 1},
@@ -146,10 +147,17 @@ static const struct {
     {"reject_unverified_sender", 0},
 };
 
+/* A DNS list's filter: per octet, the values it allows. */
+struct sc_filter {
+    unsigned char ok[4][32]; /* bit v of octet k: value v allowed */
+};
+
 struct sc_restr {
     enum sc_kind kind;
-    struct lookup_table *t; /* the check_*_access ones */
-    char *spec;             /* their TYPE:TABLE, for warnings */
+    struct lookup_table *t;   /* the check_*_access ones */
+    char *spec;               /* their TYPE:TABLE, for warnings */
+    size_t rbl;               /* SC_RBL, SC_DNSWL: index of the domain */
+    struct sc_filter *filter; /* and its filter, or NULL: any address */
 };
 
 enum sc_list {
@@ -171,6 +179,9 @@ static const char *const sc_params[SCL_N] = {
 struct smtpd_check {
     struct sc_restr *v[SCL_N];
     size_t n[SCL_N];
+    char **rbl; /* the DNS lists' domains, each once */
+    size_t nrbl;
+    int rbl_code;                /* maps_rbl_reject_code */
     struct lookup_table **login; /* smtpd_sender_login_maps */
     size_t nlogin;
     char *null_key; /* smtpd_null_access_lookup_key */
@@ -244,6 +255,120 @@ sc_open_tables(const struct cf *cf, const char *param, size_t *n,
     return v;
 }
 
+/* One octet of a filter: a number, or [...] of numbers and n..m ranges
+ * separated by ';'. 0, or -1. */
+static int
+sc_parse_octet(const char *s, size_t n, unsigned char ok[32])
+{
+    char buf[64], *p, *save = NULL;
+
+    if (n == 0 || n >= sizeof(buf))
+        return -1;
+    memcpy(buf, s, n);
+    buf[n] = '\0';
+    p = buf;
+    if (*p == '[') {
+        if (n < 3 || buf[n - 1] != ']')
+            return -1;
+        buf[n - 1] = '\0';
+        p++;
+    } else if (strchr(p, ';') || strstr(p, "..")) {
+        return -1; /* a list or range wants its brackets */
+    }
+    for (char *e = strtok_r(p, ";", &save); e; e = strtok_r(NULL, ";", &save)) {
+        char *dots = strstr(e, ".."), *end;
+        long lo, hi;
+
+        lo = strtol(e, &end, 10);
+        if (end == e || lo < 0 || lo > 255)
+            return -1;
+        hi = lo;
+        if (dots) {
+            if (end != dots)
+                return -1;
+            hi = strtol(dots + 2, &end, 10);
+            if (end == dots + 2 || hi < lo || hi > 255)
+                return -1;
+        }
+        if (*end != '\0')
+            return -1;
+        for (long v = lo; v <= hi; v++)
+            ok[v / 8] |= (unsigned char) (1u << (v % 8));
+    }
+    return 0;
+}
+
+static int
+sc_parse_filter(const char *s, struct sc_filter *f)
+{
+    memset(f, 0, sizeof(*f));
+    for (int k = 0; k < 4; k++) {
+        const char *dot = s;
+
+        /* the octet ends at a '.' outside brackets */
+        for (int depth = 0; *dot && (depth || *dot != '.'); dot++)
+            depth += *dot == '[' ? 1 : *dot == ']' ? -1 : 0;
+        if (sc_parse_octet(s, (size_t) (dot - s), f->ok[k]) < 0)
+            return -1;
+        if (k < 3 && *dot != '.')
+            return -1;
+        s = dot + (k < 3);
+    }
+    return *s == '\0' ? 0 : -1;
+}
+
+/* reject_rbl_client / permit_dnswl_client and its DOMAIN[=FILTER]. */
+static int
+sc_parse_rbl(struct smtpd_check *c, enum sc_list l, const char *name,
+             const char *arg, struct sc_restr *r, struct buf *err)
+{
+    char dom[256], safe[128];
+    const char *eq;
+    size_t n, i;
+
+    if (arg == NULL) {
+        buf_printf(err, "%s: %s: missing DNS list domain after it",
+                   sc_params[l], name);
+        return -1;
+    }
+    eq = strchr(arg, '=');
+    n = eq ? (size_t) (eq - arg) : strlen(arg);
+    if (n >= sizeof(dom) - 1) {
+        buf_printf(err, "%s: %s: domain too long", sc_params[l], name);
+        return -1;
+    }
+    memcpy(dom, arg, n);
+    dom[n] = '\0';
+    if (n > 0 && dom[n - 1] == '.')
+        dom[--n] = '\0';
+    if (!dns_valid_name(dom)) {
+        buf_printf(err, "%s: %s: \"%s\" is not a domain name", sc_params[l],
+                   name, log_safe(dom, n, safe, sizeof(safe)));
+        return -1;
+    }
+    if (eq) {
+        r->filter = xcalloc(1, sizeof(*r->filter));
+        if (sc_parse_filter(eq + 1, r->filter) < 0) {
+            buf_printf(err,
+                       "%s: %s %s: bad reply filter \"%s\" (d.d.d.d, each d "
+                       "a number or [n..m;...])",
+                       sc_params[l], name, dom,
+                       log_safe(eq + 1, strlen(eq + 1), safe, sizeof(safe)));
+            return -1;
+        }
+    }
+    r->kind = strcasecmp(name, "reject_rbl_client") == 0 ? SC_RBL : SC_DNSWL;
+    for (i = 0; i < c->nrbl; i++)
+        if (strcasecmp(c->rbl[i], dom) == 0)
+            break;
+    if (i == c->nrbl) {
+        c->rbl = xrealloc(c->rbl, (c->nrbl + 1) * sizeof(*c->rbl));
+        c->rbl[c->nrbl++] = xstrdup(dom);
+    }
+    r->rbl = i;
+    return 0;
+}
+
 static int
 sc_parse_list(struct smtpd_check *c, const struct cf *cf, enum sc_list l,
               struct buf *err, struct buf *warn)
@@ -291,6 +416,12 @@ sc_parse_list(struct smtpd_check *c, const struct cf *cf, enum sc_list l,
             }
 
             buf_free(e);
+        } else if (!found
+                   && (strcasecmp(name, "reject_rbl_client") == 0
+                       || strcasecmp(name, "permit_dnswl_client") == 0)) {
+            if (sc_parse_rbl(c, l, name, w[i + 1], r, err) < 0)
+                return -1;
+            i++;
         } else if (!found) {
             size_t s;
 
@@ -351,6 +482,12 @@ smtpd_check_new(const struct cf *cf, struct buf *err, struct buf *warn)
     if (c->login == NULL)
         goto fail;
     c->null_key = xstrdup(cf_str(cf, "smtpd_null_access_lookup_key"));
+    c->rbl_code = (int) cf_int(cf, "maps_rbl_reject_code");
+    if (c->rbl_code < 400 || c->rbl_code > 599) {
+        buf_printf(err, "maps_rbl_reject_code: %d is not a 4xx or 5xx code",
+                   c->rbl_code);
+        goto fail;
+    }
     return c;
 fail:
     smtpd_check_free(c);
@@ -366,6 +503,7 @@ smtpd_check_free(struct smtpd_check *c)
         for (size_t i = 0; i < c->n[l]; i++) {
             lookup_free(c->v[l][i].t);
             free(c->v[l][i].spec);
+            free(c->v[l][i].filter);
         }
         free(c->v[l]);
     }
@@ -373,7 +511,60 @@ smtpd_check_free(struct smtpd_check *c)
         lookup_free(c->login[i]);
     free(c->login);
     free(c->null_key);
+    for (size_t i = 0; i < c->nrbl; i++)
+        free(c->rbl[i]);
+    free(c->rbl);
     free(c);
+}
+
+size_t
+smtpd_check_rbl_count(const struct smtpd_check *c)
+{
+    return c ? c->nrbl : 0;
+}
+
+const char *
+smtpd_check_rbl_domain(const struct smtpd_check *c, size_t i)
+{
+    return i < c->nrbl ? c->rbl[i] : NULL;
+}
+
+int
+smtpd_check_rbl_name(const struct sockaddr *sa, const char *domain, char *out,
+                     size_t outsz)
+{
+    const unsigned char *b;
+    size_t o = 0;
+    int n;
+
+    if (sa->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *s6 = (const void *) sa;
+
+        b = s6->sin6_addr.s6_addr;
+        if (IN6_IS_ADDR_V4MAPPED(&s6->sin6_addr)) {
+            b += 12;
+            goto v4;
+        }
+        for (int i = 15; i >= 0; i--) {
+            n = snprintf(out + o, outsz - o, "%x.%x.", b[i] & 15, b[i] >> 4);
+            if (n < 0 || (size_t) n >= outsz - o)
+                return -1;
+            o += (size_t) n;
+        }
+    } else if (sa->sa_family == AF_INET) {
+        const struct sockaddr_in *s4 = (const void *) sa;
+
+        b = (const unsigned char *) &s4->sin_addr.s_addr;
+    v4:
+        n = snprintf(out, outsz, "%u.%u.%u.%u.", b[3], b[2], b[1], b[0]);
+        if (n < 0 || (size_t) n >= outsz)
+            return -1;
+        o = (size_t) n;
+    } else {
+        return -1;
+    }
+    n = snprintf(out + o, outsz - o, "%s", domain);
+    return n < 0 || (size_t) n >= outsz - o ? -1 : 0;
 }
 
 /* ---- replies ---- */
@@ -566,7 +757,7 @@ sc_action_list(struct sc_run *r, const char *v)
     for (char *w = strtok_r(copy, ", \t", &save); w && res == SCR_DUNNO;
          w = strtok_r(NULL, ", \t", &save)) {
         int found;
-        struct sc_restr x = {sc_lookup_name(w, &found), NULL, NULL};
+        struct sc_restr x = {sc_lookup_name(w, &found), NULL, NULL, 0, NULL};
 
         if (!found) { /* checked by the caller: cannot happen */
             res = sc_reject(r, 451, "4.3.5", "Server configuration error");
@@ -861,6 +1052,35 @@ sc_login_mismatch(struct sc_run *r, enum sc_kind k)
     return res;
 }
 
+/* reject_rbl_client, permit_dnswl_client: a listing whose address the
+ * filter allows (Postfix's rbl reply, its TXT as the reason). */
+static enum sc_result
+sc_rbl(struct sc_run *r, const struct sc_restr *x)
+{
+    const struct smtpd_check_rbl *a = r->in->rbl ? &r->in->rbl[x->rbl] : NULL;
+    int hit = 0;
+
+    if (a == NULL || a->listed != 1)
+        return SCR_DUNNO; /* not listed, or not known: as Postfix */
+    for (size_t i = 0; i < a->naddr && !hit; i++) {
+        hit = 1;
+        for (int k = 0; k < 4 && x->filter; k++)
+            if (!(x->filter->ok[k][a->addrs[i][k] / 8]
+                  & (1u << (a->addrs[i][k] % 8))))
+                hit = 0;
+    }
+    if (!hit)
+        return SCR_DUNNO;
+    if (x->kind == SC_DNSWL)
+        return SCR_PERMIT;
+    return sc_reject(r, r->c->rbl_code,
+                     r->c->rbl_code < 500 ? "4.7.1" : "5.7.1",
+                     "Service unavailable; Client host [%s] blocked using "
+                     "%s%s%s",
+                     r->in->addr ? r->in->addr : "", r->c->rbl[x->rbl],
+                     a->txt[0] ? "; " : "", a->txt);
+}
+
 static enum sc_result
 sc_one(struct sc_run *r, const struct sc_restr *x)
 {
@@ -939,6 +1159,9 @@ sc_one(struct sc_run *r, const struct sc_restr *x)
     case SC_SENDER_ACCESS:
     case SC_RCPT_ACCESS:
         return sc_access(r, x);
+    case SC_RBL:
+    case SC_DNSWL:
+        return sc_rbl(r, x);
     case SC_SKIP:
         return SCR_DUNNO;
     }

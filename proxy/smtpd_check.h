@@ -31,7 +31,13 @@
  *     restrictions above that take no table. FILTER, REDIRECT, BCC and
  *     PREPEND are logged as not implemented and ignored; anything else
  *     is a "451 4.3.5 Server configuration error" (never only a warning).
- * Restrictions that need DNS or a policy server (reject_rbl_client,
+ * reject_rbl_client and permit_dnswl_client DOMAIN[=FILTER] (the filter
+ * d.d.d.d, each d a number, or [n..m] and [a;b;...] ranges, matched
+ * against the answer's addresses) use the answers the caller looked up;
+ * one that failed counts as not listed. A listed client is refused with
+ * maps_rbl_reject_code (554) 5.7.1 "Service unavailable; Client host [A]
+ * blocked using DOMAIN; TXT" (without "; TXT" when there is none).
+ * Other restrictions that need DNS or a policy server (reject_rhsbl_*,
  * reject_unknown_*, check_policy_service, ...) and reject_unauth_pipelining
  * are accepted and skipped, with a warning at start (smtpd_check_new's
  * warn); an unknown name is an error. As Postfix, the relay and recipient
@@ -68,6 +74,26 @@ int smtpd_check_conf(const struct cf *cf, const struct cf_service *svcs,
                      size_t n, const char *main, struct buf *err,
                      struct buf *warn);
 
+/* DNS lists of the client address (reject_rbl_client and
+ * permit_dnswl_client, each "domain" or "domain=filter"): the caller
+ * looks the client up in each domain once per session, before the first
+ * list runs, and gives the answers in smtpd_check_in.rbl (index i for
+ * smtpd_check_rbl_domain(c, i)). Nothing to look up when the count is 0. */
+#define SMTPD_CHECK_RBL_ADDRS 8
+struct smtpd_check_rbl {
+    int listed; /* 1 listed (addrs), 0 not, -1 the lookup failed */
+    unsigned char addrs[SMTPD_CHECK_RBL_ADDRS][4]; /* its A records */
+    size_t naddr;
+    char txt[256]; /* its TXT record (printable), or "" */
+};
+size_t smtpd_check_rbl_count(const struct smtpd_check *c);
+const char *smtpd_check_rbl_domain(const struct smtpd_check *c, size_t i);
+/* The name to look up: the address's octets (IPv4, also IPv4-mapped) or
+ * nibbles (IPv6) reversed, then the domain. 0, or -1 when it does not
+ * fit in outsz or the family is neither. */
+int smtpd_check_rbl_name(const struct sockaddr *sa, const char *domain,
+                         char *out, size_t outsz);
+
 enum smtpd_check_fact {
     SMTPD_CHECK_MYNETWORKS,
     SMTPD_CHECK_AUTH_DEST
@@ -85,6 +111,7 @@ struct smtpd_check_in {
     int authenticated;  /* SMTP AUTH, not ANONYMOUS */
     const char *sasl_user;
     int auth_dest; /* rcpt is in mydestination or relay_domains; -1: ask */
+    const struct smtpd_check_rbl *rbl; /* smtpd_check_rbl_count, or NULL */
     /* the -1 facts, asked only when a restriction needs them */
     int (*ask)(void *arg, enum smtpd_check_fact f);
     /* a WARN action or warn_if_reject: "reject_warning" or "warn" and

@@ -67,6 +67,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     struct smtpd_check *c;
     struct smtpd_check_in in;
     struct smtpd_check_res r1, r2;
+    struct smtpd_check_rbl *rbl = NULL;
+    size_t nrbl;
 
     if (size > 65536) {
         free(copy);
@@ -114,6 +116,23 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     in.sasl_user = in.authenticated ? "fuzzuser" : NULL;
     in.auth_dest = (flags & 4) != 0;
     in.log = fz_log;
+    /* DNS list answers: listed (flag 16) at 127.0.0.N, N from the client
+     * name's length, with the helo as TXT; else not known */
+    nrbl = smtpd_check_rbl_count(c);
+    if (nrbl > 0) {
+        rbl = calloc(nrbl, sizeof(*rbl));
+        for (size_t i = 0; i < nrbl; i++) {
+            if (smtpd_check_rbl_domain(c, i) == NULL)
+                abort();
+            rbl[i].listed = flags & 16 ? 1 : -1;
+            rbl[i].naddr = 1;
+            rbl[i].addrs[0][0] = 127;
+            rbl[i].addrs[0][3] = (unsigned char) (strlen(in.name) + i);
+            snprintf(rbl[i].txt, sizeof(rbl[i].txt), "%s",
+                     in.helo ? in.helo : "");
+        }
+        in.rbl = rbl;
+    }
     r1.text = buf_new(128, BUF_NOCAP);
     r2.text = buf_new(128, BUF_NOCAP);
     for (int pass = 0; pass < 2; pass++) {
@@ -134,6 +153,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         abort();
     buf_free(r1.text);
     buf_free(r2.text);
+    free(rbl);
     smtpd_check_free(c);
 out:
     cf_free(cf);

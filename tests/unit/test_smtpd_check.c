@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
 
 #include <cmocka.h>
 
@@ -665,13 +666,135 @@ test_conf_errors(void **state)
     }
 }
 
+/* reject_rbl_client and permit_dnswl_client over the caller's answers:
+ * the domains once each, in order; filters; the reply with and without a
+ * TXT; a failed lookup or none lists nothing; query names. */
+static void
+test_rbl(void **state)
+{
+    struct cf *cf = conf("smtpd_relay_restrictions =\n"
+                         "smtpd_recipient_restrictions = "
+                         "reject_rbl_client bl.example=127.0.0.[3..4;9], "
+                         "permit_dnswl_client wl.example, "
+                         "reject_rbl_client bl.example, "
+                         "reject_rbl_client bl2.example., "
+                         "reject_unauth_destination\n");
+    struct smtpd_check *c = compile(cf);
+    struct smtpd_check_in in = req();
+    struct smtpd_check_rbl a[3];
+    struct sockaddr_in s4 = {.sin_family = AF_INET};
+    struct sockaddr_in6 s6 = {.sin6_family = AF_INET6};
+    char name[300];
+
+    (void) state;
+    assert_string_equal(buf_data(warn), "");
+    assert_int_equal(smtpd_check_rbl_count(c), 3);
+    assert_string_equal(smtpd_check_rbl_domain(c, 0), "bl.example");
+    assert_string_equal(smtpd_check_rbl_domain(c, 1), "wl.example");
+    assert_string_equal(smtpd_check_rbl_domain(c, 2), "bl2.example");
+    assert_null(smtpd_check_rbl_domain(c, 3));
+    memset(a, 0, sizeof(a));
+    in.rbl = a;
+    /* nothing listed: the relay check decides */
+    assert_string_equal(run(c, &in),
+                        "554 5.7.1 <bob@rcpt.example>: Relay access denied");
+    /* listed as 127.0.0.2: the filtered one passes, the plain one hits */
+    a[0].listed = 1;
+    a[0].naddr = 1;
+    memcpy(a[0].addrs[0], "\x7f\x00\x00\x02", 4);
+    snprintf(a[0].txt, sizeof(a[0].txt), "see http://bl.example/");
+    assert_string_equal(run(c, &in), "554 5.7.1 Service unavailable; Client "
+                                     "host [192.0.2.7] blocked using "
+                                     "bl.example; see http://bl.example/");
+    /* 127.0.0.9 matches the filter too: the same reply, from the first */
+    memcpy(a[0].addrs[0], "\x7f\x00\x00\x09", 4);
+    a[0].txt[0] = '\0';
+    assert_string_equal(run(c, &in), "554 5.7.1 Service unavailable; Client "
+                                     "host [192.0.2.7] blocked using "
+                                     "bl.example");
+    /* in the allow list: the permit ends the list before the second */
+    a[1].listed = 1;
+    a[1].naddr = 1;
+    memcpy(a[1].addrs[0], "\x7f\x00\x02\x01", 4);
+    memcpy(a[0].addrs[0], "\x7f\x00\x00\x02", 4);
+    assert_string_equal(run(c, &in), "PASS");
+    /* a failed lookup (-1) lists nothing, nor do no answers at all */
+    a[1].listed = -1;
+    a[0].listed = -1;
+    a[2].listed = 1;
+    a[2].naddr = 1;
+    memcpy(a[2].addrs[0], "\x7f\x00\x00\x0a", 4);
+    assert_string_equal(run(c, &in), "554 5.7.1 Service unavailable; Client "
+                                     "host [192.0.2.7] blocked using "
+                                     "bl2.example");
+    in.rbl = NULL;
+    assert_string_equal(run(c, &in),
+                        "554 5.7.1 <bob@rcpt.example>: Relay access denied");
+    /* query names */
+    inet_pton(AF_INET, "192.0.2.7", &s4.sin_addr);
+    assert_int_equal(smtpd_check_rbl_name((struct sockaddr *) &s4, "bl.example",
+                                          name, sizeof(name)),
+                     0);
+    assert_string_equal(name, "7.2.0.192.bl.example");
+    inet_pton(AF_INET6, "::ffff:192.0.2.8", &s6.sin6_addr);
+    assert_int_equal(smtpd_check_rbl_name((struct sockaddr *) &s6, "bl.example",
+                                          name, sizeof(name)),
+                     0);
+    assert_string_equal(name, "8.2.0.192.bl.example");
+    inet_pton(AF_INET6, "2001:db8::1", &s6.sin6_addr);
+    assert_int_equal(smtpd_check_rbl_name((struct sockaddr *) &s6, "bl.example",
+                                          name, sizeof(name)),
+                     0);
+    assert_string_equal(name, "1.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0"
+                              ".0.8.b.d.0.1.0.0.2.bl.example");
+    assert_int_equal(
+        smtpd_check_rbl_name((struct sockaddr *) &s6, "bl.example", name, 40),
+        -1);
+    smtpd_check_free(c);
+    cf_free(cf);
+}
+
+/* Bad DNS list arguments are errors naming them. */
+static void
+test_rbl_bad(void **state)
+{
+    static const char *const bad[][2] = {
+        {"reject_rbl_client", "missing DNS list domain"},
+        {"reject_rbl_client bl.example=127.0.0", "bad reply filter"},
+        {"reject_rbl_client bl.example=127.0.0.256", "bad reply filter"},
+        {"reject_rbl_client bl.example=127.0.0.[3..1]", "bad reply filter"},
+        {"reject_rbl_client bl.example=127.0.0.3..4", "bad reply filter"},
+        {"reject_rbl_client bl.example=127.0.0.[1;x]", "bad reply filter"},
+        {"permit_dnswl_client bad_domain!", "is not a domain name"},
+    };
+
+    (void) state;
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        char text[256];
+        struct cf *cf;
+        struct smtpd_check *c;
+
+        snprintf(text, sizeof(text),
+                 "smtpd_recipient_restrictions = reject_unauth_destination, "
+                 "%s\n",
+                 bad[i][0]);
+        cf = conf(text);
+        buf_reset(err);
+        c = smtpd_check_new(cf, err, NULL);
+        assert_null(c);
+        if (strstr(buf_data(err), bad[i][1]) == NULL)
+            fail_msg("%s: %s", bad[i][0], buf_data(err));
+        cf_free(cf);
+    }
+}
+
 /* Restrictions that need DNS or a policy server: skipped with a warning,
  * their argument eaten; the list works around them. */
 static void
 test_skipped(void **state)
 {
     struct cf *cf = conf("smtpd_recipient_restrictions = "
-                         "reject_rbl_client zen.example, "
+                         "reject_rhsbl_client zen.example, "
                          "check_policy_service inet:127.0.0.1:10023, "
                          "reject_unknown_sender_domain, "
                          "reject_unauth_destination\n");
@@ -680,8 +803,8 @@ test_skipped(void **state)
 
     assert_string_equal(
         buf_data(warn),
-        "smtpd_recipient_restrictions: reject_rbl_client: not implemented in "
-        "this Sluice yet; skipped\n"
+        "smtpd_recipient_restrictions: reject_rhsbl_client: not implemented "
+        "in this Sluice yet; skipped\n"
         "smtpd_recipient_restrictions: check_policy_service: not implemented "
         "in this Sluice yet; skipped\n"
         "smtpd_recipient_restrictions: reject_unknown_sender_domain: not "
@@ -708,6 +831,8 @@ main(void)
         cmocka_unit_test(test_ask),
         cmocka_unit_test(test_conf_errors),
 
+        cmocka_unit_test(test_rbl),
+        cmocka_unit_test(test_rbl_bad),
         cmocka_unit_test(test_skipped),
     };
 
