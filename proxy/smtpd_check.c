@@ -354,6 +354,8 @@ sc_parse_rbl(struct smtpd_check *c, enum sc_list l, const char *name,
                        "a number or [n..m;...])",
                        sc_params[l], name, dom,
                        log_safe(eq + 1, strlen(eq + 1), safe, sizeof(safe)));
+            free(r->filter); /* the slot is not counted: not freed later */
+            r->filter = NULL;
             return -1;
         }
     }
