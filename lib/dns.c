@@ -165,14 +165,14 @@ fail:
 /* Split the servers list (commas and white space) and check or apply
  * each entry. */
 static int
-dns_servers(struct ub_ctx *ub, const char *servers, struct buf *err)
+dns_servers(struct ub_ctx *ub, char *const *servers, struct buf *err)
 {
-    char *list = xstrdup(servers), *save = NULL, *w;
     char fwd[NET_ADDR_MAX + 8];
     int n = 0, rc = 0, e;
 
-    for (w = strtok_r(list, ", \t\r\n", &save); w;
-         w = strtok_r(NULL, ", \t\r\n", &save)) {
+    for (size_t i = 0; servers && servers[i]; i++) {
+        const char *w = servers[i];
+
         if (++n > DNS_SERVERS_MAX) {
             buf_printf(err, "more than %d DNS servers", DNS_SERVERS_MAX);
             rc = -1;
@@ -188,12 +188,11 @@ dns_servers(struct ub_ctx *ub, const char *servers, struct buf *err)
             break;
         }
     }
-    free(list);
     return rc;
 }
 
 int
-dns_servers_check(const char *servers, struct buf *err)
+dns_servers_check(char *const *servers, struct buf *err)
 {
     return dns_servers(NULL, servers, err);
 }
@@ -226,7 +225,7 @@ dns_event_check(struct buf *err)
 }
 
 struct dns *
-dns_new(struct ev_loop *loop, const char *servers, double timeout,
+dns_new(struct ev_loop *loop, char *const *servers, double timeout,
         struct buf *err)
 {
     struct dns *d;
@@ -257,7 +256,7 @@ dns_new(struct ev_loop *loop, const char *servers, double timeout,
         buf_printf(err, "DNS resolver: %s", ub_strerror(e));
         goto fail;
     }
-    if (servers && *servers) {
+    if (servers && servers[0]) {
         if (dns_servers(d->ub, servers, err) < 0)
             goto fail;
     } else if ((e = ub_ctx_resolvconf(d->ub, NULL)) != 0) {

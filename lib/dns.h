@@ -61,9 +61,10 @@ typedef void dns_cb(void *arg, const struct dns_answer *a);
 struct dns;
 struct dns_query;
 
-/* servers: "" or a list as above; timeout: seconds per query. NULL and
- * the reason in err when the list is bad or libunbound refuses it. */
-struct dns *dns_new(struct ev_loop *loop, const char *servers, double timeout,
+/* servers: a NULL-terminated list as above (sluice_dns_servers; none:
+ * /etc/resolv.conf's); timeout: seconds per query. NULL and the reason
+ * in err when the list is bad or libunbound refuses it. */
+struct dns *dns_new(struct ev_loop *loop, char *const *servers, double timeout,
                     struct buf *err);
 /* Cancels the queries still open (their callbacks are not called). */
 void dns_free(struct dns *d);
@@ -77,7 +78,7 @@ void dns_cancel(struct dns_query *q);
 
 /* The servers setting's syntax alone (sluice check): 0, or -1 and the
  * reason in err. */
-int dns_servers_check(const char *servers, struct buf *err);
+int dns_servers_check(char *const *servers, struct buf *err);
 /* A host name as DNS may carry it: labels of letters, digits, '-' and
  * '_', 1..63 bytes each, 253 in all, a final dot allowed. 1 or 0. */
 int dns_valid_name(const char *name);

@@ -158,8 +158,6 @@ struct smtpd_conf {
     struct lookup_net *sasl_exc; /* not offered AUTH in EHLO */
     struct smtpd_check *check;   /* smtpd_*_restrictions */
     int check_own;               /* made here, not given by the caller */
-    char *dns_servers;           /* sluice_dns_servers, joined */
-    double dns_timeout;          /* sluice_dns_timeout */
 };
 
 struct smtpd_srv;
@@ -212,8 +210,7 @@ struct smtpd_srv {
     ev_timer gate_timer;    /* the oldest waiting session's deadline */
     struct sasl_srv **sasl; /* one per distinct smtpd_sasl_path */
     size_t nsasl;
-    struct dns *dns; /* DNS lists' lookups: made at the first need */
-    int dns_tried;
+    struct dns *dns; /* DNS lists' lookups, when a service names one */
 };
 
 /* One DNS list lookup of a session's client: A, then TXT when listed. */
@@ -482,16 +479,6 @@ smtpd_conf_init(struct smtpd_conf *c, const struct cf *cf, const char *service,
     smtpd_sasl_policy(cf, "smtpd_sasl_security_options", service, &c->sasl_pol);
     smtpd_sasl_policy(cf, "smtpd_sasl_tls_security_options", service,
                       &c->sasl_tls_pol);
-    {
-        char *const *l = cf_list(cf, "sluice_dns_servers");
-        struct buf *b = buf_new(64, BUF_NOCAP);
-
-        for (size_t i = 0; l[i]; i++)
-            buf_printf(b, "%s ", l[i]);
-        c->dns_servers = xstrdup(buf_data(b));
-        buf_free(b);
-        c->dns_timeout = (double) cf_time(cf, "sluice_dns_timeout");
-    }
     c->check = check;
     if (check == NULL) {
         struct buf *err = buf_new(256, 4096);
@@ -530,7 +517,6 @@ smtpd_conf_free(struct smtpd_conf *c)
 {
     if (c->check_own)
         smtpd_check_free(c->check);
-    free(c->dns_servers);
     lookup_net_free(c->mynetworks);
     lookup_net_free(c->event_exc);
     lookup_net_free(c->bare_exc);
@@ -3430,9 +3416,10 @@ smtpd_conn_count(struct smtpd_sess *s)
 static void
 smtpd_connected(struct smtpd_sess *s)
 {
+    const struct smtpd_conf *c = s->conf;
+
     if (s->dead || --s->connect_wait > 0)
         return; /* the name or a DNS list is still being looked up */
-    const struct smtpd_conf *c = s->conf;
 
     snprintf(s->ident, sizeof(s->ident), "%s[%s]", s->name, s->addr);
     s->env.client_name = s->name;
@@ -3678,15 +3665,6 @@ smtpd_rbl_start(struct smtpd_sess *s)
 
     if (n == 0)
         return;
-    if (srv->dns == NULL && !srv->dns_tried) {
-        struct buf *err = buf_new(128, 4096);
-
-        srv->dns_tried = 1;
-        srv->dns = dns_new(srv->loop, c->dns_servers, c->dns_timeout, err);
-        if (srv->dns == NULL)
-            log_warning("DNS lists are not looked up: %s", buf_data(err));
-        buf_free(err);
-    }
     s->nrbl = n;
     s->rbl = xcalloc(n, sizeof(*s->rbl));
     s->rblq = xcalloc(n, sizeof(*s->rblq));
@@ -4095,6 +4073,17 @@ smtpd_run(const struct cf *cf, struct smtpd_listener *ls, size_t n)
     ev_idle_init(&srv.reap, smtpd_reap_cb);
     srv.reap.data = &srv;
     filter_chains_start(srv.chains, srv.nchains, srv.loop);
+    for (i = 0; i < n && srv.dns == NULL; i++) /* made before any session */
+        if (smtpd_check_rbl_count(srv.lsn[i].conf.check) > 0) {
+            struct buf *err = buf_new(128, 4096);
+
+            srv.dns = dns_new(srv.loop, cf_list(cf, "sluice_dns_servers"),
+                              (double) cf_time(cf, "sluice_dns_timeout"), err);
+            if (srv.dns == NULL)
+                log_warning("DNS lists are not looked up: %s", buf_data(err));
+            buf_free(err);
+            break;
+        }
     srv.data_limit = smtpd_data_limit(cf, &srv);
     ev_check_init(&srv.gate_admit, smtpd_gate_admit_cb);
     srv.gate_admit.data = &srv;

@@ -2084,17 +2084,13 @@ qmgr_dns_check(const struct cf *cf, struct buf *err)
     const char *lvl = cf_str(cf, "smtp_dns_support_level");
     const char *ap = cf_str(cf, "smtp_address_preference");
     char *const *hl = cf_list(cf, "smtp_host_lookup");
-    struct buf *all = buf_new(64, BUF_NOCAP);
     unsigned char probe[16];
     int rc = 0;
 
-    for (size_t i = 0; l[i]; i++)
-        buf_printf(all, "%s ", l[i]);
-    if (dns_servers_check(buf_data(all), err) < 0) {
+    if (dns_servers_check(l, err) < 0) {
         buf_printf(err, " (sluice_dns_servers)");
         rc = -1;
     }
-    buf_free(all);
     if (rc == 0 && *lvl && strcasecmp(lvl, "enabled") != 0
         && strcasecmp(lvl, "disabled") != 0 && strcasecmp(lvl, "dnssec") != 0) {
         buf_printf(err,
@@ -2175,11 +2171,9 @@ static int
 qmgr_dns_start(struct qmgr *q, struct buf *err)
 {
     const struct cf *cf = q->cf;
-    char *const *l = cf_list(cf, "sluice_dns_servers");
-    struct buf *servers;
     long long lim = cf_int(cf, "smtp_mx_address_limit");
     const char *pref;
-    int v4 = 0, v6 = 0, rc = 0;
+    int v4 = 0, v6 = 0;
 
     cf_inet_protocols(cf, &v4, &v6);
     q->resolve.v4 = v4;
@@ -2199,15 +2193,9 @@ qmgr_dns_start(struct qmgr *q, struct buf *err)
         return 0;
     if (qmgr_dns_check(cf, err) < 0)
         return -1;
-    servers = buf_new(64, BUF_NOCAP);
-    for (size_t i = 0; l[i]; i++)
-        buf_printf(servers, "%s ", l[i]);
-    q->dns = dns_new(q->loop, buf_data(servers),
+    q->dns = dns_new(q->loop, cf_list(cf, "sluice_dns_servers"),
                      (double) cf_time(cf, "sluice_dns_timeout"), err);
-    if (q->dns == NULL)
-        rc = -1;
-    buf_free(servers);
-    return rc;
+    return q->dns ? 0 : -1;
 }
 
 /* One listener socket's address into the loop-detection list; a
