@@ -10,11 +10,13 @@
 # listed, or whose lookup fails (SERVFAIL: a warning, as Postfix), lets
 # the client through; permit_dnswl_client ends its list with a permit;
 # warn_if_reject only logs; the service without DNS lists asks nothing.
-# A client that leaves while its lookups run harms nothing. sluice check
+# A TXT record of 500 bytes, or with control bytes and a bad string
+# length, gives a printable reason of at most 255 bytes. A client that
+# leaves while its lookups run harms nothing. sluice check
 # names a DNS list without a domain and a bad filter.
 . "$(dirname "$0")/lib.sh"
 need_binaries
-plan 16
+plan 18
 setup
 
 DP=$(free_port)
@@ -29,7 +31,13 @@ cat >"$ZONE" <<'EOF'
 1.0.0.127.wl.test A 127.0.2.1
 1.0.0.127.slow.test DELAY 0.3
 1.0.0.127.slow.test A 127.0.0.2
+1.0.0.127.long.test A 127.0.0.2
+1.0.0.127.ctl.test A 127.0.0.2
+1.0.0.127.ctl.test BADRDATA TXT 0461016209ff
 EOF
+# a TXT record of 500 bytes with UTF-8 in it (two character-strings)
+printf '1.0.0.127.long.test TXT "%s%s%s"\n' "$(printf 'x%.0s' $(seq 200))" \
+    "ééé" "$(printf 'y%.0s' $(seq 294))" >>"$ZONE"
 "$PYTHON3" "$top_srcdir/tests/system/dnsd.py" --port "$DP" --zone "$ZONE" \
     --log "$DNSLOG" --pidfile "$T/dnsd.pid" >>"$T/dnsd.out" 2>&1 &
 _T_PIDS="$_T_PIDS $!"
@@ -56,6 +64,8 @@ svc pass "reject_rbl_client,nl.test,reject_rbl_client,sf.test,$END"
 svc wl "permit_dnswl_client,wl.test,reject_rbl_client,bl.test,$END"
 svc warn "warn_if_reject,reject_rbl_client,bl.test,$END"
 svc slow "reject_rbl_client,slow.test,$END"
+svc long "reject_rbl_client,long.test,$END"
+svc ctl "reject_rbl_client,ctl.test,$END"
 MASTER_EXTRA=$SVCS
 write_conf "sluice_dns_servers = 127.0.0.1:$DP" "sluice_dns_timeout = 10s"
 start_ok
@@ -88,6 +98,20 @@ tap(g.code == 220 and r.code == 554 and r.text == "554 5.7.1 " + BL and m,
     "reject_rbl_client bl.test, client listed with a TXT record: 554 5.7.1 "
     "Service unavailable; Client host [127.0.0.1] blocked using bl.test; "
     "<TXT>, and Postfix's NOQUEUE: reject: line", r, m)
+
+# bad TXT records: 500 bytes with UTF-8, and control bytes with a string
+# length running past the record's end: printable, bounded, no crash
+g, r = rcpt(P("long"))
+want = "x" * 200 + "??????" + "y" * 49
+tap(r.code == 554 and r.text == "554 5.7.1 Service unavailable; Client host "
+    "[127.0.0.1] blocked using long.test; " + want,
+    "a TXT record of 500 bytes with UTF-8: the reason is its first 255 "
+    "bytes, each non-ASCII byte shown as '?'", r)
+g, r = rcpt(P("ctl"))
+tap(r.code == 554 and r.text == "554 5.7.1 Service unavailable; Client host "
+    "[127.0.0.1] blocked using ctl.test; a?b?",
+    "a TXT record with control bytes and a string length past its end: "
+    "'a?b?', the rest ignored", r)
 
 g, r = rcpt(P("notxt"))
 tap(r.code == 554 and r.text == "554 5.7.1 Service unavailable; Client host "
@@ -166,21 +190,28 @@ stop_sluiced
 
 # --- sluice check
 MASTER_EXTRA=""
-write_conf "smtpd_recipient_restrictions = permit_mynetworks, reject_unauth_destination, reject_rbl_client"
-out=$(sl check 2>&1)
-rc=$?
-result "sluice check: reject_rbl_client without a domain is an error (exit $rc)" \
-    "$([ $rc -ne 0 ] && printf '%s' "$out" | grep -q 'reject_rbl_client: missing DNS list domain'; echo $?)"
-[ $rc -ne 0 ] || diag "$out"
-write_conf "smtpd_recipient_restrictions = permit_mynetworks, reject_unauth_destination, reject_rbl_client bl.test=127.0.0"
-out=$(sl check 2>&1)
-rc=$?
-result "sluice check: a bad reply filter (127.0.0) is an error naming it" \
-    "$([ $rc -ne 0 ] && printf '%s' "$out" | grep -q 'bad reply filter "127.0.0"'; echo $?)"
-[ $rc -ne 0 ] || diag "$out"
-write_conf "smtpd_recipient_restrictions = permit_mynetworks, reject_unauth_destination, reject_rbl_client zen.spamhaus.org, permit_dnswl_client list.dnswl.org=127.0.[0..255].[1..3]"
-out=$(sl check 2>&1)
-rc=$?
-result "sluice check: reject_rbl_client and permit_dnswl_client with filters, no not-implemented warning" \
-    "$([ $rc -eq 0 ] && ! printf '%s' "$out" | grep -q 'not implemented'; echo $?)"
-[ $rc -eq 0 ] || diag "$out"
+# check_list DESC WANT LIST [ERE]: sluice check with that recipient list
+# exits WANT (0 or 1) and its output matches ERE (or, WANT 0, says
+# nothing is not implemented)
+check_list()
+{
+    local desc=$1 want=$2 list=$3 rx=${4:-} out rc good=0
+    write_conf "smtpd_recipient_restrictions = permit_mynetworks, reject_unauth_destination, $list"
+    out=$(sl check 2>&1)
+    rc=$?
+    if [ "$want" = 0 ]; then
+        [ $rc -eq 0 ] && ! printf '%s' "$out" | grep -q 'not implemented' && good=1
+    else
+        [ $rc -ne 0 ] && printf '%s' "$out" | grep -Eq -- "$rx" && good=1
+    fi
+    if [ $good = 1 ]; then ok "sluice check: $desc"; else
+        not_ok "sluice check: $desc"
+        diag "exit $rc" "$out"
+    fi
+}
+check_list "reject_rbl_client without a domain is an error" 1 \
+    "reject_rbl_client" 'reject_rbl_client: missing DNS list domain'
+check_list "a bad reply filter (127.0.0) is an error naming it" 1 \
+    "reject_rbl_client bl.test=127.0.0" 'bad reply filter "127\.0\.0"'
+check_list "reject_rbl_client and permit_dnswl_client with filters, no not-implemented warning" 0 \
+    "reject_rbl_client zen.spamhaus.org, permit_dnswl_client list.dnswl.org=127.0.[0..255].[1..3]"
