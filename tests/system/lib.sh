@@ -358,6 +358,29 @@ start_sink6()
     wait_port ::1 "$port" 10
 }
 
+# Certificates from a test's own $T/x509.cnf (its extension sections),
+# P-256 keys, in $T/NAME.crt and $T/NAME.key; openssl's output goes to
+# $T/openssl.out. x509_self NAME SECTION CN: self-signed (a CA, or an
+# untrusted server); x509_signed NAME SECTION CN SERIAL: signed by
+# $T/ca.crt and $T/ca.key.
+X509_KEY="-newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes"
+x509_self()
+{
+    # shellcheck disable=SC2086 # X509_KEY is words
+    openssl req -x509 -config "$T/x509.cnf" -extensions "$2" $X509_KEY \
+        -keyout "$T/$1.key" -out "$T/$1.crt" -days 2 -subj "/CN=$3" \
+        >>"$T/openssl.out" 2>&1
+}
+x509_signed()
+{
+    # shellcheck disable=SC2086
+    openssl req -new -config "$T/x509.cnf" $X509_KEY -keyout "$T/$1.key" \
+        -out "$T/$1.csr" -subj "/CN=$3" >>"$T/openssl.out" 2>&1 &&
+        openssl x509 -req -in "$T/$1.csr" -CA "$T/ca.crt" -CAkey "$T/ca.key" \
+            -set_serial "$4" -days 2 -extfile "$T/x509.cnf" -extensions "$2" \
+            -out "$T/$1.crt" >>"$T/openssl.out" 2>&1
+}
+
 # tls_selfsigned NAME CN: a self-signed RSA certificate for CN in
 # $T/NAME.crt and its key in $T/NAME.key (openssl); 1 with a diagnostic
 # when openssl fails.

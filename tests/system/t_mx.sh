@@ -331,23 +331,9 @@ basicConstraints = critical, CA:FALSE
 extendedKeyUsage = serverAuth
 subjectAltName = DNS:mx.elsewhere.test
 CNF
-KEYOPT="-newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes"
 certs_ok=0
-# shellcheck disable=SC2086 # KEYOPT is words
-if openssl req -x509 -config "$T/x509.cnf" -extensions ca $KEYOPT \
-    -keyout "$T/ca.key" -out "$T/ca.crt" -days 2 -subj "/CN=MX Test CA" \
-    >>"$T/openssl.out" 2>&1; then
-    certs_ok=1
-    for c in inside outside; do
-        # shellcheck disable=SC2086
-        openssl req -new -config "$T/x509.cnf" $KEYOPT -keyout "$T/$c.key" \
-            -out "$T/$c.csr" -subj "/CN=$c" >>"$T/openssl.out" 2>&1 &&
-            openssl x509 -req -in "$T/$c.csr" -CA "$T/ca.crt" \
-                -CAkey "$T/ca.key" -set_serial "$((RANDOM + 2))" -days 2 \
-                -extfile "$T/x509.cnf" -extensions "$c" -out "$T/$c.crt" \
-                >>"$T/openssl.out" 2>&1 || certs_ok=0
-    done
-fi
+x509_self ca ca "MX Test CA" && x509_signed inside inside inside 2 &&
+    x509_signed outside outside outside 3 && certs_ok=1
 [ $certs_ok = 1 ] || diag "openssl could not make the test certificates" \
     "$(tail -n 20 "$T/openssl.out")"
 PC=$(free_port)

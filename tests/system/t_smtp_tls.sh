@@ -71,29 +71,10 @@ extendedKeyUsage = serverAuth
 subjectAltName = IP:127.0.0.1, DNS:sink.test.example
 subjectKeyIdentifier = hash
 EOF
-KEYOPT="-newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes"
-# selfsigned NAME SECTION CN
-selfsigned()
-{
-    # shellcheck disable=SC2086 # KEYOPT is words
-    openssl req -x509 -config "$T/x509.cnf" -extensions "$2" $KEYOPT \
-        -keyout "$T/$1.key" -out "$T/$1.crt" -days 2 -subj "/CN=$3" \
-        >>"$T/openssl.out" 2>&1
-}
-# casigned NAME SECTION CN SERIAL
-casigned()
-{
-    # shellcheck disable=SC2086
-    openssl req -new -config "$T/x509.cnf" $KEYOPT -keyout "$T/$1.key" \
-        -out "$T/$1.csr" -subj "/CN=$3" >>"$T/openssl.out" 2>&1 &&
-        openssl x509 -req -in "$T/$1.csr" -CA "$T/ca.crt" -CAkey "$T/ca.key" \
-            -set_serial "$4" -days 2 -extfile "$T/x509.cnf" -extensions "$2" \
-            -out "$T/$1.crt" >>"$T/openssl.out" 2>&1
-}
-if ! { selfsigned ca ca "Sluice Test CA" &&
-    casigned good good sink.test.example 2 &&
-    casigned wrongname wrongname other.example 3 &&
-    selfsigned untrusted untrusted sink.test.example &&
+if ! { x509_self ca ca "Sluice Test CA" &&
+    x509_signed good good sink.test.example 2 &&
+    x509_signed wrongname wrongname other.example 3 &&
+    x509_self untrusted untrusted sink.test.example &&
     openssl verify -CAfile "$T/ca.crt" "$T/good.crt" "$T/wrongname.crt" \
         >>"$T/openssl.out" 2>&1; }; then
     diag "openssl could not make the test certificates" "$(cat "$T/openssl.out")"
