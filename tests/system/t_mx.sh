@@ -106,29 +106,47 @@ conf()
 conf
 start_ok
 
+# each phase sends one message per case, to LP@CASE.example with the
+# header X-TAG: CASE, and reads each one's status line
+cat >"$T/mxt.py" <<'PY'
+from sink import *
+
+
+class Phase:
+    def __init__(self, lp, tag, cases):
+        self.lp, self.ids = lp, {}
+        port = int(env("PORT"))
+        for case in cases:
+            body = b"Subject: mx %s\r\nX-%s: %s\r\n\r\nto the %s next hop\r\n" % (
+                case.encode(), tag.encode(), case.encode(), case.encode())
+            r = send_mail(port, "a@example.org", ["%s@%s.example" % (lp, case)],
+                          body)
+            self.ids[case] = (queued_id(r), body)
+
+    def status(self, case, secs=15):
+        """relay, dsn, status and text of the case's status line"""
+        return log_wait(r"%s: to=<%s@%s\.example>, relay=(\S+), .*dsn=(\S+), "
+                        r"status=(\w+) \((.*)\)$"
+                        % (self.ids[case][0] or "NOID", self.lp, case), secs)
+PY
+PYTHONPATH=$T:$PYTHONPATH
+export PYTHONPATH
+
 # --- phase 1: one message per case
 pytap <<'PY'
 import os, re, time
 from sink import *
 
-port = int(env("PORT"))
+from mxt import Phase
+
 PA, PB = env("PA"), env("PB")
-ids = {}
-for case in ("pref", "fall", "implicit", "nx", "sf", "null", "noaddr",
-             "loop", "backup", "drop", "brk", "cname", "bad", "lim",
-             "mixnull"):
-    body = b"Subject: mx %s\r\nX-Case: %s\r\n\r\nto the %s next hop\r\n" % (
-        case.encode(), case.encode(), case.encode())
-    r = send_mail(port, "a@example.org", ["x@%s.example" % case], body)
-    ids[case] = (queued_id(r), body)
+ph = Phase("x", "Case", ("pref", "fall", "implicit", "nx", "sf", "null",
+                         "noaddr", "loop", "backup", "drop", "brk", "cname",
+                         "bad", "lim", "mixnull"))
+ids, status = ph.ids, ph.status
 tap(all(v[0] for v in ids.values()),
     "15 messages queued, one per next hop",
     *["%s: %s" % (k, v[0]) for k, v in ids.items()])
-
-def status(case, secs=15):
-    qid = ids[case][0] or "NOID"
-    return log_wait(r"%s: to=<x@%s\.example>, relay=(\S+), .*dsn=(\S+), "
-                    r"status=(\w+) \((.*)\)$" % (qid, case), secs)
 
 def delivered(case, relay, d):
     m = status(case)
@@ -276,18 +294,8 @@ start_ok
 pytap <<'PY'
 import re
 from sink import *
-port = int(env("PORT"))
-ids = {}
-for case in ("px", "lim", "pref"):
-    body = b"Subject: mx2 %s\r\nX-Case2: %s\r\n\r\nphase 2\r\n" % (
-        case.encode(), case.encode())
-    r = send_mail(port, "a@example.org", ["y@%s.example" % case], body)
-    ids[case] = queued_id(r)
-
-def status(case, secs=15):
-    return log_wait(r"%s: to=<y@%s\.example>, relay=(\S+), .*dsn=(\S+), "
-                    r"status=(\w+) \((.*)\)$" % (ids[case] or "NOID", case),
-                    secs)
+from mxt import Phase
+status = Phase("y", "Case2", ("px", "lim", "pref")).status
 
 m = status("px")
 tap(m and m.group(2) == "5.4.6" and m.group(3) == "bounced"
@@ -366,18 +374,8 @@ conf "smtp_tls_CAfile = $T/ca.crt" "smtp_tls_loglevel = 1" \
 start_ok
 pytap <<'PY'
 from sink import *
-port = int(env("PORT"))
-ids = {}
-for case in ("tlsmx", "spoof", "spoofv", "dual"):
-    body = b"Subject: mx3 %s\r\nX-Case3: %s\r\n\r\nphase 3\r\n" % (
-        case.encode(), case.encode())
-    r = send_mail(port, "a@example.org", ["z@%s.example" % case], body)
-    ids[case] = queued_id(r)
-
-def status(case, secs=15):
-    return log_wait(r"%s: to=<z@%s\.example>, relay=(\S+), .*dsn=(\S+), "
-                    r"status=(\w+) \((.*)\)$" % (ids[case] or "NOID", case),
-                    secs)
+from mxt import Phase
+status = Phase("z", "Case3", ("tlsmx", "spoof", "spoofv", "dual")).status
 
 PC, PD = env("PC"), env("PD")
 m = status("tlsmx")
