@@ -35,6 +35,8 @@
  * fds are not closed here), the filter chain.
  * Threads: the loop thread; worker jobs touch only their job struct.
  */
+#include "config.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <netdb.h>
@@ -66,6 +68,7 @@
 #include "lib/tls.h"
 #include "lib/wpool.h"
 #include "lib/xalloc.h"
+#include "proxy/policy.h"
 #include "proxy/sasl.h"
 #include "proxy/smtpd.h"
 #include "proxy/smtpd_check.h"
@@ -210,7 +213,11 @@ struct smtpd_srv {
     ev_timer gate_timer;    /* the oldest waiting session's deadline */
     struct sasl_srv **sasl; /* one per distinct smtpd_sasl_path */
     size_t nsasl;
-    struct dns *dns; /* DNS lists' lookups, when a service names one */
+    struct dns *dns;        /* DNS lists' lookups, when a service names one */
+    struct policy **policy; /* check_policy_service's servers */
+    size_t npolicy;
+    char *policy_context;    /* smtpd_policy_service_policy_context */
+    unsigned long instances; /* mail transactions begun */
 };
 
 /* One DNS list lookup of a session's client: A, then TXT when listed. */
@@ -219,6 +226,24 @@ struct smtpd_rblq {
     size_t i;
     struct dns_query *q;
     char name[DNS_NAME_MAX + 80];
+};
+
+/* An answer from the network for the restrictions (smtpd_check_q): the
+ * session's, for the command being checked. */
+struct smtpd_q {
+    struct smtpd_sess *s;
+    enum smtpd_check_q q;
+    char key[SMTPD_CHECK_KEY_MAX];
+    int done;
+    unsigned open;      /* lookups still out */
+    struct smtpd_qdns { /* Q_NAME: MX, A, AAAA; Q_DNSXL: [0] */
+        struct smtpd_q *q;
+        int type;
+        struct dns_query *h;
+    } dq[3];
+    struct policy_req *pr;      /* Q_POLICY */
+    struct smtpd_check_ans ans; /* once done */
+    char *action;               /* Q_POLICY's, NULL: the server failed */
 };
 
 typedef void (*smtpd_cont)(struct smtpd_sess *s,
@@ -251,9 +276,15 @@ struct smtpd_sess {
     struct smtpd_check_rbl *rbl; /* the client in each DNS list */
     struct smtpd_rblq *rblq;
     size_t nrbl;
-    int waiting;  /* a command waits: filter, commit */
-    int sleeping; /* error sleep before the next reply */
-    int closing;  /* close once the output is flushed */
+    /* the restrictions' answers for the command being checked, and what
+     * runs again once the one it waits for is in */
+    struct smtpd_q **qv;
+    size_t nq;
+    void (*check_again)(struct smtpd_sess *s);
+    unsigned long instance; /* this mail transaction's, for policy servers */
+    int waiting;            /* a command waits: filter, commit */
+    int sleeping;           /* error sleep before the next reply */
+    int closing;            /* close once the output is flushed */
     int dead;
     int denied;         /* CONNECT rejected: 503 to everything */
     int skip_line;      /* discarding an overlong line */
@@ -1525,6 +1556,7 @@ smtpd_cmd_mail(struct smtpd_sess *s, struct smtpd_cmd *cmd)
     s->pend_body = NULL;
     free(s->pend_addr); /* a reject below logs no sender, as Postfix */
     s->pend_addr = NULL;
+    s->instance = ++s->srv->instances;
     if (s->sasl) {
         free(s->sasl->sender);
         s->sasl->sender = NULL;
@@ -1625,11 +1657,15 @@ smtpd_rcpt_auth_dest(const struct smtpd_sess *s, const char *addr)
 }
 
 /* warn_if_reject and WARN actions: "NOQUEUE: reject_warning: RCPT from
- * ...: 554 5.7.1 ...; from=<> to=<> ..." as Postfix logs them. */
+ * ...: 554 5.7.1 ...; from=<> to=<> ..." as Postfix logs them; held
+ * until the evaluation is over (one that waits for an answer runs again
+ * and says them again). */
 struct smtpd_check_log {
     struct smtpd_sess *s;
     const char *stage;
     const char *rcpt;
+    char **held; /* what, text, what, text, ... */
+    size_t nheld;
 };
 
 static void
@@ -1637,7 +1673,309 @@ smtpd_check_log(void *arg, const char *what, const char *text)
 {
     struct smtpd_check_log *l = arg;
 
-    smtpd_log_event(l->s, what, l->stage, text, l->rcpt);
+    l->held = xrealloc(l->held, (l->nheld + 2) * sizeof(*l->held));
+    l->held[l->nheld++] = xstrdup(what);
+    l->held[l->nheld++] = xstrdup(text);
+}
+
+/* The end of an evaluation: its lines logged (unless it waits), freed. */
+static void
+smtpd_check_log_end(struct smtpd_check_log *l, int say)
+{
+    for (size_t i = 0; i + 1 < l->nheld; i += 2) {
+        if (say)
+            smtpd_log_event(l->s, l->held[i], l->stage, l->held[i + 1],
+                            l->rcpt);
+        free(l->held[i]);
+        free(l->held[i + 1]);
+    }
+    free(l->held);
+}
+
+/* ---- the restrictions' answers from the network ---- */
+
+static void smtpd_rbl_txt(const struct dns_answer *a, char *out, size_t outsz);
+
+static void
+smtpd_q_free(struct smtpd_q *q)
+{
+    for (int i = 0; i < 3; i++)
+        if (q->dq[i].h)
+            dns_cancel(q->dq[i].h);
+    if (q->pr)
+        policy_cancel(q->pr);
+    free(q->action);
+    free(q);
+}
+
+/* A new command: the last one's answers go (and any still out). */
+static void
+smtpd_q_clear(struct smtpd_sess *s)
+{
+    for (size_t i = 0; i < s->nq; i++)
+        smtpd_q_free(s->qv[i]);
+    s->nq = 0;
+}
+
+static int
+smtpd_check_query(void *arg, enum smtpd_check_q q, const char *key,
+                  const struct smtpd_check_ans **ans)
+{
+    struct smtpd_check_log *l = arg;
+    const struct smtpd_sess *s = l->s;
+
+    for (size_t i = 0; i < s->nq; i++)
+        if (s->qv[i]->done && s->qv[i]->q == q
+            && strcmp(s->qv[i]->key, key) == 0) {
+            *ans = &s->qv[i]->ans;
+            return 1;
+        }
+    return 0;
+}
+
+/* An answer is in: the command's evaluation runs again. */
+static void
+smtpd_q_done(struct smtpd_q *q)
+{
+    struct smtpd_sess *s = q->s;
+    void (*again)(struct smtpd_sess *) = s->check_again;
+
+    q->done = 1;
+    if (s->dead || again == NULL)
+        return;
+    s->check_again = NULL;
+    s->waiting = 0;
+    again(s);
+    if (!s->dead)
+        smtpd_process(s);
+}
+
+/* Q_NAME: MX, A and AAAA, all three asked at once. */
+static void
+smtpd_q_name_cb(void *arg, const struct dns_answer *a)
+{
+    struct smtpd_qdns *d = arg;
+    struct smtpd_q *q = d->q;
+
+    d->h = NULL;
+    switch (a->status) {
+    case DNS_OK:
+        if (d->type != DNS_T_MX) {
+            q->ans.name |= SMTPD_CHECK_NAME_ADDR;
+            break;
+        }
+        for (size_t i = 0; i < a->n; i++) {
+            char host[DNS_NAME_MAX];
+            unsigned pref;
+
+            if (dns_mx_parse(a->rdata[i], (size_t) a->len[i], &pref, host) < 0)
+                q->ans.name |= SMTPD_CHECK_NAME_INVAL;
+            else if (host[0] == '\0' && a->n == 1) /* RFC 7505 */
+                q->ans.name |= SMTPD_CHECK_NAME_NULLMX;
+            else if (host[0] != '\0')
+                q->ans.name |= SMTPD_CHECK_NAME_MX;
+        }
+        break;
+    case DNS_NOTFOUND:
+    case DNS_NODATA:
+        break;
+    case DNS_TEMP:
+        q->ans.name |= SMTPD_CHECK_NAME_TEMP;
+        break;
+    case DNS_INVAL:
+        q->ans.name |= SMTPD_CHECK_NAME_INVAL;
+        break;
+    }
+    if (--q->open == 0)
+        smtpd_q_done(q);
+}
+
+/* Q_DNSXL: A, then TXT when listed. */
+static void
+smtpd_q_dnsxl_cb(void *arg, const struct dns_answer *a)
+{
+    struct smtpd_qdns *d = arg;
+    struct smtpd_q *q = d->q;
+    struct smtpd_check_rbl *r = &q->ans.dnsxl;
+
+    d->h = NULL;
+    if (d->type == DNS_T_TXT) {
+        if (a->status == DNS_OK)
+            smtpd_rbl_txt(a, r->txt, sizeof(r->txt));
+        smtpd_q_done(q);
+        return;
+    }
+    switch (a->status) {
+    case DNS_OK:
+        for (size_t i = 0; i < a->n && r->naddr < SMTPD_CHECK_RBL_ADDRS; i++)
+            if (a->len[i] == 4)
+                memcpy(r->addrs[r->naddr++], a->rdata[i], 4);
+        r->listed = r->naddr > 0;
+        break;
+    case DNS_NOTFOUND:
+    case DNS_NODATA:
+        r->listed = 0;
+        break;
+    default:
+        r->listed = -1; /* as Postfix: a failed lookup lists nothing */
+        log_warning("%s: RBL lookup error: Host or domain name not found. "
+                    "Name service error for name=%s type=A: %s",
+                    q->s->ident, q->key, a->why);
+        break;
+    }
+    if (r->listed == 1) {
+        d->type = DNS_T_TXT;
+        d->h =
+            dns_lookup(q->s->srv->dns, q->key, DNS_T_TXT, smtpd_q_dnsxl_cb, d);
+        return;
+    }
+    smtpd_q_done(q);
+}
+
+static void
+smtpd_q_policy_cb(void *arg, const char *action)
+{
+    struct smtpd_q *q = arg;
+
+    q->pr = NULL;
+    q->action = action ? xstrdup(action) : NULL;
+    q->ans.action = q->action;
+    if (action == NULL)
+        log_warning("%s: policy server %s failed: using "
+                    "smtpd_policy_service_default_action",
+                    q->s->ident, q->key);
+    smtpd_q_done(q);
+}
+
+/* One "name=value" line of a policy request; a value keeps no line end. */
+static void
+smtpd_policy_attr(struct buf *b, const char *name, const char *v)
+{
+    size_t o = buf_len(b);
+
+    buf_printf(b, "%s=%s\n", name, v ? v : "");
+    for (char *p = buf_data(b) + o; *p; p++)
+        if ((*p == '\n' || *p == '\r') && p[1] != '\0')
+            *p = ' ';
+}
+
+/* Postfix's policy request for the command being checked (stage "RCPT"
+ * or "DATA"). */
+static void
+smtpd_policy_request(struct smtpd_sess *s, const char *stage, struct buf *b)
+{
+    const struct filter_env *e = &s->env;
+    const char *rcpt = strcmp(stage, "RCPT") == 0 ? s->pend_addr
+                       : s->nrcpt == 1            ? s->rcpts[0]
+                                                  : "";
+    char num[32];
+
+    smtpd_env_sync(s);
+    smtpd_policy_attr(b, "request", "smtpd_access_policy");
+    smtpd_policy_attr(b, "protocol_state", stage);
+    smtpd_policy_attr(b, "protocol_name", s->proto ? s->proto : "SMTP");
+    smtpd_policy_attr(b, "client_address", s->addr);
+    smtpd_policy_attr(b, "client_name", s->name[0] ? s->name : "unknown");
+    snprintf(num, sizeof(num), "%d", s->port);
+    smtpd_policy_attr(b, "client_port", num);
+    smtpd_policy_attr(b, "reverse_client_name",
+                      s->name[0] ? s->name : "unknown");
+    smtpd_policy_attr(b, "server_address", s->laddr);
+    snprintf(num, sizeof(num), "%d", s->lport);
+    smtpd_policy_attr(b, "server_port", num);
+    smtpd_policy_attr(b, "helo_name", s->helo);
+    smtpd_policy_attr(b, "sender", s->sender);
+    smtpd_policy_attr(b, "recipient", rcpt);
+    snprintf(num, sizeof(num), "%zu",
+             strcmp(stage, "DATA") == 0 ? s->nrcpt : (size_t) 0);
+    smtpd_policy_attr(b, "recipient_count", num);
+    smtpd_policy_attr(b, "queue_id", s->qid);
+    snprintf(num, sizeof(num), "%lx.%lx", (unsigned long) getpid(),
+             (unsigned long) s->instance);
+    smtpd_policy_attr(b, "instance", num);
+    smtpd_policy_attr(b, "size", "0");
+    smtpd_policy_attr(b, "etrn_domain", "");
+    smtpd_policy_attr(b, "stress", "");
+    smtpd_policy_attr(b, "sasl_method", e->auth_type);
+    smtpd_policy_attr(b, "sasl_username", e->auth_authen);
+    smtpd_policy_attr(b, "sasl_sender", e->auth_author);
+    smtpd_policy_attr(b, "ccert_subject", "");
+    smtpd_policy_attr(b, "ccert_issuer", "");
+    smtpd_policy_attr(b, "ccert_fingerprint", "");
+    smtpd_policy_attr(b, "ccert_pubkey_fingerprint", "");
+    smtpd_policy_attr(b, "encryption_protocol", e->tls_version);
+    smtpd_policy_attr(b, "encryption_cipher", e->tls_cipher);
+    snprintf(num, sizeof(num), "%d", e->tls_version ? e->tls_bits : 0);
+    smtpd_policy_attr(b, "encryption_keysize", num);
+    smtpd_policy_attr(b, "policy_context", s->srv->policy_context);
+    smtpd_policy_attr(b, "compatibility_level", "3.6");
+    smtpd_policy_attr(b, "mail_version", "sluice-" PACKAGE_VERSION);
+}
+
+/* The evaluation needs res->need about res->key: start it; again runs
+ * once it is in. 0 waiting, or 1 when the answer is already there (no
+ * resolver, no such server: a failure), so run again now. */
+static int
+smtpd_q_start(struct smtpd_sess *s, const struct smtpd_check_res *res,
+              const char *stage, void (*again)(struct smtpd_sess *s))
+{
+    struct smtpd_q *q = xcalloc(1, sizeof(*q));
+    struct smtpd_srv *srv = s->srv;
+
+    q->s = s;
+    q->q = res->need;
+    snprintf(q->key, sizeof(q->key), "%s", res->key);
+    s->qv = xrealloc(s->qv, (s->nq + 1) * sizeof(*s->qv));
+    s->qv[s->nq++] = q;
+    s->check_again = again;
+    s->waiting = 1;
+    switch (q->q) {
+    case SMTPD_CHECK_Q_NAME: {
+        static const int types[3] = {DNS_T_MX, DNS_T_A, DNS_T_AAAA};
+
+        if (srv->dns == NULL)
+            break;
+        for (int i = 0; i < 3; i++) {
+            q->dq[i].q = q;
+            q->dq[i].type = types[i];
+            q->open++;
+            q->dq[i].h = dns_lookup(srv->dns, q->key, types[i], smtpd_q_name_cb,
+                                    &q->dq[i]);
+        }
+        smtpd_update_io(s);
+        return 0;
+    }
+    case SMTPD_CHECK_Q_DNSXL:
+        q->ans.dnsxl.listed = -1;
+        if (srv->dns == NULL)
+            break;
+        q->dq[0].q = q;
+        q->dq[0].type = DNS_T_A;
+        q->dq[0].h =
+            dns_lookup(srv->dns, q->key, DNS_T_A, smtpd_q_dnsxl_cb, &q->dq[0]);
+        smtpd_update_io(s);
+        return 0;
+    case SMTPD_CHECK_Q_POLICY:
+        for (size_t i = 0; i < srv->npolicy; i++)
+            if (strcmp(policy_server(srv->policy[i]), q->key) == 0) {
+                struct buf *b = buf_new(1024, BUF_NOCAP);
+
+                smtpd_policy_request(s, stage, b);
+                q->pr = policy_ask(srv->policy[i], buf_data(b), buf_len(b),
+                                   smtpd_q_policy_cb, q);
+                buf_free(b);
+                smtpd_update_io(s);
+                return 0;
+            }
+        break;
+    }
+    /* nothing to ask with: a temporary failure (the server's, for a
+     * policy: smtpd_policy_service_default_action) */
+    q->ans.name = SMTPD_CHECK_NAME_TEMP;
+    q->done = 1;
+    s->check_again = NULL;
+    s->waiting = 0;
+    return 1;
 }
 
 static int
@@ -1649,6 +1987,12 @@ smtpd_check_ask(void *arg, enum smtpd_check_fact f)
     if (f == SMTPD_CHECK_MYNETWORKS)
         return lookup_net_match(s->conf->mynetworks,
                                 (const struct sockaddr *) &s->sa);
+    if (f == SMTPD_CHECK_SENDER_FINAL || f == SMTPD_CHECK_RCPT_FINAL) {
+        const char *a = f == SMTPD_CHECK_SENDER_FINAL ? s->sender : l->rcpt;
+        const char *at = a ? strrchr(a, '@') : NULL;
+
+        return at && lookup_domain_match(s->conf->mydestination, at + 1);
+    }
     return l->rcpt && smtpd_rcpt_auth_dest(s, l->rcpt);
 }
 
@@ -1661,7 +2005,7 @@ smtpd_check_run(struct smtpd_sess *s, const char *rcpt,
     const struct smtpd_conf *c = s->conf;
     /* at DATA, a single recipient is known, as in Postfix */
     const char *one = rcpt ? rcpt : s->nrcpt == 1 ? s->rcpts[0] : NULL;
-    struct smtpd_check_log lg = {s, rcpt ? "RCPT" : "DATA", one};
+    struct smtpd_check_log lg = {s, rcpt ? "RCPT" : "DATA", one, NULL, 0};
     struct smtpd_check_in in;
 
     memset(&in, 0, sizeof(in));
@@ -1679,12 +2023,14 @@ smtpd_check_run(struct smtpd_sess *s, const char *rcpt,
     in.auth_dest = one ? -1 : 0;
     in.rbl = s->rbl;
     in.ask = smtpd_check_ask;
+    in.query = smtpd_check_query;
     in.log = smtpd_check_log;
     in.arg = &lg;
     if (rcpt)
         smtpd_check_rcpt(c->check, &in, res);
     else
         smtpd_check_data(c->check, &in, res);
+    smtpd_check_log_end(&lg, res->verdict != SMTPD_CHECK_NEED);
 }
 
 static void
@@ -1741,14 +2087,13 @@ out:
     s->pend_check = SMTPD_CHECK_PASS;
 }
 
+static void smtpd_rcpt_check(struct smtpd_sess *s);
+
 static void
 smtpd_cmd_rcpt(struct smtpd_sess *s, struct smtpd_cmd *cmd)
 {
-    struct smtpd_check_res res;
     struct smtpd_path p;
-    struct filter_args a = {0};
     const char *why;
-    char *addr;
 
     if (smtpd_parse_path(cmd->arg, "TO:", 1, &p, &why) < 0) {
         smtpd_reply(s, "501 %s", why);
@@ -1764,9 +2109,31 @@ smtpd_cmd_rcpt(struct smtpd_sess *s, struct smtpd_cmd *cmd)
         smtpd_reply(s, "452 4.5.3 Error: too many recipients");
         return;
     }
-    addr = p.addr;
+    free(s->pend_addr);
+    s->pend_addr = xstrdup(p.addr);
+    smtpd_q_clear(s);
+    smtpd_rcpt_check(s);
+}
+
+/* RCPT's restrictions for s->pend_addr; again after each answer they
+ * waited for. */
+static void
+smtpd_rcpt_check(struct smtpd_sess *s)
+{
+    static char *const none[] = {NULL};
+    struct smtpd_check_res res;
+    struct filter_args a = {0};
+    const char *addr = s->pend_addr;
+
     res.text = buf_new(128, LOG_LINE_MAX);
-    smtpd_check_run(s, addr, &res);
+    do
+        smtpd_check_run(s, addr, &res);
+    while (res.verdict == SMTPD_CHECK_NEED
+           && smtpd_q_start(s, &res, "RCPT", smtpd_rcpt_check));
+    if (res.verdict == SMTPD_CHECK_NEED) {
+        buf_free(res.text);
+        return;
+    }
     if (res.verdict == SMTPD_CHECK_REJECT) {
         struct buf *b = buf_new(128, LOG_LINE_MAX);
         struct filter_args fa;
@@ -1782,6 +2149,8 @@ smtpd_cmd_rcpt(struct smtpd_sess *s, struct smtpd_cmd *cmd)
         filter_stage(s->fs, FILTER_RCPT, &fa, NULL, NULL);
         buf_free(b);
         buf_free(res.text);
+        free(s->pend_addr);
+        s->pend_addr = NULL;
         if (res.code == 421 || res.code == 521) /* as Postfix: and hang up */
             smtpd_finish(s);
         return;
@@ -1791,10 +2160,8 @@ smtpd_cmd_rcpt(struct smtpd_sess *s, struct smtpd_cmd *cmd)
     s->pend_check_text =
         res.verdict != SMTPD_CHECK_PASS ? xstrdup(buf_data(res.text)) : NULL;
     buf_free(res.text);
-    free(s->pend_addr);
-    s->pend_addr = xstrdup(addr);
     a.str = s->pend_addr;
-    a.argv = p.params;
+    a.argv = none; /* RCPT parameters were refused */
     smtpd_filter(s, FILTER_RCPT, &a, smtpd_rcpt_done);
 }
 
@@ -2037,18 +2404,26 @@ smtpd_gate_release(struct smtpd_sess *s)
         ev_check_start(srv->loop, &srv->gate_admit);
 }
 
-/* smtpd_data_restrictions: 1 when DATA was refused (replied, logged). */
-static int
-smtpd_check_data_refused(struct smtpd_sess *s)
+static void smtpd_data_go(struct smtpd_sess *s);
+
+/* smtpd_data_restrictions, then DATA goes on (smtpd_data_go) unless it
+ * was refused (replied, logged); again after each answer they waited
+ * for. */
+static void
+smtpd_data_check(struct smtpd_sess *s)
 {
     struct smtpd_check_res res;
     int refused = 0;
 
-    if (!smtpd_check_data_used(s->conf->check))
-        return 0;
     res.text = buf_new(128, LOG_LINE_MAX);
-
-    smtpd_check_run(s, NULL, &res);
+    do
+        smtpd_check_run(s, NULL, &res);
+    while (res.verdict == SMTPD_CHECK_NEED
+           && smtpd_q_start(s, &res, "DATA", smtpd_data_check));
+    if (res.verdict == SMTPD_CHECK_NEED) {
+        buf_free(res.text);
+        return;
+    }
     if (res.verdict == SMTPD_CHECK_REJECT) {
         struct buf *b = buf_new(128, LOG_LINE_MAX);
 
@@ -2073,7 +2448,8 @@ smtpd_check_data_refused(struct smtpd_sess *s)
         smtpd_txn_note(s, &hr);
     }
     buf_free(res.text);
-    return refused;
+    if (!refused)
+        smtpd_data_go(s);
 }
 
 static void
@@ -2090,8 +2466,17 @@ smtpd_cmd_data(struct smtpd_sess *s, struct smtpd_cmd *cmd)
             smtpd_reply(s, "503 5.5.1 Error: need RCPT command");
         return;
     }
-    if (smtpd_check_data_refused(s))
-        return;
+    smtpd_q_clear(s);
+    if (smtpd_check_data_used(s->conf->check))
+        smtpd_data_check(s);
+    else
+        smtpd_data_go(s);
+}
+
+/* DATA accepted by the restrictions: admission, then the 354. */
+static void
+smtpd_data_go(struct smtpd_sess *s)
+{
     if (s->srv->data_limit > 0
         && (s->srv->data_busy >= s->srv->data_limit
             || s->srv->gate_head != NULL)) {
@@ -3280,6 +3665,7 @@ smtpd_close(struct smtpd_sess *s)
             dns_cancel(s->rblq[i].q);
             s->rblq[i].q = NULL;
         }
+    smtpd_q_clear(s); /* nor after this */
     /* a file owned by a pool job is not in s->sf */
     smtpd_drop_file(srv, s->sf);
     s->sf = NULL;
@@ -3319,6 +3705,7 @@ smtpd_sess_free(struct smtpd_sess *s)
     SSL_free(s->tc.ssl);
     free(s->rbl);
     free(s->rblq);
+    free(s->qv);
     free(s->tls);
     smtpd_data_free(s->dec);
     spool_abort(s->sf);
@@ -3993,6 +4380,50 @@ smtpd_data_limit(const struct cf *cf, const struct smtpd_srv *srv)
     return (int) v;
 }
 
+/* A client for each policy server the services' restrictions name (their
+ * host names resolved now, before the loop serves). */
+static void
+smtpd_policy_start(struct smtpd_srv *srv, const struct cf *cf)
+{
+    struct policy_conf pc;
+
+    pc.timeout = (double) cf_time(cf, "smtpd_policy_service_timeout");
+    pc.max_idle = (double) cf_time(cf, "smtpd_policy_service_max_idle");
+    pc.max_ttl = (double) cf_time(cf, "smtpd_policy_service_max_ttl");
+    pc.request_limit = cf_int(cf, "smtpd_policy_service_request_limit");
+    pc.try_limit = cf_int(cf, "smtpd_policy_service_try_limit");
+    pc.retry_delay = (double) cf_time(cf, "smtpd_policy_service_retry_delay");
+    srv->policy_context =
+        xstrdup(cf_str(cf, "smtpd_policy_service_policy_context"));
+    for (size_t i = 0; i < srv->nlsn; i++) {
+        const struct smtpd_check *c = srv->lsn[i].conf.check;
+
+        for (size_t k = 0; k < smtpd_check_policy_count(c); k++) {
+            const char *name = smtpd_check_policy_server(c, k);
+            struct buf *err;
+            struct policy *p;
+            size_t j;
+
+            for (j = 0; j < srv->npolicy; j++)
+                if (strcmp(policy_server(srv->policy[j]), name) == 0)
+                    break;
+            if (j < srv->npolicy)
+                continue;
+            err = buf_new(128, 4096);
+            p = policy_new(srv->loop, name, cf_str(cf, "queue_directory"), &pc,
+                           err);
+            if (p == NULL) { /* its requests get the default action */
+                log_warning("check_policy_service %s: %s", name, buf_data(err));
+            } else {
+                srv->policy = xrealloc(srv->policy, (srv->npolicy + 1)
+                                                        * sizeof(*srv->policy));
+                srv->policy[srv->npolicy++] = p;
+            }
+            buf_free(err);
+        }
+    }
+}
+
 int
 smtpd_run(const struct cf *cf, struct smtpd_listener *ls, size_t n)
 {
@@ -4074,16 +4505,18 @@ smtpd_run(const struct cf *cf, struct smtpd_listener *ls, size_t n)
     srv.reap.data = &srv;
     filter_chains_start(srv.chains, srv.nchains, srv.loop);
     for (i = 0; i < n && srv.dns == NULL; i++) /* made before any session */
-        if (smtpd_check_rbl_count(srv.lsn[i].conf.check) > 0) {
+        if (smtpd_check_uses_dns(srv.lsn[i].conf.check)) {
             struct buf *err = buf_new(128, 4096);
 
             srv.dns = dns_new(srv.loop, cf_list(cf, "sluice_dns_servers"),
                               (double) cf_time(cf, "sluice_dns_timeout"), err);
             if (srv.dns == NULL)
-                log_warning("DNS lists are not looked up: %s", buf_data(err));
+                log_warning("DNS restrictions are not looked up: %s",
+                            buf_data(err));
             buf_free(err);
             break;
         }
+    smtpd_policy_start(&srv, cf);
     srv.data_limit = smtpd_data_limit(cf, &srv);
     ev_check_init(&srv.gate_admit, smtpd_gate_admit_cb);
     srv.gate_admit.data = &srv;
@@ -4116,6 +4549,10 @@ smtpd_run(const struct cf *cf, struct smtpd_listener *ls, size_t n)
         sasl_srv_free(srv.sasl[i]);
     free(srv.sasl);
     dns_free(srv.dns); /* the sessions' lookups were cancelled */
+    for (i = 0; i < srv.npolicy; i++)
+        policy_free(srv.policy[i]);
+    free(srv.policy);
+    free(srv.policy_context);
     free(srv.chains);
     free(srv.lsn);
     log_info("smtpd stopped");

@@ -69,7 +69,17 @@ enum sc_kind {
     SC_RCPT_ACCESS,
     SC_RBL,   /* reject_rbl_client DOMAIN[=FILTER] */
     SC_DNSWL, /* permit_dnswl_client DOMAIN[=FILTER] */
-    SC_SKIP   /* accepted, not implemented */
+    SC_DEFER_IF_PERMIT,
+    SC_DEFER_IF_REJECT,
+    SC_UNKNOWN_SENDER, /* reject_unknown_sender_domain */
+    SC_UNKNOWN_RCPT,   /* reject_unknown_recipient_domain */
+    SC_UNKNOWN_HELO,   /* reject_unknown_helo_hostname */
+    SC_RHSBL_CLIENT,   /* reject_rhsbl_* DOMAIN[=FILTER] */
+    SC_RHSBL_HELO,
+    SC_RHSBL_SENDER,
+    SC_RHSBL_RCPT,
+    SC_POLICY, /* check_policy_service SERVER */
+    SC_SKIP    /* accepted, not implemented */
 };
 
 /* Restrictions that take no table, by name (also access actions). */
@@ -95,6 +105,24 @@ static const struct {
     {"reject_sender_login_mismatch", SC_LOGIN_MISMATCH},
     {"reject_authenticated_sender_login_mismatch", SC_AUTH_LOGIN_MISMATCH},
     {"reject_unauthenticated_sender_login_mismatch", SC_UNAUTH_LOGIN_MISMATCH},
+    {"defer_if_permit", SC_DEFER_IF_PERMIT},
+    {"defer_if_reject", SC_DEFER_IF_REJECT},
+    {"reject_unknown_sender_domain", SC_UNKNOWN_SENDER},
+    {"reject_unknown_recipient_domain", SC_UNKNOWN_RCPT},
+    {"reject_unknown_helo_hostname", SC_UNKNOWN_HELO},
+    {"reject_unknown_hostname", SC_UNKNOWN_HELO}, /* before Postfix 2.3 */
+};
+
+/* The ones that take DOMAIN[=FILTER] (with reject_rbl_client and
+ * permit_dnswl_client). */
+static const struct {
+    const char *name;
+    enum sc_kind kind;
+} sc_rhsbl[] = {
+    {"reject_rhsbl_client", SC_RHSBL_CLIENT},
+    {"reject_rhsbl_helo", SC_RHSBL_HELO},
+    {"reject_rhsbl_sender", SC_RHSBL_SENDER},
+    {"reject_rhsbl_recipient", SC_RHSBL_RCPT},
 };
 
 /* Postfix restrictions this Sluice skips (DNS, policy servers, client
@@ -110,7 +138,6 @@ static const struct {
     {"check_helo_a_access", 1},
     {"check_helo_mx_access", 1},
     {"check_helo_ns_access", 1},
-    {"check_policy_service", 1},
     {"check_recipient_a_access", 1},
     {"check_recipient_mx_access", 1},
     {"check_recipient_ns_access", 1},
@@ -119,8 +146,6 @@ static const struct {
     {"check_sender_a_access", 1},
     {"check_sender_mx_access", 1},
     {"check_sender_ns_access", 1},
-    {"defer_if_permit", 0},
-    {"defer_if_reject", 0},
     {"permit_mx_backup", 0},
     {"permit_rhswl_client", 1},
     {"permit_tls_all_clientcerts", 0},
@@ -128,19 +153,11 @@ static const struct {
     {"reject_known_sender_login_mismatch", 0},
     {"reject_multi_recipient_bounce", 0},
     {"reject_plaintext_session", 0},
-    {"reject_rhsbl_client", 1},
-    {"reject_rhsbl_helo", 1},
-    {"reject_rhsbl_recipient", 1},
     {"reject_rhsbl_reverse_client", 1},
-    {"reject_rhsbl_sender", 1},
     {"reject_unauth_pipelining", 0},
     {"reject_unknown_client_hostname", 0},
     {"reject_unknown_client", 0},
-    {"reject_unknown_helo_hostname", 0},
-    {"reject_unknown_hostname", 0},
-    {"reject_unknown_recipient_domain", 0},
     {"reject_unknown_reverse_client_hostname", 0},
-    {"reject_unknown_sender_domain", 0},
     {"reject_unlisted_recipient", 0},
     {"reject_unlisted_sender", 0},
     {"reject_unverified_recipient", 0},
@@ -157,6 +174,7 @@ struct sc_restr {
     struct lookup_table *t;   /* the check_*_access ones */
     char *spec;               /* their TYPE:TABLE, for warnings */
     size_t rbl;               /* SC_RBL, SC_DNSWL: index of the domain */
+    char *dom;                /* SC_RHSBL_*: the list's domain */
     struct sc_filter *filter; /* and its filter, or NULL: any address */
 };
 
@@ -185,6 +203,23 @@ struct smtpd_check {
     struct lookup_table **login; /* smtpd_sender_login_maps */
     size_t nlogin;
     char *null_key; /* smtpd_null_access_lookup_key */
+    char **policy;  /* check_policy_service's servers, each once */
+    size_t npolicy;
+    int dns;           /* a restriction asks Q_NAME or Q_DNSXL */
+    int unk_addr_code; /* unknown_address_reject_code */
+    int unk_name_code; /* unknown_hostname_reject_code */
+    int unk_addr_tf;   /* unknown_address_tempfail_action: 1
+                          defer_if_permit, 0 defer */
+    int unk_helo_tf;   /* unknown_helo_hostname_tempfail_action */
+    char *policy_def;  /* smtpd_policy_service_default_action */
+};
+
+/* A deferral kept for later: defer_if_permit, defer_if_reject. */
+struct sc_defer {
+    int active;
+    int code;
+    char dsn[16];
+    struct buf *text;
 };
 
 /* Evaluation of one request. */
@@ -195,7 +230,8 @@ struct sc_run {
     enum sc_list list;
     int warn; /* warn_if_reject for the next restriction */
     int depth;
-    int mynet, dest; /* in->mynetworks, in->auth_dest, once known */
+    int mynet, dest;          /* in->mynetworks, in->auth_dest, once known */
+    struct sc_defer dip, dir; /* defer_if_permit, defer_if_reject */
 };
 
 /* A fact the caller gave (0 or 1), or asked of in->ask once (-1). */
@@ -211,7 +247,8 @@ enum sc_result {
     SCR_DUNNO,
     SCR_PERMIT,
     SCR_REJECT,
-    SCR_DISCARD /* ends every list: the message is accepted and dropped */
+    SCR_DISCARD, /* ends every list: the message is accepted and dropped */
+    SCR_NEED     /* an answer is not known yet: res->need, res->key */
 };
 
 static enum sc_kind
@@ -317,10 +354,12 @@ sc_parse_filter(const char *s, struct sc_filter *f)
     return *s == '\0' ? 0 : -1;
 }
 
-/* reject_rbl_client / permit_dnswl_client and its DOMAIN[=FILTER]. */
+/* reject_rbl_client / permit_dnswl_client / reject_rhsbl_* (kind) and
+ * its DOMAIN[=FILTER]. */
 static int
 sc_parse_rbl(struct smtpd_check *c, enum sc_list l, const char *name,
-             const char *arg, struct sc_restr *r, struct buf *err)
+             enum sc_kind kind, const char *arg, struct sc_restr *r,
+             struct buf *err)
 {
     char dom[256], safe[128];
     const char *eq;
@@ -359,7 +398,12 @@ sc_parse_rbl(struct smtpd_check *c, enum sc_list l, const char *name,
             return -1;
         }
     }
-    r->kind = strcasecmp(name, "reject_rbl_client") == 0 ? SC_RBL : SC_DNSWL;
+    r->kind = kind;
+    if (kind != SC_RBL && kind != SC_DNSWL) { /* looked up when it runs */
+        r->dom = xstrdup(dom);
+        c->dns = 1;
+        return 0;
+    }
     for (i = 0; i < c->nrbl; i++)
         if (strcasecmp(c->rbl[i], dom) == 0)
             break;
@@ -369,6 +413,93 @@ sc_parse_rbl(struct smtpd_check *c, enum sc_list l, const char *name,
     }
     r->rbl = i;
     return 0;
+}
+
+/* Is name one of the DNS list restrictions? Its kind in *k. */
+static int
+sc_dnsxl_kind(const char *name, enum sc_kind *k)
+{
+    if (strcasecmp(name, "reject_rbl_client") == 0
+        || strcasecmp(name, "permit_dnswl_client") == 0) {
+        *k = strcasecmp(name, "reject_rbl_client") == 0 ? SC_RBL : SC_DNSWL;
+        return 1;
+    }
+    for (size_t i = 0; i < sizeof(sc_rhsbl) / sizeof(sc_rhsbl[0]); i++)
+        if (strcasecmp(name, sc_rhsbl[i].name) == 0) {
+            *k = sc_rhsbl[i].kind;
+            return 1;
+        }
+    return 0;
+}
+
+/* check_policy_service inet:HOST:PORT or unix:PATH (the caller connects;
+ * here only its form). */
+static int
+sc_parse_policy(struct smtpd_check *c, enum sc_list l, const char *arg,
+                struct sc_restr *r, struct buf *err)
+{
+    char safe[128];
+    size_t i;
+
+    if (arg == NULL
+        || (strncmp(arg, "inet:", 5) != 0 && strncmp(arg, "unix:", 5) != 0)
+        || arg[5] == '\0' || strlen(arg) >= SMTPD_CHECK_KEY_MAX) {
+        buf_printf(err,
+                   "%s: check_policy_service: \"%s\" is not a policy server "
+                   "(inet:host:port or unix:path)",
+                   sc_params[l],
+                   arg ? log_safe(arg, strlen(arg), safe, sizeof(safe)) : "");
+        return -1;
+    }
+    if (strncmp(arg, "inet:", 5) == 0 && strrchr(arg + 5, ':') == NULL) {
+        buf_printf(err, "%s: check_policy_service %s: no port", sc_params[l],
+                   log_safe(arg, strlen(arg), safe, sizeof(safe)));
+        return -1;
+    }
+    r->kind = SC_POLICY;
+    r->spec = xstrdup(arg);
+    for (i = 0; i < c->npolicy; i++)
+        if (strcmp(c->policy[i], arg) == 0)
+            return 0;
+    c->policy = xrealloc(c->policy, (c->npolicy + 1) * sizeof(*c->policy));
+    c->policy[c->npolicy++] = xstrdup(arg);
+    return 0;
+}
+
+/* Is v an access action (smtpd_policy_service_default_action)? The
+ * words sc_action knows, or a 4xx/5xx code. */
+static int
+sc_is_action(const char *v)
+{
+    static const char *const w[] = {"OK",
+                                    "PERMIT",
+                                    "DUNNO",
+                                    "REJECT",
+                                    "DEFER",
+                                    "DEFER_IF_PERMIT",
+                                    "DEFER_IF_REJECT",
+                                    "WARN",
+                                    "INFO",
+                                    "HOLD",
+                                    "DISCARD"};
+    size_t wl = strcspn(v, " \t");
+
+    if (wl == 3 && (v[0] == '4' || v[0] == '5') && isdigit((unsigned char) v[1])
+        && isdigit((unsigned char) v[2]))
+        return 1;
+    for (size_t i = 0; i < sizeof(w) / sizeof(w[0]); i++)
+        if (wl == strlen(w[i]) && strncasecmp(v, w[i], wl) == 0)
+            return 1;
+    return 0;
+}
+
+/* A *_tempfail_action: 1 defer_if_permit, 0 defer, -1 neither. */
+static int
+sc_tempfail(const char *v)
+{
+    if (strcasecmp(v, "defer_if_permit") == 0)
+        return 1;
+    return strcasecmp(v, "defer") == 0 ? 0 : -1;
 }
 
 static int
@@ -418,10 +549,12 @@ sc_parse_list(struct smtpd_check *c, const struct cf *cf, enum sc_list l,
             }
 
             buf_free(e);
-        } else if (!found
-                   && (strcasecmp(name, "reject_rbl_client") == 0
-                       || strcasecmp(name, "permit_dnswl_client") == 0)) {
-            if (sc_parse_rbl(c, l, name, w[i + 1], r, err) < 0)
+        } else if (!found && sc_dnsxl_kind(name, &r->kind)) {
+            if (sc_parse_rbl(c, l, name, r->kind, w[i + 1], r, err) < 0)
+                return -1;
+            i++;
+        } else if (!found && strcasecmp(name, "check_policy_service") == 0) {
+            if (sc_parse_policy(c, l, w[i + 1], r, err) < 0)
                 return -1;
             i++;
         } else if (!found) {
@@ -483,7 +616,49 @@ smtpd_check_new(const struct cf *cf, struct buf *err, struct buf *warn)
     c->login = sc_open_tables(cf, "smtpd_sender_login_maps", &c->nlogin, err);
     if (c->login == NULL)
         goto fail;
+    for (int l = 0; l < SCL_N; l++)
+        for (size_t i = 0; i < c->n[l]; i++)
+            if (c->v[l][i].kind == SC_UNKNOWN_SENDER
+                || c->v[l][i].kind == SC_UNKNOWN_RCPT
+                || c->v[l][i].kind == SC_UNKNOWN_HELO)
+                c->dns = 1;
     c->null_key = xstrdup(cf_str(cf, "smtpd_null_access_lookup_key"));
+    c->policy_def = xstrdup(cf_str(cf, "smtpd_policy_service_default_action"));
+    c->unk_addr_code = (int) cf_int(cf, "unknown_address_reject_code");
+    c->unk_name_code = (int) cf_int(cf, "unknown_hostname_reject_code");
+    c->unk_addr_tf = sc_tempfail(cf_str(cf, "unknown_address_tempfail_action"));
+    c->unk_helo_tf =
+        sc_tempfail(cf_str(cf, "unknown_helo_hostname_tempfail_action"));
+    {
+        static const char *const codes[] = {"unknown_address_reject_code",
+                                            "unknown_hostname_reject_code"};
+        static const char *const tfs[] = {
+            "unknown_address_tempfail_action",
+            "unknown_helo_hostname_tempfail_action"};
+        int cv[2] = {c->unk_addr_code, c->unk_name_code};
+        int tv[2] = {c->unk_addr_tf, c->unk_helo_tf};
+
+        for (int k = 0; k < 2; k++) {
+            if (cv[k] < 400 || cv[k] > 599) {
+                buf_printf(err, "%s: %d is not a 4xx or 5xx code", codes[k],
+                           cv[k]);
+                goto fail;
+            }
+            if (tv[k] < 0) {
+                buf_printf(err,
+                           "%s: \"%s\" is neither defer_if_permit nor defer",
+                           tfs[k], cf_str(cf, tfs[k]));
+                goto fail;
+            }
+        }
+    }
+    if (!sc_is_action(c->policy_def)) {
+        buf_printf(err,
+                   "smtpd_policy_service_default_action: \"%s\" is not an "
+                   "access action",
+                   cf_str(cf, "smtpd_policy_service_default_action"));
+        goto fail;
+    }
     c->rbl_code = (int) cf_int(cf, "maps_rbl_reject_code");
     if (c->rbl_code < 400 || c->rbl_code > 599) {
         buf_printf(err, "maps_rbl_reject_code: %d is not a 4xx or 5xx code",
@@ -506,6 +681,7 @@ smtpd_check_free(struct smtpd_check *c)
             lookup_free(c->v[l][i].t);
             free(c->v[l][i].spec);
             free(c->v[l][i].filter);
+            free(c->v[l][i].dom);
         }
         free(c->v[l]);
     }
@@ -513,6 +689,10 @@ smtpd_check_free(struct smtpd_check *c)
         lookup_free(c->login[i]);
     free(c->login);
     free(c->null_key);
+    free(c->policy_def);
+    for (size_t i = 0; i < c->npolicy; i++)
+        free(c->policy[i]);
+    free(c->policy);
     for (size_t i = 0; i < c->nrbl; i++)
         free(c->rbl[i]);
     free(c->rbl);
@@ -523,6 +703,24 @@ size_t
 smtpd_check_rbl_count(const struct smtpd_check *c)
 {
     return c ? c->nrbl : 0;
+}
+
+int
+smtpd_check_uses_dns(const struct smtpd_check *c)
+{
+    return c && (c->nrbl > 0 || c->dns);
+}
+
+size_t
+smtpd_check_policy_count(const struct smtpd_check *c)
+{
+    return c ? c->npolicy : 0;
+}
+
+const char *
+smtpd_check_policy_server(const struct smtpd_check *c, size_t i)
+{
+    return i < c->npolicy ? c->policy[i] : NULL;
 }
 
 const char *
@@ -629,6 +827,14 @@ sc_reject(struct sc_run *r, int code, const char *dsn, const char *fmt, ...)
         buf_free(t);
         return SCR_DUNNO;
     }
+    /* an earlier defer_if_reject turns a 5xx into its deferral */
+    if (r->dir.active && code >= 500) {
+        r->dir.active = 0;
+        code = r->dir.code;
+        dsn = r->dir.dsn;
+        buf_reset(t);
+        buf_append(t, buf_data(r->dir.text), buf_len(r->dir.text));
+    }
     r->res->verdict = SMTPD_CHECK_REJECT;
     r->res->code = code;
     snprintf(r->res->dsn, sizeof(r->res->dsn), "%s", dsn);
@@ -636,6 +842,55 @@ sc_reject(struct sc_run *r, int code, const char *dsn, const char *fmt, ...)
     buf_append(r->res->text, buf_data(t), buf_len(t));
     buf_free(t);
     return SCR_REJECT;
+}
+
+/* defer_if_permit / defer_if_reject: keep the first deferral of its kind
+ * ("<name>: CLASS rejected: TEXT"). Under warn_if_reject a
+ * defer_if_permit is a plain reject, so only logged. */
+static enum sc_result
+sc_defer_if(struct sc_run *r, struct sc_defer *d, const char *name,
+            const char *class, int code, const char *dsn, const char *text)
+{
+    if (d == &r->dip && r->warn)
+        return sc_reject(r, code, dsn, "%s: %s rejected: %s", name, class,
+                         text);
+    if (!d->active) {
+        d->active = 1;
+        d->code = code;
+        snprintf(d->dsn, sizeof(d->dsn), "%s", dsn);
+        buf_reset(d->text);
+        buf_printf(d->text, "%s: %s rejected: %s", name, class, text);
+    }
+    return SCR_DUNNO;
+}
+
+/* The same with the list's name and class. */
+static enum sc_result
+sc_defer_if_class(struct sc_run *r, struct sc_defer *d, enum sc_list l,
+                  int code, const char *dsn, const char *text)
+{
+    struct buf *n = buf_new(128, BUF_NOCAP);
+    enum sc_result res;
+
+    sc_name(r, l, n);
+    res = sc_defer_if(r, d, buf_data(n), sc_class[l], code, dsn, text);
+    buf_free(n);
+    return res;
+}
+
+/* An answer from the network: 1 known (*ans), 0 not yet (the need is in
+ * res), -1 the caller has none (the restriction is skipped). */
+static int
+sc_query(struct sc_run *r, enum smtpd_check_q q, const char *key,
+         const struct smtpd_check_ans **ans)
+{
+    if (r->in->query == NULL)
+        return -1;
+    if (r->in->query(r->in->arg, q, key, ans))
+        return 1;
+    r->res->need = q;
+    snprintf(r->res->key, sizeof(r->res->key), "%s", key);
+    return 0;
 }
 
 /* An access action's text may start with its own DSN ("5.7.2 list
@@ -759,7 +1014,8 @@ sc_action_list(struct sc_run *r, const char *v)
     for (char *w = strtok_r(copy, ", \t", &save); w && res == SCR_DUNNO;
          w = strtok_r(NULL, ", \t", &save)) {
         int found;
-        struct sc_restr x = {sc_lookup_name(w, &found), NULL, NULL, 0, NULL};
+        struct sc_restr x = {
+            sc_lookup_name(w, &found), NULL, NULL, 0, NULL, NULL};
 
         if (!found) { /* checked by the caller: cannot happen */
             res = sc_reject(r, 451, "4.3.5", "Server configuration error");
@@ -811,6 +1067,13 @@ sc_action(struct sc_run *r, enum sc_list l, const char *spec, const char *v)
         snprintf(dsn, sizeof(dsn), "%s", rej ? "5.7.1" : "4.7.1");
         text = sc_text_dsn(text, code, dsn, sizeof(dsn));
         return sc_reject_class(r, l, code, dsn, *text ? text : "Access denied");
+    }
+    if (IS("DEFER_IF_PERMIT") || IS("DEFER_IF_REJECT")) {
+        snprintf(dsn, sizeof(dsn), "4.7.1");
+        text = sc_text_dsn(text, 450, dsn, sizeof(dsn));
+        return sc_defer_if_class(r, IS("DEFER_IF_PERMIT") ? &r->dip : &r->dir,
+                                 l, 450, dsn,
+                                 *text ? text : "Service unavailable");
     }
     if (IS("WARN") || IS("INFO")) {
         if (r->in->log)
@@ -1054,24 +1317,32 @@ sc_login_mismatch(struct sc_run *r, enum sc_kind k)
     return res;
 }
 
+/* Does a DNS list answer hold an address the filter allows? */
+static int
+sc_listed(const struct smtpd_check_rbl *a, const struct sc_filter *f)
+{
+    if (a->listed != 1)
+        return 0; /* not listed, or not known: as Postfix */
+    for (size_t i = 0; i < a->naddr; i++) {
+        int hit = 1;
+
+        for (int k = 0; k < 4 && f; k++)
+            if (!(f->ok[k][a->addrs[i][k] / 8] & (1u << (a->addrs[i][k] % 8))))
+                hit = 0;
+        if (hit)
+            return 1;
+    }
+    return 0;
+}
+
 /* reject_rbl_client, permit_dnswl_client: a listing whose address the
  * filter allows (Postfix's rbl reply, its TXT as the reason). */
 static enum sc_result
 sc_rbl(struct sc_run *r, const struct sc_restr *x)
 {
     const struct smtpd_check_rbl *a = r->in->rbl ? &r->in->rbl[x->rbl] : NULL;
-    int hit = 0;
 
-    if (a == NULL || a->listed != 1)
-        return SCR_DUNNO; /* not listed, or not known: as Postfix */
-    for (size_t i = 0; i < a->naddr && !hit; i++) {
-        hit = 1;
-        for (int k = 0; k < 4 && x->filter; k++)
-            if (!(x->filter->ok[k][a->addrs[i][k] / 8]
-                  & (1u << (a->addrs[i][k] % 8))))
-                hit = 0;
-    }
-    if (!hit)
+    if (a == NULL || !sc_listed(a, x->filter))
         return SCR_DUNNO;
     if (x->kind == SC_DNSWL)
         return SCR_PERMIT;
@@ -1081,6 +1352,165 @@ sc_rbl(struct sc_run *r, const struct sc_restr *x)
                      "%s%s%s",
                      r->in->addr ? r->in->addr : "", r->c->rbl[x->rbl],
                      a->txt[0] ? "; " : "", a->txt);
+}
+
+/* A temporary DNS failure: deferred if the request would pass
+ * (defer_if_permit) or at once (defer), as the *_tempfail_action says. */
+static enum sc_result
+sc_tempfail_reply(struct sc_run *r, int if_permit, const char *name,
+                  const char *class, const char *dsn, const char *text)
+{
+    if (if_permit)
+        return sc_defer_if(r, &r->dip, name, class, 450, dsn, text);
+    return sc_reject(r, 450, dsn, "%s: %s rejected: %s", name, class, text);
+}
+
+/* reject_unknown_sender_domain, reject_unknown_recipient_domain: the
+ * domain of a, unless it is ours or a literal, must have an MX (not a
+ * null MX), A or AAAA record. */
+static enum sc_result
+sc_unknown_addr(struct sc_run *r, const char *a, int sender)
+{
+    const struct smtpd_check_ans *ans;
+    const char *class = sender ? "Sender address" : "Recipient address";
+    const char *dsn = sender ? "4.1.8" : "4.1.2", *at;
+    char name[600];
+    int code, rc;
+
+    if (a == NULL || *a == '\0' || (at = strrchr(a, '@')) == NULL
+        || at[1] == '\0' || at[1] == '[')
+        return SCR_DUNNO;
+    if (r->in->ask
+        && r->in->ask(r->in->arg, sender ? SMTPD_CHECK_SENDER_FINAL
+                                         : SMTPD_CHECK_RCPT_FINAL))
+        return SCR_DUNNO; /* mail for us: Postfix does not ask */
+    rc = sc_query(r, SMTPD_CHECK_Q_NAME, at + 1, &ans);
+    if (rc <= 0)
+        return rc == 0 ? SCR_NEED : SCR_DUNNO;
+    snprintf(name, sizeof(name), "<%s>", a);
+    if (ans->name & (SMTPD_CHECK_NAME_MX | SMTPD_CHECK_NAME_ADDR))
+        return SCR_DUNNO;
+    if (ans->name & SMTPD_CHECK_NAME_NULLMX)
+        return sc_reject(r, sender ? 550 : 556, sender ? "5.7.27" : "5.1.10",
+                         "%s: %s rejected: Domain %s does not accept mail "
+                         "(nullMX)",
+                         name, class, at + 1);
+    if (ans->name & SMTPD_CHECK_NAME_TEMP)
+        return sc_tempfail_reply(r, r->c->unk_addr_tf, name, class, dsn,
+                                 "Domain not found");
+    code = r->c->unk_addr_code;
+    {
+        char d[16];
+
+        snprintf(d, sizeof(d), "%c%s", '0' + code / 100, dsn + 1);
+        return sc_reject(r, code, d, "%s: %s rejected: %s", name, class,
+                         ans->name & SMTPD_CHECK_NAME_INVAL
+                             ? "Malformed DNS server reply"
+                             : "Domain not found");
+    }
+}
+
+/* reject_unknown_helo_hostname: a HELO name with no A, AAAA or MX record
+ * (a null MX will do: an MTA's name may have one). */
+static enum sc_result
+sc_unknown_helo(struct sc_run *r)
+{
+    const struct smtpd_check_ans *ans;
+    const char *h = r->in->helo;
+    char name[600], dsn[16];
+    int rc;
+
+    if (h == NULL || *h == '\0')
+        return SCR_DUNNO;
+    if (*h == '[') /* Postfix: a literal must be a valid address */
+        return sc_literal(h) ? SCR_DUNNO
+                             : sc_reject(r, 501, "5.5.2",
+                                         "<%s>: Helo command rejected: "
+                                         "invalid ip address",
+                                         h);
+    rc = sc_query(r, SMTPD_CHECK_Q_NAME, h, &ans);
+    if (rc <= 0)
+        return rc == 0 ? SCR_NEED : SCR_DUNNO;
+    if (ans->name
+        & (SMTPD_CHECK_NAME_MX | SMTPD_CHECK_NAME_ADDR
+           | SMTPD_CHECK_NAME_NULLMX))
+        return SCR_DUNNO;
+    snprintf(name, sizeof(name), "<%s>", h);
+    if (ans->name & SMTPD_CHECK_NAME_TEMP)
+        return sc_tempfail_reply(r, r->c->unk_helo_tf, name, "Helo command",
+                                 "4.7.1", "Host not found");
+    snprintf(dsn, sizeof(dsn), "%c.7.1", '0' + r->c->unk_name_code / 100);
+    return sc_reject(
+        r, r->c->unk_name_code, dsn, "%s: Helo command rejected: %s", name,
+        ans->name & SMTPD_CHECK_NAME_INVAL ? "Malformed DNS server reply"
+                                           : "Host not found");
+}
+
+/* reject_rhsbl_client, _helo, _sender, _recipient: the name's domain
+ * (the address's, the client's host name, the HELO name) in the list;
+ * nothing for an address literal, "unknown" or a name that ends in a
+ * number (Postfix skips those too). */
+static enum sc_result
+sc_rhsbl_check(struct sc_run *r, const struct sc_restr *x)
+{
+    const struct smtpd_check_in *in = r->in;
+    const struct smtpd_check_ans *ans;
+    const char *what = NULL, *class = "", *dom, *last;
+    char key[SMTPD_CHECK_KEY_MAX];
+    int rc;
+
+    switch (x->kind) {
+    case SC_RHSBL_CLIENT:
+        what = in->name && strcmp(in->name, "unknown") != 0 ? in->name : NULL;
+        class = "Client host";
+        break;
+    case SC_RHSBL_HELO:
+        what = in->helo;
+        class = "Helo command";
+        break;
+    case SC_RHSBL_SENDER:
+        what = in->sender && *in->sender ? in->sender : NULL;
+        class = "Sender address";
+        break;
+    default:
+        what = in->rcpt;
+        class = "Recipient address";
+        break;
+    }
+    if (what == NULL)
+        return SCR_DUNNO;
+    dom = strrchr(what, '@') ? strrchr(what, '@') + 1 : what;
+    if (*dom == '\0' || *dom == '[')
+        return SCR_DUNNO;
+    last = strrchr(dom, '.') ? strrchr(dom, '.') + 1 : dom;
+    if (strspn(last, "0123456789") == strlen(last))
+        return SCR_DUNNO;
+    if ((size_t) snprintf(key, sizeof(key), "%s.%s", dom, x->dom) >= sizeof(key)
+        || !dns_valid_name(key))
+        return SCR_DUNNO;
+    rc = sc_query(r, SMTPD_CHECK_Q_DNSXL, key, &ans);
+    if (rc <= 0)
+        return rc == 0 ? SCR_NEED : SCR_DUNNO;
+    if (!sc_listed(&ans->dnsxl, x->filter))
+        return SCR_DUNNO;
+    return sc_reject(
+        r, r->c->rbl_code, r->c->rbl_code < 500 ? "4.7.1" : "5.7.1",
+        "Service unavailable; %s [%s] blocked using %s%s%s", class, what,
+        x->dom, ans->dnsxl.txt[0] ? "; " : "", ans->dnsxl.txt);
+}
+
+/* check_policy_service: the server's action, judged as an access
+ * table's; its failure: smtpd_policy_service_default_action. */
+static enum sc_result
+sc_policy(struct sc_run *r, const struct sc_restr *x)
+{
+    const struct smtpd_check_ans *ans;
+    int rc = sc_query(r, SMTPD_CHECK_Q_POLICY, x->spec, &ans);
+
+    if (rc <= 0)
+        return rc == 0 ? SCR_NEED : SCR_DUNNO;
+    return sc_action(r, r->list, x->spec,
+                     ans->action ? ans->action : r->c->policy_def);
 }
 
 static enum sc_result
@@ -1164,18 +1594,42 @@ sc_one(struct sc_run *r, const struct sc_restr *x)
     case SC_RBL:
     case SC_DNSWL:
         return sc_rbl(r, x);
+    case SC_DEFER_IF_PERMIT:
+    case SC_DEFER_IF_REJECT: {
+        int p = x->kind == SC_DEFER_IF_PERMIT;
+
+        return sc_defer_if_class(
+            r, p ? &r->dip : &r->dir, r->list, 450, "4.7.0",
+            p ? "defer_if_permit requested" : "defer_if_reject requested");
+    }
+    case SC_UNKNOWN_SENDER:
+    case SC_UNKNOWN_RCPT:
+        return sc_unknown_addr(
+            r, x->kind == SC_UNKNOWN_SENDER ? in->sender : in->rcpt,
+            x->kind == SC_UNKNOWN_SENDER);
+    case SC_UNKNOWN_HELO:
+        return sc_unknown_helo(r);
+    case SC_RHSBL_CLIENT:
+    case SC_RHSBL_HELO:
+    case SC_RHSBL_SENDER:
+    case SC_RHSBL_RCPT:
+        return sc_rhsbl_check(r, x);
+    case SC_POLICY:
+        return sc_policy(r, x);
     case SC_SKIP:
         return SCR_DUNNO;
     }
     return SCR_DUNNO;
 }
 
-/* One list: 1 when it rejected (res filled), else 0. */
+/* One list: 1 when it rejected (res filled), 2 when an answer is
+ * needed, else 0. */
 static int
 sc_list(struct sc_run *r, enum sc_list l)
 {
     r->list = l;
     r->warn = 0;
+    r->dir.active = 0; /* Postfix: defer_if_reject holds within a stage */
     for (size_t i = 0; i < r->c->n[l]; i++) {
         const struct sc_restr *x = &r->c->v[l][i];
         enum sc_result res = sc_one(r, x);
@@ -1185,8 +1639,31 @@ sc_list(struct sc_run *r, enum sc_list l)
             return 0;
         if (res == SCR_REJECT || res == SCR_DISCARD)
             return 1;
+        if (res == SCR_NEED)
+            return 2;
     }
     return 0;
+}
+
+/* The end of an evaluation: NEED, or a pass turned into the kept
+ * defer_if_permit deferral. */
+static void
+sc_finish(struct sc_run *r, int rc)
+{
+    if (rc == 2) {
+        r->res->verdict = SMTPD_CHECK_NEED;
+        r->res->code = 0;
+        r->res->dsn[0] = '\0';
+        buf_reset(r->res->text);
+    } else if (r->res->verdict != SMTPD_CHECK_REJECT && r->dip.active) {
+        r->res->verdict = SMTPD_CHECK_REJECT;
+        r->res->code = r->dip.code;
+        snprintf(r->res->dsn, sizeof(r->res->dsn), "%s", r->dip.dsn);
+        buf_reset(r->res->text);
+        buf_append(r->res->text, buf_data(r->dip.text), buf_len(r->dip.text));
+    }
+    buf_free(r->dip.text);
+    buf_free(r->dir.text);
 }
 
 static void
@@ -1196,36 +1673,54 @@ sc_res_init(struct smtpd_check_res *res)
     res->code = 0;
     res->dsn[0] = '\0';
     buf_reset(res->text);
+    res->need = SMTPD_CHECK_Q_NAME;
+    res->key[0] = '\0';
+}
+
+static void
+sc_run_init(struct sc_run *r, const struct smtpd_check *c,
+            const struct smtpd_check_in *in, struct smtpd_check_res *res)
+{
+    memset(r, 0, sizeof(*r));
+    r->c = c;
+    r->in = in;
+    r->res = res;
+    r->mynet = in->mynetworks;
+    r->dest = in->auth_dest;
+    r->dip.text = buf_new(128, BUF_NOCAP);
+    r->dir.text = buf_new(128, BUF_NOCAP);
+    sc_res_init(res);
 }
 
 void
 smtpd_check_rcpt(const struct smtpd_check *c, const struct smtpd_check_in *in,
                  struct smtpd_check_res *res)
 {
-    struct sc_run r = {
-        c, in, res, SCL_CLIENT, 0, 0, in->mynetworks, in->auth_dest};
+    struct sc_run r;
+    int rc = 0;
 
-    sc_res_init(res);
+    sc_run_init(&r, c, in, res);
     /* Postfix: the postmaster is never refused (RFC 5321 4.5.1) */
-    if (in->rcpt && strcasecmp(in->rcpt, "postmaster") == 0)
+    if (in->rcpt && strcasecmp(in->rcpt, "postmaster") == 0) {
+        sc_finish(&r, 0);
         return;
-    for (int l = SCL_CLIENT; l <= SCL_RCPT; l++) {
+    }
+    for (int l = SCL_CLIENT; l <= SCL_RCPT && rc == 0; l++) {
         if (l == SCL_HELO && in->helo == NULL)
             continue; /* no HELO: the helo list is not used */
-        if (sc_list(&r, (enum sc_list) l))
-            return;
+        rc = sc_list(&r, (enum sc_list) l);
     }
+    sc_finish(&r, rc);
 }
 
 void
 smtpd_check_data(const struct smtpd_check *c, const struct smtpd_check_in *in,
                  struct smtpd_check_res *res)
 {
-    struct sc_run r = {
-        c, in, res, SCL_DATA, 0, 0, in->mynetworks, in->auth_dest};
+    struct sc_run r;
 
-    sc_res_init(res);
-    sc_list(&r, SCL_DATA);
+    sc_run_init(&r, c, in, res);
+    sc_finish(&r, sc_list(&r, SCL_DATA));
 }
 
 static int

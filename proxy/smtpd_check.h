@@ -37,11 +37,42 @@
  * one that failed counts as not listed. A listed client is refused with
  * maps_rbl_reject_code (554) 5.7.1 "Service unavailable; Client host [A]
  * blocked using DOMAIN; TXT" (without "; TXT" when there is none).
- * Other restrictions that need DNS or a policy server (reject_rhsbl_*,
- * reject_unknown_*, check_policy_service, ...) and reject_unauth_pipelining
- * are accepted and skipped, with a warning at start (smtpd_check_new's
- * warn); an unknown name is an error. As Postfix, the relay and recipient
- * lists together must hold a relay check (reject_unauth_destination,
+ * Restrictions whose answer comes from the network ask the caller
+ * (smtpd_check_in.query); an answer not known yet ends the evaluation with
+ * SMTPD_CHECK_NEED and what to ask (smtpd_check_res.need, .key); the
+ * caller gets it without blocking and runs the same evaluation again,
+ * which then finds it. The evaluation has no other effect than its
+ * result and in->log calls, so a caller that holds the log lines of an
+ * evaluation ending in NEED back loses nothing. They are:
+ *   reject_unknown_sender_domain, reject_unknown_recipient_domain
+ *     (SMTPD_CHECK_Q_NAME of the address's domain, unless it is ours
+ *     (mydestination) or a literal): no MX, A or AAAA record:
+ *     unknown_address_reject_code (450) 4.1.8 (sender) / 4.1.2
+ *     (recipient) "<a>: Sender address rejected: Domain not found"; a
+ *     null MX: 550 5.7.27 / 556 5.1.10 "... rejected: Domain D does not
+ *     accept mail (nullMX)"; a temporary DNS failure:
+ *     unknown_address_tempfail_action (defer_if_permit) with 450.
+ *   reject_unknown_helo_hostname (and reject_unknown_hostname): a HELO
+ *     name (not a literal) without A, AAAA or MX: unknown_hostname_reject_
+ *     code (450) 4.7.1 "<h>: Helo command rejected: Host not found";
+ *     unknown_helo_hostname_tempfail_action on a temporary failure.
+ *   reject_rhsbl_client, _sender, _helo, _recipient DOMAIN[=FILTER]
+ *     (SMTPD_CHECK_Q_DNSXL of "name.DOMAIN"): maps_rbl_reject_code
+ *     "Service unavailable; Sender address [a@b] blocked using D; TXT".
+ *   check_policy_service SERVER (SMTPD_CHECK_Q_POLICY; the caller speaks
+ *     Postfix's policy delegation protocol): the action the server gave,
+ *     judged as an access table's (below, with the list's reply name), or
+ *     smtpd_policy_service_default_action when the server failed.
+ * defer_if_permit and defer_if_reject (restrictions, and DEFER_IF_PERMIT /
+ * DEFER_IF_REJECT access actions, "450 4.7.1 <name>: CLASS rejected:
+ * TEXT") work as Postfix's: the first such deferral is kept; a request
+ * that would pass is deferred with it (defer_if_permit), a 5xx reject in
+ * the same list is turned into it (defer_if_reject).
+ * Other Postfix restrictions that this Sluice does not have
+ * (reject_unknown_client_hostname, check_*_mx_access, ...) are accepted
+ * and skipped, with a warning at start (smtpd_check_new's warn); an
+ * unknown name is an error. As Postfix, the relay and recipient lists
+ * together must hold a relay check (reject_unauth_destination,
  * defer_unauth_destination, reject or defer).
  *
  * Table lookups are in memory (lookup.h): nothing here blocks.
@@ -87,6 +118,12 @@ struct smtpd_check_rbl {
     char txt[256]; /* its TXT record (printable), or "" */
 };
 size_t smtpd_check_rbl_count(const struct smtpd_check *c);
+/* Does any list use DNS (client lists or the restrictions that ask
+ * Q_NAME or Q_DNSXL)? The caller needs a resolver then. */
+int smtpd_check_uses_dns(const struct smtpd_check *c);
+/* The policy servers the lists name, each once (i < count). */
+size_t smtpd_check_policy_count(const struct smtpd_check *c);
+const char *smtpd_check_policy_server(const struct smtpd_check *c, size_t i);
 const char *smtpd_check_rbl_domain(const struct smtpd_check *c, size_t i);
 /* The name to look up: the address's octets (IPv4, also IPv4-mapped) or
  * nibbles (IPv6) reversed, then the domain. 0, or -1 when it does not
@@ -96,7 +133,32 @@ int smtpd_check_rbl_name(const struct sockaddr *sa, const char *domain,
 
 enum smtpd_check_fact {
     SMTPD_CHECK_MYNETWORKS,
-    SMTPD_CHECK_AUTH_DEST
+    SMTPD_CHECK_AUTH_DEST,
+    SMTPD_CHECK_SENDER_FINAL, /* the sender's domain is ours
+                                 (mydestination) */
+    SMTPD_CHECK_RCPT_FINAL    /* the recipient's */
+};
+
+/* The answers from the network (smtpd_check_in.query). */
+enum smtpd_check_q {
+    SMTPD_CHECK_Q_NAME,  /* a domain's MX, A and AAAA records */
+    SMTPD_CHECK_Q_DNSXL, /* a name in a DNS list: A, then TXT */
+    SMTPD_CHECK_Q_POLICY /* a policy server's action for this request */
+};
+
+#define SMTPD_CHECK_KEY_MAX 512 /* a query's key, with its NUL */
+
+/* SMTPD_CHECK_Q_NAME: what the three lookups found, bits */
+#define SMTPD_CHECK_NAME_MX     1u  /* MX records, not a null MX */
+#define SMTPD_CHECK_NAME_NULLMX 2u  /* a null MX (RFC 7505) */
+#define SMTPD_CHECK_NAME_ADDR   4u  /* A or AAAA records */
+#define SMTPD_CHECK_NAME_TEMP   8u  /* a lookup failed for now */
+#define SMTPD_CHECK_NAME_INVAL  16u /* a malformed reply */
+
+struct smtpd_check_ans {
+    unsigned name;                /* Q_NAME: the bits above */
+    struct smtpd_check_rbl dnsxl; /* Q_DNSXL: as for the client lists */
+    const char *action; /* Q_POLICY: the action; NULL: the server failed */
 };
 
 /* What the session knows when a list runs. */
@@ -114,6 +176,12 @@ struct smtpd_check_in {
     const struct smtpd_check_rbl *rbl; /* smtpd_check_rbl_count, or NULL */
     /* the -1 facts, asked only when a restriction needs them */
     int (*ask)(void *arg, enum smtpd_check_fact f);
+    /* An answer from the network: 1 and *ans (valid until the caller's
+     * evaluation returns), or 0 when it is not known yet (the evaluation
+     * ends with SMTPD_CHECK_NEED). NULL: nothing is known, every such
+     * restriction is skipped. */
+    int (*query)(void *arg, enum smtpd_check_q q, const char *key,
+                 const struct smtpd_check_ans **ans);
     /* a WARN action or warn_if_reject: "reject_warning" or "warn" and
      * the text, for the caller's log line */
     void (*log)(void *arg, const char *what, const char *text);
@@ -122,9 +190,10 @@ struct smtpd_check_in {
 
 enum smtpd_check_verdict {
     SMTPD_CHECK_PASS,
-    SMTPD_CHECK_REJECT, /* reply: code 4xx or 5xx */
-    SMTPD_CHECK_HOLD,   /* accept into the hold queue; text: the reason */
-    SMTPD_CHECK_DISCARD /* accept and drop; text: the reason */
+    SMTPD_CHECK_REJECT,  /* reply: code 4xx or 5xx */
+    SMTPD_CHECK_HOLD,    /* accept into the hold queue; text: the reason */
+    SMTPD_CHECK_DISCARD, /* accept and drop; text: the reason */
+    SMTPD_CHECK_NEED     /* ask need about key, then evaluate again */
 };
 
 struct smtpd_check_res {
@@ -132,6 +201,8 @@ struct smtpd_check_res {
     int code;         /* REJECT: 450, 454, 501, 504, 550, 553, 554, ... */
     char dsn[16];     /* REJECT: "5.7.1" */
     struct buf *text; /* the caller's: "<a@b>: Relay access denied" */
+    enum smtpd_check_q need;       /* NEED: what to ask */
+    char key[SMTPD_CHECK_KEY_MAX]; /* NEED: about what */
 };
 
 /* At RCPT TO: client, helo, sender, relay and recipient lists. HOLD and

@@ -11,6 +11,12 @@
  * a reject has a 4xx or 5xx code, a DSN "C.x.y" whose class is the code's
  * and a text; HOLD and DISCARD have a text; a bare postmaster recipient
  * is never refused; evaluating twice gives the same answer.
+ * Answers from the network (smtpd_check_in.query) are given the way
+ * smtpd does: each NEED names what to ask (a key that is not empty and
+ * never one already answered), the answer is added and the evaluation
+ * runs again, until it decides. The answers come from the key and the
+ * flags (bit 5: the name lookups fail for now); a policy server's
+ * action is the HELO field (NULL, the server failed, when it is empty).
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -32,10 +38,72 @@ fz_log(void *arg, const char *what, const char *text)
         abort();
 }
 
+#define FZ_ANS 32
+
+static struct {
+    enum smtpd_check_q q;
+    char key[SMTPD_CHECK_KEY_MAX];
+    struct smtpd_check_ans ans;
+} fz_ans[FZ_ANS];
+static size_t fz_nans;
+
+static int
+fz_query(void *arg, enum smtpd_check_q q, const char *key,
+         const struct smtpd_check_ans **ans)
+{
+    (void) arg;
+    for (size_t i = 0; i < fz_nans; i++)
+        if (fz_ans[i].q == q && strcmp(fz_ans[i].key, key) == 0) {
+            *ans = &fz_ans[i].ans;
+            return 1;
+        }
+    return 0;
+}
+
+/* The answer smtpd would get for a NEED: 0, or -1 when the evaluation
+ * asked for what it already has. */
+static int
+fz_answer(const struct smtpd_check_res *r, const struct smtpd_check_in *in,
+          unsigned flags)
+{
+    const struct smtpd_check_ans *a;
+    struct smtpd_check_ans *n;
+    size_t kl = strlen(r->key);
+
+    if (kl == 0 || fz_query(NULL, r->need, r->key, &a) || fz_nans == FZ_ANS)
+        return -1;
+    n = &fz_ans[fz_nans].ans;
+    memset(n, 0, sizeof(*n));
+    fz_ans[fz_nans].q = r->need;
+    memcpy(fz_ans[fz_nans].key, r->key, kl + 1);
+    fz_nans++;
+    switch (r->need) {
+    case SMTPD_CHECK_Q_NAME:
+        n->name = (unsigned) (kl * 7) & 31;
+        if (flags & 32)
+            n->name = SMTPD_CHECK_NAME_TEMP;
+        break;
+    case SMTPD_CHECK_Q_DNSXL:
+        n->dnsxl.listed = flags & 16 ? 1 : (int) (kl % 2);
+        n->dnsxl.naddr = 1;
+        n->dnsxl.addrs[0][0] = 127;
+        n->dnsxl.addrs[0][3] = (unsigned char) kl;
+        snprintf(n->dnsxl.txt, sizeof(n->dnsxl.txt), "%s",
+                 in->helo ? in->helo : "");
+        break;
+    case SMTPD_CHECK_Q_POLICY:
+        n->action = in->helo; /* NULL: the server failed */
+        break;
+    }
+    return 0;
+}
+
 static void
 fz_check_res(const struct smtpd_check_res *r)
 {
     switch (r->verdict) {
+    case SMTPD_CHECK_NEED: /* fz_answer checks its key */
+        break;
     case SMTPD_CHECK_PASS:
         break;
     case SMTPD_CHECK_REJECT:
@@ -116,6 +184,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     in.sasl_user = in.authenticated ? "fuzzuser" : NULL;
     in.auth_dest = (flags & 4) != 0;
     in.log = fz_log;
+    in.query = fz_query;
+    fz_nans = 0;
     /* DNS list answers: listed (flag 16) at 127.0.0.N, N from the client
      * name's length, with the helo as TXT; else not known */
     nrbl = smtpd_check_rbl_count(c);
@@ -138,11 +208,17 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     for (int pass = 0; pass < 2; pass++) {
         struct smtpd_check_res *r = pass ? &r2 : &r1;
 
-        if (flags & 8)
-            smtpd_check_data(c, &in, r);
-        else
-            smtpd_check_rcpt(c, &in, r);
-        fz_check_res(r);
+        for (;;) {
+            if (flags & 8)
+                smtpd_check_data(c, &in, r);
+            else
+                smtpd_check_rcpt(c, &in, r);
+            fz_check_res(r);
+            if (r->verdict != SMTPD_CHECK_NEED)
+                break;
+            if (pass == 1 || fz_answer(r, &in, flags) < 0)
+                abort(); /* the second pass has every answer */
+        }
     }
     if (r1.verdict != r2.verdict || r1.code != r2.code
         || strcmp(r1.dsn, r2.dsn) != 0

@@ -55,6 +55,15 @@ conf(const char *text)
     return cf;
 }
 
+/* One more setting, as master.cf's -o would give it. */
+static void
+set(struct cf *cf, const char *name, const char *value)
+{
+    buf_reset(err);
+    if (cf_set(cf, name, value, NULL, err) < 0 || cf_check(cf, err) < 0)
+        fail_msg("%s = %s: %s", name, value, buf_data(err));
+}
+
 static struct smtpd_check *
 compile(struct cf *cf)
 {
@@ -114,6 +123,8 @@ run(const struct smtpd_check *c, const struct smtpd_check_in *in)
     case SMTPD_CHECK_DISCARD:
         snprintf(out, sizeof(out), "DISCARD: %s", buf_data(res.text));
         return out;
+    case SMTPD_CHECK_NEED:
+        return "NEED";
     }
     return "?";
 }
@@ -591,7 +602,7 @@ test_login_mismatch(void **state)
 
 /* Facts the session computes on demand: asked once each, only when a
  * restriction needs them. */
-static int asked[2], answer[2];
+static int asked[4], answer[4];
 
 static int
 ask_cb(void *arg, enum smtpd_check_fact f)
@@ -794,20 +805,20 @@ static void
 test_skipped(void **state)
 {
     struct cf *cf = conf("smtpd_recipient_restrictions = "
-                         "reject_rhsbl_client zen.example, "
-                         "check_policy_service inet:127.0.0.1:10023, "
-                         "reject_unknown_sender_domain, "
+                         "reject_rhsbl_reverse_client zen.example, "
+                         "check_client_mx_access hash:/nonexistent, "
+                         "reject_unknown_client_hostname, "
                          "reject_unauth_destination\n");
     struct smtpd_check *c = compile(cf);
     struct smtpd_check_in in = req();
 
     assert_string_equal(
         buf_data(warn),
-        "smtpd_recipient_restrictions: reject_rhsbl_client: not implemented "
-        "in this Sluice yet; skipped\n"
-        "smtpd_recipient_restrictions: check_policy_service: not implemented "
-        "in this Sluice yet; skipped\n"
-        "smtpd_recipient_restrictions: reject_unknown_sender_domain: not "
+        "smtpd_recipient_restrictions: reject_rhsbl_reverse_client: not "
+        "implemented in this Sluice yet; skipped\n"
+        "smtpd_recipient_restrictions: check_client_mx_access: not "
+        "implemented in this Sluice yet; skipped\n"
+        "smtpd_recipient_restrictions: reject_unknown_client_hostname: not "
         "implemented in this Sluice yet; skipped\n");
     assert_string_equal(run(c, &in),
                         "454 4.7.1 <bob@rcpt.example>: Relay access denied");
@@ -816,6 +827,387 @@ test_skipped(void **state)
     smtpd_check_free(c);
     cf_free(cf);
     smtpd_check_free(NULL);
+}
+
+/* ---- answers from the network (smtpd_check_in.query) ---- */
+
+/* The answers the stub knows, and what the evaluation asked last. */
+static struct {
+    enum smtpd_check_q q;
+    const char *key;
+    struct smtpd_check_ans ans;
+} known[8];
+static size_t nknown;
+static char asked_keys[1024];
+
+static int
+query_cb(void *arg, enum smtpd_check_q q, const char *key,
+         const struct smtpd_check_ans **ans)
+{
+    static const char *const qn[] = {"name", "dnsxl", "policy"};
+
+    (void) arg;
+    snprintf(asked_keys + strlen(asked_keys),
+             sizeof(asked_keys) - strlen(asked_keys), "%s:%s ", qn[q], key);
+    for (size_t i = 0; i < nknown; i++)
+        if (known[i].q == q && strcmp(known[i].key, key) == 0) {
+            *ans = &known[i].ans;
+            return 1;
+        }
+    return 0;
+}
+
+static struct smtpd_check_ans *
+know(enum smtpd_check_q q, const char *key)
+{
+    assert_true(nknown < 8);
+    memset(&known[nknown], 0, sizeof(known[nknown]));
+    known[nknown].q = q;
+    known[nknown].key = key;
+    return &known[nknown++].ans;
+}
+
+/* Evaluate with the stub: "NEED name:KEY" when an answer is missing. */
+static const char *
+run_q(const struct smtpd_check *c, struct smtpd_check_in *in)
+{
+    static char out[1100];
+    const char *r;
+
+    in->query = query_cb;
+    asked_keys[0] = '\0';
+    r = run(c, in);
+    if (res.verdict == SMTPD_CHECK_NEED) {
+        static const char *const qn[] = {"name", "dnsxl", "policy"};
+
+        snprintf(out, sizeof(out), "NEED %s:%s", qn[res.need], res.key);
+        return out;
+    }
+    return r;
+}
+
+static int final_sender;
+
+static int
+final_cb(void *arg, enum smtpd_check_fact f)
+{
+    (void) arg;
+    return f == SMTPD_CHECK_SENDER_FINAL ? final_sender : 0;
+}
+
+/* reject_unknown_sender_domain and _recipient_domain: Postfix's replies
+ * for each DNS outcome, and the domains never asked about. */
+static void
+test_unknown_domain(void **state)
+{
+    struct cf *cf = conf("smtpd_recipient_restrictions = "
+                         "reject_unknown_sender_domain, "
+                         "reject_unknown_recipient_domain, permit\n"
+                         "smtpd_relay_restrictions = reject\n");
+    struct smtpd_check *c;
+    struct smtpd_check_in in = req();
+    struct smtpd_check_ans *s, *r;
+
+    set(cf, "smtpd_relay_restrictions", "permit_auth_destination, reject");
+    c = compile(cf);
+    in.auth_dest = 1;
+    in.ask = final_cb;
+    nknown = 0;
+    assert_string_equal(run_q(c, &in), "NEED name:sender.example");
+    assert_string_equal(buf_data(res.text), "");
+    s = know(SMTPD_CHECK_Q_NAME, "sender.example");
+    s->name = 0; /* NXDOMAIN, or no record of any kind */
+    assert_string_equal(run_q(c, &in),
+                        "450 4.1.8 <alice@sender.example>: Sender address "
+                        "rejected: Domain not found");
+    s->name = SMTPD_CHECK_NAME_NULLMX;
+    assert_string_equal(run_q(c, &in),
+                        "550 5.7.27 <alice@sender.example>: Sender address "
+                        "rejected: Domain sender.example does not accept mail "
+                        "(nullMX)");
+    s->name = SMTPD_CHECK_NAME_INVAL;
+    assert_string_equal(run_q(c, &in),
+                        "450 4.1.8 <alice@sender.example>: Sender address "
+                        "rejected: Malformed DNS server reply");
+    s->name = SMTPD_CHECK_NAME_ADDR; /* an A record will do */
+    assert_string_equal(run_q(c, &in), "NEED name:rcpt.example");
+    r = know(SMTPD_CHECK_Q_NAME, "rcpt.example");
+    r->name = SMTPD_CHECK_NAME_MX;
+    assert_string_equal(run_q(c, &in), "PASS");
+    r->name = SMTPD_CHECK_NAME_NULLMX;
+    assert_string_equal(run_q(c, &in),
+                        "556 5.1.10 <bob@rcpt.example>: Recipient address "
+                        "rejected: Domain rcpt.example does not accept mail "
+                        "(nullMX)");
+    r->name = 0;
+    assert_string_equal(run_q(c, &in),
+                        "450 4.1.2 <bob@rcpt.example>: Recipient address "
+                        "rejected: Domain not found");
+    /* a temporary failure defers, but only a request that would pass */
+    r->name = SMTPD_CHECK_NAME_TEMP;
+    assert_string_equal(run_q(c, &in),
+                        "450 4.1.2 <bob@rcpt.example>: Recipient address "
+                        "rejected: Domain not found");
+    in.auth_dest = 0; /* now the relay list rejects: that wins */
+    assert_string_equal(run_q(c, &in),
+                        "554 5.7.1 <bob@rcpt.example>: Recipient address "
+                        "rejected: Access denied");
+    in.auth_dest = 1;
+    /* not asked: <>, a literal, a local-part only, our own domain */
+    r->name = SMTPD_CHECK_NAME_MX;
+    in.sender = "";
+    assert_string_equal(run_q(c, &in), "PASS");
+    in.sender = "alice@[192.0.2.1]";
+    assert_string_equal(run_q(c, &in), "PASS");
+    in.sender = "alice";
+    assert_string_equal(run_q(c, &in), "PASS");
+    in.sender = "alice@ours.example";
+    final_sender = 1;
+    assert_string_equal(run_q(c, &in), "PASS");
+    assert_string_equal(asked_keys, "name:rcpt.example ");
+    final_sender = 0;
+    smtpd_check_free(c);
+
+    /* the codes and the tempfail action are the operator's */
+    set(cf, "unknown_address_reject_code", "550");
+    set(cf, "unknown_address_tempfail_action", "defer");
+    c = compile(cf);
+    in.sender = "alice@sender.example";
+    s->name = 0;
+    assert_string_equal(run_q(c, &in),
+                        "550 5.1.8 <alice@sender.example>: Sender address "
+                        "rejected: Domain not found");
+    s->name = SMTPD_CHECK_NAME_TEMP;
+    assert_string_equal(run_q(c, &in),
+                        "450 4.1.8 <alice@sender.example>: Sender address "
+                        "rejected: Domain not found");
+    smtpd_check_free(c);
+    cf_free(cf);
+}
+
+static void
+test_unknown_helo(void **state)
+{
+    struct cf *cf = conf("smtpd_helo_restrictions = "
+                         "reject_unknown_helo_hostname\n");
+    struct smtpd_check *c = compile(cf);
+    struct smtpd_check_in in = req();
+    struct smtpd_check_ans *h;
+
+    in.auth_dest = 1;
+    nknown = 0;
+    assert_string_equal(run_q(c, &in), "NEED name:mail.client.example");
+    h = know(SMTPD_CHECK_Q_NAME, "mail.client.example");
+    assert_string_equal(run_q(c, &in),
+                        "450 4.7.1 <mail.client.example>: Helo command "
+                        "rejected: Host not found");
+    h->name = SMTPD_CHECK_NAME_NULLMX; /* an MTA's name may have one */
+    assert_string_equal(run_q(c, &in), "PASS");
+    h->name = SMTPD_CHECK_NAME_TEMP;
+    assert_string_equal(run_q(c, &in),
+                        "450 4.7.1 <mail.client.example>: Helo command "
+                        "rejected: Host not found");
+    in.helo = "[192.0.2.300]";
+    assert_string_equal(run_q(c, &in),
+                        "501 5.5.2 <[192.0.2.300]>: Helo command rejected: "
+                        "invalid ip address");
+    in.helo = "[192.0.2.3]";
+    assert_string_equal(run_q(c, &in), "PASS");
+    in.helo = NULL;
+    assert_string_equal(run_q(c, &in), "PASS");
+    /* without a resolver (no query callback) it is skipped */
+    in.helo = "other.example";
+    in.query = NULL;
+    assert_string_equal(run(c, &in), "PASS");
+    smtpd_check_free(c);
+    cf_free(cf);
+}
+
+static void
+test_rhsbl(void **state)
+{
+    struct cf *cf = conf("smtpd_recipient_restrictions = "
+                         "reject_rhsbl_client dbl.example, "
+                         "reject_rhsbl_helo dbl.example=127.0.1.[2..9], "
+                         "reject_rhsbl_sender dbl.example, "
+                         "reject_rhsbl_recipient rhs.example, "
+                         "reject_unauth_destination\n");
+    struct smtpd_check *c = compile(cf);
+    struct smtpd_check_in in = req();
+    struct smtpd_check_ans *a;
+
+    in.auth_dest = 1;
+    in.helo = "helo.example";
+    nknown = 0;
+    assert_string_equal(run_q(c, &in),
+                        "NEED dnsxl:mail.client.example.dbl.example");
+    know(SMTPD_CHECK_Q_DNSXL, "mail.client.example.dbl.example");
+    assert_string_equal(run_q(c, &in), "NEED dnsxl:helo.example.dbl.example");
+    a = know(SMTPD_CHECK_Q_DNSXL, "helo.example.dbl.example");
+    a->dnsxl.listed = 1;
+    a->dnsxl.naddr = 1;
+    memcpy(a->dnsxl.addrs[0], "\x7f\x00\x01\x01", 4); /* not in the filter */
+    assert_string_equal(run_q(c, &in), "NEED dnsxl:sender.example.dbl.example");
+    a = know(SMTPD_CHECK_Q_DNSXL, "sender.example.dbl.example");
+    a->dnsxl.listed = 1;
+    a->dnsxl.naddr = 1;
+    memcpy(a->dnsxl.addrs[0], "\x7f\x00\x01\x02", 4);
+    snprintf(a->dnsxl.txt, sizeof(a->dnsxl.txt), "see https://dbl/x");
+    assert_string_equal(run_q(c, &in),
+                        "554 5.7.1 Service unavailable; Sender address "
+                        "[alice@sender.example] blocked using dbl.example; "
+                        "see https://dbl/x");
+    a->dnsxl.listed = -1; /* a failed lookup lists nothing */
+    assert_string_equal(run_q(c, &in), "NEED dnsxl:rcpt.example.rhs.example");
+    a = know(SMTPD_CHECK_Q_DNSXL, "rcpt.example.rhs.example");
+    a->dnsxl.listed = 1;
+    a->dnsxl.naddr = 1;
+    memcpy(a->dnsxl.addrs[0], "\x7f\x00\x00\x02", 4);
+    assert_string_equal(run_q(c, &in),
+                        "554 5.7.1 Service unavailable; Recipient address "
+                        "[bob@rcpt.example] blocked using rhs.example");
+    /* not asked: an unknown client name, a literal, a numeric name */
+    a->dnsxl.listed = 0;
+    in.name = "unknown";
+    in.helo = "[192.0.2.1]";
+    in.sender = "x@192.0.2.1";
+    assert_string_equal(run_q(c, &in), "PASS");
+    assert_string_equal(asked_keys, "dnsxl:rcpt.example.rhs.example ");
+    smtpd_check_free(c);
+    cf_free(cf);
+}
+
+static void
+test_policy(void **state)
+{
+    struct cf *cf = conf("smtpd_relay_restrictions =\n"
+                         "smtpd_recipient_restrictions = "
+                         "check_policy_service inet:127.0.0.1:10023, "
+                         "reject_unauth_destination\n");
+    struct smtpd_check *c = compile(cf);
+    struct smtpd_check_in in = req();
+    struct smtpd_check_ans *a;
+
+    assert_int_equal(smtpd_check_policy_count(c), 1);
+    assert_string_equal(smtpd_check_policy_server(c, 0),
+                        "inet:127.0.0.1:10023");
+    in.auth_dest = 1;
+    nknown = 0;
+    assert_string_equal(run_q(c, &in), "NEED policy:inet:127.0.0.1:10023");
+    a = know(SMTPD_CHECK_Q_POLICY, "inet:127.0.0.1:10023");
+    a->action = "DUNNO";
+    assert_string_equal(run_q(c, &in), "PASS");
+    /* postgrey's answer: deferred, unless a later restriction rejects */
+    a->action = "DEFER_IF_PERMIT Greylisted, see http://grey.example/";
+    assert_string_equal(run_q(c, &in),
+                        "450 4.7.1 <bob@rcpt.example>: Recipient address "
+                        "rejected: Greylisted, see http://grey.example/");
+    in.auth_dest = 0;
+    assert_string_equal(run_q(c, &in),
+                        "554 5.7.1 <bob@rcpt.example>: Relay access denied");
+    a->action = "OK"; /* a policy server may permit: the list ends */
+    assert_string_equal(run_q(c, &in), "PASS");
+    in.auth_dest = 1;
+    a->action = "550 5.7.1 quota exceeded";
+    assert_string_equal(run_q(c, &in),
+                        "550 5.7.1 <bob@rcpt.example>: Recipient address "
+                        "rejected: quota exceeded");
+    a->action = "DEFER_IF_REJECT 4.7.0 try later";
+    assert_string_equal(run_q(c, &in), "PASS");
+    a->action = NULL; /* the server failed */
+    assert_string_equal(run_q(c, &in),
+                        "451 4.3.5 <bob@rcpt.example>: Recipient address "
+                        "rejected: Server configuration problem");
+    a->action = "WHATEVER";
+    assert_string_equal(run_q(c, &in), "451 4.3.5 Server configuration error");
+    smtpd_check_free(c);
+    set(cf, "smtpd_policy_service_default_action", "DUNNO");
+    c = compile(cf);
+    a->action = NULL;
+    assert_string_equal(run_q(c, &in), "PASS");
+    smtpd_check_free(c);
+    cf_free(cf);
+}
+
+/* defer_if_permit and defer_if_reject, as restrictions. */
+static void
+test_defer_if(void **state)
+{
+    struct cf *cf = conf("smtpd_relay_restrictions =\n"
+                         "smtpd_recipient_restrictions = defer_if_permit, "
+                         "permit_auth_destination, reject\n");
+    struct smtpd_check *c = compile(cf);
+    struct smtpd_check_in in = req();
+
+    in.auth_dest = 1;
+    assert_string_equal(run(c, &in),
+                        "450 4.7.0 <bob@rcpt.example>: Recipient address "
+                        "rejected: defer_if_permit requested");
+    in.auth_dest = 0;
+    assert_string_equal(run(c, &in),
+                        "554 5.7.1 <bob@rcpt.example>: Recipient address "
+                        "rejected: Access denied");
+    smtpd_check_free(c);
+    set(cf, "smtpd_recipient_restrictions",
+        "defer_if_reject, permit_auth_destination, reject");
+    c = compile(cf);
+    assert_string_equal(run(c, &in),
+                        "450 4.7.0 <bob@rcpt.example>: Recipient address "
+                        "rejected: defer_if_reject requested");
+    in.auth_dest = 1;
+    assert_string_equal(run(c, &in), "PASS");
+    smtpd_check_free(c);
+    /* under warn_if_reject a defer_if_permit is only logged */
+    set(cf, "smtpd_recipient_restrictions",
+        "warn_if_reject, defer_if_permit, permit_auth_destination, reject");
+    c = compile(cf);
+    assert_string_equal(run(c, &in), "PASS");
+    assert_string_equal(buf_data(logs),
+                        "reject_warning: 450 4.7.0 <bob@rcpt.example>: "
+                        "Recipient address rejected: defer_if_permit "
+                        "requested\n");
+    smtpd_check_free(c);
+    cf_free(cf);
+}
+
+static void
+test_network_conf_errors(void **state)
+{
+    static const char *const bad[][2] = {
+        {"smtpd_recipient_restrictions = check_policy_service, "
+         "reject_unauth_destination\n",
+         "check_policy_service: \"reject_unauth_destination\" is not a policy "
+         "server"},
+        {"smtpd_recipient_restrictions = reject_unauth_destination, "
+         "check_policy_service\n",
+         "check_policy_service: \"\" is not a policy server"},
+        {"smtpd_recipient_restrictions = check_policy_service inet:localhost, "
+         "reject_unauth_destination\n",
+         "check_policy_service inet:localhost: no port"},
+        {"smtpd_recipient_restrictions = reject_unauth_destination, "
+         "reject_rhsbl_sender\n",
+         "reject_rhsbl_sender: missing DNS list domain"},
+        {"unknown_address_tempfail_action = maybe\n",
+         "unknown_address_tempfail_action: \"maybe\" is neither "
+         "defer_if_permit nor defer"},
+        {"unknown_hostname_reject_code = 250\n",
+         "unknown_hostname_reject_code: 250 is not a 4xx or 5xx code"},
+        {"smtpd_policy_service_default_action = whatever\n",
+         "smtpd_policy_service_default_action: \"whatever\" is not an access "
+         "action"},
+    };
+
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        struct cf *cf = conf(bad[i][0]);
+        struct smtpd_check *c;
+
+        buf_reset(err);
+        c = smtpd_check_new(cf, err, NULL);
+        assert_null(c);
+        if (strstr(buf_data(err), bad[i][1]) == NULL)
+            fail_msg("%s: %s", bad[i][0], buf_data(err));
+        cf_free(cf);
+    }
 }
 
 int
@@ -834,6 +1226,12 @@ main(void)
         cmocka_unit_test(test_rbl),
         cmocka_unit_test(test_rbl_bad),
         cmocka_unit_test(test_skipped),
+        cmocka_unit_test(test_unknown_domain),
+        cmocka_unit_test(test_unknown_helo),
+        cmocka_unit_test(test_rhsbl),
+        cmocka_unit_test(test_policy),
+        cmocka_unit_test(test_defer_if),
+        cmocka_unit_test(test_network_conf_errors),
     };
 
     return cmocka_run_group_tests(tests, setup, teardown);
