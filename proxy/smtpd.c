@@ -315,7 +315,9 @@ struct smtpd_sess {
      * filter verdict (SMTPD_CHECK_PASS: none), and its text */
     enum smtpd_check_verdict pend_check;
     char *pend_check_text;
-    char *pend_addr; /* MAIL/RCPT address waiting for a verdict */
+    char *pend_prepend;  /* and its PREPEND headers, or NULL */
+    struct buf *prepend; /* the accepted ones' ("Name: value\n"...) */
+    char *pend_addr;     /* MAIL/RCPT address waiting for a verdict */
     char *pend_body;
     struct spool_file *sf;
     char qid[SPOOL_ID_SIZE];
@@ -1260,6 +1262,10 @@ smtpd_txn_end(struct smtpd_sess *s, int with_abort)
     free(s->pend_check_text);
     s->pend_check_text = NULL;
     s->pend_check = SMTPD_CHECK_PASS;
+    free(s->pend_prepend);
+    s->pend_prepend = NULL;
+    buf_free(s->prepend);
+    s->prepend = NULL;
     free(s->pend_body);
     s->pend_body = NULL;
     s->write_err = 0;
@@ -2033,6 +2039,17 @@ smtpd_check_run(struct smtpd_sess *s, const char *rcpt,
     smtpd_check_log_end(&lg, res->verdict != SMTPD_CHECK_NEED);
 }
 
+/* PREPEND headers of an accepted RCPT or DATA, for the message. */
+static void
+smtpd_prepend_add(struct smtpd_sess *s, const char *lines)
+{
+    if (*lines == '\0')
+        return;
+    if (s->prepend == NULL)
+        s->prepend = buf_new(256, BUF_NOCAP);
+    buf_puts(s->prepend, lines);
+}
+
 static void
 smtpd_rcpt_done(struct smtpd_sess *s, const struct filter_result *r)
 {
@@ -2078,12 +2095,16 @@ smtpd_rcpt_done(struct smtpd_sess *s, const struct filter_result *r)
         smtpd_txn_note(s, &hr);
     }
     smtpd_rcpt_add(s, s->pend_addr);
+    if (s->pend_prepend)
+        smtpd_prepend_add(s, s->pend_prepend);
     smtpd_reply(s, "250 2.1.5 Ok");
 out:
     free(s->pend_addr);
     s->pend_addr = NULL;
     free(s->pend_check_text);
     s->pend_check_text = NULL;
+    free(s->pend_prepend);
+    s->pend_prepend = NULL;
     s->pend_check = SMTPD_CHECK_PASS;
 }
 
@@ -2126,14 +2147,21 @@ smtpd_rcpt_check(struct smtpd_sess *s)
     const char *addr = s->pend_addr;
 
     res.text = buf_new(128, LOG_LINE_MAX);
+    res.prepend = buf_new(128, BUF_NOCAP);
     do
         smtpd_check_run(s, addr, &res);
     while (res.verdict == SMTPD_CHECK_NEED
            && smtpd_q_start(s, &res, "RCPT", smtpd_rcpt_check));
     if (res.verdict == SMTPD_CHECK_NEED) {
         buf_free(res.text);
+        buf_free(res.prepend);
         return;
     }
+    free(s->pend_prepend);
+    s->pend_prepend = res.verdict != SMTPD_CHECK_REJECT && buf_len(res.prepend)
+                          ? xstrdup(buf_data(res.prepend))
+                          : NULL;
+    buf_free(res.prepend);
     if (res.verdict == SMTPD_CHECK_REJECT) {
         struct buf *b = buf_new(128, LOG_LINE_MAX);
         struct filter_args fa;
@@ -2291,6 +2319,24 @@ smtpd_data_done(struct smtpd_sess *s, const struct filter_result *r)
                                   : (size_t) -1 / 2;
     s->dec = smtpd_data_new(&smtpd_dec_cb, s, max,
                             (size_t) s->conf->header_limit, s->forbid_bare);
+    /* the restrictions' PREPEND headers come first, as in Postfix */
+    for (char *h = s->prepend ? buf_data(s->prepend) : NULL, *nl;
+         h && *h && (nl = strchr(h, '\n')) != NULL; h = nl + 1) {
+        char *colon = memchr(h, ':', (size_t) (nl - h));
+
+        *nl = '\0';
+        if (spool_write(s->sf, h, strlen(h)) < 0
+            || spool_write(s->sf, "\r\n", 2) < 0)
+            s->write_err = errno ? errno : EIO;
+        if (colon) {
+            *colon = '\0';
+            a.hname = h;
+            a.hvalue = colon + 1;
+            filter_stage(s->fs, FILTER_HEADER, &a, NULL, NULL);
+            *colon = ':';
+        }
+        *nl = '\n';
+    }
     b = buf_new(512, 8192 + 2 * (size_t) s->conf->line_limit);
     buf_puts(b, "Received:");
     smtpd_received(s, b);
@@ -2416,10 +2462,14 @@ smtpd_data_check(struct smtpd_sess *s)
     int refused = 0;
 
     res.text = buf_new(128, LOG_LINE_MAX);
+    res.prepend = buf_new(128, BUF_NOCAP);
     do
         smtpd_check_run(s, NULL, &res);
     while (res.verdict == SMTPD_CHECK_NEED
            && smtpd_q_start(s, &res, "DATA", smtpd_data_check));
+    if (res.verdict != SMTPD_CHECK_NEED && res.verdict != SMTPD_CHECK_REJECT)
+        smtpd_prepend_add(s, buf_data(res.prepend));
+    buf_free(res.prepend);
     if (res.verdict == SMTPD_CHECK_NEED) {
         buf_free(res.text);
         return;
@@ -3706,6 +3756,8 @@ smtpd_sess_free(struct smtpd_sess *s)
     free(s->rbl);
     free(s->rblq);
     free(s->qv);
+    free(s->pend_prepend);
+    buf_free(s->prepend);
     free(s->tls);
     smtpd_data_free(s->dec);
     spool_abort(s->sf);

@@ -1100,7 +1100,24 @@ sc_action(struct sc_run *r, enum sc_list l, const char *spec, const char *v)
         /* DISCARD: accepted, no other restriction runs (Postfix) */
         return hold ? SCR_DUNNO : SCR_DISCARD;
     }
-    if (IS("FILTER") || IS("REDIRECT") || IS("BCC") || IS("PREPEND")) {
+    if (IS("PREPEND")) {
+        size_t nl = strcspn(text, ": \t");
+        char safe[128];
+
+        /* a header: a name of printable bytes, its colon, a line */
+        if (nl == 0 || text[nl] != ':' || strlen(text) > 998
+            || strspn(text, "!\"#$%&'()*+,-./0123456789:;<=>?@ABCDEFGHIJKLMNOPQ"
+                            "RSTUVWXYZ[\\]^_`abcdefghijklmnopqrstuvwxyz{|}~ \t")
+                   != strlen(text)) {
+            log_warning("access table %s entry \"%s\" requires header: text",
+                        spec, log_safe(v, strlen(v), safe, sizeof(safe)));
+            return SCR_DUNNO;
+        }
+        if (r->res->prepend)
+            buf_printf(r->res->prepend, "%s\n", text);
+        return SCR_DUNNO;
+    }
+    if (IS("FILTER") || IS("REDIRECT") || IS("BCC")) {
         char safe[128];
 
         log_warning("access table %s: action \"%.*s\" is not implemented in "
@@ -1675,6 +1692,8 @@ sc_res_init(struct smtpd_check_res *res)
     buf_reset(res->text);
     res->need = SMTPD_CHECK_Q_NAME;
     res->key[0] = '\0';
+    if (res->prepend)
+        buf_reset(res->prepend);
 }
 
 static void

@@ -28,9 +28,12 @@
  *     end the session), a text may start with its DSN; WARN text, INFO
  *     text (logged), HOLD [text], DISCARD [text] (accepts and drops the
  *     message: no restriction runs after it), or a list of the
- *     restrictions above that take no table. FILTER, REDIRECT, BCC and
- *     PREPEND are logged as not implemented and ignored; anything else
- *     is a "451 4.3.5 Server configuration error" (never only a warning).
+ *     restrictions above that take no table. PREPEND TEXT adds the
+ *     header TEXT to the message (res->prepend; a TEXT that is not
+ *     "Name: value" is logged and ignored, as Postfix does). FILTER,
+ *     REDIRECT and BCC are logged as not implemented and ignored;
+ *     anything else is a "451 4.3.5 Server configuration error" (never
+ *     only a warning).
  * reject_rbl_client and permit_dnswl_client DOMAIN[=FILTER] (the filter
  * d.d.d.d, each d a number, or [n..m] and [a;b;...] ranges, matched
  * against the answer's addresses) use the answers the caller looked up;
@@ -201,6 +204,9 @@ struct smtpd_check_res {
     int code;         /* REJECT: 450, 454, 501, 504, 550, 553, 554, ... */
     char dsn[16];     /* REJECT: "5.7.1" */
     struct buf *text; /* the caller's: "<a@b>: Relay access denied" */
+    /* the caller's, or NULL: PREPEND actions' headers ("Name: value\n"
+     * each, in order), for the message; reset by each evaluation */
+    struct buf *prepend;
     enum smtpd_check_q need;       /* NEED: what to ask */
     char key[SMTPD_CHECK_KEY_MAX]; /* NEED: about what */
 };

@@ -30,6 +30,7 @@ setup(void **state)
     warn = buf_new(256, BUF_NOCAP);
     logs = buf_new(256, BUF_NOCAP);
     res.text = buf_new(256, BUF_NOCAP);
+    res.prepend = buf_new(256, BUF_NOCAP);
     return 0;
 }
 
@@ -40,6 +41,7 @@ teardown(void **state)
     buf_free(warn);
     buf_free(logs);
     buf_free(res.text);
+    buf_free(res.prepend);
     return 0;
 }
 
@@ -1114,6 +1116,17 @@ test_policy(void **state)
                         "rejected: quota exceeded");
     a->action = "DEFER_IF_REJECT 4.7.0 try later";
     assert_string_equal(run_q(c, &in), "PASS");
+    /* postgrey's pass: a header for the message */
+    a->action = "PREPEND X-Greylist: delayed 62 seconds by postgrey-1.37";
+    assert_string_equal(run_q(c, &in), "PASS");
+    assert_string_equal(buf_data(res.prepend),
+                        "X-Greylist: delayed 62 seconds by postgrey-1.37\n");
+    a->action = "PREPEND no header here"; /* logged, ignored */
+    assert_string_equal(run_q(c, &in), "PASS");
+    assert_string_equal(buf_data(res.prepend), "");
+    a->action = "PREPEND X-Ctl: a\001b";
+    assert_string_equal(run_q(c, &in), "PASS");
+    assert_string_equal(buf_data(res.prepend), "");
     a->action = NULL; /* the server failed */
     assert_string_equal(run_q(c, &in),
                         "451 4.3.5 <bob@rcpt.example>: Recipient address "
