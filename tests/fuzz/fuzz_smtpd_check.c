@@ -17,6 +17,7 @@
  * runs again, until it decides. The answers come from the key and the
  * flags (bit 5: the name lookups fail for now); a policy server's
  * action is the HELO field (NULL, the server failed, when it is empty).
+ * PREPEND headers come out as whole "Name: value" lines.
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -205,6 +206,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     r1.text = buf_new(128, BUF_NOCAP);
     r2.text = buf_new(128, BUF_NOCAP);
+    r1.prepend = buf_new(128, BUF_NOCAP);
+    r2.prepend = buf_new(128, BUF_NOCAP);
     for (int pass = 0; pass < 2; pass++) {
         struct smtpd_check_res *r = pass ? &r2 : &r1;
 
@@ -222,13 +225,26 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     if (r1.verdict != r2.verdict || r1.code != r2.code
         || strcmp(r1.dsn, r2.dsn) != 0
-        || strcmp(buf_data(r1.text), buf_data(r2.text)) != 0)
+        || strcmp(buf_data(r1.text), buf_data(r2.text)) != 0
+        || strcmp(buf_data(r1.prepend), buf_data(r2.prepend)) != 0)
         abort();
+    /* PREPEND: whole header lines, "Name: value" each */
+    for (const char *h = buf_data(r1.prepend); *h;) {
+        const char *nl = strchr(h, '\n');
+
+        if (nl == NULL || strcspn(h, ": \t\n") == 0
+            || h[strcspn(h, ": \t\n")] != ':'
+            || memchr(h, '\r', (size_t) (nl - h)))
+            abort();
+        h = nl + 1;
+    }
     if (!(flags & 8) && strcmp(in.rcpt, "postmaster") == 0
         && r1.verdict != SMTPD_CHECK_PASS)
         abort();
     buf_free(r1.text);
     buf_free(r2.text);
+    buf_free(r1.prepend);
+    buf_free(r2.prepend);
     free(rbl);
     smtpd_check_free(c);
 out:

@@ -6,7 +6,7 @@ set -u
 : "${top_srcdir:=.}" "${top_builddir:=.}"
 n=0
 fail=0
-for t in cf smtpd_cmd smtpd_data spool milter mods lookup milter_sess dlv_smtp sasl smtpd_check content dns; do
+for t in cf smtpd_cmd smtpd_data spool milter mods lookup milter_sess dlv_smtp sasl smtpd_check content dns policy; do
     bin="$top_builddir/tests/fuzz/fuzz_$t"
     corpus="$top_srcdir/tests/fuzz/corpus/$t"
     n=$((n + 1))

@@ -1,0 +1,58 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * fuzz_policy.c - proxy/policy's reply parser, policy_parse_reply: what
+ * a policy server sends back, fed whole and in every split a reader
+ * could see it in.
+ * Besides "no crash, no read past the bytes", what policy.h promises is
+ * checked: a complete reply took at most the bytes given, ends with its
+ * empty line, and its action is NUL-terminated, shorter than the room
+ * given, without a NUL or line end, and is the first "action=" line's
+ * value; the same bytes give the same answer whatever prefix was seen
+ * before (a prefix is either incomplete or the same complete reply); a
+ * reply not complete within POLICY_REPLY_MAX bytes is malformed.
+ */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "proxy/policy.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+int
+LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    const char *buf = (const char *) data;
+    char action[POLICY_ACTION_MAX], again[POLICY_ACTION_MAX];
+    size_t used = 0, used2 = 0;
+    int rc;
+
+    if (size > 2 * POLICY_REPLY_MAX)
+        return 0;
+    rc = policy_parse_reply(buf, size, action, sizeof(action), &used);
+    if (rc < -1 || rc > 1)
+        abort();
+    if (rc == 1) {
+        size_t al = strnlen(action, sizeof(action));
+
+        if (used == 0 || used > size || buf[used - 1] != '\n'
+            || al == sizeof(action) || strchr(action, '\n'))
+            abort();
+        if (al > 0
+            && (memmem(buf, used, "action=", 7) == NULL
+                || memmem(buf, used, action, al) == NULL))
+            abort();
+    }
+    if (rc == 0 && size >= POLICY_REPLY_MAX)
+        abort();
+    /* every prefix: incomplete, malformed, or the same reply */
+    for (size_t n = 0; n < size; n++) {
+        int r2 = policy_parse_reply(buf, n, again, sizeof(again), &used2);
+
+        if (r2 == 1 && (rc != 1 || used2 != used || strcmp(again, action)))
+            abort();
+        if (r2 == -1 && rc != -1)
+            abort();
+    }
+    return 0;
+}
