@@ -216,7 +216,6 @@ struct smtpd_srv {
     struct dns *dns;        /* DNS lists' lookups, when a service names one */
     struct policy **policy; /* check_policy_service's servers */
     size_t npolicy;
-    char *policy_context;    /* smtpd_policy_service_policy_context */
     unsigned long instances; /* mail transactions begun */
 };
 
@@ -1913,7 +1912,9 @@ smtpd_policy_request(struct smtpd_sess *s, const char *stage, struct buf *b)
     smtpd_policy_attr(b, "encryption_cipher", e->tls_cipher);
     snprintf(num, sizeof(num), "%d", e->tls_version ? e->tls_bits : 0);
     smtpd_policy_attr(b, "encryption_keysize", num);
-    smtpd_policy_attr(b, "policy_context", s->srv->policy_context);
+    smtpd_policy_attr(
+        b, "policy_context",
+        cf_str(s->conf->cf, "smtpd_policy_service_policy_context"));
     smtpd_policy_attr(b, "compatibility_level", "3.6");
     smtpd_policy_attr(b, "mail_version", "sluice-" PACKAGE_VERSION);
 }
@@ -4445,8 +4446,6 @@ smtpd_policy_start(struct smtpd_srv *srv, const struct cf *cf)
     pc.request_limit = cf_int(cf, "smtpd_policy_service_request_limit");
     pc.try_limit = cf_int(cf, "smtpd_policy_service_try_limit");
     pc.retry_delay = (double) cf_time(cf, "smtpd_policy_service_retry_delay");
-    srv->policy_context =
-        xstrdup(cf_str(cf, "smtpd_policy_service_policy_context"));
     for (size_t i = 0; i < srv->nlsn; i++) {
         const struct smtpd_check *c = srv->lsn[i].conf.check;
 
@@ -4604,7 +4603,6 @@ smtpd_run(const struct cf *cf, struct smtpd_listener *ls, size_t n)
     for (i = 0; i < srv.npolicy; i++)
         policy_free(srv.policy[i]);
     free(srv.policy);
-    free(srv.policy_context);
     free(srv.chains);
     free(srv.lsn);
     log_info("smtpd stopped");
