@@ -49,6 +49,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <time.h>
@@ -1994,6 +1995,18 @@ smtpd_check_ask(void *arg, enum smtpd_check_fact f)
     if (f == SMTPD_CHECK_MYNETWORKS)
         return lookup_net_match(s->conf->mynetworks,
                                 (const struct sockaddr *) &s->sa);
+    if (f == SMTPD_CHECK_PIPELINED) {
+        int pending = 0;
+
+        /* more than this command read, or waiting in the socket */
+        if (buf_len(s->in) == 0 && s->fd >= 0
+            && ioctl(s->fd, FIONREAD, &pending) < 0)
+            pending = 0;
+        if (buf_len(s->in) == 0 && pending <= 0)
+            return 0;
+        return strcmp(l->stage, "DATA") == 0 || s->proto == NULL
+               || strcmp(s->proto, "ESMTP") != 0;
+    }
     if (f == SMTPD_CHECK_SENDER_FINAL || f == SMTPD_CHECK_RCPT_FINAL) {
         const char *a = f == SMTPD_CHECK_SENDER_FINAL ? s->sender : l->rcpt;
         const char *at = a ? strrchr(a, '@') : NULL;

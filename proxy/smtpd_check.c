@@ -79,7 +79,8 @@ enum sc_kind {
     SC_RHSBL_SENDER,
     SC_RHSBL_RCPT,
     SC_POLICY, /* check_policy_service SERVER */
-    SC_SKIP    /* accepted, not implemented */
+    SC_UNAUTH_PIPELINING,
+    SC_SKIP /* accepted, not implemented */
 };
 
 /* Restrictions that take no table, by name (also access actions). */
@@ -111,6 +112,7 @@ static const struct {
     {"reject_unknown_recipient_domain", SC_UNKNOWN_RCPT},
     {"reject_unknown_helo_hostname", SC_UNKNOWN_HELO},
     {"reject_unknown_hostname", SC_UNKNOWN_HELO}, /* before Postfix 2.3 */
+    {"reject_unauth_pipelining", SC_UNAUTH_PIPELINING},
 };
 
 /* The ones that take DOMAIN[=FILTER] (with reject_rbl_client and
@@ -154,7 +156,6 @@ static const struct {
     {"reject_multi_recipient_bounce", 0},
     {"reject_plaintext_session", 0},
     {"reject_rhsbl_reverse_client", 1},
-    {"reject_unauth_pipelining", 0},
     {"reject_unknown_client_hostname", 0},
     {"reject_unknown_client", 0},
     {"reject_unknown_reverse_client_hostname", 0},
@@ -1633,6 +1634,11 @@ sc_one(struct sc_run *r, const struct sc_restr *x)
         return sc_rhsbl_check(r, x);
     case SC_POLICY:
         return sc_policy(r, x);
+    case SC_UNAUTH_PIPELINING:
+        if (in->ask == NULL || !in->ask(in->arg, SMTPD_CHECK_PIPELINED))
+            return SCR_DUNNO;
+        return sc_reject_class(r, r->list, 503, "5.5.0",
+                               "Improper use of SMTP command pipelining");
     case SC_SKIP:
         return SCR_DUNNO;
     }

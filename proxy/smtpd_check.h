@@ -71,6 +71,9 @@
  * TEXT") work as Postfix's: the first such deferral is kept; a request
  * that would pass is deferred with it (defer_if_permit), a 5xx reject in
  * the same list is turned into it (defer_if_reject).
+ * reject_unauth_pipelining: 503 5.5.0 "<name>: CLASS rejected: Improper
+ * use of SMTP command pipelining" when the caller says the client sent
+ * ahead where it may not (SMTPD_CHECK_PIPELINED).
  * Other Postfix restrictions that this Sluice does not have
  * (reject_unknown_client_hostname, check_*_mx_access, ...) are accepted
  * and skipped, with a warning at start (smtpd_check_new's warn); an
@@ -139,7 +142,10 @@ enum smtpd_check_fact {
     SMTPD_CHECK_AUTH_DEST,
     SMTPD_CHECK_SENDER_FINAL, /* the sender's domain is ours
                                  (mydestination) */
-    SMTPD_CHECK_RCPT_FINAL    /* the recipient's */
+    SMTPD_CHECK_RCPT_FINAL,   /* the recipient's */
+    SMTPD_CHECK_PIPELINED     /* the client sent more after this command
+                                 where it may not: the command is DATA,
+                                 or the session is not ESMTP */
 };
 
 /* The answers from the network (smtpd_check_in.query). */

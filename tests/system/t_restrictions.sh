@@ -39,7 +39,7 @@
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/dovecot_lib.sh"
 need_binaries
-plan 91
+plan 94
 setup
 
 POSTMAP=$(PATH=$PATH:/usr/sbin:/sbin command -v postmap 2>/dev/null || true)
@@ -110,7 +110,7 @@ fi
 S="inet n - n - - smtpd"
 for v in P_REJ P_PAD P_CPERM P_CREJ P_HREJ P_SREJ P_DEFER P_CACC P_HACC \
     P_ACC P_KEYS P_NULL P_HASH P_HELO P_FQDN P_WARN P_DATA P_SUB P_DISC \
-    P_LOGIN; do
+    P_LOGIN P_PIPE; do
     eval "$v=\$(free_port)"
     export "${v?}"
 done
@@ -145,6 +145,7 @@ MASTER_EXTRA="127.0.0.1:$P_REJ $S -o { smtpd_relay_restrictions = permit_mynetwo
   -o { smtpd_relay_restrictions = reject_non_fqdn_recipient, permit_auth_destination, reject_unauth_destination }
 127.0.0.1:$P_WARN $S -o { smtpd_sender_restrictions = warn_if_reject, reject_non_fqdn_sender, check_sender_access texthash:$T/wsender }
 127.0.0.1:$P_DATA $S -o smtpd_data_restrictions=reject
+127.0.0.1:$P_PIPE $S -o smtpd_data_restrictions=reject_unauth_pipelining -o { smtpd_helo_restrictions = reject_unauth_pipelining }
 127.0.0.1:$P_SUB $S -o { smtpd_recipient_restrictions = check_sender_access texthash:$T/subsender }
 127.0.0.1:$P_DISC $S -o { smtpd_sender_restrictions = check_sender_access texthash:$T/dsender } -o smtpd_recipient_restrictions=reject
 127.0.0.1:$P_LOGIN $S $SASL -o smtpd_sender_restrictions=reject_sender_login_mismatch"
@@ -504,6 +505,37 @@ tap(log_wait(r"(NOQUEUE|[0-9A-F]+): reject: DATA from " + ME + r": 554 5\.7\.1 <
              r"Data command rejected: Access denied; from=<a@example\.org> "
              r"(to=<x@relay\.example> )?proto=ESMTP helo=<client\.test>$", 5),
     "  logged: reject: DATA from unknown[127.0.0.1]: 554 5.7.1 <DATA>: ...")
+
+# reject_unauth_pipelining: DATA with the message right behind it (before
+# the 354), or commands pipelined after HELO (not ESMTP); a client that
+# waits for each reply passes
+P = int(env("P_PIPE"))
+c = Client(P)
+c.reply()
+c.cmd("EHLO client.test")
+c.send("MAIL FROM:<a@example.org>\r\nRCPT TO:<x@relay.example>\r\n"
+       "DATA\r\nSubject: eager\r\n\r\ntoo early\r\n.\r\n")
+r = [c.reply() for _ in range(3)]
+c.close()
+tap([x.code for x in r] == [250, 250, 503] and r[2].text ==
+    "503 5.5.0 <DATA>: Data command rejected: Improper use of SMTP command pipelining",
+    "reject_unauth_pipelining at DATA: the message sent before the 354: "
+    "503 5.5.0 <DATA>: Data command rejected: Improper use of SMTP command "
+    "pipelining", *r)
+c = Client(P)
+c.reply()
+c.cmd("HELO client.test")
+c.send("MAIL FROM:<a@example.org>\r\nRCPT TO:<x@relay.example>\r\nQUIT\r\n")
+r = [c.reply() for _ in range(2)]
+c.close()
+tap(r[1].text == "503 5.5.0 <client.test>: Helo command rejected: Improper use "
+    "of SMTP command pipelining",
+    "reject_unauth_pipelining in the helo list: MAIL, RCPT pipelined after "
+    "HELO (not ESMTP): RCPT 503 5.5.0 <client.test>: Helo command rejected: "
+    "...", *r)
+s = session(P, ["x@relay.example"], data=msg("pipe-1"))
+tap(s["rcpt"] == ["250 2.1.5 Ok"] and s.get("eom", "").startswith("250 2.0.0 Ok: queued as"),
+    "  a client that waits for each reply: accepted", s)
 expect(int(env("P_SUB")), "x@relay.example",
        "554 5.7.1 <blocked@example.org>: Sender address rejected: not from this port",
        "a service's -o smtpd_recipient_restrictions applies there", mail="blocked@example.org")

@@ -604,7 +604,7 @@ test_login_mismatch(void **state)
 
 /* Facts the session computes on demand: asked once each, only when a
  * restriction needs them. */
-static int asked[4], answer[4];
+static int asked[5], answer[5];
 
 static int
 ask_cb(void *arg, enum smtpd_check_fact f)
@@ -1183,6 +1183,31 @@ test_defer_if(void **state)
     cf_free(cf);
 }
 
+/* reject_unauth_pipelining: the caller says whether the client sent
+ * ahead where it may not. */
+static void
+test_unauth_pipelining(void **state)
+{
+    struct cf *cf =
+        conf("smtpd_data_restrictions = reject_unauth_pipelining\n");
+    struct smtpd_check *c = compile(cf);
+    struct smtpd_check_in in = req();
+
+    in.rcpt = NULL;
+    in.ask = ask_cb;
+    memset(asked, 0, sizeof(asked));
+    answer[SMTPD_CHECK_PIPELINED] = 0;
+    assert_string_equal(run(c, &in), "PASS");
+    answer[SMTPD_CHECK_PIPELINED] = 1;
+    assert_string_equal(run(c, &in),
+                        "503 5.5.0 <DATA>: Data command rejected: Improper "
+                        "use of SMTP command pipelining");
+    assert_int_equal(asked[SMTPD_CHECK_PIPELINED], 2);
+    answer[SMTPD_CHECK_PIPELINED] = 0;
+    smtpd_check_free(c);
+    cf_free(cf);
+}
+
 static void
 test_network_conf_errors(void **state)
 {
@@ -1244,6 +1269,7 @@ main(void)
         cmocka_unit_test(test_rhsbl),
         cmocka_unit_test(test_policy),
         cmocka_unit_test(test_defer_if),
+        cmocka_unit_test(test_unauth_pipelining),
         cmocka_unit_test(test_network_conf_errors),
     };
 
