@@ -1369,7 +1369,10 @@ const struct cf_param cf_params[] = {
      "reject_unknown_*_domain on a temporary DNS failure: defer_if_permit "
      "or defer",
      0},
-    {"unknown_client_reject_code", CF_STR, "", 0, CF_PF_LATER, 1},
+    {"unknown_client_reject_code", CF_INT, "450", 0,
+     "reply code of reject_unknown_client_hostname and "
+     "reject_unknown_reverse_client_hostname",
+     0},
     {"unknown_helo_hostname_tempfail_action", CF_STR, "$reject_tempfail_action",
      0, "reject_unknown_helo_hostname on a temporary DNS failure", 0},
     {"unknown_hostname_reject_code", CF_INT, "450", 0,

@@ -265,6 +265,8 @@ struct smtpd_sess {
     char laddr[NET_ADDR_MAX];
     int lport;
     char name[NI_MAXHOST];
+    char *rev_name;          /* the reverse lookup's, when not name */
+    int name_code, rev_code; /* SMTPD_CHECK_NAME_* (NONE: no lookup) */
     char ident[NI_MAXHOST + NET_ADDR_MAX + 4]; /* NAME[ADDR] */
     struct buf *in, *out, *line, *raw;
     struct filter_sess *fs;
@@ -1885,7 +1887,9 @@ smtpd_policy_request(struct smtpd_sess *s, const char *stage, struct buf *b)
     snprintf(num, sizeof(num), "%d", s->port);
     smtpd_policy_attr(b, "client_port", num);
     smtpd_policy_attr(b, "reverse_client_name",
-                      s->name[0] ? s->name : "unknown");
+                      s->rev_name  ? s->rev_name
+                      : s->name[0] ? s->name
+                                   : "unknown");
     smtpd_policy_attr(b, "server_address", s->laddr);
     snprintf(num, sizeof(num), "%d", s->lport);
     smtpd_policy_attr(b, "server_port", num);
@@ -2032,6 +2036,9 @@ smtpd_check_run(struct smtpd_sess *s, const char *rcpt,
     in.sa = (const struct sockaddr *) &s->sa;
     in.addr = s->addr;
     in.name = s->name[0] ? s->name : "unknown";
+    in.rev_name = s->rev_name ? s->rev_name : in.name;
+    in.name_status = s->name_code;
+    in.rev_status = s->rev_code;
     in.helo = s->helo;
     in.sender = s->sender;
     in.rcpt = one;
@@ -3770,6 +3777,7 @@ smtpd_sess_free(struct smtpd_sess *s)
     free(s->rbl);
     free(s->rblq);
     free(s->qv);
+    free(s->rev_name);
     free(s->pend_prepend);
     buf_free(s->prepend);
     free(s->tls);
@@ -3921,7 +3929,9 @@ struct smtpd_lookup {
     struct sockaddr_storage sa;
     socklen_t salen;
     char addr[NET_ADDR_MAX];
-    char name[NI_MAXHOST];
+    char name[NI_MAXHOST];     /* confirmed by the forward lookup */
+    char rev_name[NI_MAXHOST]; /* what the reverse lookup said */
+    int code, rev_code;        /* SMTPD_CHECK_NAME_* */
     int final; /* a definite answer (a name, or no name): may be cached */
 };
 
@@ -3936,6 +3946,8 @@ struct smtpd_lookup {
 struct smtpd_name {
     char addr[NET_ADDR_MAX];
     char name[NI_MAXHOST];
+    char rev_name[NI_MAXHOST];
+    int code, rev_code; /* SMTPD_CHECK_NAME_* */
     ev_tstamp expires;
 };
 
@@ -3953,25 +3965,41 @@ smtpd_name_slot(const char *addr)
     return &smtpd_names[h % SMTPD_NAME_SLOTS];
 }
 
-/* The cached name of addr, or NULL. */
-static const char *
+/* The cached names of addr, or NULL. */
+static const struct smtpd_name *
 smtpd_name_get(struct ev_loop *loop, const char *addr)
 {
     struct smtpd_name *n = smtpd_name_slot(addr);
 
     if (strcmp(n->addr, addr) != 0 || n->expires <= ev_now(loop))
         return NULL;
-    return n->name;
+    return n;
 }
 
 static void
-smtpd_name_put(struct ev_loop *loop, const char *addr, const char *name)
+smtpd_name_put(struct ev_loop *loop, const struct smtpd_lookup *l)
 {
-    struct smtpd_name *n = smtpd_name_slot(addr);
+    struct smtpd_name *n = smtpd_name_slot(l->addr);
 
-    snprintf(n->addr, sizeof(n->addr), "%s", addr);
-    snprintf(n->name, sizeof(n->name), "%s", name);
+    snprintf(n->addr, sizeof(n->addr), "%s", l->addr);
+    snprintf(n->name, sizeof(n->name), "%s", l->name);
+    snprintf(n->rev_name, sizeof(n->rev_name), "%s", l->rev_name);
+    n->code = l->code;
+    n->rev_code = l->rev_code;
     n->expires = ev_now(loop) + SMTPD_NAME_TTL;
+}
+
+/* A session's names: the confirmed one in s->name, the reverse one
+ * kept only when it differs. */
+static void
+smtpd_names_set(struct smtpd_sess *s, const char *name, const char *rev,
+                int code, int rev_code)
+{
+    snprintf(s->name, sizeof(s->name), "%s", name);
+    free(s->rev_name);
+    s->rev_name = strcmp(rev, name) != 0 ? xstrdup(rev) : NULL;
+    s->name_code = code;
+    s->rev_code = rev_code;
 }
 
 static int
@@ -4000,27 +4028,35 @@ smtpd_lookup_work(void *arg)
     int rc;
 
     snprintf(l->name, sizeof(l->name), "unknown");
+    snprintf(l->rev_name, sizeof(l->rev_name), "unknown");
     rc = getnameinfo((struct sockaddr *) &l->sa, l->salen, host, sizeof(host),
                      NULL, 0, NI_NAMEREQD);
     if (rc != 0 || !smtpd_hostname_ok(host)) {
         l->final = rc == 0 || rc == EAI_NONAME;
+        l->code = l->rev_code =
+            l->final ? SMTPD_CHECK_NAME_NONE : SMTPD_CHECK_NAME_FAILED;
         return;
     }
+    for (p = host; *p; p++)
+        if (*p >= 'A' && *p <= 'Z')
+            *p = (char) (*p - 'A' + 'a');
+    snprintf(l->rev_name, sizeof(l->rev_name), "%s", host);
+    l->rev_code = SMTPD_CHECK_NAME_FOUND;
     memset(&hints, 0, sizeof(hints));
     hints.ai_family = AF_UNSPEC;
     hints.ai_socktype = SOCK_STREAM;
     rc = getaddrinfo(host, NULL, &hints, &res);
     if (rc != 0) {
         l->final = rc == EAI_NONAME;
+        l->code = l->final ? SMTPD_CHECK_NAME_NONE : SMTPD_CHECK_NAME_FAILED;
         return;
     }
     l->final = 1;
+    l->code = SMTPD_CHECK_NAME_NONE; /* unless an address matches: forged */
     for (ai = res; ai; ai = ai->ai_next) {
         if (strcmp(net_ntop(ai->ai_addr, a, sizeof(a), NULL), l->addr) == 0) {
-            for (p = host; *p; p++)
-                if (*p >= 'A' && *p <= 'Z')
-                    *p = (char) (*p - 'A' + 'a');
             snprintf(l->name, sizeof(l->name), "%s", host);
+            l->code = SMTPD_CHECK_NAME_FOUND;
             break;
         }
     }
@@ -4037,9 +4073,9 @@ smtpd_lookup_done(void *arg)
     if (s->dead && s->jobs == 0)
         ev_idle_start(s->srv->loop, &s->srv->reap);
     if (l->final)
-        smtpd_name_put(s->srv->loop, l->addr, l->name);
+        smtpd_name_put(s->srv->loop, l);
     if (!s->dead) {
-        snprintf(s->name, sizeof(s->name), "%s", l->name);
+        smtpd_names_set(s, l->name, l->rev_name, l->code, l->rev_code);
         smtpd_connected(s);
     }
     free(l);
@@ -4148,7 +4184,7 @@ smtpd_sess_new(struct smtpd_lsn *lsn, int fd, const struct sockaddr *sa,
     struct sockaddr_storage ls;
     socklen_t lslen = sizeof(ls);
     struct smtpd_lookup *l;
-    const char *cached;
+    const struct smtpd_name *cached;
 
     s->srv = srv;
     s->conf = c;
@@ -4168,6 +4204,8 @@ smtpd_sess_new(struct smtpd_lsn *lsn, int fd, const struct sockaddr *sa,
     else
         snprintf(s->laddr, sizeof(s->laddr), "unknown");
     snprintf(s->name, sizeof(s->name), "unknown");
+    s->name_code = s->rev_code =
+        SMTPD_CHECK_NAME_NONE; /* until a lookup finds one */
     snprintf(s->ident, sizeof(s->ident), "%s[%s]", s->name, s->addr);
     s->in = buf_new(1024, (size_t) c->line_limit + 2 + SMTPD_IN_EXTRA);
     s->out = buf_new(1024, SMTPD_OUT_MAX);
@@ -4206,7 +4244,8 @@ smtpd_sess_new(struct smtpd_lsn *lsn, int fd, const struct sockaddr *sa,
         return;
     }
     if ((cached = smtpd_name_get(srv->loop, s->addr)) != NULL) {
-        snprintf(s->name, sizeof(s->name), "%s", cached);
+        smtpd_names_set(s, cached->name, cached->rev_name, cached->code,
+                        cached->rev_code);
         smtpd_connected(s);
         return;
     }

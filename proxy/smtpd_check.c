@@ -67,8 +67,9 @@ enum sc_kind {
     SC_HELO_ACCESS,
     SC_SENDER_ACCESS,
     SC_RCPT_ACCESS,
-    SC_RBL,   /* reject_rbl_client DOMAIN[=FILTER] */
-    SC_DNSWL, /* permit_dnswl_client DOMAIN[=FILTER] */
+    SC_REV_CLIENT_ACCESS, /* check_reverse_client_hostname_access */
+    SC_RBL,               /* reject_rbl_client DOMAIN[=FILTER] */
+    SC_DNSWL,             /* permit_dnswl_client DOMAIN[=FILTER] */
     SC_DEFER_IF_PERMIT,
     SC_DEFER_IF_REJECT,
     SC_UNKNOWN_SENDER, /* reject_unknown_sender_domain */
@@ -78,7 +79,10 @@ enum sc_kind {
     SC_RHSBL_HELO,
     SC_RHSBL_SENDER,
     SC_RHSBL_RCPT,
-    SC_POLICY, /* check_policy_service SERVER */
+    SC_RHSBL_REV_CLIENT,
+    SC_UNKNOWN_CLIENT,     /* reject_unknown_client_hostname */
+    SC_UNKNOWN_REV_CLIENT, /* reject_unknown_reverse_client_hostname */
+    SC_POLICY,             /* check_policy_service SERVER */
     SC_UNAUTH_PIPELINING,
     SC_SKIP /* accepted, not implemented */
 };
@@ -113,6 +117,9 @@ static const struct {
     {"reject_unknown_helo_hostname", SC_UNKNOWN_HELO},
     {"reject_unknown_hostname", SC_UNKNOWN_HELO}, /* before Postfix 2.3 */
     {"reject_unauth_pipelining", SC_UNAUTH_PIPELINING},
+    {"reject_unknown_client_hostname", SC_UNKNOWN_CLIENT},
+    {"reject_unknown_client", SC_UNKNOWN_CLIENT}, /* before Postfix 2.3 */
+    {"reject_unknown_reverse_client_hostname", SC_UNKNOWN_REV_CLIENT},
 };
 
 /* The ones that take DOMAIN[=FILTER] (with reject_rbl_client and
@@ -125,6 +132,7 @@ static const struct {
     {"reject_rhsbl_helo", SC_RHSBL_HELO},
     {"reject_rhsbl_sender", SC_RHSBL_SENDER},
     {"reject_rhsbl_recipient", SC_RHSBL_RCPT},
+    {"reject_rhsbl_reverse_client", SC_RHSBL_REV_CLIENT},
 };
 
 /* Postfix restrictions this Sluice skips (DNS, policy servers, client
@@ -143,7 +151,6 @@ static const struct {
     {"check_recipient_a_access", 1},
     {"check_recipient_mx_access", 1},
     {"check_recipient_ns_access", 1},
-    {"check_reverse_client_hostname_access", 1},
     {"check_sasl_access", 1},
     {"check_sender_a_access", 1},
     {"check_sender_mx_access", 1},
@@ -155,10 +162,6 @@ static const struct {
     {"reject_known_sender_login_mismatch", 0},
     {"reject_multi_recipient_bounce", 0},
     {"reject_plaintext_session", 0},
-    {"reject_rhsbl_reverse_client", 1},
-    {"reject_unknown_client_hostname", 0},
-    {"reject_unknown_client", 0},
-    {"reject_unknown_reverse_client_hostname", 0},
     {"reject_unlisted_recipient", 0},
     {"reject_unlisted_sender", 0},
     {"reject_unverified_recipient", 0},
@@ -206,13 +209,14 @@ struct smtpd_check {
     char *null_key; /* smtpd_null_access_lookup_key */
     char **policy;  /* check_policy_service's servers, each once */
     size_t npolicy;
-    int dns;           /* a restriction asks Q_NAME or Q_DNSXL */
-    int unk_addr_code; /* unknown_address_reject_code */
-    int unk_name_code; /* unknown_hostname_reject_code */
-    int unk_addr_tf;   /* unknown_address_tempfail_action: 1
-                          defer_if_permit, 0 defer */
-    int unk_helo_tf;   /* unknown_helo_hostname_tempfail_action */
-    char *policy_def;  /* smtpd_policy_service_default_action */
+    int dns;             /* a restriction asks Q_NAME or Q_DNSXL */
+    int unk_addr_code;   /* unknown_address_reject_code */
+    int unk_name_code;   /* unknown_hostname_reject_code */
+    int unk_client_code; /* unknown_client_reject_code */
+    int unk_addr_tf;     /* unknown_address_tempfail_action: 1
+                            defer_if_permit, 0 defer */
+    int unk_helo_tf;     /* unknown_helo_hostname_tempfail_action */
+    char *policy_def;    /* smtpd_policy_service_default_action */
 };
 
 /* A deferral kept for later: defer_if_permit, defer_if_reject. */
@@ -522,9 +526,10 @@ sc_parse_list(struct smtpd_check *c, const struct cf *cf, enum sc_list l,
         if (!found) {
             static const char *const tabs[] = {
                 "check_client_access", "check_helo_access",
-                "check_sender_access", "check_recipient_access"};
+                "check_sender_access", "check_recipient_access",
+                "check_reverse_client_hostname_access"};
 
-            for (size_t t = 0; t < 4; t++)
+            for (size_t t = 0; t < 5; t++)
                 if (strcasecmp(name, tabs[t]) == 0)
                     tab = (int) t;
         }
@@ -627,25 +632,27 @@ smtpd_check_new(const struct cf *cf, struct buf *err, struct buf *warn)
     c->policy_def = xstrdup(cf_str(cf, "smtpd_policy_service_default_action"));
     c->unk_addr_code = (int) cf_int(cf, "unknown_address_reject_code");
     c->unk_name_code = (int) cf_int(cf, "unknown_hostname_reject_code");
+    c->unk_client_code = (int) cf_int(cf, "unknown_client_reject_code");
     c->unk_addr_tf = sc_tempfail(cf_str(cf, "unknown_address_tempfail_action"));
     c->unk_helo_tf =
         sc_tempfail(cf_str(cf, "unknown_helo_hostname_tempfail_action"));
     {
         static const char *const codes[] = {"unknown_address_reject_code",
-                                            "unknown_hostname_reject_code"};
+                                            "unknown_hostname_reject_code",
+                                            "unknown_client_reject_code"};
         static const char *const tfs[] = {
             "unknown_address_tempfail_action",
             "unknown_helo_hostname_tempfail_action"};
-        int cv[2] = {c->unk_addr_code, c->unk_name_code};
+        int cv[3] = {c->unk_addr_code, c->unk_name_code, c->unk_client_code};
         int tv[2] = {c->unk_addr_tf, c->unk_helo_tf};
 
-        for (int k = 0; k < 2; k++) {
+        for (int k = 0; k < 3; k++) {
             if (cv[k] < 400 || cv[k] > 599) {
                 buf_printf(err, "%s: %d is not a 4xx or 5xx code", codes[k],
                            cv[k]);
                 goto fail;
             }
-            if (tv[k] < 0) {
+            if (k < 2 && tv[k] < 0) {
                 buf_printf(err,
                            "%s: \"%s\" is neither defer_if_permit nor defer",
                            tfs[k], cf_str(cf, tfs[k]));
@@ -770,9 +777,17 @@ smtpd_check_rbl_name(const struct sockaddr *sa, const char *domain, char *out,
 
 /* ---- replies ---- */
 
-static const char *const sc_class[SCL_N] = {
-    "Client host",       "Helo command",      "Sender address",
-    "Recipient address", "Recipient address", "Data command",
+/* Replies about the reverse client name: named as a list, never one. */
+#define SCL_REV SCL_N
+
+static const char *const sc_class[SCL_N + 1] = {
+    "Client host",
+    "Helo command",
+    "Sender address",
+    "Recipient address",
+    "Recipient address",
+    "Data command",
+    "Unverified Client host",
 };
 
 /* The <name> of a list's replies. */
@@ -797,8 +812,10 @@ sc_name(const struct sc_run *r, enum sc_list l, struct buf *b)
         buf_printf(b, "<%s>", in->rcpt ? in->rcpt : "");
         break;
     case SCL_DATA:
-    case SCL_N:
         buf_printf(b, "<DATA>");
+        break;
+    case SCL_REV:
+        buf_printf(b, "<%s>", in->rev_name ? in->rev_name : "unknown");
         break;
     }
 }
@@ -843,6 +860,27 @@ sc_reject(struct sc_run *r, int code, const char *dsn, const char *fmt, ...)
     buf_append(r->res->text, buf_data(t), buf_len(t));
     buf_free(t);
     return SCR_REJECT;
+}
+
+/* A reject whose DSN class follows its code: dsn_rest "7.25" gives
+ * "4.7.25" or "5.7.25". */
+static enum sc_result sc_reject_code(struct sc_run *r, int code,
+                                     const char *dsn_rest, const char *fmt,
+                                     const char *arg);
+
+static enum sc_result
+sc_reject_code(struct sc_run *r, int code, const char *dsn_rest,
+               const char *fmt, const char *arg)
+{
+    char dsn[16];
+    struct buf *t = buf_new(128, BUF_NOCAP);
+    enum sc_result res;
+
+    snprintf(dsn, sizeof(dsn), "%c.%s", '0' + code / 100, dsn_rest);
+    buf_printf(t, fmt, arg);
+    res = sc_reject(r, code, dsn, "%s", buf_data(t));
+    buf_free(t);
+    return res;
 }
 
 /* defer_if_permit / defer_if_reject: keep the first deferral of its kind
@@ -1213,13 +1251,14 @@ sc_addr_keys(const struct sc_run *r, const char *a, char **keys, size_t max)
  * and the address cut at each dot (IPv4: "192.0.2", "192.0", "192") or
  * colon (IPv6), as Postfix looks them up. */
 static size_t
-sc_client_keys(const struct sc_run *r, char **keys, size_t max)
+sc_client_keys(const struct sc_run *r, const char *name, char **keys,
+               size_t max)
 {
     const struct smtpd_check_in *in = r->in;
     size_t n = 0;
 
-    if (in->name && strcmp(in->name, "unknown") != 0)
-        n += sc_domain_keys(in->name, keys, max - 12);
+    if (name && strcmp(name, "unknown") != 0)
+        n += sc_domain_keys(name, keys, max - 12);
     else
         keys[n++] = xstrdup("unknown");
     if (in->addr && *in->addr) {
@@ -1248,7 +1287,7 @@ sc_access(struct sc_run *r, const struct sc_restr *x)
 
     switch (x->kind) {
     case SC_CLIENT_ACCESS:
-        n = sc_client_keys(r, keys, SC_KEYS_MAX);
+        n = sc_client_keys(r, r->in->name, keys, SC_KEYS_MAX);
         l = SCL_CLIENT;
         break;
     case SC_HELO_ACCESS:
@@ -1265,6 +1304,10 @@ sc_access(struct sc_run *r, const struct sc_restr *x)
         if (r->in->rcpt)
             n = sc_addr_keys(r, r->in->rcpt, keys, SC_KEYS_MAX);
         l = SCL_RCPT;
+        break;
+    case SC_REV_CLIENT_ACCESS:
+        n = sc_client_keys(r, r->in->rev_name, keys, SC_KEYS_MAX);
+        l = SCL_REV;
         break;
     default:
         return SCR_DUNNO;
@@ -1486,6 +1529,12 @@ sc_rhsbl_check(struct sc_run *r, const struct sc_restr *x)
         what = in->helo;
         class = "Helo command";
         break;
+    case SC_RHSBL_REV_CLIENT:
+        what = in->rev_name && strcmp(in->rev_name, "unknown") != 0
+                   ? in->rev_name
+                   : NULL;
+        class = "Unverified Client host";
+        break;
     case SC_RHSBL_SENDER:
         what = in->sender && *in->sender ? in->sender : NULL;
         class = "Sender address";
@@ -1608,7 +1657,30 @@ sc_one(struct sc_run *r, const struct sc_restr *x)
     case SC_HELO_ACCESS:
     case SC_SENDER_ACCESS:
     case SC_RCPT_ACCESS:
+    case SC_REV_CLIENT_ACCESS:
         return sc_access(r, x);
+    case SC_UNKNOWN_CLIENT:
+        if (in->name_status == SMTPD_CHECK_NAME_FOUND)
+            return SCR_DUNNO;
+        return sc_reject_code(r,
+                              in->name_status == SMTPD_CHECK_NAME_FAILED
+                                  ? 450
+                                  : r->c->unk_client_code,
+                              "7.25",
+                              "Client host rejected: cannot find your "
+                              "hostname, [%s]",
+                              in->addr ? in->addr : "");
+    case SC_UNKNOWN_REV_CLIENT:
+        if (in->rev_status == SMTPD_CHECK_NAME_FOUND)
+            return SCR_DUNNO;
+        return sc_reject_code(r,
+                              in->rev_status == SMTPD_CHECK_NAME_FAILED
+                                  ? 450
+                                  : r->c->unk_client_code,
+                              "7.1",
+                              "Client host rejected: cannot find your "
+                              "reverse hostname, [%s]",
+                              in->addr ? in->addr : "");
     case SC_RBL:
     case SC_DNSWL:
         return sc_rbl(r, x);
@@ -1631,6 +1703,7 @@ sc_one(struct sc_run *r, const struct sc_restr *x)
     case SC_RHSBL_HELO:
     case SC_RHSBL_SENDER:
     case SC_RHSBL_RCPT:
+    case SC_RHSBL_REV_CLIENT:
         return sc_rhsbl_check(r, x);
     case SC_POLICY:
         return sc_policy(r, x);

@@ -71,11 +71,19 @@
  * TEXT") work as Postfix's: the first such deferral is kept; a request
  * that would pass is deferred with it (defer_if_permit), a 5xx reject in
  * the same list is turned into it (defer_if_reject).
+ * reject_unknown_client_hostname (reject_unknown_client): no client
+ * name confirmed by a forward lookup: unknown_client_reject_code (450)
+ * 4.7.25 "Client host rejected: cannot find your hostname, [A]" (450 when
+ * the lookup failed for now); reject_unknown_reverse_client_hostname: no
+ * reverse name at all: 4.7.1 "... cannot find your reverse hostname,
+ * [A]"; check_reverse_client_hostname_access TYPE:TABLE and
+ * reject_rhsbl_reverse_client DOMAIN use the reverse name (replies
+ * "<name>: Unverified Client host rejected: ...").
  * reject_unauth_pipelining: 503 5.5.0 "<name>: CLASS rejected: Improper
  * use of SMTP command pipelining" when the caller says the client sent
  * ahead where it may not (SMTPD_CHECK_PIPELINED).
  * Other Postfix restrictions that this Sluice does not have
- * (reject_unknown_client_hostname, check_*_mx_access, ...) are accepted
+ * (check_*_mx_access, reject_unverified_*, ...) are accepted
  * and skipped, with a warning at start (smtpd_check_new's warn); an
  * unknown name is an error. As Postfix, the relay and recipient lists
  * together must hold a relay check (reject_unauth_destination,
@@ -170,16 +178,27 @@ struct smtpd_check_ans {
     const char *action; /* Q_POLICY: the action; NULL: the server failed */
 };
 
+/* How the client name lookups ended (Postfix's name_status). */
+#define SMTPD_CHECK_NAME_FOUND  0
+#define SMTPD_CHECK_NAME_FAILED 1 /* for now: try again */
+#define SMTPD_CHECK_NAME_NONE               \
+    2 /* no name, or not confirmed, or none \
+         looked up */
+
 /* What the session knows when a list runs. */
 struct smtpd_check_in {
     const struct sockaddr *sa;
-    const char *addr;   /* client address, "192.0.2.1" */
-    const char *name;   /* client host name, "unknown" when none */
-    const char *helo;   /* NULL: no HELO/EHLO yet */
-    const char *sender; /* MAIL FROM ("" for <>) */
-    const char *rcpt;   /* RCPT TO (NULL at DATA) */
-    int mynetworks;     /* the client is in mynetworks; -1: ask */
-    int authenticated;  /* SMTP AUTH, not ANONYMOUS */
+    const char *addr;     /* client address, "192.0.2.1" */
+    const char *name;     /* client host name, "unknown" when none */
+    const char *rev_name; /* what the reverse lookup gave (not confirmed
+                             by a forward one), "unknown" when none */
+    int name_status;      /* SMTPD_CHECK_NAME_FOUND, _FAILED, _NONE */
+    int rev_status;       /* the same for rev_name */
+    const char *helo;     /* NULL: no HELO/EHLO yet */
+    const char *sender;   /* MAIL FROM ("" for <>) */
+    const char *rcpt;     /* RCPT TO (NULL at DATA) */
+    int mynetworks;       /* the client is in mynetworks; -1: ask */
+    int authenticated;    /* SMTP AUTH, not ANONYMOUS */
     const char *sasl_user;
     int auth_dest; /* rcpt is in mydestination or relay_domains; -1: ask */
     const struct smtpd_check_rbl *rbl; /* smtpd_check_rbl_count, or NULL */

@@ -6,7 +6,8 @@
  * Input: NUL-separated fields: main.cf text, then helo, sender, rcpt,
  * client address, client name; a missing field is NULL (helo) or a
  * default; then one flag byte: bit 0 mynetworks, bit 1 authenticated,
- * bit 2 the recipient is ours (auth_dest), bit 3 evaluate at DATA.
+ * bit 2 the recipient is ours (auth_dest), bit 3 evaluate at DATA, bits
+ * 6-7 how the client name lookups ended.
  * Besides "no crash, no leak", what smtpd_check.h promises is checked:
  * a reject has a 4xx or 5xx code, a DSN "C.x.y" whose class is the code's
  * and a text; HOLD and DISCARD have a text; a bare postmaster recipient
@@ -180,6 +181,10 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     in.rcpt = f[3] ? f[3] : "rcpt@example.com";
     in.addr = f[4] && *f[4] ? f[4] : "192.0.2.1";
     in.name = f[5] && *f[5] ? f[5] : "unknown";
+    in.rev_name = in.name;
+    in.name_status = (int) ((flags >> 6) % 3);
+    in.rev_status = in.name_status == SMTPD_CHECK_NAME_NONE ? (int) (flags & 1)
+                                                            : in.name_status;
     in.mynetworks = flags & 1;
     in.authenticated = (flags & 2) != 0;
     in.sasl_user = in.authenticated ? "fuzzuser" : NULL;

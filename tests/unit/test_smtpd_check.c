@@ -94,6 +94,7 @@ req(void)
     memset(&in, 0, sizeof(in));
     in.addr = "192.0.2.7";
     in.name = "mail.client.example";
+    in.rev_name = "mail.client.example";
     in.helo = "mail.client.example";
     in.sender = "alice@sender.example";
     in.rcpt = "bob@rcpt.example";
@@ -807,20 +808,20 @@ static void
 test_skipped(void **state)
 {
     struct cf *cf = conf("smtpd_recipient_restrictions = "
-                         "reject_rhsbl_reverse_client zen.example, "
+                         "check_client_ns_access hash:/nonexistent, "
                          "check_client_mx_access hash:/nonexistent, "
-                         "reject_unknown_client_hostname, "
+                         "reject_unverified_recipient, "
                          "reject_unauth_destination\n");
     struct smtpd_check *c = compile(cf);
     struct smtpd_check_in in = req();
 
     assert_string_equal(
         buf_data(warn),
-        "smtpd_recipient_restrictions: reject_rhsbl_reverse_client: not "
+        "smtpd_recipient_restrictions: check_client_ns_access: not "
         "implemented in this Sluice yet; skipped\n"
         "smtpd_recipient_restrictions: check_client_mx_access: not "
         "implemented in this Sluice yet; skipped\n"
-        "smtpd_recipient_restrictions: reject_unknown_client_hostname: not "
+        "smtpd_recipient_restrictions: reject_unverified_recipient: not "
         "implemented in this Sluice yet; skipped\n");
     assert_string_equal(run(c, &in),
                         "454 4.7.1 <bob@rcpt.example>: Relay access denied");
@@ -1183,6 +1184,74 @@ test_defer_if(void **state)
     cf_free(cf);
 }
 
+/* The client's names: confirmed, reverse only, none, failed for now. */
+static void
+test_client_names(void **state)
+{
+    struct cf *cf = conf("smtpd_client_restrictions = "
+                         "reject_unknown_reverse_client_hostname, "
+                         "check_reverse_client_hostname_access "
+                         "inline:{ bad.example=REJECT }, "
+                         "reject_rhsbl_reverse_client dbl.example, "
+                         "reject_unknown_client_hostname\n");
+    struct smtpd_check *c = compile(cf);
+    struct smtpd_check_in in = req();
+    struct smtpd_check_ans *a;
+
+    in.auth_dest = 1;
+    in.rev_name = "mail.client.example";
+    nknown = 0;
+    assert_string_equal(run_q(c, &in),
+                        "NEED dnsxl:mail.client.example.dbl.example");
+    know(SMTPD_CHECK_Q_DNSXL, "mail.client.example.dbl.example");
+    assert_string_equal(run_q(c, &in), "PASS");
+    /* a reverse name the forward lookup does not confirm */
+    in.name = "unknown";
+    in.name_status = SMTPD_CHECK_NAME_NONE;
+    assert_string_equal(run_q(c, &in),
+                        "450 4.7.25 Client host rejected: cannot find your "
+                        "hostname, [192.0.2.7]");
+    in.name_status = SMTPD_CHECK_NAME_FAILED;
+    assert_string_equal(run_q(c, &in),
+                        "450 4.7.25 Client host rejected: cannot find your "
+                        "hostname, [192.0.2.7]");
+    /* no reverse name at all: the reverse check refuses first */
+    in.rev_name = "unknown";
+    in.rev_status = SMTPD_CHECK_NAME_NONE;
+    in.name_status = SMTPD_CHECK_NAME_NONE;
+    assert_string_equal(run_q(c, &in),
+                        "450 4.7.1 Client host rejected: cannot find your "
+                        "reverse hostname, [192.0.2.7]");
+    /* the reverse name in the access table and in the DNS list */
+    in.rev_status = SMTPD_CHECK_NAME_FOUND;
+    in.rev_name = "mx.bad.example";
+    assert_string_equal(run_q(c, &in),
+                        "554 5.7.1 <mx.bad.example>: Unverified Client host "
+                        "rejected: Access denied");
+    in.rev_name = "spam.example";
+    assert_string_equal(run_q(c, &in), "NEED dnsxl:spam.example.dbl.example");
+    a = know(SMTPD_CHECK_Q_DNSXL, "spam.example.dbl.example");
+    a->dnsxl.listed = 1;
+    a->dnsxl.naddr = 1;
+    memcpy(a->dnsxl.addrs[0], "\x7f\x00\x00\x02", 4);
+    assert_string_equal(run_q(c, &in),
+                        "554 5.7.1 Service unavailable; Unverified Client "
+                        "host [spam.example] blocked using dbl.example");
+    smtpd_check_free(c);
+    set(cf, "unknown_client_reject_code", "550");
+    set(cf, "smtpd_client_restrictions", "reject_unknown_client_hostname");
+    c = compile(cf);
+    assert_string_equal(run_q(c, &in),
+                        "550 5.7.25 Client host rejected: cannot find your "
+                        "hostname, [192.0.2.7]");
+    in.name_status = SMTPD_CHECK_NAME_FAILED; /* for now: 450 all the same */
+    assert_string_equal(run_q(c, &in),
+                        "450 4.7.25 Client host rejected: cannot find your "
+                        "hostname, [192.0.2.7]");
+    smtpd_check_free(c);
+    cf_free(cf);
+}
+
 /* reject_unauth_pipelining: the caller says whether the client sent
  * ahead where it may not. */
 static void
@@ -1270,6 +1339,7 @@ main(void)
         cmocka_unit_test(test_policy),
         cmocka_unit_test(test_defer_if),
         cmocka_unit_test(test_unauth_pipelining),
+        cmocka_unit_test(test_client_names),
         cmocka_unit_test(test_network_conf_errors),
     };
 
