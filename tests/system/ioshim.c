@@ -15,7 +15,13 @@
  *                           us first (directories are not slowed)
  *   IOSHIM_HOSTS=NAME=A,B   getaddrinfo() of NAME gives the numeric
  *                           addresses A, B... in that order (a next hop
- *                           with several addresses, on loopback)
+ *                           with several addresses, on loopback); more
+ *                           names separated by ';' (NAME=A;NAME2=B)
+ *   IOSHIM_PTR=ADDR=NAME    getnameinfo() of the numeric address ADDR
+ *                           with NI_NAMEREQD gives the host NAME, or
+ *                           fails with EAI_NONAME (NAME "!none") or
+ *                           EAI_AGAIN ("!again"); entries separated by
+ *                           ';' (127.0.0.1=a.test;::1=!none)
  * Built by the test that uses it (cc -shared -fPIC ioshim.c -ldl).
  */
 #define _GNU_SOURCE
@@ -175,28 +181,49 @@ fsync(int fd)
 typedef int (*getaddrinfo_fn)(const char *, const char *,
                               const struct addrinfo *, struct addrinfo **);
 
+/* The value of KEY in "KEY=VALUE;KEY2=VALUE2" (env var var): a pointer to
+ * it and its length in *len, or NULL. */
+static const char *
+ioshim_entry(const char *var, const char *key, size_t *len)
+{
+    const char *v = getenv(var);
+    size_t kl = strlen(key);
+
+    while (v && *v) {
+        size_t n = strcspn(v, ";");
+        const char *eq = memchr(v, '=', n);
+
+        if (eq && (size_t) (eq - v) == kl && strncmp(v, key, kl) == 0) {
+            *len = n - kl - 1;
+            return eq + 1;
+        }
+        v += n + (v[n] == ';');
+    }
+    return NULL;
+}
+
 int
 getaddrinfo(const char *node, const char *service,
             const struct addrinfo *hints, struct addrinfo **res)
 {
     static getaddrinfo_fn next;
-    const char *v = getenv("IOSHIM_HOSTS"), *eq;
+    const char *v, *end;
     struct addrinfo h, *head = NULL, **tail = &head, *one;
     char addr[64];
-    size_t n;
+    size_t n, len;
 
     if (next == NULL)
         next = (getaddrinfo_fn) dlsym(RTLD_NEXT, "getaddrinfo");
-    if (v == NULL || node == NULL || (eq = strchr(v, '=')) == NULL
-        || strlen(node) != (size_t) (eq - v) || strncmp(node, v, eq - v) != 0)
+    if (node == NULL || (v = ioshim_entry("IOSHIM_HOSTS", node, &len)) == NULL)
         return next(node, service, hints, res);
+    end = v + len;
     memset(&h, 0, sizeof(h));
     if (hints)
         h = *hints;
     h.ai_family = AF_UNSPEC;
     h.ai_flags |= AI_NUMERICHOST;
-    for (v = eq + 1; *v; v += n + (v[n] == ',')) {
-        n = strcspn(v, ",");
+    for (; v < end; v += n + (v[n] == ',')) {
+        n = strcspn(v, ",;");
         snprintf(addr, sizeof(addr), "%.*s", (int) n, v);
         if (next(addr, service, &h, &one) != 0)
             continue;
@@ -207,5 +234,34 @@ getaddrinfo(const char *node, const char *service,
     if (head == NULL)
         return EAI_NONAME;
     *res = head;
+    return 0;
+}
+
+typedef int (*getnameinfo_fn)(const struct sockaddr *, socklen_t, char *,
+                              socklen_t, char *, socklen_t, int);
+
+int
+getnameinfo(const struct sockaddr *sa, socklen_t salen, char *host,
+            socklen_t hostlen, char *serv, socklen_t servlen, int flags)
+{
+    static getnameinfo_fn next;
+    char addr[64];
+    const char *v;
+    size_t len;
+
+    if (next == NULL)
+        next = (getnameinfo_fn) dlsym(RTLD_NEXT, "getnameinfo");
+    if (host == NULL || !(flags & NI_NAMEREQD)
+        || next(sa, salen, addr, sizeof(addr), NULL, 0, NI_NUMERICHOST) != 0
+        || (v = ioshim_entry("IOSHIM_PTR", addr, &len)) == NULL)
+        return next(sa, salen, host, hostlen, serv, servlen, flags);
+    if (len == 5 && strncmp(v, "!none", 5) == 0)
+        return EAI_NONAME;
+    if (len == 6 && strncmp(v, "!again", 6) == 0)
+        return EAI_AGAIN;
+    if (len >= hostlen)
+        return EAI_OVERFLOW;
+    memcpy(host, v, len);
+    host[len] = '\0';
     return 0;
 }
