@@ -49,12 +49,22 @@ struct cf_val {
     enum cf_xstate state;
 };
 
+/* A parameter the operator made up ("mua_client_restrictions = ..."),
+ * as Postfix allows: it has a value, used where $name refers to it. */
+struct cf_user {
+    char *name;
+    char *raw;
+    char *where; /* "FILE:LINE", or NULL */
+};
+
 struct cf {
-    size_t n;           /* entries in cf_params[] */
-    char **defs;        /* default raw values (some computed at cf_new) */
-    struct cf_val *val; /* same index as cf_params[] */
-    void **old;         /* caches dropped by cf_set: strings already */
-    size_t nold;        /* handed out stay valid until cf_free */
+    size_t n;             /* entries in cf_params[] */
+    char **defs;          /* default raw values (some computed at cf_new) */
+    struct cf_val *val;   /* same index as cf_params[] */
+    struct cf_user *user; /* user-defined parameters, in the order set */
+    size_t nuser;
+    void **old;  /* caches dropped by cf_set: strings already */
+    size_t nold; /* handed out stay valid until cf_free */
 };
 
 /* Expansion context: the stack of parameters being expanded. */
@@ -214,6 +224,14 @@ cf_clone(const struct cf *cf)
         if (cf->val[i].where)
             c->val[i].where = xstrdup(cf->val[i].where);
     }
+    c->nuser = cf->nuser;
+    c->user = xcalloc(c->nuser + 1, sizeof(*c->user));
+    for (size_t i = 0; i < c->nuser; i++) {
+        c->user[i].name = xstrdup(cf->user[i].name);
+        c->user[i].raw = xstrdup(cf->user[i].raw);
+        c->user[i].where =
+            cf->user[i].where ? xstrdup(cf->user[i].where) : NULL;
+    }
     return c;
 }
 
@@ -233,7 +251,24 @@ cf_free(struct cf *cf)
     }
     free(cf->defs);
     free(cf->val);
+    for (size_t i = 0; i < cf->nuser; i++) {
+        free(cf->user[i].name);
+        free(cf->user[i].raw);
+        free(cf->user[i].where);
+    }
+    free(cf->user);
     free(cf);
+}
+
+/* The user-defined parameter called name (n bytes), or NULL. */
+static const struct cf_user *
+cf_user_find(const struct cf *cf, const char *name, size_t n)
+{
+    for (size_t i = 0; i < cf->nuser; i++)
+        if (strlen(cf->user[i].name) == n
+            && strncmp(cf->user[i].name, name, n) == 0)
+            return &cf->user[i];
+    return NULL;
 }
 
 /* ---- expansion ---- */
@@ -454,8 +489,18 @@ cf_xtext(struct cf_xctx *x, const char *text, struct buf *out)
         const struct cf_param *par = cf_param_find(nm);
         const char *val = "";
 
+        const struct cf_user *u = par ? NULL : cf_user_find(x->cf, name, nlen);
+        struct buf *ub = NULL;
+
         free(nm);
-        if (par == NULL) {
+        if (u != NULL) { /* its value, expanded here (not cached) */
+            ub = buf_new(64, CF_VALUE_MAX);
+            if (cf_xtext(x, u->raw, ub) < 0) {
+                buf_free(ub);
+                goto fail;
+            }
+            val = buf_data(ub);
+        } else if (par == NULL) {
             cf_xunknown(x, name, nlen);
             if (op == 0) {
                 if (cf_xappend(x, out, start, total) < 0)
@@ -466,15 +511,22 @@ cf_xtext(struct cf_xctx *x, const char *text, struct buf *out)
             goto fail;
         }
         if (op == 0) {
-            if (cf_xappend(x, out, val, strlen(val)) < 0)
+            int r = cf_xappend(x, out, val, strlen(val));
+
+            buf_free(ub);
+            if (r < 0)
                 goto fail;
         } else if ((op == '?' && *val != '\0') || (op == ':' && *val == '\0')) {
             char *t = xmemdup(text2, tlen);
-            int r = cf_xtext(x, t, out);
+            int r;
 
+            buf_free(ub);
+            r = cf_xtext(x, t, out);
             free(t);
             if (r < 0)
                 goto fail;
+        } else {
+            buf_free(ub);
         }
     }
     x->tdepth--;
@@ -743,6 +795,89 @@ cf_check(struct cf *cf, struct buf *err)
 
 /* ---- setting values ---- */
 
+#define CF_NAME_MAX 100 /* bytes of a user-defined parameter's name */
+
+/* Edit distance of a and b (insertions, deletions, substitutions and
+ * swaps of neighbours), or a number > max once it is beyond max. */
+static size_t
+cf_distance(const char *a, const char *b, size_t max)
+{
+    size_t la = strlen(a), lb = strlen(b);
+    size_t r0[CF_NAME_MAX + 2], r1[CF_NAME_MAX + 2], r2[CF_NAME_MAX + 2];
+    size_t *pp = r0, *p = r1, *c = r2; /* rows i-2, i-1, i */
+
+    if (la > CF_NAME_MAX || lb > CF_NAME_MAX
+        || (la > lb ? la - lb : lb - la) > max)
+        return max + 1;
+    for (size_t j = 0; j <= lb; j++)
+        p[j] = j;
+    for (size_t i = 1; i <= la; i++) {
+        size_t best = c[0] = i, *t;
+
+        for (size_t j = 1; j <= lb; j++) {
+            size_t v = p[j - 1] + (a[i - 1] != b[j - 1]);
+
+            if (p[j] + 1 < v)
+                v = p[j] + 1;
+            if (c[j - 1] + 1 < v)
+                v = c[j - 1] + 1;
+            if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1]
+                && pp[j - 2] + 1 < v)
+                v = pp[j - 2] + 1;
+            c[j] = v;
+            if (v < best)
+                best = v;
+        }
+        if (best > max)
+            return max + 1;
+        t = pp;
+        pp = p;
+        p = c;
+        c = t;
+    }
+    return p[lb];
+}
+
+/* A known parameter's name that name (unknown, 8 bytes or more) is a
+ * typing error of (one letter off, two for names of 16 bytes or more),
+ * or NULL: such a name is refused, not taken as a user-defined one. */
+static const char *
+cf_near(const char *name)
+{
+    const char *best = NULL;
+    size_t max = strlen(name) >= 16 ? 2 : 1, bd = max + 1;
+
+    if (strlen(name) < 8)
+        return NULL;
+    for (size_t i = 0; cf_params[i].name && bd > 1; i++) {
+        size_t d = cf_distance(name, cf_params[i].name, max);
+
+        if (d < bd) {
+            bd = d;
+            best = cf_params[i].name;
+        }
+    }
+    return best;
+}
+
+static void
+cf_user_set(struct cf *cf, const char *name, const char *value,
+            const char *where)
+{
+    struct cf_user *u = (struct cf_user *) cf_user_find(cf, name, strlen(name));
+
+    if (u == NULL) {
+        cf->user = xrealloc(cf->user, (cf->nuser + 1) * sizeof(*cf->user));
+        u = &cf->user[cf->nuser++];
+        u->name = xstrdup(name);
+    } else {
+        free(u->raw);
+        free(u->where);
+    }
+    u->raw = xstrdup(value);
+    u->where = *where ? xstrdup(where) : NULL;
+}
+
 int
 cf_set(struct cf *cf, const char *name, const char *value, const char *where,
        struct buf *err)
@@ -755,9 +890,28 @@ cf_set(struct cf *cf, const char *name, const char *value, const char *where,
     if (where == NULL)
         where = "";
     if (p == NULL) {
-        cf_err(err, "%s%sunknown parameter \"%s\"", where, sep,
-               cf_shown(name, shown, sizeof(shown)));
-        return -1;
+        const char *near = NULL;
+
+        if (*name == '\0' || strlen(name) > CF_NAME_MAX
+            || strspn(name, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWX"
+                            "YZ0123456789_")
+                   != strlen(name)
+            || (near = cf_near(name)) != NULL) {
+            cf_err(err, "%s%sunknown parameter \"%s\"%s%s%s", where, sep,
+                   cf_shown(name, shown, sizeof(shown)),
+                   near ? " (did you mean \"" : "", near ? near : "",
+                   near ? "\"?)" : "");
+            return -1;
+        }
+        if (strlen(value) > CF_VALUE_MAX) {
+            cf_err(err,
+                   "%s%svalue of parameter %s too long (more than %d bytes)",
+                   where, sep, name, CF_VALUE_MAX);
+            return -1;
+        }
+        cf_user_set(cf, name, value, where);
+        cf_uncache(cf, 1);
+        return 0;
     }
     if (strlen(value) > CF_VALUE_MAX) {
         cf_err(err, "%s%svalue of parameter %s too long (more than %d bytes)",
@@ -1124,15 +1278,79 @@ cf_later_one(const struct cf *cf, const struct cf *base, struct buf *out)
     return n;
 }
 
+/* Does text refer to name ($name, ${name...}, $(name...))? */
+static int
+cf_refers(const char *text, const char *name)
+{
+    size_t nl = strlen(name);
+
+    for (const char *p = text ? strchr(text, '$') : NULL; p;
+         p = strchr(p + 1, '$')) {
+        const char *q = p + 1;
+
+        if (*q == '{' || *q == '(')
+            q++;
+        if (strncmp(q, name, nl) == 0 && !cf_isname((unsigned char) q[nl]))
+            return 1;
+    }
+    return 0;
+}
+
+/* Is name referred to by a value of cf (its parameters' and its own
+ * parameters')? */
+static int
+cf_referred(const struct cf *cf, const char *name)
+{
+    for (size_t i = 0; i < cf->n; i++)
+        if (cf_refers(cf->val[i].raw ? cf->val[i].raw : cf->defs[i], name))
+            return 1;
+    for (size_t i = 0; i < cf->nuser; i++)
+        if (cf_refers(cf->user[i].raw, name))
+            return 1;
+    return 0;
+}
+
+/* User-defined parameters that no value refers to (in main.cf or a
+ * service): Postfix's postconf warning. */
+static size_t
+cf_unused(const struct cf *cf, const struct cf *in, const struct cf *base,
+          const struct cf_service *svcs, size_t nsvcs, struct buf *out)
+{
+    char shown[256];
+    size_t n = 0;
+
+    for (size_t i = 0; i < in->nuser; i++) {
+        const struct cf_user *u = &in->user[i], *b;
+        int used = cf_referred(cf, u->name);
+
+        /* a service's copy of main.cf's: said once, for main.cf */
+        if (base && (b = cf_user_find(base, u->name, strlen(u->name)))
+            && strcmp(b->raw, u->raw) == 0)
+            continue;
+        for (size_t k = 0; k < nsvcs && !used; k++)
+            used = svcs[k].cf && cf_referred(svcs[k].cf, u->name);
+        if (used)
+            continue;
+        buf_printf(out, "%s: unused parameter: %s=%s\n",
+                   u->where ? u->where : "main.cf", u->name,
+                   cf_shown(u->raw, shown, sizeof(shown)));
+        n++;
+    }
+    return n;
+}
+
 size_t
 cf_later(const struct cf *cf, const struct cf_service *svcs, size_t nsvcs,
          struct buf *out)
 {
     size_t i, n = cf_later_one(cf, NULL, out);
 
+    n += cf_unused(cf, cf, NULL, svcs, nsvcs, out);
     for (i = 0; i < nsvcs; i++)
-        if (svcs[i].cf)
+        if (svcs[i].cf) {
             n += cf_later_one(svcs[i].cf, cf, out);
+            n += cf_unused(svcs[i].cf, svcs[i].cf, cf, svcs, nsvcs, out);
+        }
     return n;
 }
 
@@ -1184,15 +1402,23 @@ cf_show(const struct cf *cf, enum cf_show mode, char *const *names,
 
     if (names != NULL) {
         for (char *const *n = names; *n; n++) {
-            if (cf_param_find(*n) == NULL) {
+            if (cf_param_find(*n) == NULL
+                && (mode == CF_SHOW_DEFAULT
+                    || cf_user_find(cf, *n, strlen(*n)) == NULL)) {
                 cf_err(err, "unknown parameter \"%s\"",
                        cf_shown(*n, shown, sizeof(shown)));
                 return -1;
             }
         }
         for (char *const *n = names; *n; n++) {
-            if (cf_show_one(cf, mode, cf_index(*n), out) < 0)
+            const struct cf_user *u = cf_user_find(cf, *n, strlen(*n));
+
+            if (cf_param_find(*n) == NULL) {
+                if (buf_printf(out, "%s = %s\n", u->name, u->raw) < 0)
+                    goto toolong;
+            } else if (cf_show_one(cf, mode, cf_index(*n), out) < 0) {
                 goto toolong;
+            }
         }
         return 0;
     }
@@ -1200,6 +1426,10 @@ cf_show(const struct cf *cf, enum cf_show mode, char *const *names,
         if (cf_show_one(cf, mode, i, out) < 0)
             goto toolong;
     }
+    /* the operator's own parameters (not in -d: they have no default) */
+    for (size_t i = 0; i < cf->nuser && mode != CF_SHOW_DEFAULT; i++)
+        if (buf_printf(out, "%s = %s\n", cf->user[i].name, cf->user[i].raw) < 0)
+            goto toolong;
     return 0;
 toolong:
     cf_err(err, "output too long");

@@ -61,7 +61,13 @@ int cf_parse_main(struct cf *cf, const char *text, size_t len,
                   const char *fname, struct buf *err);
 int cf_load_main(struct cf *cf, const char *path, struct buf *err);
 /* Set one value (master.cf -o, command line); where = "FILE:LINE" or
- * NULL. Unknown name: -1. */
+ * NULL. A name that is not a parameter becomes a user-defined one, as
+ * in Postfix ("mua_client_restrictions = ...", used as
+ * $mua_client_restrictions in other values, master.cf's -o included);
+ * -1 when it is not a name (letters, digits, '_', at most 100 bytes) or,
+ * 8 bytes or more, is one letter off a parameter's name (two from 16
+ * bytes on): a typing error ("unknown parameter "X" (did you mean
+ * "Y"?)"). */
 int cf_set(struct cf *cf, const char *name, const char *value,
            const char *where, struct buf *err);
 /* Expand every value, check types and cycles: 0 or -1 with the first
@@ -89,7 +95,9 @@ void cf_inet_protocols(const struct cf *cf, int *v4, int *v6);
  * that work in main.cf only (later == 2, the clamav_ settings but
  * clamav_enable), a service's -o that differs from main.cf: "...: not
  * implemented per service in this Sluice yet; main.cf's value applies to every
- * service". Returns their number. */
+ * service"; and user-defined parameters that no value refers to (main.cf's
+ * or a service's): "FILE:LINE: unused parameter: NAME=VALUE", as
+ * Postfix's postconf warns. Returns their number. */
 struct cf_service;
 size_t cf_later(const struct cf *cf, const struct cf_service *svcs,
                 size_t nsvcs, struct buf *out);

@@ -5,7 +5,7 @@
 # bad master.cf lines, all reported as FILE:LINE: message.
 . "$(dirname "$0")/lib.sh"
 need_binaries
-plan 30
+plan 33
 setup
 
 # --- a valid configuration
@@ -61,19 +61,47 @@ is "expanded banner: \$myhostname \${name?text} \${name:text}" "$out" \
 stop_sluiced
 is "SIGTERM: sluiced exits 0" "$STOP_RC" 0
 
-# --- unknown parameter
-write_conf "bogus_parameter = 1"
+# --- a typing error of a parameter's name
+write_conf "smtpd_recipent_restrictions = reject"
+line=$(grep -n '^smtpd_recipent_restrictions' "$CONF/main.cf" | cut -d: -f1)
+out=$(sl check 2>&1)
+rc=$?
+result "sluice check: a misspelt parameter name -> exit 1" "$([ $rc -eq 1 ]; echo $?)"
+like "  reported as main.cf:$line: unknown parameter \"smtpd_recipent_restrictions\" (did you mean ...)" "$out" \
+    "main\.cf:$line: unknown parameter \"smtpd_recipent_restrictions\" \(did you mean \"smtpd_recipient_restrictions\"\?\)"
+out=$(timeout 10 "$SLUICED" -c "$CONF" 2>&1)
+rc=$?
+result "sluiced refuses to start with it (exit $rc)" \
+    "$([ $rc -ne 0 ] && [ $rc -ne 124 ]; echo $?)"
+like "  and says why, with file and line" "$out" "main\.cf:$line:.*smtpd_recipent_restrictions"
+
+# --- parameters of the operator's own, as Postfix allows
+P_SUB=$(free_port)
+MASTER_EXTRA="127.0.0.1:$P_SUB inet n - n - - smtpd -o smtpd_client_restrictions=\$mua_client_restrictions"
+write_conf "bogus_parameter = 1" "mua_client_restrictions = check_client_access inline:{127.0.0.1=REJECT}"
 line=$(grep -n '^bogus_parameter' "$CONF/main.cf" | cut -d: -f1)
 out=$(sl check 2>&1)
 rc=$?
-result "sluice check: unknown parameter -> exit 1" "$([ $rc -eq 1 ]; echo $?)"
-like "  reported as main.cf:$line: unknown parameter \"bogus_parameter\"" "$out" \
-    "main\.cf:$line: unknown parameter \"bogus_parameter\""
-out=$(timeout 10 "$SLUICED" -c "$CONF" 2>&1)
-rc=$?
-result "sluiced refuses to start with an unknown parameter (exit $rc)" \
-    "$([ $rc -ne 0 ] && [ $rc -ne 124 ]; echo $?)"
-like "  and says why, with file and line" "$out" "main\.cf:$line:.*bogus_parameter"
+is "sluice check: a user-defined parameter (bogus_parameter, mua_client_restrictions) is accepted" "$rc" 0
+like "  one that nothing refers to is said: main.cf:$line: unused parameter: bogus_parameter=1" "$out" \
+    "warning: .*main\.cf:$line: unused parameter: bogus_parameter=1"
+unlike "  one that master.cf's -o refers to is not" "$out" "unused parameter: mua_client"
+start_sluiced
+export P_SUB
+r=$(py <<'PY'
+from sink import *
+c = Client(int(env("P_SUB")))
+c.reply()
+c.cmd("EHLO client.test")
+c.cmd("MAIL FROM:<a@example.org>")
+print(c.cmd("RCPT TO:<x@localhost>").text)
+c.close()
+PY
+)
+is "the service whose -o smtpd_client_restrictions=\$mua_client_restrictions uses it: refused" \
+    "$r" "554 5.7.1 <unknown[127.0.0.1]>: Client host rejected: Access denied"
+stop_sluiced
+MASTER_EXTRA=""
 
 # --- wrong type
 write_conf "smtpd_timeout = abc"

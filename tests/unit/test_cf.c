@@ -309,8 +309,9 @@ test_expansion_bounded(void **state)
 static void
 test_bad_lines(void **state)
 {
-    assert_string_equal(load_fail("# c\nnosuch_param = 1\n"),
-                        "main.cf:2: unknown parameter \"nosuch_param\"");
+    assert_string_equal(load_fail("# c\nsmtpd_bannr = 1\n"),
+                        "main.cf:2: unknown parameter \"smtpd_bannr\" (did "
+                        "you mean \"smtpd_banner\"?)");
     assert_string_equal(load_fail("myhostname x\n"),
                         "main.cf:1: missing '=' after parameter name in "
                         "\"myhostname x\"");
@@ -498,7 +499,9 @@ test_postfix_names(void **state)
     assert_null(cf_param_find("scalemail-backend_delivery_slot_cost"));
     assert_int_equal(cf_parse_main(bad, t, strlen(t), "main.cf", err), -1);
     assert_string_equal(buf_data(err), "main.cf:1: unknown parameter "
-                                       "\"smtp_tls_note_starttls_offr\"");
+                                       "\"smtp_tls_note_starttls_offr\" (did "
+                                       "you mean "
+                                       "\"smtp_tls_note_starttls_offer\"?)");
     cf_free(bad);
     buf_free(out);
     cf_free(cf);
@@ -602,6 +605,57 @@ test_lists(void **state)
     cf_free(cf);
 }
 
+/* Parameters the operator makes up, as Postfix allows: used by $name in
+ * main.cf and in master.cf's -o, shown by sluice conf, and an unused one
+ * is said (postconf's warning). */
+static void
+test_user_params(void **state)
+{
+    const char *m = "mua_client_restrictions = permit_sasl_authenticated, "
+                    "reject\n"
+                    "my_domains = a.example, $mydomain\n"
+                    "relay_domains = $my_domains\n"
+                    "leftover = 1\n"
+                    "mydomain = d.example\n";
+    const char *ms = "smtp inet n - n - - smtpd\n"
+                     "submission inet n - n - - smtpd\n"
+                     "  -o smtpd_client_restrictions=$mua_client_restrictions\n"
+                     "  -o { mua_extra = check_sender_access inline:{x=OK} }\n";
+    struct cf *cf = load(m);
+    struct cf_service *s = NULL;
+    struct buf *out = buf_new(256, BUF_NOCAP);
+    char *const name[] = {"my_domains", NULL};
+    size_t n = 0;
+
+    assert_string_equal(cf_str(cf, "relay_domains"), "a.example, d.example");
+    assert_int_equal(
+        cf_parse_master(cf, ms, strlen(ms), "master.cf", &s, &n, err), 0);
+    assert_int_equal(n, 2);
+    assert_int_equal(cf_check(s[1].cf, err), 0);
+    assert_string_equal(cf_str(s[1].cf, "smtpd_client_restrictions"),
+                        "permit_sasl_authenticated, reject");
+    assert_string_equal(cf_str(s[0].cf, "smtpd_client_restrictions"), "");
+    cf_later(cf, s, n, out);
+    assert_string_equal(buf_data(out),
+                        "main.cf:4: unused parameter: leftover=1\n"
+                        "master.cf:2: unused parameter: mua_extra=check_sender_"
+                        "access inline:{x=OK}\n");
+    buf_reset(out);
+    assert_int_equal(cf_show(cf, CF_SHOW_SET, name, out, err), 0);
+    assert_string_equal(buf_data(out), "my_domains = a.example, $mydomain\n");
+    buf_reset(out);
+    assert_int_equal(cf_show(cf, CF_SHOW_SET, NULL, out, err), 0);
+    assert_non_null(strstr(buf_data(out), "\nleftover = 1\n"));
+    assert_int_equal(cf_show(cf, CF_SHOW_DEFAULT, name, out, err), -1);
+    /* a loop through user parameters is an error, not a hang */
+    assert_non_null(strstr(load_fail("a_one = $a_two\na_two = $a_one\n"
+                                     "mail_name = $a_one\n"),
+                           "too deep"));
+    cf_services_free(s, n);
+    buf_free(out);
+    cf_free(cf);
+}
+
 static void
 test_set_and_clone(void **state)
 {
@@ -609,11 +663,12 @@ test_set_and_clone(void **state)
     struct cf *c;
     const char *before = cf_str(cf, "smtpd_banner");
 
-    assert_int_equal(cf_set(cf, "nosuch", "x", NULL, err), -1);
-    assert_string_equal(buf_data(err), "unknown parameter \"nosuch\"");
-    assert_int_equal(cf_set(cf, "nosuch", "x", "master.cf:3", err), -1);
+    assert_int_equal(cf_set(cf, "mail_nmae", "x", NULL, err), -1);
+    assert_string_equal(buf_data(err), "unknown parameter \"mail_nmae\" (did "
+                                       "you mean \"mail_name\"?)");
+    assert_int_equal(cf_set(cf, "no such", "x", "master.cf:3", err), -1);
     assert_string_equal(buf_data(err),
-                        "master.cf:3: unknown parameter \"nosuch\"");
+                        "master.cf:3: unknown parameter \"no such\"");
     c = cf_clone(cf);
     assert_int_equal(cf_set(c, "mail_name", "Clone", "master.cf:2", err), 0);
     assert_int_equal(cf_check(c, err), 0);
@@ -834,8 +889,9 @@ test_master_bad(void **state)
                         "master.cf:1: bad wakeup or maxproc field "
                         "(number or -)");
     assert_string_equal(master_fail("smtp inet n - n - - smtpd\n"
-                                    "  -o nosuch=1\n"),
-                        "master.cf:1: unknown parameter \"nosuch\"");
+                                    "  -o smtpd_bannr=1\n"),
+                        "master.cf:1: unknown parameter \"smtpd_bannr\" (did "
+                        "you mean \"smtpd_banner\"?)");
     assert_string_equal(master_fail("smtp inet n - n - - smtpd\n"
                                     "submission inet n - n - - smtpd\n"
                                     "  -o smtpd_timeout=never\n"),
@@ -922,11 +978,12 @@ test_load(void **state)
     cf_free(cf);
 
     /* errors name the file by path and line */
-    write_file(dir, "main.cf", "myhostname = mx.test.example\nbogus = 1\n");
+    write_file(dir, "main.cf",
+               "myhostname = mx.test.example\nmydestinaton = x\n");
     assert_null(cf_load(dir, &s, &n, err));
     snprintf(expect, sizeof(expect),
              "%s/main.cf:2: unknown parameter "
-             "\"bogus\"",
+             "\"mydestinaton\" (did you mean \"mydestination\"?)",
              dir);
     assert_string_equal(buf_data(err), expect);
     assert_null(s);
@@ -1016,6 +1073,7 @@ main(void)
         cmocka_unit_test(test_later),
         cmocka_unit_test(test_postfix_names),
         cmocka_unit_test(test_set_and_clone),
+        cmocka_unit_test(test_user_params),
         cmocka_unit_test(test_show),
         cmocka_unit_test(test_master_good),
         cmocka_unit_test(test_master_ports),
