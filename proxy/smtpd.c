@@ -217,6 +217,7 @@ struct smtpd_srv {
     struct dns *dns;        /* DNS lists' lookups, when a service names one */
     struct policy **policy; /* check_policy_service's servers */
     size_t npolicy;
+    struct buf *prepend;     /* the restrictions' PREPEND headers, scratch */
     unsigned long instances; /* mail transactions begun */
 };
 
@@ -2168,21 +2169,19 @@ smtpd_rcpt_check(struct smtpd_sess *s)
     const char *addr = s->pend_addr;
 
     res.text = buf_new(128, LOG_LINE_MAX);
-    res.prepend = buf_new(128, BUF_NOCAP);
+    res.prepend = s->srv->prepend; /* scratch: emptied by the check */
     do
         smtpd_check_run(s, addr, &res);
     while (res.verdict == SMTPD_CHECK_NEED
            && smtpd_q_start(s, &res, "RCPT", smtpd_rcpt_check));
     if (res.verdict == SMTPD_CHECK_NEED) {
         buf_free(res.text);
-        buf_free(res.prepend);
         return;
     }
     free(s->pend_prepend);
     s->pend_prepend = res.verdict != SMTPD_CHECK_REJECT && buf_len(res.prepend)
                           ? xstrdup(buf_data(res.prepend))
                           : NULL;
-    buf_free(res.prepend);
     if (res.verdict == SMTPD_CHECK_REJECT) {
         struct buf *b = buf_new(128, LOG_LINE_MAX);
         struct filter_args fa;
@@ -2483,14 +2482,13 @@ smtpd_data_check(struct smtpd_sess *s)
     int refused = 0;
 
     res.text = buf_new(128, LOG_LINE_MAX);
-    res.prepend = buf_new(128, BUF_NOCAP);
+    res.prepend = s->srv->prepend; /* scratch: emptied by the check */
     do
         smtpd_check_run(s, NULL, &res);
     while (res.verdict == SMTPD_CHECK_NEED
            && smtpd_q_start(s, &res, "DATA", smtpd_data_check));
     if (res.verdict != SMTPD_CHECK_NEED && res.verdict != SMTPD_CHECK_REJECT)
         smtpd_prepend_add(s, buf_data(res.prepend));
-    buf_free(res.prepend);
     if (res.verdict == SMTPD_CHECK_NEED) {
         buf_free(res.text);
         return;
@@ -4620,6 +4618,7 @@ smtpd_run(const struct cf *cf, struct smtpd_listener *ls, size_t n)
             break;
         }
     smtpd_policy_start(&srv, cf);
+    srv.prepend = buf_new(256, BUF_NOCAP);
     srv.data_limit = smtpd_data_limit(cf, &srv);
     ev_check_init(&srv.gate_admit, smtpd_gate_admit_cb);
     srv.gate_admit.data = &srv;
@@ -4655,6 +4654,7 @@ smtpd_run(const struct cf *cf, struct smtpd_listener *ls, size_t n)
     for (i = 0; i < srv.npolicy; i++)
         policy_free(srv.policy[i]);
     free(srv.policy);
+    buf_free(srv.prepend);
     free(srv.chains);
     free(srv.lsn);
     log_info("smtpd stopped");

@@ -897,6 +897,8 @@ sc_defer_if(struct sc_run *r, struct sc_defer *d, const char *name,
         d->active = 1;
         d->code = code;
         snprintf(d->dsn, sizeof(d->dsn), "%s", dsn);
+        if (d->text == NULL) /* made when first needed: most lists never */
+            d->text = buf_new(128, BUF_NOCAP);
         buf_reset(d->text);
         buf_printf(d->text, "%s: %s rejected: %s", name, class, text);
     }
@@ -1785,8 +1787,6 @@ sc_run_init(struct sc_run *r, const struct smtpd_check *c,
     r->res = res;
     r->mynet = in->mynetworks;
     r->dest = in->auth_dest;
-    r->dip.text = buf_new(128, BUF_NOCAP);
-    r->dir.text = buf_new(128, BUF_NOCAP);
     sc_res_init(res);
 }
 
