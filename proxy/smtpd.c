@@ -214,8 +214,12 @@ struct smtpd_srv {
     ev_timer gate_timer;    /* the oldest waiting session's deadline */
     struct sasl_srv **sasl; /* one per distinct smtpd_sasl_path */
     size_t nsasl;
-    struct dns *dns;        /* DNS lists' lookups, when a service names one */
-    struct policy **policy; /* check_policy_service's servers */
+    struct dns *dns;      /* DNS lists' lookups, when a service names one */
+    struct smtpd_pol {    /* check_policy_service's servers */
+        char *spec;       /* the argument as written (the query key) */
+        char *context;    /* its own policy_context, or NULL */
+        struct policy *p; /* NULL: it could not be set up */
+    } * policy;
     size_t npolicy;
     struct buf *prepend;     /* the restrictions' PREPEND headers, scratch */
     unsigned long instances; /* mail transactions begun */
@@ -1871,7 +1875,8 @@ smtpd_policy_attr(struct buf *b, const char *name, const char *v)
 /* Postfix's policy request for the command being checked (stage "RCPT"
  * or "DATA"). */
 static void
-smtpd_policy_request(struct smtpd_sess *s, const char *stage, struct buf *b)
+smtpd_policy_request(struct smtpd_sess *s, const char *stage,
+                     const char *context, struct buf *b)
 {
     const struct filter_env *e = &s->env;
     const char *rcpt = strcmp(stage, "RCPT") == 0 ? s->pend_addr
@@ -1920,7 +1925,8 @@ smtpd_policy_request(struct smtpd_sess *s, const char *stage, struct buf *b)
     smtpd_policy_attr(b, "encryption_keysize", num);
     smtpd_policy_attr(
         b, "policy_context",
-        cf_str(s->conf->cf, "smtpd_policy_service_policy_context"));
+        context ? context
+                : cf_str(s->conf->cf, "smtpd_policy_service_policy_context"));
     smtpd_policy_attr(b, "compatibility_level", "3.6");
     smtpd_policy_attr(b, "mail_version", "sluice-" PACKAGE_VERSION);
 }
@@ -1970,11 +1976,11 @@ smtpd_q_start(struct smtpd_sess *s, const struct smtpd_check_res *res,
         return 0;
     case SMTPD_CHECK_Q_POLICY:
         for (size_t i = 0; i < srv->npolicy; i++)
-            if (strcmp(policy_server(srv->policy[i]), q->key) == 0) {
+            if (srv->policy[i].p && strcmp(srv->policy[i].spec, q->key) == 0) {
                 struct buf *b = buf_new(1024, BUF_NOCAP);
 
-                smtpd_policy_request(s, stage, b);
-                q->pr = policy_ask(srv->policy[i], buf_data(b), buf_len(b),
+                smtpd_policy_request(s, stage, srv->policy[i].context, b);
+                q->pr = policy_ask(srv->policy[i].p, buf_data(b), buf_len(b),
                                    smtpd_q_policy_cb, q);
                 buf_free(b);
                 smtpd_update_io(s);
@@ -4484,42 +4490,56 @@ smtpd_data_limit(const struct cf *cf, const struct smtpd_srv *srv)
 }
 
 /* A client for each policy server the services' restrictions name (their
- * host names resolved now, before the loop serves). */
+ * host names resolved now, before the loop serves), with main.cf's
+ * smtpd_policy_service_* settings or the ones of its "{ ... }". */
 static void
 smtpd_policy_start(struct smtpd_srv *srv, const struct cf *cf)
 {
-    struct policy_conf pc;
-
-    pc.timeout = (double) cf_time(cf, "smtpd_policy_service_timeout");
-    pc.max_idle = (double) cf_time(cf, "smtpd_policy_service_max_idle");
-    pc.max_ttl = (double) cf_time(cf, "smtpd_policy_service_max_ttl");
-    pc.request_limit = cf_int(cf, "smtpd_policy_service_request_limit");
-    pc.try_limit = cf_int(cf, "smtpd_policy_service_try_limit");
-    pc.retry_delay = (double) cf_time(cf, "smtpd_policy_service_retry_delay");
     for (size_t i = 0; i < srv->nlsn; i++) {
         const struct smtpd_check *c = srv->lsn[i].conf.check;
 
         for (size_t k = 0; k < smtpd_check_policy_count(c); k++) {
-            const char *name = smtpd_check_policy_server(c, k);
+            const char *spec = smtpd_check_policy_server(c, k);
+            char server[SMTPD_CHECK_KEY_MAX];
+            struct smtpd_pol *sp;
+            struct policy_conf pc;
             struct buf *err;
-            struct policy *p;
+            struct cf *o;
             size_t j;
 
             for (j = 0; j < srv->npolicy; j++)
-                if (strcmp(policy_server(srv->policy[j]), name) == 0)
+                if (strcmp(srv->policy[j].spec, spec) == 0)
                     break;
             if (j < srv->npolicy)
                 continue;
+            srv->policy = xrealloc(srv->policy,
+                                   (srv->npolicy + 1) * sizeof(*srv->policy));
+            sp = &srv->policy[srv->npolicy++];
+            memset(sp, 0, sizeof(*sp));
+            sp->spec = xstrdup(spec);
             err = buf_new(128, 4096);
-            p = policy_new(srv->loop, name, cf_str(cf, "queue_directory"), &pc,
-                           err);
-            if (p == NULL) { /* its requests get the default action */
-                log_warning("check_policy_service %s: %s", name, buf_data(err));
-            } else {
-                srv->policy = xrealloc(srv->policy, (srv->npolicy + 1)
-                                                        * sizeof(*srv->policy));
-                srv->policy[srv->npolicy++] = p;
+            o = smtpd_check_policy_cf(cf, spec, server, sizeof(server), err);
+            if (o != NULL) {
+                pc.timeout =
+                    (double) cf_time(o, "smtpd_policy_service_timeout");
+                pc.max_idle =
+                    (double) cf_time(o, "smtpd_policy_service_max_idle");
+                pc.max_ttl =
+                    (double) cf_time(o, "smtpd_policy_service_max_ttl");
+                pc.request_limit =
+                    cf_int(o, "smtpd_policy_service_request_limit");
+                pc.try_limit = cf_int(o, "smtpd_policy_service_try_limit");
+                pc.retry_delay =
+                    (double) cf_time(o, "smtpd_policy_service_retry_delay");
+                if (spec[0] == '{' && strstr(spec, "policy_context"))
+                    sp->context = xstrdup(
+                        cf_str(o, "smtpd_policy_service_policy_context"));
+                sp->p = policy_new(srv->loop, server,
+                                   cf_str(cf, "queue_directory"), &pc, err);
+                cf_free(o);
             }
+            if (sp->p == NULL) /* its requests get the default action */
+                log_warning("check_policy_service %s: %s", spec, buf_data(err));
             buf_free(err);
         }
     }
@@ -4651,8 +4671,11 @@ smtpd_run(const struct cf *cf, struct smtpd_listener *ls, size_t n)
         sasl_srv_free(srv.sasl[i]);
     free(srv.sasl);
     dns_free(srv.dns); /* the sessions' lookups were cancelled */
-    for (i = 0; i < srv.npolicy; i++)
-        policy_free(srv.policy[i]);
+    for (i = 0; i < srv.npolicy; i++) {
+        policy_free(srv.policy[i].p);
+        free(srv.policy[i].spec);
+        free(srv.policy[i].context);
+    }
     free(srv.policy);
     buf_free(srv.prepend);
     free(srv.chains);

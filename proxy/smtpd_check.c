@@ -175,10 +175,11 @@ struct sc_filter {
 
 struct sc_restr {
     enum sc_kind kind;
-    struct lookup_table *t;   /* the check_*_access ones */
-    char *spec;               /* their TYPE:TABLE, for warnings */
-    size_t rbl;               /* SC_RBL, SC_DNSWL: index of the domain */
-    char *dom;                /* SC_RHSBL_*: the list's domain */
+    struct lookup_table *t; /* the check_*_access ones */
+    char *spec;             /* their TYPE:TABLE, for warnings */
+    size_t rbl;             /* SC_RBL, SC_DNSWL: index of the domain */
+    char *dom;              /* SC_RHSBL_*: the list's domain; SC_POLICY: its own
+                               default_action, or NULL */
     struct sc_filter *filter; /* and its filter, or NULL: any address */
 };
 
@@ -437,30 +438,151 @@ sc_dnsxl_kind(const char *name, enum sc_kind *k)
     return 0;
 }
 
-/* check_policy_service inet:HOST:PORT or unix:PATH (the caller connects;
- * here only its form). */
-static int
-sc_parse_policy(struct smtpd_check *c, enum sc_list l, const char *arg,
-                struct sc_restr *r, struct buf *err)
+static int sc_is_action(const char *v);
+
+static const char *const sc_policy_attrs[] = {
+    "default_action", "max_idle",    "max_ttl", "policy_context",
+    "request_limit",  "retry_delay", "timeout", "try_limit"};
+
+struct cf *
+smtpd_check_policy_cf(const struct cf *cf, const char *spec, char *server,
+                      size_t serversz, struct buf *err)
 {
-    char safe[128];
+    char safe[128], *copy, *p, *save = NULL;
+    struct cf *o;
+    int first = 1;
+
+    if (spec[0] != '{') {
+        copy = xstrdup(spec);
+        p = copy;
+    } else {
+        size_t n = strlen(spec);
+
+        if (n < 2 || spec[n - 1] != '}') {
+            buf_printf(err, "\"%s\": a '{' without its '}'",
+                       log_safe(spec, n, safe, sizeof(safe)));
+            return NULL;
+        }
+        copy = xmemdup(spec + 1, n - 2);
+        p = copy;
+    }
+    o = cf_clone(cf);
+    for (char *e = strtok_r(p, ",", &save); e; e = strtok_r(NULL, ",", &save)) {
+        char *eq, *end;
+        struct buf *name;
+        size_t k, nl;
+
+        while (*e == ' ' || *e == '\t')
+            e++;
+        for (end = e + strlen(e);
+             end > e && (end[-1] == ' ' || end[-1] == '\t');)
+            *--end = '\0';
+        if (first) { /* the server */
+            first = 0;
+            if ((strncmp(e, "inet:", 5) != 0 && strncmp(e, "unix:", 5) != 0)
+                || e[5] == '\0' || strlen(e) >= serversz
+                || strpbrk(e, " \t=") != NULL) {
+                buf_printf(err,
+                           "\"%s\" is not a policy server (inet:host:port or "
+                           "unix:path)",
+                           log_safe(e, strlen(e), safe, sizeof(safe)));
+                goto fail;
+            }
+            if (strncmp(e, "inet:", 5) == 0 && strrchr(e + 5, ':') == NULL) {
+                buf_printf(err, "%s: no port",
+                           log_safe(e, strlen(e), safe, sizeof(safe)));
+                goto fail;
+            }
+            snprintf(server, serversz, "%s", e);
+            continue;
+        }
+        eq = strchr(e, '=');
+        nl = eq ? (size_t) (eq - e) : 0;
+        while (nl > 0 && (e[nl - 1] == ' ' || e[nl - 1] == '\t'))
+            nl--;
+        for (k = 0;
+             eq && k < sizeof(sc_policy_attrs) / sizeof(*sc_policy_attrs); k++)
+            if (nl == strlen(sc_policy_attrs[k])
+                && strncmp(e, sc_policy_attrs[k], nl) == 0)
+                break;
+        if (eq == NULL
+            || k == sizeof(sc_policy_attrs) / sizeof(*sc_policy_attrs)) {
+            buf_printf(err,
+                       "%s: \"%s\" is not one of default_action, max_idle, "
+                       "max_ttl, policy_context, request_limit, retry_delay, "
+                       "timeout, try_limit = value",
+                       server, log_safe(e, strlen(e), safe, sizeof(safe)));
+            goto fail;
+        }
+        for (eq++; *eq == ' ' || *eq == '\t'; eq++)
+            ;
+        name = buf_new(64, BUF_NOCAP);
+        buf_printf(name, "smtpd_policy_service_%s", sc_policy_attrs[k]);
+        if (cf_set(o, buf_data(name), eq, server, err) < 0) {
+            buf_free(name);
+            goto fail;
+        }
+        buf_free(name);
+    }
+    if (first) {
+        buf_printf(err, "no policy server in \"%s\"",
+                   log_safe(spec, strlen(spec), safe, sizeof(safe)));
+        goto fail;
+    }
+    free(copy);
+    if (cf_check(o, err) < 0) {
+        cf_free(o);
+        return NULL;
+    }
+    return o;
+fail:
+    free(copy);
+    cf_free(o);
+    return NULL;
+}
+
+/* check_policy_service inet:HOST:PORT or unix:PATH, or Postfix's
+ * "{ SERVER, name = value, ... }" with its own settings (the caller
+ * connects; here only its form and its default_action). */
+static int
+sc_parse_policy(struct smtpd_check *c, const struct cf *cf, enum sc_list l,
+                const char *arg, struct sc_restr *r, struct buf *err)
+{
+    char server[SMTPD_CHECK_KEY_MAX];
+    struct buf *e;
+    struct cf *o;
     size_t i;
 
-    if (arg == NULL
-        || (strncmp(arg, "inet:", 5) != 0 && strncmp(arg, "unix:", 5) != 0)
-        || arg[5] == '\0' || strlen(arg) >= SMTPD_CHECK_KEY_MAX) {
+    if (arg == NULL || strlen(arg) >= SMTPD_CHECK_KEY_MAX) {
         buf_printf(err,
                    "%s: check_policy_service: \"%s\" is not a policy server "
                    "(inet:host:port or unix:path)",
-                   sc_params[l],
-                   arg ? log_safe(arg, strlen(arg), safe, sizeof(safe)) : "");
+                   sc_params[l], arg ? "(too long)" : "");
         return -1;
     }
-    if (strncmp(arg, "inet:", 5) == 0 && strrchr(arg + 5, ':') == NULL) {
-        buf_printf(err, "%s: check_policy_service %s: no port", sc_params[l],
-                   log_safe(arg, strlen(arg), safe, sizeof(safe)));
+    e = buf_new(128, BUF_NOCAP);
+    o = smtpd_check_policy_cf(cf, arg, server, sizeof(server), e);
+    if (o == NULL) {
+        buf_printf(err, "%s: check_policy_service: %s", sc_params[l],
+                   buf_data(e));
+        buf_free(e);
         return -1;
     }
+    buf_free(e);
+    if (arg[0] == '{') {
+        const char *d = cf_str(o, "smtpd_policy_service_default_action");
+
+        if (!sc_is_action(d)) {
+            buf_printf(err,
+                       "%s: check_policy_service %s: default_action \"%s\" is "
+                       "not an access action",
+                       sc_params[l], server, d);
+            cf_free(o);
+            return -1;
+        }
+        r->dom = xstrdup(d); /* this server's default action */
+    }
+    cf_free(o);
     r->kind = SC_POLICY;
     r->spec = xstrdup(arg);
     for (i = 0; i < c->npolicy; i++)
@@ -560,7 +682,7 @@ sc_parse_list(struct smtpd_check *c, const struct cf *cf, enum sc_list l,
                 return -1;
             i++;
         } else if (!found && strcasecmp(name, "check_policy_service") == 0) {
-            if (sc_parse_policy(c, l, w[i + 1], r, err) < 0)
+            if (sc_parse_policy(c, cf, l, w[i + 1], r, err) < 0)
                 return -1;
             i++;
         } else if (!found) {
@@ -1578,8 +1700,11 @@ sc_policy(struct sc_run *r, const struct sc_restr *x)
 
     if (rc <= 0)
         return rc == 0 ? SCR_NEED : SCR_DUNNO;
+    /* x->dom: the default_action of a "{ server, ... }" */
     return sc_action(r, r->list, x->spec,
-                     ans->action ? ans->action : r->c->policy_def);
+                     ans->action ? ans->action
+                     : x->dom    ? x->dom
+                                 : r->c->policy_def);
 }
 
 static enum sc_result

@@ -62,7 +62,8 @@
  *   reject_rhsbl_client, _sender, _helo, _recipient DOMAIN[=FILTER]
  *     (SMTPD_CHECK_Q_DNSXL of "name.DOMAIN"): maps_rbl_reject_code
  *     "Service unavailable; Sender address [a@b] blocked using D; TXT".
- *   check_policy_service SERVER (SMTPD_CHECK_Q_POLICY; the caller speaks
+ *   check_policy_service SERVER or { SERVER, name = value, ... }
+ *     (SMTPD_CHECK_Q_POLICY, the key the argument as written; the caller speaks
  *     Postfix's policy delegation protocol): the action the server gave,
  *     judged as an access table's (below, with the list's reply name), or
  *     smtpd_policy_service_default_action when the server failed.
@@ -135,7 +136,17 @@ size_t smtpd_check_rbl_count(const struct smtpd_check *c);
 /* Does any list use DNS (client lists or the restrictions that ask
  * Q_NAME or Q_DNSXL)? The caller needs a resolver then. */
 int smtpd_check_uses_dns(const struct smtpd_check *c);
-/* The policy servers the lists name, each once (i < count). */
+/* A check_policy_service argument: "inet:host:port", "unix:path", or
+ * "{ SERVER, name = value, ... }" with Postfix's per-server settings
+ * (default_action, max_idle, max_ttl, policy_context, request_limit,
+ * retry_delay, timeout, try_limit): a copy of cf whose
+ * smtpd_policy_service_* parameters have those values (checked), the
+ * server in server; NULL and the reason in err. The caller frees it. */
+struct cf *smtpd_check_policy_cf(const struct cf *cf, const char *spec,
+                                 char *server, size_t serversz,
+                                 struct buf *err);
+/* The policy servers the lists name (their argument as written), each
+ * once (i < count). */
 size_t smtpd_check_policy_count(const struct smtpd_check *c);
 const char *smtpd_check_policy_server(const struct smtpd_check *c, size_t i);
 const char *smtpd_check_rbl_domain(const struct smtpd_check *c, size_t i);

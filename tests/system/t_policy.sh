@@ -17,7 +17,7 @@
 # top of the delivered message.
 . "$(dirname "$0")/lib.sh"
 need_binaries
-plan 23
+plan 25
 setup
 
 PP=$(free_port)
@@ -68,7 +68,10 @@ svc unix "smtpd_recipient_restrictions=check_policy_service,unix:private/policy,
 svc data "smtpd_data_restrictions=check_policy_service,inet:127.0.0.1:$PP"
 svc down "smtpd_recipient_restrictions=check_policy_service,inet:127.0.0.1:$DEAD,$END"
 svc grey "smtpd_recipient_restrictions=permit_sasl_authenticated,check_policy_service,inet:127.0.0.1:$PG,$END"
-MASTER_EXTRA=$SVCS
+P_brace=$(free_port)
+export P_brace
+MASTER_EXTRA="${SVCS}127.0.0.1:$P_brace inet n - n - - smtpd
+  -o { smtpd_recipient_restrictions = check_policy_service { inet:127.0.0.1:$PP, default_action = DUNNO, policy_context = brace-ctx, timeout = 1s, try_limit = 1 }, $END }"
 write_conf "smtpd_policy_service_timeout = 1s" "smtpd_policy_service_retry_delay = 1s" \
     "smtpd_policy_service_policy_context = test-ctx"
 start_ok
@@ -194,6 +197,19 @@ tap(r.code == 451 and w and 2.5 < dt < 8,
 r, dt, w, n = failed("x@example.com", "Connection refused", port=P("down"))
 tap(r.code == 451 and w, "no server at the address: 'Connection refused' "
     "warnings, 451 4.3.5", r)
+
+# --- Postfix's "{ server, name = value, ... }": its own settings
+n0 = len(plog())
+t0 = time.time()
+r = session(P("brace"), "alice@example.org", ["hang3@example.com", "dunno@example.com"])
+dt = time.time() - t0
+reqs = plog()[n0:]
+tap([x.code for x in r] == [250, 250] and dt < 2.8,
+    "check_policy_service { inet:..., default_action = DUNNO, timeout = 1s, "
+    "try_limit = 1 }: a server that never answers costs one attempt of 1 s, "
+    "then its own default action, DUNNO: accepted (%.1f s)" % dt, r)
+tap(len(reqs) == 2 and all(q["attrs"].get("policy_context") == "brace-ctx" for q in reqs),
+    "  its requests carry its own policy_context (brace-ctx)", reqs)
 
 # --- a client gone while its request is out; pipelining behind it
 s = socket.create_connection(("127.0.0.1", P("pol")))

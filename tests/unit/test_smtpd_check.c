@@ -1143,6 +1143,51 @@ test_policy(void **state)
     cf_free(cf);
 }
 
+/* Postfix's "{ server, name = value, ... }" form: its own settings. */
+static void
+test_policy_braces(void **state)
+{
+    const char *spec = "{ inet:127.0.0.1:10023, default_action = DUNNO, "
+                       "timeout=5s, policy_context = grey }";
+    struct cf *cf = conf("smtpd_relay_restrictions =\n"
+                         "smtpd_recipient_restrictions = check_policy_service "
+                         "{ inet:127.0.0.1:10023, default_action = DUNNO, "
+                         "timeout=5s, policy_context = grey }, "
+                         "check_policy_service inet:127.0.0.1:10023, "
+                         "reject_unauth_destination\n");
+    struct smtpd_check *c = compile(cf);
+    struct smtpd_check_in in = req();
+    struct smtpd_check_ans *a;
+    char server[SMTPD_CHECK_KEY_MAX];
+    struct cf *o;
+
+    assert_int_equal(smtpd_check_policy_count(c), 2);
+    assert_string_equal(smtpd_check_policy_server(c, 0), spec);
+    o = smtpd_check_policy_cf(cf, spec, server, sizeof(server), err);
+    assert_non_null(o);
+    assert_string_equal(server, "inet:127.0.0.1:10023");
+    assert_int_equal(cf_time(o, "smtpd_policy_service_timeout"), 5);
+    assert_string_equal(cf_str(o, "smtpd_policy_service_policy_context"),
+                        "grey");
+    assert_int_equal(cf_time(o, "smtpd_policy_service_max_idle"), 300);
+    cf_free(o);
+    in.auth_dest = 1;
+    nknown = 0;
+    assert_string_equal(run_q(c, &in), "NEED policy:{ inet:127.0.0.1:10023, "
+                                       "default_action = DUNNO, timeout=5s, "
+                                       "policy_context = grey }");
+    a = know(SMTPD_CHECK_Q_POLICY, spec);
+    a->action = NULL; /* failed: its own default action, DUNNO */
+    assert_string_equal(run_q(c, &in), "NEED policy:inet:127.0.0.1:10023");
+    a = know(SMTPD_CHECK_Q_POLICY, "inet:127.0.0.1:10023");
+    a->action = NULL; /* failed: main.cf's */
+    assert_string_equal(run_q(c, &in),
+                        "451 4.3.5 <bob@rcpt.example>: Recipient address "
+                        "rejected: Server configuration problem");
+    smtpd_check_free(c);
+    cf_free(cf);
+}
+
 /* defer_if_permit and defer_if_reject, as restrictions. */
 static void
 test_defer_if(void **state)
@@ -1290,7 +1335,7 @@ test_network_conf_errors(void **state)
          "check_policy_service: \"\" is not a policy server"},
         {"smtpd_recipient_restrictions = check_policy_service inet:localhost, "
          "reject_unauth_destination\n",
-         "check_policy_service inet:localhost: no port"},
+         "check_policy_service: inet:localhost: no port"},
         {"smtpd_recipient_restrictions = reject_unauth_destination, "
          "reject_rhsbl_sender\n",
          "reject_rhsbl_sender: missing DNS list domain"},
@@ -1299,6 +1344,22 @@ test_network_conf_errors(void **state)
          "defer_if_permit nor defer"},
         {"unknown_hostname_reject_code = 250\n",
          "unknown_hostname_reject_code: 250 is not a 4xx or 5xx code"},
+        {"smtpd_recipient_restrictions = check_policy_service "
+         "{ inet:127.0.0.1:9, timeout = soon }, reject_unauth_destination\n",
+         "check_policy_service: inet:127.0.0.1:9: bad time value for "
+         "parameter smtpd_policy_service_timeout: soon"},
+        {"smtpd_recipient_restrictions = check_policy_service "
+         "{ inet:127.0.0.1:9, colour = blue }, reject_unauth_destination\n",
+         "check_policy_service: inet:127.0.0.1:9: \"colour = blue\" is not one "
+         "of default_action"},
+        {"smtpd_recipient_restrictions = check_policy_service "
+         "{ inet:127.0.0.1:9, default_action = maybe }, "
+         "reject_unauth_destination\n",
+         "check_policy_service inet:127.0.0.1:9: default_action \"maybe\" is "
+         "not an access action"},
+        {"smtpd_recipient_restrictions = check_policy_service { timeout=1s }, "
+         "reject_unauth_destination\n",
+         "check_policy_service: \"timeout=1s\" is not a policy server"},
         {"smtpd_policy_service_default_action = whatever\n",
          "smtpd_policy_service_default_action: \"whatever\" is not an access "
          "action"},
@@ -1337,6 +1398,7 @@ main(void)
         cmocka_unit_test(test_unknown_helo),
         cmocka_unit_test(test_rhsbl),
         cmocka_unit_test(test_policy),
+        cmocka_unit_test(test_policy_braces),
         cmocka_unit_test(test_defer_if),
         cmocka_unit_test(test_unauth_pipelining),
         cmocka_unit_test(test_client_names),
