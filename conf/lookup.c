@@ -248,7 +248,8 @@ enum lookup_type {
     LOOKUP_TEXTHASH,
     LOOKUP_DB, /* hash:, btree: */
     LOOKUP_STATIC,
-    LOOKUP_REGEXP
+    LOOKUP_REGEXP,
+    LOOKUP_CIDR
 };
 
 /* One line of a regexp: table: a rule, "if" or "endif". */
@@ -261,9 +262,10 @@ enum lookup_re_kind {
 struct lookup_re {
     enum lookup_re_kind kind;
     regex_t re;
-    int neg;      /* "!/re/": matches when re does not */
-    char *value;  /* RULE: the result, with $1..$9 */
-    size_t endif; /* IF: the index of its ENDIF */
+    struct lookup_net_entry net; /* cidr: the network instead of re */
+    int neg;                     /* "!/re/": matches when re does not */
+    char *value;                 /* RULE: the result, with $1..$9 */
+    size_t endif;                /* IF: the index of its ENDIF */
 };
 
 struct lookup_kv {
@@ -897,6 +899,130 @@ lookup_re_expand(const char *v, const char *key, const regmatch_t *m,
     return 0;
 }
 
+/* One logical line of a cidr: table: "NETWORK[/PREFIX] result" (IPv6
+ * with or without []), "!NETWORK result", "if [!]NETWORK", "endif". */
+static int
+lookup_cidr_line(struct lookup_table *t, const char *l, size_t *stack,
+                 size_t *depth, struct buf *err)
+{
+    struct lookup_re *r;
+    const char *p = l, *why = NULL;
+    char net[160];
+    size_t n;
+    int is_if = 0;
+
+    if (t->nre >= LOOKUP_RE_MAX) {
+        buf_printf(err, "more than %d lines", LOOKUP_RE_MAX);
+        return -1;
+    }
+    if (strncasecmp(p, "endif", 5) == 0
+        && (p[5] == '\0' || lookup_isspace(p[5]))) {
+        if (*depth == 0) {
+            buf_printf(err, "endif without if");
+            return -1;
+        }
+        t->re = xrealloc(t->re, (t->nre + 1) * sizeof(*t->re));
+        memset(&t->re[t->nre], 0, sizeof(*t->re));
+        t->re[t->nre].kind = LOOKUP_RE_ENDIF;
+        t->re[stack[--*depth]].endif = t->nre;
+        t->nre++;
+        return 0;
+    }
+    if (strncasecmp(p, "if", 2) == 0 && lookup_isspace(p[2])) {
+        is_if = 1;
+        for (p += 2; lookup_isspace(*p); p++)
+            ;
+        if (*depth >= LOOKUP_RE_NEST) {
+            buf_printf(err, "if nested deeper than %d", LOOKUP_RE_NEST);
+            return -1;
+        }
+    }
+    for (n = 0; p[n] && !lookup_isspace(p[n]); n++)
+        ;
+    if (n == 0 || n >= sizeof(net)) {
+        buf_printf(err, "expected format: network/prefix result");
+        return -1;
+    }
+    memcpy(net, p, n);
+    net[n] = '\0';
+    for (p += n; lookup_isspace(*p); p++)
+        ;
+    if (is_if ? *p != '\0' : *p == '\0') {
+        buf_printf(err, is_if ? "text after the if network"
+                              : "expected format: network/prefix result");
+        return -1;
+    }
+    t->re = xrealloc(t->re, (t->nre + 1) * sizeof(*t->re));
+    r = &t->re[t->nre];
+    memset(r, 0, sizeof(*r));
+    if (lookup_net_parse(net, &r->net, &why) < 0) {
+        buf_printf(err, "bad network \"%s\": %s", net, why);
+        return -1;
+    }
+    r->neg = r->net.negate;
+    if (is_if) {
+        r->kind = LOOKUP_RE_IF;
+        stack[(*depth)++] = t->nre;
+    } else {
+        r->kind = LOOKUP_RE_RULE;
+        r->value = xstrdup(p);
+    }
+    t->nre++;
+    return 0;
+}
+
+static int
+lookup_cidr_entry(void *arg, const char *line, struct buf *err)
+{
+    struct lookup_re_read *rd = arg;
+
+    return lookup_cidr_line(rd->t, line, rd->stack, &rd->depth, err);
+}
+
+/* cidr: lookup: key must be a numeric address (other keys match
+ * nothing); the first rule whose network holds it (or, "!", does not),
+ * in file order, if/endif blocks whose condition fails skipped. */
+static int
+lookup_cidr_get(const struct lookup_table *t, const char *key, struct buf *out)
+{
+    unsigned char a[16];
+    int family;
+
+    if (inet_pton(AF_INET, key, a) == 1)
+        family = AF_INET;
+    else if (inet_pton(AF_INET6, key, a) == 1)
+        family = AF_INET6;
+    else
+        return 0;
+    if (family == AF_INET6 && IN6_IS_ADDR_V4MAPPED((struct in6_addr *) a)) {
+        memmove(a, a + 12, 4);
+        family = AF_INET;
+    }
+    for (size_t i = 0; i < t->nre; i++) {
+        const struct lookup_re *r = &t->re[i];
+        int hit;
+
+        if (r->kind == LOOKUP_RE_ENDIF)
+            continue;
+        hit = r->net.family == family
+              && lookup_prefix_match(a, r->net.addr, r->net.bits);
+        if (r->kind == LOOKUP_RE_IF) {
+            if (hit == r->neg)
+                i = r->endif;
+            continue;
+        }
+        if (hit == r->neg)
+            continue;
+        if (buf_sets(out, r->value) < 0) {
+            buf_reset(out);
+            buf_puts(out, "lookup result too long");
+            return -1;
+        }
+        return 1;
+    }
+    return 0;
+}
+
 /* regexp: lookup: the first rule that matches, in file order, with the
  * if/endif blocks whose condition fails skipped. */
 static int
@@ -979,6 +1105,23 @@ lookup_open(const char *spec, struct buf *err)
         }
         if (lookup_parse_regexp(t, colon + 1, e) < 0)
             goto fail;
+    } else if (strncmp(spec, "cidr:", 5) == 0) {
+        struct lookup_re_read rd;
+
+        t->type = LOOKUP_CIDR;
+        if (colon[1] == '\0') {
+            buf_printf(e, "bad lookup table \"%s\": missing file name",
+                       lookup_shown(spec, shown, sizeof(shown)));
+            goto fail;
+        }
+        rd.t = t;
+        rd.depth = 0;
+        if (lookup_read_lines(colon + 1, lookup_cidr_entry, &rd, e) < 0)
+            goto fail;
+        if (rd.depth > 0) {
+            buf_printf(e, "%s: if without endif", colon + 1);
+            goto fail;
+        }
     } else if (strncmp(spec, "static:", 7) == 0) {
         const char *v = colon + 1;
         size_t vlen = strlen(v);
@@ -999,7 +1142,7 @@ lookup_open(const char *spec, struct buf *err)
         buf_printf(e,
                    "unsupported lookup table type \"%.*s\" in \"%s\" "
                    "(supported: inline, texthash, hash, btree, regexp, "
-                   "static)",
+                   "cidr, static)",
                    (int) (colon - spec > 64 ? 64 : colon - spec), spec,
                    lookup_shown(spec, shown, sizeof(shown)));
         goto fail;
@@ -1030,6 +1173,8 @@ lookup_get(const struct lookup_table *t, const char *key, struct buf *out)
         return 1;
     case LOOKUP_REGEXP:
         return lookup_re_get(t, key, out);
+    case LOOKUP_CIDR:
+        return lookup_cidr_get(t, key, out);
     case LOOKUP_INLINE:
     case LOOKUP_TEXTHASH:
     case LOOKUP_DB:
@@ -1072,7 +1217,7 @@ lookup_free(struct lookup_table *t)
     }
     free(t->kv);
     for (size_t i = 0; i < t->nre; i++) {
-        if (t->re[i].kind != LOOKUP_RE_ENDIF)
+        if (t->re[i].kind != LOOKUP_RE_ENDIF && t->type == LOOKUP_REGEXP)
             regfree(&t->re[i].re);
         free(t->re[i].value);
     }

@@ -10,7 +10,11 @@
  *   is ignored.
  * lookup tables ("type:name"): inline:{ key=value, key2=value2 } and
  *   texthash:/path (lines "key value", '#' comments, as postmap's input).
- *   Keys compare case-insensitively.
+ *   Keys compare case-insensitively. Also hash:, btree: (postmap's .db),
+ *   static:, regexp: (regexp_table(5)) and cidr: (cidr_table(5): lines
+ *   "network/prefix result", "!network result", "if network" ...
+ *   "endif"; the first network holding the key, a numeric address,
+ *   decides; any other key finds nothing).
  * Owns: copies of everything it is given. Threads: read-only after _new.
  */
 #ifndef SLUICE_LOOKUP_H

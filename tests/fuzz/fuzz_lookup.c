@@ -10,7 +10,9 @@
  *   2 static table value
   *   3 a mynetworks list and a domain list (entries split at white space
  *     and commas, as in main.cf)
- *   any byte with bit 7 set: regexp file content (memfd, as texthash)
+ *   any byte with bits 7 and 6 set: cidr file content (memfd); an
+ *     address key and the same address IPv4-mapped find the same thing
+ *   any other byte with bit 7 set: regexp file content (memfd)
 
  * Besides "no crash, no leak", what the documentation promises is
  * checked: keys compare case-insensitively; an IPv4 client and the same
@@ -165,7 +167,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     if (size < 1)
         return 0;
-    mode = data[0] & 0x80 ? 4 : data[0] % 4;
+    mode = (data[0] & 0xc0) == 0xc0 ? 5 : data[0] & 0x80 ? 4 : data[0] % 4;
     text = (const char *) data + 1;
     size--;
     nul = memchr(text, '\0', size);
@@ -206,6 +208,28 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         }
         lookup_free(t);
         t = NULL;
+        break;
+    case 5: /* cidr: addresses; IPv4 and its IPv4-mapped form agree */
+        fd = memfd_create("fuzz_lookup", 0);
+        if (fd < 0 || write(fd, text, tlen) != (ssize_t) tlen)
+            break;
+        buf_printf(spec, "cidr:/proc/self/fd/%d", fd);
+        t = lookup_open(buf_data(spec), err);
+        for (size_t i = 0; t != NULL && i < nkeys; i++) {
+            struct buf *o = buf_new(64, 4096), *o2 = buf_new(64, 4096);
+            struct in_addr a4;
+            char mapped[FUZZ_KEY_MAX + 8];
+            int r1 = lookup_get(t, keys[i], o);
+
+            if (inet_pton(AF_INET, keys[i], &a4) == 1) {
+                snprintf(mapped, sizeof(mapped), "::ffff:%s", keys[i]);
+                if (lookup_get(t, mapped, o2) != r1
+                    || strcmp(buf_data(o), buf_data(o2)) != 0)
+                    abort();
+            }
+            buf_free(o);
+            buf_free(o2);
+        }
         break;
     default:
         check_nets(table, keys, nkeys);

@@ -39,7 +39,7 @@
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/dovecot_lib.sh"
 need_binaries
-plan 94
+plan 95
 setup
 
 POSTMAP=$(PATH=$PATH:/usr/sbin:/sbin command -v postmap 2>/dev/null || true)
@@ -90,6 +90,7 @@ printf '%s\n' "x@other.example reject_unauth_destination" \
 printf '%s\n' "Spammer@Example.ORG REJECT" "<> REJECT no bounces here" \
     "NULLKEY REJECT the null key in use" >"$T/sender"
 printf '%s\n' "bad.helo.example REJECT go away helo" >"$T/helo"
+printf '%s\n' "# cidr_table(5)" "192.0.2.0/24 OK" "127.0.0.0/8 REJECT cidr says no" >"$T/client.cidr"
 printf '%s\n' "blocked@example.org REJECT not from this port" >"$T/subsender"
 printf '%s\n' "blocked@example.org REJECT blocked sender" >"$T/wsender"
 printf '%s\n' "discard@example.org DISCARD" >"$T/dsender"
@@ -110,7 +111,7 @@ fi
 S="inet n - n - - smtpd"
 for v in P_REJ P_PAD P_CPERM P_CREJ P_HREJ P_SREJ P_DEFER P_CACC P_HACC \
     P_ACC P_KEYS P_NULL P_HASH P_HELO P_FQDN P_WARN P_DATA P_SUB P_DISC \
-    P_LOGIN P_PIPE; do
+    P_LOGIN P_PIPE P_CIDR; do
     eval "$v=\$(free_port)"
     export "${v?}"
 done
@@ -145,6 +146,7 @@ MASTER_EXTRA="127.0.0.1:$P_REJ $S -o { smtpd_relay_restrictions = permit_mynetwo
   -o { smtpd_relay_restrictions = reject_non_fqdn_recipient, permit_auth_destination, reject_unauth_destination }
 127.0.0.1:$P_WARN $S -o { smtpd_sender_restrictions = warn_if_reject, reject_non_fqdn_sender, check_sender_access texthash:$T/wsender }
 127.0.0.1:$P_DATA $S -o smtpd_data_restrictions=reject
+127.0.0.1:$P_CIDR $S -o { smtpd_client_restrictions = check_client_access cidr:$T/client.cidr }
 127.0.0.1:$P_PIPE $S -o smtpd_data_restrictions=reject_unauth_pipelining -o { smtpd_helo_restrictions = reject_unauth_pipelining }
 127.0.0.1:$P_SUB $S -o { smtpd_recipient_restrictions = check_sender_access texthash:$T/subsender }
 127.0.0.1:$P_DISC $S -o { smtpd_sender_restrictions = check_sender_access texthash:$T/dsender } -o smtpd_recipient_restrictions=reject
@@ -505,6 +507,9 @@ tap(log_wait(r"(NOQUEUE|[0-9A-F]+): reject: DATA from " + ME + r": 554 5\.7\.1 <
              r"Data command rejected: Access denied; from=<a@example\.org> "
              r"(to=<x@relay\.example> )?proto=ESMTP helo=<client\.test>$", 5),
     "  logged: reject: DATA from unknown[127.0.0.1]: 554 5.7.1 <DATA>: ...")
+expect(int(env("P_CIDR")), "x@relay.example",
+       "554 5.7.1 <unknown[127.0.0.1]>: Client host rejected: cidr says no",
+       "check_client_access cidr:FILE (127.0.0.0/8 REJECT cidr says no): 554 5.7.1 ... cidr says no")
 
 # reject_unauth_pipelining: DATA with the message right behind it (before
 # the 354), or commands pipelined after HELO (not ESMTP); a client that

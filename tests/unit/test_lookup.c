@@ -257,7 +257,7 @@ test_inline_bad(void **state)
     assert_string_equal(buf_data(err),
                         "unsupported lookup table type \"cdb\" in "
                         "\"cdb:/etc/aliases\" (supported: inline, texthash, "
-                        "hash, btree, regexp, static)");
+                        "hash, btree, regexp, cidr, static)");
 }
 
 static void
@@ -591,6 +591,82 @@ test_regexp(void **state)
     assert_int_equal(rmdir(dir), 0);
 }
 
+/* cidr: tables, Postfix's cidr_table(5): the first network that holds
+ * the address, in file order; "!" and if/endif; a key that is not an
+ * address matches nothing. */
+static void
+test_cidr(void **state)
+{
+    char dir[] = "/tmp/test_lookup.XXXXXX";
+    char spec[600], path[512];
+    struct lookup_table *t;
+    static const struct {
+        const char *key, *want;
+    } cases[] = {
+        {"192.0.2.7", "REJECT doc net"},
+        {"192.0.2.200", "OK the top half"},
+        {"198.51.100.1", "DUNNO"},
+        {"10.1.2.3", "REJECT private"},
+        {"::ffff:10.1.2.3", "REJECT private"},
+        {"2001:db8::1", "REJECT v6 doc"},
+        {"2001:db8:1::1", "REJECT bracketed"},
+        {"203.0.113.9", "HOLD in the if"},
+        {"203.0.113.200", NULL},
+        {"127.0.0.1", NULL},
+        {"mail.example.com", NULL},
+        {"192.0.2", NULL},
+    };
+
+    assert_non_null(mkdtemp(dir));
+    mkfile(dir, "c",
+           "# cidr_table(5)\n"
+           "192.0.2.128/25   OK the top half\n"
+           "192.0.2.0/24     REJECT doc net\n"
+           "198.51.100.1     DUNNO\n"
+           "10.0.0.0/8       REJECT private\n"
+           "[2001:db8:1::]/48 REJECT bracketed\n"
+           "2001:db8::/32    REJECT v6 doc\n"
+           "if 203.0.113.0/24\n"
+           "!203.0.113.128/25 HOLD in the if\n"
+           "endif\n",
+           spec, sizeof(spec));
+    snprintf(path, sizeof(path), "cidr:%s/c", dir);
+    t = lookup_open(path, err);
+    if (t == NULL)
+        fail_msg("%s", buf_data(err));
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        int rc = lookup_get(t, cases[i].key, out);
+
+        if (cases[i].want == NULL
+                ? rc != 0
+                : rc != 1 || strcmp(buf_data(out), cases[i].want))
+            fail_msg("%s: rc %d \"%s\"", cases[i].key, rc,
+                     rc > 0 ? buf_data(out) : "");
+    }
+    lookup_free(t);
+    /* errors name the file and line */
+    mkfile(dir, "c", "192.0.2.1/24 OK\n", spec, sizeof(spec));
+    assert_null(lookup_open(path, err));
+    assert_non_null(strstr(buf_data(err),
+                           "/c:1: bad network \"192.0.2.1/24\": "
+                           "non-zero host bits after the prefix"));
+    mkfile(dir, "c", "\n192.0.2.0/33 OK\n", spec, sizeof(spec));
+    assert_null(lookup_open(path, err));
+    assert_non_null(strstr(buf_data(err), "/c:2: bad network"));
+    mkfile(dir, "c", "mail.example.com OK\n", spec, sizeof(spec));
+    assert_null(lookup_open(path, err));
+    assert_non_null(strstr(buf_data(err), "not a numeric address"));
+    mkfile(dir, "c", "192.0.2.0/24\n", spec, sizeof(spec));
+    assert_null(lookup_open(path, err));
+    assert_non_null(strstr(buf_data(err), "expected format"));
+    mkfile(dir, "c", "if 192.0.2.0/24\n", spec, sizeof(spec));
+    assert_null(lookup_open(path, err));
+    assert_non_null(strstr(buf_data(err), "if without endif"));
+    snprintf(path, sizeof(path), "%s/c", dir);
+    unlink(path);
+    assert_int_equal(rmdir(dir), 0);
+}
+
 int
 main(void)
 {
@@ -606,6 +682,7 @@ main(void)
         cmocka_unit_test(test_texthash),
         cmocka_unit_test(test_db),
         cmocka_unit_test(test_regexp),
+        cmocka_unit_test(test_cidr),
 
     };
 
