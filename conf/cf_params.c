@@ -1189,13 +1189,13 @@ const struct cf_param cf_params[] = {
     {"smtpd_sasl_path", CF_STR, "private/auth", 0,
      "the Dovecot auth socket: a path (relative: under queue_directory), "
      "unix:/path, or inet:host:port",
-     2},
+     0},
     {"smtpd_sasl_response_limit", CF_INT, "12288", 0,
      "longest line a client may send in answer to a 334 challenge", 0},
     {"smtpd_sasl_security_options", CF_LIST, "noanonymous", 0,
      "mechanisms not offered: noanonymous, noplaintext, nodictionary, "
      "noactive; only ones with: mutual_auth, forward_secrecy",
-     2},
+     0},
     {"smtpd_sasl_service", CF_STR, "smtp", 0,
      "the service name given to the SASL back end", 0},
     {"smtpd_sasl_tls_security_options", CF_LIST, "$smtpd_sasl_security_options",
@@ -1205,7 +1205,7 @@ const struct cf_param cf_params[] = {
     {"smtpd_sender_login_maps", CF_MAP, "", 0,
      "sender address (or @domain) -> the SASL logins that own it, for "
      "reject_sender_login_mismatch",
-     2},
+     0},
     {"smtpd_sender_restrictions", CF_LIST, "", 0,
      "restrictions on the sender, applied at each RCPT TO", 0},
     {"smtpd_service_name", CF_STR, "", 0, CF_PF_LATER, 1},
@@ -1214,7 +1214,7 @@ const struct cf_param cf_params[] = {
     {"smtpd_starttls_timeout", CF_TIME, "300s", 's',
      "time limit for the TLS handshake after STARTTLS (or at connect in "
      "wrapper mode)",
-     2},
+     0},
     {"smtpd_timeout", CF_TIME, "300s", 's',
      "time limit for a client command or a chunk of message content", 0},
     {"smtpd_tls_CAfile", CF_STR, "", 0, CF_PF_LATER, 1},
@@ -1222,7 +1222,7 @@ const struct cf_param cf_params[] = {
     {"smtpd_tls_always_issue_session_ids", CF_STR, "", 0, CF_PF_LATER, 1},
     {"smtpd_tls_ask_ccert", CF_STR, "", 0, CF_PF_LATER, 1},
     {"smtpd_tls_auth_only", CF_BOOL, "no", 0, "offer AUTH only after STARTTLS",
-     2},
+     0},
     {"smtpd_tls_ccert_verifydepth", CF_STR, "", 0, CF_PF_LATER, 1},
     {"smtpd_tls_cert_file", CF_STR, "", 0,
      "PEM certificate chain of the SMTP server (may hold the key too)", 0},

@@ -619,8 +619,11 @@ done:
  * of '+' once more and that of {m,n} up to n times, so nested or stacked
  * repetitions grow exponentially ("/a++++++++++++++++++++++++/" needs
  * gigabytes). The estimate: atoms count 1, a group the sum of what is in
- * it, a repetition multiplies its operand. Capped; LOOKUP_RE_COST_MAX is
- * far above any pattern an access or header_checks table holds. */
+ * it, a repetition multiplies its operand; one that can match nothing
+ * (after '*', '?' or {0,n}) and is repeated again costs the square of
+ * the factor, as its closures do ("/ /+*++++++++++++/" took 4 GB where
+ * "/a++++++++++++/" takes 10 MB). Capped; LOOKUP_RE_COST_MAX is far
+ * above any pattern an access or header_checks table holds. */
 #define LOOKUP_RE_COST_MAX 100000.0
 #define LOOKUP_RE_DEPTH    64
 
@@ -628,14 +631,17 @@ static double
 lookup_re_cost(const char *p)
 {
     double sum[LOOKUP_RE_DEPTH + 1] = {0}, last[LOOKUP_RE_DEPTH + 1] = {0};
+    int empty[LOOKUP_RE_DEPTH + 1] = {0}; /* the last item can match "" */
     int d = 0;
 
     while (*p) {
         double f = 0;
+        int nullable = 0;
 
         if (*p == '\\' && p[1]) {
             p += 2;
             sum[d] += last[d] = 1;
+            empty[d] = 0;
             continue;
         }
         switch (*p) {
@@ -657,6 +663,7 @@ lookup_re_cost(const char *p)
             if (*p)
                 p++;
             sum[d] += last[d] = 1;
+            empty[d] = 0;
             continue;
         case '(':
             if (d == LOOKUP_RE_DEPTH)
@@ -671,6 +678,7 @@ lookup_re_cost(const char *p)
 
                 d--;
                 sum[d] += last[d] = g;
+                empty[d] = 0;
             }
             p++;
             continue;
@@ -685,6 +693,7 @@ lookup_re_cost(const char *p)
         case '*':
         case '?':
             f = 1;
+            nullable = 1;
             p++;
             break;
         case '{': {
@@ -694,17 +703,23 @@ lookup_re_cost(const char *p)
             if (*e == ',')
                 n = e[1] == '}' ? m + 1 : strtod(e + 1, &e);
             f = (n > m ? n : m) + 1;
+            nullable = m < 1;
             p = strchr(p, '}') ? strchr(p, '}') + 1 : p + 1;
             break;
         }
         default:
             p++;
             sum[d] += last[d] = 1;
+            empty[d] = 0;
             continue;
         }
-        /* a repetition of the last item: it grows by that factor */
+        /* a repetition of the last item: it grows by that factor (its
+         * square when the item can already match nothing) */
+        if (empty[d])
+            f *= f;
         sum[d] += last[d] * (f - 1);
         last[d] *= f;
+        empty[d] = empty[d] || nullable;
         if (sum[d] > LOOKUP_RE_COST_MAX)
             return sum[d];
     }

@@ -1047,8 +1047,8 @@ static int
 sc_query(struct sc_run *r, enum smtpd_check_q q, const char *key,
          const struct smtpd_check_ans **ans)
 {
-    if (r->in->query == NULL)
-        return -1;
+    if (r->in->query == NULL || strlen(key) >= SMTPD_CHECK_KEY_MAX)
+        return -1; /* too long a key could not be asked for as it is */
     if (r->in->query(r->in->arg, q, key, ans))
         return 1;
     r->res->need = q;

@@ -969,6 +969,17 @@ test_unknown_domain(void **state)
     assert_string_equal(run_q(c, &in), "PASS");
     assert_string_equal(asked_keys, "name:rcpt.example ");
     final_sender = 0;
+    /* a domain too long to be a key: not asked for (and no loop) */
+    {
+        char longaddr[700];
+
+        memset(longaddr, 'a', sizeof(longaddr) - 1);
+        longaddr[sizeof(longaddr) - 1] = '\0';
+        longaddr[1] = '@';
+        in.sender = longaddr;
+        assert_string_equal(run_q(c, &in), "PASS");
+        assert_string_equal(asked_keys, "name:rcpt.example ");
+    }
     smtpd_check_free(c);
 
     /* the codes and the tempfail action are the operator's */
