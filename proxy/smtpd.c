@@ -1707,7 +1707,53 @@ smtpd_check_log_end(struct smtpd_check_log *l, int say)
 
 /* ---- the restrictions' answers from the network ---- */
 
-static void smtpd_rbl_txt(const struct dns_answer *a, char *out, size_t outsz);
+/* The TXT record of a listing: its strings, printable, joined. */
+static void
+smtpd_rbl_txt(const struct dns_answer *a, char *out, size_t outsz)
+{
+    size_t o = 0;
+
+    out[0] = '\0';
+    if (a->n == 0)
+        return;
+    for (int i = 0; i < a->len[0];) {
+        int n = a->rdata[0][i++];
+
+        for (int k = 0; k < n && i < a->len[0]; k++, i++) {
+            unsigned char c = a->rdata[0][i];
+
+            if (o + 1 < outsz)
+                out[o++] = c >= 0x20 && c < 0x7f ? (char) c : '?';
+        }
+    }
+    out[o] = '\0';
+}
+
+/* A DNS list's A answer for name into r: listed (its 127.x addresses),
+ * not listed, or failed (as Postfix: it lists nothing, with a warning). */
+static void
+smtpd_dnsxl_a(struct smtpd_check_rbl *r, const struct dns_answer *a,
+              const char *ident, const char *name)
+{
+    switch (a->status) {
+    case DNS_OK:
+        for (size_t i = 0; i < a->n && r->naddr < SMTPD_CHECK_RBL_ADDRS; i++)
+            if (a->len[i] == 4)
+                memcpy(r->addrs[r->naddr++], a->rdata[i], 4);
+        r->listed = r->naddr > 0;
+        break;
+    case DNS_NOTFOUND:
+    case DNS_NODATA:
+        r->listed = 0;
+        break;
+    default:
+        r->listed = -1;
+        log_warning("%s: RBL lookup error: Host or domain name not found. "
+                    "Name service error for name=%s type=A: %s",
+                    ident, name, a->why);
+        break;
+    }
+}
 
 static void
 smtpd_q_free(struct smtpd_q *q)
@@ -1818,24 +1864,7 @@ smtpd_q_dnsxl_cb(void *arg, const struct dns_answer *a)
         smtpd_q_done(q);
         return;
     }
-    switch (a->status) {
-    case DNS_OK:
-        for (size_t i = 0; i < a->n && r->naddr < SMTPD_CHECK_RBL_ADDRS; i++)
-            if (a->len[i] == 4)
-                memcpy(r->addrs[r->naddr++], a->rdata[i], 4);
-        r->listed = r->naddr > 0;
-        break;
-    case DNS_NOTFOUND:
-    case DNS_NODATA:
-        r->listed = 0;
-        break;
-    default:
-        r->listed = -1; /* as Postfix: a failed lookup lists nothing */
-        log_warning("%s: RBL lookup error: Host or domain name not found. "
-                    "Name service error for name=%s type=A: %s",
-                    q->s->ident, q->key, a->why);
-        break;
-    }
+    smtpd_dnsxl_a(r, a, q->s->ident, q->key);
     if (r->listed == 1) {
         d->type = DNS_T_TXT;
         d->h =
@@ -4085,28 +4114,6 @@ smtpd_lookup_done(void *arg)
     free(l);
 }
 
-/* The TXT record of a listing: its strings, printable, joined. */
-static void
-smtpd_rbl_txt(const struct dns_answer *a, char *out, size_t outsz)
-{
-    size_t o = 0;
-
-    out[0] = '\0';
-    if (a->n == 0)
-        return;
-    for (int i = 0; i < a->len[0];) {
-        int n = a->rdata[0][i++];
-
-        for (int k = 0; k < n && i < a->len[0]; k++, i++) {
-            unsigned char c = a->rdata[0][i];
-
-            if (o + 1 < outsz)
-                out[o++] = c >= 0x20 && c < 0x7f ? (char) c : '?';
-        }
-    }
-    out[o] = '\0';
-}
-
 static void
 smtpd_rbl_cb(void *arg, const struct dns_answer *a)
 {
@@ -4121,24 +4128,7 @@ smtpd_rbl_cb(void *arg, const struct dns_answer *a)
         smtpd_connected(s);
         return;
     }
-    switch (a->status) {
-    case DNS_OK:
-        for (size_t i = 0; i < a->n && r->naddr < SMTPD_CHECK_RBL_ADDRS; i++)
-            if (a->len[i] == 4)
-                memcpy(r->addrs[r->naddr++], a->rdata[i], 4);
-        r->listed = r->naddr > 0;
-        break;
-    case DNS_NOTFOUND:
-    case DNS_NODATA:
-        r->listed = 0;
-        break;
-    default:
-        r->listed = -1; /* as Postfix: a failed lookup lists nothing */
-        log_warning("%s: RBL lookup error: Host or domain name not found. "
-                    "Name service error for name=%s type=A: %s",
-                    s->ident, rq->name, a->why);
-        break;
-    }
+    smtpd_dnsxl_a(r, a, s->ident, rq->name);
     if (r->listed == 1) {
         rq->q = dns_lookup(s->srv->dns, rq->name, DNS_T_TXT, smtpd_rbl_cb, rq);
         return;

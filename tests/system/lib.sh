@@ -195,10 +195,23 @@ children()
 # free_port: a loopback TCP port that is free now.
 free_port()
 {
-    "$PYTHON3" -c 'import socket
-s = socket.socket()
-s.bind(("127.0.0.1", 0))
-print(s.getsockname()[1])'
+    # a port the kernel has free now, and not one given out before in
+    # this test (the kernel may hand the same one out twice when nothing
+    # holds it in between: two services on one port)
+    "$PYTHON3" -c 'import os, socket, sys
+seen = sys.argv[1] + "/.ports" if sys.argv[1] else None
+old = set(open(seen).read().split()) if seen and os.path.exists(seen) else set()
+for _ in range(50):
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    p = s.getsockname()[1]
+    s.close()
+    if str(p) not in old:
+        break
+if seen:
+    with open(seen, "a") as f:
+        f.write("%d\n" % p)
+print(p)' "${T:-}"
 }
 
 port_open()
@@ -229,6 +242,26 @@ setup()
     PORT=$(free_port)
     SINKPORT=$(free_port)
     export T CONF SINKDIR LOG PORT SINKPORT
+}
+
+# svc NAME PARAM=VALUE...: one more smtpd service for master.cf on
+# 127.0.0.1 at a free port (exported as P_NAME), with those -o settings,
+# appended to SVCS (for MASTER_EXTRA).
+SVCS=""
+svc()
+{
+    local p n=$1 a
+    shift
+    p=$(free_port)
+    eval "P_$n=$p"
+    export "P_$n"
+    SVCS="${SVCS}127.0.0.1:$p inet n - n - - smtpd"
+    for a in "$@"; do
+        SVCS="$SVCS
+  -o $a"
+    done
+    SVCS="$SVCS
+"
 }
 
 # write_conf [LINE...]: main.cf with the test defaults, then the given

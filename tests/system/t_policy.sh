@@ -47,21 +47,6 @@ fi
 export HAVE_PG
 
 SVCS=""
-svc() # NAME PARAM=VALUE...
-{
-    local p n=$1 a
-    shift
-    p=$(free_port)
-    eval "P_$n=$p"
-    export "P_$n"
-    SVCS="${SVCS}127.0.0.1:$p inet n - n - - smtpd"
-    for a in "$@"; do
-        SVCS="$SVCS
-  -o $a"
-    done
-    SVCS="$SVCS
-"
-}
 END=permit_mynetworks,reject_unauth_destination
 svc pol "smtpd_recipient_restrictions=check_policy_service,inet:127.0.0.1:$PP,$END"
 svc unix "smtpd_recipient_restrictions=check_policy_service,unix:private/policy,$END"
@@ -190,7 +175,8 @@ tap(r.code == 451 and w, "an answer without name=value: malformed reply, "
 r, dt, w, n = failed("big@example.com", "(malformed reply|reply too long)")
 tap(r.code == 451 and w, "an answer of 9000 bytes: refused, 451 4.3.5", r)
 r, dt, w, n = failed("hang@example.com", "timeout while talking")
-tap(r.code == 451 and w and 2.5 < dt < 8,
+hang = [q for q in plog() if q["attrs"].get("recipient") == "hang@example.com"]
+tap(r.code == 451 and w and len(hang) == 2 and dt >= 2.5,
     "a server that never answers: two attempts of "
     "smtpd_policy_service_timeout (1 s) a retry delay (1 s) apart, then "
     "451 (%.1f s)" % dt, r)
@@ -204,10 +190,11 @@ t0 = time.time()
 r = session(P("brace"), "alice@example.org", ["hang3@example.com", "dunno@example.com"])
 dt = time.time() - t0
 reqs = plog()[n0:]
-tap([x.code for x in r] == [250, 250] and dt < 2.8,
+hang3 = [q for q in reqs if q["attrs"].get("recipient") == "hang3@example.com"]
+tap([x.code for x in r] == [250, 250] and len(hang3) == 1 and dt >= 0.9,
     "check_policy_service { inet:..., default_action = DUNNO, timeout = 1s, "
-    "try_limit = 1 }: a server that never answers costs one attempt of 1 s, "
-    "then its own default action, DUNNO: accepted (%.1f s)" % dt, r)
+    "try_limit = 1 }: a server that never answers is asked once, 1 s, "
+    "then its own default action, DUNNO: accepted (%.1f s)" % dt, r, hang3)
 tap(len(reqs) == 2 and all(q["attrs"].get("policy_context") == "brace-ctx" for q in reqs),
     "  its requests carry its own policy_context (brace-ctx)", reqs)
 

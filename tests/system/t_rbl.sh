@@ -43,29 +43,19 @@ printf '1.0.0.127.long.test TXT "%s%s%s"\n' "$(printf 'x%.0s' $(seq 200))" \
 _T_PIDS="$_T_PIDS $!"
 wait_port 127.0.0.1 "$DP" 10 || diag "dnsd did not start: $(cat "$T/dnsd.out")"
 
-# one service per case: NAME PORT LIST
+# one service per case (lib.sh's svc)
 SVCS=""
-svc()
-{
-    local p
-    p=$(free_port)
-    eval "P_$1=$p"
-    export "P_$1"
-    SVCS="${SVCS}127.0.0.1:$p inet n - n - - smtpd
-  -o smtpd_recipient_restrictions=$2
-"
-}
 END=permit_mynetworks,reject_unauth_destination
-svc bl "reject_rbl_client,bl.test,$END"
-svc notxt "reject_rbl_client,bl2.test,$END"
-svc filt "reject_rbl_client,bl.test=127.0.0.3,reject_rbl_client,bl2.test=127.0.0.[1..3;5],$END"
-svc range "reject_rbl_client,bl.test=127.0.[0..1].[1;2],$END"
-svc pass "reject_rbl_client,nl.test,reject_rbl_client,sf.test,$END"
-svc wl "permit_dnswl_client,wl.test,reject_rbl_client,bl.test,$END"
-svc warn "warn_if_reject,reject_rbl_client,bl.test,$END"
-svc slow "reject_rbl_client,slow.test,$END"
-svc long "reject_rbl_client,long.test,$END"
-svc ctl "reject_rbl_client,ctl.test,$END"
+svc bl "smtpd_recipient_restrictions=reject_rbl_client,bl.test,$END"
+svc notxt "smtpd_recipient_restrictions=reject_rbl_client,bl2.test,$END"
+svc filt "smtpd_recipient_restrictions=reject_rbl_client,bl.test=127.0.0.3,reject_rbl_client,bl2.test=127.0.0.[1..3;5],$END"
+svc range "smtpd_recipient_restrictions=reject_rbl_client,bl.test=127.0.[0..1].[1;2],$END"
+svc pass "smtpd_recipient_restrictions=reject_rbl_client,nl.test,reject_rbl_client,sf.test,$END"
+svc wl "smtpd_recipient_restrictions=permit_dnswl_client,wl.test,reject_rbl_client,bl.test,$END"
+svc warn "smtpd_recipient_restrictions=warn_if_reject,reject_rbl_client,bl.test,$END"
+svc slow "smtpd_recipient_restrictions=reject_rbl_client,slow.test,$END"
+svc long "smtpd_recipient_restrictions=reject_rbl_client,long.test,$END"
+svc ctl "smtpd_recipient_restrictions=reject_rbl_client,ctl.test,$END"
 MASTER_EXTRA=$SVCS
 write_conf "sluice_dns_servers = 127.0.0.1:$DP" "sluice_dns_timeout = 10s"
 start_ok
