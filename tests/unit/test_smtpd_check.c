@@ -870,6 +870,15 @@ know(enum smtpd_check_q q, const char *key)
     return &known[nknown++].ans;
 }
 
+/* A DNS list answer: listed at 127.0.X.Y. */
+static void
+listed_at(struct smtpd_check_ans *a, unsigned char x, unsigned char y)
+{
+    a->dnsxl.listed = 1;
+    a->dnsxl.naddr = 1;
+    memcpy(a->dnsxl.addrs[0], (unsigned char[]){127, 0, x, y}, 4);
+}
+
 /* Evaluate with the stub: "NEED name:KEY" when an answer is missing. */
 static const char *
 run_q(const struct smtpd_check *c, struct smtpd_check_in *in)
@@ -1058,14 +1067,10 @@ test_rhsbl(void **state)
     know(SMTPD_CHECK_Q_DNSXL, "mail.client.example.dbl.example");
     assert_string_equal(run_q(c, &in), "NEED dnsxl:helo.example.dbl.example");
     a = know(SMTPD_CHECK_Q_DNSXL, "helo.example.dbl.example");
-    a->dnsxl.listed = 1;
-    a->dnsxl.naddr = 1;
-    memcpy(a->dnsxl.addrs[0], "\x7f\x00\x01\x01", 4); /* not in the filter */
+    listed_at(a, 1, 1); /* not in the filter */
     assert_string_equal(run_q(c, &in), "NEED dnsxl:sender.example.dbl.example");
     a = know(SMTPD_CHECK_Q_DNSXL, "sender.example.dbl.example");
-    a->dnsxl.listed = 1;
-    a->dnsxl.naddr = 1;
-    memcpy(a->dnsxl.addrs[0], "\x7f\x00\x01\x02", 4);
+    listed_at(a, 1, 2);
     snprintf(a->dnsxl.txt, sizeof(a->dnsxl.txt), "see https://dbl/x");
     assert_string_equal(run_q(c, &in),
                         "554 5.7.1 Service unavailable; Sender address "
@@ -1074,9 +1079,7 @@ test_rhsbl(void **state)
     a->dnsxl.listed = -1; /* a failed lookup lists nothing */
     assert_string_equal(run_q(c, &in), "NEED dnsxl:rcpt.example.rhs.example");
     a = know(SMTPD_CHECK_Q_DNSXL, "rcpt.example.rhs.example");
-    a->dnsxl.listed = 1;
-    a->dnsxl.naddr = 1;
-    memcpy(a->dnsxl.addrs[0], "\x7f\x00\x00\x02", 4);
+    listed_at(a, 0, 2);
     assert_string_equal(run_q(c, &in),
                         "554 5.7.1 Service unavailable; Recipient address "
                         "[bob@rcpt.example] blocked using rhs.example");
@@ -1287,9 +1290,7 @@ test_client_names(void **state)
     in.rev_name = "spam.example";
     assert_string_equal(run_q(c, &in), "NEED dnsxl:spam.example.dbl.example");
     a = know(SMTPD_CHECK_Q_DNSXL, "spam.example.dbl.example");
-    a->dnsxl.listed = 1;
-    a->dnsxl.naddr = 1;
-    memcpy(a->dnsxl.addrs[0], "\x7f\x00\x00\x02", 4);
+    listed_at(a, 0, 2);
     assert_string_equal(run_q(c, &in),
                         "554 5.7.1 Service unavailable; Unverified Client "
                         "host [spam.example] blocked using dbl.example");
