@@ -289,9 +289,10 @@ struct smtpd_sess {
     size_t nq;
     void (*check_again)(struct smtpd_sess *s);
     unsigned long instance; /* this mail transaction's, for policy servers */
-    int waiting;            /* a command waits: filter, commit */
-    int sleeping;           /* error sleep before the next reply */
-    int closing;            /* close once the output is flushed */
+    unsigned long long size_decl; /* MAIL FROM's SIZE=, or 0 */
+    int waiting;                  /* a command waits: filter, commit */
+    int sleeping;                 /* error sleep before the next reply */
+    int closing;                  /* close once the output is flushed */
     int dead;
     int denied;         /* CONNECT rejected: 503 to everything */
     int skip_line;      /* discarding an overlong line */
@@ -1570,6 +1571,7 @@ smtpd_cmd_mail(struct smtpd_sess *s, struct smtpd_cmd *cmd)
     free(s->pend_addr); /* a reject below logs no sender, as Postfix */
     s->pend_addr = NULL;
     s->instance = ++s->srv->instances;
+    s->size_decl = 0;
     if (s->sasl) {
         free(s->sasl->sender);
         s->sasl->sender = NULL;
@@ -1589,6 +1591,7 @@ smtpd_cmd_mail(struct smtpd_sess *s, struct smtpd_cmd *cmd)
                 smtpd_reply(s, "501 5.5.4 Bad message size syntax");
                 return;
             }
+            s->size_decl = sz;
             if (c->size_limit > 0 && sz > (unsigned long long) c->size_limit) {
                 /* Postfix's smtpd_check_size: a reject line for log
                  * readers (pflogsumm counts "Message size exceeds...") */
@@ -1938,7 +1941,8 @@ smtpd_policy_request(struct smtpd_sess *s, const char *stage,
     snprintf(num, sizeof(num), "%lx.%lx", (unsigned long) getpid(),
              (unsigned long) s->instance);
     smtpd_policy_attr(b, "instance", num);
-    smtpd_policy_attr(b, "size", "0");
+    snprintf(num, sizeof(num), "%llu", s->size_decl);
+    smtpd_policy_attr(b, "size", num);
     smtpd_policy_attr(b, "etrn_domain", "");
     smtpd_policy_attr(b, "stress", "");
     smtpd_policy_attr(b, "sasl_method", e->auth_type);

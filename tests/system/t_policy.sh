@@ -17,7 +17,7 @@
 # top of the delivered message.
 . "$(dirname "$0")/lib.sh"
 need_binaries
-plan 25
+plan 26
 setup
 
 PP=$(free_port)
@@ -120,6 +120,19 @@ tap(r[0].code == 250 and len(reqs2) == 1 and reqs2[0]["conn"] == reqs[0]["conn"]
     and reqs2[0]["attrs"]["instance"] != reqs[0]["attrs"]["instance"],
     "the next session's request: the same connection again (kept idle), a "
     "new instance", reqs2)
+
+# MAIL FROM's SIZE= is the request's size
+n0 = len(plog())
+c = Client(P("pol"))
+c.reply()
+c.cmd("EHLO client.test")
+c.cmd("MAIL FROM:<alice@example.org> SIZE=12345")
+r = c.cmd("RCPT TO:<dunno4@example.com>")
+c.cmd("QUIT")
+c.close()
+reqs = plog()[n0:]
+tap(r.code == 250 and len(reqs) == 1 and reqs[0]["attrs"].get("size") == "12345",
+    "MAIL FROM:<...> SIZE=12345: the request says size=12345", r, reqs)
 
 # --- actions
 r = session(P("pol"), "alice@example.org", ["reject@example.com"])
