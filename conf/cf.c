@@ -687,6 +687,38 @@ fail:
     return NULL;
 }
 
+char **
+cf_user_list(const struct cf *cf, const char *name, struct buf *err)
+{
+    const struct cf_user *u = cf_user_find(cf, name, strlen(name));
+    struct buf *out;
+    char **l;
+
+    if (u == NULL) {
+        if (err)
+            buf_printf(err, "no parameter %s defined in main.cf", name);
+        return NULL;
+    }
+    out = buf_new(64, CF_VALUE_MAX);
+    if (cf_expand(cf, u->raw, out, err) < 0) {
+        buf_free(out);
+        return NULL;
+    }
+    l = cf_split(buf_data(out));
+    if (l == NULL && err)
+        buf_printf(err, "%s: unbalanced '{' or '}'", name);
+    buf_free(out);
+    return l;
+}
+
+void
+cf_list_free(char **l)
+{
+    for (size_t i = 0; l && l[i]; i++)
+        free(l[i]);
+    free(l);
+}
+
 static const char *
 cf_type_name(enum cf_type t)
 {

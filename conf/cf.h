@@ -104,6 +104,11 @@ size_t cf_later(const struct cf *cf, const struct cf_service *svcs,
 /* The raw (unexpanded) value, as postconf shows it. */
 const char *cf_raw(const struct cf *cf, const char *name);
 
+/* A user-defined parameter's value (smtpd_restriction_classes), expanded
+ * and split as a list ("{ ... }" kept whole): free with cf_list_free.
+ * NULL and the reason in err when there is no such parameter. */
+char **cf_user_list(const struct cf *cf, const char *name, struct buf *err);
+void cf_list_free(char **l); /* NULL ok */
 /* Expand $name references in text against cf (for -o values, tests). */
 int cf_expand(const struct cf *cf, const char *text, struct buf *out,
               struct buf *err);

@@ -1177,7 +1177,9 @@ const struct cf_param cf_params[] = {
      "permit_mynetworks, permit_sasl_authenticated, defer_unauth_destination",
      0, "relay control applied to RCPT TO", 0},
     {"smtpd_restriction_classes", CF_LIST, "", 0,
-     "named restriction lists; not implemented yet", 1},
+     "names of main.cf parameters of the operator's own that are "
+     "restriction lists, usable in lists and as access table results",
+     0},
     {"smtpd_sasl_auth_enable", CF_BOOL, "no", 0,
      "offer SMTP AUTH (RFC 4954), checked by the smtpd_sasl_type back end", 0},
     {"smtpd_sasl_authenticated_header", CF_BOOL, "no", 0,

@@ -84,7 +84,8 @@ enum sc_kind {
     SC_UNKNOWN_REV_CLIENT, /* reject_unknown_reverse_client_hostname */
     SC_POLICY,             /* check_policy_service SERVER */
     SC_UNAUTH_PIPELINING,
-    SC_SKIP /* accepted, not implemented */
+    SC_CLASS, /* a smtpd_restriction_classes name: its list (rbl: index) */
+    SC_SKIP   /* accepted, not implemented */
 };
 
 /* Restrictions that take no table, by name (also access actions). */
@@ -207,8 +208,14 @@ struct smtpd_check {
     int rbl_code;                /* maps_rbl_reject_code */
     struct lookup_table **login; /* smtpd_sender_login_maps */
     size_t nlogin;
-    char *null_key; /* smtpd_null_access_lookup_key */
-    char **policy;  /* check_policy_service's servers, each once */
+    char *null_key;   /* smtpd_null_access_lookup_key */
+    struct sc_class { /* smtpd_restriction_classes */
+        char *name;
+        struct sc_restr *v;
+        size_t n;
+    } * cls;
+    size_t ncls;
+    char **policy; /* check_policy_service's servers, each once */
     size_t npolicy;
     int dns;             /* a restriction asks Q_NAME or Q_DNSXL */
     int unk_addr_code;   /* unknown_address_reject_code */
@@ -363,7 +370,7 @@ sc_parse_filter(const char *s, struct sc_filter *f)
 /* reject_rbl_client / permit_dnswl_client / reject_rhsbl_* (kind) and
  * its DOMAIN[=FILTER]. */
 static int
-sc_parse_rbl(struct smtpd_check *c, enum sc_list l, const char *name,
+sc_parse_rbl(struct smtpd_check *c, const char *param, const char *name,
              enum sc_kind kind, const char *arg, struct sc_restr *r,
              struct buf *err)
 {
@@ -372,14 +379,14 @@ sc_parse_rbl(struct smtpd_check *c, enum sc_list l, const char *name,
     size_t n, i;
 
     if (arg == NULL) {
-        buf_printf(err, "%s: %s: missing DNS list domain after it",
-                   sc_params[l], name);
+        buf_printf(err, "%s: %s: missing DNS list domain after it", param,
+                   name);
         return -1;
     }
     eq = strchr(arg, '=');
     n = eq ? (size_t) (eq - arg) : strlen(arg);
     if (n >= sizeof(dom) - 1) {
-        buf_printf(err, "%s: %s: domain too long", sc_params[l], name);
+        buf_printf(err, "%s: %s: domain too long", param, name);
         return -1;
     }
     memcpy(dom, arg, n);
@@ -387,8 +394,8 @@ sc_parse_rbl(struct smtpd_check *c, enum sc_list l, const char *name,
     if (n > 0 && dom[n - 1] == '.')
         dom[--n] = '\0';
     if (!dns_valid_name(dom)) {
-        buf_printf(err, "%s: %s: \"%s\" is not a domain name", sc_params[l],
-                   name, log_safe(dom, n, safe, sizeof(safe)));
+        buf_printf(err, "%s: %s: \"%s\" is not a domain name", param, name,
+                   log_safe(dom, n, safe, sizeof(safe)));
         return -1;
     }
     if (eq) {
@@ -397,7 +404,7 @@ sc_parse_rbl(struct smtpd_check *c, enum sc_list l, const char *name,
             buf_printf(err,
                        "%s: %s %s: bad reply filter \"%s\" (d.d.d.d, each d "
                        "a number or [n..m;...])",
-                       sc_params[l], name, dom,
+                       param, name, dom,
                        log_safe(eq + 1, strlen(eq + 1), safe, sizeof(safe)));
             free(r->filter); /* the slot is not counted: not freed later */
             r->filter = NULL;
@@ -545,7 +552,7 @@ fail:
  * "{ SERVER, name = value, ... }" with its own settings (the caller
  * connects; here only its form and its default_action). */
 static int
-sc_parse_policy(struct smtpd_check *c, const struct cf *cf, enum sc_list l,
+sc_parse_policy(struct smtpd_check *c, const struct cf *cf, const char *param,
                 const char *arg, struct sc_restr *r, struct buf *err)
 {
     char server[SMTPD_CHECK_KEY_MAX];
@@ -557,14 +564,13 @@ sc_parse_policy(struct smtpd_check *c, const struct cf *cf, enum sc_list l,
         buf_printf(err,
                    "%s: check_policy_service: \"%s\" is not a policy server "
                    "(inet:host:port or unix:path)",
-                   sc_params[l], arg ? "(too long)" : "");
+                   param, arg ? "(too long)" : "");
         return -1;
     }
     e = buf_new(128, BUF_NOCAP);
     o = smtpd_check_policy_cf(cf, arg, server, sizeof(server), e);
     if (o == NULL) {
-        buf_printf(err, "%s: check_policy_service: %s", sc_params[l],
-                   buf_data(e));
+        buf_printf(err, "%s: check_policy_service: %s", param, buf_data(e));
         buf_free(e);
         return -1;
     }
@@ -576,7 +582,7 @@ sc_parse_policy(struct smtpd_check *c, const struct cf *cf, enum sc_list l,
             buf_printf(err,
                        "%s: check_policy_service %s: default_action \"%s\" is "
                        "not an access action",
-                       sc_params[l], server, d);
+                       param, server, d);
             cf_free(o);
             return -1;
         }
@@ -629,22 +635,39 @@ sc_tempfail(const char *v)
     return strcasecmp(v, "defer") == 0 ? 0 : -1;
 }
 
-static int
-sc_parse_list(struct smtpd_check *c, const struct cf *cf, enum sc_list l,
-              struct buf *err, struct buf *warn)
+/* The class called name (smtpd_restriction_classes), or -1. */
+static long
+sc_class_find(const struct smtpd_check *c, const char *name)
 {
-    char *const *w = cf_list(cf, sc_params[l]);
+    for (size_t i = 0; i < c->ncls; i++)
+        if (strcasecmp(c->cls[i].name, name) == 0)
+            return (long) i;
+    return -1;
+}
+
+/* The words w of the list called param into *vp, *np. */
+static int
+sc_parse_words(struct smtpd_check *c, const struct cf *cf, const char *param,
+               char *const *w, struct sc_restr **vp, size_t *np,
+               struct buf *err, struct buf *warn)
+{
     size_t k, i;
 
     for (k = 0; w[k]; k++)
         ;
-    c->v[l] = xcalloc(k + 1, sizeof(*c->v[l]));
+    *vp = xcalloc(k + 1, sizeof(**vp));
     for (i = 0; i < k; i++) {
-        struct sc_restr *r = &c->v[l][c->n[l]];
+        struct sc_restr *r = &(*vp)[*np];
         const char *name = w[i];
         int found, tab = -1;
 
         r->kind = sc_lookup_name(name, &found);
+        if (!found && sc_class_find(c, name) >= 0) {
+            r->kind = SC_CLASS;
+            r->rbl = (size_t) sc_class_find(c, name);
+            (*np)++;
+            continue;
+        }
         if (!found) {
             static const char *const tabs[] = {
                 "check_client_access", "check_helo_access",
@@ -659,8 +682,8 @@ sc_parse_list(struct smtpd_check *c, const struct cf *cf, enum sc_list l,
             struct buf *e;
 
             if (w[i + 1] == NULL || strchr(w[i + 1], ':') == NULL) {
-                buf_printf(err, "%s: %s: missing TYPE:TABLE after it",
-                           sc_params[l], name);
+                buf_printf(err, "%s: %s: missing TYPE:TABLE after it", param,
+                           name);
                 return -1;
             }
             r->kind = (enum sc_kind)(SC_CLIENT_ACCESS + tab);
@@ -668,7 +691,7 @@ sc_parse_list(struct smtpd_check *c, const struct cf *cf, enum sc_list l,
             e = buf_new(128, 4096);
             r->t = lookup_open(r->spec, e);
             if (r->t == NULL) {
-                buf_printf(err, "%s: %s %s: %s", sc_params[l], name, r->spec,
+                buf_printf(err, "%s: %s %s: %s", param, name, r->spec,
                            buf_data(e));
                 buf_free(e);
                 free(r->spec);
@@ -678,11 +701,11 @@ sc_parse_list(struct smtpd_check *c, const struct cf *cf, enum sc_list l,
 
             buf_free(e);
         } else if (!found && sc_dnsxl_kind(name, &r->kind)) {
-            if (sc_parse_rbl(c, l, name, r->kind, w[i + 1], r, err) < 0)
+            if (sc_parse_rbl(c, param, name, r->kind, w[i + 1], r, err) < 0)
                 return -1;
             i++;
         } else if (!found && strcasecmp(name, "check_policy_service") == 0) {
-            if (sc_parse_policy(c, cf, l, w[i + 1], r, err) < 0)
+            if (sc_parse_policy(c, cf, param, w[i + 1], r, err) < 0)
                 return -1;
             i++;
         } else if (!found) {
@@ -694,7 +717,7 @@ sc_parse_list(struct smtpd_check *c, const struct cf *cf, enum sc_list l,
             if (s == sizeof(sc_skipped) / sizeof(sc_skipped[0])) {
                 char safe[128];
 
-                buf_printf(err, "%s: unknown restriction \"%s\"", sc_params[l],
+                buf_printf(err, "%s: unknown restriction \"%s\"", param,
                            log_safe(name, strlen(name), safe, sizeof(safe)));
                 return -1;
             }
@@ -702,12 +725,56 @@ sc_parse_list(struct smtpd_check *c, const struct cf *cf, enum sc_list l,
                 buf_printf(warn,
                            "%s: %s: not implemented in this Sluice yet; "
                            "skipped\n",
-                           sc_params[l], sc_skipped[s].name);
+                           param, sc_skipped[s].name);
             if (sc_skipped[s].arg && w[i + 1])
                 i++;
             r->kind = SC_SKIP;
         }
-        c->n[l]++;
+        (*np)++;
+    }
+    return 0;
+}
+
+static int
+sc_parse_list(struct smtpd_check *c, const struct cf *cf, enum sc_list l,
+              struct buf *err, struct buf *warn)
+{
+    return sc_parse_words(c, cf, sc_params[l], cf_list(cf, sc_params[l]),
+                          &c->v[l], &c->n[l], err, warn);
+}
+
+/* smtpd_restriction_classes: each name a main.cf parameter of the
+ * operator's whose value is a restriction list, usable as one
+ * restriction in the lists (and in other classes) and as an access
+ * table's result. The names first, so classes may name each other. */
+static int
+sc_parse_classes(struct smtpd_check *c, const struct cf *cf, struct buf *err,
+                 struct buf *warn)
+{
+    char *const *names = cf_list(cf, "smtpd_restriction_classes");
+    size_t n;
+
+    for (n = 0; names[n]; n++)
+        ;
+    c->cls = xcalloc(n + 1, sizeof(*c->cls));
+    for (c->ncls = 0; c->ncls < n; c->ncls++)
+        c->cls[c->ncls].name = xstrdup(names[c->ncls]);
+    for (size_t i = 0; i < n; i++) {
+        struct buf *e = buf_new(128, 4096);
+        char **w = cf_user_list(cf, names[i], e);
+        int rc;
+
+        if (w == NULL) {
+            buf_printf(err, "smtpd_restriction_classes: %s", buf_data(e));
+            buf_free(e);
+            return -1;
+        }
+        buf_free(e);
+        rc = sc_parse_words(c, cf, names[i], w, &c->cls[i].v, &c->cls[i].n, err,
+                            warn);
+        cf_list_free(w);
+        if (rc < 0)
+            return -1;
     }
     return 0;
 }
@@ -718,6 +785,8 @@ smtpd_check_new(const struct cf *cf, struct buf *err, struct buf *warn)
     struct smtpd_check *c = xcalloc(1, sizeof(*c));
     int relay = 0;
 
+    if (sc_parse_classes(c, cf, err, warn) < 0)
+        goto fail;
     for (int l = 0; l < SCL_N; l++)
         if (sc_parse_list(c, cf, (enum sc_list) l, err, warn) < 0)
             goto fail;
@@ -801,20 +870,30 @@ fail:
     return NULL;
 }
 
+static void
+sc_restrs_free(struct sc_restr *v, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        lookup_free(v[i].t);
+        free(v[i].spec);
+        free(v[i].filter);
+        free(v[i].dom);
+    }
+    free(v);
+}
+
 void
 smtpd_check_free(struct smtpd_check *c)
 {
     if (c == NULL)
         return;
-    for (int l = 0; l < SCL_N; l++) {
-        for (size_t i = 0; i < c->n[l]; i++) {
-            lookup_free(c->v[l][i].t);
-            free(c->v[l][i].spec);
-            free(c->v[l][i].filter);
-            free(c->v[l][i].dom);
-        }
-        free(c->v[l]);
+    for (int l = 0; l < SCL_N; l++)
+        sc_restrs_free(c->v[l], c->n[l]);
+    for (size_t k = 0; c->cls && k < c->ncls; k++) {
+        sc_restrs_free(c->cls[k].v, c->cls[k].n);
+        free(c->cls[k].name);
     }
+    free(c->cls);
     for (size_t i = 0; i < c->nlogin; i++)
         lookup_free(c->login[i]);
     free(c->login);
@@ -1165,6 +1244,7 @@ sc_fqdn(const char *h)
 }
 
 static enum sc_result sc_one(struct sc_run *r, const struct sc_restr *x);
+static enum sc_result sc_class_run(struct sc_run *r, size_t k);
 
 /* A restriction list given as an access action's value
  * ("permit_auth_destination, reject"): its words in order, as a list. */
@@ -1298,6 +1378,8 @@ sc_action(struct sc_run *r, enum sc_list l, const char *spec, const char *v)
         return sc_reject_class(r, l, code, dsn, *text ? text : "Access denied");
     }
 #undef IS
+    if (wl == strlen(v) && sc_class_find(r->c, v) >= 0)
+        return sc_class_run(r, (size_t) sc_class_find(r->c, v));
     if (r->depth < 4 && sc_is_list(v))
         return sc_action_list(r, v);
     {
@@ -1707,6 +1789,32 @@ sc_policy(struct sc_run *r, const struct sc_restr *x)
                                  : r->c->policy_def);
 }
 
+/* A restriction class: its list in order, the first that decides
+ * deciding for the class (a permit ends the list that named it too, as
+ * in Postfix), at most a few classes deep. */
+static enum sc_result
+sc_class_run(struct sc_run *r, size_t k)
+{
+    const struct sc_class *cl = &r->c->cls[k];
+    enum sc_result res = SCR_DUNNO;
+    int warn = r->warn, inner = 0;
+
+    if (r->depth >= 4) {
+        log_warning("restriction class %s: nested too deep", cl->name);
+        return sc_reject(r, 451, "4.3.5", "Server configuration error");
+    }
+    r->depth++;
+    /* a warn_if_reject before the class covers all of it */
+    for (size_t i = 0; i < cl->n && res == SCR_DUNNO; i++) {
+        r->warn = warn || inner;
+        res = sc_one(r, &cl->v[i]);
+        inner = cl->v[i].kind == SC_WARN_IF_REJECT;
+    }
+    r->warn = warn;
+    r->depth--;
+    return res;
+}
+
 static enum sc_result
 sc_one(struct sc_run *r, const struct sc_restr *x)
 {
@@ -1834,6 +1942,8 @@ sc_one(struct sc_run *r, const struct sc_restr *x)
         return sc_rhsbl_check(r, x);
     case SC_POLICY:
         return sc_policy(r, x);
+    case SC_CLASS:
+        return sc_class_run(r, x->rbl);
     case SC_UNAUTH_PIPELINING:
         if (in->ask == NULL || !in->ask(in->arg, SMTPD_CHECK_PIPELINED))
             return SCR_DUNNO;

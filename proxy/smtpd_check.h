@@ -80,6 +80,11 @@
  * [A]"; check_reverse_client_hostname_access TYPE:TABLE and
  * reject_rhsbl_reverse_client DOMAIN use the reverse name (replies
  * "<name>: Unverified Client host rejected: ...").
+ * smtpd_restriction_classes: each name a user-defined main.cf parameter
+ * whose value is a list; the name is one restriction in any list (or
+ * another class, at most 4 deep) and an access table's result: the
+ * class's first deciding restriction decides (a permit ends the list
+ * that named it, as in Postfix); warn_if_reject before it covers it all.
  * reject_unauth_pipelining: 503 5.5.0 "<name>: CLASS rejected: Improper
  * use of SMTP command pipelining" when the caller says the client sent
  * ahead where it may not (SMTPD_CHECK_PIPELINED).

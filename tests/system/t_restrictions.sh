@@ -39,7 +39,7 @@
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/dovecot_lib.sh"
 need_binaries
-plan 95
+plan 97
 setup
 
 POSTMAP=$(PATH=$PATH:/usr/sbin:/sbin command -v postmap 2>/dev/null || true)
@@ -111,7 +111,7 @@ fi
 S="inet n - n - - smtpd"
 for v in P_REJ P_PAD P_CPERM P_CREJ P_HREJ P_SREJ P_DEFER P_CACC P_HACC \
     P_ACC P_KEYS P_NULL P_HASH P_HELO P_FQDN P_WARN P_DATA P_SUB P_DISC \
-    P_LOGIN P_PIPE P_CIDR; do
+    P_LOGIN P_PIPE P_CIDR P_CLASS; do
     eval "$v=\$(free_port)"
     export "${v?}"
 done
@@ -146,6 +146,7 @@ MASTER_EXTRA="127.0.0.1:$P_REJ $S -o { smtpd_relay_restrictions = permit_mynetwo
   -o { smtpd_relay_restrictions = reject_non_fqdn_recipient, permit_auth_destination, reject_unauth_destination }
 127.0.0.1:$P_WARN $S -o { smtpd_sender_restrictions = warn_if_reject, reject_non_fqdn_sender, check_sender_access texthash:$T/wsender }
 127.0.0.1:$P_DATA $S -o smtpd_data_restrictions=reject
+127.0.0.1:$P_CLASS $S -o smtpd_recipient_restrictions=strict_class,permit_auth_destination,reject
 127.0.0.1:$P_CIDR $S -o { smtpd_client_restrictions = check_client_access cidr:$T/client.cidr }
 127.0.0.1:$P_PIPE $S -o smtpd_data_restrictions=reject_unauth_pipelining -o { smtpd_helo_restrictions = reject_unauth_pipelining }
 127.0.0.1:$P_SUB $S -o { smtpd_recipient_restrictions = check_sender_access texthash:$T/subsender }
@@ -155,7 +156,9 @@ MASTER_EXTRA="127.0.0.1:$P_REJ $S -o { smtpd_relay_restrictions = permit_mynetwo
 127.0.0.1:$P_HASH $S -o { smtpd_sender_restrictions = check_sender_access hash:$T/hsender }"
 
 write_conf "mynetworks = 192.0.2.0/24" "relay_domains = relay.example" \
-    "clamav_enable = no" "smtpd_sender_login_maps = texthash:$T/logins"
+    "clamav_enable = no" "smtpd_sender_login_maps = texthash:$T/logins" \
+    "smtpd_restriction_classes = strict_class" \
+    "strict_class = check_sender_access inline:{ { blocked@example.org = REJECT the class says no } }, reject_non_fqdn_sender"
 
 if [ "$HAVE_DOVECOT" = 1 ]; then
     if dovecot_conf && start_dovecot; then
@@ -507,6 +510,12 @@ tap(log_wait(r"(NOQUEUE|[0-9A-F]+): reject: DATA from " + ME + r": 554 5\.7\.1 <
              r"Data command rejected: Access denied; from=<a@example\.org> "
              r"(to=<x@relay\.example> )?proto=ESMTP helo=<client\.test>$", 5),
     "  logged: reject: DATA from unknown[127.0.0.1]: 554 5.7.1 <DATA>: ...")
+expect(int(env("P_CLASS")), "x@relay.example",
+       "554 5.7.1 <blocked@example.org>: Sender address rejected: the class says no",
+       "smtpd_restriction_classes = strict_class, used in a service's list: its access table refuses",
+       mail="blocked@example.org")
+expect(int(env("P_CLASS")), "x@relay.example", "250 2.1.5 Ok",
+       "  another sender passes the class", mail="a@example.org")
 expect(int(env("P_CIDR")), "x@relay.example",
        "554 5.7.1 <unknown[127.0.0.1]>: Client host rejected: cidr says no",
        "check_client_access cidr:FILE (127.0.0.0/8 REJECT cidr says no): 554 5.7.1 ... cidr says no")

@@ -537,15 +537,14 @@ test_later(void **state)
     assert_string_equal(buf_data(out), main_lines);
     buf_reset(out);
     /* a service: only its own -o setting is added to main.cf's */
-    assert_int_equal(cf_set(svc, "smtpd_restriction_classes", "from_friends",
-                            "master.cf:3", e),
+    assert_int_equal(cf_set(svc, "smtpd_delay_reject", "no", "master.cf:3", e),
                      0);
     assert_int_equal(cf_later(cf, &sv, 1, out), 3);
     assert_int_equal(strncmp(buf_data(out), main_lines, strlen(main_lines)), 0);
     assert_string_equal(buf_data(out) + strlen(main_lines),
-                        "master.cf:3: smtpd_restriction_classes = "
-                        "from_friends: not implemented in this Sluice yet; "
-                        "the setting has no effect\n");
+                        "master.cf:3: smtpd_delay_reject = no: not "
+                        "implemented in this Sluice yet; the setting has no "
+                        "effect\n");
     /* the scanner's settings work in main.cf, not per service: main.cf's
      * own setting earns nothing, a service's -o that differs does, even
      * one back to the default; smtpd_milters and clamav_enable work per

@@ -1309,6 +1309,55 @@ test_client_names(void **state)
     cf_free(cf);
 }
 
+/* smtpd_restriction_classes: named lists of the operator's own, used as
+ * a restriction and as an access table's result. */
+static void
+test_classes(void **state)
+{
+    struct cf *cf =
+        conf("smtpd_restriction_classes = from_freemail, strict\n"
+             "from_freemail = check_sender_access inline:{ "
+             "{ spam@free.example = REJECT no freemail spam } }, permit\n"
+             "strict = reject_non_fqdn_sender, from_freemail\n"
+             "smtpd_relay_restrictions =\n"
+             "smtpd_recipient_restrictions = check_recipient_access "
+             "inline:{ sales@rcpt.example=strict }, from_freemail, "
+             "reject_unauth_destination\n");
+    struct smtpd_check *c = compile(cf);
+    struct smtpd_check_in in = req();
+
+    in.rcpt = "sales@rcpt.example";
+    in.sender = "alice";
+    assert_string_equal(run(c, &in),
+                        "504 5.5.2 <alice>: Sender address rejected: need "
+                        "fully-qualified address");
+    in.rcpt = "bob@rcpt.example";
+    in.sender = "spam@free.example";
+    assert_string_equal(run(c, &in),
+                        "554 5.7.1 <spam@free.example>: Sender address "
+                        "rejected: no freemail spam");
+    in.sender = "alice@sender.example"; /* the class's permit ends the list */
+    assert_string_equal(run(c, &in), "PASS");
+    smtpd_check_free(c);
+    /* warn_if_reject before a class covers what is in it */
+    set(cf, "smtpd_recipient_restrictions",
+        "warn_if_reject, strict, reject_unauth_destination");
+    c = compile(cf);
+    in.sender = "alice";
+    in.auth_dest = 1;
+    assert_string_equal(run(c, &in), "PASS");
+    assert_non_null(strstr(buf_data(logs), "reject_warning: 504 5.5.2"));
+    smtpd_check_free(c);
+    /* a class without its parameter */
+    set(cf, "smtpd_restriction_classes", "from_freemail, nosuchclass");
+    buf_reset(err);
+    assert_null(smtpd_check_new(cf, err, NULL));
+    assert_string_equal(buf_data(err),
+                        "smtpd_restriction_classes: no parameter nosuchclass "
+                        "defined in main.cf");
+    cf_free(cf);
+}
+
 /* reject_unauth_pipelining: the caller says whether the client sent
  * ahead where it may not. */
 static void
@@ -1413,6 +1462,7 @@ main(void)
         cmocka_unit_test(test_policy_braces),
         cmocka_unit_test(test_defer_if),
         cmocka_unit_test(test_unauth_pipelining),
+        cmocka_unit_test(test_classes),
         cmocka_unit_test(test_client_names),
         cmocka_unit_test(test_network_conf_errors),
     };
