@@ -244,6 +244,23 @@ setup()
     export T CONF SINKDIR LOG PORT SINKPORT
 }
 
+# start_dnsd ZONE [DNSD_ARGS...]: tests/system/dnsd.py on 127.0.0.1:$DP
+# (DP set beforehand, or a free port; exported) answering from the zone
+# file, its queries logged in $T/dns.log; DNSPID its pid, stopped at
+# exit. 1 when it does not answer within 10 s ($T/dnsd.out says why).
+start_dnsd()
+{
+    local zone=$1
+    shift
+    : "${DP:=$(free_port)}"
+    export DP
+    "$PYTHON3" "$SYSDIR/dnsd.py" --port "$DP" --zone "$zone" \
+        --log "$T/dns.log" --pidfile "$T/dnsd.pid" "$@" >>"$T/dnsd.out" 2>&1 &
+    DNSPID=$!
+    _T_PIDS="$_T_PIDS $DNSPID"
+    wait_port 127.0.0.1 "$DP" 10
+}
+
 # svc NAME PARAM=VALUE...: one more smtpd service for master.cf on
 # 127.0.0.1 at a free port (exported as P_NAME), with those -o settings,
 # appended to SVCS (for MASTER_EXTRA).

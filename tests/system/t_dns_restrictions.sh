@@ -42,10 +42,7 @@ spam.test.dbl.test A 127.0.1.2
 spam.test.dbl.test TXT "https://dbl.test/lookup?spam.test"
 spam.test.rhs.test A 127.0.0.2
 EOF
-"$PYTHON3" "$top_srcdir/tests/system/dnsd.py" --port "$DP" --zone "$ZONE" \
-    --log "$T/dns.log" --pidfile "$T/dnsd.pid" >>"$T/dnsd.out" 2>&1 &
-_T_PIDS="$_T_PIDS $!"
-wait_port 127.0.0.1 "$DP" 10 || diag "dnsd did not start: $(cat "$T/dnsd.out")"
+start_dnsd "$ZONE" || diag "dnsd did not start: $(cat "$T/dnsd.out")"
 
 SVCS=""
 END=permit_mynetworks,reject_unauth_destination

@@ -72,12 +72,7 @@ px.test MX 10 nat.px.test
 nat.px.test A 127.0.0.4
 EOF
 
-"$PYTHON3" "$top_srcdir/tests/system/dnsd.py" --port "$DP" --zone "$ZONE" \
-    --host 127.0.0.1 --host ::1 --log "$DNSLOG" --pidfile "$T/dnsd.pid" \
-    >>"$T/dnsd.out" 2>&1 &
-DNSPID=$!
-_T_PIDS="$_T_PIDS $DNSPID"
-if wait_port 127.0.0.1 "$DP" 10; then
+if start_dnsd "$ZONE" --host 127.0.0.1 --host ::1; then
     ok "a scripted DNS server answers on 127.0.0.1:$DP and [::1]:$DP"
 else
     not_ok "a scripted DNS server answers on 127.0.0.1:$DP and [::1]:$DP"

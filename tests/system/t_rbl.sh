@@ -22,7 +22,6 @@ setup
 DP=$(free_port)
 export DP
 ZONE=$T/zone
-DNSLOG=$T/dns.log
 cat >"$ZONE" <<'EOF'
 1.0.0.127.bl.test A 127.0.0.2
 1.0.0.127.bl.test TXT "listed: see http://bl.test/q?127.0.0.1"
@@ -38,10 +37,7 @@ EOF
 # a TXT record of 500 bytes with UTF-8 in it (two character-strings)
 printf '1.0.0.127.long.test TXT "%s%s%s"\n' "$(printf 'x%.0s' $(seq 200))" \
     "ééé" "$(printf 'y%.0s' $(seq 294))" >>"$ZONE"
-"$PYTHON3" "$top_srcdir/tests/system/dnsd.py" --port "$DP" --zone "$ZONE" \
-    --log "$DNSLOG" --pidfile "$T/dnsd.pid" >>"$T/dnsd.out" 2>&1 &
-_T_PIDS="$_T_PIDS $!"
-wait_port 127.0.0.1 "$DP" 10 || diag "dnsd did not start: $(cat "$T/dnsd.out")"
+start_dnsd "$ZONE" || diag "dnsd did not start: $(cat "$T/dnsd.out")"
 
 # one service per case (lib.sh's svc)
 SVCS=""
