@@ -21,7 +21,7 @@
 # again with the answer; warn_if_reject only logs.
 . "$(dirname "$0")/lib.sh"
 need_binaries
-plan 24
+plan 25
 setup
 
 DP=$(free_port)
@@ -34,6 +34,7 @@ aonly.test A 127.0.0.9
 v6only.test AAAA ::9
 null.test MX 0 .
 sf.test SERVFAIL
+badmx.test BADRDATA MX 000a03666f6f
 drop.test DROP
 slow.test DELAY 0.4
 slow.test A 127.0.0.9
@@ -98,6 +99,12 @@ tap(r.text == "550 5.7.27 <a@null.test>: Sender address rejected: Domain "
     "null.test does not accept mail (nullMX)",
     "a sender domain with a null MX (RFC 7505): 550 5.7.27 ... does not "
     "accept mail (nullMX)", r)
+
+m, r = rcpt(P("sndr"), "a@badmx.test")
+tap(r.text == "450 4.1.8 <a@badmx.test>: Sender address rejected: Domain not "
+    "found",
+    "an MX record whose name runs past its end: lib/dns takes the answer "
+    "for a temporary failure, so 450 4.1.8 (defer_if_permit), no crash", r)
 
 m, r = rcpt(P("sndr"), "a@sf.test")
 tap(r.text == "450 4.1.8 <a@sf.test>: Sender address rejected: Domain not found",
