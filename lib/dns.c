@@ -448,6 +448,8 @@ dns_strtype(int type)
     switch (type) {
     case DNS_T_A:
         return "A";
+    case DNS_T_NS:
+        return "NS";
     case DNS_T_PTR:
         return "PTR";
     case DNS_T_MX:

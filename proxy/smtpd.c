@@ -64,6 +64,7 @@
 #include "filters/filter.h"
 #include "lib/buf.h"
 #include "lib/dns.h"
+#include "lib/dnshosts.h"
 #include "lib/log.h"
 #include "lib/net.h"
 #include "lib/tls.h"
@@ -247,6 +248,8 @@ struct smtpd_q {
         struct dns_query *h;
     } dq[3];
     struct policy_req *pr;      /* Q_POLICY */
+    struct dnshosts *hosts;     /* Q_MX, Q_NS, Q_A */
+    struct smtpd_check_srv *sv; /* their answer, as the restrictions take it */
     struct smtpd_check_ans ans; /* once done */
     char *action;               /* Q_POLICY's, NULL: the server failed */
 };
@@ -1699,7 +1702,9 @@ static void
 smtpd_check_log_end(struct smtpd_check_log *l, int say)
 {
     for (size_t i = 0; i + 1 < l->nheld; i += 2) {
-        if (say)
+        if (say && strcmp(l->held[i], "warning") == 0)
+            log_warning("%s", l->held[i + 1]); /* Postfix's own words */
+        else if (say)
             smtpd_log_event(l->s, l->held[i], l->stage, l->held[i + 1],
                             l->rcpt);
         free(l->held[i]);
@@ -1766,6 +1771,8 @@ smtpd_q_free(struct smtpd_q *q)
             dns_cancel(q->dq[i].h);
     if (q->pr)
         policy_cancel(q->pr);
+    dnshosts_free(q->hosts);
+    free(q->sv);
     free(q->action);
     free(q);
 }
@@ -1874,6 +1881,32 @@ smtpd_q_dnsxl_cb(void *arg, const struct dns_answer *a)
             dns_lookup(q->s->srv->dns, q->key, DNS_T_TXT, smtpd_q_dnsxl_cb, d);
         return;
     }
+    smtpd_q_done(q);
+}
+
+/* Q_MX, Q_NS, Q_A: the servers and their addresses. */
+static void
+smtpd_q_hosts_cb(void *arg, const struct dnshosts_answer *a)
+{
+    struct smtpd_q *q = arg;
+    static const int st[] = {
+        [DNSHOSTS_OK] = SMTPD_CHECK_SRV_OK,
+        [DNSHOSTS_NOTFOUND] = SMTPD_CHECK_SRV_NOTFOUND,
+        [DNSHOSTS_NULLMX] = SMTPD_CHECK_SRV_NULLMX,
+        [DNSHOSTS_FAILED] = SMTPD_CHECK_SRV_FAILED,
+    };
+
+    q->ans.srv.status = st[a->status];
+    q->ans.srv.why = a->why;
+    q->sv = xcalloc(a->n + 1, sizeof(*q->sv));
+    for (size_t i = 0; i < a->n; i++) {
+        q->sv[i].name = a->v[i].name;
+        q->sv[i].why = a->v[i].why;
+        q->sv[i].addr = (const char *const *) a->v[i].addr;
+        q->sv[i].naddr = a->v[i].naddr;
+    }
+    q->ans.srv.v = q->sv;
+    q->ans.srv.n = a->n;
     smtpd_q_done(q);
 }
 
@@ -2007,6 +2040,18 @@ smtpd_q_start(struct smtpd_sess *s, const struct smtpd_check_res *res,
             dns_lookup(srv->dns, q->key, DNS_T_A, smtpd_q_dnsxl_cb, &q->dq[0]);
         smtpd_update_io(s);
         return 0;
+    case SMTPD_CHECK_Q_MX:
+    case SMTPD_CHECK_Q_NS:
+    case SMTPD_CHECK_Q_A:
+        if (srv->dns == NULL)
+            break;
+        q->hosts = dnshosts_lookup(srv->dns, q->key,
+                                   q->q == SMTPD_CHECK_Q_MX   ? DNS_T_MX
+                                   : q->q == SMTPD_CHECK_Q_NS ? DNS_T_NS
+                                                              : DNS_T_A,
+                                   smtpd_q_hosts_cb, q);
+        smtpd_update_io(s);
+        return 0;
     case SMTPD_CHECK_Q_POLICY:
         for (size_t i = 0; i < srv->npolicy; i++)
             if (srv->policy[i].p && strcmp(srv->policy[i].spec, q->key) == 0) {
@@ -2024,6 +2069,8 @@ smtpd_q_start(struct smtpd_sess *s, const struct smtpd_check_res *res,
     /* nothing to ask with: a temporary failure (the server's, for a
      * policy: smtpd_policy_service_default_action) */
     q->ans.name = SMTPD_CHECK_NAME_TEMP;
+    q->ans.srv.status = SMTPD_CHECK_SRV_FAILED;
+    q->ans.srv.why = "Host not found, try again";
     q->done = 1;
     s->check_again = NULL;
     s->waiting = 0;

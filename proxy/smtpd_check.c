@@ -84,8 +84,12 @@ enum sc_kind {
     SC_UNKNOWN_REV_CLIENT, /* reject_unknown_reverse_client_hostname */
     SC_POLICY,             /* check_policy_service SERVER */
     SC_UNAUTH_PIPELINING,
-    SC_CLASS, /* a smtpd_restriction_classes name: its list (rbl: index) */
-    SC_SKIP   /* accepted, not implemented */
+    SC_CLASS,     /* a smtpd_restriction_classes name: its list (rbl: index) */
+    SC_MX_ACCESS, /* check_S_mx_access TABLE (rbl: S's list, SCL_REV for
+                     reverse_client) */
+    SC_NS_ACCESS, /* check_S_ns_access */
+    SC_A_ACCESS,  /* check_S_a_access */
+    SC_SKIP       /* accepted, not implemented */
 };
 
 /* Restrictions that take no table, by name (also access actions). */
@@ -136,26 +140,14 @@ static const struct {
     {"reject_rhsbl_reverse_client", SC_RHSBL_REV_CLIENT},
 };
 
-/* Postfix restrictions this Sluice skips (DNS, policy servers, client
- * certificates, address verification ...); 1: they take an argument. */
+/* Postfix restrictions this Sluice skips (client certificates, address
+ * verification ...); 1: they take an argument. */
 static const struct {
     const char *name;
     int arg;
 } sc_skipped[] = {
     {"check_ccert_access", 1},
-    {"check_client_a_access", 1},
-    {"check_client_mx_access", 1},
-    {"check_client_ns_access", 1},
-    {"check_helo_a_access", 1},
-    {"check_helo_mx_access", 1},
-    {"check_helo_ns_access", 1},
-    {"check_recipient_a_access", 1},
-    {"check_recipient_mx_access", 1},
-    {"check_recipient_ns_access", 1},
     {"check_sasl_access", 1},
-    {"check_sender_a_access", 1},
-    {"check_sender_mx_access", 1},
-    {"check_sender_ns_access", 1},
     {"permit_mx_backup", 0},
     {"permit_rhswl_client", 1},
     {"permit_tls_all_clientcerts", 0},
@@ -645,6 +637,44 @@ sc_class_find(const struct smtpd_check *c, const char *name)
     return -1;
 }
 
+/* The subjects of check_S_{mx,ns,a}_access, and their lists. */
+static const struct {
+    const char *name;
+    int list; /* enum sc_list, or SCL_REV (defined below: SCL_N) */
+} sc_server_subj[] = {
+    {"client", SCL_CLIENT}, {"reverse_client", -1},  {"helo", SCL_HELO},
+    {"sender", SCL_SENDER}, {"recipient", SCL_RCPT},
+};
+
+/* Is name check_S_T_access (T mx, ns or a)? 1 and the kind and S's list
+ * in *kind, *list; else 0. */
+static int
+sc_server_kind(const char *name, enum sc_kind *kind, size_t *list)
+{
+    static const char *const t[] = {"_mx_access", "_ns_access", "_a_access"};
+    static const enum sc_kind k[] = {SC_MX_ACCESS, SC_NS_ACCESS, SC_A_ACCESS};
+
+    if (strncasecmp(name, "check_", 6) != 0)
+        return 0;
+    name += 6;
+    for (size_t i = 0; i < sizeof(sc_server_subj) / sizeof(sc_server_subj[0]);
+         i++) {
+        size_t n = strlen(sc_server_subj[i].name);
+
+        if (strncasecmp(name, sc_server_subj[i].name, n) != 0)
+            continue;
+        for (size_t j = 0; j < 3; j++)
+            if (strcasecmp(name + n, t[j]) == 0) {
+                *kind = k[j];
+                *list = sc_server_subj[i].list < 0
+                            ? (size_t) SCL_N
+                            : (size_t) sc_server_subj[i].list;
+                return 1;
+            }
+    }
+    return 0;
+}
+
 /* The words w of the list called param into *vp, *np. */
 static int
 sc_parse_words(struct smtpd_check *c, const struct cf *cf, const char *param,
@@ -659,9 +689,15 @@ sc_parse_words(struct smtpd_check *c, const struct cf *cf, const char *param,
     for (i = 0; i < k; i++) {
         struct sc_restr *r = &(*vp)[*np];
         const char *name = w[i];
-        int found, tab = -1;
+        int found, tab = -1, server = 0;
+        enum sc_kind sk = SC_SKIP;
+        size_t slist = 0;
 
         r->kind = sc_lookup_name(name, &found);
+        if (found
+            && (r->kind == SC_UNKNOWN_SENDER || r->kind == SC_UNKNOWN_RCPT
+                || r->kind == SC_UNKNOWN_HELO))
+            c->dns = 1; /* the caller needs a resolver */
         if (!found && sc_class_find(c, name) >= 0) {
             r->kind = SC_CLASS;
             r->rbl = (size_t) sc_class_find(c, name);
@@ -677,8 +713,9 @@ sc_parse_words(struct smtpd_check *c, const struct cf *cf, const char *param,
             for (size_t t = 0; t < 5; t++)
                 if (strcasecmp(name, tabs[t]) == 0)
                     tab = (int) t;
+            server = tab < 0 && sc_server_kind(name, &sk, &slist);
         }
-        if (tab >= 0) {
+        if (tab >= 0 || server) {
             struct buf *e;
 
             if (w[i + 1] == NULL || strchr(w[i + 1], ':') == NULL) {
@@ -686,7 +723,13 @@ sc_parse_words(struct smtpd_check *c, const struct cf *cf, const char *param,
                            name);
                 return -1;
             }
-            r->kind = (enum sc_kind)(SC_CLIENT_ACCESS + tab);
+            if (server) {
+                r->kind = sk;
+                r->rbl = slist;
+                c->dns = 1;
+            } else {
+                r->kind = (enum sc_kind)(SC_CLIENT_ACCESS + tab);
+            }
             r->spec = xstrdup(w[++i]);
             e = buf_new(128, 4096);
             r->t = lookup_open(r->spec, e);
@@ -813,12 +856,6 @@ smtpd_check_new(const struct cf *cf, struct buf *err, struct buf *warn)
     c->login = sc_open_tables(cf, "smtpd_sender_login_maps", &c->nlogin, err);
     if (c->login == NULL)
         goto fail;
-    for (int l = 0; l < SCL_N; l++)
-        for (size_t i = 0; i < c->n[l]; i++)
-            if (c->v[l][i].kind == SC_UNKNOWN_SENDER
-                || c->v[l][i].kind == SC_UNKNOWN_RCPT
-                || c->v[l][i].kind == SC_UNKNOWN_HELO)
-                c->dns = 1;
     c->null_key = xstrdup(cf_str(cf, "smtpd_null_access_lookup_key"));
     c->policy_def = xstrdup(cf_str(cf, "smtpd_policy_service_default_action"));
     c->unk_addr_code = (int) cf_int(cf, "unknown_address_reject_code");
@@ -1393,13 +1430,15 @@ sc_action(struct sc_run *r, enum sc_list l, const char *spec, const char *v)
 }
 
 /* Look keys up in t, the first that exists decides: the action's result,
- * or DUNNO when none does. */
+ * or DUNNO when none does. *found (NULL ok): 1 when one existed or the
+ * lookup failed. */
 static enum sc_result
 sc_lookup(struct sc_run *r, enum sc_list l, const struct sc_restr *x,
-          char *const *keys, size_t nkeys)
+          char *const *keys, size_t nkeys, int *found)
 {
     struct buf *v = buf_new(128, 4096);
     enum sc_result res = SCR_DUNNO;
+    int f = 0;
 
     for (size_t i = 0; i < nkeys; i++) {
         int rc = lookup_get(x->t, keys[i], v);
@@ -1407,14 +1446,18 @@ sc_lookup(struct sc_run *r, enum sc_list l, const struct sc_restr *x,
         if (rc < 0) {
             log_warning("access table %s: %s", x->spec, buf_data(v));
             res = sc_reject(r, 451, "4.3.0", "Temporary lookup failure");
+            f = 1;
             break;
         }
         if (rc > 0) {
             res = sc_action(r, l, x->spec, buf_data(v));
+            f = 1;
             break;
         }
     }
     buf_free(v);
+    if (found)
+        *found = f;
     return res;
 }
 
@@ -1453,9 +1496,27 @@ sc_addr_keys(const struct sc_run *r, const char *a, char **keys, size_t max)
     return n;
 }
 
-/* Keys of the client: its name and parents (or "unknown"), its address,
- * and the address cut at each dot (IPv4: "192.0.2", "192.0", "192") or
- * colon (IPv6), as Postfix looks them up. */
+/* Keys of an address: itself, then cut at each dot (IPv4: "192.0.2",
+ * "192.0", "192") or colon (IPv6), as Postfix looks them up. */
+static size_t
+sc_ip_keys(const char *addr, char **keys, size_t max)
+{
+    char *a = xstrdup(addr), *d;
+    int delim = strchr(a, ':') ? ':' : '.';
+    size_t n = 0;
+
+    if (max > 0)
+        keys[n++] = xstrdup(a);
+    while ((d = strrchr(a, delim)) != NULL && d > a && n < max) {
+        *d = '\0';
+        keys[n++] = xstrdup(a);
+    }
+    free(a);
+    return n;
+}
+
+/* Keys of the client: its name and parents (or "unknown"), then its
+ * address's (sc_ip_keys). */
 static size_t
 sc_client_keys(const struct sc_run *r, const char *name, char **keys,
                size_t max)
@@ -1467,17 +1528,8 @@ sc_client_keys(const struct sc_run *r, const char *name, char **keys,
         n += sc_domain_keys(name, keys, max - 12);
     else
         keys[n++] = xstrdup("unknown");
-    if (in->addr && *in->addr) {
-        char *a = xstrdup(in->addr), *d;
-        int delim = strchr(a, ':') ? ':' : '.';
-
-        keys[n++] = xstrdup(a);
-        while ((d = strrchr(a, delim)) != NULL && d > a && n < max) {
-            *d = '\0';
-            keys[n++] = xstrdup(a);
-        }
-        free(a);
-    }
+    if (in->addr && *in->addr)
+        n += sc_ip_keys(in->addr, keys + n, max - n);
     return n;
 }
 
@@ -1491,6 +1543,7 @@ sc_access(struct sc_run *r, const struct sc_restr *x)
     enum sc_list l = SCL_CLIENT;
     enum sc_result res;
 
+    keys[0] = NULL; /* none when there is nothing to look up */
     switch (x->kind) {
     case SC_CLIENT_ACCESS:
         n = sc_client_keys(r, r->in->name, keys, SC_KEYS_MAX);
@@ -1518,10 +1571,191 @@ sc_access(struct sc_run *r, const struct sc_restr *x)
     default:
         return SCR_DUNNO;
     }
-    res = sc_lookup(r, l, x, keys, n);
+    res = sc_lookup(r, l, x, keys, n, NULL);
     for (size_t i = 0; i < n; i++)
         free(keys[i]);
     return res;
+}
+
+/* A warning in Postfix's words, for the caller's log (said once, when
+ * the evaluation does not end waiting for an answer). */
+static void sc_warn(struct sc_run *r, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static void
+sc_warn(struct sc_run *r, const char *fmt, ...)
+{
+    struct buf *b = buf_new(256, BUF_NOCAP);
+    va_list ap;
+
+    va_start(ap, fmt);
+    buf_vprintf(b, fmt, ap);
+    va_end(ap);
+    if (r->in->log)
+        r->in->log(r->in->arg, "warning", buf_data(b));
+    buf_free(b);
+}
+
+/* A server's name (with its parents) or address (with the networks
+ * above it) in check_S_{mx,ns,a}_access's table. */
+static enum sc_result
+sc_server_lookup(struct sc_run *r, const struct sc_restr *x, const char *key,
+                 int addr, int *found)
+{
+    char *keys[SC_KEYS_MAX];
+    size_t n = addr ? sc_ip_keys(key, keys, SC_KEYS_MAX)
+                    : sc_domain_keys(key, keys, SC_KEYS_MAX);
+    enum sc_result res = sc_lookup(r, (enum sc_list) x->rbl, x, keys, n, found);
+
+    for (size_t i = 0; i < n; i++)
+        free(keys[i]);
+    return res;
+}
+
+/* Postfix forbids OK in these tables: a server name or address anyone can
+ * point their DNS at would let them through. */
+static enum sc_result
+sc_server_result(struct sc_run *r, const struct sc_restr *x, enum sc_result res,
+                 const char *what)
+{
+    const char *subj = "reverse_client", *t = x->kind == SC_MX_ACCESS   ? "mx"
+                                              : x->kind == SC_NS_ACCESS ? "ns"
+                                                                        : "a";
+
+    if (res != SCR_PERMIT)
+        return res;
+    for (size_t i = 0; i < sizeof(sc_server_subj) / sizeof(sc_server_subj[0]);
+         i++)
+        if (sc_server_subj[i].list == (int) x->rbl)
+            subj = sc_server_subj[i].name;
+    sc_warn(r, "restriction check_%s_%s_access returns OK for %s", subj, t,
+            what);
+    sc_warn(r, "this is not allowed for security reasons");
+    sc_warn(r, "use DUNNO instead of OK if you want to make an exception");
+    return sc_reject(r, 451, "4.3.5", "Server configuration error");
+}
+
+/* check_S_mx_access, check_S_ns_access, check_S_a_access (Postfix's
+ * check_server_access): the servers' names, then their addresses, in the
+ * table; the first entry found decides. */
+static enum sc_result
+sc_server_access(struct sc_run *r, const struct sc_restr *x)
+{
+    const struct smtpd_check_in *in = r->in;
+    enum sc_list l = (enum sc_list) x->rbl;
+    enum smtpd_check_q q = x->kind == SC_MX_ACCESS   ? SMTPD_CHECK_Q_MX
+                           : x->kind == SC_NS_ACCESS ? SMTPD_CHECK_Q_NS
+                                                     : SMTPD_CHECK_Q_A;
+    const char *type = q == SMTPD_CHECK_Q_MX   ? "MX"
+                       : q == SMTPD_CHECK_Q_NS ? "NS"
+                                               : "A";
+    const struct smtpd_check_ans *ans;
+    const char *what, *dom, *d;
+    char rname[600];
+    size_t count = 0;
+    int found = 0, rc;
+    enum sc_result res;
+
+    switch (l) {
+    case SCL_CLIENT:
+        what = in->name;
+        break;
+    case SCL_HELO:
+        what = in->helo;
+        break;
+    case SCL_SENDER:
+        what = in->sender;
+        break;
+    case SCL_RCPT:
+        what = in->rcpt;
+        break;
+    default:
+        what = in->rev_name;
+        break;
+    }
+    if (what == NULL || *what == '\0'
+        || ((l == SCL_CLIENT || l == SCL_REV)
+            && strcasecmp(what, "unknown") == 0))
+        return SCR_DUNNO;
+    if (l == SCL_CLIENT)
+        snprintf(rname, sizeof(rname), "%s[%s]", what,
+                 in->addr ? in->addr : "");
+    else
+        snprintf(rname, sizeof(rname), "%s", what);
+    dom = strrchr(what, '@') ? strrchr(what, '@') + 1 : what;
+    if (*dom == '[') { /* an address literal: its own MX host */
+        char a[64];
+        unsigned char bin[16];
+        size_t n = strlen(dom);
+        int v6;
+
+        if (q == SMTPD_CHECK_Q_NS || n < 3 || dom[n - 1] != ']'
+            || n - 2 >= sizeof(a))
+            return SCR_DUNNO;
+        snprintf(a, sizeof(a), "%.*s", (int) (n - 2), dom + 1);
+        v6 = strncasecmp(a, "IPv6:", 5) == 0;
+        if (inet_pton(v6 ? AF_INET6 : AF_INET, a + (v6 ? 5 : 0), bin) != 1)
+            return SCR_DUNNO;
+        res = sc_server_lookup(r, x, a + (v6 ? 5 : 0), 1, &found);
+        return sc_server_result(r, x, res, what);
+    }
+    /* NS: the parent domains' while a name has none, as Postfix */
+    for (d = dom;;) {
+        rc = sc_query(r, q, d, &ans);
+        if (rc <= 0)
+            return rc == 0 ? SCR_NEED : SCR_DUNNO;
+        if (q != SMTPD_CHECK_Q_NS
+            || ans->srv.status != SMTPD_CHECK_SRV_NOTFOUND)
+            break;
+        if ((d = strchr(d, '.')) == NULL || d[1] == '\0') {
+            d = NULL;
+            break;
+        }
+        d++;
+    }
+    if (ans->srv.status == SMTPD_CHECK_SRV_NULLMX)
+        return SCR_DUNNO;
+    if (ans->srv.status != SMTPD_CHECK_SRV_OK) {
+        sc_warn(r, "Unable to look up %s host for %s: %s", type, d ? d : what,
+                ans->srv.why ? ans->srv.why : "Host not found");
+        return SCR_DUNNO;
+    }
+    for (size_t i = 0; i < ans->srv.n; i++) {
+        const struct smtpd_check_srv *sv = &ans->srv.v[i];
+        unsigned char bin[4];
+
+        if (inet_pton(AF_INET, sv->name, bin) == 1) { /* a name like an
+                                                          address */
+            res = sc_server_lookup(r, x, sv->name, 1, &found);
+            if (res != SCR_DUNNO || found)
+                return sc_server_result(r, x, res, what);
+            continue;
+        }
+        if (q != SMTPD_CHECK_Q_A) {
+            res = sc_server_lookup(r, x, sv->name, 0, &found);
+            if (res != SCR_DUNNO || found)
+                return sc_server_result(r, x, res, what);
+        }
+        if (sv->why) {
+            if (q != SMTPD_CHECK_Q_A)
+                sc_warn(r, "Unable to look up %s host %s for %s %s: %s", type,
+                        sv->name, sc_class[l], rname, sv->why);
+            continue;
+        }
+        for (size_t k = 0; k < sv->naddr; k++) {
+            if (++count > SMTPD_CHECK_SRV_MAX) {
+                sc_warn(r,
+                        "check_server_access: %s server address count limit "
+                        "(%d) exceeded for %s %s -- ignoring the remainder",
+                        type, SMTPD_CHECK_SRV_MAX, sc_class[l], rname);
+                return SCR_DUNNO;
+            }
+            res = sc_server_lookup(r, x, sv->addr[k], 1, &found);
+            if (res != SCR_DUNNO || found)
+                return sc_server_result(r, x, res, what);
+        }
+    }
+    return SCR_DUNNO;
 }
 
 /* smtpd_sender_login_maps: the owners of the sender ("u1, u2"), looked
@@ -1944,6 +2178,10 @@ sc_one(struct sc_run *r, const struct sc_restr *x)
         return sc_policy(r, x);
     case SC_CLASS:
         return sc_class_run(r, x->rbl);
+    case SC_MX_ACCESS:
+    case SC_NS_ACCESS:
+    case SC_A_ACCESS:
+        return sc_server_access(r, x);
     case SC_UNAUTH_PIPELINING:
         if (in->ask == NULL || !in->ask(in->arg, SMTPD_CHECK_PIPELINED))
             return SCR_DUNNO;

@@ -88,8 +88,25 @@
  * reject_unauth_pipelining: 503 5.5.0 "<name>: CLASS rejected: Improper
  * use of SMTP command pipelining" when the caller says the client sent
  * ahead where it may not (SMTPD_CHECK_PIPELINED).
+ * check_S_mx_access, check_S_ns_access, check_S_a_access TYPE:TABLE, S
+ * one of client, reverse_client, helo, sender, recipient (Postfix's
+ * check_server_access): the name (the client's or reverse name unless
+ * "unknown", the HELO name, the domain of a sender other than <> or of
+ * the recipient) has its MX hosts (SMTPD_CHECK_Q_MX: the name itself
+ * when it has none; a null MX decides nothing), its DNS servers
+ * (SMTPD_CHECK_Q_NS of the name, then of each parent while there are
+ * none) or itself (SMTPD_CHECK_Q_A) as servers. In order, each server's
+ * name (not for _a_; with its parent domains) and then each of its
+ * addresses (with the networks above it, "192.0.2", ...) is looked up in
+ * the table, with the reply name and class of S's list; the first entry
+ * found decides, DUNNO too. An address literal is its own server (not
+ * for _ns_). A lookup that failed, a server whose addresses failed and
+ * more than 100 addresses in all are logged as Postfix's warnings
+ * (in->log "warning") and decide nothing. OK (or anything that permits)
+ * is not allowed: 451 4.3.5 "Server configuration error", with Postfix's
+ * three warnings.
  * Other Postfix restrictions that this Sluice does not have
- * (check_*_mx_access, reject_unverified_*, ...) are accepted
+ * (reject_unverified_*, check_ccert_access, ...) are accepted
  * and skipped, with a warning at start (smtpd_check_new's warn); an
  * unknown name is an error. As Postfix, the relay and recipient lists
  * together must hold a relay check (reject_unauth_destination,
@@ -174,9 +191,12 @@ enum smtpd_check_fact {
 
 /* The answers from the network (smtpd_check_in.query). */
 enum smtpd_check_q {
-    SMTPD_CHECK_Q_NAME,  /* a domain's MX, A and AAAA records */
-    SMTPD_CHECK_Q_DNSXL, /* a name in a DNS list: A, then TXT */
-    SMTPD_CHECK_Q_POLICY /* a policy server's action for this request */
+    SMTPD_CHECK_Q_NAME,   /* a domain's MX, A and AAAA records */
+    SMTPD_CHECK_Q_DNSXL,  /* a name in a DNS list: A, then TXT */
+    SMTPD_CHECK_Q_POLICY, /* a policy server's action for this request */
+    SMTPD_CHECK_Q_MX,     /* a domain's MX hosts and their addresses */
+    SMTPD_CHECK_Q_NS,     /* a domain's DNS servers and their addresses */
+    SMTPD_CHECK_Q_A       /* a name's addresses, as one server */
 };
 
 #define SMTPD_CHECK_KEY_MAX 512 /* a query's key, with its NUL */
@@ -188,10 +208,36 @@ enum smtpd_check_q {
 #define SMTPD_CHECK_NAME_TEMP   8u  /* a lookup failed for now */
 #define SMTPD_CHECK_NAME_INVAL  16u /* a malformed reply */
 
+/* Q_MX, Q_NS, Q_A: how the lookup of the servers ended */
+#define SMTPD_CHECK_SRV_OK       0   /* srv.v[0 .. srv.n - 1] */
+#define SMTPD_CHECK_SRV_NOTFOUND 1   /* Q_NS: no such name, or no NS records */
+#define SMTPD_CHECK_SRV_NULLMX   2   /* Q_MX: a null MX (RFC 7505) */
+#define SMTPD_CHECK_SRV_FAILED   3   /* for now, or a malformed reply */
+#define SMTPD_CHECK_SRV_MAX      100 /* servers (Postfix's dns_rr_list_limit) */
+
+/* One server: its host name and addresses. Q_MX gives the MX hosts in
+ * order of preference (the domain itself when it has no MX record or
+ * does not exist, as Postfix), Q_NS the DNS servers, Q_A the name asked
+ * about alone. */
+struct smtpd_check_srv {
+    const char *name;
+    const char *why;         /* NULL, or why no address was found ("Host
+                                not found"): naddr is 0 then */
+    const char *const *addr; /* "192.0.2.1", "2001:db8::1" */
+    size_t naddr;
+};
+
 struct smtpd_check_ans {
     unsigned name;                /* Q_NAME: the bits above */
     struct smtpd_check_rbl dnsxl; /* Q_DNSXL: as for the client lists */
-    const char *action; /* Q_POLICY: the action; NULL: the server failed */
+    const char *action;  /* Q_POLICY: the action; NULL: the server failed */
+    struct {             /* Q_MX, Q_NS, Q_A */
+        int status;      /* SMTPD_CHECK_SRV_* */
+        const char *why; /* NOTFOUND, FAILED: Postfix's words ("Host not
+                            found, try again") */
+        const struct smtpd_check_srv *v;
+        size_t n;
+    } srv;
 };
 
 /* How the client name lookups ended (Postfix's name_status). */
@@ -227,7 +273,9 @@ struct smtpd_check_in {
     int (*query)(void *arg, enum smtpd_check_q q, const char *key,
                  const struct smtpd_check_ans **ans);
     /* a WARN action or warn_if_reject: "reject_warning" or "warn" and
-     * the text, for the caller's log line */
+     * the text, for the caller's log line; "warning" and a text: a
+     * warning of Postfix's own words for the log ("Unable to look up MX
+     * host for example.com: Host not found") */
     void (*log)(void *arg, const char *what, const char *text);
     void *arg;
 };

@@ -46,7 +46,11 @@ static struct {
     enum smtpd_check_q q;
     char key[SMTPD_CHECK_KEY_MAX];
     struct smtpd_check_ans ans;
+    struct smtpd_check_srv sv[3]; /* Q_MX, Q_NS, Q_A */
+    char name[SMTPD_CHECK_KEY_MAX];
 } fz_ans[FZ_ANS];
+
+static const char *const fz_addrs[] = {"192.0.2.1", "2001:db8::1"};
 static size_t fz_nans;
 
 static int
@@ -96,6 +100,31 @@ fz_answer(const struct smtpd_check_res *r, const struct smtpd_check_in *in,
     case SMTPD_CHECK_Q_POLICY:
         n->action = in->helo; /* NULL: the server failed */
         break;
+    case SMTPD_CHECK_Q_MX:
+    case SMTPD_CHECK_Q_NS:
+    case SMTPD_CHECK_Q_A: {
+        /* servers: the HELO name (what the tables may hold), a name that
+         * is an address, the key; 0 to 3 of them */
+        struct smtpd_check_srv *sv = fz_ans[fz_nans - 1].sv;
+        char *name = fz_ans[fz_nans - 1].name;
+
+        n->srv.status = (int) (kl % 4);
+        n->srv.why = "Host not found";
+        if (flags & 32)
+            n->srv.status = SMTPD_CHECK_SRV_FAILED;
+        snprintf(name, SMTPD_CHECK_KEY_MAX, "%s", in->helo ? in->helo : "");
+        sv[0].name = name;
+        sv[1].name = "192.0.2.9";
+        sv[2].name = fz_ans[fz_nans - 1].key;
+        for (int i = 0; i < 3; i++) {
+            sv[i].naddr = (kl + (size_t) i) % 3;
+            sv[i].addr = fz_addrs;
+            sv[i].why = sv[i].naddr ? NULL : "Host not found";
+        }
+        n->srv.v = sv;
+        n->srv.n = (kl / 4) % 4;
+        break;
+    }
     }
     return 0;
 }

@@ -45,6 +45,7 @@ root). TTL defaults to 0 (nothing is cached). TYPE and DATA:
                         into 255-byte character-strings; unquoted: the
                         rest of the line
   PTR TARGET
+  NS TARGET
   BADRDATA TYPE [HEX]   a record of TYPE (mnemonic or number) whose rdata
                         is exactly the hex bytes (spaces allowed; none:
                         empty rdata), e.g. "bad.test BADRDATA MX
@@ -291,7 +292,7 @@ def add_line(entry, kind, ttl, rest):
             raise ZoneError("bad MX preference %r" % args[0])
         rdata = struct.pack("!H", int(args[0])) + key_wire(name_key(args[1]))
         entry.records.append(Record(TYPES["MX"], ttl, rdata))
-    elif kind in ("CNAME", "PTR"):
+    elif kind in ("CNAME", "PTR", "NS"):
         want(1, kind + " TARGET")
         target = name_key(args[0])
         entry.records.append(Record(TYPES[kind], ttl, key_wire(target),

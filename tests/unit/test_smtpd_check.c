@@ -808,8 +808,8 @@ static void
 test_skipped(void **state)
 {
     struct cf *cf = conf("smtpd_recipient_restrictions = "
-                         "check_client_ns_access hash:/nonexistent, "
-                         "check_client_mx_access hash:/nonexistent, "
+                         "check_ccert_access hash:/nonexistent, "
+                         "check_sasl_access hash:/nonexistent, "
                          "reject_unverified_recipient, "
                          "reject_unauth_destination\n");
     struct smtpd_check *c = compile(cf);
@@ -817,9 +817,9 @@ test_skipped(void **state)
 
     assert_string_equal(
         buf_data(warn),
-        "smtpd_recipient_restrictions: check_client_ns_access: not "
+        "smtpd_recipient_restrictions: check_ccert_access: not "
         "implemented in this Sluice yet; skipped\n"
-        "smtpd_recipient_restrictions: check_client_mx_access: not "
+        "smtpd_recipient_restrictions: check_sasl_access: not "
         "implemented in this Sluice yet; skipped\n"
         "smtpd_recipient_restrictions: reject_unverified_recipient: not "
         "implemented in this Sluice yet; skipped\n");
@@ -847,7 +847,8 @@ static int
 query_cb(void *arg, enum smtpd_check_q q, const char *key,
          const struct smtpd_check_ans **ans)
 {
-    static const char *const qn[] = {"name", "dnsxl", "policy"};
+    static const char *const qn[] = {"name", "dnsxl", "policy",
+                                     "mx",   "ns",    "a"};
 
     (void) arg;
     snprintf(asked_keys + strlen(asked_keys),
@@ -890,7 +891,8 @@ run_q(const struct smtpd_check *c, struct smtpd_check_in *in)
     asked_keys[0] = '\0';
     r = run(c, in);
     if (res.verdict == SMTPD_CHECK_NEED) {
-        static const char *const qn[] = {"name", "dnsxl", "policy"};
+        static const char *const qn[] = {"name", "dnsxl", "policy",
+                                         "mx",   "ns",    "a"};
 
         snprintf(out, sizeof(out), "NEED %s:%s", qn[res.need], res.key);
         return out;
@@ -1005,6 +1007,186 @@ test_unknown_domain(void **state)
                         "450 4.1.8 <alice@sender.example>: Sender address "
                         "rejected: Domain not found");
     smtpd_check_free(c);
+    cf_free(cf);
+}
+
+/* check_S_{mx,ns,a}_access: Postfix's check_server_access, with the
+ * servers the caller found (smtpd_check_in.query). */
+static void
+test_server_access(void **state)
+{
+    struct cf *cf = conf(
+        "smtpd_client_restrictions = check_client_mx_access inline:{ "
+        "{ mx.bad.example = REJECT bad mx }, { 198.51.100 = REJECT bad net }, "
+        "{ mx.exempt.example = DUNNO }, { ok.example = OK } }\n");
+    struct smtpd_check *c = compile(cf);
+    struct smtpd_check_in in = req();
+    struct smtpd_check_ans *a;
+    static const char *addr1[] = {"192.0.2.1"}, *addr2[] = {"198.51.100.9"};
+    static const char *many[101];
+    struct smtpd_check_srv v[2] = {{"mx1.other.example", NULL, addr1, 1},
+                                   {"mx.bad.example", NULL, addr1, 1}};
+
+    in.auth_dest = 1;
+    nknown = 0;
+    assert_string_equal(run_q(c, &in), "NEED mx:mail.client.example");
+    a = know(SMTPD_CHECK_Q_MX, "mail.client.example");
+    a->srv.v = v;
+    a->srv.n = 2;
+    /* names, then addresses, server by server, in order */
+    assert_string_equal(run_q(c, &in),
+                        "554 5.7.1 <mail.client.example[192.0.2.7]>: Client "
+                        "host rejected: bad mx");
+    v[0].addr = addr2;
+    assert_string_equal(run_q(c, &in),
+                        "554 5.7.1 <mail.client.example[192.0.2.7]>: Client "
+                        "host rejected: bad net");
+    /* the first entry found decides, DUNNO too */
+    v[0].name = "mx.exempt.example";
+    assert_string_equal(run_q(c, &in), "PASS");
+    /* an MX host that is an address ("198.51.100.3" in the record) */
+    v[0].name = "198.51.100.3";
+    v[0].addr = addr1;
+    assert_string_equal(run_q(c, &in),
+                        "554 5.7.1 <mail.client.example[192.0.2.7]>: Client "
+                        "host rejected: bad net");
+    /* OK (here a parent domain's) is not allowed */
+    v[0].name = "mx.ok.example";
+    assert_string_equal(run_q(c, &in), "451 4.3.5 Server configuration error");
+    assert_string_equal(
+        buf_data(logs),
+        "warning: restriction check_client_mx_access returns OK for "
+        "mail.client.example\n"
+        "warning: this is not allowed for security reasons\n"
+        "warning: use DUNNO instead of OK if you want to make an exception\n");
+    /* a server without addresses: a warning, the next one judged */
+    v[0].name = "mx1.other.example";
+    v[0].naddr = 0;
+    v[0].why = "Host not found";
+    assert_string_equal(run_q(c, &in),
+                        "554 5.7.1 <mail.client.example[192.0.2.7]>: Client "
+                        "host rejected: bad mx");
+    assert_string_equal(buf_data(logs),
+                        "warning: Unable to look up MX host mx1.other.example "
+                        "for Client host mail.client.example[192.0.2.7]: Host "
+                        "not found\n");
+    /* a null MX decides nothing; a failed lookup warns */
+    a->srv.status = SMTPD_CHECK_SRV_NULLMX;
+    assert_string_equal(run_q(c, &in), "PASS");
+    assert_string_equal(buf_data(logs), "");
+    a->srv.status = SMTPD_CHECK_SRV_FAILED;
+    a->srv.why = "Host not found, try again";
+    assert_string_equal(run_q(c, &in), "PASS");
+    assert_string_equal(buf_data(logs),
+                        "warning: Unable to look up MX host for "
+                        "mail.client.example: Host not found, try again\n");
+    /* at most 100 addresses in all */
+    for (size_t i = 0; i < 101; i++)
+        many[i] = i < 100 ? "192.0.2.9" : "198.51.100.9";
+    v[0].why = NULL;
+    v[0].addr = many;
+    v[0].naddr = 101;
+    a->srv.status = SMTPD_CHECK_SRV_OK;
+    assert_string_equal(run_q(c, &in), "PASS");
+    assert_string_equal(buf_data(logs),
+                        "warning: check_server_access: MX server address "
+                        "count limit (100) exceeded for Client host "
+                        "mail.client.example[192.0.2.7] -- ignoring the "
+                        "remainder\n");
+    /* no client name: nothing to ask */
+    in.name = "unknown";
+    assert_string_equal(run_q(c, &in), "PASS");
+    assert_string_equal(asked_keys, "");
+    smtpd_check_free(c);
+    cf_free(cf);
+
+    /* NS: the parents' servers while a name has none */
+    cf = conf("smtpd_client_restrictions = check_reverse_client_ns_access "
+              "inline:{ { ns.bad.example = REJECT bad ns } }\n");
+    c = compile(cf);
+    in = req();
+    in.auth_dest = 1;
+    in.rev_name = "host.sub.rev.example";
+    nknown = 0;
+    memset(v, 0, sizeof(v));
+    v[0].name = "ns.bad.example";
+    assert_string_equal(run_q(c, &in), "NEED ns:host.sub.rev.example");
+    know(SMTPD_CHECK_Q_NS, "host.sub.rev.example")->srv.status =
+        SMTPD_CHECK_SRV_NOTFOUND;
+    assert_string_equal(run_q(c, &in), "NEED ns:sub.rev.example");
+    know(SMTPD_CHECK_Q_NS, "sub.rev.example")->srv.status =
+        SMTPD_CHECK_SRV_NOTFOUND;
+    assert_string_equal(run_q(c, &in), "NEED ns:rev.example");
+    a = know(SMTPD_CHECK_Q_NS, "rev.example");
+    a->srv.v = v;
+    a->srv.n = 1;
+    v[0].why = "Host not found";
+    assert_string_equal(run_q(c, &in),
+                        "554 5.7.1 <host.sub.rev.example>: Unverified Client "
+                        "host rejected: bad ns");
+    a->srv.status = SMTPD_CHECK_SRV_NOTFOUND;
+    a->srv.why = "Host not found";
+    assert_string_equal(run_q(c, &in), "NEED ns:example");
+    know(SMTPD_CHECK_Q_NS, "example")->srv.status = SMTPD_CHECK_SRV_NOTFOUND;
+    assert_string_equal(run_q(c, &in), "PASS");
+    assert_string_equal(buf_data(logs),
+                        "warning: Unable to look up NS host for "
+                        "host.sub.rev.example: Host not found\n");
+    smtpd_check_free(c);
+    cf_free(cf);
+
+    /* A: the addresses only, never the name; address literals */
+    cf = conf("smtpd_helo_restrictions = check_helo_mx_access inline:{ "
+              "{ 192.0.2.99 = REJECT helo literal } }\n"
+              "smtpd_sender_restrictions = check_sender_a_access inline:{ "
+              "{ 192.0.2 = REJECT bad a }, { sender.example = REJECT by name "
+              "} }, check_sender_ns_access inline:{ { 192.0.2 = REJECT ns } "
+              "}\n");
+    c = compile(cf);
+    in = req();
+    in.auth_dest = 1;
+    nknown = 0;
+    in.helo = "[192.0.2.99]";
+    assert_string_equal(run_q(c, &in), "554 5.7.1 <[192.0.2.99]>: Helo "
+                                       "command rejected: helo literal");
+    assert_string_equal(asked_keys, "");
+    in.helo = "[IPv6:2001:db8::1]";
+    assert_string_equal(run_q(c, &in), "NEED a:sender.example");
+    a = know(SMTPD_CHECK_Q_A, "sender.example");
+    memset(v, 0, sizeof(v));
+    v[0].name = "sender.example";
+    v[0].addr = (const char *[]){"192.0.2.44"};
+    v[0].naddr = 1;
+    a->srv.v = v;
+    a->srv.n = 1;
+    assert_string_equal(run_q(c, &in), "554 5.7.1 <alice@sender.example>: "
+                                       "Sender address rejected: bad a");
+    v[0].addr = addr2;
+    assert_string_equal(run_q(c, &in), "NEED ns:sender.example");
+    /* a literal: its own server for _a_ (and _mx_), none for _ns_ */
+    in.sender = "alice@[192.0.2.5]";
+    assert_string_equal(run_q(c, &in), "554 5.7.1 <alice@[192.0.2.5]>: "
+                                       "Sender address rejected: bad a");
+    in.sender = "alice@[198.51.100.5]";
+    assert_string_equal(run_q(c, &in), "PASS");
+    in.sender = "alice@[bogus]";
+    assert_string_equal(run_q(c, &in), "PASS");
+    in.sender = "";
+    assert_string_equal(run_q(c, &in), "PASS");
+    assert_string_equal(asked_keys, "");
+    in.helo = "[192.0.2.999]";
+    assert_string_equal(run_q(c, &in), "PASS");
+    smtpd_check_free(c);
+    cf_free(cf);
+
+    /* without a table: an error naming it */
+    cf = conf("smtpd_recipient_restrictions = reject_unauth_destination, "
+              "check_recipient_ns_access\n");
+    assert_null(smtpd_check_new(cf, err, warn));
+    assert_string_equal(buf_data(err),
+                        "smtpd_recipient_restrictions: "
+                        "check_recipient_ns_access: missing TYPE:TABLE after "
+                        "it");
     cf_free(cf);
 }
 
@@ -1456,6 +1638,7 @@ main(void)
         cmocka_unit_test(test_rbl_bad),
         cmocka_unit_test(test_skipped),
         cmocka_unit_test(test_unknown_domain),
+        cmocka_unit_test(test_server_access),
         cmocka_unit_test(test_unknown_helo),
         cmocka_unit_test(test_rhsbl),
         cmocka_unit_test(test_policy),
