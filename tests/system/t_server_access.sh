@@ -17,7 +17,7 @@
 #   - the recipient and HELO forms reply with their own class.
 . "$(dirname "$0")/lib.sh"
 need_binaries
-plan 21
+plan 23
 setup
 
 ZONE=$T/zone
@@ -43,6 +43,8 @@ ns1.dnsprov.test A 198.51.100.53
 sub.zone.test A 127.0.0.1
 other.test NS ns.other.test
 ns.other.test A 203.0.113.54
+badns.test BADRDATA NS 03666f6f
+drop.test DROP
 EOF2
 start_dnsd "$ZONE" || diag "dnsd did not start: $(cat "$T/dnsd.out")"
 
@@ -73,7 +75,7 @@ start_ok
 start_sink || diag "the sink did not start"
 
 pytap <<'PY'
-import re, time
+import re, socket, time
 from sink import *
 
 P = lambda n: int(env("P_" + n))
@@ -186,6 +188,27 @@ tap(r.code == 250, "an address literal has no DNS servers: accepted", r)
 m, r = rcpt(P("ns"), "a@good.test")
 tap(r.code == 250, "a domain whose DNS servers are not in the table "
     "(the walk reaches test's, which has none: Postfix's warning): accepted", r)
+
+m, r = rcpt(P("ns"), "a@badns.test")
+w = log_wait(r"warning: Unable to look up NS host for badns\.test: Host not "
+             r"found, try again", 5)
+tap(r.code == 250 and w,
+    "an NS record whose name runs past its end (libunbound refuses the "
+    "answer: a failure for now): Postfix's warning, accepted", r)
+
+# a client that leaves while its MX lookup is out (the server never
+# answers): the lookup ends after sluice_dns_timeout, the front goes on
+s = socket.create_connection(("127.0.0.1", P("mx")))
+s.recv(1000)
+s.sendall(b"EHLO client.test\r\nMAIL FROM:<a@drop.test>\r\n"
+          b"RCPT TO:<x@good.test>\r\n")
+time.sleep(0.3)
+s.close()
+time.sleep(2.5)
+m, r = rcpt(P("mx"), "a@bad.test")
+tap(r.code == 554 and "udp MX drop.test" in dnslog(),
+    "a client that leaves while its MX lookup is unanswered: the next "
+    "client is judged as before", r)
 
 # --- check_helo_a_access
 m, r = rcpt(P("a"), "a@good.test", helo="nomx.test")
