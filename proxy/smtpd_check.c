@@ -1683,6 +1683,8 @@ sc_server_access(struct sc_run *r, const struct sc_restr *x)
     else
         snprintf(rname, sizeof(rname), "%s", what);
     dom = strrchr(what, '@') ? strrchr(what, '@') + 1 : what;
+    if (*dom == '\0')
+        return SCR_DUNNO; /* "user@": nothing to look up */
     if (*dom == '[') { /* an address literal: its own MX host */
         char a[64];
         unsigned char bin[16];

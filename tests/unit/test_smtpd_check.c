@@ -1171,6 +1171,8 @@ test_server_access(void **state)
     assert_string_equal(run_q(c, &in), "PASS");
     in.sender = "alice@[bogus]";
     assert_string_equal(run_q(c, &in), "PASS");
+    in.sender = "alice@"; /* no domain: nothing to ask about */
+    assert_string_equal(run_q(c, &in), "PASS");
     in.sender = "";
     assert_string_equal(run_q(c, &in), "PASS");
     assert_string_equal(asked_keys, "");
