@@ -2134,6 +2134,8 @@ smtpd_check_run(struct smtpd_sess *s, const char *rcpt,
     in.authenticated =
         s->sasl && s->sasl->user && strcmp(s->sasl->method, "ANONYMOUS") != 0;
     in.sasl_user = in.authenticated ? s->sasl->user : NULL;
+    in.encrypted = s->tc.on;
+    in.nrcpt = s->nrcpt;
     in.auth_dest = one ? -1 : 0;
     in.rbl = s->rbl;
     in.ask = smtpd_check_ask;

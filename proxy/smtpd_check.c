@@ -63,7 +63,11 @@ enum sc_kind {
     SC_LOGIN_MISMATCH,      /* reject_sender_login_mismatch */
     SC_AUTH_LOGIN_MISMATCH, /* reject_authenticated_sender_login_... */
     SC_UNAUTH_LOGIN_MISMATCH,
-    SC_CLIENT_ACCESS, /* the four that take a table */
+    SC_KNOWN_LOGIN_MISMATCH, /* reject_known_sender_login_mismatch */
+    SC_PLAINTEXT,            /* reject_plaintext_session */
+    SC_MULTI_BOUNCE,         /* reject_multi_recipient_bounce */
+    SC_SASL_ACCESS,          /* check_sasl_access TABLE */
+    SC_CLIENT_ACCESS,        /* the four that take a table */
     SC_HELO_ACCESS,
     SC_SENDER_ACCESS,
     SC_RCPT_ACCESS,
@@ -115,6 +119,9 @@ static const struct {
     {"reject_sender_login_mismatch", SC_LOGIN_MISMATCH},
     {"reject_authenticated_sender_login_mismatch", SC_AUTH_LOGIN_MISMATCH},
     {"reject_unauthenticated_sender_login_mismatch", SC_UNAUTH_LOGIN_MISMATCH},
+    {"reject_known_sender_login_mismatch", SC_KNOWN_LOGIN_MISMATCH},
+    {"reject_plaintext_session", SC_PLAINTEXT},
+    {"reject_multi_recipient_bounce", SC_MULTI_BOUNCE},
     {"defer_if_permit", SC_DEFER_IF_PERMIT},
     {"defer_if_reject", SC_DEFER_IF_REJECT},
     {"reject_unknown_sender_domain", SC_UNKNOWN_SENDER},
@@ -146,18 +153,10 @@ static const struct {
     const char *name;
     int arg;
 } sc_skipped[] = {
-    {"check_ccert_access", 1},
-    {"check_sasl_access", 1},
-    {"permit_mx_backup", 0},
-    {"permit_rhswl_client", 1},
-    {"permit_tls_all_clientcerts", 0},
-    {"permit_tls_clientcerts", 0},
-    {"reject_known_sender_login_mismatch", 0},
-    {"reject_multi_recipient_bounce", 0},
-    {"reject_plaintext_session", 0},
-    {"reject_unlisted_recipient", 0},
-    {"reject_unlisted_sender", 0},
-    {"reject_unverified_recipient", 0},
+    {"check_ccert_access", 1},       {"permit_mx_backup", 0},
+    {"permit_rhswl_client", 1},      {"permit_tls_all_clientcerts", 0},
+    {"permit_tls_clientcerts", 0},   {"reject_unlisted_recipient", 0},
+    {"reject_unlisted_sender", 0},   {"reject_unverified_recipient", 0},
     {"reject_unverified_sender", 0},
 };
 
@@ -183,7 +182,8 @@ enum sc_list {
     SCL_RELAY,
     SCL_RCPT,
     SCL_DATA,
-    SCL_N
+    SCL_N,
+    SCL_SASL /* not a list: replies about the SASL login name */
 };
 
 static const char *const sc_params[SCL_N] = {
@@ -213,6 +213,8 @@ struct smtpd_check {
     int unk_addr_code;   /* unknown_address_reject_code */
     int unk_name_code;   /* unknown_hostname_reject_code */
     int unk_client_code; /* unknown_client_reject_code */
+    int plain_code;      /* plaintext_reject_code */
+    int multi_code;      /* multi_recipient_bounce_reject_code */
     int unk_addr_tf;     /* unknown_address_tempfail_action: 1
                             defer_if_permit, 0 defer */
     int unk_helo_tf;     /* unknown_helo_hostname_tempfail_action */
@@ -706,11 +708,14 @@ sc_parse_words(struct smtpd_check *c, const struct cf *cf, const char *param,
         }
         if (!found) {
             static const char *const tabs[] = {
-                "check_client_access", "check_helo_access",
-                "check_sender_access", "check_recipient_access",
-                "check_reverse_client_hostname_access"};
+                "check_client_access",
+                "check_helo_access",
+                "check_sender_access",
+                "check_recipient_access",
+                "check_reverse_client_hostname_access",
+                "check_sasl_access"};
 
-            for (size_t t = 0; t < 5; t++)
+            for (size_t t = 0; t < 6; t++)
                 if (strcasecmp(name, tabs[t]) == 0)
                     tab = (int) t;
             server = tab < 0 && sc_server_kind(name, &sk, &slist);
@@ -728,7 +733,8 @@ sc_parse_words(struct smtpd_check *c, const struct cf *cf, const char *param,
                 r->rbl = slist;
                 c->dns = 1;
             } else {
-                r->kind = (enum sc_kind)(SC_CLIENT_ACCESS + tab);
+                r->kind = tab == 5 ? SC_SASL_ACCESS
+                                   : (enum sc_kind)(SC_CLIENT_ACCESS + tab);
             }
             r->spec = xstrdup(w[++i]);
             e = buf_new(128, 4096);
@@ -861,20 +867,24 @@ smtpd_check_new(const struct cf *cf, struct buf *err, struct buf *warn)
     c->unk_addr_code = (int) cf_int(cf, "unknown_address_reject_code");
     c->unk_name_code = (int) cf_int(cf, "unknown_hostname_reject_code");
     c->unk_client_code = (int) cf_int(cf, "unknown_client_reject_code");
+    c->plain_code = (int) cf_int(cf, "plaintext_reject_code");
+    c->multi_code = (int) cf_int(cf, "multi_recipient_bounce_reject_code");
     c->unk_addr_tf = sc_tempfail(cf_str(cf, "unknown_address_tempfail_action"));
     c->unk_helo_tf =
         sc_tempfail(cf_str(cf, "unknown_helo_hostname_tempfail_action"));
     {
-        static const char *const codes[] = {"unknown_address_reject_code",
-                                            "unknown_hostname_reject_code",
-                                            "unknown_client_reject_code"};
+        static const char *const codes[] = {
+            "unknown_address_reject_code", "unknown_hostname_reject_code",
+            "unknown_client_reject_code", "plaintext_reject_code",
+            "multi_recipient_bounce_reject_code"};
         static const char *const tfs[] = {
             "unknown_address_tempfail_action",
             "unknown_helo_hostname_tempfail_action"};
-        int cv[3] = {c->unk_addr_code, c->unk_name_code, c->unk_client_code};
+        int cv[5] = {c->unk_addr_code, c->unk_name_code, c->unk_client_code,
+                     c->plain_code, c->multi_code};
         int tv[2] = {c->unk_addr_tf, c->unk_helo_tf};
 
-        for (int k = 0; k < 3; k++) {
+        for (int k = 0; k < 5; k++) {
             if (cv[k] < 400 || cv[k] > 599) {
                 buf_printf(err, "%s: %d is not a 4xx or 5xx code", codes[k],
                            cv[k]);
@@ -1015,10 +1025,11 @@ smtpd_check_rbl_name(const struct sockaddr *sa, const char *domain, char *out,
 
 /* ---- replies ---- */
 
-/* Replies about the reverse client name: named as a list, never one. */
+/* Replies about the reverse client name and the SASL login name: named
+ * as lists, never ones. */
 #define SCL_REV SCL_N
 
-static const char *const sc_class[SCL_N + 1] = {
+static const char *const sc_class[SCL_N + 2] = {
     "Client host",
     "Helo command",
     "Sender address",
@@ -1026,6 +1037,7 @@ static const char *const sc_class[SCL_N + 1] = {
     "Recipient address",
     "Data command",
     "Unverified Client host",
+    "SASL login name",
 };
 
 /* The <name> of a list's replies. */
@@ -1055,6 +1067,16 @@ sc_name(const struct sc_run *r, enum sc_list l, struct buf *b)
     case SCL_REV:
         buf_printf(b, "<%s>", in->rev_name ? in->rev_name : "unknown");
         break;
+    case SCL_SASL: { /* printable, as Postfix's */
+        const char *u = in->sasl_user ? in->sasl_user : "";
+        size_t o = buf_len(b);
+
+        buf_printf(b, "<%s>", u);
+        for (char *p = buf_data(b) + o + 1; *p && p[1]; p++)
+            if ((unsigned char) *p < 0x20 || (unsigned char) *p >= 0x7f)
+                *p = '_';
+        break;
+    }
     }
 }
 
@@ -1568,6 +1590,11 @@ sc_access(struct sc_run *r, const struct sc_restr *x)
         n = sc_client_keys(r, r->in->rev_name, keys, SC_KEYS_MAX);
         l = SCL_REV;
         break;
+    case SC_SASL_ACCESS: /* the login name alone, as it is */
+        if (r->in->authenticated && r->in->sasl_user && *r->in->sasl_user)
+            keys[n++] = xstrdup(r->in->sasl_user);
+        l = SCL_SASL;
+        break;
     default:
         return SCR_DUNNO;
     }
@@ -1685,7 +1712,7 @@ sc_server_access(struct sc_run *r, const struct sc_restr *x)
     dom = strrchr(what, '@') ? strrchr(what, '@') + 1 : what;
     if (*dom == '\0')
         return SCR_DUNNO; /* "user@": nothing to look up */
-    if (*dom == '[') { /* an address literal: its own MX host */
+    if (*dom == '[') {    /* an address literal: its own MX host */
         char a[64];
         unsigned char bin[16];
         size_t n = strlen(dom);
@@ -1806,6 +1833,7 @@ sc_login_mismatch(struct sc_run *r, enum sc_kind k)
     found = sc_owners(r, owners);
     if (in->authenticated && in->sasl_user) {
         if (k != SC_UNAUTH_LOGIN_MISMATCH
+            && (k != SC_KNOWN_LOGIN_MISMATCH || found)
             && (!found || !sc_owned_by(buf_data(owners), in->sasl_user)))
             res = sc_reject(r, 553, "5.7.1",
                             "<%s>: Sender address rejected: not owned by "
@@ -2123,13 +2151,37 @@ sc_one(struct sc_run *r, const struct sc_restr *x)
     case SC_LOGIN_MISMATCH:
     case SC_AUTH_LOGIN_MISMATCH:
     case SC_UNAUTH_LOGIN_MISMATCH:
+    case SC_KNOWN_LOGIN_MISMATCH:
         return sc_login_mismatch(r, x->kind);
     case SC_CLIENT_ACCESS:
     case SC_HELO_ACCESS:
     case SC_SENDER_ACCESS:
     case SC_RCPT_ACCESS:
     case SC_REV_CLIENT_ACCESS:
+    case SC_SASL_ACCESS:
         return sc_access(r, x);
+    case SC_PLAINTEXT:
+        if (in->encrypted)
+            return SCR_DUNNO;
+        {
+            char dsn[16];
+
+            snprintf(dsn, sizeof(dsn), "%c.7.1", '0' + r->c->plain_code / 100);
+            return sc_reject(r, r->c->plain_code, dsn,
+                             "Session encryption is required");
+        }
+    case SC_MULTI_BOUNCE:
+        /* at RCPT, the recipients before this one; at DATA, all */
+        if (in->sender == NULL || *in->sender != '\0'
+            || in->nrcpt <= (size_t) (r->list == SCL_DATA))
+            return SCR_DUNNO;
+        {
+            char dsn[16];
+
+            snprintf(dsn, sizeof(dsn), "%c.5.3", '0' + r->c->multi_code / 100);
+            return sc_reject_class(r, r->list, r->c->multi_code, dsn,
+                                   "Multi-recipient bounce");
+        }
     case SC_UNKNOWN_CLIENT:
         if (in->name_status == SMTPD_CHECK_NAME_FOUND)
             return SCR_DUNNO;

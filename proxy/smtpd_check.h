@@ -105,6 +105,15 @@
  * (in->log "warning") and decide nothing. OK (or anything that permits)
  * is not allowed: 451 4.3.5 "Server configuration error", with Postfix's
  * three warnings.
+ * reject_plaintext_session: plaintext_reject_code (450) 4.7.1 "Session
+ * encryption is required" when the session is not under TLS.
+ * reject_multi_recipient_bounce: multi_recipient_bounce_reject_code (550)
+ * 5.5.3 "<name>: CLASS rejected: Multi-recipient bounce" for the null
+ * sender's second recipient at RCPT, or at DATA with more than one.
+ * check_sasl_access TYPE:TABLE: the SASL login name (when authenticated)
+ * as the key, the action's reply "<user>: SASL login name rejected: ...".
+ * reject_known_sender_login_mismatch: reject_sender_login_mismatch for the
+ * senders smtpd_sender_login_maps lists; others pass.
  * Other Postfix restrictions that this Sluice does not have
  * (reject_unverified_*, check_ccert_access, ...) are accepted
  * and skipped, with a warning at start (smtpd_check_new's warn); an
@@ -262,6 +271,8 @@ struct smtpd_check_in {
     int mynetworks;       /* the client is in mynetworks; -1: ask */
     int authenticated;    /* SMTP AUTH, not ANONYMOUS */
     const char *sasl_user;
+    int encrypted; /* the session is under TLS */
+    size_t nrcpt;  /* recipients accepted so far in the transaction */
     int auth_dest; /* rcpt is in mydestination or relay_domains; -1: ask */
     const struct smtpd_check_rbl *rbl; /* smtpd_check_rbl_count, or NULL */
     /* the -1 facts, asked only when a restriction needs them */

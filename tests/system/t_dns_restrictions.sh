@@ -21,7 +21,7 @@
 # again with the answer; warn_if_reject only logs.
 . "$(dirname "$0")/lib.sh"
 need_binaries
-plan 25
+plan 26
 setup
 
 DP=$(free_port)

@@ -629,8 +629,8 @@ bad_conf "a bad -o list: error naming master.cf's line and the service" \
     "error: .*master\.cf:2: service 127\.0\.0\.1:$P_SUB: smtpd_sender_restrictions: unknown restriction \"reject_bogus_thing\""
 MASTER_EXTRA=""
 write_conf "mynetworks = 192.0.2.0/24" "clamav_enable = no" \
-    "smtpd_recipient_restrictions = reject_unverified_recipient, check_sasl_access inline:{example.com=OK}, reject_unauth_destination"
+    "smtpd_recipient_restrictions = reject_unverified_recipient, check_ccert_access inline:{example.com=OK}, reject_unauth_destination"
 out=$(sl check 2>&1)
 rc=$?
-is "skipped restrictions (reject_unverified_recipient, check_sasl_access with its argument): sluice check exits 0" "$rc" 0
+is "skipped restrictions (reject_unverified_recipient, check_ccert_access with its argument): sluice check exits 0" "$rc" 0
 like "  with a warning for each" "$(printf '%s\n' "$out" | grep -c 'not implemented in this Sluice yet; skipped')" '^2$'

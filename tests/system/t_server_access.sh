@@ -17,7 +17,7 @@
 #   - the recipient and HELO forms reply with their own class.
 . "$(dirname "$0")/lib.sh"
 need_binaries
-plan 23
+plan 24
 setup
 
 ZONE=$T/zone

@@ -809,7 +809,7 @@ test_skipped(void **state)
 {
     struct cf *cf = conf("smtpd_recipient_restrictions = "
                          "check_ccert_access hash:/nonexistent, "
-                         "check_sasl_access hash:/nonexistent, "
+                         "permit_tls_clientcerts, "
                          "reject_unverified_recipient, "
                          "reject_unauth_destination\n");
     struct smtpd_check *c = compile(cf);
@@ -819,7 +819,7 @@ test_skipped(void **state)
         buf_data(warn),
         "smtpd_recipient_restrictions: check_ccert_access: not "
         "implemented in this Sluice yet; skipped\n"
-        "smtpd_recipient_restrictions: check_sasl_access: not "
+        "smtpd_recipient_restrictions: permit_tls_clientcerts: not "
         "implemented in this Sluice yet; skipped\n"
         "smtpd_recipient_restrictions: reject_unverified_recipient: not "
         "implemented in this Sluice yet; skipped\n");
@@ -1189,6 +1189,103 @@ test_server_access(void **state)
                         "smtpd_recipient_restrictions: "
                         "check_recipient_ns_access: missing TYPE:TABLE after "
                         "it");
+    cf_free(cf);
+}
+
+/* reject_plaintext_session, reject_multi_recipient_bounce,
+ * check_sasl_access, reject_known_sender_login_mismatch. */
+static void
+test_session_restrictions(void **state)
+{
+    struct cf *cf =
+        conf("smtpd_client_restrictions = reject_plaintext_session\n"
+             "smtpd_recipient_restrictions = reject_multi_recipient_bounce, "
+             "check_sasl_access inline:{ alice=REJECT, { b\001b = REJECT "
+             "odd } }, reject_unauth_destination\n"
+             "smtpd_data_restrictions = reject_multi_recipient_bounce\n");
+    struct smtpd_check *c = compile(cf);
+    struct smtpd_check_in in = req();
+
+    assert_string_equal(buf_data(warn), "");
+    in.auth_dest = 1;
+    assert_string_equal(run(c, &in),
+                        "450 4.7.1 Session encryption is required");
+    in.encrypted = 1;
+    assert_string_equal(run(c, &in), "PASS");
+    /* the null sender: one recipient, not two */
+    in.sender = "";
+    assert_string_equal(run(c, &in), "PASS");
+    in.nrcpt = 1; /* one accepted before this RCPT */
+    assert_string_equal(run(c, &in), "550 5.5.3 <bob@rcpt.example>: "
+                                     "Recipient address rejected: "
+                                     "Multi-recipient bounce");
+    in.rcpt = NULL; /* at DATA: one in all is fine */
+    assert_string_equal(run(c, &in), "PASS");
+    in.nrcpt = 2;
+    assert_string_equal(run(c, &in), "550 5.5.3 <DATA>: Data command "
+                                     "rejected: Multi-recipient bounce");
+    in.sender = "alice@sender.example";
+    assert_string_equal(run(c, &in), "PASS");
+    in.rcpt = "bob@rcpt.example";
+    /* the SASL login name as the key, when logged in */
+    in.sasl_user = "alice";
+    assert_string_equal(run(c, &in), "PASS");
+    in.authenticated = 1;
+    assert_string_equal(run(c, &in), "554 5.7.1 <alice>: SASL login name "
+                                     "rejected: Access denied");
+    in.sasl_user = "alice@sender.example"; /* the whole name, no parts */
+    assert_string_equal(run(c, &in), "PASS");
+    in.sasl_user = "b\001b";
+    assert_string_equal(run(c, &in), "554 5.7.1 <b_b>: SASL login name "
+                                     "rejected: odd");
+    smtpd_check_free(c);
+
+    set(cf, "plaintext_reject_code", "554");
+    set(cf, "multi_recipient_bounce_reject_code", "450");
+    c = compile(cf);
+    in = req();
+    in.auth_dest = 1;
+    assert_string_equal(run(c, &in),
+                        "554 5.7.1 Session encryption is required");
+    in.encrypted = 1;
+    in.sender = "";
+    in.nrcpt = 3;
+    assert_string_equal(run(c, &in), "450 4.5.3 <bob@rcpt.example>: "
+                                     "Recipient address rejected: "
+                                     "Multi-recipient bounce");
+    smtpd_check_free(c);
+    cf_free(cf);
+
+    cf = conf("smtpd_sender_login_maps = inline:{ a@s.example=alice }\n"
+              "smtpd_sender_restrictions = "
+              "reject_known_sender_login_mismatch\n");
+    c = compile(cf);
+    in = req();
+    in.auth_dest = 1;
+    in.sender = "a@s.example";
+    assert_string_equal(run(c, &in), "553 5.7.1 <a@s.example>: Sender "
+                                     "address rejected: not logged in");
+    in.authenticated = 1;
+    in.sasl_user = "bob";
+    assert_string_equal(run(c, &in), "553 5.7.1 <a@s.example>: Sender "
+                                     "address rejected: not owned by user "
+                                     "bob");
+    in.sasl_user = "alice";
+    assert_string_equal(run(c, &in), "PASS");
+    in.sasl_user = "bob"; /* a sender the maps do not know: allowed */
+    in.sender = "other@s.example";
+    assert_string_equal(run(c, &in), "PASS");
+    in.authenticated = 0;
+    in.sasl_user = NULL;
+    assert_string_equal(run(c, &in), "PASS");
+    smtpd_check_free(c);
+    cf_free(cf);
+
+    /* codes outside 4xx and 5xx */
+    cf = conf("plaintext_reject_code = 250\n");
+    assert_null(smtpd_check_new(cf, err, warn));
+    assert_string_equal(buf_data(err),
+                        "plaintext_reject_code: 250 is not a 4xx or 5xx code");
     cf_free(cf);
 }
 
@@ -1641,6 +1738,7 @@ main(void)
         cmocka_unit_test(test_skipped),
         cmocka_unit_test(test_unknown_domain),
         cmocka_unit_test(test_server_access),
+        cmocka_unit_test(test_session_restrictions),
         cmocka_unit_test(test_unknown_helo),
         cmocka_unit_test(test_rhsbl),
         cmocka_unit_test(test_policy),
