@@ -15,6 +15,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -338,6 +339,44 @@ static int
 lookup_isspace(int c)
 {
     return isspace((unsigned char) c);
+}
+
+#define LOOKUP_PASSWD_MAX 1000000 /* accounts in unix:passwd.byname */
+
+/* unix:passwd.byname: the system's accounts (getpwent, every NSS source
+ * that enumerates), read when the table is opened, as Postfix's values:
+ * "name:passwd:uid:gid:gecos:dir:shell". */
+static int
+lookup_parse_passwd(struct lookup_table *t, struct buf *err)
+{
+    struct buf *v = buf_new(256, BUF_NOCAP);
+    struct passwd *pw;
+    int rc = 0;
+
+    setpwent();
+    while ((pw = getpwent()) != NULL) {
+        if (t->n == LOOKUP_PASSWD_MAX) {
+            buf_printf(err, "unix:passwd.byname: more than %d accounts",
+                       LOOKUP_PASSWD_MAX);
+            rc = -1;
+            break;
+        }
+        if (pw->pw_name == NULL || pw->pw_name[0] == '\0')
+            continue;
+        buf_reset(v);
+        buf_printf(v, "%s:%s:%ld:%ld:%s:%s:%s", pw->pw_name,
+                   pw->pw_passwd ? pw->pw_passwd : "", (long) pw->pw_uid,
+                   (long) pw->pw_gid, pw->pw_gecos ? pw->pw_gecos : "",
+                   pw->pw_dir ? pw->pw_dir : "",
+                   pw->pw_shell ? pw->pw_shell : "");
+        lookup_add(t, pw->pw_name, strlen(pw->pw_name), buf_data(v),
+                   buf_len(v));
+    }
+    endpwent();
+    buf_free(v);
+    if (rc == 0)
+        lookup_sort(t);
+    return rc;
 }
 
 /* inline:{ key=value, { key = value with spaces }, ... } */
@@ -1077,6 +1116,19 @@ lookup_open(const char *spec, struct buf *err)
     struct buf *e = buf_new(256, 4096);
     char shown[LOOKUP_SHOWN_MAX];
 
+    /* proxy: is Postfix's proxymap, which shares a table between
+     * processes; Sluice's tables are read into memory at start anyway */
+    if (strncmp(spec, "proxy:", 6) == 0 && strchr(spec + 6, ':') != NULL) {
+        struct lookup_table *in = lookup_open(spec + 6, err);
+
+        lookup_free(t);
+        buf_free(e);
+        if (in) {
+            free(in->spec);
+            in->spec = xstrdup(spec);
+        }
+        return in;
+    }
     t->spec = xstrdup(spec);
     if (colon == NULL || colon == spec) {
         buf_printf(e, "bad lookup table \"%s\": expected type:name",
@@ -1137,6 +1189,17 @@ lookup_open(const char *spec, struct buf *err)
             buf_printf(e, "%s: if without endif", colon + 1);
             goto fail;
         }
+    } else if (strncmp(spec, "unix:", 5) == 0) {
+        t->type = LOOKUP_INLINE; /* in memory, sorted, as inline: */
+        if (strcmp(colon + 1, "passwd.byname") != 0) {
+            buf_printf(e,
+                       "unsupported unix: table \"%s\" (supported: "
+                       "unix:passwd.byname)",
+                       lookup_shown(spec, shown, sizeof(shown)));
+            goto fail;
+        }
+        if (lookup_parse_passwd(t, e) < 0)
+            goto fail;
     } else if (strncmp(spec, "static:", 7) == 0) {
         const char *v = colon + 1;
         size_t vlen = strlen(v);
@@ -1157,7 +1220,7 @@ lookup_open(const char *spec, struct buf *err)
         buf_printf(e,
                    "unsupported lookup table type \"%.*s\" in \"%s\" "
                    "(supported: inline, texthash, hash, btree, regexp, "
-                   "cidr, static)",
+                   "cidr, static, unix, proxy)",
                    (int) (colon - spec > 64 ? 64 : colon - spec), spec,
                    lookup_shown(spec, shown, sizeof(shown)));
         goto fail;
@@ -1170,6 +1233,12 @@ fail:
     buf_free(e);
     lookup_free(t);
     return NULL;
+}
+
+const char *
+lookup_spec(const struct lookup_table *t)
+{
+    return t->spec;
 }
 
 int

@@ -14,7 +14,9 @@
  *   static:, regexp: (regexp_table(5)) and cidr: (cidr_table(5): lines
  *   "network/prefix result", "!network result", "if network" ...
  *   "endif"; the first network holding the key, a numeric address,
- *   decides; any other key finds nothing).
+ *   decides; any other key finds nothing), unix:passwd.byname (the
+ *   system's accounts, read at open) and proxy:TABLE (TABLE itself:
+ *   every table is in memory already).
  * Owns: copies of everything it is given. Threads: read-only after _new.
  */
 #ifndef SLUICE_LOOKUP_H
@@ -37,6 +39,8 @@ struct lookup_table *lookup_open(const char *spec, struct buf *err);
 /* 1 found (value in out), 0 not found, -1 error (reason in out). */
 int lookup_get(const struct lookup_table *t, const char *key, struct buf *out);
 void lookup_free(struct lookup_table *t); /* NULL ok */
+/* The table as it was given to lookup_open ("hash:/etc/aliases"). */
+const char *lookup_spec(const struct lookup_table *t);
 /* Does pred hold for any value the table can return (before $N
  * substitution)? 1 or 0. */
 int lookup_any_value(const struct lookup_table *t,

@@ -2104,6 +2104,12 @@ smtpd_check_ask(void *arg, enum smtpd_check_fact f)
 
         return at && lookup_domain_match(s->conf->mydestination, at + 1);
     }
+    if (f == SMTPD_CHECK_SENDER_RELAY || f == SMTPD_CHECK_RCPT_RELAY) {
+        const char *a = f == SMTPD_CHECK_SENDER_RELAY ? s->sender : l->rcpt;
+        const char *at = a ? strrchr(a, '@') : NULL;
+
+        return at && lookup_domain_match(s->conf->relay_domains, at + 1);
+    }
     return l->rcpt && smtpd_rcpt_auth_dest(s, l->rcpt);
 }
 

@@ -34,11 +34,13 @@
  */
 #include <arpa/inet.h>
 #include <ctype.h>
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 
 #include "conf/lookup.h"
 #include "lib/dns.h"
@@ -67,6 +69,8 @@ enum sc_kind {
     SC_PLAINTEXT,            /* reject_plaintext_session */
     SC_MULTI_BOUNCE,         /* reject_multi_recipient_bounce */
     SC_SASL_ACCESS,          /* check_sasl_access TABLE */
+    SC_UNLISTED_RCPT,        /* reject_unlisted_recipient */
+    SC_UNLISTED_SENDER,      /* reject_unlisted_sender */
     SC_CLIENT_ACCESS,        /* the four that take a table */
     SC_HELO_ACCESS,
     SC_SENDER_ACCESS,
@@ -122,6 +126,9 @@ static const struct {
     {"reject_known_sender_login_mismatch", SC_KNOWN_LOGIN_MISMATCH},
     {"reject_plaintext_session", SC_PLAINTEXT},
     {"reject_multi_recipient_bounce", SC_MULTI_BOUNCE},
+    {"reject_unlisted_recipient", SC_UNLISTED_RCPT},
+    {"check_recipient_maps", SC_UNLISTED_RCPT}, /* before Postfix 2.1 */
+    {"reject_unlisted_sender", SC_UNLISTED_SENDER},
     {"defer_if_permit", SC_DEFER_IF_PERMIT},
     {"defer_if_reject", SC_DEFER_IF_REJECT},
     {"reject_unknown_sender_domain", SC_UNKNOWN_SENDER},
@@ -155,8 +162,7 @@ static const struct {
 } sc_skipped[] = {
     {"check_ccert_access", 1},       {"permit_mx_backup", 0},
     {"permit_rhswl_client", 1},      {"permit_tls_all_clientcerts", 0},
-    {"permit_tls_clientcerts", 0},   {"reject_unlisted_recipient", 0},
-    {"reject_unlisted_sender", 0},   {"reject_unverified_recipient", 0},
+    {"permit_tls_clientcerts", 0},   {"reject_unverified_recipient", 0},
     {"reject_unverified_sender", 0},
 };
 
@@ -209,16 +215,28 @@ struct smtpd_check {
     size_t ncls;
     char **policy; /* check_policy_service's servers, each once */
     size_t npolicy;
-    int dns;             /* a restriction asks Q_NAME or Q_DNSXL */
-    int unk_addr_code;   /* unknown_address_reject_code */
-    int unk_name_code;   /* unknown_hostname_reject_code */
-    int unk_client_code; /* unknown_client_reject_code */
-    int plain_code;      /* plaintext_reject_code */
-    int multi_code;      /* multi_recipient_bounce_reject_code */
-    int unk_addr_tf;     /* unknown_address_tempfail_action: 1
-                            defer_if_permit, 0 defer */
-    int unk_helo_tf;     /* unknown_helo_hostname_tempfail_action */
-    char *policy_def;    /* smtpd_policy_service_default_action */
+    int dns;                          /* a restriction asks Q_NAME or Q_DNSXL */
+    int unk_addr_code;                /* unknown_address_reject_code */
+    int unk_name_code;                /* unknown_hostname_reject_code */
+    int unk_client_code;              /* unknown_client_reject_code */
+    int plain_code;                   /* plaintext_reject_code */
+    struct lookup_table **local_maps; /* local_recipient_maps */
+    size_t nlocal;
+    int local_missing;                /* one of them has no .db file yet */
+    struct lookup_table **relay_maps; /* relay_recipient_maps */
+    size_t nrelay;
+    int unk_local_code; /* unknown_local_recipient_reject_code */
+    int unk_relay_code; /* unknown_relay_recipient_reject_code */
+    int show_table;     /* show_user_unknown_table_name */
+    int unl_rcpt;       /* smtpd_reject_unlisted_recipient */
+    int unl_sender;     /* smtpd_reject_unlisted_sender */
+    char *delim;        /* recipient_delimiter */
+    char *dbl;          /* double_bounce_sender */
+    int multi_code;     /* multi_recipient_bounce_reject_code */
+    int unk_addr_tf;    /* unknown_address_tempfail_action: 1
+                           defer_if_permit, 0 defer */
+    int unk_helo_tf;    /* unknown_helo_hostname_tempfail_action */
+    char *policy_def;   /* smtpd_policy_service_default_action */
 };
 
 /* A deferral kept for later: defer_if_permit, defer_if_reject. */
@@ -239,6 +257,8 @@ struct sc_run {
     int depth;
     int mynet, dest;          /* in->mynetworks, in->auth_dest, once known */
     struct sc_defer dip, dir; /* defer_if_permit, defer_if_reject */
+    int rcpt_checked, sender_checked; /* reject_unlisted_* ran (not only
+                                         warned) */
 };
 
 /* A fact the caller gave (0 or 1), or asked of in->ask once (-1). */
@@ -270,31 +290,67 @@ sc_lookup_name(const char *w, int *found)
     return SC_SKIP;
 }
 
+/* A hash: or btree: table (proxy: in front too) whose .db file does not
+ * exist? */
+static int
+sc_db_missing(const char *spec)
+{
+    struct stat st;
+    char path[4096];
+
+    if (strncmp(spec, "proxy:", 6) == 0)
+        spec += 6;
+    if (strncmp(spec, "hash:", 5) == 0)
+        spec += 5;
+    else if (strncmp(spec, "btree:", 6) == 0)
+        spec += 6;
+    else
+        return 0;
+    if ((size_t) snprintf(path, sizeof(path), "%s.db", spec) >= sizeof(path))
+        return 0;
+    return stat(path, &st) < 0 && errno == ENOENT;
+}
+
+/* The tables of param. missing (NULL: none may be): a hash: or btree:
+ * table whose file does not exist is left out, *missing set and a line
+ * for warn (NULL ok) written. */
 static struct lookup_table **
-sc_open_tables(const struct cf *cf, const char *param, size_t *n,
-               struct buf *err)
+sc_open_tables(const struct cf *cf, const char *param, size_t *n, int *missing,
+               struct buf *warn, struct buf *err)
 {
     char *const *l = cf_list(cf, param);
     struct lookup_table **v;
-    size_t k;
+    size_t k, i;
 
     for (k = 0; l[k]; k++)
         ;
     v = xcalloc(k + 1, sizeof(*v));
-    for (*n = 0; *n < k; (*n)++) {
+    for (*n = 0, i = 0; i < k; i++) {
         struct buf *e = buf_new(128, 4096);
 
-        v[*n] = lookup_open(l[*n], e);
-        if (v[*n] == NULL) {
-            buf_printf(err, "%s: %s: %s", param, l[*n], buf_data(e));
+        if (missing && sc_db_missing(l[i])) {
+            *missing = 1;
+            if (warn)
+                buf_printf(warn,
+                           "%s: %s: its .db file does not exist (newaliases "
+                           "or postmap makes it): the addresses it would "
+                           "list are deferred with 451 4.3.0 until it does\n",
+                           param, l[i]);
             buf_free(e);
-            for (size_t i = 0; i < *n; i++)
-                lookup_free(v[i]);
+            continue;
+        }
+        v[*n] = lookup_open(l[i], e);
+        if (v[*n] == NULL) {
+            buf_printf(err, "%s: %s: %s", param, l[i], buf_data(e));
+            buf_free(e);
+            for (size_t j = 0; j < *n; j++)
+                lookup_free(v[j]);
             free(v);
             *n = 0; /* nothing for smtpd_check_free to free */
             return NULL;
         }
         buf_free(e);
+        (*n)++;
     }
     return v;
 }
@@ -859,9 +915,27 @@ smtpd_check_new(const struct cf *cf, struct buf *err, struct buf *warn)
                         "defer_unauth_destination, reject or defer");
         goto fail;
     }
-    c->login = sc_open_tables(cf, "smtpd_sender_login_maps", &c->nlogin, err);
+    c->login = sc_open_tables(cf, "smtpd_sender_login_maps", &c->nlogin, NULL,
+                              NULL, err);
     if (c->login == NULL)
         goto fail;
+    /* Postfix's default names the alias database, which a machine may
+     * not have made yet: its recipients wait (451) rather than bounce */
+    c->local_maps = sc_open_tables(cf, "local_recipient_maps", &c->nlocal,
+                                   &c->local_missing, warn, err);
+    if (c->local_maps == NULL)
+        goto fail;
+    c->relay_maps =
+        sc_open_tables(cf, "relay_recipient_maps", &c->nrelay, NULL, NULL, err);
+    if (c->relay_maps == NULL)
+        goto fail;
+    c->unk_local_code = (int) cf_int(cf, "unknown_local_recipient_reject_code");
+    c->unk_relay_code = (int) cf_int(cf, "unknown_relay_recipient_reject_code");
+    c->show_table = cf_bool(cf, "show_user_unknown_table_name");
+    c->unl_rcpt = cf_bool(cf, "smtpd_reject_unlisted_recipient");
+    c->unl_sender = cf_bool(cf, "smtpd_reject_unlisted_sender");
+    c->delim = xstrdup(cf_str(cf, "recipient_delimiter"));
+    c->dbl = xstrdup(cf_str(cf, "double_bounce_sender"));
     c->null_key = xstrdup(cf_str(cf, "smtpd_null_access_lookup_key"));
     c->policy_def = xstrdup(cf_str(cf, "smtpd_policy_service_default_action"));
     c->unk_addr_code = (int) cf_int(cf, "unknown_address_reject_code");
@@ -874,17 +948,22 @@ smtpd_check_new(const struct cf *cf, struct buf *err, struct buf *warn)
         sc_tempfail(cf_str(cf, "unknown_helo_hostname_tempfail_action"));
     {
         static const char *const codes[] = {
-            "unknown_address_reject_code", "unknown_hostname_reject_code",
-            "unknown_client_reject_code", "plaintext_reject_code",
-            "multi_recipient_bounce_reject_code"};
+            "unknown_address_reject_code",
+            "unknown_hostname_reject_code",
+            "unknown_client_reject_code",
+            "plaintext_reject_code",
+            "multi_recipient_bounce_reject_code",
+            "unknown_local_recipient_reject_code",
+            "unknown_relay_recipient_reject_code"};
         static const char *const tfs[] = {
             "unknown_address_tempfail_action",
             "unknown_helo_hostname_tempfail_action"};
-        int cv[5] = {c->unk_addr_code, c->unk_name_code, c->unk_client_code,
-                     c->plain_code, c->multi_code};
+        int cv[7] = {c->unk_addr_code, c->unk_name_code, c->unk_client_code,
+                     c->plain_code,    c->multi_code,    c->unk_local_code,
+                     c->unk_relay_code};
         int tv[2] = {c->unk_addr_tf, c->unk_helo_tf};
 
-        for (int k = 0; k < 5; k++) {
+        for (int k = 0; k < 7; k++) {
             if (cv[k] < 400 || cv[k] > 599) {
                 buf_printf(err, "%s: %d is not a 4xx or 5xx code", codes[k],
                            cv[k]);
@@ -944,6 +1023,14 @@ smtpd_check_free(struct smtpd_check *c)
     for (size_t i = 0; i < c->nlogin; i++)
         lookup_free(c->login[i]);
     free(c->login);
+    for (size_t i = 0; i < c->nlocal; i++)
+        lookup_free(c->local_maps[i]);
+    free(c->local_maps);
+    for (size_t i = 0; i < c->nrelay; i++)
+        lookup_free(c->relay_maps[i]);
+    free(c->relay_maps);
+    free(c->delim);
+    free(c->dbl);
     free(c->null_key);
     free(c->policy_def);
     for (size_t i = 0; i < c->npolicy; i++)
@@ -1787,6 +1874,128 @@ sc_server_access(struct sc_run *r, const struct sc_restr *x)
     return SCR_DUNNO;
 }
 
+/* The keys of address a (local part lp, domain d) in a recipient table,
+ * as Postfix's mail_addr_find: user+ext@d, user@d, then (ours) user+ext
+ * and user, then @d. */
+static size_t
+sc_rcpt_keys(const struct sc_run *r, const char *lp, size_t lpl, const char *d,
+             int ours, char **keys)
+{
+    size_t n = 0, base = lpl;
+    struct buf *b = buf_new(256, BUF_NOCAP);
+
+    if (*r->c->delim && lpl > 0) {
+        size_t cut = strcspn(lp, r->c->delim);
+
+        if (cut > 0 && cut < lpl)
+            base = cut;
+    }
+    buf_printf(b, "%.*s@%s", (int) lpl, lp, d);
+    keys[n++] = xstrdup(buf_data(b));
+    if (base < lpl) {
+        buf_reset(b);
+        buf_printf(b, "%.*s@%s", (int) base, lp, d);
+        keys[n++] = xstrdup(buf_data(b));
+    }
+    if (ours) {
+        keys[n++] = xmemdup(lp, lpl);
+        if (base < lpl)
+            keys[n++] = xmemdup(lp, base);
+    }
+    buf_reset(b);
+    buf_printf(b, "@%s", d);
+    keys[n++] = xstrdup(buf_data(b));
+    buf_free(b);
+    return n;
+}
+
+/* reject_unlisted_recipient / _sender: is address a valid in its
+ * domain's recipient table (local_recipient_maps for ours,
+ * relay_recipient_maps for relay domains)? */
+static enum sc_result
+sc_unlisted(struct sc_run *r, const char *a, int sender)
+{
+    const struct smtpd_check *c = r->c;
+    const char *at = a ? strrchr(a, '@') : NULL, *class;
+    struct lookup_table *const *maps;
+    size_t nmaps, nkeys, lpl;
+    char *keys[6];
+    struct buf *v;
+    int ours, code, found = 0, failed = 0;
+
+    if (r->warn == 0) {
+        if (sender)
+            r->sender_checked = 1;
+        else
+            r->rcpt_checked = 1;
+    }
+    if (at == NULL || at == a || at[1] == '\0' || at[1] == '['
+        || r->in->ask == NULL
+        || (c->nlocal == 0 && !c->local_missing && c->nrelay == 0))
+        return SCR_DUNNO;
+    lpl = (size_t) (at - a);
+    ours = r->in->ask(r->in->arg, sender ? SMTPD_CHECK_SENDER_FINAL
+                                         : SMTPD_CHECK_RCPT_FINAL);
+    if (ours) {
+        static const char *const always[] = {"postmaster", "mailer-daemon"};
+
+        for (size_t i = 0; i < 2; i++)
+            if (lpl == strlen(always[i]) && strncasecmp(a, always[i], lpl) == 0)
+                return SCR_DUNNO;
+        if (lpl == strlen(c->dbl) && strncasecmp(a, c->dbl, lpl) == 0)
+            return SCR_DUNNO;
+        maps = c->local_maps;
+        nmaps = c->nlocal;
+        code = c->unk_local_code;
+        failed = c->local_missing; /* unless the others list it */
+    } else if (r->in->ask(r->in->arg, sender ? SMTPD_CHECK_SENDER_RELAY
+                                             : SMTPD_CHECK_RCPT_RELAY)) {
+        maps = c->relay_maps;
+        nmaps = c->nrelay;
+        code = c->unk_relay_code;
+    } else {
+        return SCR_DUNNO; /* not ours to judge */
+    }
+    if (nmaps == 0 && !failed)
+        return SCR_DUNNO; /* no list: every address is valid */
+    nkeys = sc_rcpt_keys(r, a, lpl, at + 1, ours, keys);
+    v = buf_new(128, 4096);
+    for (size_t t = 0; t < nmaps && !found; t++)
+        for (size_t k = 0; k < nkeys && !found; k++) {
+            int rc = lookup_get(maps[t], keys[k], v);
+
+            if (rc < 0) {
+                log_warning("%s: %s: %s",
+                            ours ? "local_recipient_maps"
+                                 : "relay_recipient_maps",
+                            lookup_spec(maps[t]), buf_data(v));
+                failed = 1;
+            }
+            found = rc > 0;
+        }
+    buf_free(v);
+    for (size_t k = 0; k < nkeys; k++)
+        free(keys[k]);
+    class = sender ? "Sender address" : "Recipient address";
+    if (found)
+        return SCR_DUNNO;
+    if (failed)
+        return sc_reject(r, 451, "4.3.0",
+                         "<%s>: %s rejected: Temporary lookup failure", a,
+                         class);
+    {
+        char dsn[16];
+
+        snprintf(dsn, sizeof(dsn), "%c.1.%c", '0' + code / 100,
+                 sender ? '0' : '1');
+        return sc_reject(r, code, dsn, "<%s>: %s rejected: User unknown%s", a,
+                         class,
+                         !c->show_table ? ""
+                         : ours         ? " in local recipient table"
+                                        : " in relay recipient table");
+    }
+}
+
 /* smtpd_sender_login_maps: the owners of the sender ("u1, u2"), looked
  * up as the address, then "@domain". 1 found, 0 not. */
 static int
@@ -2170,6 +2379,11 @@ sc_one(struct sc_run *r, const struct sc_restr *x)
             return sc_reject(r, r->c->plain_code, dsn,
                              "Session encryption is required");
         }
+    case SC_UNLISTED_RCPT:
+        return in->rcpt ? sc_unlisted(r, in->rcpt, 0) : SCR_DUNNO;
+    case SC_UNLISTED_SENDER:
+        return in->sender && *in->sender ? sc_unlisted(r, in->sender, 1)
+                                         : SCR_DUNNO;
     case SC_MULTI_BOUNCE:
         /* at RCPT, the recipients before this one; at DATA, all */
         if (in->sender == NULL || *in->sender != '\0'
@@ -2334,6 +2548,19 @@ smtpd_check_rcpt(const struct smtpd_check *c, const struct smtpd_check_in *in,
         if (l == SCL_HELO && in->helo == NULL)
             continue; /* no HELO: the helo list is not used */
         rc = sc_list(&r, (enum sc_list) l);
+        /* smtpd_reject_unlisted_sender: after the sender list */
+        if (l == SCL_SENDER && rc == 0 && c->unl_sender && !r.sender_checked
+            && in->sender && *in->sender) {
+            r.warn = 0;
+            rc = sc_unlisted(&r, in->sender, 1) == SCR_REJECT;
+        }
+    }
+    /* smtpd_reject_unlisted_recipient: when all passed, unless a kept
+     * deferral or a DISCARD decides */
+    if (rc == 0 && c->unl_rcpt && !r.rcpt_checked && !r.dip.active
+        && res->verdict != SMTPD_CHECK_DISCARD && in->rcpt) {
+        r.warn = 0;
+        rc = sc_unlisted(&r, in->rcpt, 0) == SCR_REJECT;
     }
     sc_finish(&r, rc);
 }

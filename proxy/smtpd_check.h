@@ -114,6 +114,22 @@
  * as the key, the action's reply "<user>: SASL login name rejected: ...".
  * reject_known_sender_login_mismatch: reject_sender_login_mismatch for the
  * senders smtpd_sender_login_maps lists; others pass.
+ * reject_unlisted_recipient (check_recipient_maps), reject_unlisted_sender:
+ * an address in a domain of ours (SMTPD_CHECK_*_FINAL) that
+ * local_recipient_maps (unless empty) does not list, or in a relay
+ * domain (SMTPD_CHECK_*_RELAY) that relay_recipient_maps (unless empty)
+ * does not list: unknown_local_recipient_reject_code /
+ * unknown_relay_recipient_reject_code (550) 5.1.1 (sender 5.1.0)
+ * "<a>: Recipient address rejected: User unknown in local recipient
+ * table" ("relay recipient table"; without " in ..." when
+ * show_user_unknown_table_name = no). The keys, as Postfix's
+ * mail_addr_find: user+ext@domain, user@domain, then for our domains
+ * user+ext and user, then @domain (the extension split at the first
+ * recipient_delimiter character); postmaster, MAILER-DAEMON and
+ * double_bounce_sender of our domains are always valid. With
+ * smtpd_reject_unlisted_recipient (yes) the recipient is checked after
+ * the lists pass (once), with smtpd_reject_unlisted_sender (no) the
+ * sender after the sender list.
  * Other Postfix restrictions that this Sluice does not have
  * (reject_unverified_*, check_ccert_access, ...) are accepted
  * and skipped, with a warning at start (smtpd_check_new's warn); an
@@ -193,6 +209,8 @@ enum smtpd_check_fact {
     SMTPD_CHECK_SENDER_FINAL, /* the sender's domain is ours
                                  (mydestination) */
     SMTPD_CHECK_RCPT_FINAL,   /* the recipient's */
+    SMTPD_CHECK_SENDER_RELAY, /* the sender's domain is in relay_domains */
+    SMTPD_CHECK_RCPT_RELAY,   /* the recipient's */
     SMTPD_CHECK_PIPELINED     /* the client sent more after this command
                                  where it may not: the command is DATA,
                                  or the session is not ESMTP */

@@ -18,7 +18,9 @@
  * runs again, until it decides. The answers come from the key and the
  * flags (bit 5: the name lookups fail for now); a policy server's
  * action is the HELO field (NULL, the server failed, when it is empty).
- * PREPEND headers come out as whole "Name: value" lines.
+ * PREPEND headers come out as whole "Name: value" lines. The facts the
+ * evaluation asks (our domain, a relay domain, pipelining) come from the
+ * address's length (fz_ask).
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -38,6 +40,33 @@ fz_log(void *arg, const char *what, const char *text)
     (void) arg;
     if (what == NULL || text == NULL)
         abort();
+}
+
+/* The facts smtpd would look up, from the address's length: ours
+ * (mydestination) when it is a multiple of 3, a relay domain's when one
+ * more. */
+static int
+fz_ask(void *arg, enum smtpd_check_fact f)
+{
+    const struct smtpd_check_in *in = arg;
+    const char *a =
+        f == SMTPD_CHECK_SENDER_FINAL || f == SMTPD_CHECK_SENDER_RELAY
+            ? in->sender
+            : in->rcpt;
+    size_t n = a ? strlen(a) : 0;
+
+    switch (f) {
+    case SMTPD_CHECK_SENDER_FINAL:
+    case SMTPD_CHECK_RCPT_FINAL:
+        return n % 3 == 0;
+    case SMTPD_CHECK_SENDER_RELAY:
+    case SMTPD_CHECK_RCPT_RELAY:
+        return n % 3 == 1;
+    case SMTPD_CHECK_PIPELINED:
+        return (int) (n % 2);
+    default:
+        return 0;
+    }
 }
 
 #define FZ_ANS 32
@@ -191,7 +220,10 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     err = buf_new(256, BUF_NOCAP);
     warn = buf_new(256, BUF_NOCAP);
     cf = cf_new();
-    if (cf_parse_main(cf, f[0], strlen(f[0]), "main.cf", err) < 0
+    /* local_recipient_maps' default reads /etc/aliases.db: the input
+     * may name its own tables */
+    if (cf_set(cf, "local_recipient_maps", "", NULL, err) < 0
+        || cf_parse_main(cf, f[0], strlen(f[0]), "main.cf", err) < 0
         || cf_check(cf, err) < 0)
         goto out;
     /* tables other than inline: and static: would read files */
@@ -220,6 +252,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     in.auth_dest = (flags & 4) != 0;
     in.log = fz_log;
     in.query = fz_query;
+    in.ask = fz_ask;
+    in.arg = &in;
     fz_nans = 0;
     /* DNS list answers: listed (flag 16) at 127.0.0.N, N from the client
      * name's length, with the helo as TXT; else not known */

@@ -9,6 +9,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -257,7 +258,43 @@ test_inline_bad(void **state)
     assert_string_equal(buf_data(err),
                         "unsupported lookup table type \"cdb\" in "
                         "\"cdb:/etc/aliases\" (supported: inline, texthash, "
-                        "hash, btree, regexp, cidr, static)");
+                        "hash, btree, regexp, cidr, static, unix, proxy)");
+}
+
+/* unix:passwd.byname: the accounts getpwent gives, Postfix's values;
+ * proxy: in front of a table is the table itself. */
+static void
+test_unix_passwd(void **state)
+{
+    struct lookup_table *t = lookup_open("unix:passwd.byname", err);
+    struct buf *v = buf_new(64, 4096);
+    char want[512];
+    struct passwd *pw = getpwuid(0);
+
+    assert_non_null(t);
+    assert_non_null(pw);
+    snprintf(want, sizeof(want), "%s:%s:0:%ld:%s:%s:%s", pw->pw_name,
+             pw->pw_passwd, (long) pw->pw_gid, pw->pw_gecos, pw->pw_dir,
+             pw->pw_shell);
+    assert_int_equal(lookup_get(t, pw->pw_name, v), 1);
+    assert_string_equal(buf_data(v), want);
+    assert_int_equal(lookup_get(t, "no-such-account-here", v), 0);
+    lookup_free(t);
+    t = lookup_open("proxy:unix:passwd.byname", err);
+    assert_non_null(t);
+    assert_int_equal(lookup_get(t, pw->pw_name, v), 1);
+    assert_string_equal(buf_data(v), want);
+    lookup_free(t);
+    t = lookup_open("proxy:inline:{ a=b }", err);
+    assert_int_equal(lookup_get(t, "A", v), 1);
+    assert_string_equal(buf_data(v), "b");
+    lookup_free(t);
+    assert_null(lookup_open("unix:group.byname", err));
+    assert_string_equal(buf_data(err), "unsupported unix: table "
+                                       "\"unix:group.byname\" (supported: "
+                                       "unix:passwd.byname)");
+    assert_null(lookup_open("proxy:texthash:/nonexistent/x", err));
+    buf_free(v);
 }
 
 static void
@@ -683,6 +720,7 @@ main(void)
         cmocka_unit_test(test_inline),
         cmocka_unit_test(test_inline_bad),
         cmocka_unit_test(test_static),
+        cmocka_unit_test(test_unix_passwd),
         cmocka_unit_test(test_texthash),
         cmocka_unit_test(test_db),
         cmocka_unit_test(test_regexp),

@@ -51,7 +51,10 @@ conf(const char *text)
     struct cf *cf = cf_new();
 
     buf_reset(err);
-    if (cf_parse_main(cf, text, strlen(text), "main.cf", err) < 0
+    /* any local recipient, unless the text says otherwise (the default
+     * reads /etc/aliases.db, which a test machine may not have) */
+    if (cf_set(cf, "local_recipient_maps", "", NULL, err) < 0
+        || cf_parse_main(cf, text, strlen(text), "main.cf", err) < 0
         || cf_check(cf, err) < 0)
         fail_msg("unexpected error: %s", buf_data(err));
     return cf;
@@ -605,7 +608,7 @@ test_login_mismatch(void **state)
 
 /* Facts the session computes on demand: asked once each, only when a
  * restriction needs them. */
-static int asked[5], answer[5];
+static int asked[8], answer[8];
 
 static int
 ask_cb(void *arg, enum smtpd_check_fact f)
@@ -1289,6 +1292,144 @@ test_session_restrictions(void **state)
     cf_free(cf);
 }
 
+/* Facts for the recipient tables: ours.example is ours (mydestination),
+ * relay.example and open.example are relay domains. */
+static int
+unlisted_ask(void *arg, enum smtpd_check_fact f)
+{
+    const struct smtpd_check_in *in = arg;
+    const char *a =
+        f == SMTPD_CHECK_SENDER_FINAL || f == SMTPD_CHECK_SENDER_RELAY
+            ? in->sender
+            : in->rcpt;
+    const char *at = a ? strrchr(a, '@') : NULL;
+
+    if (at == NULL)
+        return 0;
+    if (f == SMTPD_CHECK_SENDER_FINAL || f == SMTPD_CHECK_RCPT_FINAL)
+        return strcasecmp(at + 1, "ours.example") == 0;
+    if (f == SMTPD_CHECK_SENDER_RELAY || f == SMTPD_CHECK_RCPT_RELAY)
+        return strcasecmp(at + 1, "relay.example") == 0
+               || strcasecmp(at + 1, "open.example") == 0;
+    return 0;
+}
+
+/* reject_unlisted_recipient / _sender and smtpd_reject_unlisted_*:
+ * local_recipient_maps for our domains, relay_recipient_maps for relay
+ * domains, Postfix's keys and replies. */
+static void
+test_unlisted(void **state)
+{
+    static const char *const pass[] = {
+        "alice@ours.example",         "alice+tag@ours.example",
+        "ALICE@Ours.Example",         "bob@ours.example",
+        "postmaster@ours.example",    "MAILER-DAEMON@ours.example",
+        "double-bounce@ours.example", "carol@relay.example",
+        "anyone@open.example",        "dave@elsewhere.example",
+        "dave@[192.0.2.1]",           "dave",
+    };
+    struct cf *cf = conf("local_recipient_maps = inline:{ alice=x, "
+                         "bob@ours.example=x }\n"
+                         "relay_recipient_maps = inline:{ "
+                         "carol@relay.example=x, @open.example=x }\n"
+                         "recipient_delimiter = +\n");
+    struct smtpd_check *c = compile(cf);
+    struct smtpd_check_in in = req();
+
+    in.auth_dest = 1;
+    in.ask = unlisted_ask;
+    in.arg = &in;
+    for (size_t i = 0; i < sizeof(pass) / sizeof(pass[0]); i++) {
+        in.rcpt = pass[i];
+        if (strcmp(run(c, &in), "PASS") != 0)
+            fail_msg("%s: %s", pass[i], run(c, &in));
+    }
+    in.rcpt = "dave@ours.example";
+    assert_string_equal(run(c, &in), "550 5.1.1 <dave@ours.example>: "
+                                     "Recipient address rejected: User "
+                                     "unknown in local recipient table");
+    in.rcpt = "bob+x@ours.example"; /* bob@ours.example, not bob alone */
+    assert_string_equal(run(c, &in), "PASS");
+    in.rcpt = "dan@relay.example";
+    assert_string_equal(run(c, &in), "550 5.1.1 <dan@relay.example>: "
+                                     "Recipient address rejected: User "
+                                     "unknown in relay recipient table");
+    /* the sender is not checked unless asked for */
+    in.rcpt = "alice@ours.example";
+    in.sender = "dave@ours.example";
+    assert_string_equal(run(c, &in), "PASS");
+    smtpd_check_free(c);
+
+    /* the sender too; the codes and words are the operator's */
+    set(cf, "smtpd_reject_unlisted_sender", "yes");
+    set(cf, "unknown_local_recipient_reject_code", "450");
+    set(cf, "show_user_unknown_table_name", "no");
+    c = compile(cf);
+    assert_string_equal(run(c, &in), "450 4.1.0 <dave@ours.example>: Sender "
+                                     "address rejected: User unknown");
+    in.sender = "";
+    in.rcpt = "eve@ours.example";
+    assert_string_equal(run(c, &in), "450 4.1.1 <eve@ours.example>: "
+                                     "Recipient address rejected: User "
+                                     "unknown");
+    smtpd_check_free(c);
+
+    /* off: only the restriction in a list checks; warn_if_reject before
+     * it only warns, and then the implicit check still rejects */
+    set(cf, "smtpd_reject_unlisted_sender", "no");
+    set(cf, "smtpd_reject_unlisted_recipient", "no");
+    c = compile(cf);
+    assert_string_equal(run(c, &in), "PASS");
+    smtpd_check_free(c);
+    set(cf, "smtpd_recipient_restrictions",
+        "reject_unlisted_recipient, reject_unauth_destination");
+    c = compile(cf);
+    assert_string_equal(run(c, &in), "450 4.1.1 <eve@ours.example>: "
+                                     "Recipient address rejected: User "
+                                     "unknown");
+    smtpd_check_free(c);
+    set(cf, "smtpd_reject_unlisted_recipient", "yes");
+    set(cf, "smtpd_recipient_restrictions",
+        "warn_if_reject, reject_unlisted_recipient, "
+        "reject_unauth_destination");
+    c = compile(cf);
+    assert_string_equal(run(c, &in), "450 4.1.1 <eve@ours.example>: "
+                                     "Recipient address rejected: User "
+                                     "unknown");
+    assert_string_equal(buf_data(logs),
+                        "reject_warning: 450 4.1.1 <eve@ours.example>: "
+                        "Recipient address rejected: User unknown\n");
+    smtpd_check_free(c);
+    /* a table not made yet: left out with a warning; the addresses the
+     * others do not list wait */
+    set(cf, "local_recipient_maps",
+        "inline:{ alice=x }, proxy:hash:/nonexistent/aliases");
+    c = compile(cf);
+    assert_string_equal(
+        buf_data(warn),
+        "local_recipient_maps: proxy:hash:/nonexistent/aliases: "
+        "its .db file does not exist (newaliases or postmap "
+        "makes it): the addresses it would list are deferred "
+        "with 451 4.3.0 until it does\n");
+    assert_string_equal(run(c, &in), "451 4.3.0 <eve@ours.example>: "
+                                     "Recipient address rejected: Temporary "
+                                     "lookup failure");
+    in.rcpt = "alice@ours.example";
+    assert_string_equal(run(c, &in), "PASS");
+    smtpd_check_free(c);
+    /* reject_unlisted_sender in the sender list */
+    set(cf, "smtpd_recipient_restrictions", "reject_unauth_destination");
+    set(cf, "smtpd_sender_restrictions", "reject_unlisted_sender");
+    c = compile(cf);
+    in.rcpt = "alice@ours.example";
+    in.sender = "frank@relay.example";
+    assert_string_equal(run(c, &in), "550 5.1.0 <frank@relay.example>: "
+                                     "Sender address rejected: User "
+                                     "unknown");
+    smtpd_check_free(c);
+    cf_free(cf);
+}
+
 static void
 test_unknown_helo(void **state)
 {
@@ -1739,6 +1880,7 @@ main(void)
         cmocka_unit_test(test_unknown_domain),
         cmocka_unit_test(test_server_access),
         cmocka_unit_test(test_session_restrictions),
+        cmocka_unit_test(test_unlisted),
         cmocka_unit_test(test_unknown_helo),
         cmocka_unit_test(test_rhsbl),
         cmocka_unit_test(test_policy),
