@@ -88,6 +88,7 @@ enum sc_kind {
     SC_RHSBL_SENDER,
     SC_RHSBL_RCPT,
     SC_RHSBL_REV_CLIENT,
+    SC_RHSWL_CLIENT,       /* permit_rhswl_client DOMAIN[=FILTER] */
     SC_UNKNOWN_CLIENT,     /* reject_unknown_client_hostname */
     SC_UNKNOWN_REV_CLIENT, /* reject_unknown_reverse_client_hostname */
     SC_POLICY,             /* check_policy_service SERVER */
@@ -152,6 +153,7 @@ static const struct {
     {"reject_rhsbl_sender", SC_RHSBL_SENDER},
     {"reject_rhsbl_recipient", SC_RHSBL_RCPT},
     {"reject_rhsbl_reverse_client", SC_RHSBL_REV_CLIENT},
+    {"permit_rhswl_client", SC_RHSWL_CLIENT},
 };
 
 /* Postfix restrictions this Sluice skips (client certificates, address
@@ -160,10 +162,9 @@ static const struct {
     const char *name;
     int arg;
 } sc_skipped[] = {
-    {"check_ccert_access", 1},       {"permit_mx_backup", 0},
-    {"permit_rhswl_client", 1},      {"permit_tls_all_clientcerts", 0},
-    {"permit_tls_clientcerts", 0},   {"reject_unverified_recipient", 0},
-    {"reject_unverified_sender", 0},
+    {"check_ccert_access", 1},          {"permit_mx_backup", 0},
+    {"permit_tls_all_clientcerts", 0},  {"permit_tls_clientcerts", 0},
+    {"reject_unverified_recipient", 0}, {"reject_unverified_sender", 0},
 };
 
 /* A DNS list's filter: per octet, the values it allows. */
@@ -2077,15 +2078,37 @@ sc_listed(const struct smtpd_check_rbl *a, const struct sc_filter *f)
 
 /* reject_rbl_client, permit_dnswl_client: a listing whose address the
  * filter allows (Postfix's rbl reply, its TXT as the reason). */
+/* permit_dnswl_client, permit_rhswl_client: what (the address, the
+ * name) listed in an allow list permits, as Postfix: never for a
+ * recipient that is not ours to accept (no relaying for listed
+ * clients); a lookup that failed turns a later 5xx reject into 450 4.7.1
+ * (defer_if_reject). */
+static enum sc_result
+sc_allow(struct sc_run *r, const struct smtpd_check_rbl *a,
+         const struct sc_filter *f, const char *what)
+{
+    if (r->list != SCL_DATA && r->in->rcpt
+        && !sc_fact(r, &r->dest, SMTPD_CHECK_AUTH_DEST))
+        return SCR_DUNNO;
+    if (a->listed < 0) {
+        char name[600];
+
+        snprintf(name, sizeof(name), "<%s>", what);
+        return sc_defer_if(r, &r->dir, name, "Client host", 450, "4.7.1",
+                           "Service unavailable");
+    }
+    return sc_listed(a, f) ? SCR_PERMIT : SCR_DUNNO;
+}
+
 static enum sc_result
 sc_rbl(struct sc_run *r, const struct sc_restr *x)
 {
     const struct smtpd_check_rbl *a = r->in->rbl ? &r->in->rbl[x->rbl] : NULL;
 
+    if (a && x->kind == SC_DNSWL)
+        return sc_allow(r, a, x->filter, r->in->addr ? r->in->addr : "");
     if (a == NULL || !sc_listed(a, x->filter))
         return SCR_DUNNO;
-    if (x->kind == SC_DNSWL)
-        return SCR_PERMIT;
     return sc_reject(r, r->c->rbl_code,
                      r->c->rbl_code < 500 ? "4.7.1" : "5.7.1",
                      "Service unavailable; Client host [%s] blocked using "
@@ -2201,6 +2224,7 @@ sc_rhsbl_check(struct sc_run *r, const struct sc_restr *x)
 
     switch (x->kind) {
     case SC_RHSBL_CLIENT:
+    case SC_RHSWL_CLIENT:
         what = in->name && strcmp(in->name, "unknown") != 0 ? in->name : NULL;
         class = "Client host";
         break;
@@ -2234,9 +2258,14 @@ sc_rhsbl_check(struct sc_run *r, const struct sc_restr *x)
     if ((size_t) snprintf(key, sizeof(key), "%s.%s", dom, x->dom) >= sizeof(key)
         || !dns_valid_name(key))
         return SCR_DUNNO;
+    if (x->kind == SC_RHSWL_CLIENT && r->list != SCL_DATA && in->rcpt
+        && !sc_fact(r, &r->dest, SMTPD_CHECK_AUTH_DEST))
+        return SCR_DUNNO; /* not asked: it could not permit */
     rc = sc_query(r, SMTPD_CHECK_Q_DNSXL, key, &ans);
     if (rc <= 0)
         return rc == 0 ? SCR_NEED : SCR_DUNNO;
+    if (x->kind == SC_RHSWL_CLIENT)
+        return sc_allow(r, &ans->dnsxl, x->filter, what);
     if (!sc_listed(&ans->dnsxl, x->filter))
         return SCR_DUNNO;
     return sc_reject(
@@ -2441,6 +2470,7 @@ sc_one(struct sc_run *r, const struct sc_restr *x)
     case SC_RHSBL_SENDER:
     case SC_RHSBL_RCPT:
     case SC_RHSBL_REV_CLIENT:
+    case SC_RHSWL_CLIENT:
         return sc_rhsbl_check(r, x);
     case SC_POLICY:
         return sc_policy(r, x);

@@ -39,7 +39,12 @@
  * against the answer's addresses) use the answers the caller looked up;
  * one that failed counts as not listed. A listed client is refused with
  * maps_rbl_reject_code (554) 5.7.1 "Service unavailable; Client host [A]
- * blocked using DOMAIN; TXT" (without "; TXT" when there is none).
+ * blocked using DOMAIN; TXT" (without "; TXT" when there is none). An
+ * allow list (permit_dnswl_client, and permit_rhswl_client DOMAIN[=FILTER]
+ * for the client name, SMTPD_CHECK_Q_DNSXL) permits only a recipient
+ * that is ours (auth_dest: no relaying for listed clients), and its
+ * failed lookup is a defer_if_reject "450 4.7.1 <A>: Client host
+ * rejected: Service unavailable", as Postfix's.
  * Restrictions whose answer comes from the network ask the caller
  * (smtpd_check_in.query); an answer not known yet ends the evaluation with
  * SMTPD_CHECK_NEED and what to ask (smtpd_check_res.need, .key); the

@@ -16,7 +16,7 @@
 # names a DNS list without a domain and a bad filter.
 . "$(dirname "$0")/lib.sh"
 need_binaries
-plan 18
+plan 19
 setup
 
 DP=$(free_port)
@@ -124,10 +124,15 @@ tap(r.code == 250 and w,
     "RBL lookup error warning): accepted", r, "warning " +
     ("logged" if w else "missing"))
 
-g, r = rcpt(P("wl"))
+g, r = rcpt(P("wl"), "x@localhost")
 tap(r.code == 250,
     "permit_dnswl_client wl.test before reject_rbl_client bl.test, the client "
-    "in both: the permit ends the list, accepted", r)
+    "in both, a recipient of ours: the permit ends the list, accepted", r)
+g, r = rcpt(P("wl"))
+tap(r.text.startswith("554 5.7.1 Service unavailable; Client host "
+                      "[127.0.0.1] blocked using bl.test"),
+    "  a recipient elsewhere: the allow list does not let a listed client "
+    "relay (Postfix), reject_rbl_client bl.test refuses", r)
 
 g, r = rcpt(P("warn"))
 m = log_wait(r"NOQUEUE: reject_warning: RCPT from unknown\[127\.0\.0\.1\]: "

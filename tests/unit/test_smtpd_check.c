@@ -729,12 +729,27 @@ test_rbl(void **state)
     assert_string_equal(run(c, &in), "554 5.7.1 Service unavailable; Client "
                                      "host [192.0.2.7] blocked using "
                                      "bl.example");
-    /* in the allow list: the permit ends the list before the second */
+    /* in the allow list: the permit ends the list before the second,
+     * for a recipient of ours */
     a[1].listed = 1;
     a[1].naddr = 1;
     memcpy(a[1].addrs[0], "\x7f\x00\x02\x01", 4);
     memcpy(a[0].addrs[0], "\x7f\x00\x00\x02", 4);
+    in.auth_dest = 1;
     assert_string_equal(run(c, &in), "PASS");
+    /* never for one that is not (Postfix: no relaying for listed
+     * clients): the next list decides */
+    in.auth_dest = 0;
+    assert_string_equal(run(c, &in), "554 5.7.1 Service unavailable; Client "
+                                     "host [192.0.2.7] blocked using "
+                                     "bl.example");
+    /* the allow list's lookup failed: a later 5xx becomes 450 (Postfix's
+     * defer_if_reject) */
+    in.auth_dest = 1;
+    a[1].listed = -1;
+    assert_string_equal(run(c, &in), "450 4.7.1 <192.0.2.7>: Client host "
+                                     "rejected: Service unavailable");
+    in.auth_dest = 0;
     /* a failed lookup (-1) lists nothing, nor do no answers at all */
     a[1].listed = -1;
     a[0].listed = -1;
@@ -1430,6 +1445,51 @@ test_unlisted(void **state)
     cf_free(cf);
 }
 
+/* permit_rhswl_client: the client name in an allow list permits, for
+ * recipients of ours only; its failure defers a later 5xx. */
+static void
+test_rhswl(void **state)
+{
+    struct cf *cf = conf("smtpd_relay_restrictions =\n"
+                         "smtpd_recipient_restrictions = "
+                         "permit_rhswl_client wl.example=127.0.0.2, "
+                         "reject_rhsbl_client dbl.example, "
+                         "reject_unauth_destination\n");
+    struct smtpd_check *c = compile(cf);
+    struct smtpd_check_in in = req();
+    struct smtpd_check_ans *w, *b;
+
+    assert_string_equal(buf_data(warn), "");
+    in.auth_dest = 1;
+    nknown = 0;
+    assert_string_equal(run_q(c, &in),
+                        "NEED dnsxl:mail.client.example.wl.example");
+    w = know(SMTPD_CHECK_Q_DNSXL, "mail.client.example.wl.example");
+    listed_at(w, 0, 2);
+    assert_string_equal(run_q(c, &in), "PASS");
+    listed_at(w, 0, 3); /* the filter wants 127.0.0.2 */
+    assert_string_equal(run_q(c, &in),
+                        "NEED dnsxl:mail.client.example.dbl.example");
+    b = know(SMTPD_CHECK_Q_DNSXL, "mail.client.example.dbl.example");
+    listed_at(b, 0, 2);
+    assert_string_equal(run_q(c, &in),
+                        "554 5.7.1 Service unavailable; Client host "
+                        "[mail.client.example] blocked using dbl.example");
+    w->dnsxl.listed = -1;
+    assert_string_equal(run_q(c, &in), "450 4.7.1 <mail.client.example>: "
+                                       "Client host rejected: Service "
+                                       "unavailable");
+    /* a recipient elsewhere: the allow list is not even asked */
+    listed_at(w, 0, 2);
+    in.auth_dest = 0;
+    assert_string_equal(run_q(c, &in),
+                        "554 5.7.1 Service unavailable; Client host "
+                        "[mail.client.example] blocked using dbl.example");
+    assert_string_equal(asked_keys, "dnsxl:mail.client.example.dbl.example ");
+    smtpd_check_free(c);
+    cf_free(cf);
+}
+
 static void
 test_unknown_helo(void **state)
 {
@@ -1881,6 +1941,7 @@ main(void)
         cmocka_unit_test(test_server_access),
         cmocka_unit_test(test_session_restrictions),
         cmocka_unit_test(test_unlisted),
+        cmocka_unit_test(test_rhswl),
         cmocka_unit_test(test_unknown_helo),
         cmocka_unit_test(test_rhsbl),
         cmocka_unit_test(test_policy),
