@@ -311,6 +311,118 @@ fail:
     return NULL;
 }
 
+/* Client certificates are judged after the handshake, never by it. */
+static int
+tls_srv_verify_cb(int ok, X509_STORE_CTX *ctx)
+{
+    (void) ok;
+    (void) ctx;
+    return 1;
+}
+
+void
+tls_srv_ccert(struct tls_srv *t, const char *cafile, const char *capath,
+              int depth, struct buf *warn)
+{
+    char why[512];
+
+    if ((cafile && *cafile) || (capath && *capath)) {
+        const char *f = cafile && *cafile ? cafile : NULL;
+        const char *d = capath && *capath ? capath : NULL;
+
+        if (SSL_CTX_load_verify_locations(t->ctx, f, d) != 1)
+            buf_printf(warn,
+                       "cannot load the trusted CA certificates (%s%s%s): %s",
+                       f ? f : "", f && d ? ", " : "", d ? d : "",
+                       tls_errors(why, sizeof(why)));
+        if (f) {
+            STACK_OF(X509_NAME) *names = SSL_load_client_CA_file(f);
+
+            if (names)
+                SSL_CTX_set_client_CA_list(t->ctx, names);
+            ERR_clear_error();
+        }
+    }
+    /* one more than allowed, so that a longer chain is noticed */
+    SSL_CTX_set_verify_depth(t->ctx, depth + 1);
+    SSL_CTX_set_verify(t->ctx, SSL_VERIFY_PEER, tls_srv_verify_cb);
+}
+
+int
+tls_digest_ok(const char *digest)
+{
+    return EVP_get_digestbyname(digest) != NULL;
+}
+
+/* "AB:CD:..." of n bytes. */
+static void
+tls_hex(const unsigned char *md, unsigned n, char *out, size_t outsz)
+{
+    size_t o = 0;
+
+    out[0] = '\0';
+    for (unsigned i = 0; i < n && o + 4 <= outsz; i++)
+        o += (size_t) snprintf(out + o, outsz - o, "%s%02X", i ? ":" : "",
+                               md[i]);
+}
+
+/* A name's CommonName (or, for an issuer without one, its organisation),
+ * printable. */
+static void
+tls_name_cn(const X509_NAME *name, int org, char *out, size_t outsz)
+{
+    int i = X509_NAME_get_index_by_NID(name, NID_commonName, -1);
+    const ASN1_STRING *d;
+    const unsigned char *p;
+    int n;
+
+    out[0] = '\0';
+    if (i < 0 && org)
+        i = X509_NAME_get_index_by_NID(name, NID_organizationName, -1);
+    if (i < 0)
+        return;
+    d = X509_NAME_ENTRY_get_data(X509_NAME_get_entry(name, i));
+    p = ASN1_STRING_get0_data(d);
+    n = ASN1_STRING_length(d);
+    for (int k = 0; k < n && (size_t) k + 1 < outsz; k++)
+        out[k] = p[k] >= 0x20 && p[k] < 0x7f ? (char) p[k] : '?';
+    out[(size_t) n < outsz ? (size_t) n : outsz - 1] = '\0';
+}
+
+void
+tls_peer_get(SSL *ssl, const char *digest, struct tls_peer *p)
+{
+    X509 *peer = SSL_get1_peer_certificate(ssl);
+    const EVP_MD *md = EVP_get_digestbyname(digest);
+    unsigned char buf[EVP_MAX_MD_SIZE];
+    unsigned n = 0;
+    long vr;
+
+    memset(p, 0, sizeof(*p));
+    if (peer == NULL)
+        return;
+    p->present = 1;
+    vr = SSL_get_verify_result(ssl);
+    p->trusted = vr == X509_V_OK;
+    if (!p->trusted)
+        snprintf(p->verify, sizeof(p->verify), "%s",
+                 X509_verify_cert_error_string(vr));
+    tls_name_cn(X509_get_subject_name(peer), 0, p->cn, sizeof(p->cn));
+    tls_name_cn(X509_get_issuer_name(peer), 1, p->issuer, sizeof(p->issuer));
+    if (md && X509_digest(peer, md, buf, &n) == 1)
+        tls_hex(buf, n, p->fp, sizeof(p->fp));
+    if (md) { /* of the DER SubjectPublicKeyInfo, as Postfix's */
+        unsigned char *der = NULL;
+        int len = i2d_X509_PUBKEY(X509_get_X509_PUBKEY(peer), &der);
+
+        if (len > 0 && EVP_Digest(der, (size_t) len, buf, &n, md, NULL) == 1)
+            tls_hex(buf, n, p->pkey_fp, sizeof(p->pkey_fp));
+        OPENSSL_free(der);
+    }
+    X509_free(peer);
+    ERR_clear_error();
+}
+
 void
 tls_srv_free(struct tls_srv *t)
 {

@@ -37,6 +37,30 @@ void tls_srv_free(struct tls_srv *t);
 
 /* A server-side SSL object on fd, or NULL (out of memory). */
 SSL *tls_srv_ssl(struct tls_srv *t, int fd);
+/* Ask each client of t for a certificate (smtpd_tls_ask_ccert), trusting
+ * cafile and capath (either may be empty; cafile's names are sent as the
+ * acceptable issuers) down to depth intermediates. The handshake never
+ * fails for a certificate: tls_peer_get says what it proved. A CA file
+ * or directory that does not load is said in warn (nothing is trusted
+ * then). */
+void tls_srv_ccert(struct tls_srv *t, const char *cafile, const char *capath,
+                   int depth, struct buf *warn);
+/* The peer's certificate after a handshake, as Postfix reports it. */
+#define TLS_FPRINT_MAX 200 /* "AB:CD:..." of a SHA-512 digest, and NUL */
+struct tls_peer {
+    int present;                  /* a certificate was presented */
+    int trusted;                  /* and it chains to a trusted CA */
+    char cn[256];                 /* its subject's CommonName ("" when none) */
+    char issuer[256];             /* its issuer's CommonName, or organisation */
+    char fp[TLS_FPRINT_MAX];      /* digest of the certificate */
+    char pkey_fp[TLS_FPRINT_MAX]; /* digest of its public key */
+    char verify[128];             /* why it is not trusted, or "" */
+};
+/* digest: an OpenSSL digest name (smtpd_tls_fingerprint_digest, "sha256");
+ * an unknown one leaves the fingerprints empty. */
+void tls_peer_get(SSL *ssl, const char *digest, struct tls_peer *p);
+/* Is digest an OpenSSL digest name? */
+int tls_digest_ok(const char *digest);
 
 /* The SMTP client's context: trust anchors (cafile, capath; either may
  * be empty: Postfix trusts no other CA by default, tls_append_default_CA

@@ -138,6 +138,9 @@ struct smtpd_conf {
     int tls_wrapper;  /* smtpd_tls_wrappermode: TLS before the greeting */
     int tls_loglevel;
     int tls_received;           /* smtpd_tls_received_header */
+    int ask_ccert;              /* ask for client certificates */
+    int req_ccert;              /* 421 without a trusted one */
+    const char *fp_digest;      /* smtpd_tls_fingerprint_digest */
     double starttls_timeout;    /* the handshake's time limit */
     struct tls_srv *tls;        /* NULL: no STARTTLS (off, or did not load) */
     struct filter_chain *chain; /* the service's filters */
@@ -297,11 +300,12 @@ struct smtpd_sess {
     int sleeping;                 /* error sleep before the next reply */
     int closing;                  /* close once the output is flushed */
     int dead;
-    int denied;         /* CONNECT rejected: 503 to everything */
-    int skip_line;      /* discarding an overlong line */
-    int backlog_paused; /* filter backlog high: not reading */
-    int data_slot;      /* holds a DATA admission slot */
-    int gated;          /* waiting at DATA for a slot */
+    int denied;             /* CONNECT rejected: 503 to everything */
+    const char *tls_refuse; /* smtpd_tls_req_ccert: why, 421 to all */
+    int skip_line;          /* discarding an overlong line */
+    int backlog_paused;     /* filter backlog high: not reading */
+    int data_slot;          /* holds a DATA admission slot */
+    int gated;              /* waiting at DATA for a slot */
     struct smtpd_sess *gate_next, *gate_prev;
     ev_tstamp gate_since;
     int in_process;
@@ -368,6 +372,7 @@ struct smtpd_tls {
         char why[256];
     } job;
     struct tls_info ti;
+    struct tls_peer peer; /* the client's certificate */
 };
 
 static void smtpd_process(struct smtpd_sess *s);
@@ -442,9 +447,30 @@ smtpd_tls_load(const struct cf *cf, struct smtpd_listener *ls, size_t n)
                         cf_str(scf, lv == 2 ? "smtpd_tls_mandatory_protocols"
                                             : "smtpd_tls_protocols"),
                         err);
-        if (ls[i].tls == NULL)
+        if (ls[i].tls == NULL) {
             log_warning("service %s: %s: disabling TLS support", svc,
                         buf_data(err));
+            continue;
+        }
+        if (cf_bool(scf, "smtpd_tls_req_ccert") && lv != 2)
+            log_warning("service %s: Can't require client certs unless TLS "
+                        "is required (smtpd_tls_security_level = encrypt)",
+                        svc);
+        if (!tls_digest_ok(cf_str(scf, "smtpd_tls_fingerprint_digest")))
+            log_warning("service %s: smtpd_tls_fingerprint_digest: unknown "
+                        "digest \"%s\": client certificates have no "
+                        "fingerprint",
+                        svc, cf_str(scf, "smtpd_tls_fingerprint_digest"));
+        if (cf_bool(scf, "smtpd_tls_ask_ccert")
+            || (lv == 2 && cf_bool(scf, "smtpd_tls_req_ccert"))) {
+            buf_reset(err);
+            tls_srv_ccert(ls[i].tls, cf_str(scf, "smtpd_tls_CAfile"),
+                          cf_str(scf, "smtpd_tls_CApath"),
+                          (int) cf_int(scf, "smtpd_tls_ccert_verifydepth"),
+                          err);
+            if (buf_len(err) > 0)
+                log_warning("service %s: %s", svc, buf_data(err));
+        }
     }
     buf_free(err);
 }
@@ -489,6 +515,10 @@ smtpd_conf_init(struct smtpd_conf *c, const struct cf *cf, const char *service,
     c->tls_wrapper = cf_bool(cf, "smtpd_tls_wrappermode");
     c->tls_loglevel = (int) cf_int(cf, "smtpd_tls_loglevel");
     c->tls_received = cf_bool(cf, "smtpd_tls_received_header");
+    /* Postfix: required certificates only where TLS is required */
+    c->req_ccert = c->tls_required && cf_bool(cf, "smtpd_tls_req_ccert");
+    c->ask_ccert = cf_bool(cf, "smtpd_tls_ask_ccert") || c->req_ccert;
+    c->fp_digest = cf_str(cf, "smtpd_tls_fingerprint_digest");
     c->starttls_timeout = (double) cf_time(cf, "smtpd_starttls_timeout");
     if (c->starttls_timeout <= 0)
         c->starttls_timeout = 300;
@@ -1157,9 +1187,32 @@ smtpd_tls_done(void *arg)
     s->env.tls_version = s->tls->ti.version;
     s->env.tls_cipher = s->tls->ti.cipher;
     s->env.tls_bits = s->tls->ti.bits;
+    if (s->conf->ask_ccert)
+        tls_peer_get(s->tc.ssl, s->conf->fp_digest, &s->tls->peer);
+    if (s->conf->tls_loglevel >= 2 && s->tls->peer.present)
+        log_info("%s: subject_CN=%s, issuer=%s, cert fingerprint=%s, pkey "
+                 "fingerprint=%s",
+                 s->ident, s->tls->peer.cn, s->tls->peer.issuer,
+                 s->tls->peer.fp, s->tls->peer.pkey_fp);
     if (s->conf->tls_loglevel >= 1)
-        log_info("Anonymous TLS connection established from %s: %s", s->ident,
-                 s->tls->ti.line);
+        log_info("%s TLS connection established from %s: %s",
+                 !s->tls->peer.present  ? "Anonymous"
+                 : s->tls->peer.trusted ? "Trusted"
+                                        : "Untrusted",
+                 s->ident, s->tls->ti.line);
+    if (s->conf->req_ccert && !s->tls->peer.trusted) {
+        s->tls_refuse = s->tls->peer.present ? "Client certificate not trusted"
+                                             : "No client certificate "
+                                               "presented";
+        log_info("NOQUEUE: abort: TLS from %s: %s", s->ident, s->tls_refuse);
+        if (s->tls->cont == smtpd_greet) { /* wrapper mode: no greeting */
+            smtpd_reply(s, "421 4.7.1 %s Error: %s", s->conf->myhostname,
+                        s->tls_refuse);
+            smtpd_finish(s);
+            smtpd_flush(s);
+            return;
+        }
+    }
     s->tls->cont(s);
 }
 
@@ -1981,10 +2034,14 @@ smtpd_policy_request(struct smtpd_sess *s, const char *stage,
     smtpd_policy_attr(b, "sasl_method", e->auth_type);
     smtpd_policy_attr(b, "sasl_username", e->auth_authen);
     smtpd_policy_attr(b, "sasl_sender", e->auth_author);
-    smtpd_policy_attr(b, "ccert_subject", "");
-    smtpd_policy_attr(b, "ccert_issuer", "");
-    smtpd_policy_attr(b, "ccert_fingerprint", "");
-    smtpd_policy_attr(b, "ccert_pubkey_fingerprint", "");
+    {
+        const struct tls_peer *p = s->tc.on ? &s->tls->peer : NULL;
+
+        smtpd_policy_attr(b, "ccert_subject", p ? p->cn : "");
+        smtpd_policy_attr(b, "ccert_issuer", p ? p->issuer : "");
+        smtpd_policy_attr(b, "ccert_fingerprint", p ? p->fp : "");
+        smtpd_policy_attr(b, "ccert_pubkey_fingerprint", p ? p->pkey_fp : "");
+    }
     smtpd_policy_attr(b, "encryption_protocol", e->tls_version);
     smtpd_policy_attr(b, "encryption_cipher", e->tls_cipher);
     snprintf(num, sizeof(num), "%d", e->tls_version ? e->tls_bits : 0);
@@ -2141,6 +2198,12 @@ smtpd_check_run(struct smtpd_sess *s, const char *rcpt,
         s->sasl && s->sasl->user && strcmp(s->sasl->method, "ANONYMOUS") != 0;
     in.sasl_user = in.authenticated ? s->sasl->user : NULL;
     in.encrypted = s->tc.on;
+    if (s->tc.on && s->tls->peer.present) {
+        in.ccert = s->tls->peer.trusted ? 2 : 1;
+        in.ccert_cn = s->tls->peer.cn;
+        in.ccert_fp = s->tls->peer.fp;
+        in.ccert_pkey_fp = s->tls->peer.pkey_fp;
+    }
     in.nrcpt = s->nrcpt;
     in.auth_dest = one ? -1 : 0;
     in.rbl = s->rbl;
@@ -2387,15 +2450,27 @@ smtpd_received(struct smtpd_sess *s, struct buf *b)
     struct tm tm;
     time_t now = time(NULL);
     int v6 = strchr(s->addr, ':') != NULL;
-    char tls[sizeof(s->tls->ti.line) + 64] = "";
+    char tls[sizeof(s->tls->ti.line) + 640] = "";
     const char *auth = s->sasl ? s->sasl->user : NULL;
 
     localtime_r(&now, &tm);
     strftime(date, sizeof(date), "%a, %d %b %Y %H:%M:%S %z (%Z)", &tm);
-    if (s->tc.on && c->tls_received)
-        snprintf(tls, sizeof(tls),
-                 "\r\n\t(using %s)\r\n\t(No client certificate requested)",
-                 s->tls->ti.line);
+    if (s->tc.on && c->tls_received) {
+        const struct tls_peer *p = &s->tls->peer;
+
+        if (p->present) /* CN and issuer: printable, no quotes inside */
+            snprintf(tls, sizeof(tls),
+                     "\r\n\t(using %s)\r\n\t(Client CN \"%.*s\", Issuer "
+                     "\"%.*s\" (%s))",
+                     s->tls->ti.line, (int) strcspn(p->cn, "\"()\\"), p->cn,
+                     (int) strcspn(p->issuer, "\"()\\"), p->issuer,
+                     p->trusted ? "verified OK" : "not verified");
+        else
+            snprintf(tls, sizeof(tls), "\r\n\t(using %s)\r\n\t(%s)",
+                     s->tls->ti.line,
+                     c->ask_ccert ? "Client did not present a certificate"
+                                  : "No client certificate requested");
+    }
     /* one format for the whole field (a printf call costs) */
     buf_printf(
         b, " from %s (%s [%s%s])%s%s%s%s\r\n\tby %s (%s) with %s%s%s id %s",
@@ -3034,6 +3109,12 @@ smtpd_command(struct smtpd_sess *s, char *line, size_t len)
     }
     v = &smtpd_verbs[cmd.verb];
     smtpd_begin(s, cmd.verb);
+    if (s->tls_refuse) { /* smtpd_tls_req_ccert, after STARTTLS */
+        smtpd_reply(s, "421 4.7.1 %s Error: %s", s->conf->myhostname,
+                    s->tls_refuse);
+        smtpd_finish(s);
+        return;
+    }
     if (s->denied && cmd.verb != SMTPD_V_QUIT) {
         smtpd_reply(s, "503 5.5.1 Error: access denied for %s", s->ident);
         return;

@@ -71,6 +71,9 @@ enum sc_kind {
     SC_SASL_ACCESS,          /* check_sasl_access TABLE */
     SC_UNLISTED_RCPT,        /* reject_unlisted_recipient */
     SC_UNLISTED_SENDER,      /* reject_unlisted_sender */
+    SC_TLS_CLIENTCERTS,      /* permit_tls_clientcerts */
+    SC_TLS_ALL_CLIENTCERTS,  /* permit_tls_all_clientcerts */
+    SC_CCERT_ACCESS,         /* check_ccert_access TABLE */
     SC_CLIENT_ACCESS,        /* the four that take a table */
     SC_HELO_ACCESS,
     SC_SENDER_ACCESS,
@@ -130,6 +133,8 @@ static const struct {
     {"reject_unlisted_recipient", SC_UNLISTED_RCPT},
     {"check_recipient_maps", SC_UNLISTED_RCPT}, /* before Postfix 2.1 */
     {"reject_unlisted_sender", SC_UNLISTED_SENDER},
+    {"permit_tls_clientcerts", SC_TLS_CLIENTCERTS},
+    {"permit_tls_all_clientcerts", SC_TLS_ALL_CLIENTCERTS},
     {"defer_if_permit", SC_DEFER_IF_PERMIT},
     {"defer_if_reject", SC_DEFER_IF_REJECT},
     {"reject_unknown_sender_domain", SC_UNKNOWN_SENDER},
@@ -162,9 +167,9 @@ static const struct {
     const char *name;
     int arg;
 } sc_skipped[] = {
-    {"check_ccert_access", 1},          {"permit_mx_backup", 0},
-    {"permit_tls_all_clientcerts", 0},  {"permit_tls_clientcerts", 0},
-    {"reject_unverified_recipient", 0}, {"reject_unverified_sender", 0},
+    {"permit_mx_backup", 0},
+    {"reject_unverified_recipient", 0},
+    {"reject_unverified_sender", 0},
 };
 
 /* A DNS list's filter: per octet, the values it allows. */
@@ -190,7 +195,8 @@ enum sc_list {
     SCL_RCPT,
     SCL_DATA,
     SCL_N,
-    SCL_SASL /* not a list: replies about the SASL login name */
+    SCL_SASL, /* not a list: replies about the SASL login name */
+    SCL_CCERT /* nor this: about the client certificate */
 };
 
 static const char *const sc_params[SCL_N] = {
@@ -223,7 +229,9 @@ struct smtpd_check {
     int plain_code;                   /* plaintext_reject_code */
     struct lookup_table **local_maps; /* local_recipient_maps */
     size_t nlocal;
-    int local_missing;                /* one of them has no .db file yet */
+    int local_missing;            /* one of them has no .db file yet */
+    struct lookup_table **ccerts; /* relay_clientcerts */
+    size_t nccerts;
     struct lookup_table **relay_maps; /* relay_recipient_maps */
     size_t nrelay;
     int unk_local_code; /* unknown_local_recipient_reject_code */
@@ -770,9 +778,10 @@ sc_parse_words(struct smtpd_check *c, const struct cf *cf, const char *param,
                 "check_sender_access",
                 "check_recipient_access",
                 "check_reverse_client_hostname_access",
-                "check_sasl_access"};
+                "check_sasl_access",
+                "check_ccert_access"};
 
-            for (size_t t = 0; t < 6; t++)
+            for (size_t t = 0; t < 7; t++)
                 if (strcasecmp(name, tabs[t]) == 0)
                     tab = (int) t;
             server = tab < 0 && sc_server_kind(name, &sk, &slist);
@@ -790,8 +799,9 @@ sc_parse_words(struct smtpd_check *c, const struct cf *cf, const char *param,
                 r->rbl = slist;
                 c->dns = 1;
             } else {
-                r->kind = tab == 5 ? SC_SASL_ACCESS
-                                   : (enum sc_kind)(SC_CLIENT_ACCESS + tab);
+                r->kind = tab == 5   ? SC_SASL_ACCESS
+                          : tab == 6 ? SC_CCERT_ACCESS
+                                     : (enum sc_kind)(SC_CLIENT_ACCESS + tab);
             }
             r->spec = xstrdup(w[++i]);
             e = buf_new(128, 4096);
@@ -930,6 +940,10 @@ smtpd_check_new(const struct cf *cf, struct buf *err, struct buf *warn)
         sc_open_tables(cf, "relay_recipient_maps", &c->nrelay, NULL, NULL, err);
     if (c->relay_maps == NULL)
         goto fail;
+    c->ccerts =
+        sc_open_tables(cf, "relay_clientcerts", &c->nccerts, NULL, NULL, err);
+    if (c->ccerts == NULL)
+        goto fail;
     c->unk_local_code = (int) cf_int(cf, "unknown_local_recipient_reject_code");
     c->unk_relay_code = (int) cf_int(cf, "unknown_relay_recipient_reject_code");
     c->show_table = cf_bool(cf, "show_user_unknown_table_name");
@@ -1030,6 +1044,9 @@ smtpd_check_free(struct smtpd_check *c)
     for (size_t i = 0; i < c->nrelay; i++)
         lookup_free(c->relay_maps[i]);
     free(c->relay_maps);
+    for (size_t i = 0; i < c->nccerts; i++)
+        lookup_free(c->ccerts[i]);
+    free(c->ccerts);
     free(c->delim);
     free(c->dbl);
     free(c->null_key);
@@ -1117,7 +1134,7 @@ smtpd_check_rbl_name(const struct sockaddr *sa, const char *domain, char *out,
  * as lists, never ones. */
 #define SCL_REV SCL_N
 
-static const char *const sc_class[SCL_N + 2] = {
+static const char *const sc_class[SCL_N + 3] = {
     "Client host",
     "Helo command",
     "Sender address",
@@ -1126,6 +1143,7 @@ static const char *const sc_class[SCL_N + 2] = {
     "Data command",
     "Unverified Client host",
     "SASL login name",
+    "Client certificate",
 };
 
 /* The <name> of a list's replies. */
@@ -1154,6 +1172,9 @@ sc_name(const struct sc_run *r, enum sc_list l, struct buf *b)
         break;
     case SCL_REV:
         buf_printf(b, "<%s>", in->rev_name ? in->rev_name : "unknown");
+        break;
+    case SCL_CCERT:
+        buf_printf(b, "<%s>", in->ccert_cn ? in->ccert_cn : "");
         break;
     case SCL_SASL: { /* printable, as Postfix's */
         const char *u = in->sasl_user ? in->sasl_user : "";
@@ -1677,6 +1698,15 @@ sc_access(struct sc_run *r, const struct sc_restr *x)
     case SC_REV_CLIENT_ACCESS:
         n = sc_client_keys(r, r->in->rev_name, keys, SC_KEYS_MAX);
         l = SCL_REV;
+        break;
+    case SC_CCERT_ACCESS: /* the fingerprints: certificate, public key */
+        if (r->in->ccert > 0) {
+            if (r->in->ccert_fp && *r->in->ccert_fp)
+                keys[n++] = xstrdup(r->in->ccert_fp);
+            if (r->in->ccert_pkey_fp && *r->in->ccert_pkey_fp)
+                keys[n++] = xstrdup(r->in->ccert_pkey_fp);
+        }
+        l = SCL_CCERT;
         break;
     case SC_SASL_ACCESS: /* the login name alone, as it is */
         if (r->in->authenticated && r->in->sasl_user && *r->in->sasl_user)
@@ -2397,7 +2427,25 @@ sc_one(struct sc_run *r, const struct sc_restr *x)
     case SC_RCPT_ACCESS:
     case SC_REV_CLIENT_ACCESS:
     case SC_SASL_ACCESS:
+    case SC_CCERT_ACCESS:
         return sc_access(r, x);
+    case SC_TLS_ALL_CLIENTCERTS:
+        return in->ccert == 2 ? SCR_PERMIT : SCR_DUNNO;
+    case SC_TLS_CLIENTCERTS: /* a fingerprint in relay_clientcerts */
+        if (in->ccert == 0)
+            return SCR_DUNNO;
+        {
+            const char *fps[2] = {in->ccert_fp, in->ccert_pkey_fp};
+            struct buf *v = buf_new(64, 4096);
+            int found = 0;
+
+            for (size_t t = 0; t < r->c->nccerts && !found; t++)
+                for (size_t k = 0; k < 2 && !found; k++)
+                    found = fps[k] && *fps[k]
+                            && lookup_get(r->c->ccerts[t], fps[k], v) > 0;
+            buf_free(v);
+            return found ? SCR_PERMIT : SCR_DUNNO;
+        }
     case SC_PLAINTEXT:
         if (in->encrypted)
             return SCR_DUNNO;

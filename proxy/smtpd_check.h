@@ -135,8 +135,13 @@
  * smtpd_reject_unlisted_recipient (yes) the recipient is checked after
  * the lists pass (once), with smtpd_reject_unlisted_sender (no) the
  * sender after the sender list.
+ * permit_tls_clientcerts: the client certificate's (or its public key's)
+ * fingerprint in relay_clientcerts (in->ccert, ccert_fp, ccert_pkey_fp,
+ * trusted or not); permit_tls_all_clientcerts: any trusted certificate;
+ * check_ccert_access TYPE:TABLE: both fingerprints as keys, replies
+ * "<CN>: Client certificate rejected: ...".
  * Other Postfix restrictions that this Sluice does not have
- * (reject_unverified_*, check_ccert_access, ...) are accepted
+ * (reject_unverified_*, permit_mx_backup) are accepted
  * and skipped, with a warning at start (smtpd_check_new's warn); an
  * unknown name is an error. As Postfix, the relay and recipient lists
  * together must hold a relay check (reject_unauth_destination,
@@ -294,7 +299,12 @@ struct smtpd_check_in {
     int mynetworks;       /* the client is in mynetworks; -1: ask */
     int authenticated;    /* SMTP AUTH, not ANONYMOUS */
     const char *sasl_user;
-    int encrypted; /* the session is under TLS */
+    int encrypted;        /* the session is under TLS */
+    int ccert;            /* its client certificate: 0 none, 1 not trusted, 2
+                             trusted */
+    const char *ccert_cn; /* its subject CN */
+    const char *ccert_fp; /* its fingerprint ("AB:CD:...") */
+    const char *ccert_pkey_fp; /* its public key's */
     size_t nrcpt;  /* recipients accepted so far in the transaction */
     int auth_dest; /* rcpt is in mydestination or relay_domains; -1: ask */
     const struct smtpd_check_rbl *rbl; /* smtpd_check_rbl_count, or NULL */

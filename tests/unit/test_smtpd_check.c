@@ -826,8 +826,8 @@ static void
 test_skipped(void **state)
 {
     struct cf *cf = conf("smtpd_recipient_restrictions = "
-                         "check_ccert_access hash:/nonexistent, "
-                         "permit_tls_clientcerts, "
+                         "permit_mx_backup, "
+                         "reject_unverified_sender, "
                          "reject_unverified_recipient, "
                          "reject_unauth_destination\n");
     struct smtpd_check *c = compile(cf);
@@ -835,9 +835,9 @@ test_skipped(void **state)
 
     assert_string_equal(
         buf_data(warn),
-        "smtpd_recipient_restrictions: check_ccert_access: not "
+        "smtpd_recipient_restrictions: permit_mx_backup: not "
         "implemented in this Sluice yet; skipped\n"
-        "smtpd_recipient_restrictions: permit_tls_clientcerts: not "
+        "smtpd_recipient_restrictions: reject_unverified_sender: not "
         "implemented in this Sluice yet; skipped\n"
         "smtpd_recipient_restrictions: reject_unverified_recipient: not "
         "implemented in this Sluice yet; skipped\n");
@@ -1490,6 +1490,54 @@ test_rhswl(void **state)
     cf_free(cf);
 }
 
+/* permit_tls_clientcerts (relay_clientcerts), permit_tls_all_clientcerts,
+ * check_ccert_access. */
+static void
+test_ccert(void **state)
+{
+    struct cf *cf = conf("relay_clientcerts = inline:{ AA:BB=x, CC:DD=y }\n"
+                         "smtpd_relay_restrictions = permit_tls_clientcerts, "
+                         "reject_unauth_destination\n");
+    struct smtpd_check *c = compile(cf);
+    struct smtpd_check_in in = req();
+
+    assert_string_equal(buf_data(warn), "");
+    assert_string_equal(run(c, &in),
+                        "554 5.7.1 <bob@rcpt.example>: Relay access denied");
+    in.encrypted = 1;
+    in.ccert = 1; /* not trusted: the fingerprint is what counts */
+    in.ccert_cn = "client.example";
+    in.ccert_fp = "AA:BB";
+    in.ccert_pkey_fp = "00:11";
+    assert_string_equal(run(c, &in), "PASS");
+    in.ccert_fp = "00:22"; /* the public key's */
+    in.ccert_pkey_fp = "cc:dd";
+    assert_string_equal(run(c, &in), "PASS");
+    in.ccert_pkey_fp = "00:11";
+    assert_string_equal(run(c, &in),
+                        "554 5.7.1 <bob@rcpt.example>: Relay access denied");
+    smtpd_check_free(c);
+
+    set(cf, "smtpd_relay_restrictions",
+        "permit_tls_all_clientcerts, reject_unauth_destination");
+    set(cf, "smtpd_recipient_restrictions",
+        "check_ccert_access inline:{ { 00:22 = REJECT withdrawn } }");
+    c = compile(cf);
+    assert_string_equal(run(c, &in),
+                        "554 5.7.1 <bob@rcpt.example>: Relay access denied");
+    in.ccert = 2; /* trusted: relays, and then the table judges it */
+    assert_string_equal(run(c, &in), "554 5.7.1 <client.example>: Client "
+                                     "certificate rejected: withdrawn");
+    in.ccert_fp = "00:33";
+    assert_string_equal(run(c, &in), "PASS");
+    in.ccert = 0; /* no certificate: nothing to look up */
+    in.ccert_fp = "00:22";
+    in.auth_dest = 1;
+    assert_string_equal(run(c, &in), "PASS");
+    smtpd_check_free(c);
+    cf_free(cf);
+}
+
 static void
 test_unknown_helo(void **state)
 {
@@ -1942,6 +1990,7 @@ main(void)
         cmocka_unit_test(test_session_restrictions),
         cmocka_unit_test(test_unlisted),
         cmocka_unit_test(test_rhswl),
+        cmocka_unit_test(test_ccert),
         cmocka_unit_test(test_unknown_helo),
         cmocka_unit_test(test_rhsbl),
         cmocka_unit_test(test_policy),
