@@ -15,12 +15,14 @@
 #     <CN>: Client certificate rejected: TEXT";
 #   - smtpd_tls_req_ccert (with encrypt): 421 4.7.1 ... Error: No client
 #     certificate presented / Client certificate not trusted, and the
-#     NOQUEUE: abort: line.
+#     NOQUEUE: abort: line;
+#   - a policy server (tests/system/policyd.py) gets ccert_subject,
+#     ccert_issuer, ccert_fingerprint and ccert_pubkey_fingerprint.
 . "$(dirname "$0")/lib.sh"
 need_binaries
 command -v openssl >/dev/null 2>&1 || skip_all "openssl not installed"
 "$PYTHON3" -c 'import ssl' 2>/dev/null || skip_all "python3 has no ssl module"
-plan 12
+plan 13
 setup
 
 cat >"$T/x509.cnf" <<'CNF'
@@ -48,6 +50,12 @@ printf '%s\n' "$FP REJECT certificate withdrawn" >"$T/ccert_access"
 
 TLS="smtpd_tls_security_level=may smtpd_tls_cert_file=$T/srv.crt smtpd_tls_key_file=$T/srv.key"
 ASK="smtpd_tls_ask_ccert=yes smtpd_tls_CAfile=$T/ca.crt smtpd_tls_loglevel=2 smtpd_tls_received_header=yes"
+PP=$(free_port)
+export PP
+"$PYTHON3" "$top_srcdir/tests/system/policyd.py" --port "$PP" --log "$T/policy.log" \
+    >>"$T/policyd.out" 2>&1 &
+_T_PIDS="$_T_PIDS $!"
+wait_port 127.0.0.1 "$PP" 10 || diag "policyd did not start: $(cat "$T/policyd.out")"
 SVCS=""
 # shellcheck disable=SC2086 # TLS and ASK are words
 svc ask $TLS $ASK smtpd_relay_restrictions=permit_tls_clientcerts,reject_unauth_destination
@@ -57,6 +65,8 @@ svc all $TLS $ASK smtpd_relay_restrictions=permit_tls_all_clientcerts,reject_una
 svc acc $TLS $ASK "smtpd_recipient_restrictions=check_ccert_access,texthash:$T/ccert_access"
 # shellcheck disable=SC2086
 svc req $TLS $ASK smtpd_tls_security_level=encrypt smtpd_tls_req_ccert=yes
+# shellcheck disable=SC2086
+svc pol $TLS $ASK "smtpd_recipient_restrictions=check_policy_service,inet:127.0.0.1:$PP,permit_mynetworks,reject_unauth_destination"
 MASTER_EXTRA=$SVCS
 write_conf "relay_clientcerts = texthash:$T/relay_ccerts" "mynetworks = 192.0.2.0/24"
 start_ok
@@ -159,5 +169,18 @@ tap(s and s[0] == "421 4.7.1 mx.test.example Error: Client certificate not "
     "trusted", s)
 s = tls(P("req"), "client", "x@localhost")
 tap(s[2:] == ["250 2.1.5 Ok"], "  the CA's client: served", s)
+
+# --- the policy server's attributes
+import json
+s = tls(P("pol"), "client", "dunno@localhost")
+reqs = [json.loads(l)["attrs"] for l in open(T + "/policy.log")]
+a = reqs[-1] if reqs else {}
+tap(s[2] == "250 2.1.5 Ok" and a.get("ccert_subject") == "client.test"
+    and a.get("ccert_issuer") == "Sluice Test CA"
+    and a.get("ccert_fingerprint") == env("FP")
+    and len(a.get("ccert_pubkey_fingerprint", "")) == 95,
+    "check_policy_service: the request has ccert_subject, ccert_issuer, "
+    "ccert_fingerprint and ccert_pubkey_fingerprint (SHA-256, AB:CD:...)",
+    s, a)
 PY
 check "sluiced is still running" alive "$MASTERPID"
