@@ -311,6 +311,22 @@ fail:
     return NULL;
 }
 
+/* Trust anchors from cafile and capath (empty: none); one that does not
+ * load is said in warn. */
+static void
+tls_load_ca(SSL_CTX *ctx, const char *cafile, const char *capath,
+            struct buf *warn)
+{
+    const char *f = cafile && *cafile ? cafile : NULL;
+    const char *d = capath && *capath ? capath : NULL;
+    char why[512];
+
+    if ((f || d) && SSL_CTX_load_verify_locations(ctx, f, d) != 1)
+        buf_printf(warn, "cannot load the trusted CA certificates (%s%s%s): %s",
+                   f ? f : "", f && d ? ", " : "", d ? d : "",
+                   tls_errors(why, sizeof(why)));
+}
+
 /* Client certificates are judged after the handshake, never by it. */
 static int
 tls_srv_verify_cb(int ok, X509_STORE_CTX *ctx)
@@ -324,24 +340,13 @@ void
 tls_srv_ccert(struct tls_srv *t, const char *cafile, const char *capath,
               int depth, struct buf *warn)
 {
-    char why[512];
+    tls_load_ca(t->ctx, cafile, capath, warn);
+    if (cafile && *cafile) { /* the issuers the client may choose from */
+        STACK_OF(X509_NAME) *names = SSL_load_client_CA_file(cafile);
 
-    if ((cafile && *cafile) || (capath && *capath)) {
-        const char *f = cafile && *cafile ? cafile : NULL;
-        const char *d = capath && *capath ? capath : NULL;
-
-        if (SSL_CTX_load_verify_locations(t->ctx, f, d) != 1)
-            buf_printf(warn,
-                       "cannot load the trusted CA certificates (%s%s%s): %s",
-                       f ? f : "", f && d ? ", " : "", d ? d : "",
-                       tls_errors(why, sizeof(why)));
-        if (f) {
-            STACK_OF(X509_NAME) *names = SSL_load_client_CA_file(f);
-
-            if (names)
-                SSL_CTX_set_client_CA_list(t->ctx, names);
-            ERR_clear_error();
-        }
+        if (names)
+            SSL_CTX_set_client_CA_list(t->ctx, names);
+        ERR_clear_error();
     }
     /* one more than allowed, so that a longer chain is noticed */
     SSL_CTX_set_verify_depth(t->ctx, depth + 1);
@@ -475,16 +480,7 @@ tls_cli_new(const char *cafile, const char *capath, const char *protocols,
         free(t);
         return NULL;
     }
-    if ((cafile && *cafile) || (capath && *capath)) {
-        const char *f = cafile && *cafile ? cafile : NULL;
-        const char *d = capath && *capath ? capath : NULL;
-
-        if (SSL_CTX_load_verify_locations(t->ctx, f, d) != 1)
-            buf_printf(warn,
-                       "cannot load the trusted CA certificates (%s%s%s): %s",
-                       f ? f : "", f && d ? ", " : "", d ? d : "",
-                       tls_errors(why, sizeof(why)));
-    }
+    tls_load_ca(t->ctx, cafile, capath, warn);
     SSL_CTX_set_verify(t->ctx, SSL_VERIFY_NONE, NULL);
     SSL_CTX_set_options(t->ctx,
                         SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION);

@@ -6,7 +6,7 @@
 . "$(dirname "$0")/lib.sh"
 need_binaries
 command -v swaks >/dev/null 2>&1 || skip_all "swaks not installed"
-plan 24
+plan 25
 setup
 write_conf
 start_sink

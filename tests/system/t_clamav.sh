@@ -16,7 +16,7 @@
 need_binaries
 DB=$top_srcdir/conf/clamav
 [ -r "$DB/sluice-test.ndb" ] || skip_all "no signature set at $DB/sluice-test.ndb"
-plan 86
+plan 87
 setup
 export DB
 

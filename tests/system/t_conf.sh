@@ -5,7 +5,7 @@
 # bad master.cf lines, all reported as FILE:LINE: message.
 . "$(dirname "$0")/lib.sh"
 need_binaries
-plan 33
+plan 34
 setup
 
 # --- a valid configuration

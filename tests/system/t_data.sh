@@ -6,7 +6,7 @@
 # after DATA, and the session goes on after a size error.
 . "$(dirname "$0")/lib.sh"
 need_binaries
-plan 23
+plan 24
 setup
 # 127.0.0.1 outside mynetworks: smtpd_forbid_bare_newline_exclusions
 # defaults to $mynetworks, as in Postfix.

@@ -8,7 +8,7 @@
 # off every message has its own connection.
 . "$(dirname "$0")/lib.sh"
 need_binaries
-plan 18
+plan 19
 setup
 
 # send N: N messages, one session each, 0.3 s apart (each is delivered

@@ -8,7 +8,7 @@
 # out; once soft_bounce is off again the next attempt bounces it.
 . "$(dirname "$0")/lib.sh"
 need_binaries
-plan 12
+plan 13
 setup
 P2=$(free_port)
 export P2
