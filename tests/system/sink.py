@@ -768,6 +768,21 @@ def dotstuff(data):
     return b"\r\n".join(out) + b"\r\n.\r\n"
 
 
+def mail_rcpt(port, sender, to, helo="client.test", host="127.0.0.1"):
+    """Greeting, EHLO, MAIL FROM:<sender>, RCPT TO:<to>, QUIT: the MAIL
+    and RCPT replies."""
+    c = Client(port, host)
+    try:
+        c.reply()
+        c.cmd("EHLO " + helo)
+        m = c.cmd("MAIL FROM:<%s>" % sender)
+        r = c.cmd("RCPT TO:<%s>" % to)
+        c.cmd("QUIT")
+        return m, r
+    finally:
+        c.close()
+
+
 def send_mail(port, sender, rcpts, data, host="127.0.0.1", helo="client.test"):
     """One transaction; returns the end-of-data Reply (or the first failing
     reply of MAIL/RCPT/DATA)."""

@@ -66,16 +66,7 @@ from sink import *
 P = lambda n: int(env("P_" + n))
 
 def rcpt(port, sender, to="x@example.com", helo="client.test"):
-    c = Client(port)
-    try:
-        c.reply()
-        c.cmd("EHLO " + helo)
-        m = c.cmd("MAIL FROM:<%s>" % sender)
-        r = c.cmd("RCPT TO:<%s>" % to)
-        c.cmd("QUIT")
-        return m, r
-    finally:
-        c.close()
+    return mail_rcpt(port, sender, to, helo)
 
 def dnslog():
     return open(env("T") + "/dns.log").read()

@@ -48,16 +48,7 @@ P = int(env("PORT"))
 ME = env("ME")
 
 def rcpt(to, sender="a@example.org", port=P):
-    c = Client(port)
-    try:
-        c.reply()
-        c.cmd("EHLO client.test")
-        m = c.cmd("MAIL FROM:<%s>" % sender)
-        r = c.cmd("RCPT TO:<%s>" % to)
-        c.cmd("QUIT")
-        return m, r
-    finally:
-        c.close()
+    return mail_rcpt(port, sender, to)
 
 m, r = rcpt("nosuchuser@localhost")
 want = ("550 5.1.1 <nosuchuser@localhost>: Recipient address rejected: "
