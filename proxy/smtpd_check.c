@@ -161,8 +161,9 @@ static const struct {
     {"permit_rhswl_client", SC_RHSWL_CLIENT},
 };
 
-/* Postfix restrictions this Sluice skips (client certificates, address
- * verification ...); 1: they take an argument. */
+/* Postfix restrictions this Sluice skips (address verification, and
+ * permit_mx_backup, which Postfix 3.9 deprecates); 1: they take an
+ * argument. */
 static const struct {
     const char *name;
     int arg;
@@ -1747,7 +1748,7 @@ static enum sc_result
 sc_server_lookup(struct sc_run *r, const struct sc_restr *x, const char *key,
                  int addr, int *found)
 {
-    char *keys[SC_KEYS_MAX];
+    char *keys[SC_KEYS_MAX] = {NULL}; /* gcc -O1 cannot see they are set */
     size_t n = addr ? sc_ip_keys(key, keys, SC_KEYS_MAX)
                     : sc_domain_keys(key, keys, SC_KEYS_MAX);
     enum sc_result res = sc_lookup(r, (enum sc_list) x->rbl, x, keys, n, found);
