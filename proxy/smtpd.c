@@ -71,6 +71,7 @@
 #include "lib/wpool.h"
 #include "lib/xalloc.h"
 #include "proxy/policy.h"
+#include "proxy/rate.h"
 #include "proxy/sasl.h"
 #include "proxy/smtpd.h"
 #include "proxy/smtpd_check.h"
@@ -129,6 +130,8 @@ struct smtpd_conf {
     long long hard_limit;
     long long junk_limit;
     long long conn_limit;
+    /* smtpd_client_*_rate_limit (0: none), per anvil_rate_time_unit */
+    long long rate_limit[RATE_KINDS];
     double timeout;
     double daemon_timeout;
     double error_sleep;
@@ -182,8 +185,11 @@ struct smtpd_lsn {
     int lport;
 };
 
+#define SMTPD_RATE_CLIENTS 100000 /* clients counted at once, at most */
+
 struct smtpd_srv {
     struct ev_loop *loop;
+    struct rate_tab *rates; /* the clients' event rates (anvil's) */
     struct wpool *pool;
     struct filter_chain **chains; /* the listeners' chains, each once */
     size_t nchains;
@@ -377,6 +383,7 @@ struct smtpd_tls {
 
 static void smtpd_process(struct smtpd_sess *s);
 static void smtpd_flush(struct smtpd_sess *s);
+static int smtpd_rate_over(struct smtpd_sess *s, enum rate_kind kind);
 static void smtpd_update_io(struct smtpd_sess *s);
 static void smtpd_close(struct smtpd_sess *s);
 static void smtpd_finish(struct smtpd_sess *s);
@@ -506,6 +513,12 @@ smtpd_conf_init(struct smtpd_conf *c, const struct cf *cf, const char *service,
     c->hard_limit = cf_int(cf, "smtpd_hard_error_limit");
     c->junk_limit = cf_int(cf, "smtpd_junk_command_limit");
     c->conn_limit = cf_int(cf, "smtpd_client_connection_count_limit");
+    c->rate_limit[RATE_CONN] = cf_int(cf, "smtpd_client_connection_rate_limit");
+    c->rate_limit[RATE_MAIL] = cf_int(cf, "smtpd_client_message_rate_limit");
+    c->rate_limit[RATE_RCPT] = cf_int(cf, "smtpd_client_recipient_rate_limit");
+    c->rate_limit[RATE_AUTH] = cf_int(cf, "smtpd_client_auth_rate_limit");
+    c->rate_limit[RATE_NEWTLS] =
+        cf_int(cf, "smtpd_client_new_tls_session_rate_limit");
     c->timeout = (double) cf_time(cf, "smtpd_timeout");
     c->daemon_timeout = (double) cf_time(cf, "daemon_timeout");
     c->error_sleep = (double) cf_time(cf, "smtpd_error_sleep_time");
@@ -1200,6 +1213,13 @@ smtpd_tls_done(void *arg)
                  : s->tls->peer.trusted ? "Trusted"
                                         : "Untrusted",
                  s->ident, s->tls->ti.line);
+    if (!SSL_session_reused(s->tc.ssl) && smtpd_rate_over(s, RATE_NEWTLS)) {
+        smtpd_reply(s, "421 4.7.0 %s Error: too many new TLS sessions from %s",
+                    s->conf->myhostname, s->ident);
+        smtpd_finish(s);
+        smtpd_flush(s);
+        return;
+    }
     if (s->conf->req_ccert && !s->tls->peer.trusted) {
         s->tls_refuse = s->tls->peer.present ? "Client certificate not trusted"
                                              : "No client certificate "
@@ -1616,6 +1636,10 @@ smtpd_cmd_mail(struct smtpd_sess *s, struct smtpd_cmd *cmd)
     }
     if (c->tls_required && !s->tc.on) {
         smtpd_reply(s, "530 5.7.0 Must issue a STARTTLS command first");
+        return;
+    }
+    if (smtpd_rate_over(s, RATE_MAIL)) {
+        smtpd_reply(s, "450 4.7.1 Error: too much mail from %s", s->addr);
         return;
     }
     if (smtpd_parse_path(cmd->arg, "FROM:", 0, &p, &why) < 0) {
@@ -2295,6 +2319,10 @@ smtpd_cmd_rcpt(struct smtpd_sess *s, struct smtpd_cmd *cmd)
     struct smtpd_path p;
     const char *why;
 
+    if (smtpd_rate_over(s, RATE_RCPT)) {
+        smtpd_reply(s, "450 4.7.1 Error: too many recipients from %s", s->addr);
+        return;
+    }
     if (smtpd_parse_path(cmd->arg, "TO:", 1, &p, &why) < 0) {
         smtpd_reply(s, "501 %s", why);
         return;
@@ -2821,6 +2849,18 @@ smtpd_cmd_starttls(struct smtpd_sess *s, struct smtpd_cmd *cmd)
         smtpd_reply(s, "503 5.5.1 Error: MAIL transaction in progress");
         return;
     }
+    /* before the handshake's cost: the new sessions already counted */
+    if (c->rate_limit[RATE_NEWTLS] > 0
+        && !lookup_net_match(c->event_exc, (const struct sockaddr *) &s->sa)
+        && (long long) rate_peek(s->srv->rates, c->service, s->addr,
+                                 RATE_NEWTLS, ev_now(s->srv->loop))
+               > c->rate_limit[RATE_NEWTLS]) {
+        log_warning("Refusing STARTTLS request from %s for service %s",
+                    s->ident, c->service);
+        smtpd_reply(s, "454 4.7.0 Error: too many new TLS sessions from %s",
+                    s->ident);
+        return;
+    }
     smtpd_reply(s, "220 2.0.0 Ready to start TLS");
     if (buf_len(s->in) > 0)
         log_info("improper command pipelining after STARTTLS from %s",
@@ -2907,6 +2947,11 @@ smtpd_cmd_auth(struct smtpd_sess *s, struct smtpd_cmd *cmd)
     }
     if (c->sasl == NULL) {
         smtpd_reply(s, "503 5.5.1 Error: authentication not enabled");
+        return;
+    }
+    if (smtpd_rate_over(s, RATE_AUTH)) {
+        smtpd_reply(s, "450 4.7.1 Error: too many AUTH commands from %s",
+                    s->addr);
         return;
     }
     if (c->tls_auth_only && !s->tc.on) {
@@ -4034,6 +4079,42 @@ smtpd_connect_done(struct smtpd_sess *s, const struct filter_result *r)
     smtpd_enter(s, SMTPD_S_HELO);
 }
 
+/* A per-client rate limit, as Postfix's anvil counts it: counts this
+ * event of kind, and 1 (after Postfix's warning) when it is over the
+ * service's limit; clients in smtpd_client_event_limit_exceptions are
+ * neither counted nor limited. */
+static int
+smtpd_rate_over(struct smtpd_sess *s, enum rate_kind kind)
+{
+    static const char *const what[RATE_KINDS] = {
+        [RATE_CONN] = "Connection rate",
+        [RATE_MAIL] = "Message delivery request rate",
+        [RATE_RCPT] = "Recipient address rate",
+        [RATE_AUTH] = "AUTH command rate",
+        [RATE_NEWTLS] = "New TLS session rate",
+    };
+    long long limit = s->conf->rate_limit[kind];
+    unsigned n;
+    int full = 0;
+
+    if (limit <= 0
+        || lookup_net_match(s->conf->event_exc,
+                            (const struct sockaddr *) &s->sa))
+        return 0;
+    n = rate_hit(s->srv->rates, s->conf->service, s->addr, kind,
+                 ev_now(s->srv->loop), &full);
+    if (full)
+        log_warning("%zu clients already counted within "
+                    "anvil_rate_time_unit: the rate limits do not count new "
+                    "clients until older windows end",
+                    rate_count(s->srv->rates));
+    if ((long long) n <= limit)
+        return 0;
+    log_warning("%s limit exceeded: %u from %s for service %s", what[kind], n,
+                s->ident, s->conf->service);
+    return 1;
+}
+
 static int
 smtpd_conn_count(struct smtpd_sess *s)
 {
@@ -4086,6 +4167,13 @@ smtpd_greet(struct smtpd_sess *s)
         log_warning("Connection concurrency limit exceeded: %d from %s for "
                     "service %s",
                     n, s->ident, c->service);
+        smtpd_reply(s, "421 4.7.0 %s Error: too many connections from %s",
+                    c->myhostname, s->addr);
+        smtpd_finish(s);
+        smtpd_flush(s);
+        return;
+    }
+    if (smtpd_rate_over(s, RATE_CONN)) {
         smtpd_reply(s, "421 4.7.0 %s Error: too many connections from %s",
                     c->myhostname, s->addr);
         smtpd_finish(s);
@@ -4690,6 +4778,8 @@ smtpd_run(const struct cf *cf, struct smtpd_listener *ls, size_t n)
     srv.loop = ev_default_loop(0);
     if (srv.loop == NULL)
         log_fatal("cannot initialise the event loop");
+    srv.rates = rate_new((double) cf_time(cf, "anvil_rate_time_unit"),
+                         SMTPD_RATE_CLIENTS);
     if (spool_dirs_open(cf_str(cf, "queue_directory")) < 0)
         log_debug("%s: queue directories not kept open: %s",
                   cf_str(cf, "queue_directory"), strerror(errno));
@@ -4808,6 +4898,7 @@ smtpd_run(const struct cf *cf, struct smtpd_listener *ls, size_t n)
     }
     free(srv.policy);
     buf_free(srv.prepend);
+    rate_free(srv.rates);
     free(srv.chains);
     free(srv.lsn);
     log_info("smtpd stopped");

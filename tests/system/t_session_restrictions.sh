@@ -9,14 +9,16 @@
 #     DATA with more than one recipient;
 #   - check_sasl_access: the SASL login name (Dovecot's alice) in a table;
 #   - reject_known_sender_login_mismatch: a sender smtpd_sender_login_maps
-#     lists must be its owner's, other senders pass.
+#     lists must be its owner's, other senders pass;
+#   - smtpd_client_auth_rate_limit: 450 4.7.1 Error: too many AUTH
+#     commands from A, and Postfix's warning.
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/dovecot_lib.sh"
 need_binaries
 need_dovecot
 command -v openssl >/dev/null 2>&1 || skip_all "openssl not installed"
 "$PYTHON3" -c 'import ssl' 2>/dev/null || skip_all "python3 has no ssl module"
-plan 14
+plan 15
 setup
 
 tls_selfsigned srv localhost
@@ -39,6 +41,8 @@ svc multid smtpd_data_restrictions=reject_multi_recipient_bounce
 svc sasl $SASL "{ smtpd_recipient_restrictions = check_sasl_access inline:{ { alice = REJECT account on hold } }, permit_sasl_authenticated, permit_auth_destination, reject }"
 # shellcheck disable=SC2086
 svc known $SASL smtpd_sender_restrictions=reject_known_sender_login_mismatch
+# shellcheck disable=SC2086
+svc authr $SASL smtpd_client_auth_rate_limit=1
 MASTER_EXTRA=$SVCS
 write_conf "clamav_enable = no" "smtpd_sender_login_maps = texthash:$T/logins" \
     "mynetworks = 192.0.2.0/24"
@@ -130,5 +134,20 @@ tap(s[1] == "553 5.7.1 <alice@example.org>: Sender address rejected: not "
 s = session(P("known"), "nobody@example.org", ["x@localhost"])
 tap(s[1] == "250 2.1.5 Ok", "  a sender the maps do not list: accepted "
     "(reject_sender_login_mismatch would not)", s)
+
+# --- smtpd_client_auth_rate_limit
+c = Client(P("authr"))
+c.reply()
+c.cmd("EHLO client.test")
+bad = base64.b64encode(b"\0alice\0wrong").decode()
+r1 = c.cmd("AUTH PLAIN " + bad)
+r2 = c.cmd("AUTH PLAIN " + bad)
+c.close()
+w = log_wait(r"warning: AUTH command rate limit exceeded: 2 from "
+             r"unknown\[127\.0\.0\.1\] for service 127\.0\.0\.1:%d$" % P("authr"), 5)
+tap(r1.code == 535 and r2.text == "450 4.7.1 Error: too many AUTH commands "
+    "from 127.0.0.1" and w,
+    "smtpd_client_auth_rate_limit = 1: the second AUTH gets 450 4.7.1 "
+    "Error: too many AUTH commands from 127.0.0.1, and the warning", r1, r2)
 PY
 check "sluiced is still running" alive "$MASTERPID"
