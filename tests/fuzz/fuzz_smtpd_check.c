@@ -20,7 +20,8 @@
  * action is the HELO field (NULL, the server failed, when it is empty).
  * PREPEND headers come out as whole "Name: value" lines. The facts the
  * evaluation asks (our domain, a relay domain, pipelining) come from the
- * address's length (fz_ask).
+ * address's length (fz_ask); the client certificate and the recipient
+ * count from the lengths of the client name and the recipient.
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -254,6 +255,15 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     in.query = fz_query;
     in.ask = fz_ask;
     in.arg = &in;
+    /* a client certificate (none, untrusted, trusted) from the name's
+     * length; its fingerprints are the HELO name and the address, which
+     * the input's tables may hold; the recipients before this one */
+    in.ccert = (int) (strlen(in.name) % 3);
+    in.encrypted = in.ccert > 0;
+    in.ccert_cn = in.name;
+    in.ccert_fp = in.helo ? in.helo : "";
+    in.ccert_pkey_fp = in.addr;
+    in.nrcpt = strlen(in.rcpt) % 3;
     fz_nans = 0;
     /* DNS list answers: listed (flag 16) at 127.0.0.N, N from the client
      * name's length, with the helo as TXT; else not known */
