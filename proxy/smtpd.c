@@ -2179,17 +2179,18 @@ smtpd_check_ask(void *arg, enum smtpd_check_fact f)
         return strcmp(l->stage, "DATA") == 0 || s->proto == NULL
                || strcmp(s->proto, "ESMTP") != 0;
     }
-    if (f == SMTPD_CHECK_SENDER_FINAL || f == SMTPD_CHECK_RCPT_FINAL) {
-        const char *a = f == SMTPD_CHECK_SENDER_FINAL ? s->sender : l->rcpt;
+    if (f == SMTPD_CHECK_SENDER_FINAL || f == SMTPD_CHECK_RCPT_FINAL
+        || f == SMTPD_CHECK_SENDER_RELAY || f == SMTPD_CHECK_RCPT_RELAY) {
+        int snd =
+            f == SMTPD_CHECK_SENDER_FINAL || f == SMTPD_CHECK_SENDER_RELAY;
+        int fin = f == SMTPD_CHECK_SENDER_FINAL || f == SMTPD_CHECK_RCPT_FINAL;
+        const char *a = snd ? s->sender : l->rcpt;
         const char *at = a ? strrchr(a, '@') : NULL;
 
-        return at && lookup_domain_match(s->conf->mydestination, at + 1);
-    }
-    if (f == SMTPD_CHECK_SENDER_RELAY || f == SMTPD_CHECK_RCPT_RELAY) {
-        const char *a = f == SMTPD_CHECK_SENDER_RELAY ? s->sender : l->rcpt;
-        const char *at = a ? strrchr(a, '@') : NULL;
-
-        return at && lookup_domain_match(s->conf->relay_domains, at + 1);
+        return at
+               && lookup_domain_match(fin ? s->conf->mydestination
+                                          : s->conf->relay_domains,
+                                      at + 1);
     }
     return l->rcpt && smtpd_rcpt_auth_dest(s, l->rcpt);
 }

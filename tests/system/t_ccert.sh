@@ -22,7 +22,7 @@
 need_binaries
 command -v openssl >/dev/null 2>&1 || skip_all "openssl not installed"
 "$PYTHON3" -c 'import ssl' 2>/dev/null || skip_all "python3 has no ssl module"
-plan 13
+plan 14
 setup
 
 cat >"$T/x509.cnf" <<'CNF'
@@ -67,6 +67,8 @@ svc acc $TLS $ASK "smtpd_recipient_restrictions=check_ccert_access,texthash:$T/c
 svc req $TLS $ASK smtpd_tls_security_level=encrypt smtpd_tls_req_ccert=yes
 # shellcheck disable=SC2086
 svc pol $TLS $ASK "smtpd_recipient_restrictions=check_policy_service,inet:127.0.0.1:$PP,permit_mynetworks,reject_unauth_destination"
+# shellcheck disable=SC2086
+svc baddg $TLS $ASK smtpd_tls_fingerprint_digest=nosuchdigest
 MASTER_EXTRA=$SVCS
 write_conf "relay_clientcerts = texthash:$T/relay_ccerts" "mynetworks = 192.0.2.0/24"
 start_ok
@@ -169,6 +171,15 @@ tap(s and s[0] == "421 4.7.1 mx.test.example Error: Client certificate not "
     "trusted", s)
 s = tls(P("req"), "client", "x@localhost")
 tap(s[2:] == ["250 2.1.5 Ok"], "  the CA's client: served", s)
+
+# --- a digest OpenSSL does not know: said at start, no fingerprints
+w = log_wait(r"warning: service 127\.0\.0\.1:%d: smtpd_tls_fingerprint_digest: "
+             r"unknown digest \"nosuchdigest\": client certificates have no "
+             r"fingerprint" % P("baddg"), 5)
+s = tls(P("baddg"), "client", "x@localhost")
+tap(w and s[2] == "250 2.1.5 Ok",
+    "smtpd_tls_fingerprint_digest = nosuchdigest: a start-up warning naming "
+    "the service; the service still works", s)
 
 # --- the policy server's attributes
 import json
