@@ -195,19 +195,37 @@ children()
 # free_port: a loopback TCP port that is free now.
 free_port()
 {
-    # a port the kernel has free now, and not one given out before in
-    # this test (the kernel may hand the same one out twice when nothing
-    # holds it in between: two services on one port)
-    "$PYTHON3" -c 'import os, socket, sys
+    # a port free now, and not one given out before in this test (the
+    # kernel may hand the same one out twice when nothing holds it in
+    # between: two services on one port); taken below the ephemeral range,
+    # where the outgoing connections of the tests running beside this one
+    # cannot be holding it by the time the daemon listens
+    "$PYTHON3" -c 'import os, random, socket, sys
 seen = sys.argv[1] + "/.ports" if sys.argv[1] else None
 old = set(open(seen).read().split()) if seen and os.path.exists(seen) else set()
-for _ in range(50):
+try:
+    low = int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0])
+except (OSError, ValueError, IndexError):
+    low = 32768
+p = 0
+for _ in range(200):
+    c = random.randrange(max(1024, low // 2), low) if low > 2048 else 0
+    s = socket.socket()
+    try:
+        s.bind(("127.0.0.1", c))
+    except OSError:
+        continue
+    finally:
+        q = s.getsockname()[1] if s.fileno() >= 0 else 0
+        s.close()
+    if q and str(q) not in old:
+        p = q
+        break
+if p == 0:
     s = socket.socket()
     s.bind(("127.0.0.1", 0))
     p = s.getsockname()[1]
     s.close()
-    if str(p) not in old:
-        break
 if seen:
     with open(seen, "a") as f:
         f.write("%d\n" % p)
