@@ -1325,3 +1325,225 @@ lookup_any_value(const struct lookup_table *t,
             return 1;
     return 0;
 }
+
+/* ---- domain lists with tables and files ---- */
+
+#define LOOKUP_DLIST_FILE_MAX ((off_t) 16 << 20) /* bytes of a /file entry */
+#define LOOKUP_DLIST_MAX      1000000            /* entries of a list */
+
+struct lookup_dent {
+    int neg;                /* "!entry" */
+    char *dom;              /* "example.com" or ".example.com" */
+    struct lookup_table *t; /* or a table */
+};
+
+struct lookup_dlist {
+    struct lookup_dent *v;
+    size_t n, cap;
+};
+
+static int lookup_dlist_add(struct lookup_dlist *l, const char *e, int depth,
+                            struct buf *err);
+
+/* A "/file" entry: its words (whitespace or comma separated, '#' to the
+ * end of a line a comment) are entries of the list. */
+static int
+lookup_dlist_file(struct lookup_dlist *l, const char *path, int neg,
+                  struct buf *err)
+{
+    FILE *f = fopen(path, "r");
+    struct stat st;
+    char line[4096];
+    unsigned long lineno = 0;
+    off_t total = 0;
+    int rc = 0;
+
+    if (f == NULL) {
+        buf_printf(err, "cannot open %s: %s", path, strerror(errno));
+        return -1;
+    }
+    if (fstat(fileno(f), &st) == 0 && st.st_size > LOOKUP_DLIST_FILE_MAX) {
+        buf_printf(err, "%s: larger than %lld bytes", path,
+                   (long long) LOOKUP_DLIST_FILE_MAX);
+        fclose(f);
+        return -1;
+    }
+    while (rc == 0 && fgets(line, sizeof(line), f) != NULL) {
+        size_t len = strlen(line);
+        char *save = NULL, *w;
+
+        lineno++;
+        total += (off_t) len;
+        if (total > LOOKUP_DLIST_FILE_MAX) { /* a device, a growing file */
+            buf_printf(err, "%s: larger than %lld bytes", path,
+                       (long long) LOOKUP_DLIST_FILE_MAX);
+            rc = -1;
+            break;
+        }
+        if (len == sizeof(line) - 1 && line[len - 1] != '\n' && !feof(f)) {
+            buf_printf(err, "%s, line %lu: longer than %zu bytes", path, lineno,
+                       sizeof(line) - 2);
+            rc = -1;
+            break;
+        }
+        line[strcspn(line, "#")] = '\0';
+        for (w = strtok_r(line, " \t\r\n,", &save); w && rc == 0;
+             w = strtok_r(NULL, " \t\r\n,", &save)) {
+            char ent[4100];
+
+            snprintf(ent, sizeof(ent), "%s%s", neg ? "!" : "", w);
+            if (lookup_dlist_add(l, ent, 1, err) < 0) {
+                buf_printf(err, " (%s, line %lu)", path, lineno);
+                rc = -1;
+            }
+        }
+    }
+    if (rc == 0 && ferror(f)) {
+        buf_printf(err, "cannot read %s: %s", path, strerror(errno));
+        rc = -1;
+    }
+    fclose(f);
+    return rc;
+}
+
+static int
+lookup_dlist_add(struct lookup_dlist *l, const char *e, int depth,
+                 struct buf *err)
+{
+    struct lookup_dent d;
+    int neg = 0;
+
+    while (*e == '!') {
+        neg = !neg;
+        e++;
+    }
+    if (*e == '\0') {
+        buf_printf(err, "empty entry after '!'");
+        return -1;
+    }
+    if (*e == '/') {
+        if (depth > 0) {
+            buf_printf(err, "a file entry (%s) inside a file", e);
+            return -1;
+        }
+        return lookup_dlist_file(l, e, neg, err);
+    }
+    memset(&d, 0, sizeof(d));
+    d.neg = neg;
+    if (strchr(e, ':') != NULL) {
+        if ((d.t = lookup_open(e, err)) == NULL)
+            return -1;
+    } else {
+        d.dom = xstrdup(e);
+    }
+    if (l->n == LOOKUP_DLIST_MAX) {
+        buf_printf(err, "more than %d entries", LOOKUP_DLIST_MAX);
+        lookup_free(d.t);
+        free(d.dom);
+        return -1;
+    }
+    if (l->n == l->cap) {
+        l->cap = l->cap ? 2 * l->cap : 8;
+        l->v = xrealloc(l->v, l->cap * sizeof(*l->v));
+    }
+    l->v[l->n++] = d;
+    return 0;
+}
+
+struct lookup_dlist *
+lookup_dlist_new(char *const *list, struct buf *err)
+{
+    struct lookup_dlist *l = xcalloc(1, sizeof(*l));
+
+    for (char *const *p = list; p && *p; p++)
+        if (lookup_dlist_add(l, *p, 0, err) < 0) {
+            lookup_dlist_free(l);
+            return NULL;
+        }
+    return l;
+}
+
+/* A table entry: the domain, then each parent as ".parent" (Postfix's
+ * match_hostname without parent_domain_matches_subdomains). */
+static int
+lookup_dlist_table(const struct lookup_table *t, const char *domain,
+                   size_t dlen, struct buf *v)
+{
+    char key[1100];
+    const char *p = domain;
+    int rc;
+
+    if (dlen >= sizeof(key))
+        return 0;
+    memcpy(key, domain, dlen);
+    key[dlen] = '\0';
+    if ((rc = lookup_get(t, key, v)) != 0)
+        return rc;
+    while ((p = memchr(p + 1, '.', dlen - (size_t) (p + 1 - domain))) != NULL) {
+        size_t n = dlen - (size_t) (p - domain);
+
+        if (n <= 1)
+            break;
+        memcpy(key, p, n);
+        key[n] = '\0';
+        if ((rc = lookup_get(t, key, v)) != 0)
+            return rc;
+    }
+    return 0;
+}
+
+int
+lookup_dlist_match(const struct lookup_dlist *l, const char *domain)
+{
+    size_t dlen;
+
+    if (l == NULL || domain == NULL)
+        return 0;
+    dlen = strlen(domain);
+    if (dlen > 0 && domain[dlen - 1] == '.')
+        dlen--;
+    if (dlen == 0)
+        return 0;
+    for (size_t i = 0; i < l->n; i++) {
+        const struct lookup_dent *d = &l->v[i];
+        int m;
+
+        if (d->t) {
+            struct buf *v = buf_new(64, 4096);
+
+            m = lookup_dlist_table(d->t, domain, dlen, v);
+            if (m < 0)
+                log_warning("%s: lookup of %.*s failed: %s", lookup_spec(d->t),
+                            (int) dlen, domain, buf_data(v));
+            buf_free(v);
+            if (m < 0)
+                return -1;
+        } else {
+            char *one[2] = {d->dom, NULL};
+
+            m = lookup_domain_match(one, domain);
+        }
+        if (m > 0)
+            return !d->neg;
+    }
+    return 0;
+}
+
+int
+lookup_dlist_empty(const struct lookup_dlist *l)
+{
+    return l == NULL || l->n == 0;
+}
+
+void
+lookup_dlist_free(struct lookup_dlist *l)
+{
+    if (l == NULL)
+        return;
+    for (size_t i = 0; i < l->n; i++) {
+        lookup_free(l->v[i].t);
+        free(l->v[i].dom);
+    }
+    free(l->v);
+    free(l);
+}

@@ -34,6 +34,19 @@ void lookup_net_free(struct lookup_net *n); /* NULL ok */
 
 int lookup_domain_match(char *const *list, const char *domain);
 
+/* A domain list as Postfix's mydestination, relay_domains or
+ * virtual_alias_domains: the entries above, and "type:table" (the
+ * domain, then each parent as ".parent", is looked up; any value
+ * matches), "/file" (its words are entries) and "!entry" (a match means
+ * no). The first entry that matches decides. Bad entry, unreadable file
+ * or table: NULL, the reason in err. */
+struct lookup_dlist;
+struct lookup_dlist *lookup_dlist_new(char *const *list, struct buf *err);
+/* 1 match, 0 none, -1 a table failed (a warning logged). */
+int lookup_dlist_match(const struct lookup_dlist *l, const char *domain);
+int lookup_dlist_empty(const struct lookup_dlist *l); /* NULL: 1 */
+void lookup_dlist_free(struct lookup_dlist *l);       /* NULL ok */
+
 struct lookup_table;
 struct lookup_table *lookup_open(const char *spec, struct buf *err);
 /* 1 found (value in out), 0 not found, -1 error (reason in out). */

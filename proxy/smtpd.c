@@ -59,6 +59,7 @@
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 
+#include "conf/addrmap.h"
 #include "conf/cf.h"
 #include "conf/lookup.h"
 #include "filters/filter.h"
@@ -150,8 +151,6 @@ struct smtpd_conf {
     int soft_bounce;            /* every 5xx reply said as 4xx */
     int forbid_bare;
     int peername_lookup;
-    char *const *mydestination;
-    char *const *relay_domains;
     struct lookup_net *mynetworks;
     struct lookup_net *event_exc;
     struct lookup_net *bare_exc;
@@ -538,8 +537,6 @@ smtpd_conf_init(struct smtpd_conf *c, const struct cf *cf, const char *service,
     c->forbid_bare = cf_bool(cf, "smtpd_forbid_bare_newline");
     c->soft_bounce = cf_bool(cf, "soft_bounce");
     c->peername_lookup = cf_bool(cf, "smtpd_peername_lookup");
-    c->mydestination = cf_list(cf, "mydestination");
-    c->relay_domains = cf_list(cf, "relay_domains");
     c->mynetworks = smtpd_net_new(cf, "mynetworks", service);
     c->event_exc =
         smtpd_net_new(cf, "smtpd_client_event_limit_exceptions", service);
@@ -1724,9 +1721,9 @@ smtpd_cmd_mail(struct smtpd_sess *s, struct smtpd_cmd *cmd)
     smtpd_filter(s, FILTER_MAIL, &a, smtpd_mail_done);
 }
 
-/* Is addr a destination of ours (mydestination, relay_domains, a bare
- * postmaster), i.e. what permit_auth_destination permits and
- * reject_unauth_destination does not reject? Invariant 8: the rest is
+/* Is addr a destination of ours (mydestination, virtual_alias_domains,
+ * relay_domains, a bare postmaster), i.e. what permit_auth_destination permits
+ * and reject_unauth_destination does not reject? Invariant 8: the rest is
  * relaying, which the restrictions allow only to mynetworks and
  * authenticated clients. */
 static int
@@ -1745,8 +1742,7 @@ smtpd_rcpt_auth_dest(const struct smtpd_sess *s, const char *addr)
     else if (domain[0] == '[') /* address literals are never ours */
         ok = 0;
     else
-        ok = lookup_domain_match(c->mydestination, domain)
-             || lookup_domain_match(c->relay_domains, domain);
+        ok = smtpd_check_dclass(c->check, domain) != SMTPD_CHECK_D_OTHER;
     free(local);
     free(domain);
     return ok;
@@ -2180,17 +2176,20 @@ smtpd_check_ask(void *arg, enum smtpd_check_fact f)
                || strcmp(s->proto, "ESMTP") != 0;
     }
     if (f == SMTPD_CHECK_SENDER_FINAL || f == SMTPD_CHECK_RCPT_FINAL
-        || f == SMTPD_CHECK_SENDER_RELAY || f == SMTPD_CHECK_RCPT_RELAY) {
-        int snd =
-            f == SMTPD_CHECK_SENDER_FINAL || f == SMTPD_CHECK_SENDER_RELAY;
-        int fin = f == SMTPD_CHECK_SENDER_FINAL || f == SMTPD_CHECK_RCPT_FINAL;
+        || f == SMTPD_CHECK_SENDER_RELAY || f == SMTPD_CHECK_RCPT_RELAY
+        || f == SMTPD_CHECK_SENDER_VALIAS || f == SMTPD_CHECK_RCPT_VALIAS) {
+        int snd = f == SMTPD_CHECK_SENDER_FINAL || f == SMTPD_CHECK_SENDER_RELAY
+                  || f == SMTPD_CHECK_SENDER_VALIAS;
+        enum smtpd_check_dclass want =
+            f == SMTPD_CHECK_SENDER_FINAL || f == SMTPD_CHECK_RCPT_FINAL
+                ? SMTPD_CHECK_D_LOCAL
+            : f == SMTPD_CHECK_SENDER_VALIAS || f == SMTPD_CHECK_RCPT_VALIAS
+                ? SMTPD_CHECK_D_VALIAS
+                : SMTPD_CHECK_D_RELAY;
         const char *a = snd ? s->sender : l->rcpt;
         const char *at = a ? strrchr(a, '@') : NULL;
 
-        return at
-               && lookup_domain_match(fin ? s->conf->mydestination
-                                          : s->conf->relay_domains,
-                                      at + 1);
+        return at && smtpd_check_dclass(s->conf->check, at + 1) == want;
     }
     return l->rcpt && smtpd_rcpt_auth_dest(s, l->rcpt);
 }
@@ -3281,14 +3280,68 @@ smtpd_job_free(struct smtpd_job *j)
     free(j);
 }
 
+/* virtual_alias_maps: each of r[0, *nr) replaced by what it expands
+ * into; orig[i] is NULL, or the address r[i] came from. 0, or -1 with
+ * the reason in err (nothing changed then). */
+static int
+smtpd_valias(struct smtpd_sess *s, char ***r, size_t *nr, char ***orig,
+             struct buf *err)
+{
+    const struct addrmap *m = smtpd_check_valias(s->conf->check);
+    char **nv = NULL, **no = NULL;
+    size_t n = 0;
+
+    for (size_t i = 0; i < *nr; i++) {
+        char **x;
+        size_t nx;
+
+        if (addrmap_expand(m, (*r)[i], &x, &nx, err) < 0)
+            goto fail;
+        if (n + nx > SPOOL_RCPT_MAX) {
+            buf_printf(err,
+                       "unreasonable virtual_alias_maps map expansion size "
+                       "for %s: more than %d recipients",
+                       (*r)[i], SPOOL_RCPT_MAX);
+            for (size_t k = 0; k < nx; k++)
+                free(x[k]);
+            free(x);
+            goto fail;
+        }
+        nv = xrealloc(nv, (n + nx + 1) * sizeof(char *));
+        no = xrealloc(no, (n + nx + 1) * sizeof(char *));
+        for (size_t k = 0; k < nx; k++, n++) {
+            nv[n] = x[k];
+            no[n] = strcasecmp(x[k], (*r)[i]) != 0 ? xstrdup((*r)[i]) : NULL;
+        }
+        free(x);
+    }
+    for (size_t i = 0; i < *nr; i++)
+        free((*r)[i]);
+    free(*r);
+    *r = nv;
+    *orig = no;
+    *nr = n;
+    return 0;
+fail:
+    for (size_t k = 0; k < n; k++) {
+        free(nv[k]);
+        free(no[k]);
+    }
+    free(nv);
+    free(no);
+    return -1;
+}
+
+/* The envelope of the transaction with the filters' changes; NULL with
+ * the reason in err when virtual_alias_maps cannot expand it. */
 static struct spool_env *
 smtpd_env_new(struct smtpd_sess *s, const struct filter_mod *mods,
-              const char *hold)
+              const char *hold, struct buf *err)
 {
-    struct spool_env *e = xcalloc(1, sizeof(*e));
+    struct spool_env *e;
     const struct filter_mod *m;
     struct timeval tv;
-    char **r = xcalloc(s->nrcpt + 1, sizeof(char *));
+    char **r = xcalloc(s->nrcpt + 1, sizeof(char *)), **orig = NULL;
     size_t nr = 0, i, j;
     char *sender = xstrdup(s->sender ? s->sender : "");
 
@@ -3325,6 +3378,15 @@ smtpd_env_new(struct smtpd_sess *s, const struct filter_mod *mods,
             break;
         }
     }
+    if (!addrmap_empty(smtpd_check_valias(s->conf->check))
+        && smtpd_valias(s, &r, &nr, &orig, err) < 0) {
+        for (i = 0; i < nr; i++)
+            free(r[i]);
+        free(r);
+        free(sender);
+        return NULL;
+    }
+    e = xcalloc(1, sizeof(*e));
     gettimeofday(&tv, NULL);
     e->arrival = (long long) tv.tv_sec * 1000000 + tv.tv_usec;
     e->client_name = xstrdup(s->name);
@@ -3342,13 +3404,17 @@ smtpd_env_new(struct smtpd_sess *s, const struct filter_mod *mods,
                 break;
         if (j < e->nrcpt) {
             free(r[i]);
+            if (orig)
+                free(orig[i]);
             continue;
         }
         e->rcpt[e->nrcpt].addr = r[i];
+        e->rcpt[e->nrcpt].orig = orig ? orig[i] : NULL;
         e->rcpt[e->nrcpt].status = SPOOL_RCPT_PENDING;
         e->nrcpt++;
     }
     free(r);
+    free(orig);
     return e;
 }
 
@@ -3649,10 +3715,24 @@ smtpd_eom_done(struct smtpd_sess *s, const struct filter_result *r)
     j->qdir = xstrdup(s->conf->qdir);
     snprintf(j->id, sizeof(j->id), "%s", s->qid);
     j->queue = v == FILTER_HOLD ? "hold" : "incoming";
+    b = buf_new(128, 1024);
     j->env = smtpd_env_new(
-        s, r->mods, v == FILTER_HOLD ? (text && *text ? text : "held") : NULL);
+        s, r->mods, v == FILTER_HOLD ? (text && *text ? text : "held") : NULL,
+        b);
     j->sf = s->sf;
-    s->sf = NULL; /* the job owns it now */
+    s->sf = NULL;         /* the job owns it now */
+    if (j->env == NULL) { /* Postfix's cleanup says it so */
+        log_warning("%s: %s -- message not accepted, try again later", j->id,
+                    buf_data(b));
+        buf_free(b);
+        smtpd_drop_file(s->srv, j->sf);
+        smtpd_job_free(j);
+        smtpd_reply(s, "451 4.6.0 Alias expansion error");
+        smtpd_txn_end(s, 0);
+        smtpd_enter(s, smtpd_idle_state(s));
+        return;
+    }
+    buf_free(b);
     if (j->env->nrcpt == 0) {
         log_info("%s: discard: END-OF-MESSAGE from %s: no recipients left",
                  j->id, s->ident);

@@ -42,6 +42,7 @@
 #include <strings.h>
 #include <sys/stat.h>
 
+#include "conf/addrmap.h"
 #include "conf/lookup.h"
 #include "lib/dns.h"
 #include "lib/log.h"
@@ -235,18 +236,23 @@ struct smtpd_check {
     size_t nccerts;
     struct lookup_table **relay_maps; /* relay_recipient_maps */
     size_t nrelay;
-    int unk_local_code; /* unknown_local_recipient_reject_code */
-    int unk_relay_code; /* unknown_relay_recipient_reject_code */
-    int show_table;     /* show_user_unknown_table_name */
-    int unl_rcpt;       /* smtpd_reject_unlisted_recipient */
-    int unl_sender;     /* smtpd_reject_unlisted_sender */
-    char *delim;        /* recipient_delimiter */
-    char *dbl;          /* double_bounce_sender */
-    int multi_code;     /* multi_recipient_bounce_reject_code */
-    int unk_addr_tf;    /* unknown_address_tempfail_action: 1
-                           defer_if_permit, 0 defer */
-    int unk_helo_tf;    /* unknown_helo_hostname_tempfail_action */
-    char *policy_def;   /* smtpd_policy_service_default_action */
+    int unk_local_code;             /* unknown_local_recipient_reject_code */
+    int unk_relay_code;             /* unknown_relay_recipient_reject_code */
+    int show_table;                 /* show_user_unknown_table_name */
+    int unl_rcpt;                   /* smtpd_reject_unlisted_recipient */
+    int unl_sender;                 /* smtpd_reject_unlisted_sender */
+    char *delim;                    /* recipient_delimiter */
+    char *dbl;                      /* double_bounce_sender */
+    int multi_code;                 /* multi_recipient_bounce_reject_code */
+    int unk_addr_tf;                /* unknown_address_tempfail_action: 1
+                                       defer_if_permit, 0 defer */
+    int unk_helo_tf;                /* unknown_helo_hostname_tempfail_action */
+    char *policy_def;               /* smtpd_policy_service_default_action */
+    struct lookup_dlist *mydest;    /* mydestination */
+    struct lookup_dlist *valias_dl; /* virtual_alias_domains */
+    struct lookup_dlist *relay_dl;  /* relay_domains */
+    struct addrmap *valias;         /* virtual_alias_maps */
+    int unk_valias_code;            /* unknown_virtual_alias_reject_code */
 };
 
 /* A deferral kept for later: defer_if_permit, defer_if_reject. */
@@ -896,6 +902,15 @@ sc_parse_classes(struct smtpd_check *c, const struct cf *cf, struct buf *err,
     return 0;
 }
 
+/* A limit parameter: at least 1, as Postfix requires. */
+static long long
+sc_positive(const struct cf *cf, const char *name)
+{
+    long long v = cf_int(cf, name);
+
+    return v < 1 ? 1 : v;
+}
+
 struct smtpd_check *
 smtpd_check_new(const struct cf *cf, struct buf *err, struct buf *warn)
 {
@@ -945,6 +960,43 @@ smtpd_check_new(const struct cf *cf, struct buf *err, struct buf *warn)
         sc_open_tables(cf, "relay_clientcerts", &c->nccerts, NULL, NULL, err);
     if (c->ccerts == NULL)
         goto fail;
+    {
+        static const char *const dl[] = {
+            "mydestination", "virtual_alias_domains", "relay_domains"};
+        struct lookup_dlist **dv[] = {&c->mydest, &c->valias_dl, &c->relay_dl};
+        struct addrmap_opts o;
+        char *const *prop = cf_list(cf, "propagate_unmatched_extensions");
+
+        for (int k = 0; k < 3; k++) {
+            struct buf *e = buf_new(128, 4096);
+
+            *dv[k] = lookup_dlist_new(cf_list(cf, dl[k]), e);
+            if (*dv[k] == NULL) {
+                buf_printf(err, "%s: %s", dl[k], buf_data(e));
+                buf_free(e);
+                goto fail;
+            }
+            buf_free(e);
+        }
+        memset(&o, 0, sizeof(o));
+        o.title = "virtual_alias_maps";
+        o.ours = c->mydest;
+        o.myorigin = cf_str(cf, "myorigin");
+        o.delim = cf_str(cf, "recipient_delimiter");
+        for (size_t k = 0; prop[k]; k++)
+            if (strcasecmp(prop[k], "virtual") == 0)
+                o.propagate = 1;
+        o.recursion_limit =
+            (size_t) sc_positive(cf, "virtual_alias_recursion_limit");
+        o.expansion_limit =
+            (size_t) sc_positive(cf, "virtual_alias_expansion_limit");
+        o.addrlen_limit =
+            (size_t) sc_positive(cf, "virtual_alias_address_length_limit");
+        c->valias = addrmap_new(cf_list(cf, "virtual_alias_maps"), &o, err);
+        if (c->valias == NULL)
+            goto fail;
+    }
+    c->unk_valias_code = (int) cf_int(cf, "unknown_virtual_alias_reject_code");
     c->unk_local_code = (int) cf_int(cf, "unknown_local_recipient_reject_code");
     c->unk_relay_code = (int) cf_int(cf, "unknown_relay_recipient_reject_code");
     c->show_table = cf_bool(cf, "show_user_unknown_table_name");
@@ -970,16 +1022,17 @@ smtpd_check_new(const struct cf *cf, struct buf *err, struct buf *warn)
             "plaintext_reject_code",
             "multi_recipient_bounce_reject_code",
             "unknown_local_recipient_reject_code",
-            "unknown_relay_recipient_reject_code"};
+            "unknown_relay_recipient_reject_code",
+            "unknown_virtual_alias_reject_code"};
         static const char *const tfs[] = {
             "unknown_address_tempfail_action",
             "unknown_helo_hostname_tempfail_action"};
-        int cv[7] = {c->unk_addr_code, c->unk_name_code, c->unk_client_code,
-                     c->plain_code,    c->multi_code,    c->unk_local_code,
-                     c->unk_relay_code};
+        int cv[8] = {c->unk_addr_code,  c->unk_name_code,  c->unk_client_code,
+                     c->plain_code,     c->multi_code,     c->unk_local_code,
+                     c->unk_relay_code, c->unk_valias_code};
         int tv[2] = {c->unk_addr_tf, c->unk_helo_tf};
 
-        for (int k = 0; k < 7; k++) {
+        for (int k = 0; k < 8; k++) {
             if (cv[k] < 400 || cv[k] > 599) {
                 buf_printf(err, "%s: %d is not a 4xx or 5xx code", codes[k],
                            cv[k]);
@@ -1048,6 +1101,10 @@ smtpd_check_free(struct smtpd_check *c)
     for (size_t i = 0; i < c->nccerts; i++)
         lookup_free(c->ccerts[i]);
     free(c->ccerts);
+    lookup_dlist_free(c->mydest);
+    lookup_dlist_free(c->valias_dl);
+    lookup_dlist_free(c->relay_dl);
+    addrmap_free(c->valias);
     free(c->delim);
     free(c->dbl);
     free(c->null_key);
@@ -1953,7 +2010,7 @@ sc_unlisted(struct sc_run *r, const char *a, int sender)
     size_t nmaps, nkeys, lpl;
     char *keys[6];
     struct buf *v;
-    int ours, code, found = 0, failed = 0;
+    int ours, code, found = 0, failed = 0, valias = 0;
 
     if (r->warn == 0) {
         if (sender)
@@ -1963,8 +2020,19 @@ sc_unlisted(struct sc_run *r, const char *a, int sender)
     }
     if (at == NULL || at == a || at[1] == '\0' || at[1] == '['
         || r->in->ask == NULL
-        || (c->nlocal == 0 && !c->local_missing && c->nrelay == 0))
+        || (c->nlocal == 0 && !c->local_missing && c->nrelay == 0
+            && lookup_dlist_empty(c->valias_dl)))
         return SCR_DUNNO;
+    /* Postfix: an address virtual_alias_maps lists is valid anywhere */
+    switch (addrmap_listed(c->valias, a)) {
+    case 1:
+        return SCR_DUNNO;
+    case -1:
+        failed = 1;
+        break;
+    default:
+        break;
+    }
     lpl = (size_t) (at - a);
     ours = r->in->ask(r->in->arg, sender ? SMTPD_CHECK_SENDER_FINAL
                                          : SMTPD_CHECK_RCPT_FINAL);
@@ -1979,7 +2047,13 @@ sc_unlisted(struct sc_run *r, const char *a, int sender)
         maps = c->local_maps;
         nmaps = c->nlocal;
         code = c->unk_local_code;
-        failed = c->local_missing; /* unless the others list it */
+        failed |= c->local_missing; /* unless the others list it */
+    } else if (r->in->ask(r->in->arg, sender ? SMTPD_CHECK_SENDER_VALIAS
+                                             : SMTPD_CHECK_RCPT_VALIAS)) {
+        maps = NULL; /* every valid address was in virtual_alias_maps */
+        nmaps = 0;
+        code = c->unk_valias_code;
+        valias = 1;
     } else if (r->in->ask(r->in->arg, sender ? SMTPD_CHECK_SENDER_RELAY
                                              : SMTPD_CHECK_RCPT_RELAY)) {
         maps = c->relay_maps;
@@ -1988,7 +2062,7 @@ sc_unlisted(struct sc_run *r, const char *a, int sender)
     } else {
         return SCR_DUNNO; /* not ours to judge */
     }
-    if (nmaps == 0 && !failed)
+    if (nmaps == 0 && !failed && !valias)
         return SCR_DUNNO; /* no list: every address is valid */
     nkeys = sc_rcpt_keys(r, a, lpl, at + 1, ours, keys);
     v = buf_new(128, 4096);
@@ -2024,8 +2098,27 @@ sc_unlisted(struct sc_run *r, const char *a, int sender)
                          class,
                          !c->show_table ? ""
                          : ours         ? " in local recipient table"
+                         : valias       ? " in virtual alias table"
                                         : " in relay recipient table");
     }
+}
+
+enum smtpd_check_dclass
+smtpd_check_dclass(const struct smtpd_check *c, const char *domain)
+{
+    if (lookup_dlist_match(c->mydest, domain) > 0)
+        return SMTPD_CHECK_D_LOCAL;
+    if (lookup_dlist_match(c->valias_dl, domain) > 0)
+        return SMTPD_CHECK_D_VALIAS;
+    if (lookup_dlist_match(c->relay_dl, domain) > 0)
+        return SMTPD_CHECK_D_RELAY;
+    return SMTPD_CHECK_D_OTHER;
+}
+
+const struct addrmap *
+smtpd_check_valias(const struct smtpd_check *c)
+{
+    return c->valias;
 }
 
 /* smtpd_sender_login_maps: the owners of the sender ("u1, u2"), looked

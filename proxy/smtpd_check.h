@@ -216,15 +216,32 @@ int smtpd_check_rbl_name(const struct sockaddr *sa, const char *domain,
 enum smtpd_check_fact {
     SMTPD_CHECK_MYNETWORKS,
     SMTPD_CHECK_AUTH_DEST,
-    SMTPD_CHECK_SENDER_FINAL, /* the sender's domain is ours
-                                 (mydestination) */
-    SMTPD_CHECK_RCPT_FINAL,   /* the recipient's */
-    SMTPD_CHECK_SENDER_RELAY, /* the sender's domain is in relay_domains */
-    SMTPD_CHECK_RCPT_RELAY,   /* the recipient's */
-    SMTPD_CHECK_PIPELINED     /* the client sent more after this command
-                                 where it may not: the command is DATA,
-                                 or the session is not ESMTP */
+    SMTPD_CHECK_SENDER_FINAL,  /* the sender's domain is ours
+                                  (mydestination) */
+    SMTPD_CHECK_RCPT_FINAL,    /* the recipient's */
+    SMTPD_CHECK_SENDER_RELAY,  /* the sender's domain is in relay_domains */
+    SMTPD_CHECK_RCPT_RELAY,    /* the recipient's */
+    SMTPD_CHECK_PIPELINED,     /* the client sent more after this command
+                                  where it may not: the command is DATA,
+                                  or the session is not ESMTP */
+    SMTPD_CHECK_SENDER_VALIAS, /* the sender's domain is in
+                                  virtual_alias_domains (and not ours) */
+    SMTPD_CHECK_RCPT_VALIAS    /* the recipient's */
 };
+
+/* A domain's class, as Postfix's trivial-rewrite resolves it: ours
+ * (mydestination), then virtual_alias_domains, then relay_domains. */
+enum smtpd_check_dclass {
+    SMTPD_CHECK_D_OTHER,
+    SMTPD_CHECK_D_LOCAL,
+    SMTPD_CHECK_D_VALIAS,
+    SMTPD_CHECK_D_RELAY
+};
+enum smtpd_check_dclass smtpd_check_dclass(const struct smtpd_check *c,
+                                           const char *domain);
+/* virtual_alias_maps with its settings (addrmap.h), for the commit. */
+struct addrmap;
+const struct addrmap *smtpd_check_valias(const struct smtpd_check *c);
 
 /* The answers from the network (smtpd_check_in.query). */
 enum smtpd_check_q {

@@ -65,10 +65,10 @@ struct dlv_job {
     const char *sasl_user;     /* smtp: AUTH as this user (from
                                   smtp_sasl_password_maps), or NULL */
     const char *sasl_pass;
-    int mx;                /* smtp: the next hop is a domain (no []) */
-    struct dns *dns;       /* smtp: MX and address lookups, or NULL
-                              (smtp_dns_support_level = disabled, or
-                              smtp_host_lookup = native: getaddrinfo) */
+    int mx;          /* smtp: the next hop is a domain (no []) */
+    struct dns *dns; /* smtp: MX and address lookups, or NULL
+                        (smtp_dns_support_level = disabled, or
+                        smtp_host_lookup = native: getaddrinfo) */
     const struct dlv_resolve_opts *resolve;    /* smtp: for hosts */
     const struct dlv_resolve_opts *resolve_mx; /* smtp: for domains */
     const struct dlv_self *self;               /* smtp: loop detection */
@@ -103,5 +103,9 @@ void dlv_local_start(struct dlv_job *job);
 double dlv_delay(const struct spool_msg *m);
 /* A delay as Postfix prints it: 0, 0.04, 0.38, 3.5, 12, 2063. Returns out. */
 char *dlv_fmt_delay(double d, char *out, size_t n);
+/* ", orig_to=<ADDR>" for a recipient virtual_alias_maps rewrote (ADDR
+ * made safe for a log line), "" for one it did not: out, as Postfix puts
+ * it between to= and relay=. */
+char *dlv_orig_to(const struct spool_rcpt *r, char *out, size_t n);
 
 #endif

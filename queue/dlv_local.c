@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <sys/time.h>
 #include <unistd.h>
@@ -74,6 +75,19 @@ dlv_fmt_delay(double d, char *out, size_t n)
         snprintf(out, n, "%.2g", d);
     else
         snprintf(out, n, "%.0f", d);
+    return out;
+}
+
+char *
+dlv_orig_to(const struct spool_rcpt *r, char *out, size_t n)
+{
+    char safe[600];
+
+    if (n > 0)
+        *out = '\0';
+    if (r->orig != NULL && *r->orig && strcasecmp(r->orig, r->addr) != 0)
+        snprintf(out, n, ", orig_to=<%s>",
+                 log_safe(r->orig, strlen(r->orig), safe, sizeof(safe)));
     return out;
 }
 
@@ -354,14 +368,15 @@ local_done(void *arg)
     struct local_ctx *c = arg;
     struct dlv_job *job = c->job;
     double arrival = (double) job->msg->env.arrival / 1e6;
-    char d[32], a[32], dd[32], safe_to[600], safe_text[1100];
+    char d[32], a[32], dd[32], safe_to[600], safe_text[1100], orig[620];
     size_t k;
 
     if (c->end == 0)
         c->end = local_now();
     for (k = 0; k < job->nrcpt; k++) {
         struct dlv_result *r = &job->result[k];
-        const char *to = job->msg->env.rcpt[job->rcpt[k]].addr;
+        const struct spool_rcpt *sr = &job->msg->env.rcpt[job->rcpt[k]];
+        const char *to = sr->addr;
         const char *status = "sent";
 
         switch (r->status) {
@@ -383,9 +398,10 @@ local_done(void *arg)
         log_safe(r->text ? r->text : "", r->text ? strlen(r->text) : 0,
                  safe_text, sizeof(safe_text));
         log_info_as("local",
-                    "%s: to=<%s>, relay=local, delay=%s, delays=%s/0/0/%s, "
-                    "dsn=%s, status=%s (%s)",
+                    "%s: to=<%s>%s, relay=local, delay=%s, "
+                    "delays=%s/0/0/%s, dsn=%s, status=%s (%s)",
                     job->msg->env.id, safe_to,
+                    dlv_orig_to(sr, orig, sizeof(orig)),
                     dlv_fmt_delay(c->end - arrival, d, sizeof(d)),
                     dlv_fmt_delay(c->start - arrival, a, sizeof(a)),
                     dlv_fmt_delay(c->end - c->start, dd, sizeof(dd)), r->dsn,

@@ -359,7 +359,7 @@ smtp_decide(struct smtp_sess *s, size_t i, enum dlv_status st, const char *dsn,
                            : "";
     const char *status = "deferred";
     char relay[SMTP_SAFE_MAX + NET_ADDR_MAX + 16];
-    char d[32], da[32], db[32], dc[32], dd[32];
+    char d[32], da[32], db[32], dc[32], dd[32], orig[620];
     char *srcpt;
     ev_tstamp now = ev_time();
     double conn, xfer;
@@ -398,11 +398,13 @@ smtp_decide(struct smtp_sess *s, size_t i, enum dlv_status st, const char *dsn,
     dlv_fmt_delay(conn, dc, sizeof(dc));
     dlv_fmt_delay(xfer, dd, sizeof(dd));
     srcpt = smtp_safe(rcpt, strlen(rcpt));
-    log_info_as("smtp",
-                "%s: to=<%s>, relay=%s, delay=%s, delays=%s/%s/%s/%s, "
-                "dsn=%s, status=%s (%s)",
-                job->msg->env.id, srcpt, relay, d, da, db, dc, dd, dsn, status,
-                text);
+    log_info_as(
+        "smtp",
+        "%s: to=<%s>%s, relay=%s, delay=%s, delays=%s/%s/%s/%s, "
+        "dsn=%s, status=%s (%s)",
+        job->msg->env.id, srcpt,
+        dlv_orig_to(&job->msg->env.rcpt[job->rcpt[i]], orig, sizeof(orig)),
+        relay, d, da, db, dc, dd, dsn, status, text);
     free(srcpt);
 }
 

@@ -575,7 +575,9 @@ qadmin_cat_env(struct buf *b, const char *queue, const struct spool_env *e)
     buf_printf(b, "sender: %s\n", e->sender);
     for (i = 0; i < e->nrcpt; i++) {
         if (e->rcpt[i].orcpt != NULL)
-            buf_printf(b, "original_recipient: %s\n", e->rcpt[i].orcpt);
+            buf_printf(b, "dsn_orig_rcpt: %s\n", e->rcpt[i].orcpt);
+        if (e->rcpt[i].orig != NULL)
+            buf_printf(b, "original_recipient: %s\n", e->rcpt[i].orig);
         buf_printf(b, "recipient: %s (%s)\n", e->rcpt[i].addr,
                    qadmin_status_name(e->rcpt[i].status));
     }

@@ -192,8 +192,9 @@ struct qmgr {
     struct tls_cli *tls_cli; /* the SMTP client's TLS context, or NULL */
     struct dns *dns;         /* MX and address lookups, or NULL: no DNS */
     struct dlv_resolve_opts resolve, resolve_mx;
-    struct dlv_self self; /* our listeners and proxy_interfaces */
-    char *const *mydest;
+    struct dlv_self self;        /* our listeners and proxy_interfaces */
+    struct lookup_dlist *mydest; /* mydestination */
+    struct lookup_dlist *valias; /* virtual_alias_domains */
     const char *relayhost;
     const char *myhostname;
     struct qmgr_msg *hash[QMGR_HASH];
@@ -609,8 +610,15 @@ qmgr_resolve(struct qmgr *q, const char *addr, struct qmgr_route *r)
     for (i = 0; i < n; i++)
         if (domain[i] >= 'A' && domain[i] <= 'Z')
             domain[i] = (char) (domain[i] - 'A' + 'a');
-    if (n == 0 || lookup_domain_match(q->mydest, domain)) {
+    if (n == 0 || lookup_dlist_match(q->mydest, domain) > 0) {
         r->kind = QMGR_R_LOCAL;
+        goto done;
+    }
+    /* the front rewrote every alias it knew before queueing: what is
+     * left here (a milter's added recipient, say) has no mailbox */
+    if (lookup_dlist_match(q->valias, domain) > 0) {
+        qmgr_route_fail(r, QMGR_R_ERROR, "5.1.1",
+                        "User unknown in virtual alias table");
         goto done;
     }
     if (q->nmaps > 0) {
@@ -1041,7 +1049,7 @@ qmgr_finish(struct qmgr_msg *m)
     struct spool_env *e = &m->msg->env;
     double now = qmgr_now(), arrival = (double) e->arrival / 1e6;
     double age = now - arrival;
-    char d[32], to[600], why[1100];
+    char d[32], to[600], why[1100], orig[620];
     size_t i;
 
     qmgr_enter(m, QMGR_M_FINISH);
@@ -1059,9 +1067,10 @@ qmgr_finish(struct qmgr_msg *m)
             dlv_fmt_delay(age, d, sizeof(d));
             log_info_as(
                 "qmgr",
-                "%s: to=<%s>, relay=none, delay=%s, delays=%s/0/0/0, "
+                "%s: to=<%s>%s, relay=none, delay=%s, delays=%s/0/0/0, "
                 "dsn=4.4.7, status=expired (%s)",
-                m->id, qmgr_safe(e->rcpt[i].addr, to, sizeof(to)), d, d,
+                m->id, qmgr_safe(e->rcpt[i].addr, to, sizeof(to)),
+                dlv_orig_to(&e->rcpt[i], orig, sizeof(orig)), d, d,
                 qmgr_safe(m->reason[i] ? m->reason[i] : "message expired", why,
                           sizeof(why)));
         }
@@ -1195,7 +1204,7 @@ qmgr_deliver(struct qmgr *q, struct qmgr_msg *m)
     size_t *last = xcalloc(nr, sizeof(size_t)); /* leader: its last one */
     size_t *ht = xmalloc(hsize * sizeof(size_t));
     size_t *idx = xcalloc(nr, sizeof(size_t));
-    char d[32], to[600], why[1100];
+    char d[32], to[600], why[1100], orig[620];
     size_t i, h, g, n, limit;
     long long lim;
     int soft;
@@ -1226,9 +1235,10 @@ qmgr_deliver(struct qmgr *q, struct qmgr_msg *m)
         case QMGR_R_ERROR:
             soft = cf_bool(q->cf, "soft_bounce"); /* kept queued */
             log_info_as("error",
-                        "%s: to=<%s>, relay=none, delay=%s, delays=%s/0/0/0, "
+                        "%s: to=<%s>%s, relay=none, delay=%s, delays=%s/0/0/0, "
                         "dsn=%s, status=%s (%s)",
-                        m->id, qmgr_safe(e->rcpt[i].addr, to, sizeof(to)), d, d,
+                        m->id, qmgr_safe(e->rcpt[i].addr, to, sizeof(to)),
+                        dlv_orig_to(&e->rcpt[i], orig, sizeof(orig)), d, d,
                         routes[i].dsn, soft ? "SOFTBOUNCE" : "bounced",
                         qmgr_safe(routes[i].text, why, sizeof(why)));
             if (!soft) {
@@ -1241,9 +1251,10 @@ qmgr_deliver(struct qmgr *q, struct qmgr_msg *m)
             continue;
         case QMGR_R_DEFER:
             log_info_as("qmgr",
-                        "%s: to=<%s>, relay=none, delay=%s, delays=%s/0/0/0, "
+                        "%s: to=<%s>%s, relay=none, delay=%s, delays=%s/0/0/0, "
                         "dsn=%s, status=deferred (%s)",
-                        m->id, qmgr_safe(e->rcpt[i].addr, to, sizeof(to)), d, d,
+                        m->id, qmgr_safe(e->rcpt[i].addr, to, sizeof(to)),
+                        dlv_orig_to(&e->rcpt[i], orig, sizeof(orig)), d, d,
                         routes[i].dsn,
                         qmgr_safe(routes[i].text, why, sizeof(why)));
             m->reason[i] = routes[i].text;
@@ -2041,6 +2052,21 @@ qmgr_open_tables(const struct cf *cf, const char *name,
 static int
 qmgr_open_maps(struct qmgr *q, struct buf *err)
 {
+    struct buf *e = buf_new(128, 4096);
+
+    q->mydest = lookup_dlist_new(cf_list(q->cf, "mydestination"), e);
+    if (q->mydest == NULL) {
+        buf_printf(err, "mydestination: %s", buf_data(e));
+        buf_free(e);
+        return -1;
+    }
+    q->valias = lookup_dlist_new(cf_list(q->cf, "virtual_alias_domains"), e);
+    if (q->valias == NULL) {
+        buf_printf(err, "virtual_alias_domains: %s", buf_data(e));
+        buf_free(e);
+        return -1;
+    }
+    buf_free(e);
     if (qmgr_open_tables(q->cf, "transport_maps", &q->maps, &q->nmaps, err) < 0
         || qmgr_open_tables(q->cf, "smtp_tls_policy_maps", &q->tls_maps,
                             &q->ntls_maps, err)
@@ -2280,6 +2306,8 @@ qmgr_free(struct qmgr *q)
     for (i = 0; i < q->nmaps; i++)
         lookup_free(q->maps[i]);
     free(q->maps);
+    lookup_dlist_free(q->mydest);
+    lookup_dlist_free(q->valias);
     for (i = 0; i < q->ntls_maps; i++)
         lookup_free(q->tls_maps[i]);
     free(q->tls_maps);
@@ -2340,7 +2368,6 @@ qmgr_run(struct qmgr *q)
     signal(SIGPIPE, SIG_IGN);
     signal(SIGHUP, SIG_IGN); /* the master restarts us on reload */
     q->qdir = cf_str(cf, "queue_directory");
-    q->mydest = cf_list(cf, "mydestination");
     q->relayhost = cf_str(cf, "relayhost");
     q->tls_level = cf_str(cf, "smtp_tls_security_level");
     q->myhostname = cf_str(cf, "myhostname");

@@ -27,7 +27,10 @@
  *     'B' body type                         optional, once
  *     'h' hold reason                       optional, once
  *     'Z' content size, u64 (== content len) mandatory, once
- *     'R' recipient: u8 status, address [NUL ORCPT]   one or more
+ *     'R' recipient: u8 status, address [NUL ORCPT [NUL ORIG]]  one or
+ *         more; ORCPT (the DSN parameter) may be empty when ORIG (the
+ *         address as the client gave it, before virtual_alias_maps
+ *         rewrote it) follows
  *   then the end record:
  *     'E' u32 checksum: FNV-1a (32 bit) over every envelope record byte
  *         from the first envelope record up to the end record, with each
@@ -94,7 +97,6 @@
 #define SPOOL_GAP         384                  /* written by spool_create() */
 #define SPOOL_GAP_MAX     65536                /* accepted when reading */
 #define SPOOL_STR_MAX     65536                /* one string */
-#define SPOOL_RCPT_MAX    100000               /* recipients per file */
 #define SPOOL_ENV_MAX     (64u * 1024 * 1024)  /* envelope bytes */
 #define SPOOL_CONTENT_MAX ((off_t) UINT32_MAX) /* content bytes */
 #define SPOOL_WB_MAX      16384                /* write-behind bytes */
@@ -521,6 +523,7 @@ spool_env_free(struct spool_env *e)
     for (i = 0; i < e->nrcpt; i++) {
         free(e->rcpt[i].addr);
         free(e->rcpt[i].orcpt);
+        free(e->rcpt[i].orig);
     }
     free(e->rcpt);
     memset(e, 0, sizeof(*e));
@@ -1167,7 +1170,7 @@ static int
 spool_put_rcpt(struct buf *b, const struct spool_rcpt *r)
 {
     unsigned char st = (unsigned char) r->status;
-    size_t alen, olen;
+    size_t alen, olen, glen;
     struct buf *tail;
     int rv;
 
@@ -1175,15 +1178,21 @@ spool_put_rcpt(struct buf *b, const struct spool_rcpt *r)
         return -1;
     alen = strlen(r->addr);
     olen = r->orcpt != NULL ? strlen(r->orcpt) : 0;
-    if (alen > SPOOL_STR_MAX || olen > SPOOL_STR_MAX)
+    glen = r->orig != NULL ? strlen(r->orig) : 0;
+    if (alen > SPOOL_STR_MAX || olen > SPOOL_STR_MAX || glen > SPOOL_STR_MAX)
         return -1;
     if ((unsigned) r->status > SPOOL_RCPT_EXPIRED)
         return -1;
-    tail = buf_new(alen + olen + 2, BUF_NOCAP);
+    tail = buf_new(alen + olen + glen + 3, BUF_NOCAP);
     buf_append(tail, r->addr, alen);
-    if (r->orcpt != NULL) {
+    if (r->orcpt != NULL || r->orig != NULL) {
         buf_putc(tail, '\0');
-        buf_append(tail, r->orcpt, olen);
+        buf_append(tail, r->orcpt ? r->orcpt : "", olen);
+    }
+    /* an empty ORCPT with ORIG reads back as none */
+    if (r->orig != NULL) {
+        buf_putc(tail, '\0');
+        buf_append(tail, r->orig, glen);
     }
     rv = spool_put_rec(b, REC_RCPT, &st, 1, buf_data(tail), buf_len(tail));
     buf_free(tail);
@@ -1597,11 +1606,27 @@ spool_parse_rcpt(struct spool_env *env, size_t *alloc, const unsigned char *d,
     r->status_off = at + SPOOL_REC_HDR;
     if ((r->addr = spool_get_str(d + 1, alen, REC_RCPT, at, err)) == NULL)
         return -1;
-    if (nul != NULL
-        && (r->orcpt =
-                spool_get_str(nul + 1, rlen - 2 - alen, REC_RCPT, at, err))
-               == NULL)
-        return -1;
+    if (nul != NULL) {
+        const unsigned char *o = nul + 1, *end = d + rlen;
+        const unsigned char *nul2 = memchr(o, '\0', (size_t) (end - o));
+        size_t olen = nul2 ? (size_t) (nul2 - o) : (size_t) (end - o);
+
+        /* an empty ORCPT is kept as written, unless ORIG follows it */
+        if ((olen > 0 || nul2 == NULL)
+            && (r->orcpt = spool_get_str(o, olen, REC_RCPT, at, err)) == NULL)
+            return -1;
+        if (nul2 != NULL) {
+            if (nul2 + 1 == end) {
+                spool_err(err, "empty original recipient at offset %lld",
+                          (long long) at);
+                return -1;
+            }
+            if ((r->orig = spool_get_str(nul2 + 1, (size_t) (end - nul2 - 1),
+                                         REC_RCPT, at, err))
+                == NULL)
+                return -1;
+        }
+    }
     return 0;
 }
 

@@ -43,11 +43,14 @@ enum spool_rcpt_status {
     SPOOL_RCPT_EXPIRED = 3  /* given up after maximal_queue_lifetime */
 };
 
+#define SPOOL_RCPT_MAX 100000 /* recipients per file */
+
 struct spool_rcpt {
     char *addr;
     char *orcpt; /* NULL or the ORCPT parameter */
     enum spool_rcpt_status status;
     off_t status_off; /* file offset of the status byte (read side) */
+    char *orig;       /* NULL or the address before virtual_alias_maps */
 };
 
 struct spool_env {

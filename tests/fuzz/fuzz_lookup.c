@@ -9,15 +9,20 @@
  *   1 texthash file content (in a memfd, opened by its /proc path)
  *   2 static table value
   *   3 a mynetworks list and a domain list (entries split at white space
- *     and commas, as in main.cf)
+ *     and commas, as in main.cf; also as lookup_dlist, its "/file"
+ *     entries left out)
  *   any byte with bits 7 and 6 set: cidr file content (memfd); an
  *     address key and the same address IPv4-mapped find the same thing
  *   any other byte with bit 7 set: regexp file content (memfd)
 
+ * The inline table (0) also runs as virtual_alias_maps (addrmap.h) on
+ * each key.
  * Besides "no crash, no leak", what the documentation promises is
  * checked: keys compare case-insensitively; an IPv4 client and the same
  * address IPv4-mapped in IPv6 match the same network entries; a domain
- * matches with or without a trailing dot and in any case.
+ * matches with or without a trailing dot and in any case, and a
+ * lookup_dlist of plain entries agrees with lookup_domain_match; an
+ * expansion gives at least one address, within its limits.
  */
 #include <arpa/inet.h>
 #include <ctype.h>
@@ -29,6 +34,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "conf/addrmap.h"
 #include "conf/lookup.h"
 #include "lib/buf.h"
 
@@ -120,6 +126,22 @@ check_nets(const char *text, char keys[][FUZZ_KEY_MAX], size_t nkeys)
     struct lookup_net *n = lookup_net_new(list, err);
     char d2[FUZZ_KEY_MAX + 1];
 
+    char **plain = split_list(text);
+    size_t np = 0;
+    struct lookup_dlist *dl;
+    int negated = 0;
+
+    /* no "/file" entries: the input must not name the machine's files */
+    for (size_t i = 0; plain[i]; i++) {
+        if (strchr(plain[i], '/') != NULL) {
+            free(plain[i]);
+            continue;
+        }
+        negated |= plain[i][0] == '!' || strchr(plain[i], ':') != NULL;
+        plain[np++] = plain[i];
+    }
+    plain[np] = NULL;
+    dl = lookup_dlist_new(plain, err);
     for (size_t i = 0; i < nkeys; i++) {
         struct sockaddr_in s4 = {0};
         struct sockaddr_in6 s6 = {0};
@@ -148,7 +170,15 @@ check_nets(const char *text, char keys[][FUZZ_KEY_MAX], size_t nkeys)
             if (lookup_domain_match(list, d2) != r)
                 abort(); /* case-insensitive */
         }
+        if (dl != NULL) {
+            int r = lookup_dlist_match(dl, keys[i]);
+
+            if (!negated && r != lookup_domain_match(plain, keys[i]))
+                abort(); /* plain entries: as lookup_domain_match */
+        }
     }
+    lookup_dlist_free(dl);
+    free_list(plain);
     lookup_net_free(n);
     buf_free(err);
     free_list(list);
@@ -237,6 +267,29 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     if (t != NULL)
         check_table(t, keys, nkeys);
+    if (t != NULL && mode == 0) {
+        char *specs[] = {buf_data(spec), NULL};
+        struct addrmap_opts o = {
+            "virtual_alias_maps", NULL, "origin.example", "+-", 1, 20, 50, 300};
+        struct addrmap *m = addrmap_new(specs, &o, err);
+
+        for (size_t i = 0; m != NULL && i < nkeys; i++) {
+            char **v = NULL;
+            size_t n = 0;
+
+            buf_reset(err);
+            if (addrmap_expand(m, keys[i], &v, &n, err) == 0) {
+                if (n < 1 || n > 50 || v[n] != NULL)
+                    abort();
+                for (size_t k = 0; k < n; k++)
+                    free(v[k]);
+                free(v);
+            } else if (v != NULL || buf_len(err) == 0) {
+                abort();
+            }
+        }
+        addrmap_free(m);
+    }
 
     lookup_free(t);
     if (fd >= 0)

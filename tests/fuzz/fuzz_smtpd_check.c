@@ -45,15 +45,16 @@ fz_log(void *arg, const char *what, const char *text)
 
 /* The facts smtpd would look up, from the address's length: ours
  * (mydestination) when it is a multiple of 3, a relay domain's when one
- * more. */
+ * more, a virtual alias domain's when two more and even. */
 static int
 fz_ask(void *arg, enum smtpd_check_fact f)
 {
     const struct smtpd_check_in *in = arg;
-    const char *a =
-        f == SMTPD_CHECK_SENDER_FINAL || f == SMTPD_CHECK_SENDER_RELAY
-            ? in->sender
-            : in->rcpt;
+    const char *a = f == SMTPD_CHECK_SENDER_FINAL
+                            || f == SMTPD_CHECK_SENDER_RELAY
+                            || f == SMTPD_CHECK_SENDER_VALIAS
+                        ? in->sender
+                        : in->rcpt;
     size_t n = a ? strlen(a) : 0;
 
     switch (f) {
@@ -63,6 +64,9 @@ fz_ask(void *arg, enum smtpd_check_fact f)
     case SMTPD_CHECK_SENDER_RELAY:
     case SMTPD_CHECK_RCPT_RELAY:
         return n % 3 == 1;
+    case SMTPD_CHECK_SENDER_VALIAS:
+    case SMTPD_CHECK_RCPT_VALIAS:
+        return n % 3 == 2 && n % 2 == 0;
     case SMTPD_CHECK_PIPELINED:
         return (int) (n % 2);
     default:

@@ -708,6 +708,72 @@ test_cidr(void **state)
     assert_int_equal(rmdir(dir), 0);
 }
 
+/* Domain lists with tables, files and negation (Postfix's match
+ * lists): the first entry that matches decides. */
+static void
+test_dlist(void **state)
+{
+    char dir[] = "/tmp/test_lookup.XXXXXX";
+    char path[600], spec[800];
+    char *list[] = {"!bad.example", ".example.com",
+                    "inline:{ t.example=OK, .p.example=x }", path, NULL};
+    char *badfile[] = {"/nonexistent/domains", NULL};
+    char *badtab[] = {"inline:{ x", NULL};
+    char *bang[] = {"!", NULL};
+    struct lookup_dlist *l;
+    FILE *f;
+
+    (void) state;
+    assert_non_null(mkdtemp(dir));
+    snprintf(path, sizeof(path), "%s/domains", dir);
+    f = fopen(path, "w");
+    assert_non_null(f);
+    fputs("# a comment\nfile.example, other.example # trailing\n"
+          "!.neg.example\n.neg.example\n",
+          f);
+    fclose(f);
+    l = lookup_dlist_new(list, err);
+    assert_non_null(l);
+    assert_int_equal(lookup_dlist_match(l, "a.example.com"), 1);
+    assert_int_equal(lookup_dlist_match(l, "example.com"), 0);
+    assert_int_equal(lookup_dlist_match(l, "T.Example."), 1);
+    assert_int_equal(lookup_dlist_match(l, "x.t.example"), 0);
+    assert_int_equal(lookup_dlist_match(l, "x.y.p.example"), 1); /* .parent */
+    assert_int_equal(lookup_dlist_match(l, "p.example"), 0);
+    assert_int_equal(lookup_dlist_match(l, "file.example"), 1);
+    assert_int_equal(lookup_dlist_match(l, "other.example"), 1);
+    assert_int_equal(lookup_dlist_match(l, "trailing"), 0);
+    assert_int_equal(lookup_dlist_match(l, "a.neg.example"), 0); /* ! first */
+    assert_int_equal(lookup_dlist_match(l, "bad.example"), 0);
+    assert_int_equal(lookup_dlist_match(l, ""), 0);
+    assert_false(lookup_dlist_empty(l));
+    lookup_dlist_free(l);
+    assert_true(lookup_dlist_empty(NULL));
+
+    buf_reset(err);
+    assert_null(lookup_dlist_new(badfile, err));
+    assert_string_equal(buf_data(err), "cannot open /nonexistent/domains: No "
+                                       "such file or directory");
+    buf_reset(err);
+    assert_null(lookup_dlist_new(badtab, err));
+    assert_non_null(strstr(buf_data(err), "inline"));
+    buf_reset(err);
+    assert_null(lookup_dlist_new(bang, err));
+    assert_string_equal(buf_data(err), "empty entry after '!'");
+    /* a file may not name another file */
+    f = fopen(path, "w");
+    assert_non_null(f);
+    fputs("ok.example\n/etc/hostname\n", f);
+    fclose(f);
+    buf_reset(err);
+    assert_null(lookup_dlist_new(list, err));
+    snprintf(spec, sizeof(spec),
+             "a file entry (/etc/hostname) inside a file (%s, line 2)", path);
+    assert_string_equal(buf_data(err), spec);
+    unlink(path);
+    assert_int_equal(rmdir(dir), 0);
+}
+
 int
 main(void)
 {
@@ -717,6 +783,7 @@ main(void)
         cmocka_unit_test(test_net_negation_and_empty),
         cmocka_unit_test(test_net_bad),
         cmocka_unit_test(test_domain_match),
+        cmocka_unit_test(test_dlist),
         cmocka_unit_test(test_inline),
         cmocka_unit_test(test_inline_bad),
         cmocka_unit_test(test_static),

@@ -1308,15 +1308,17 @@ test_session_restrictions(void **state)
 }
 
 /* Facts for the recipient tables: ours.example is ours (mydestination),
- * relay.example and open.example are relay domains. */
+ * relay.example and open.example are relay domains, virt.example a
+ * virtual alias domain. */
 static int
 unlisted_ask(void *arg, enum smtpd_check_fact f)
 {
     const struct smtpd_check_in *in = arg;
-    const char *a =
-        f == SMTPD_CHECK_SENDER_FINAL || f == SMTPD_CHECK_SENDER_RELAY
-            ? in->sender
-            : in->rcpt;
+    const char *a = f == SMTPD_CHECK_SENDER_FINAL
+                            || f == SMTPD_CHECK_SENDER_RELAY
+                            || f == SMTPD_CHECK_SENDER_VALIAS
+                        ? in->sender
+                        : in->rcpt;
     const char *at = a ? strrchr(a, '@') : NULL;
 
     if (at == NULL)
@@ -1326,12 +1328,89 @@ unlisted_ask(void *arg, enum smtpd_check_fact f)
     if (f == SMTPD_CHECK_SENDER_RELAY || f == SMTPD_CHECK_RCPT_RELAY)
         return strcasecmp(at + 1, "relay.example") == 0
                || strcasecmp(at + 1, "open.example") == 0;
+    if (f == SMTPD_CHECK_SENDER_VALIAS || f == SMTPD_CHECK_RCPT_VALIAS)
+        return strcasecmp(at + 1, "virt.example") == 0;
     return 0;
 }
 
 /* reject_unlisted_recipient / _sender and smtpd_reject_unlisted_*:
  * local_recipient_maps for our domains, relay_recipient_maps for relay
  * domains, Postfix's keys and replies. */
+/* virtual_alias_maps: what it lists is a valid recipient in any
+ * domain; in virtual_alias_domains nothing else is. */
+static void
+test_unlisted_valias(void **state)
+{
+    struct cf *cf =
+        conf("local_recipient_maps = inline:{ alice=x }\n"
+             "virtual_alias_maps = inline:{ virt.example=domain, "
+             "info@virt.example=alice, "
+             "sales@ours.example=alice@ours.example, @catch.example=x }\n"
+             "recipient_delimiter = +\n");
+    struct smtpd_check *c = compile(cf);
+    struct smtpd_check_in in = req();
+    static const char *const pass[] = {
+        "info@virt.example",  "info+tag@virt.example", "sales@ours.example",
+        "alice@ours.example", "anyone@catch.example",
+    };
+
+    (void) state;
+    in.auth_dest = 1;
+    in.ask = unlisted_ask;
+    in.arg = &in;
+    for (size_t i = 0; i < sizeof(pass) / sizeof(pass[0]); i++) {
+        in.rcpt = pass[i];
+        if (strcmp(run(c, &in), "PASS") != 0)
+            fail_msg("%s: %s", pass[i], run(c, &in));
+    }
+    in.rcpt = "nobody@virt.example";
+    assert_string_equal(run(c, &in), "550 5.1.1 <nobody@virt.example>: "
+                                     "Recipient address rejected: User "
+                                     "unknown in virtual alias table");
+    in.rcpt = "nobody@ours.example";
+    assert_string_equal(run(c, &in), "550 5.1.1 <nobody@ours.example>: "
+                                     "Recipient address rejected: User "
+                                     "unknown in local recipient table");
+    smtpd_check_free(c);
+    set(cf, "unknown_virtual_alias_reject_code", "450");
+    c = compile(cf);
+    in.rcpt = "nobody@virt.example";
+    assert_string_equal(run(c, &in), "450 4.1.1 <nobody@virt.example>: "
+                                     "Recipient address rejected: User "
+                                     "unknown in virtual alias table");
+    smtpd_check_free(c);
+    set(cf, "unknown_virtual_alias_reject_code", "250");
+    buf_reset(err);
+    assert_null(smtpd_check_new(cf, err, NULL));
+    assert_string_equal(buf_data(err), "unknown_virtual_alias_reject_code: "
+                                       "250 is not a 4xx or 5xx code");
+    /* the domain classes, in Postfix's order; tables and negation */
+    set(cf, "unknown_virtual_alias_reject_code", "550");
+    set(cf, "mydestination", "ours.example, !.ours.example, .sub.ours.example");
+    set(cf, "relay_domains", "inline:{ relay.example=OK }, .sub.ours.example");
+    c = compile(cf);
+    assert_int_equal(smtpd_check_dclass(c, "Ours.Example"),
+                     SMTPD_CHECK_D_LOCAL);
+    assert_int_equal(smtpd_check_dclass(c, "a.sub.ours.example"),
+                     SMTPD_CHECK_D_RELAY);
+    assert_int_equal(smtpd_check_dclass(c, "virt.example"),
+                     SMTPD_CHECK_D_VALIAS); /* a key of virtual_alias_maps */
+    assert_int_equal(smtpd_check_dclass(c, "x.relay.example"),
+                     SMTPD_CHECK_D_OTHER);
+    assert_int_equal(smtpd_check_dclass(c, "relay.example"),
+                     SMTPD_CHECK_D_RELAY);
+    assert_int_equal(smtpd_check_dclass(c, "other.example"),
+                     SMTPD_CHECK_D_OTHER);
+    smtpd_check_free(c);
+    set(cf, "relay_domains", "/nonexistent/relay_domains");
+    buf_reset(err);
+    assert_null(smtpd_check_new(cf, err, NULL));
+    assert_string_equal(buf_data(err), "relay_domains: cannot open "
+                                       "/nonexistent/relay_domains: No such "
+                                       "file or directory");
+    cf_free(cf);
+}
+
 static void
 test_unlisted(void **state)
 {
@@ -1989,6 +2068,7 @@ main(void)
         cmocka_unit_test(test_server_access),
         cmocka_unit_test(test_session_restrictions),
         cmocka_unit_test(test_unlisted),
+        cmocka_unit_test(test_unlisted_valias),
         cmocka_unit_test(test_rhswl),
         cmocka_unit_test(test_ccert),
         cmocka_unit_test(test_unknown_helo),

@@ -229,9 +229,10 @@ test_roundtrip_full(void **state)
 {
     struct fx *f = *state;
     struct spool_rcpt r[3] = {
-        {"b@example.net", "rfc822;B@example.net", SPOOL_RCPT_PENDING, 0},
-        {"c@example.net", NULL, SPOOL_RCPT_PENDING, 0},
-        {"d@example.com", "", SPOOL_RCPT_PENDING, 0},
+        {"b@example.net", "rfc822;B@example.net", SPOOL_RCPT_PENDING, 0,
+         "info@example.org"},
+        {"c@example.net", NULL, SPOOL_RCPT_PENDING, 0, "sales@example.org"},
+        {"d@example.com", "", SPOOL_RCPT_PENDING, 0, NULL},
     };
     struct spool_env env = {.arrival = ARRIVAL,
                             .client_name = "mx.example.org",
@@ -299,6 +300,9 @@ test_roundtrip_full(void **state)
     assert_string_equal(m->env.rcpt[0].orcpt, "rfc822;B@example.net");
     assert_string_equal(m->env.rcpt[1].addr, "c@example.net");
     assert_null(m->env.rcpt[1].orcpt);
+    assert_string_equal(m->env.rcpt[0].orig, "info@example.org");
+    assert_string_equal(m->env.rcpt[1].orig, "sales@example.org");
+    assert_null(m->env.rcpt[2].orig);
     assert_string_equal(m->env.rcpt[2].addr, "d@example.com");
     assert_string_equal(m->env.rcpt[2].orcpt, "");
     assert_int_equal(m->env.rcpt[0].status, SPOOL_RCPT_PENDING);
@@ -323,7 +327,7 @@ static void
 test_roundtrip_null_sender_hold(void **state)
 {
     struct fx *f = *state;
-    struct spool_rcpt r = {"postmaster@example.net", NULL, 0, 0};
+    struct spool_rcpt r = {"postmaster@example.net", NULL, 0, 0, NULL};
     struct spool_env env = {
         .arrival = 0, .helo = "", .sender = "", .rcpt = &r, .nrcpt = 1};
     struct spool_file *sf;
@@ -360,7 +364,7 @@ test_big_content(void **state)
     struct fx *f = *state;
     size_t n = 1024 * 1024, off = 0, step = 1;
     char *data = xmalloc(n), id[SPOOL_ID_SIZE], *path;
-    struct spool_rcpt r = {"x@example.net", NULL, 0, 0};
+    struct spool_rcpt r = {"x@example.net", NULL, 0, 0, NULL};
     struct spool_env env = {
         .arrival = ARRIVAL, .sender = "a@b", .rcpt = &r, .nrcpt = 1};
     struct spool_file *sf;
@@ -397,7 +401,7 @@ static void
 test_abort(void **state)
 {
     struct fx *f = *state;
-    struct spool_rcpt r = {"x@example.net", NULL, 0, 0};
+    struct spool_rcpt r = {"x@example.net", NULL, 0, 0, NULL};
     struct spool_env env = {.sender = "a@b", .rcpt = &r, .nrcpt = 1};
     struct spool_file *sf, *sf2;
     char id[SPOOL_ID_SIZE];
@@ -460,7 +464,7 @@ static void
 test_commit_batch(void **state)
 {
     struct fx *f = *state;
-    struct spool_rcpt r = {"x@example.net", NULL, 0, 0};
+    struct spool_rcpt r = {"x@example.net", NULL, 0, 0, NULL};
     struct spool_env env = {.sender = "a@b", .rcpt = &r, .nrcpt = 1};
     struct spool_file *sf[4];
     const char *queue[4] = {"incoming", "hold", "incoming", "bogus"};
@@ -506,7 +510,7 @@ static void
 test_remove_reuse(void **state)
 {
     struct fx *f = *state;
-    struct spool_rcpt r = {"x@example.net", NULL, 0, 0};
+    struct spool_rcpt r = {"x@example.net", NULL, 0, 0, NULL};
     struct spool_env env = {.sender = "a@b", .rcpt = &r, .nrcpt = 1};
     struct spool_file *sf;
     struct spool_msg *m;
@@ -572,7 +576,7 @@ static void
 test_prepend(void **state)
 {
     struct fx *f = *state;
-    struct spool_rcpt r = {"x@example.net", NULL, 0, 0};
+    struct spool_rcpt r = {"x@example.net", NULL, 0, 0, NULL};
     struct spool_env env = {.sender = "a@b", .rcpt = &r, .nrcpt = 1};
     struct spool_file *sf = spool_create(f->dir, f->err);
     char big[400], id[SPOOL_ID_SIZE], *path;
@@ -613,7 +617,7 @@ static void
 test_replace_head(void **state)
 {
     struct fx *f = *state;
-    struct spool_rcpt r = {"x@example.net", NULL, 0, 0};
+    struct spool_rcpt r = {"x@example.net", NULL, 0, 0, NULL};
     struct spool_env env = {.sender = "a@b", .rcpt = &r, .nrcpt = 1};
     const char *c = "Subject: s\r\nFrom: <a@b>\r\n\r\nbody\r\n";
     const char *h2 = "Subject: s\r\nFrom: <a@b>\r\nX-Virus-Status: Clean\r\n";
@@ -663,7 +667,7 @@ static void
 test_content_done(void **state)
 {
     struct fx *f = *state;
-    struct spool_rcpt r = {"x@example.net", NULL, 0, 0};
+    struct spool_rcpt r = {"x@example.net", NULL, 0, 0, NULL};
     struct spool_env env = {.sender = "a@b", .rcpt = &r, .nrcpt = 1};
     const char *c = "Subject: w\r\n\r\nbody\r\n";
     size_t n = strlen(c), len;
@@ -1541,8 +1545,9 @@ static void
 test_qadmin_cat(void **state)
 {
     struct fx *f = *state;
-    struct spool_rcpt r[2] = {{"b@example.net", "rfc822;b@example.net", 0, 0},
-                              {"c@example.net", NULL, 0, 0}};
+    struct spool_rcpt r[2] = {
+        {"b@example.net", "rfc822;b@example.net", 0, 0, "info@example.net"},
+        {"c@example.net", NULL, 0, 0, NULL}};
     struct spool_env env = {.arrival = ARRIVAL,
                             .client_name = "mx.example.org",
                             .client_addr = "192.0.2.7",
@@ -1584,7 +1589,8 @@ test_qadmin_cat(void **state)
                    "helo_name: mx\n"
                    "protocol_name: ESMTP\n"
                    "sender: a@example.org\n"
-                   "original_recipient: rfc822;b@example.net\n"
+                   "dsn_orig_rcpt: rfc822;b@example.net\n"
+                   "original_recipient: info@example.net\n"
                    "recipient: b@example.net (pending)\n"
                    "recipient: c@example.net (pending)\n");
     buf_printf(want, "*** MESSAGE CONTENTS %s ***\n", id);
@@ -1655,7 +1661,7 @@ static void
 test_dirs_open(void **state)
 {
     struct fx *f = *state;
-    struct spool_rcpt r = {"x@example.net", NULL, 0, 0};
+    struct spool_rcpt r = {"x@example.net", NULL, 0, 0, NULL};
     struct spool_env env = {.sender = "a@b", .rcpt = &r, .nrcpt = 1};
     struct spool_file *sf;
     struct spool_msg *m;
