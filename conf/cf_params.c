@@ -55,11 +55,18 @@ const struct cf_param cf_params[] = {
     {"alias_database", CF_MAP, "hash:/etc/aliases", 0,
      "alias databases (Postfix's newaliases); not implemented yet", 1},
     {"alias_maps", CF_MAP, "hash:/etc/aliases", 0,
-     "alias tables for local delivery; their names are valid local "
-     "recipients (local_recipient_maps), but aliases are not expanded yet",
+     "alias tables of local delivery (aliases(5): addresses, |command, "
+     "/file, :include:); their names are valid local recipients",
      0},
-    {"allow_mail_to_commands", CF_STR, "", 0, CF_PF_LATER, 1},
-    {"allow_mail_to_files", CF_STR, "", 0, CF_PF_LATER, 1},
+    {"allow_mail_to_commands", CF_LIST, "alias, forward", 0,
+     "where local delivery may pipe mail to a |command: alias (alias_maps), "
+     "include (:include: files); forward (.forward files: not read by this "
+     "Sluice)",
+     0},
+    {"allow_mail_to_files", CF_LIST, "alias, forward", 0,
+     "where local delivery may append mail to a /file: alias, include; "
+     "forward (not read)",
+     0},
     {"allow_min_user", CF_STR, "", 0, CF_PF_LATER, 1},
     {"allow_percent_hack", CF_STR, "", 0, CF_PF_LATER, 1},
     {"allow_untrusted_routing", CF_STR, "", 0, CF_PF_LATER, 1},
@@ -174,7 +181,8 @@ const struct cf_param cf_params[] = {
     {"command_directory", CF_STR, "", 0, CF_PF_QUIET, 0},
     {"command_execution_directory", CF_STR, "", 0, CF_PF_LATER, 1},
     {"command_expansion_filter", CF_STR, "", 0, CF_PF_LATER, 1},
-    {"command_time_limit", CF_STR, "", 0, CF_PF_LATER, 1},
+    {"command_time_limit", CF_TIME, "1000s", 's',
+     "time a |command of an alias may run", 0},
     {"compatibility_level", CF_STR, "3.6", 0,
      "accepted for Postfix compatibility; not used", 0},
     {"config_directory", CF_STR, "/etc/sluice", 0,

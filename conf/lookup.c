@@ -1312,6 +1312,25 @@ lookup_free(struct lookup_table *t)
 }
 
 int
+lookup_db_missing(const char *spec)
+{
+    struct stat st;
+    char path[4096];
+
+    if (strncmp(spec, "proxy:", 6) == 0)
+        spec += 6;
+    if (strncmp(spec, "hash:", 5) == 0)
+        spec += 5;
+    else if (strncmp(spec, "btree:", 6) == 0)
+        spec += 6;
+    else
+        return 0;
+    if ((size_t) snprintf(path, sizeof(path), "%s.db", spec) >= sizeof(path))
+        return 0;
+    return stat(path, &st) < 0 && errno == ENOENT;
+}
+
+int
 lookup_any_value(const struct lookup_table *t,
                  int (*pred)(const char *value, void *arg), void *arg)
 {

@@ -52,6 +52,9 @@ struct lookup_table *lookup_open(const char *spec, struct buf *err);
 /* 1 found (value in out), 0 not found, -1 error (reason in out). */
 int lookup_get(const struct lookup_table *t, const char *key, struct buf *out);
 void lookup_free(struct lookup_table *t); /* NULL ok */
+/* A hash: or btree: table (proxy: in front too) whose .db file does not
+ * exist (newaliases or postmap not run yet)? 1 or 0. */
+int lookup_db_missing(const char *spec);
 /* The table as it was given to lookup_open ("hash:/etc/aliases"). */
 const char *lookup_spec(const struct lookup_table *t);
 /* Does pred hold for any value the table can return (before $N

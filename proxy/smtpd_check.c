@@ -306,27 +306,6 @@ sc_lookup_name(const char *w, int *found)
     return SC_SKIP;
 }
 
-/* A hash: or btree: table (proxy: in front too) whose .db file does not
- * exist? */
-static int
-sc_db_missing(const char *spec)
-{
-    struct stat st;
-    char path[4096];
-
-    if (strncmp(spec, "proxy:", 6) == 0)
-        spec += 6;
-    if (strncmp(spec, "hash:", 5) == 0)
-        spec += 5;
-    else if (strncmp(spec, "btree:", 6) == 0)
-        spec += 6;
-    else
-        return 0;
-    if ((size_t) snprintf(path, sizeof(path), "%s.db", spec) >= sizeof(path))
-        return 0;
-    return stat(path, &st) < 0 && errno == ENOENT;
-}
-
 /* The tables of param. missing (NULL: none may be): a hash: or btree:
  * table whose file does not exist is left out, *missing set and a line
  * for warn (NULL ok) written. */
@@ -344,7 +323,7 @@ sc_open_tables(const struct cf *cf, const char *param, size_t *n, int *missing,
     for (*n = 0, i = 0; i < k; i++) {
         struct buf *e = buf_new(128, 4096);
 
-        if (missing && sc_db_missing(l[i])) {
+        if (missing && lookup_db_missing(l[i])) {
             *missing = 1;
             if (warn)
                 buf_printf(warn,

@@ -49,6 +49,7 @@ struct tls_cli;
 struct dns;
 struct dlv_resolve_opts;
 struct dlv_self;
+struct dlv_alias_opts;
 
 struct dlv_job {
     struct spool_msg *msg;
@@ -75,7 +76,10 @@ struct dlv_job {
     const struct cf *cf;
     struct ev_loop *loop;
     struct wpool *pool;
+    const struct dlv_alias_opts *alias; /* local: alias_maps and co. */
     void (*done)(struct dlv_job *job);
+    /* local: a forwarded copy was queued (loop thread, before done) */
+    void (*queued)(struct dlv_job *job);
     void *arg; /* the qmgr's */
 };
 

@@ -76,6 +76,7 @@
 #include "lib/wpool.h"
 #include "lib/xalloc.h"
 #include "queue/dlv.h"
+#include "queue/dlv_alias.h"
 #include "queue/dlv_resolve.h"
 #include "queue/qmgr.h"
 #include "queue/spool.h"
@@ -192,9 +193,12 @@ struct qmgr {
     struct tls_cli *tls_cli; /* the SMTP client's TLS context, or NULL */
     struct dns *dns;         /* MX and address lookups, or NULL: no DNS */
     struct dlv_resolve_opts resolve, resolve_mx;
-    struct dlv_self self;        /* our listeners and proxy_interfaces */
-    struct lookup_dlist *mydest; /* mydestination */
-    struct lookup_dlist *valias; /* virtual_alias_domains */
+    struct dlv_self self;             /* our listeners and proxy_interfaces */
+    struct lookup_dlist *mydest;      /* mydestination */
+    struct lookup_dlist *valias;      /* virtual_alias_domains */
+    struct lookup_table **alias_maps; /* alias_maps, for local delivery */
+    size_t nalias;
+    struct dlv_alias_opts alias;
     const char *relayhost;
     const char *myhostname;
     struct qmgr_msg *hash[QMGR_HASH];
@@ -708,6 +712,17 @@ qmgr_job_free(struct qmgr_job *j)
 
 static void qmgr_job_done(struct dlv_job *job);
 
+/* The local agent queued a forwarded copy: the next scan of incoming/
+ * takes it. */
+static void
+qmgr_job_queued(struct dlv_job *job)
+{
+    struct qmgr *q = ((struct qmgr_job *) job->arg)->m->q;
+
+    q->want_incoming = 1;
+    qmgr_kick(q);
+}
+
 /* Start waiting jobs while the destination has room. */
 static void
 qmgr_dest_pump(struct qmgr *q, struct qmgr_dest *d)
@@ -768,6 +783,8 @@ qmgr_job_add(struct qmgr *q, struct qmgr_msg *m, const struct qmgr_route *r,
     j->job.loop = q->loop;
     j->job.pool = q->pool;
     j->job.done = qmgr_job_done;
+    j->job.queued = qmgr_job_queued;
+    j->job.alias = &q->alias;
     j->job.arg = j;
     j->dest = qmgr_dest_get(q, transport, j->host, j->job.port);
     if (j->dest->tail)
@@ -2023,10 +2040,12 @@ fail:
 }
 
 /* The tables of list parameter name into *tp, *np: 0, or -1 with
- * "NAME: SPEC: why" in err. */
+ * "NAME: SPEC: why" in err. skip_missing: a hash: or btree: table whose
+ * .db file does not exist yet is left out (the front says so at start). */
 static int
-qmgr_open_tables(const struct cf *cf, const char *name,
-                 struct lookup_table ***tp, size_t *np, struct buf *err)
+qmgr_open_tables2(const struct cf *cf, const char *name,
+                  struct lookup_table ***tp, size_t *np, int skip_missing,
+                  struct buf *err)
 {
     char *const *l = cf_list(cf, name);
     struct buf *e = buf_new(128, 4096);
@@ -2035,15 +2054,36 @@ qmgr_open_tables(const struct cf *cf, const char *name,
     for (n = 0; l[n]; n++)
         ;
     *tp = xcalloc(n ? n : 1, sizeof(**tp));
-    for (*np = 0; *np < n; (*np)++) {
-        (*tp)[*np] = lookup_open(l[*np], e);
+    *np = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (skip_missing && lookup_db_missing(l[i]))
+            continue;
+        (*tp)[*np] = lookup_open(l[i], e);
         if ((*tp)[*np] == NULL) {
-            buf_printf(err, "%s: %s: %s", name, l[*np], buf_data(e));
+            buf_printf(err, "%s: %s: %s", name, l[i], buf_data(e));
             buf_free(e);
             return -1;
         }
+        (*np)++;
     }
     buf_free(e);
+    return 0;
+}
+
+static int
+qmgr_open_tables(const struct cf *cf, const char *name,
+                 struct lookup_table ***tp, size_t *np, struct buf *err)
+{
+    return qmgr_open_tables2(cf, name, tp, np, 0, err);
+}
+
+/* Is word in list parameter name? */
+static int
+qmgr_list_has(const struct cf *cf, const char *name, const char *word)
+{
+    for (char *const *l = cf_list(cf, name); *l; l++)
+        if (strcasecmp(*l, word) == 0)
+            return 1;
     return 0;
 }
 
@@ -2067,6 +2107,26 @@ qmgr_open_maps(struct qmgr *q, struct buf *err)
         return -1;
     }
     buf_free(e);
+    if (qmgr_open_tables2(q->cf, "alias_maps", &q->alias_maps, &q->nalias, 1,
+                          err)
+        < 0)
+        return -1;
+    q->alias.maps = q->alias_maps;
+    q->alias.nmaps = q->nalias;
+    q->alias.mydest = q->mydest;
+    q->alias.myorigin = cf_str(q->cf, "myorigin");
+    if (*q->alias.myorigin == '\0')
+        q->alias.myorigin = "localhost";
+    q->alias.delim = cf_str(q->cf, "recipient_delimiter");
+    q->alias.propagate =
+        qmgr_list_has(q->cf, "propagate_unmatched_extensions", "alias");
+    q->alias.cmd_alias =
+        qmgr_list_has(q->cf, "allow_mail_to_commands", "alias");
+    q->alias.cmd_include =
+        qmgr_list_has(q->cf, "allow_mail_to_commands", "include");
+    q->alias.file_alias = qmgr_list_has(q->cf, "allow_mail_to_files", "alias");
+    q->alias.file_include =
+        qmgr_list_has(q->cf, "allow_mail_to_files", "include");
     if (qmgr_open_tables(q->cf, "transport_maps", &q->maps, &q->nmaps, err) < 0
         || qmgr_open_tables(q->cf, "smtp_tls_policy_maps", &q->tls_maps,
                             &q->ntls_maps, err)
@@ -2308,6 +2368,9 @@ qmgr_free(struct qmgr *q)
     free(q->maps);
     lookup_dlist_free(q->mydest);
     lookup_dlist_free(q->valias);
+    for (i = 0; i < q->nalias; i++)
+        lookup_free(q->alias_maps[i]);
+    free(q->alias_maps);
     for (i = 0; i < q->ntls_maps; i++)
         lookup_free(q->tls_maps[i]);
     free(q->tls_maps);

@@ -15,8 +15,9 @@
  *     address key and the same address IPv4-mapped find the same thing
  *   any other byte with bit 7 set: regexp file content (memfd)
 
- * The inline table (0) also runs as virtual_alias_maps (addrmap.h) on
- * each key.
+ * The inline table (0) also runs as virtual_alias_maps (addrmap.h) and
+ * as alias_maps (dlv_alias.h, :include: files left out) on each key,
+ * and the keys' text is read as a header for its Delivered-To: fields.
  * Besides "no crash, no leak", what the documentation promises is
  * checked: keys compare case-insensitively; an IPv4 client and the same
  * address IPv4-mapped in IPv6 match the same network entries; a domain
@@ -37,6 +38,7 @@
 #include "conf/addrmap.h"
 #include "conf/lookup.h"
 #include "lib/buf.h"
+#include "queue/dlv_alias.h"
 
 #define FUZZ_KEYS_MAX 64
 #define FUZZ_KEY_MAX  512
@@ -289,6 +291,35 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             }
         }
         addrmap_free(m);
+    }
+    if (t != NULL && mode == 0 && strstr(table, ":include:") == NULL) {
+        char *dl[] = {"localhost", ".example", NULL};
+        struct lookup_dlist *mydest = lookup_dlist_new(dl, err);
+        struct dlv_alias_opts o = {&t, 1, mydest, "localhost", "+",
+                                   1,  1, 1,      1,           1};
+        char **deliv;
+        size_t nd = dlv_alias_delivered(nul ? nul + 1 : "",
+                                        nul ? size - tlen - 1 : 0, &deliv);
+
+        for (size_t i = 0; mydest && i < nkeys; i++) {
+            struct dlv_alias_target *v;
+            size_t n;
+            char dsn[16];
+
+            buf_reset(err);
+            if (dlv_alias_expand(&o, keys[i], deliv, nd, &v, &n, dsn, err)
+                == DLV_ALIAS_OK) {
+                if (n < 1 || n > DLV_ALIAS_TARGETS)
+                    abort();
+                dlv_alias_free(v, n);
+            } else if (v != NULL || (dsn[0] != '4' && dsn[0] != '5')) {
+                abort();
+            }
+        }
+        for (size_t i = 0; i < nd; i++)
+            free(deliv[i]);
+        free(deliv);
+        lookup_dlist_free(mydest);
     }
 
     lookup_free(t);

@@ -3,7 +3,7 @@
 # t_unsupported.sh - Postfix settings this Sluice does not act on yet are
 # said, not hidden, and the TLS ones fail closed:
 # - a setting of a parameter that is accepted but not implemented yet
-#   (virtual_alias_maps, smtpd_delay_reject = no, alias_maps...) earns a warning
+#   (virtual_mailbox_maps, smtpd_delay_reject = no, alias_maps...) earns a warning
 #   naming FILE:LINE, from `sluice check` (which still succeeds) and in the
 #   log at start; a default value or none earns nothing;
 # - smtp_tls_security_level or a smtp_tls_policy_maps entry that requires
@@ -30,7 +30,7 @@ MASTER_EXTRA="127.0.0.1:$PSUB inet n - n - - smtpd -o smtpd_tls_security_level=e
 write_conf "transport_maps = inline:{ tls.example=smtp:[127.0.0.1]:$P2, clear.example=smtp:[127.0.0.1]:$P3, bad.example=smtp:[127.0.0.1]:$P4 }" \
     "smtp_tls_security_level = may" \
     "smtp_tls_policy_maps = inline:{ [127.0.0.1]:$P2=encrypt match=nexthop, [127.0.0.1]:$P4=bogus }" \
-    "virtual_alias_maps = hash:/etc/postfix/virtual" \
+    "virtual_mailbox_maps = hash:/etc/postfix/vmailbox" \
     "smtpd_recipient_restrictions = permit_mynetworks, reject_unverified_sender, reject_unauth_destination" \
     "alias_maps = hash:/etc/aliases"
 
@@ -38,8 +38,8 @@ write_conf "transport_maps = inline:{ tls.example=smtp:[127.0.0.1]:$P2, clear.ex
 out=$(sl check 2>&1)
 rc=$?
 is "sluice check succeeds with settings that are not implemented yet" "$rc" 0
-like "  and names virtual_alias_maps with its file and line" "$out" \
-    "sluice: warning: $CONF/main\.cf:[0-9]+: virtual_alias_maps = hash:/etc/postfix/virtual: not implemented in this Sluice yet; the setting has no effect"
+like "  and names virtual_mailbox_maps with its file and line" "$out" \
+    "sluice: warning: $CONF/main\.cf:[0-9]+: virtual_mailbox_maps = hash:/etc/postfix/vmailbox: not implemented in this Sluice yet; the setting has no effect"
 like "  and a restriction that needs address verification, skipped (the list works otherwise)" "$out" \
     "warning: smtpd_recipient_restrictions: reject_unverified_sender: not implemented in this Sluice yet; skipped"
 like "  and a master.cf -o setting, with the master.cf line" "$out" \
@@ -50,7 +50,7 @@ start_sink "$P2" "$T/sink2"
 start_sink "$P3" "$T/sink3"
 start_ok
 check "the log at start has the same warning" \
-    log_wait 5 "warning: $CONF/main\.cf:[0-9]+: virtual_alias_maps = hash:/etc/postfix/virtual: not implemented in this Sluice yet"
+    log_wait 5 "warning: $CONF/main\.cf:[0-9]+: virtual_mailbox_maps = hash:/etc/postfix/vmailbox: not implemented in this Sluice yet"
 check_not "and does not call the SMTP client's TLS settings unimplemented" \
     log_has "smtp_tls_(policy_maps|security_level).*(not implemented|no TLS client)"
 check "and that service 127.0.0.1:$PSUB has encrypt but no TLS (no certificate)" \
