@@ -53,7 +53,7 @@ const struct cf_param cf_params[] = {
     {"address_verify_transport_maps", CF_STR, "", 0, CF_PF_LATER, 1},
     {"address_verify_virtual_transport", CF_STR, "", 0, CF_PF_LATER, 1},
     {"alias_database", CF_MAP, "hash:/etc/aliases", 0,
-     "alias databases (Postfix's newaliases); not implemented yet", 1},
+     "alias databases that sluice aliases (newaliases) builds", 0},
     {"alias_maps", CF_MAP, "hash:/etc/aliases", 0,
      "alias tables of local delivery (aliases(5): addresses, |command, "
      "/file, :include:); their names are valid local recipients",

@@ -22,6 +22,7 @@
 #include <regex.h>
 #include <strings.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <db.h>
 
@@ -1565,4 +1566,198 @@ lookup_dlist_free(struct lookup_dlist *l)
     }
     free(l->v);
     free(l);
+}
+
+/* ---- building .db files (postmap, postalias) ---- */
+
+/* One source entry: its key (lower-case) and value, into db. 1 put, 0 a
+ * duplicate (the first one stays), -1 error. */
+static int
+lookup_build_put(DB *db, const char *k, size_t kl, const char *v, size_t vl,
+                 struct buf *err)
+{
+    char *key = xmalloc(kl + 1);
+    DBT dk, dv;
+    int rc;
+
+    for (size_t i = 0; i < kl; i++)
+        key[i] = (char) tolower((unsigned char) k[i]);
+    key[kl] = '\0';
+    memset(&dk, 0, sizeof(dk));
+    memset(&dv, 0, sizeof(dv));
+    dk.data = key;
+    dk.size = (u_int32_t) (kl + 1); /* with the NUL, as postmap */
+    dv.data = (void *) v;
+    dv.size = (u_int32_t) (vl + 1);
+    rc = db->put(db, NULL, &dk, &dv, DB_NOOVERWRITE);
+    free(key);
+    if (rc == DB_KEYEXIST)
+        return 0;
+    if (rc != 0) {
+        buf_printf(err, "%s", db_strerror(rc));
+        return -1;
+    }
+    return 1;
+}
+
+int
+lookup_build(const char *spec, int aliases, struct buf *warn, struct buf *err)
+{
+    const char *colon = strchr(spec, ':'), *path = spec;
+    DBTYPE dbtype = DB_HASH;
+    struct buf *dbf = buf_new(256, BUF_NOCAP), *tmp = buf_new(256, BUF_NOCAP);
+    struct buf *ent = buf_new(256, LOOKUP_FILE_MAX);
+    FILE *f = NULL;
+    DB *db = NULL;
+    char line[8192];
+    unsigned long lineno = 0, start = 0;
+    int rc = -1, r;
+
+    if (colon && colon[1] == '/') {
+        if (strncmp(spec, "hash:", 5) == 0)
+            dbtype = DB_HASH;
+        else if (strncmp(spec, "btree:", 6) == 0)
+            dbtype = DB_BTREE;
+        else {
+            buf_printf(err,
+                       "%.*s: a table type that is not built (hash or "
+                       "btree are)",
+                       (int) (colon - spec), spec);
+            goto out;
+        }
+        path = colon + 1;
+    }
+    if ((f = fopen(path, "r")) == NULL) {
+        buf_printf(err, "cannot open %s: %s", path, strerror(errno));
+        goto out;
+    }
+    buf_printf(dbf, "%s.db", path);
+    buf_printf(tmp, "%s.db.%ld.tmp", path, (long) getpid());
+    unlink(buf_data(tmp));
+    if ((r = db_create(&db, NULL, 0)) != 0) {
+        buf_printf(err, "%s: %s", buf_data(dbf), db_strerror(r));
+        db = NULL;
+        goto out;
+    }
+    if ((r = db->open(db, NULL, buf_data(tmp), NULL, dbtype,
+                      DB_CREATE | DB_EXCL, 0644))
+        != 0) {
+        buf_printf(err, "cannot create %s: %s", buf_data(tmp), db_strerror(r));
+        goto out;
+    }
+    /* logical lines: a line that starts with white space continues the
+     * one before; '#' lines are comments */
+    for (;;) {
+        int eof = fgets(line, sizeof(line), f) == NULL;
+        size_t len = eof ? 0 : strlen(line);
+
+        if (!eof) {
+            lineno++;
+            if (len == sizeof(line) - 1 && line[len - 1] != '\n' && !feof(f)) {
+                buf_printf(err, "%s, line %lu: longer than %zu bytes", path,
+                           lineno, sizeof(line) - 2);
+                goto out;
+            }
+            while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r'))
+                line[--len] = '\0';
+            if (line[strspn(line, " \t")] == '#')
+                continue;
+            if ((line[0] == ' ' || line[0] == '\t') && buf_len(ent) > 0) {
+                if (line[strspn(line, " \t")] != '\0'
+                    && (buf_putc(ent, ' ') < 0
+                        || buf_puts(ent, line + strspn(line, " \t")) < 0)) {
+                    buf_printf(err, "%s, line %lu: entry too long", path,
+                               lineno);
+                    goto out;
+                }
+                continue;
+            }
+        }
+        if (buf_len(ent) > 0) { /* the entry before this line */
+            char *e = buf_data(ent), *k = e, *v;
+            size_t kl;
+
+            if (aliases) {
+                /* "name: value" (a quoted name may hold blanks) */
+                if (*e == '"') {
+                    char *q = strchr(e + 1, '"');
+
+                    kl = q ? (size_t) (q - e - 1) : 0;
+                    k = e + 1;
+                    v = q ? q + 1 : e;
+                } else {
+                    kl = strcspn(e, ": \t");
+                    v = e + kl;
+                }
+                v += strspn(v, " \t");
+                if (kl == 0 || *v != ':') {
+                    buf_printf(warn, "%s, line %lu: need name:value pair\n",
+                               path, start);
+                    goto next;
+                }
+                v++;
+            } else {
+                kl = strcspn(e, " \t");
+                v = e + kl;
+                if (*v == '\0') {
+                    buf_printf(warn,
+                               "%s, line %lu: expected format: key "
+                               "whitespace value\n",
+                               path, start);
+                    goto next;
+                }
+            }
+            v += strspn(v, " \t");
+            {
+                size_t vl = strlen(v);
+
+                while (vl > 0 && (v[vl - 1] == ' ' || v[vl - 1] == '\t'))
+                    v[--vl] = '\0';
+                r = lookup_build_put(db, k, kl, v, vl, err);
+            }
+            if (r < 0)
+                goto out;
+            if (r == 0)
+                buf_printf(warn, "%s, line %lu: duplicate entry: \"%.*s\"\n",
+                           path, start, (int) kl, k);
+        next:
+            buf_reset(ent);
+        }
+        if (eof)
+            break;
+        if (line[strspn(line, " \t")] == '\0')
+            continue;
+        if (buf_puts(ent, line) < 0) {
+            buf_printf(err, "%s, line %lu: entry too long", path, lineno);
+            goto out;
+        }
+        start = lineno;
+    }
+    if (ferror(f)) {
+        buf_printf(err, "cannot read %s: %s", path, strerror(errno));
+        goto out;
+    }
+    r = db->close(db, 0);
+    db = NULL;
+    if (r != 0) {
+        buf_printf(err, "cannot write %s: %s", buf_data(tmp), db_strerror(r));
+        goto out;
+    }
+    if (rename(buf_data(tmp), buf_data(dbf)) < 0) {
+        buf_printf(err, "cannot rename %s to %s: %s", buf_data(tmp),
+                   buf_data(dbf), strerror(errno));
+        goto out;
+    }
+    rc = 0;
+out:
+    if (db)
+        db->close(db, 0);
+    if (rc < 0 && buf_len(tmp) > 0)
+        unlink(buf_data(tmp));
+    if (f)
+        fclose(f);
+    buf_free(ent);
+    buf_free(tmp);
+    buf_free(dbf);
+    return rc;
 }

@@ -52,6 +52,15 @@ struct lookup_table *lookup_open(const char *spec, struct buf *err);
 /* 1 found (value in out), 0 not found, -1 error (reason in out). */
 int lookup_get(const struct lookup_table *t, const char *key, struct buf *out);
 void lookup_free(struct lookup_table *t); /* NULL ok */
+/* postmap / postalias: FILE.db from FILE ("hash:/path", "btree:/path"
+ * or a path: hash), written beside it and renamed into place. Source
+ * lines "key value" (aliases: "name: value"), continued by lines that
+ * start with white space, '#' comments; keys lower-cased, keys and
+ * values stored with their NUL as Postfix does. Lines that are not an
+ * entry, and duplicates (the first stays), are said in warn
+ * ("FILE, line N: ..."). 0, or -1 with the reason in err. */
+int lookup_build(const char *spec, int aliases, struct buf *warn,
+                 struct buf *err);
 /* A hash: or btree: table (proxy: in front too) whose .db file does not
  * exist (newaliases or postmap not run yet)? 1 or 0. */
 int lookup_db_missing(const char *spec);

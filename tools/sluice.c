@@ -7,7 +7,12 @@
  *   sluice [-c DIR] queue list [--json] | flush | delete ID...|ALL |
  *                         hold ID... | release ID... | requeue ID... | cat ID
  *   sluice [-c DIR] status | stop | reload
- * Invoked as "mailq" it runs "queue list".
+ *   sluice [-c DIR] map build [TYPE:]FILE | map query TYPE:NAME KEY...
+ *   sluice [-c DIR] aliases
+ * Invoked as "mailq" it runs "queue list", as "newaliases" "aliases",
+ * as "sendmail" Postfix's sendmail command (tools/sendmail.c).
+ * MAIL_CONFIG in the environment names the configuration directory when
+ * -c does not, as for Postfix's commands.
  * Queue commands work on the queue directory itself, so they work with
  * the daemon running or stopped (see queue/qadmin.h).
  * Exit: 0 success, 1 failure (with a message on stderr), 2 usage.
@@ -25,6 +30,7 @@
 #include <unistd.h>
 
 #include "conf/cf.h"
+#include "conf/lookup.h"
 #include "filters/clam.h"
 #include "filters/header_checks.h"
 #include "milter/milter.h"
@@ -37,6 +43,7 @@
 #include "queue/qadmin.h"
 #include "queue/qmgr.h"
 #include "queue/spool.h"
+#include "tools/sendmail.h"
 
 static const char *sluice_confdir = SYSCONFDIR;
 
@@ -54,7 +61,10 @@ sluice_usage(void)
             "  queue release ID...|ALL    release held messages\n"
             "  queue requeue ID...|ALL    requeue messages\n"
             "  queue cat ID               show a queued message\n"
-            "  status | stop | reload     control the running daemon\n");
+            "  status | stop | reload     control the running daemon\n"
+            "  map build [TYPE:]FILE      make FILE.db from FILE (postmap)\n"
+            "  map query TYPE:NAME KEY... look keys up (postmap -q)\n"
+            "  aliases                    make alias_database (newaliases)\n");
     exit(2);
 }
 
@@ -358,6 +368,121 @@ sluice_queue(int argc, char **argv, struct buf *err)
     return rc;
 }
 
+/* Warnings of a build, one "sluice: warning: ..." line each. */
+static void
+sluice_warn_lines(const struct buf *warn)
+{
+    const char *p = buf_data(warn);
+
+    while (*p) {
+        size_t n = strcspn(p, "\n");
+
+        fprintf(stderr, "sluice: warning: %.*s\n", (int) n, p);
+        p += n + (p[n] == '\n');
+    }
+}
+
+static int
+sluice_map(int argc, char **argv, struct buf *err)
+{
+    struct buf *warn = buf_new(256, 1 << 20);
+    int rc = 1;
+
+    if (argc == 3 && strcmp(argv[1], "build") == 0) {
+        rc = lookup_build(argv[2], 0, warn, err) < 0;
+        sluice_warn_lines(warn);
+        if (rc)
+            sluice_fail(err, NULL);
+    } else if (argc >= 4 && strcmp(argv[1], "query") == 0) {
+        struct lookup_table *t = lookup_open(argv[2], err);
+        struct buf *v = buf_new(256, 1 << 20);
+
+        if (t == NULL) {
+            sluice_fail(err, NULL);
+            rc = 2;
+        }
+        for (int i = 3; t && i < argc; i++) {
+            int r = lookup_get(t, argv[i], v);
+
+            if (r < 0) {
+                fprintf(stderr, "sluice: %s: lookup of %s failed: %s\n",
+                        argv[2], argv[i], buf_data(v));
+                rc = 2;
+                break;
+            }
+            if (r > 0) {
+                printf("%s\n", buf_data(v));
+                rc = 0;
+            }
+            buf_reset(v);
+        }
+        lookup_free(t);
+        buf_free(v);
+    } else {
+        sluice_usage();
+    }
+    buf_free(warn);
+    return rc;
+}
+
+/* newaliases: each hash: or btree: table of alias_database, then a
+ * reload of a running daemon, which reads its tables at start. */
+static int
+sluice_aliases(struct buf *err)
+{
+    struct cf *cf = sluice_load(err);
+    struct buf *warn = buf_new(256, 1 << 20);
+    int rc = 0, built = 0;
+    pid_t pid;
+
+    if (cf == NULL)
+        return sluice_fail(err, NULL);
+    for (char *const *l = cf_list(cf, "alias_database"); *l; l++) {
+        if (strncmp(*l, "hash:", 5) != 0 && strncmp(*l, "btree:", 6) != 0) {
+            fprintf(stderr,
+                    "sluice: warning: alias_database: %s: only hash: and "
+                    "btree: tables are built\n",
+                    *l);
+            continue;
+        }
+        buf_reset(warn);
+        buf_reset(err);
+        if (lookup_build(*l, 1, warn, err) < 0) {
+            sluice_warn_lines(warn);
+            sluice_fail(err, "alias_database");
+            rc = 1;
+            continue;
+        }
+        sluice_warn_lines(warn);
+        built++;
+    }
+    pid = built ? sluice_master_pid(cf) : 0;
+    if (pid > 0 && kill(pid, SIGHUP) == 0)
+        printf("sluice: refreshing the Sluice mail system\n");
+    cf_free(cf);
+    buf_free(warn);
+    return rc;
+}
+
+/* sendmail -bp, -bi, -q */
+static int
+sluice_other(const char *what)
+{
+    struct buf *err = buf_new(256, 65536);
+    int rc;
+
+    if (strcmp(what, "newaliases") == 0) {
+        rc = sluice_aliases(err);
+    } else {
+        static char *list[] = {"queue", "list", NULL};
+        static char *flush[] = {"queue", "flush", NULL};
+
+        rc = sluice_queue(2, strcmp(what, "flush") == 0 ? flush : list, err);
+    }
+    buf_free(err);
+    return rc;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -367,6 +492,16 @@ main(int argc, char **argv)
     int opt, rc;
 
     log_init("sluice", "sluice", NULL);
+    if (getenv("MAIL_CONFIG") && *getenv("MAIL_CONFIG"))
+        sluice_confdir = getenv("MAIL_CONFIG"); /* as Postfix's commands */
+    if (strcmp(prog, "sendmail") == 0)
+        return sendmail_main(argc, argv, sluice_confdir, sluice_other);
+    if (strcmp(prog, "newaliases") == 0) {
+        err = buf_new(256, 65536);
+        rc = sluice_aliases(err);
+        buf_free(err);
+        return rc;
+    }
     if (strcmp(prog, "mailq") == 0) {
         static char *list[] = {"queue", "list", NULL};
         err = buf_new(256, 8192);
@@ -395,6 +530,10 @@ main(int argc, char **argv)
         rc = sluice_check(err);
     else if (strcmp(cmd, "queue") == 0)
         rc = sluice_queue(argc, argv, err);
+    else if (strcmp(cmd, "map") == 0)
+        rc = sluice_map(argc, argv, err);
+    else if (strcmp(cmd, "aliases") == 0 && argc == 1)
+        rc = sluice_aliases(err);
     else if ((strcmp(cmd, "status") == 0 || strcmp(cmd, "stop") == 0
               || strcmp(cmd, "reload") == 0)
              && argc == 1)

@@ -513,7 +513,7 @@ test_postfix_names(void **state)
 static void
 test_later(void **state)
 {
-    struct cf *cf = load("virtual_alias_maps = hash:/etc/postfix/va\n"
+    struct cf *cf = load("virtual_mailbox_maps = hash:/etc/postfix/vm\n"
                          "soft_bounce = no\n"
                          "smtpd_timeout = 7s\n"
                          "smtpd_end_of_data_restrictions = permit_mynetworks,\n"
@@ -525,7 +525,7 @@ test_later(void **state)
         "main.cf:4: smtpd_end_of_data_restrictions = permit_mynetworks, "
         "reject: not implemented in this Sluice yet; the setting has no "
         "effect\n"
-        "main.cf:1: virtual_alias_maps = hash:/etc/postfix/va: not implemented "
+        "main.cf:1: virtual_mailbox_maps = hash:/etc/postfix/vm: not implemented "
         "in this Sluice yet; the setting has no effect\n";
     size_t n;
 
