@@ -64,7 +64,8 @@ sluice_usage(void)
             "  status | stop | reload     control the running daemon\n"
             "  map build [TYPE:]FILE      make FILE.db from FILE (postmap)\n"
             "  map query TYPE:NAME KEY... look keys up (postmap -q)\n"
-            "  aliases                    make alias_database (newaliases)\n");
+            "  aliases                    make alias_database (newaliases)\n"
+            "invoked as mailq, newaliases or sendmail it is that command\n");
     exit(2);
 }
 
