@@ -416,26 +416,46 @@ sendmail_main(int argc, char **argv, const char *confdir,
     /* the message: header and body, CRLF lines, dot handling */
     msg = buf_new(65536, BUF_NOCAP);
     {
-        char *line = NULL;
-        size_t cap = 0;
-        ssize_t l;
+        /* standard input, bounded: message_size_limit (with room for
+         * CRLF line ends), or 1 GB when there is none */
+        size_t cap = limit > 0 ? (size_t) limit : (size_t) 1 << 30;
+        struct buf *raw = buf_new(65536, BUF_NOCAP);
+        char chunk[65536];
+        size_t got;
+        const char *p, *end;
 
-        while ((l = getline(&line, &cap, stdin)) >= 0) {
-            size_t n = (size_t) l;
-
-            while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r'))
-                n--;
-            if (dots && n == 1 && line[0] == '.')
-                break;
-            buf_append(msg, line, n);
-            buf_puts(msg, "\r\n");
-            if (limit > 0 && (long long) buf_len(msg) > limit)
+        while ((got = fread(chunk, 1, sizeof(chunk), stdin)) > 0) {
+            buf_append(raw, chunk, got);
+            if (buf_len(raw) > cap)
                 sm_die(EX_DATAERR_,
                        "message is larger than "
                        "message_size_limit (%lld bytes)",
                        limit);
         }
-        free(line);
+        if (ferror(stdin))
+            sm_die(EX_TEMPFAIL_, "cannot read the message: %s",
+                   strerror(errno));
+        p = buf_data(raw);
+        end = p + buf_len(raw);
+        while (p < end) {
+            const char *nl = memchr(p, '\n', (size_t) (end - p));
+            size_t n = nl ? (size_t) (nl - p) : (size_t) (end - p);
+            const char *next = nl ? nl + 1 : end;
+
+            while (n > 0 && p[n - 1] == '\r')
+                n--;
+            if (dots && n == 1 && p[0] == '.')
+                break;
+            buf_append(msg, p, n);
+            buf_puts(msg, "\r\n");
+            p = next;
+        }
+        buf_free(raw);
+        if (limit > 0 && (long long) buf_len(msg) > limit)
+            sm_die(EX_DATAERR_,
+                   "message is larger than message_size_limit "
+                   "(%lld bytes)",
+                   limit);
     }
     head = buf_new(4096, BUF_NOCAP);
     body = buf_new(4096, BUF_NOCAP);
