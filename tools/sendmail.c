@@ -318,7 +318,7 @@ sendmail_main(int argc, char **argv, const char *confdir,
 {
     struct cf_service *svcs = NULL;
     size_t nsvcs = 0, nrcpt = 0, nok = 0;
-    struct buf *err = buf_new(256, 8192);
+    struct buf *err = NULL;
     struct cf *cf;
     char *cdir = NULL;
     const char *sender = NULL, *fullname = NULL, *origin, *myhost;
@@ -359,16 +359,16 @@ sendmail_main(int argc, char **argv, const char *confdir,
             break;
         case 'b':
             if (a[2] == 'p')
-                return other("mailq");
+                return free(cdir), other("mailq");
             if (a[2] == 'i')
-                return other("newaliases");
+                return free(cdir), other("newaliases");
             if (a[2] == 'm' || a[2] == '\0')
                 break;
             sm_die(EX_USAGE_, "unsupported: -%s", a + 1);
         case 'I':
-            return other("newaliases");
+            return free(cdir), other("newaliases");
         case 'q':
-            return other("flush");
+            return free(cdir), other("flush");
         case 'C': /* main.cf, or its directory */
             free(cdir);
             cdir = xstrdup(sm_optval(argc, argv, &i));
@@ -396,6 +396,7 @@ sendmail_main(int argc, char **argv, const char *confdir,
             sm_die(EX_USAGE_, "unknown option: %s", a);
         }
     }
+    err = buf_new(256, 8192);
     if ((cf = cf_load(confdir, &svcs, &nsvcs, err)) == NULL)
         sm_die(EX_TEMPFAIL_, "%s", buf_data(err));
     origin = cf_str(cf, "myorigin");
@@ -579,7 +580,9 @@ sendmail_main(int argc, char **argv, const char *confdir,
     if (nok == 0) {
         sm_cmd(&s, "QUIT");
         close(s.fd);
-        return rc ? rc : EX_UNAVAIL_;
+        if (rc == 0)
+            rc = EX_UNAVAIL_;
+        goto out;
     }
     if ((code = sm_cmd(&s, "DATA")) != 354)
         goto smtp_fail;
@@ -615,6 +618,19 @@ sendmail_main(int argc, char **argv, const char *confdir,
         goto smtp_fail;
     sm_cmd(&s, "QUIT");
     close(s.fd);
+out:
+    buf_free(s.reply);
+    buf_free(msg);
+    buf_free(head);
+    buf_free(body);
+    for (size_t k = 0; k < nrcpt; k++)
+        free(rcpts[k]);
+    free(rcpts);
+    free(from);
+    cf_services_free(svcs, nsvcs);
+    cf_free(cf);
+    buf_free(err);
+    free(cdir);
     return rc;
 smtp_fail:
     if (code < 0)
