@@ -305,6 +305,11 @@ dlv_alias_expand(const struct dlv_alias_opts *o, const char *rcpt,
     st.text = text;
     *dsn = '\0';
     r = al_addr(&st, rcpt, NULL, 0);
+    if (r == DLV_ALIAS_OK && st.n == 0) /* an empty value: keep the mail */
+        r = al_fail(&st, DLV_ALIAS_DEFER, "4.3.5",
+                    "alias expansion of %s gives no address (alias_maps; "
+                    "/dev/null discards)",
+                    rcpt);
     for (size_t i = 0; i < st.nvisited; i++)
         free(st.visited[i]);
     free(st.visited);

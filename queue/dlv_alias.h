@@ -15,6 +15,8 @@
  * An address without an alias is a mailbox. Commands and files are
  * allowed from alias_maps and from :include: files as
  * allow_mail_to_commands / allow_mail_to_files say ("alias", "include").
+ * An expansion that gives no target at all (an empty value or include
+ * file) defers (4.3.5): the mail waits for the operator.
  * An address found in the message's Delivered-To: fields is a mail
  * forwarding loop (5.4.6); so is nesting deeper than DLV_ALIAS_DEPTH.
  * Owns: nothing (the options borrow the tables). Threads: any.

@@ -1032,7 +1032,9 @@ local_rcpt(struct local_ctx *c, size_t k, struct buf *err)
         } else if (x->kind == DLV_ALIAS_FILE) {
             size_t pl = strlen(x->what);
 
-            if (pl > 1 && x->what[pl - 1] == '/') {
+            if (strcmp(x->what, "/dev/null") == 0) {
+                buf_puts(why, "delivered to file: /dev/null"); /* discarded */
+            } else if (pl > 1 && x->what[pl - 1] == '/') {
                 char *dir = xmemdup(x->what, pl - 1);
 
                 buf_reset(err);

@@ -45,6 +45,7 @@ loopb: loopa
 tempfail: "|exit 75"
 fail: "|echo oops; exit 1"
 slow: "|sleep 30"
+devnull: /dev/null
 A
 mkdir -p "$T/pf"
 : >"$T/pf/main.cf"
@@ -160,8 +161,12 @@ tap(r.code == 250 and mb and mb.startswith(b"From a@example.org  ")
     mb)
 
 r = send(["mdir@localhost"], b"to a maildir")
-tap(r.code == 250 and maildir(os.path.join(T, "md"), rb"to a maildir"),
-    "/dir/: a Maildir", r)
+r2 = send(["devnull@localhost"], b"discard me")
+l = log_wait(r"to=<devnull@localhost>, relay=local, .*dsn=2\.0\.0, "
+             r"status=sent \(delivered to file: /dev/null\)", 10)
+tap(r.code == 250 and maildir(os.path.join(T, "md"), rb"to a maildir")
+    and r2.code == 250 and l,
+    "/dir/: a Maildir; /dev/null: discarded, logged as sent", r, r2)
 
 r = send(["inc@localhost"], b"included")
 got = sink_find(rb"included", secs=15)

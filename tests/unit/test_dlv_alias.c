@@ -96,7 +96,7 @@ test_expand(void **state)
              "{pipe=\"|/usr/bin/procmail -a x\"}, file=/var/mail/f, "
              "mdir=/var/md/, {inc=:include:%s}, {rel=:include:list}, "
              "{missing=:include:%s/nope}, deep1=deep2, list=ann, "
-             "{quoted=\"a b\"@remote.example, <ann>} }",
+             "{quoted=\"a b\"@remote.example, <ann>}, {empty=,} }",
              inc, dir);
     t = lookup_open(spec, text);
     assert_non_null(t);
@@ -181,6 +181,10 @@ test_expand(void **state)
                             "BOUNCE 5.4.6 mail forwarding loop for "
                             "alice@ours.example");
     }
+    /* a value with no item */
+    assert_string_equal(expand(&o, "empty@localhost", NULL, 0),
+                        "DEFER 4.3.5 alias expansion of empty@localhost gives "
+                        "no address (alias_maps; /dev/null discards)");
     /* a remote recipient is forwarded as it is */
     assert_string_equal(expand(&o, "x@remote.example", NULL, 0),
                         "fwd:x@remote.example");
