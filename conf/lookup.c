@@ -1354,6 +1354,7 @@ lookup_any_value(const struct lookup_table *t,
 struct lookup_dent {
     int neg;                /* "!entry" */
     char *dom;              /* "example.com" or ".example.com" */
+    size_t len;             /* its length without a trailing dot */
     struct lookup_table *t; /* or a table */
 };
 
@@ -1455,6 +1456,9 @@ lookup_dlist_add(struct lookup_dlist *l, const char *e, int depth,
             return -1;
     } else {
         d.dom = xstrdup(e);
+        d.len = strlen(e);
+        if (d.len > 0 && e[d.len - 1] == '.')
+            d.len--;
     }
     if (l->n == LOOKUP_DLIST_MAX) {
         buf_printf(err, "more than %d entries", LOOKUP_DLIST_MAX);
@@ -1538,10 +1542,13 @@ lookup_dlist_match(const struct lookup_dlist *l, const char *domain)
             buf_free(v);
             if (m < 0)
                 return -1;
+        } else if (d->len == 0) {
+            m = 0;
+        } else if (d->dom[0] == '.') { /* any subdomain */
+            m = d->len > 1 && dlen > d->len
+                && strncasecmp(domain + dlen - d->len, d->dom, d->len) == 0;
         } else {
-            char *one[2] = {d->dom, NULL};
-
-            m = lookup_domain_match(one, domain);
+            m = d->len == dlen && strncasecmp(domain, d->dom, dlen) == 0;
         }
         if (m > 0)
             return !d->neg;

@@ -1722,12 +1722,13 @@ smtpd_cmd_mail(struct smtpd_sess *s, struct smtpd_cmd *cmd)
 }
 
 /* Is addr a destination of ours (mydestination, virtual_alias_domains,
- * relay_domains, a bare postmaster), i.e. what permit_auth_destination permits
+ * relay_domains, a bare postmaster; *cls caches the domain's class, as
+ * smtpd_check_log.cls), i.e. what permit_auth_destination permits
  * and reject_unauth_destination does not reject? Invariant 8: the rest is
  * relaying, which the restrictions allow only to mynetworks and
  * authenticated clients. */
 static int
-smtpd_rcpt_auth_dest(const struct smtpd_sess *s, const char *addr)
+smtpd_rcpt_auth_dest(const struct smtpd_sess *s, const char *addr, int *cls)
 {
     const struct smtpd_conf *c = s->conf;
     char *local = NULL, *domain = NULL;
@@ -1741,8 +1742,11 @@ smtpd_rcpt_auth_dest(const struct smtpd_sess *s, const char *addr)
         ok = strcasecmp(local, "postmaster") == 0;
     else if (domain[0] == '[') /* address literals are never ours */
         ok = 0;
-    else
-        ok = smtpd_check_dclass(c->check, domain) != SMTPD_CHECK_D_OTHER;
+    else {
+        if (*cls == 0)
+            *cls = (int) smtpd_check_dclass(c->check, domain) + 1;
+        ok = *cls - 1 != (int) SMTPD_CHECK_D_OTHER;
+    }
     free(local);
     free(domain);
     return ok;
@@ -1758,6 +1762,8 @@ struct smtpd_check_log {
     const char *rcpt;
     char **held; /* what, text, what, text, ... */
     size_t nheld;
+    int cls[2]; /* the sender's and the recipient's domain class, once
+                   known (smtpd_check_dclass + 1), else 0 */
 };
 
 static void
@@ -2189,9 +2195,13 @@ smtpd_check_ask(void *arg, enum smtpd_check_fact f)
         const char *a = snd ? s->sender : l->rcpt;
         const char *at = a ? strrchr(a, '@') : NULL;
 
-        return at && smtpd_check_dclass(s->conf->check, at + 1) == want;
+        if (at == NULL)
+            return 0;
+        if (l->cls[!snd] == 0) /* each domain's class once */
+            l->cls[!snd] = (int) smtpd_check_dclass(s->conf->check, at + 1) + 1;
+        return l->cls[!snd] - 1 == (int) want;
     }
-    return l->rcpt && smtpd_rcpt_auth_dest(s, l->rcpt);
+    return l->rcpt && smtpd_rcpt_auth_dest(s, l->rcpt, &l->cls[1]);
 }
 
 /* The restrictions of the session's service, at RCPT (rcpt) or at DATA
@@ -2203,7 +2213,8 @@ smtpd_check_run(struct smtpd_sess *s, const char *rcpt,
     const struct smtpd_conf *c = s->conf;
     /* at DATA, a single recipient is known, as in Postfix */
     const char *one = rcpt ? rcpt : s->nrcpt == 1 ? s->rcpts[0] : NULL;
-    struct smtpd_check_log lg = {s, rcpt ? "RCPT" : "DATA", one, NULL, 0};
+    struct smtpd_check_log lg = {s,     rcpt ? "RCPT" : "DATA", one, NULL, 0,
+                                 {0, 0}};
     struct smtpd_check_in in;
 
     memset(&in, 0, sizeof(in));
@@ -3333,10 +3344,11 @@ fail:
 }
 
 /* The envelope of the transaction with the filters' changes; NULL with
- * the reason in err when virtual_alias_maps cannot expand it. */
+ * the reason in *why (malloc'd) when virtual_alias_maps cannot expand
+ * it. */
 static struct spool_env *
 smtpd_env_new(struct smtpd_sess *s, const struct filter_mod *mods,
-              const char *hold, struct buf *err)
+              const char *hold, char **why)
 {
     struct spool_env *e;
     const struct filter_mod *m;
@@ -3378,13 +3390,19 @@ smtpd_env_new(struct smtpd_sess *s, const struct filter_mod *mods,
             break;
         }
     }
-    if (!addrmap_empty(smtpd_check_valias(s->conf->check))
-        && smtpd_valias(s, &r, &nr, &orig, err) < 0) {
-        for (i = 0; i < nr; i++)
-            free(r[i]);
-        free(r);
-        free(sender);
-        return NULL;
+    if (!addrmap_empty(smtpd_check_valias(s->conf->check))) {
+        struct buf *err = buf_new(128, 1024);
+        int rc = smtpd_valias(s, &r, &nr, &orig, err);
+
+        *why = rc < 0 ? xstrdup(buf_data(err)) : NULL;
+        buf_free(err);
+        if (rc < 0) {
+            for (i = 0; i < nr; i++)
+                free(r[i]);
+            free(r);
+            free(sender);
+            return NULL;
+        }
     }
     e = xcalloc(1, sizeof(*e));
     gettimeofday(&tv, NULL);
@@ -3675,6 +3693,7 @@ smtpd_eom_done(struct smtpd_sess *s, const struct filter_result *r)
     struct smtpd_job *j;
     struct buf *b;
     size_t old;
+    char *why = NULL;
     int rc, err;
 
     s->txn_filters = 0; /* EOM delivered: the filters are done */
@@ -3715,16 +3734,15 @@ smtpd_eom_done(struct smtpd_sess *s, const struct filter_result *r)
     j->qdir = xstrdup(s->conf->qdir);
     snprintf(j->id, sizeof(j->id), "%s", s->qid);
     j->queue = v == FILTER_HOLD ? "hold" : "incoming";
-    b = buf_new(128, 1024);
     j->env = smtpd_env_new(
         s, r->mods, v == FILTER_HOLD ? (text && *text ? text : "held") : NULL,
-        b);
+        &why);
     j->sf = s->sf;
     s->sf = NULL;         /* the job owns it now */
     if (j->env == NULL) { /* Postfix's cleanup says it so */
         log_warning("%s: %s -- message not accepted, try again later", j->id,
-                    buf_data(b));
-        buf_free(b);
+                    why);
+        free(why);
         smtpd_drop_file(s->srv, j->sf);
         smtpd_job_free(j);
         smtpd_reply(s, "451 4.6.0 Alias expansion error");
@@ -3732,7 +3750,6 @@ smtpd_eom_done(struct smtpd_sess *s, const struct filter_result *r)
         smtpd_enter(s, smtpd_idle_state(s));
         return;
     }
-    buf_free(b);
     if (j->env->nrcpt == 0) {
         log_info("%s: discard: END-OF-MESSAGE from %s: no recipients left",
                  j->id, s->ident);
