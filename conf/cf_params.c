@@ -1140,7 +1140,9 @@ const struct cf_param cf_params[] = {
     {"smtpd_discard_ehlo_keywords", CF_STR, "", 0, CF_PF_LATER, 1},
     {"smtpd_dns_reply_filter", CF_STR, "", 0, CF_PF_LATER, 1},
     {"smtpd_end_of_data_restrictions", CF_LIST, "", 0,
-     "restrictions applied at the end of DATA; not implemented yet", 1},
+     "restrictions applied after the final dot, before the filters' verdict "
+     "(a policy server sees the message's size)",
+     0},
     {"smtpd_enforce_tls", CF_STR, "", 0, CF_PF_LATER, 1},
     {"smtpd_error_sleep_time", CF_TIME, "1s", 's',
      "delay before each error reply once the soft error limit is reached", 0},

@@ -2016,8 +2016,8 @@ smtpd_policy_attr(struct buf *b, const char *name, const char *v)
             *p = ' ';
 }
 
-/* Postfix's policy request for the command being checked (stage "RCPT"
- * or "DATA"). */
+/* Postfix's policy request for the command being checked (stage "RCPT",
+ * "DATA" or "END-OF-MESSAGE", where size is the message's own). */
 static void
 smtpd_policy_request(struct smtpd_sess *s, const char *stage,
                      const char *context, struct buf *b)
@@ -2047,13 +2047,16 @@ smtpd_policy_request(struct smtpd_sess *s, const char *stage,
     smtpd_policy_attr(b, "sender", s->sender);
     smtpd_policy_attr(b, "recipient", rcpt);
     snprintf(num, sizeof(num), "%zu",
-             strcmp(stage, "DATA") == 0 ? s->nrcpt : (size_t) 0);
+             strcmp(stage, "RCPT") != 0 ? s->nrcpt : (size_t) 0);
     smtpd_policy_attr(b, "recipient_count", num);
     smtpd_policy_attr(b, "queue_id", s->qid);
     snprintf(num, sizeof(num), "%lx.%lx", (unsigned long) getpid(),
              (unsigned long) s->instance);
     smtpd_policy_attr(b, "instance", num);
-    snprintf(num, sizeof(num), "%llu", s->size_decl);
+    snprintf(num, sizeof(num), "%llu",
+             strcmp(stage, "END-OF-MESSAGE") == 0 && s->sf
+                 ? (unsigned long long) spool_content_size(s->sf)
+                 : s->size_decl);
     smtpd_policy_attr(b, "size", num);
     smtpd_policy_attr(b, "etrn_domain", "");
     smtpd_policy_attr(b, "stress", "");
@@ -2205,16 +2208,17 @@ smtpd_check_ask(void *arg, enum smtpd_check_fact f)
 }
 
 /* The restrictions of the session's service, at RCPT (rcpt) or at DATA
- * (rcpt NULL), into res. */
+ * (rcpt NULL) or after the final dot (eod), into res. */
 static void
-smtpd_check_run(struct smtpd_sess *s, const char *rcpt,
+smtpd_check_run(struct smtpd_sess *s, const char *rcpt, int eod,
                 struct smtpd_check_res *res)
 {
     const struct smtpd_conf *c = s->conf;
     /* at DATA, a single recipient is known, as in Postfix */
     const char *one = rcpt ? rcpt : s->nrcpt == 1 ? s->rcpts[0] : NULL;
-    struct smtpd_check_log lg = {s,     rcpt ? "RCPT" : "DATA", one, NULL, 0,
-                                 {0, 0}};
+    struct smtpd_check_log lg = {
+        s,     rcpt ? "RCPT" : eod ? "END-OF-MESSAGE" : "DATA", one, NULL, 0,
+        {0, 0}};
     struct smtpd_check_in in;
 
     memset(&in, 0, sizeof(in));
@@ -2248,6 +2252,8 @@ smtpd_check_run(struct smtpd_sess *s, const char *rcpt,
     in.arg = &lg;
     if (rcpt)
         smtpd_check_rcpt(c->check, &in, res);
+    else if (eod)
+        smtpd_check_eod(c->check, &in, res);
     else
         smtpd_check_data(c->check, &in, res);
     smtpd_check_log_end(&lg, res->verdict != SMTPD_CHECK_NEED);
@@ -2367,7 +2373,7 @@ smtpd_rcpt_check(struct smtpd_sess *s)
     res.text = buf_new(128, LOG_LINE_MAX);
     res.prepend = s->srv->prepend; /* scratch: emptied by the check */
     do
-        smtpd_check_run(s, addr, &res);
+        smtpd_check_run(s, addr, 0, &res);
     while (res.verdict == SMTPD_CHECK_NEED
            && smtpd_q_start(s, &res, "RCPT", smtpd_rcpt_check));
     if (res.verdict == SMTPD_CHECK_NEED) {
@@ -2692,7 +2698,7 @@ smtpd_data_check(struct smtpd_sess *s)
     res.text = buf_new(128, LOG_LINE_MAX);
     res.prepend = s->srv->prepend; /* scratch: emptied by the check */
     do
-        smtpd_check_run(s, NULL, &res);
+        smtpd_check_run(s, NULL, 0, &res);
     while (res.verdict == SMTPD_CHECK_NEED
            && smtpd_q_start(s, &res, "DATA", smtpd_data_check));
     if (res.verdict != SMTPD_CHECK_NEED && res.verdict != SMTPD_CHECK_REJECT)
@@ -3813,6 +3819,9 @@ smtpd_eom_done(struct smtpd_sess *s, const struct filter_result *r)
     smtpd_commit(s, j);
 }
 
+static void smtpd_eod_check(struct smtpd_sess *s);
+static void smtpd_eom_go(struct smtpd_sess *s);
+
 static void
 smtpd_data_end(struct smtpd_sess *s)
 {
@@ -3841,10 +3850,77 @@ smtpd_data_end(struct smtpd_sess *s)
         return;
     }
     smtpd_enter(s, SMTPD_S_FILTER);
+    if (smtpd_check_eod_used(s->conf->check)) {
+        smtpd_q_clear(s);
+        smtpd_eod_check(s);
+        return;
+    }
+    smtpd_eom_go(s);
+}
+
+/* The filters' end of message. */
+static void
+smtpd_eom_go(struct smtpd_sess *s)
+{
     s->env.spool_fd = spool_fd(s->sf);
     s->env.spool_off = spool_content_off(s->sf);
     s->env.spool_len = spool_content_size(s->sf);
     smtpd_filter(s, FILTER_EOM, NULL, smtpd_eom_done);
+}
+
+/* smtpd_end_of_data_restrictions, as Postfix runs them: after the final
+ * dot, before the message is handed on (here: before the filters'
+ * verdict, so a refused message is not scanned). */
+static void
+smtpd_eod_check(struct smtpd_sess *s)
+{
+    struct smtpd_check_res res;
+
+    res.text = buf_new(128, LOG_LINE_MAX);
+    res.prepend = s->srv->prepend; /* scratch: emptied by the check */
+    do
+        smtpd_check_run(s, NULL, 1, &res);
+    while (res.verdict == SMTPD_CHECK_NEED
+           && smtpd_q_start(s, &res, "END-OF-MESSAGE", smtpd_eod_check));
+    if (res.verdict == SMTPD_CHECK_NEED) {
+        buf_free(res.text);
+        return;
+    }
+    if (res.verdict != SMTPD_CHECK_REJECT && buf_len(res.prepend) > 0)
+        log_warning("%s: PREPEND in smtpd_end_of_data_restrictions: the "
+                    "header is written already; ignored",
+                    s->qid);
+    if (res.verdict == SMTPD_CHECK_REJECT) {
+        struct buf *b = buf_new(128, LOG_LINE_MAX);
+
+        buf_printf(b, "%d %s %s", res.code, res.dsn, buf_data(res.text));
+        smtpd_reply(s, "%s", buf_data(b));
+        smtpd_log_event(s, "reject", "END-OF-MESSAGE", buf_data(b),
+                        s->nrcpt == 1 ? s->rcpts[0] : NULL);
+        buf_free(b);
+        buf_free(res.text);
+        smtpd_txn_end(s, 1);
+        if (res.code == 421 || res.code == 521)
+            smtpd_finish(s);
+        else
+            smtpd_enter(s, smtpd_idle_state(s));
+        return;
+    }
+    if (res.verdict != SMTPD_CHECK_PASS) {
+        struct filter_result hr = {0};
+
+        hr.verdict =
+            res.verdict == SMTPD_CHECK_HOLD ? FILTER_HOLD : FILTER_DISCARD;
+        hr.text = buf_data(res.text);
+        if (hr.verdict > s->txn_verdict) /* logged once, as Postfix */
+            smtpd_log_event(
+                s, res.verdict == SMTPD_CHECK_HOLD ? "hold" : "discard",
+                "END-OF-MESSAGE", buf_data(res.text),
+                s->nrcpt == 1 ? s->rcpts[0] : NULL);
+        smtpd_txn_note(s, &hr);
+    }
+    buf_free(res.text);
+    smtpd_eom_go(s);
 }
 
 /* Feed buffered input to the decoder: 0 go on, -1 stop. */

@@ -196,15 +196,17 @@ enum sc_list {
     SCL_RELAY,
     SCL_RCPT,
     SCL_DATA,
+    SCL_EOD, /* smtpd_end_of_data_restrictions */
     SCL_N,
     SCL_SASL, /* not a list: replies about the SASL login name */
     SCL_CCERT /* nor this: about the client certificate */
 };
 
 static const char *const sc_params[SCL_N] = {
-    "smtpd_client_restrictions",    "smtpd_helo_restrictions",
-    "smtpd_sender_restrictions",    "smtpd_relay_restrictions",
-    "smtpd_recipient_restrictions", "smtpd_data_restrictions",
+    "smtpd_client_restrictions",      "smtpd_helo_restrictions",
+    "smtpd_sender_restrictions",      "smtpd_relay_restrictions",
+    "smtpd_recipient_restrictions",   "smtpd_data_restrictions",
+    "smtpd_end_of_data_restrictions",
 };
 
 struct smtpd_check {
@@ -1172,14 +1174,9 @@ smtpd_check_rbl_name(const struct sockaddr *sa, const char *domain, char *out,
 #define SCL_REV SCL_N
 
 static const char *const sc_class[SCL_N + 3] = {
-    "Client host",
-    "Helo command",
-    "Sender address",
-    "Recipient address",
-    "Recipient address",
-    "Data command",
-    "Unverified Client host",
-    "SASL login name",
+    "Client host",        "Helo command",           "Sender address",
+    "Recipient address",  "Recipient address",      "Data command",
+    "End-of-data",        "Unverified Client host", "SASL login name",
     "Client certificate",
 };
 
@@ -1206,6 +1203,9 @@ sc_name(const struct sc_run *r, enum sc_list l, struct buf *b)
         break;
     case SCL_DATA:
         buf_printf(b, "<DATA>");
+        break;
+    case SCL_EOD:
+        buf_printf(b, "<END-OF-MESSAGE>");
         break;
     case SCL_REV:
         buf_printf(b, "<%s>", in->rev_name ? in->rev_name : "unknown");
@@ -2190,7 +2190,7 @@ static enum sc_result
 sc_allow(struct sc_run *r, const struct smtpd_check_rbl *a,
          const struct sc_filter *f, const char *what)
 {
-    if (r->list != SCL_DATA && r->in->rcpt
+    if (r->list < SCL_DATA && r->in->rcpt
         && !sc_fact(r, &r->dest, SMTPD_CHECK_AUTH_DEST))
         return SCR_DUNNO;
     if (a->listed < 0) {
@@ -2361,7 +2361,7 @@ sc_rhsbl_check(struct sc_run *r, const struct sc_restr *x)
     if ((size_t) snprintf(key, sizeof(key), "%s.%s", dom, x->dom) >= sizeof(key)
         || !dns_valid_name(key))
         return SCR_DUNNO;
-    if (x->kind == SC_RHSWL_CLIENT && r->list != SCL_DATA && in->rcpt
+    if (x->kind == SC_RHSWL_CLIENT && r->list < SCL_DATA && in->rcpt
         && !sc_fact(r, &r->dest, SMTPD_CHECK_AUTH_DEST))
         return SCR_DUNNO; /* not asked: it could not permit */
     rc = sc_query(r, SMTPD_CHECK_Q_DNSXL, key, &ans);
@@ -2537,7 +2537,7 @@ sc_one(struct sc_run *r, const struct sc_restr *x)
     case SC_MULTI_BOUNCE:
         /* at RCPT, the recipients before this one; at DATA, all */
         if (in->sender == NULL || *in->sender != '\0'
-            || in->nrcpt <= (size_t) (r->list == SCL_DATA))
+            || in->nrcpt <= (size_t) (r->list >= SCL_DATA))
             return SCR_DUNNO;
         {
             char dsn[16];
@@ -2724,6 +2724,22 @@ smtpd_check_data(const struct smtpd_check *c, const struct smtpd_check_in *in,
 
     sc_run_init(&r, c, in, res);
     sc_finish(&r, sc_list(&r, SCL_DATA));
+}
+
+int
+smtpd_check_eod_used(const struct smtpd_check *c)
+{
+    return c->n[SCL_EOD] > 0;
+}
+
+void
+smtpd_check_eod(const struct smtpd_check *c, const struct smtpd_check_in *in,
+                struct smtpd_check_res *res)
+{
+    struct sc_run r;
+
+    sc_run_init(&r, c, in, res);
+    sc_finish(&r, sc_list(&r, SCL_EOD));
 }
 
 static int

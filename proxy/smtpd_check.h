@@ -375,5 +375,12 @@ int smtpd_check_data_used(const struct smtpd_check *c);
 void smtpd_check_data(const struct smtpd_check *c,
                       const struct smtpd_check_in *in,
                       struct smtpd_check_res *res);
+/* After the final dot, before the filters' end of message:
+ * smtpd_end_of_data_restrictions (replies name <END-OF-MESSAGE> and
+ * "End-of-data", as Postfix); smtpd_check_eod_used as above. */
+int smtpd_check_eod_used(const struct smtpd_check *c);
+void smtpd_check_eod(const struct smtpd_check *c,
+                     const struct smtpd_check_in *in,
+                     struct smtpd_check_res *res);
 
 #endif

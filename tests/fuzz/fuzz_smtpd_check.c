@@ -6,8 +6,9 @@
  * Input: NUL-separated fields: main.cf text, then helo, sender, rcpt,
  * client address, client name; a missing field is NULL (helo) or a
  * default; then one flag byte: bit 0 mynetworks, bit 1 authenticated,
- * bit 2 the recipient is ours (auth_dest), bit 3 evaluate at DATA, bits
- * 6-7 how the client name lookups ended.
+ * bit 2 the recipient is ours (auth_dest), bit 3 evaluate at DATA (with
+ * bit 2: after the final dot, smtpd_end_of_data_restrictions), bits 6-7
+ * how the client name lookups ended.
  * Besides "no crash, no leak", what smtpd_check.h promises is checked:
  * a reject has a 4xx or 5xx code, a DSN "C.x.y" whose class is the code's
  * and a text; HOLD and DISCARD have a text; a bare postmaster recipient
@@ -294,7 +295,9 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         struct smtpd_check_res *r = pass ? &r2 : &r1;
 
         for (;;) {
-            if (flags & 8)
+            if ((flags & 12) == 12)
+                smtpd_check_eod(c, &in, r);
+            else if (flags & 8)
                 smtpd_check_data(c, &in, r);
             else
                 smtpd_check_rcpt(c, &in, r);

@@ -19,6 +19,8 @@ part (at DATA: on recipient_count):
   garbage*  "this is not an attribute" and an empty line
   big*      an action of 9000 bytes
   at DATA with recipient_count=2: REJECT two is too many
+  at END-OF-MESSAGE: a size over 2000: 552 5.2.2 Quota exceeded (size N);
+    a sender beginning with "hold": HOLD quota review
   anything else: DUNNO
 SIGTERM: exit.
 """
@@ -37,6 +39,12 @@ STATE = {"conns": 0, "closeonce": 0}
 
 
 def answer(attrs):
+    if attrs.get("protocol_state") == "END-OF-MESSAGE":
+        if int(attrs.get("size", "0")) > 2000:
+            return "552 5.2.2 Quota exceeded (size %s)" % attrs["size"]
+        if attrs.get("sender", "").startswith("hold"):
+            return "HOLD quota review"
+        return "DUNNO"
     if attrs.get("protocol_state") == "DATA":
         return "REJECT two is too many" if attrs.get("recipient_count") == "2" else "DUNNO"
     lp = attrs.get("recipient", "").split("@")[0]

@@ -516,15 +516,14 @@ test_later(void **state)
     struct cf *cf = load("virtual_mailbox_maps = hash:/etc/postfix/vm\n"
                          "soft_bounce = no\n"
                          "smtpd_timeout = 7s\n"
-                         "smtpd_end_of_data_restrictions = permit_mynetworks,\n"
-                         " reject\n");
+                         "masquerade_domains = a.example,\n"
+                         " b.example\n");
     struct cf *svc = cf_clone(cf);
     struct cf_service sv = {.cf = svc};
     struct buf *out = buf_new(256, BUF_NOCAP), *e = buf_new(256, 4096);
     const char *main_lines =
-        "main.cf:4: smtpd_end_of_data_restrictions = permit_mynetworks, "
-        "reject: not implemented in this Sluice yet; the setting has no "
-        "effect\n"
+        "main.cf:4: masquerade_domains = a.example, b.example: not "
+        "implemented in this Sluice yet; the setting has no effect\n"
         "main.cf:1: virtual_mailbox_maps = hash:/etc/postfix/vm: not implemented "
         "in this Sluice yet; the setting has no effect\n";
     size_t n;

@@ -1336,6 +1336,57 @@ unlisted_ask(void *arg, enum smtpd_check_fact f)
 /* reject_unlisted_recipient / _sender and smtpd_reject_unlisted_*:
  * local_recipient_maps for our domains, relay_recipient_maps for relay
  * domains, Postfix's keys and replies. */
+/* smtpd_end_of_data_restrictions: its own list, named <END-OF-MESSAGE>
+ * and "End-of-data" in replies; the DATA list does not run there. */
+static void
+test_eod(void **state)
+{
+    struct cf *cf = conf("smtpd_end_of_data_restrictions = "
+                         "check_sender_access inline:{ "
+                         "{spam@example.org=REJECT no more} }, "
+                         "reject_multi_recipient_bounce\n"
+                         "smtpd_data_restrictions = reject\n");
+    struct smtpd_check *c = compile(cf);
+    struct smtpd_check_in in = req();
+
+    (void) state;
+    assert_int_equal(smtpd_check_eod_used(c), 1);
+    in.rcpt = NULL;
+    in.nrcpt = 1;
+    smtpd_check_eod(c, &in, &res);
+    assert_int_equal(res.verdict, SMTPD_CHECK_PASS);
+    in.sender = "spam@example.org";
+    smtpd_check_eod(c, &in, &res);
+    assert_int_equal(res.verdict, SMTPD_CHECK_REJECT);
+    assert_string_equal(buf_data(res.text),
+                        "<spam@example.org>: Sender address rejected: no "
+                        "more");
+    in.sender = "";
+    in.nrcpt = 2;
+    smtpd_check_eod(c, &in, &res);
+    assert_int_equal(res.verdict, SMTPD_CHECK_REJECT);
+    assert_int_equal(res.code, 550);
+    assert_string_equal(buf_data(res.text),
+                        "<END-OF-MESSAGE>: End-of-data rejected: "
+                        "Multi-recipient bounce");
+    smtpd_check_free(c);
+    set(cf, "smtpd_end_of_data_restrictions", "reject");
+    set(cf, "smtpd_data_restrictions", "");
+    c = compile(cf);
+    in.nrcpt = 1;
+    smtpd_check_eod(c, &in, &res);
+    assert_string_equal(buf_data(res.text),
+                        "<END-OF-MESSAGE>: End-of-data rejected: Access "
+                        "denied");
+    assert_int_equal(smtpd_check_data_used(c), 0);
+    smtpd_check_free(c);
+    set(cf, "smtpd_end_of_data_restrictions", "");
+    c = compile(cf);
+    assert_int_equal(smtpd_check_eod_used(c), 0);
+    smtpd_check_free(c);
+    cf_free(cf);
+}
+
 /* virtual_alias_maps: what it lists is a valid recipient in any
  * domain; in virtual_alias_domains nothing else is. */
 static void
@@ -2069,6 +2120,7 @@ main(void)
         cmocka_unit_test(test_session_restrictions),
         cmocka_unit_test(test_unlisted),
         cmocka_unit_test(test_unlisted_valias),
+        cmocka_unit_test(test_eod),
         cmocka_unit_test(test_rhswl),
         cmocka_unit_test(test_ccert),
         cmocka_unit_test(test_unknown_helo),
