@@ -2360,6 +2360,65 @@ smtpd_cmd_rcpt(struct smtpd_sess *s, struct smtpd_cmd *cmd)
     smtpd_rcpt_check(s);
 }
 
+/* One evaluation (rcpt, or DATA, or eod) until it decides or waits for
+ * an answer (then again runs when it is in): 1 decided, res filled (its
+ * text for the caller to free); 0 waiting, nothing to free. */
+static int
+smtpd_check_eval(struct smtpd_sess *s, const char *rcpt, int eod,
+                 void (*again)(struct smtpd_sess *s),
+                 struct smtpd_check_res *res)
+{
+    res->text = buf_new(128, LOG_LINE_MAX);
+    res->prepend = s->srv->prepend; /* scratch: emptied by the check */
+    do
+        smtpd_check_run(s, rcpt, eod, res);
+    while (res->verdict == SMTPD_CHECK_NEED
+           && smtpd_q_start(s, res,
+                            rcpt  ? "RCPT"
+                            : eod ? "END-OF-MESSAGE"
+                                  : "DATA",
+                            again));
+    if (res->verdict == SMTPD_CHECK_NEED) {
+        buf_free(res->text);
+        return 0;
+    }
+    return 1;
+}
+
+/* The outcome at DATA or END-OF-MESSAGE (stage): a reject is replied and
+ * logged (1; with 421 or 521 the session ends, as in Postfix), HOLD or
+ * DISCARD noted for the message (0). */
+static int
+smtpd_check_msg_outcome(struct smtpd_sess *s, const char *stage,
+                        const struct smtpd_check_res *res)
+{
+    if (res->verdict == SMTPD_CHECK_REJECT) {
+        struct buf *b = buf_new(128, LOG_LINE_MAX);
+
+        buf_printf(b, "%d %s %s", res->code, res->dsn, buf_data(res->text));
+        smtpd_reply(s, "%s", buf_data(b));
+        smtpd_log_event(s, "reject", stage, buf_data(b),
+                        s->nrcpt == 1 ? s->rcpts[0] : NULL);
+        buf_free(b);
+        if (res->code == 421 || res->code == 521)
+            smtpd_finish(s);
+        return 1;
+    }
+    if (res->verdict != SMTPD_CHECK_PASS) {
+        struct filter_result hr = {0};
+
+        hr.verdict =
+            res->verdict == SMTPD_CHECK_HOLD ? FILTER_HOLD : FILTER_DISCARD;
+        hr.text = buf_data(res->text);
+        if (hr.verdict > s->txn_verdict) /* logged once, as Postfix */
+            smtpd_log_event(
+                s, res->verdict == SMTPD_CHECK_HOLD ? "hold" : "discard", stage,
+                buf_data(res->text), s->nrcpt == 1 ? s->rcpts[0] : NULL);
+        smtpd_txn_note(s, &hr);
+    }
+    return 0;
+}
+
 /* RCPT's restrictions for s->pend_addr; again after each answer they
  * waited for. */
 static void
@@ -2370,16 +2429,8 @@ smtpd_rcpt_check(struct smtpd_sess *s)
     struct filter_args a = {0};
     const char *addr = s->pend_addr;
 
-    res.text = buf_new(128, LOG_LINE_MAX);
-    res.prepend = s->srv->prepend; /* scratch: emptied by the check */
-    do
-        smtpd_check_run(s, addr, 0, &res);
-    while (res.verdict == SMTPD_CHECK_NEED
-           && smtpd_q_start(s, &res, "RCPT", smtpd_rcpt_check));
-    if (res.verdict == SMTPD_CHECK_NEED) {
-        buf_free(res.text);
+    if (!smtpd_check_eval(s, addr, 0, smtpd_rcpt_check, &res))
         return;
-    }
     free(s->pend_prepend);
     s->pend_prepend = res.verdict != SMTPD_CHECK_REJECT && buf_len(res.prepend)
                           ? xstrdup(buf_data(res.prepend))
@@ -2693,43 +2744,13 @@ static void
 smtpd_data_check(struct smtpd_sess *s)
 {
     struct smtpd_check_res res;
-    int refused = 0;
+    int refused;
 
-    res.text = buf_new(128, LOG_LINE_MAX);
-    res.prepend = s->srv->prepend; /* scratch: emptied by the check */
-    do
-        smtpd_check_run(s, NULL, 0, &res);
-    while (res.verdict == SMTPD_CHECK_NEED
-           && smtpd_q_start(s, &res, "DATA", smtpd_data_check));
-    if (res.verdict != SMTPD_CHECK_NEED && res.verdict != SMTPD_CHECK_REJECT)
-        smtpd_prepend_add(s, buf_data(res.prepend));
-    if (res.verdict == SMTPD_CHECK_NEED) {
-        buf_free(res.text);
+    if (!smtpd_check_eval(s, NULL, 0, smtpd_data_check, &res))
         return;
-    }
-    if (res.verdict == SMTPD_CHECK_REJECT) {
-        struct buf *b = buf_new(128, LOG_LINE_MAX);
-
-        buf_printf(b, "%d %s %s", res.code, res.dsn, buf_data(res.text));
-        smtpd_reply(s, "%s", buf_data(b));
-        smtpd_log_event(s, "reject", "DATA", buf_data(b),
-                        s->nrcpt == 1 ? s->rcpts[0] : NULL);
-        buf_free(b);
-        refused = 1;
-        if (res.code == 421 || res.code == 521)
-            smtpd_finish(s);
-    } else if (res.verdict != SMTPD_CHECK_PASS) {
-        struct filter_result hr = {0};
-
-        hr.verdict =
-            res.verdict == SMTPD_CHECK_HOLD ? FILTER_HOLD : FILTER_DISCARD;
-        hr.text = buf_data(res.text);
-        if (hr.verdict > s->txn_verdict) /* logged once, as Postfix */
-            smtpd_log_event(
-                s, res.verdict == SMTPD_CHECK_HOLD ? "hold" : "discard", "DATA",
-                buf_data(res.text), s->nrcpt == 1 ? s->rcpts[0] : NULL);
-        smtpd_txn_note(s, &hr);
-    }
+    if (res.verdict != SMTPD_CHECK_REJECT)
+        smtpd_prepend_add(s, buf_data(res.prepend));
+    refused = smtpd_check_msg_outcome(s, "DATA", &res);
     buf_free(res.text);
     if (!refused)
         smtpd_data_go(s);
@@ -3876,48 +3897,18 @@ smtpd_eod_check(struct smtpd_sess *s)
 {
     struct smtpd_check_res res;
 
-    res.text = buf_new(128, LOG_LINE_MAX);
-    res.prepend = s->srv->prepend; /* scratch: emptied by the check */
-    do
-        smtpd_check_run(s, NULL, 1, &res);
-    while (res.verdict == SMTPD_CHECK_NEED
-           && smtpd_q_start(s, &res, "END-OF-MESSAGE", smtpd_eod_check));
-    if (res.verdict == SMTPD_CHECK_NEED) {
-        buf_free(res.text);
+    if (!smtpd_check_eval(s, NULL, 1, smtpd_eod_check, &res))
         return;
-    }
     if (res.verdict != SMTPD_CHECK_REJECT && buf_len(res.prepend) > 0)
         log_warning("%s: PREPEND in smtpd_end_of_data_restrictions: the "
                     "header is written already; ignored",
                     s->qid);
-    if (res.verdict == SMTPD_CHECK_REJECT) {
-        struct buf *b = buf_new(128, LOG_LINE_MAX);
-
-        buf_printf(b, "%d %s %s", res.code, res.dsn, buf_data(res.text));
-        smtpd_reply(s, "%s", buf_data(b));
-        smtpd_log_event(s, "reject", "END-OF-MESSAGE", buf_data(b),
-                        s->nrcpt == 1 ? s->rcpts[0] : NULL);
-        buf_free(b);
+    if (smtpd_check_msg_outcome(s, "END-OF-MESSAGE", &res)) {
         buf_free(res.text);
         smtpd_txn_end(s, 1);
-        if (res.code == 421 || res.code == 521)
-            smtpd_finish(s);
-        else
+        if (!s->closing)
             smtpd_enter(s, smtpd_idle_state(s));
         return;
-    }
-    if (res.verdict != SMTPD_CHECK_PASS) {
-        struct filter_result hr = {0};
-
-        hr.verdict =
-            res.verdict == SMTPD_CHECK_HOLD ? FILTER_HOLD : FILTER_DISCARD;
-        hr.text = buf_data(res.text);
-        if (hr.verdict > s->txn_verdict) /* logged once, as Postfix */
-            smtpd_log_event(
-                s, res.verdict == SMTPD_CHECK_HOLD ? "hold" : "discard",
-                "END-OF-MESSAGE", buf_data(res.text),
-                s->nrcpt == 1 ? s->rcpts[0] : NULL);
-        smtpd_txn_note(s, &hr);
     }
     buf_free(res.text);
     smtpd_eom_go(s);
