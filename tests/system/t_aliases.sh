@@ -25,6 +25,8 @@ setup
 
 cat >"$T/pipe.sh" <<'S'
 #!/bin/sh
+FDS=$(ls /proc/self/fd | tr '\n' ' ')
+export FDS
 { env | sort; echo ---; cat; } >"$1.tmp" && mv "$1.tmp" "$1"
 S
 printf '%s\n' "alice" "# a comment" "erin@remote.example" "|/bin/true" \
@@ -119,6 +121,7 @@ for _ in range(100):
 envs, _, body = (out or b"").partition(b"---\n")
 tap(r.code == 250 and out and b"RECIPIENT=pipe@localhost\n" in envs
     and b"SENDER=a@example.org\n" in envs and b"LOCAL=pipe\n" in envs
+    and b"FDS=0 1 2 3 \n" in envs
     and re.match(rb"From a@example\.org  \w\w\w \w\w\w [ \d]\d "
                  rb"\d\d:\d\d:\d\d \d{4}\nReturn-Path: <a@example\.org>\n"
                  rb"Delivered-To: pipe@localhost\n", body)
@@ -126,7 +129,8 @@ tap(r.code == 250 and out and b"RECIPIENT=pipe@localhost\n" in envs
     and log_wait(r"to=<pipe@localhost>, relay=local, .*status=sent "
                  r"\(delivered to command: /bin/sh .*pipe\.sh", 5),
     "|command: the message with a From_ line on stdin, RECIPIENT, SENDER, "
-    "LOCAL in its environment, logged delivered to command", r, out)
+    "LOCAL in its environment, no descriptor of the queue manager's open, "
+    "logged delivered to command", r, out)
 
 r = send(["tempfail@localhost"], b"temp")
 l1 = log_wait(r"to=<tempfail@localhost>, relay=local, .*dsn=4\.3\.0, "
