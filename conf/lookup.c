@@ -211,6 +211,19 @@ lookup_net_free(struct lookup_net *n)
 
 /* ---- domain lists ---- */
 
+/* One plain entry e[0, elen) (no trailing dot) against domain[0, dlen):
+ * "example.com" itself, ".example.com" any subdomain of it. */
+static int
+lookup_domain_entry(const char *e, size_t elen, const char *domain, size_t dlen)
+{
+    if (elen == 0)
+        return 0;
+    if (e[0] == '.')
+        return elen > 1 && dlen > elen
+               && strncasecmp(domain + dlen - elen, e, elen) == 0;
+    return elen == dlen && strncasecmp(domain, e, dlen) == 0;
+}
+
 int
 lookup_domain_match(char *const *list, const char *domain)
 {
@@ -229,16 +242,8 @@ lookup_domain_match(char *const *list, const char *domain)
 
         if (elen > 0 && e[elen - 1] == '.')
             elen--;
-        if (elen == 0)
-            continue;
-        if (e[0] == '.') {
-            /* ".example.com": any subdomain (not example.com itself) */
-            if (elen > 1 && dlen > elen
-                && strncasecmp(domain + dlen - elen, e, elen) == 0)
-                return 1;
-        } else if (elen == dlen && strncasecmp(domain, e, dlen) == 0) {
+        if (lookup_domain_entry(e, elen, domain, dlen))
             return 1;
-        }
     }
     return 0;
 }
@@ -1542,13 +1547,8 @@ lookup_dlist_match(const struct lookup_dlist *l, const char *domain)
             buf_free(v);
             if (m < 0)
                 return -1;
-        } else if (d->len == 0) {
-            m = 0;
-        } else if (d->dom[0] == '.') { /* any subdomain */
-            m = d->len > 1 && dlen > d->len
-                && strncasecmp(domain + dlen - d->len, d->dom, d->len) == 0;
         } else {
-            m = d->len == dlen && strncasecmp(domain, d->dom, dlen) == 0;
+            m = lookup_domain_entry(d->dom, d->len, domain, dlen);
         }
         if (m > 0)
             return !d->neg;
