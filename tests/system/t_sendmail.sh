@@ -12,15 +12,17 @@
 #     with the reply on stderr;
 #   - a recipient refused (550) is said, exit 67, the others get it;
 #   - -bp lists the queue (mailq);
-#   - with the daemon stopped: exit 75, "is sluiced running?".
+#   - with the daemon stopped: exit 75, "is sluiced running?";
+#   - bad input: a message over message_size_limit (65), no recipient or
+#     an unknown option (64), each with its reason.
 . "$(dirname "$0")/lib.sh"
 need_binaries
-plan 8
+plan 9
 setup
 ln -s "$SLUICE" "$T/sendmail"
 SM=$T/sendmail
 export SM
-write_conf "myorigin = localhost" \
+write_conf "myorigin = localhost" "message_size_limit = 100000" \
     "local_recipient_maps = inline:{ alice=x, bob=x, carol=x, dave=x, root=x }"
 start_ok
 start_sink || diag "the sink did not start"
@@ -103,3 +105,13 @@ out=$(printf 'Subject: x\n\nx\n' | "$SM" alice 2>&1)
 rc=$?
 like "with sluiced stopped: exit 75 and why" "$rc:$out" \
     "^75:sendmail: fatal: cannot connect to the Sluice SMTP service at 127\.0\.0\.1 port [0-9]+: .*is sluiced running\?"
+o1=$(head -c 300000 /dev/zero | tr '\0' 'x' | "$SM" alice 2>&1)
+r1=$?
+o2=$(printf 'Subject: x\n\nx\n' | "$SM" 2>&1)
+r2=$?
+o3=$(printf 'x\n' | "$SM" -Z alice 2>&1)
+r3=$?
+[ "$r1:$o1" = "65:sendmail: fatal: message is larger than message_size_limit (100000 bytes)" ] &&
+    [ "$r2:$o2" = "64:sendmail: fatal: no recipients specified" ] &&
+    [ "$r3:$o3" = "64:sendmail: fatal: unknown option: -Z" ]
+result "bad input: too big (65), no recipient and an unknown option (64), each said" $?

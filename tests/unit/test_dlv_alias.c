@@ -162,6 +162,22 @@ test_expand(void **state)
         snprintf(want, sizeof(want), "%s", buf_data(got));
         assert_string_equal(expand(&o, "missing@localhost", NULL, 0), want);
     }
+    /* an include file over DLV_ALIAS_INCLUDE bytes: deferred, said */
+    {
+        char path[700], want[800];
+        FILE *big;
+
+        snprintf(path, sizeof(path), "%s/nope", dir);
+        big = fopen(path, "w");
+        assert_non_null(big);
+        for (size_t k = 0; k <= DLV_ALIAS_INCLUDE / 16; k++)
+            fputs("ann@ours.example\n", big);
+        fclose(big);
+        snprintf(want, sizeof(want),
+                 "DEFER 4.3.0 cannot read include file %s: too large", path);
+        assert_string_equal(expand(&o, "missing@localhost", NULL, 0), want);
+        unlink(path);
+    }
     /* permissions */
     o.cmd_alias = 0;
     assert_string_equal(expand(&o, "pipe@localhost", NULL, 0),
