@@ -3370,6 +3370,40 @@ fail:
     return -1;
 }
 
+static int
+smtpd_rcpt_cmp(const void *a, const void *b, void *arg)
+{
+    char **v = arg;
+    size_t x = *(const size_t *) a, y = *(const size_t *) b;
+    int c = strcasecmp(v[x], v[y]);
+
+    return c ? c : (x > y) - (x < y);
+}
+
+/* Which of v[0, n) repeat an earlier one (case-insensitively): 1s in a
+ * calloc'd array, or NULL for none (fewer than 2). Sorted, not pairwise:
+ * virtual_alias_maps may make SPOOL_RCPT_MAX recipients, and this runs
+ * on the loop. */
+static unsigned char *
+smtpd_rcpt_dups(char **v, size_t n)
+{
+    unsigned char *dup;
+    size_t *ix;
+
+    if (n < 2)
+        return NULL;
+    dup = xcalloc(n, 1);
+    ix = xmalloc(n * sizeof(*ix));
+    for (size_t i = 0; i < n; i++)
+        ix[i] = i;
+    qsort_r(ix, n, sizeof(*ix), smtpd_rcpt_cmp, v);
+    for (size_t i = 1; i < n; i++) /* each group's first is the earliest */
+        if (strcasecmp(v[ix[i]], v[ix[i - 1]]) == 0)
+            dup[ix[i]] = 1;
+    free(ix);
+    return dup;
+}
+
 /* The envelope of the transaction with the filters' changes; NULL with
  * the reason in *why (malloc'd) when virtual_alias_maps cannot expand
  * it. */
@@ -3381,7 +3415,8 @@ smtpd_env_new(struct smtpd_sess *s, const struct filter_mod *mods,
     const struct filter_mod *m;
     struct timeval tv;
     char **r = xcalloc(s->nrcpt + 1, sizeof(char *)), **orig = NULL;
-    size_t nr = 0, i, j;
+    unsigned char *dup;
+    size_t nr = 0, i;
     char *sender = xstrdup(s->sender ? s->sender : "");
 
     for (i = 0; i < s->nrcpt; i++)
@@ -3443,11 +3478,9 @@ smtpd_env_new(struct smtpd_sess *s, const struct filter_mod *mods,
     e->body_type = s->body_type ? xstrdup(s->body_type) : NULL;
     e->hold_reason = hold ? xstrdup(hold) : NULL;
     e->rcpt = xcalloc(nr ? nr : 1, sizeof(struct spool_rcpt));
+    dup = smtpd_rcpt_dups(r, nr);
     for (i = 0; i < nr; i++) {
-        for (j = 0; j < e->nrcpt; j++) /* duplicates: deliver once */
-            if (strcasecmp(e->rcpt[j].addr, r[i]) == 0)
-                break;
-        if (j < e->nrcpt) {
+        if (dup && dup[i]) { /* duplicates: deliver once */
             free(r[i]);
             if (orig)
                 free(orig[i]);
@@ -3458,6 +3491,7 @@ smtpd_env_new(struct smtpd_sess *s, const struct filter_mod *mods,
         e->rcpt[e->nrcpt].status = SPOOL_RCPT_PENDING;
         e->nrcpt++;
     }
+    free(dup);
     free(r);
     free(orig);
     return e;

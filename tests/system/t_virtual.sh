@@ -12,6 +12,7 @@
 #     orig_to=<the address the client gave>;
 #   - an alias of a mydestination domain (user form), and an address
 #     rewritten into itself and another;
+#   - recipients that expand to the same address get one copy;
 #   - an alias loop is not accepted: 451 4.6.0 Alias expansion error and
 #     Postfix's warning;
 #   - relay_domains from a hash: table and a /file, with a !negation.
@@ -19,7 +20,7 @@
 need_binaries
 POSTMAP=$(PATH=$PATH:/usr/sbin:/sbin command -v postmap) ||
     skip_all "postmap not installed (Debian package postfix)"
-plan 10
+plan 11
 setup
 
 mkdir -p "$T/pf"
@@ -126,6 +127,15 @@ tap(r.code == 250 and got and "carol@remote.example" in got[0]
     "team -> itself and carol: carol gets it; team@virt.example itself has "
     "no mailbox and bounces (5.1.1 User unknown in virtual alias table)", r,
     got)
+
+r = send_mail(P, "dup@example.org", ["info@virt.example", "sales@virt.example",
+                                     "Info@Virt.Example"],
+              b"Subject: v6\r\n\r\nonce each\r\n")
+got = sink_find(rb"once each", secs=15)
+l = log_wait(r"from=<dup@example\.org>, size=\d+, nrcpt=2 ", 10)
+tap(r.code == 250 and got and got[0].count("bob@remote.example") == 1 and l,
+    "three recipients that expand to the same two addresses: each queued "
+    "and delivered once (nrcpt=2)", r, got)
 
 r = send_mail(P, "a@example.org", ["loop1@virt.example"],
               b"Subject: v5\r\n\r\nloop\r\n")
