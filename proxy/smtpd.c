@@ -79,6 +79,7 @@
 #include "proxy/smtpd_data.h"
 #include "proxy/smtpd_parse.h"
 #include "queue/spool.h"
+#include "queue/verify.h"
 
 #define SMTPD_OUT_HIGH        (256 * 1024) /* stop reading while more is queued */
 #define SMTPD_OUT_MAX         (1024 * 1024) /* hard cap of queued replies */
@@ -230,6 +231,8 @@ struct smtpd_srv {
         struct policy *p; /* NULL: it could not be set up */
     } * policy;
     size_t npolicy;
+    struct policy *verify;   /* the queue manager's verify service, when a
+                                service's restrictions ask it */
     struct buf *prepend;     /* the restrictions' PREPEND headers, scratch */
     unsigned long instances; /* mail transactions begun */
 };
@@ -255,11 +258,13 @@ struct smtpd_q {
         int type;
         struct dns_query *h;
     } dq[3];
-    struct policy_req *pr;      /* Q_POLICY */
+    struct policy_req *pr;      /* Q_POLICY, Q_VERIFY */
+    ev_timer poll;              /* Q_VERIFY: the next question */
+    long polls;                 /* Q_VERIFY: questions asked */
     struct dnshosts *hosts;     /* Q_MX, Q_NS, Q_A */
     struct smtpd_check_srv *sv; /* their answer, as the restrictions take it */
     struct smtpd_check_ans ans; /* once done */
-    char *action;               /* Q_POLICY's, NULL: the server failed */
+    char *action; /* Q_POLICY's, NULL: the server failed; Q_VERIFY's text */
 };
 
 typedef void (*smtpd_cont)(struct smtpd_sess *s,
@@ -1850,6 +1855,7 @@ smtpd_q_free(struct smtpd_q *q)
             dns_cancel(q->dq[i].h);
     if (q->pr)
         policy_cancel(q->pr);
+    ev_timer_stop(q->s->srv->loop, &q->poll);
     dnshosts_free(q->hosts);
     free(q->sv);
     free(q->action);
@@ -2004,6 +2010,57 @@ smtpd_q_policy_cb(void *arg, const char *action)
     smtpd_q_done(q);
 }
 
+static void smtpd_q_verify_ask(struct smtpd_q *q);
+
+/* The verify service's answer "STATUS TEXT" (NULL: it failed). While it
+ * says todo, it is asked again after address_verify_poll_delay, up to
+ * address_verify_poll_count questions in all, as Postfix's smtpd does. */
+static void
+smtpd_q_verify_cb(void *arg, const char *action)
+{
+    struct smtpd_q *q = arg;
+    const struct cf *cf = q->s->conf->cf;
+    int st = action ? verify_status_parse(action) : -1;
+
+    q->pr = NULL;
+    if (action && st < 0)
+        log_warning("%s: verify service: malformed answer", q->s->ident);
+    if (st == VERIFY_TODO
+        && ++q->polls < cf_int(cf, "address_verify_poll_count")) {
+        ev_timer_set(&q->poll,
+                     (double) cf_time(cf, "address_verify_poll_delay"), 0.);
+        ev_timer_start(q->s->srv->loop, &q->poll);
+        return;
+    }
+    q->ans.verify.status = st < 0 ? SMTPD_CHECK_VRFY_FAILED : st;
+    if (st >= 0) {
+        const char *sp = strchr(action, ' ');
+
+        q->action = xstrdup(sp ? sp + 1 : "");
+        q->ans.verify.why = q->action;
+    }
+    smtpd_q_done(q);
+}
+
+static void
+smtpd_q_poll_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void) loop;
+    (void) revents;
+    smtpd_q_verify_ask(w->data);
+}
+
+static void
+smtpd_q_verify_ask(struct smtpd_q *q)
+{
+    struct buf *b = buf_new(1100, BUF_NOCAP);
+
+    buf_printf(b, "request=verify\naddress=%s\n", q->key);
+    q->pr = policy_ask(q->s->srv->verify, buf_data(b), buf_len(b),
+                       smtpd_q_verify_cb, q);
+    buf_free(b);
+}
+
 /* One "name=value" line of a policy request; a value keeps no line end. */
 static void
 smtpd_policy_attr(struct buf *b, const char *name, const char *v)
@@ -2094,6 +2151,8 @@ smtpd_q_start(struct smtpd_sess *s, const struct smtpd_check_res *res,
     struct smtpd_srv *srv = s->srv;
 
     q->s = s;
+    ev_timer_init(&q->poll, smtpd_q_poll_cb, 0., 0.);
+    q->poll.data = q;
     q->q = res->need;
     snprintf(q->key, sizeof(q->key), "%s", res->key);
     s->qv = xrealloc(s->qv, (s->nq + 1) * sizeof(*s->qv));
@@ -2151,9 +2210,17 @@ smtpd_q_start(struct smtpd_sess *s, const struct smtpd_check_res *res,
                 return 0;
             }
         break;
+    case SMTPD_CHECK_Q_VERIFY:
+        /* a key with a line end would be a second attribute */
+        if (srv->verify == NULL || strpbrk(q->key, "\r\n"))
+            break;
+        smtpd_q_verify_ask(q);
+        smtpd_update_io(s);
+        return 0;
     }
     /* nothing to ask with: a temporary failure (the server's, for a
      * policy: smtpd_policy_service_default_action) */
+    q->ans.verify.status = SMTPD_CHECK_VRFY_FAILED;
     q->ans.name = SMTPD_CHECK_NAME_TEMP;
     q->ans.srv.status = SMTPD_CHECK_SRV_FAILED;
     q->ans.srv.why = "Host not found, try again";
@@ -4960,6 +5027,19 @@ smtpd_policy_start(struct smtpd_srv *srv, const struct cf *cf)
             buf_free(err);
         }
     }
+    for (size_t i = 0; i < srv->nlsn && srv->verify == NULL; i++)
+        if (smtpd_check_uses_verify(srv->lsn[i].conf.check)) {
+            /* the queue manager answers from memory at once: a short
+             * timeout; a connection kept while it is used */
+            struct policy_conf pc = {10.0, 300.0, 1000.0, 0, 2, 1.0};
+            struct buf *err = buf_new(128, 4096);
+
+            srv->verify = policy_new(srv->loop, "unix:public/verify",
+                                     cf_str(cf, "queue_directory"), &pc, err);
+            if (srv->verify == NULL)
+                log_warning("verify service: %s", buf_data(err));
+            buf_free(err);
+        }
 }
 
 int
@@ -5090,6 +5170,7 @@ smtpd_run(const struct cf *cf, struct smtpd_listener *ls, size_t n)
         sasl_srv_free(srv.sasl[i]);
     free(srv.sasl);
     dns_free(srv.dns); /* the sessions' lookups were cancelled */
+    policy_free(srv.verify);
     for (i = 0; i < srv.npolicy; i++) {
         policy_free(srv.policy[i].p);
         free(srv.policy[i].spec);

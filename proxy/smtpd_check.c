@@ -97,6 +97,8 @@ enum sc_kind {
     SC_UNKNOWN_REV_CLIENT, /* reject_unknown_reverse_client_hostname */
     SC_POLICY,             /* check_policy_service SERVER */
     SC_UNAUTH_PIPELINING,
+    SC_UNVERIFIED_RCPT,   /* reject_unverified_recipient */
+    SC_UNVERIFIED_SENDER, /* reject_unverified_sender */
     SC_CLASS,     /* a smtpd_restriction_classes name: its list (rbl: index) */
     SC_MX_ACCESS, /* check_S_mx_access TABLE (rbl: S's list, SCL_REV for
                      reverse_client) */
@@ -146,6 +148,8 @@ static const struct {
     {"reject_unknown_client_hostname", SC_UNKNOWN_CLIENT},
     {"reject_unknown_client", SC_UNKNOWN_CLIENT}, /* before Postfix 2.3 */
     {"reject_unknown_reverse_client_hostname", SC_UNKNOWN_REV_CLIENT},
+    {"reject_unverified_recipient", SC_UNVERIFIED_RCPT},
+    {"reject_unverified_sender", SC_UNVERIFIED_SENDER},
 };
 
 /* The ones that take DOMAIN[=FILTER] (with reject_rbl_client and
@@ -162,16 +166,13 @@ static const struct {
     {"permit_rhswl_client", SC_RHSWL_CLIENT},
 };
 
-/* Postfix restrictions this Sluice skips (address verification, and
- * permit_mx_backup, which Postfix 3.9 deprecates); 1: they take an
- * argument. */
+/* Postfix restrictions this Sluice skips (permit_mx_backup, which
+ * Postfix 3.9 deprecates); 1: they take an argument. */
 static const struct {
     const char *name;
     int arg;
 } sc_skipped[] = {
     {"permit_mx_backup", 0},
-    {"reject_unverified_recipient", 0},
-    {"reject_unverified_sender", 0},
 };
 
 /* A DNS list's filter: per octet, the values it allows. */
@@ -255,6 +256,12 @@ struct smtpd_check {
     struct lookup_dlist *relay_dl;  /* relay_domains */
     struct addrmap *valias;         /* virtual_alias_maps */
     int unk_valias_code;            /* unknown_virtual_alias_reject_code */
+    int verify;                     /* a restriction asks Q_VERIFY */
+    struct {                        /* unverified_{recipient,sender}_*: */
+        int rcode, dcode;           /* _reject_code, _defer_code */
+        int tf;                     /* _tempfail_action (as unk_addr_tf) */
+        char *why;                  /* _reject_reason */
+    } unv[2];                       /* [0] recipient, [1] sender */
 };
 
 /* A deferral kept for later: defer_if_permit, defer_if_reject. */
@@ -753,6 +760,10 @@ sc_parse_words(struct smtpd_check *c, const struct cf *cf, const char *param,
             && (r->kind == SC_UNKNOWN_SENDER || r->kind == SC_UNKNOWN_RCPT
                 || r->kind == SC_UNKNOWN_HELO))
             c->dns = 1; /* the caller needs a resolver */
+        if (found
+            && (r->kind == SC_UNVERIFIED_RCPT
+                || r->kind == SC_UNVERIFIED_SENDER))
+            c->verify = 1; /* and the verify service */
         if (!found && sc_class_find(c, name) >= 0) {
             r->kind = SC_CLASS;
             r->rbl = (size_t) sc_class_find(c, name);
@@ -1027,6 +1038,41 @@ smtpd_check_new(const struct cf *cf, struct buf *err, struct buf *warn)
             }
         }
     }
+    for (int k = 0; k < 2; k++) {
+        static const char *const who[2] = {"recipient", "sender"};
+        static const char *const what[3] = {"reject_code", "defer_code",
+                                            "tempfail_action"};
+        char name[3][64];
+
+        for (int w = 0; w < 3; w++)
+            snprintf(name[w], sizeof(name[w]), "unverified_%s_%s", who[k],
+                     what[w]);
+        c->unv[k].rcode = (int) cf_int(cf, name[0]);
+        c->unv[k].dcode = (int) cf_int(cf, name[1]);
+        c->unv[k].tf = sc_tempfail(cf_str(cf, name[2]));
+        snprintf(name[2], sizeof(name[2]), "unverified_%s_reject_reason",
+                 who[k]);
+        c->unv[k].why = xstrdup(cf_str(cf, name[2]));
+        for (int w = 0; w < 2; w++) {
+            int v = w ? c->unv[k].dcode : c->unv[k].rcode;
+
+            /* Postfix: 250 accepts the address anyway */
+            if (v != 250 && (v < 400 || v > 599)) {
+                snprintf(name[2], sizeof(name[2]), "unverified_%s_%s", who[k],
+                         what[w]);
+                buf_printf(err, "%s: %d is not 250 or a 4xx or 5xx code",
+                           name[2], v);
+                goto fail;
+            }
+        }
+        if (c->unv[k].tf < 0) {
+            snprintf(name[2], sizeof(name[2]), "unverified_%s_%s", who[k],
+                     what[2]);
+            buf_printf(err, "%s: \"%s\" is neither defer_if_permit nor defer",
+                       name[2], cf_str(cf, name[2]));
+            goto fail;
+        }
+    }
     if (!sc_is_action(c->policy_def)) {
         buf_printf(err,
                    "smtpd_policy_service_default_action: \"%s\" is not an "
@@ -1090,6 +1136,8 @@ smtpd_check_free(struct smtpd_check *c)
     free(c->dbl);
     free(c->null_key);
     free(c->policy_def);
+    free(c->unv[0].why);
+    free(c->unv[1].why);
     for (size_t i = 0; i < c->npolicy; i++)
         free(c->policy[i]);
     free(c->policy);
@@ -1109,6 +1157,12 @@ int
 smtpd_check_uses_dns(const struct smtpd_check *c)
 {
     return c && (c->nrbl > 0 || c->dns);
+}
+
+int
+smtpd_check_uses_verify(const struct smtpd_check *c)
+{
+    return c && c->verify;
 }
 
 size_t
@@ -2394,6 +2448,59 @@ sc_policy(struct sc_run *r, const struct sc_restr *x)
                                  : r->c->policy_def);
 }
 
+/* reject_unverified_recipient, reject_unverified_sender: Postfix's
+ * reject_unverified_address. */
+static enum sc_result
+sc_verify(struct sc_run *r, int sender)
+{
+    const char *a = sender ? r->in->sender : r->in->rcpt;
+    const char *class = sender ? "Sender address" : "Recipient address";
+    const char *dsn = sender ? "4.1.7" : "4.1.1";
+    const struct smtpd_check_ans *ans;
+    const char *why;
+    char name[600], d[16];
+    int rc, code = 0, tf = r->c->unv[sender].tf;
+
+    if (a == NULL || *a == '\0')
+        return SCR_DUNNO;
+    rc = sc_query(r, SMTPD_CHECK_Q_VERIFY, a, &ans);
+    if (rc <= 0)
+        return rc == 0 ? SCR_NEED : SCR_DUNNO;
+    snprintf(name, sizeof(name), "<%s>", a);
+    switch (ans->verify.status) {
+    case SMTPD_CHECK_VRFY_OK:
+        return SCR_DUNNO;
+    case SMTPD_CHECK_VRFY_FAILED:
+        if (r->in->log)
+            r->in->log(r->in->arg, "warning", "verify service failure");
+        return sc_tempfail_reply(r, tf, name, class, dsn,
+                                 "address verification problem");
+    case SMTPD_CHECK_VRFY_BOUNCE:
+        code = r->c->unv[sender].rcode;
+        break;
+    default: /* DEFER, TODO */
+        code = r->c->unv[sender].dcode;
+        break;
+    }
+    why = *r->c->unv[sender].why ? r->c->unv[sender].why
+          : ans->verify.why      ? ans->verify.why
+                                 : "";
+    if (code / 100 == 2)
+        return SCR_DUNNO;
+    if (code / 100 == 4) {
+        char text[400];
+
+        snprintf(text, sizeof(text), "unverified address: %.250s", why);
+        if (tf)
+            return sc_defer_if(r, &r->dip, name, class, code, dsn, text);
+        return sc_reject(r, code, dsn, "%s: %s rejected: %s", name, class,
+                         text);
+    }
+    snprintf(d, sizeof(d), "%c%s", '0' + code / 100, dsn + 1);
+    return sc_reject(r, code, d, "%s: %s rejected: undeliverable address: %s",
+                     name, class, why);
+}
+
 /* A restriction class: its list in order, the first that decides
  * deciding for the class (a permit ends the list that named it too, as
  * in Postfix), at most a few classes deep. */
@@ -2595,6 +2702,9 @@ sc_one(struct sc_run *r, const struct sc_restr *x)
         return sc_rhsbl_check(r, x);
     case SC_POLICY:
         return sc_policy(r, x);
+    case SC_UNVERIFIED_RCPT:
+    case SC_UNVERIFIED_SENDER:
+        return sc_verify(r, x->kind == SC_UNVERIFIED_SENDER);
     case SC_CLASS:
         return sc_class_run(r, x->rbl);
     case SC_MX_ACCESS:

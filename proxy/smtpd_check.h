@@ -72,6 +72,18 @@
  *     Postfix's policy delegation protocol): the action the server gave,
  *     judged as an access table's (below, with the list's reply name), or
  *     smtpd_policy_service_default_action when the server failed.
+ *   reject_unverified_recipient, reject_unverified_sender
+ *     (SMTPD_CHECK_Q_VERIFY of the address; the caller asks the queue
+ *     manager's verify service, polling while it says "in progress"), as
+ *     Postfix: deliverable passes; undeliverable gets
+ *     unverified_*_reject_code "<a>: Recipient address rejected:
+ *     undeliverable address: WHY" (5.1.1; sender 5.1.7), unverified for
+ *     now or no answer yet unverified_*_defer_code "...: unverified
+ *     address: WHY" (4.1.1 / 4.1.7) through unverified_*_tempfail_action
+ *     (defer_if_permit: only if nothing else rejects); 250 as either code
+ *     accepts; unverified_*_reject_reason replaces WHY; the service
+ *     failing: 450 "...: address verification problem", through the
+ *     tempfail action. The null sender is not verified.
  * defer_if_permit and defer_if_reject (restrictions, and DEFER_IF_PERMIT /
  * DEFER_IF_REJECT access actions, "450 4.7.1 <name>: CLASS rejected:
  * TEXT") work as Postfix's: the first such deferral is kept; a request
@@ -193,6 +205,9 @@ size_t smtpd_check_rbl_count(const struct smtpd_check *c);
 /* Does any list use DNS (client lists or the restrictions that ask
  * Q_NAME or Q_DNSXL)? The caller needs a resolver then. */
 int smtpd_check_uses_dns(const struct smtpd_check *c);
+/* Does any list use reject_unverified_recipient or _sender? The caller
+ * needs the verify service (SMTPD_CHECK_Q_VERIFY) then. */
+int smtpd_check_uses_verify(const struct smtpd_check *c);
 /* A check_policy_service argument: "inet:host:port", "unix:path", or
  * "{ SERVER, name = value, ... }" with Postfix's per-server settings
  * (default_action, max_idle, max_ttl, policy_context, request_limit,
@@ -250,7 +265,8 @@ enum smtpd_check_q {
     SMTPD_CHECK_Q_POLICY, /* a policy server's action for this request */
     SMTPD_CHECK_Q_MX,     /* a domain's MX hosts and their addresses */
     SMTPD_CHECK_Q_NS,     /* a domain's DNS servers and their addresses */
-    SMTPD_CHECK_Q_A       /* a name's addresses, as one server */
+    SMTPD_CHECK_Q_A,      /* a name's addresses, as one server */
+    SMTPD_CHECK_Q_VERIFY  /* the verify service's answer for an address */
 };
 
 #define SMTPD_CHECK_KEY_MAX 512 /* a query's key, with its NUL */
@@ -268,6 +284,13 @@ enum smtpd_check_q {
 #define SMTPD_CHECK_SRV_NULLMX   2   /* Q_MX: a null MX (RFC 7505) */
 #define SMTPD_CHECK_SRV_FAILED   3   /* for now, or a malformed reply */
 #define SMTPD_CHECK_SRV_MAX      100 /* servers (Postfix's dns_rr_list_limit) */
+
+/* Q_VERIFY: the address's status (queue/verify.h's order) */
+#define SMTPD_CHECK_VRFY_OK     0 /* deliverable */
+#define SMTPD_CHECK_VRFY_DEFER  1 /* undeliverable for now */
+#define SMTPD_CHECK_VRFY_BOUNCE 2 /* undeliverable */
+#define SMTPD_CHECK_VRFY_TODO   3 /* no answer yet, after the polls */
+#define SMTPD_CHECK_VRFY_FAILED 4 /* the service did not answer */
 
 /* One server: its host name and addresses. Q_MX gives the MX hosts in
  * order of preference (the domain itself when it has no MX record or
@@ -292,6 +315,10 @@ struct smtpd_check_ans {
         const struct smtpd_check_srv *v;
         size_t n;
     } srv;
+    struct {             /* Q_VERIFY */
+        int status;      /* SMTPD_CHECK_VRFY_* */
+        const char *why; /* the probe's outcome, as the service says it */
+    } verify;
 };
 
 /* How the client name lookups ended (Postfix's name_status). */

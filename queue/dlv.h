@@ -67,6 +67,10 @@ struct dlv_job {
                                   smtp_sasl_password_maps), or NULL */
     const char *sasl_pass;
     int mx;          /* smtp: the next hop is a domain (no []) */
+    int verify;      /* smtp: an address verification probe: MAIL and
+                        RCPT, no DATA; a RCPT accepted is DLV_SENT (its
+                        reply the text), logged status=deliverable, any
+                        other outcome status=undeliverable */
     struct dns *dns; /* smtp: MX and address lookups, or NULL
                         (smtp_dns_support_level = disabled, or
                         smtp_host_lookup = native: getaddrinfo) */

@@ -378,7 +378,9 @@ smtp_decide(struct smtp_sess *s, size_t i, enum dlv_status st, const char *dsn,
         status = "bounced";
         break;
     }
-    if (st == DLV_BOUNCE && cf_bool(job->cf, "soft_bounce")) {
+    if (job->verify) /* a probe: Postfix's words for its outcome */
+        status = st == DLV_SENT ? "deliverable" : "undeliverable";
+    else if (st == DLV_BOUNCE && cf_bool(job->cf, "soft_bounce")) {
         st = DLV_DEFER; /* kept queued, logged as Postfix logs it */
         status = "SOFTBOUNCE";
     }
@@ -989,9 +991,9 @@ smtp_send_mail(struct smtp_sess *s)
     }
     b = buf_new(256, BUF_NOCAP);
     buf_printf(b, "MAIL FROM:<%s>", sender);
-    if (s->ext.size)
+    if (s->ext.size && !s->job->verify)
         buf_printf(b, " SIZE=%lld", (long long) m->content_len);
-    if (s->ext.eightbit && m->env.body_type
+    if (s->ext.eightbit && !s->job->verify && m->env.body_type
         && strcasecmp(m->env.body_type, "8BITMIME") == 0)
         buf_puts(b, " BODY=8BITMIME");
     s->cur = s->sent = 0;
@@ -1031,8 +1033,8 @@ smtp_queue_rcpts(struct smtp_sess *s)
             log_panic("smtp: command over the output buffer size");
         n++;
     }
-    if (s->sent < job->nrcpt || s->data_sent)
-        return;
+    if (s->sent < job->nrcpt || s->data_sent || job->verify)
+        return; /* a probe ends after RCPT: smtp_rcpt_next says QUIT */
     if (s->ext.pipelining ? n > 0 || s->naccepted > 0
                           : n == 0 && s->naccepted > 0) {
         buf_puts(s->out, "DATA\r\n");
@@ -1685,7 +1687,11 @@ smtp_reply(struct smtp_sess *s)
         smtp_rcpt_next(s);
         return;
     case SMTP_S_RCPT:
-        if (s->code / 100 == 2) {
+        if (s->code / 100 == 2 && job->verify) {
+            rt = smtp_reply_text(s);
+            smtp_decide(s, s->cur, DLV_SENT, s->dsn, rt);
+            free(rt);
+        } else if (s->code / 100 == 2) {
             s->accepted[s->cur] = 1;
             s->naccepted++;
         } else {

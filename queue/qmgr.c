@@ -80,6 +80,7 @@
 #include "queue/dlv_resolve.h"
 #include "queue/qmgr.h"
 #include "queue/spool.h"
+#include "queue/verify.h"
 
 #define QMGR_HASH          1024 /* buckets of the in-flight ID table */
 #define QMGR_INCOMING_SCAN 5.0  /* safety-net scan of incoming/, seconds */
@@ -206,7 +207,9 @@ struct qmgr {
     unsigned conc, rcpt_limit;
     long long min_backoff, max_backoff, lifetime, run_delay;
     struct qmgr_dest *dests;
-    int ready; /* startup recovery done */
+    struct verify *verify; /* the address verification service */
+    char *verify_sender;   /* its probes' MAIL FROM */
+    int ready;             /* startup recovery done */
     int stopping;
     int want_incoming, want_deferred, want_flush;
     int more_incoming, more_deferred; /* a scan stopped at the limit */
@@ -742,14 +745,11 @@ qmgr_dest_pump(struct qmgr *q, struct qmgr_dest *d)
     }
 }
 
+/* The job's next hop and agent settings from its route. */
 static void
-qmgr_job_add(struct qmgr *q, struct qmgr_msg *m, const struct qmgr_route *r,
-             const size_t *idx, size_t n)
+qmgr_job_fill(struct qmgr *q, struct qmgr_job *j, const struct qmgr_route *r)
 {
-    struct qmgr_job *j = xcalloc(1, sizeof(*j));
-    const char *transport = r->kind == QMGR_R_LOCAL ? "local" : "smtp";
-
-    j->m = m;
+    j->job.transport = r->kind == QMGR_R_LOCAL ? "local" : "smtp";
     j->host = xstrdup(r->host ? r->host : "");
     j->tls_match = r->tls_match ? xstrdup(r->tls_match) : NULL;
     if (r->sasl) { /* "user:password", split at the first ':' */
@@ -763,12 +763,6 @@ qmgr_job_add(struct qmgr *q, struct qmgr_msg *m, const struct qmgr_route *r,
         j->job.sasl_user = j->sasl;
         j->job.sasl_pass = c ? c : "";
     }
-    j->job.msg = m->msg;
-    j->job.rcpt = xmalloc(n * sizeof(size_t));
-    memcpy(j->job.rcpt, idx, n * sizeof(size_t));
-    j->job.nrcpt = n;
-    j->job.result = xcalloc(n, sizeof(struct dlv_result));
-    j->job.transport = transport;
     j->job.host = j->host;
     j->job.port = r->kind == QMGR_R_LOCAL ? 0 : r->port;
     j->job.mx = r->mx;
@@ -782,11 +776,26 @@ qmgr_job_add(struct qmgr *q, struct qmgr_msg *m, const struct qmgr_route *r,
     j->job.cf = q->cf;
     j->job.loop = q->loop;
     j->job.pool = q->pool;
+    j->job.alias = &q->alias;
+}
+
+static void
+qmgr_job_add(struct qmgr *q, struct qmgr_msg *m, const struct qmgr_route *r,
+             const size_t *idx, size_t n)
+{
+    struct qmgr_job *j = xcalloc(1, sizeof(*j));
+
+    j->m = m;
+    qmgr_job_fill(q, j, r);
+    j->job.msg = m->msg;
+    j->job.rcpt = xmalloc(n * sizeof(size_t));
+    memcpy(j->job.rcpt, idx, n * sizeof(size_t));
+    j->job.nrcpt = n;
+    j->job.result = xcalloc(n, sizeof(struct dlv_result));
     j->job.done = qmgr_job_done;
     j->job.queued = qmgr_job_queued;
-    j->job.alias = &q->alias;
     j->job.arg = j;
-    j->dest = qmgr_dest_get(q, transport, j->host, j->job.port);
+    j->dest = qmgr_dest_get(q, j->job.transport, j->host, j->job.port);
     if (j->dest->tail)
         j->dest->tail->next = j;
     else
@@ -794,6 +803,134 @@ qmgr_job_add(struct qmgr *q, struct qmgr_msg *m, const struct qmgr_route *r,
     j->dest->tail = j;
     m->busy++;
     qmgr_dest_pump(q, j->dest);
+}
+
+/* ------------------------------------------------------------------ */
+/* Address verification probes (queue/verify.h) */
+
+/* A probe: a job of one recipient and a message with no content, never
+ * queued (Postfix queues its probes; here nothing of one needs to
+ * survive a restart: the front asks again). */
+struct qmgr_probe {
+    struct qmgr_job j; /* first member: qmgr_job_free frees it all */
+    struct qmgr *q;
+    struct spool_msg msg;
+    struct spool_rcpt rcpt;
+    size_t idx;
+};
+
+static void
+qmgr_probe_free(struct qmgr_probe *p)
+{
+    free(p->rcpt.addr);
+    free(p->msg.env.sender);
+    qmgr_job_free(&p->j);
+}
+
+static void
+qmgr_probe_done(struct dlv_job *job)
+{
+    struct qmgr_probe *p = job->arg;
+    const struct dlv_result *r = &job->result[0];
+
+    verify_result(p->q->verify, p->rcpt.addr,
+                  r->status == DLV_SENT     ? VERIFY_OK
+                  : r->status == DLV_BOUNCE ? VERIFY_BOUNCE
+                                            : VERIFY_DEFER,
+                  r->text ? r->text : "");
+    qmgr_probe_free(p);
+}
+
+/* An outcome known without a connection, logged as the agent that would
+ * deliver logs it. */
+static void
+qmgr_probe_now(struct qmgr *q, const char *id, const char *agent,
+               const char *addr, enum verify_status st, const char *dsn,
+               const char *text)
+{
+    char safe[600];
+
+    qmgr_safe(addr, safe, sizeof(safe));
+    log_info_as(agent,
+                "%s: to=<%s>, relay=%s, delay=0, delays=0/0/0/0, dsn=%s, "
+                "status=%s (%s)",
+                id, safe, strcmp(agent, "local") == 0 ? "local" : "none", dsn,
+                st == VERIFY_OK ? "deliverable" : "undeliverable", text);
+    verify_result(q->verify, addr, st, text);
+}
+
+/* verify_probe_fn: route addr as mail to it would go; an SMTP next hop
+ * is asked (dlv_smtp in verify mode), local delivery takes any name. */
+static int
+qmgr_probe(void *arg, const char *addr)
+{
+    struct qmgr *q = arg;
+    struct qmgr_route r;
+    struct qmgr_probe *p;
+    char id[SPOOL_ID_SIZE];
+
+    if (q->stopping || spool_new_id(id) < 0)
+        return -1;
+    memset(&r, 0, sizeof(r));
+    qmgr_resolve(q, addr, &r);
+    log_info_as("qmgr",
+                "%s: from=<%s>, size=0, nrcpt=1 (address "
+                "verification probe)",
+                id, q->verify_sender);
+    switch (r.kind) {
+    case QMGR_R_LOCAL:
+        qmgr_probe_now(q, id, "local", addr, VERIFY_OK, "2.0.0",
+                       "delivers to mailbox");
+        break;
+    case QMGR_R_ERROR:
+    case QMGR_R_DEFER:
+        qmgr_probe_now(q, id, "error", addr,
+                       r.kind == QMGR_R_ERROR ? VERIFY_BOUNCE : VERIFY_DEFER,
+                       r.dsn, r.text ? r.text : "");
+        break;
+    case QMGR_R_SMTP:
+        p = xcalloc(1, sizeof(*p));
+        p->q = q;
+        qmgr_job_fill(q, &p->j, &r);
+        memcpy(p->msg.env.id, id, sizeof(id));
+        p->msg.env.arrival = (long long) (ev_time() * 1e6);
+        p->msg.env.sender = xstrdup(q->verify_sender);
+        p->msg.fd = -1;
+        p->rcpt.addr = xstrdup(addr);
+        p->rcpt.status = SPOOL_RCPT_PENDING;
+        p->msg.env.rcpt = &p->rcpt;
+        p->msg.env.nrcpt = 1;
+        p->j.job.msg = &p->msg;
+        p->j.job.rcpt = xcalloc(1, sizeof(size_t));
+        p->j.job.nrcpt = 1;
+        p->j.job.result = xcalloc(1, sizeof(struct dlv_result));
+        p->j.job.verify = 1;
+        p->j.job.done = qmgr_probe_done;
+        p->j.job.arg = p;
+        dlv_smtp_start(&p->j.job);
+        break;
+    }
+    qmgr_route_reset(&r);
+    return 0;
+}
+
+/* address_verify_sender: "<>" or empty is the null sender; a name
+ * without a domain gets @$myorigin, as Postfix makes it. */
+static char *
+qmgr_verify_sender(const struct cf *cf)
+{
+    const char *v = cf_str(cf, "address_verify_sender");
+    struct buf *b = buf_new(64, BUF_NOCAP);
+    char *out;
+
+    if (strcmp(v, "<>") != 0) {
+        buf_puts(b, v);
+        if (*v && strchr(v, '@') == NULL)
+            buf_printf(b, "@%s", cf_str(cf, "myorigin"));
+    }
+    out = xstrdup(buf_data(b));
+    buf_free(b);
+    return out;
 }
 
 /* ------------------------------------------------------------------ */
@@ -2377,6 +2514,8 @@ qmgr_free(struct qmgr *q)
     for (i = 0; i < q->nsasl_maps; i++)
         lookup_free(q->sasl_maps[i]);
     free(q->sasl_maps);
+    verify_free(q->verify);
+    free(q->verify_sender);
     tls_cli_free(q->tls_cli);
     free(q->tls_global_match);
     dns_free(q->dns);
@@ -2486,6 +2625,13 @@ qmgr_run(struct qmgr *q)
     }
     v = cf_int(cf, "sluice_worker_threads");
     q->pool = wpool_new(q->loop, v > 0 ? (int) v : 1, "qmgr-io", 0);
+    q->verify_sender = qmgr_verify_sender(cf);
+    buf_reset(err);
+    q->verify = verify_new(q->loop, cf, q->qdir, qmgr_probe, q, err);
+    if (q->verify == NULL) {
+        log_error("verify: %s", buf_data(err));
+        goto fail;
+    }
     q->notified = xcalloc(QMGR_NOTIFIED_MAX, sizeof(*q->notified));
 
     ev_io_init(&q->sock_w, qmgr_sock_cb, q->sock, EV_READ);

@@ -160,6 +160,10 @@ fz_answer(const struct smtpd_check_res *r, const struct smtpd_check_in *in,
         n->srv.n = (kl / 4) % 4;
         break;
     }
+    case SMTPD_CHECK_Q_VERIFY: /* every status, and a missing text */
+        n->verify.status = (int) (kl % 5);
+        n->verify.why = flags & 32 ? NULL : in->helo;
+        break;
     }
     return 0;
 }

@@ -10,6 +10,7 @@ counts complete messages. DIR/sink.log records every command and reply.
 
   sink.py --port N --dir DIR [--host 127.0.0.1|::1] [--pidfile F]
           [--rcpt-match REGEX --rcpt-reply "550 5.1.1 no such user"]
+          [--rcpt-delay-match REGEX --rcpt-delay SECS]
           [--data-reply "451 4.3.0 try later" [--data-fail-count N]]
           [--idle-close SECS]
           [--tls-cert FILE [--tls-key FILE]]
@@ -533,6 +534,9 @@ class SinkHandler(socketserver.StreamRequestHandler):
                     self.out("501 5.5.4 Syntax: RCPT TO:<address>")
                     continue
                 r = addr_of(line[8:])
+                if st.args.rcpt_delay_match and re.search(
+                        st.args.rcpt_delay_match, r):
+                    time.sleep(st.args.rcpt_delay)
                 if st.rcpt_re and st.rcpt_re.search(r):
                     self.out(st.args.rcpt_reply)
                     continue
@@ -605,6 +609,10 @@ def sink_main(argv):
     p.add_argument("--pidfile")
     p.add_argument("--rcpt-match", help="regex of recipients to refuse")
     p.add_argument("--rcpt-reply", default="550 5.1.1 Recipient rejected")
+    p.add_argument("--rcpt-delay-match",
+                   help="regex of recipients whose reply is late")
+    p.add_argument("--rcpt-delay", type=float, default=0,
+                   help="seconds those replies wait")
     p.add_argument("--data-reply", help='end-of-data reply, e.g. "451 4.3.0 later"')
     p.add_argument("--reused-mail-reply",
                    help='a MAIL after a finished message on the same '

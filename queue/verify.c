@@ -1,0 +1,541 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * verify.c - the address verification service (see verify.h): the
+ * socket and its connections (each request is answered at once from the
+ * cache, so a connection holds no state but its buffers), the cache, and
+ * the decision of when to probe, after Postfix's verify(8).
+ * Owns: the listening socket, connections, entries. Threads: the loop's.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "lib/log.h"
+#include "lib/xalloc.h"
+#include "queue/verify.h"
+
+#define VERIFY_HASH     4096  /* buckets */
+#define VERIFY_IDLE     600.0 /* seconds a silent connection is kept */
+#define VERIFY_ADDR_MAX 1024  /* bytes of an address, with the NUL */
+#define VERIFY_OUT_MAX  65536 /* answers not yet read by their client */
+
+struct verify_entry {
+    char *addr;
+    enum verify_status status;
+    long long probed;  /* when a probe was sent; 0: none out */
+    long long updated; /* when a probe's outcome came in; 0: never */
+    char *text;
+    struct verify_entry *next;
+};
+
+struct verify_conn {
+    struct verify *v;
+    int fd;
+    ev_io io;
+    ev_timer idle;
+    struct buf *in, *out;
+    struct verify_conn *next, *prev;
+};
+
+struct verify {
+    struct ev_loop *loop;
+    int fd;
+    char *path;
+    ev_io accept_w;
+    ev_timer purge_t;
+    verify_probe_fn *probe;
+    void *arg;
+    long long pos_exp, pos_try, neg_exp, neg_try;
+    int neg_cache;
+    long long pending_limit;
+    long long pending;
+    struct verify_entry *hash[VERIFY_HASH];
+    size_t n;
+    struct verify_conn *conns;
+    size_t nconns;
+};
+
+static const char *const verify_names[] = {"ok", "defer", "bounce", "todo"};
+
+const char *
+verify_status_name(enum verify_status st)
+{
+    return (unsigned) st < 4 ? verify_names[st] : "todo";
+}
+
+int
+verify_status_parse(const char *s)
+{
+    for (int i = 0; i < 4; i++) {
+        size_t n = strlen(verify_names[i]);
+
+        if (strncmp(s, verify_names[i], n) == 0
+            && (s[n] == '\0' || s[n] == ' '))
+            return i;
+    }
+    return -1;
+}
+
+int
+verify_parse_request(const char *buf, size_t len, char *addr, size_t addrsz,
+                     size_t *used)
+{
+    size_t o = 0;
+    int verify = 0;
+
+    addr[0] = '\0';
+    while (o < len) {
+        const char *nl = memchr(buf + o, '\n', len - o);
+        const char *l = buf + o;
+        size_t n;
+
+        if (nl == NULL)
+            break;
+        n = (size_t) (nl - l);
+        if (n > 0 && l[n - 1] == '\r')
+            n--;
+        if (memchr(l, '\0', n))
+            return -1;
+        if (n == 0) { /* the empty line ends the request */
+            if (!verify || addr[0] == '\0')
+                return -1;
+            *used = (size_t) (nl - buf) + 1;
+            return 1;
+        }
+        if (memchr(l, '=', n) == NULL)
+            return -1;
+        if (n == 14 && memcmp(l, "request=verify", 14) == 0)
+            verify = 1;
+        else if (n > 8 && memcmp(l, "address=", 8) == 0) {
+            if (n - 8 >= addrsz)
+                return -1;
+            memcpy(addr, l + 8, n - 8);
+            addr[n - 8] = '\0';
+        }
+        o = (size_t) (nl - buf) + 1;
+    }
+    return len >= VERIFY_REQUEST_MAX ? -1 : 0;
+}
+
+/* ---- the cache ---- */
+
+static unsigned
+verify_hash(const char *s)
+{
+    unsigned h = 2166136261u;
+
+    for (; *s; s++)
+        h = (h ^ (unsigned char) *s) * 16777619u;
+    return h % VERIFY_HASH;
+}
+
+static struct verify_entry **
+verify_slot(struct verify *v, const char *addr)
+{
+    struct verify_entry **pp = &v->hash[verify_hash(addr)];
+
+    while (*pp && strcmp((*pp)->addr, addr) != 0)
+        pp = &(*pp)->next;
+    return pp;
+}
+
+static void
+verify_entry_free(struct verify_entry *e)
+{
+    free(e->addr);
+    free(e->text);
+    free(e);
+}
+
+static void
+verify_unlink(struct verify *v, struct verify_entry **pp)
+{
+    struct verify_entry *e = *pp;
+
+    *pp = e->next;
+    verify_entry_free(e);
+    v->n--;
+}
+
+static int
+verify_expired(const struct verify *v, const struct verify_entry *e,
+               long long now)
+{
+    if (e->status == VERIFY_OK)
+        return e->updated + v->pos_exp < now;
+    return e->updated + v->neg_exp < now;
+}
+
+/* Drop expired entries, no probe out for them. */
+static void
+verify_purge(struct verify *v, long long now)
+{
+    for (size_t b = 0; b < VERIFY_HASH; b++)
+        for (struct verify_entry **pp = &v->hash[b]; *pp;) {
+            if (now - (*pp)->probed > VERIFY_PROBE_TTL
+                && verify_expired(v, *pp, now))
+                verify_unlink(v, pp);
+            else
+                pp = &(*pp)->next;
+        }
+}
+
+/* Room for one more entry: expired ones go, then the least recently
+ * updated one. */
+static void
+verify_room(struct verify *v, long long now)
+{
+    struct verify_entry **old = NULL;
+
+    if (v->n < VERIFY_CACHE_MAX)
+        return;
+    verify_purge(v, now);
+    if (v->n < VERIFY_CACHE_MAX)
+        return;
+    for (size_t b = 0; b < VERIFY_HASH; b++)
+        for (struct verify_entry **pp = &v->hash[b]; *pp; pp = &(*pp)->next)
+            if (old == NULL || (*pp)->updated < (*old)->updated)
+                old = pp;
+    if (old)
+        verify_unlink(v, old);
+}
+
+static void
+verify_put(struct verify *v, const char *addr, enum verify_status st,
+           long long probed, long long updated, const char *text)
+{
+    struct verify_entry **pp = verify_slot(v, addr), *e = *pp;
+
+    if (e == NULL) {
+        verify_room(v, (long long) time(NULL));
+        pp = verify_slot(v, addr); /* the room may have moved it */
+        e = xcalloc(1, sizeof(*e));
+        e->addr = xstrdup(addr);
+        *pp = e;
+        v->n++;
+    }
+    e->status = st;
+    e->probed = probed;
+    e->updated = updated;
+    if (e->text == NULL || strcmp(e->text, text) != 0) {
+        free(e->text);
+        e->text = xstrndup(text, VERIFY_TEXT_MAX - 1);
+    }
+}
+
+void
+verify_result(struct verify *v, const char *addr, enum verify_status st,
+              const char *text)
+{
+    struct verify_entry *e = *verify_slot(v, addr);
+
+    if (v->pending > 0)
+        v->pending--;
+    if (st == VERIFY_TODO)
+        return;
+    /* Postfix: a failed probe does not clobber an ok entry before it
+     * expires; the address is probed again on the next query */
+    if (st != VERIFY_OK && e && e->status == VERIFY_OK) {
+        e->probed = 0;
+        return;
+    }
+    verify_put(v, addr, st, 0, (long long) time(NULL), text);
+}
+
+/* The answer to a query for addr into out ("STATUS TEXT"); a probe is
+ * started when the entry needs one. -1 when out is full (a client that
+ * sends and does not read). */
+static int
+verify_query(struct verify *v, const char *addr, struct buf *out)
+{
+    long long now = (long long) time(NULL);
+    struct verify_entry **pp = verify_slot(v, addr), *e = *pp;
+    enum verify_status st;
+    long long probed, updated;
+    const char *text;
+    char *keep = NULL;
+    int refresh;
+
+    if (e == NULL
+        || (now - e->probed > VERIFY_PROBE_TTL && verify_expired(v, e, now))) {
+        st = VERIFY_TODO;
+        probed = updated = 0;
+        text = "Address verification in progress";
+        if (e && !v->neg_cache) {
+            verify_unlink(v, pp);
+            e = NULL;
+        }
+    } else {
+        st = e->status;
+        probed = e->probed;
+        updated = e->updated;
+        text = e->text;
+    }
+    if (buf_printf(out, "action=%s %s\n\n", verify_status_name(st), text) < 0)
+        return -1;
+    refresh = st == VERIFY_OK ? updated + v->pos_try < now
+                              : updated + v->neg_try < now;
+    if (now - probed <= VERIFY_PROBE_TTL || !refresh)
+        return 0;
+    if (v->pending >= v->pending_limit) {
+        log_warning("verify: address_verify_pending_request_limit %lld "
+                    "reached; %s not probed",
+                    v->pending_limit, addr);
+        return 0;
+    }
+    /* the probe is out from now on: one per VERIFY_PROBE_TTL; an entry
+     * that has none yet is made (a todo one), so that the next query
+     * does not probe again */
+    keep = xstrdup(text);
+    verify_put(v, addr, st, now, updated, keep);
+    free(keep);
+    v->pending++;
+    if (v->probe(v->arg, addr) < 0) {
+        struct verify_entry *f = *verify_slot(v, addr);
+
+        v->pending--;
+        if (f)
+            f->probed = 0;
+    }
+    return 0;
+}
+
+/* ---- connections ---- */
+
+static void
+verify_conn_close(struct verify_conn *c)
+{
+    struct verify *v = c->v;
+
+    ev_io_stop(v->loop, &c->io);
+    ev_timer_stop(v->loop, &c->idle);
+    close(c->fd);
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        v->conns = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    v->nconns--;
+    buf_free(c->in);
+    buf_free(c->out);
+    free(c);
+}
+
+/* Write what is waiting; -1 when the connection is gone. */
+static int
+verify_conn_flush(struct verify_conn *c)
+{
+    while (buf_len(c->out) > 0) {
+        ssize_t n =
+            send(c->fd, buf_data(c->out), buf_len(c->out), MSG_NOSIGNAL);
+
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            break;
+        if (n <= 0)
+            return -1;
+        buf_consume(c->out, (size_t) n);
+    }
+    ev_io_stop(c->v->loop, &c->io);
+    ev_io_set(&c->io, c->fd, buf_len(c->out) > 0 ? EV_WRITE : EV_READ);
+    ev_io_start(c->v->loop, &c->io);
+    return 0;
+}
+
+static void
+verify_conn_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+    struct verify_conn *c = w->data;
+    char addr[VERIFY_ADDR_MAX];
+    size_t used;
+    int rc;
+
+    (void) loop;
+    ev_timer_again(c->v->loop, &c->idle);
+    if (revents & EV_WRITE) {
+        if (verify_conn_flush(c) < 0)
+            verify_conn_close(c);
+        return;
+    }
+    for (;;) {
+        char *p = buf_reserve(c->in, 1024);
+        ssize_t n;
+
+        if (p == NULL) { /* over VERIFY_REQUEST_MAX unparsed */
+            log_warning("verify: request over %d bytes; connection closed",
+                        VERIFY_REQUEST_MAX);
+            verify_conn_close(c);
+            return;
+        }
+        n = recv(c->fd, p, 1024, 0);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            break;
+        if (n <= 0) {
+            verify_conn_close(c);
+            return;
+        }
+        buf_commit(c->in, (size_t) n);
+        while ((rc = verify_parse_request(buf_data(c->in), buf_len(c->in), addr,
+                                          sizeof(addr), &used))
+               == 1) {
+            if (verify_query(c->v, addr, c->out) < 0) {
+                log_warning("verify: a client does not read its answers; "
+                            "connection closed");
+                verify_conn_close(c);
+                return;
+            }
+            buf_consume(c->in, used);
+        }
+        if (rc < 0) {
+            log_warning("verify: malformed request; connection closed");
+            verify_conn_close(c);
+            return;
+        }
+    }
+    if (verify_conn_flush(c) < 0)
+        verify_conn_close(c);
+}
+
+static void
+verify_idle_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void) loop;
+    (void) revents;
+    verify_conn_close(w->data);
+}
+
+static void
+verify_accept_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+    struct verify *v = w->data;
+
+    (void) revents;
+    for (;;) {
+        int fd = accept4(v->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        struct verify_conn *c;
+
+        if (fd < 0 && errno == EINTR)
+            continue;
+        if (fd < 0)
+            return; /* EAGAIN, or no descriptor: the next wake-up */
+        if (v->nconns >= VERIFY_CONN_MAX) {
+            log_warning("verify: %d connections; one refused", VERIFY_CONN_MAX);
+            close(fd);
+            continue;
+        }
+        c = xcalloc(1, sizeof(*c));
+        c->v = v;
+        c->fd = fd;
+        c->in = buf_new(1024, VERIFY_REQUEST_MAX);
+        c->out = buf_new(1024, VERIFY_OUT_MAX);
+        ev_io_init(&c->io, verify_conn_cb, fd, EV_READ);
+        c->io.data = c;
+        ev_io_start(loop, &c->io);
+        ev_timer_init(&c->idle, verify_idle_cb, 0., VERIFY_IDLE);
+        c->idle.data = c;
+        ev_timer_again(loop, &c->idle);
+        c->next = v->conns;
+        if (v->conns)
+            v->conns->prev = c;
+        v->conns = c;
+        v->nconns++;
+    }
+}
+
+static void
+verify_purge_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void) loop;
+    (void) revents;
+    verify_purge(w->data, (long long) time(NULL));
+}
+
+struct verify *
+verify_new(struct ev_loop *loop, const struct cf *cf, const char *qdir,
+           verify_probe_fn *probe, void *arg, struct buf *err)
+{
+    struct verify *v = xcalloc(1, sizeof(*v));
+    struct sockaddr_un sun;
+    struct buf *p = buf_new(128, BUF_NOCAP);
+    long long purge = cf_time(cf, "address_verify_cache_cleanup_interval");
+
+    v->loop = loop;
+    v->fd = -1;
+    v->probe = probe;
+    v->arg = arg;
+    v->pos_exp = cf_time(cf, "address_verify_positive_expire_time");
+    v->pos_try = cf_time(cf, "address_verify_positive_refresh_time");
+    v->neg_exp = cf_time(cf, "address_verify_negative_expire_time");
+    v->neg_try = cf_time(cf, "address_verify_negative_refresh_time");
+    v->neg_cache = cf_bool(cf, "address_verify_negative_cache");
+    v->pending_limit = cf_int(cf, "address_verify_pending_request_limit");
+    if (v->pending_limit < 1)
+        v->pending_limit = 1;
+    buf_printf(p, "%s/public/verify", qdir);
+    memset(&sun, 0, sizeof(sun));
+    sun.sun_family = AF_UNIX;
+    if (buf_len(p) >= sizeof(sun.sun_path)) {
+        buf_printf(err, "queue_directory %s: socket path %s is too long", qdir,
+                   buf_data(p));
+        goto fail;
+    }
+    memcpy(sun.sun_path, buf_data(p), buf_len(p) + 1);
+    v->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (v->fd < 0) {
+        buf_printf(err, "socket: %s", strerror(errno));
+        goto fail;
+    }
+    (void) unlink(sun.sun_path); /* a stale one from an earlier run */
+    if (bind(v->fd, (struct sockaddr *) &sun, sizeof(sun)) < 0
+        || listen(v->fd, 128) < 0) {
+        buf_printf(err, "bind %s: %s", sun.sun_path, strerror(errno));
+        goto fail;
+    }
+    v->path = xstrdup(buf_data(p));
+    buf_free(p);
+    ev_io_init(&v->accept_w, verify_accept_cb, v->fd, EV_READ);
+    v->accept_w.data = v;
+    ev_io_start(loop, &v->accept_w);
+    if (purge > 0) {
+        ev_timer_init(&v->purge_t, verify_purge_cb, (double) purge,
+                      (double) purge);
+        v->purge_t.data = v;
+        ev_timer_start(loop, &v->purge_t);
+    }
+    return v;
+fail:
+    buf_free(p);
+    verify_free(v);
+    return NULL;
+}
+
+void
+verify_free(struct verify *v)
+{
+    if (v == NULL)
+        return;
+    while (v->conns)
+        verify_conn_close(v->conns);
+    if (v->fd >= 0) {
+        ev_io_stop(v->loop, &v->accept_w);
+        close(v->fd);
+    }
+    ev_timer_stop(v->loop, &v->purge_t);
+    if (v->path) {
+        unlink(v->path);
+        free(v->path);
+    }
+    for (size_t b = 0; b < VERIFY_HASH; b++)
+        while (v->hash[b])
+            verify_unlink(v, &v->hash[b]);
+    free(v);
+}
