@@ -60,6 +60,14 @@ struct verify {
     size_t nconns;
 };
 
+static long long
+verify_time(void)
+{
+    return (long long) time(NULL);
+}
+
+long long (*verify_clock)(void) = verify_time;
+
 static const char *const verify_names[] = {"ok", "defer", "bounce", "todo"};
 
 const char *
@@ -212,7 +220,7 @@ verify_put(struct verify *v, const char *addr, enum verify_status st,
     struct verify_entry **pp = verify_slot(v, addr), *e = *pp;
 
     if (e == NULL) {
-        verify_room(v, (long long) time(NULL));
+        verify_room(v, verify_clock());
         pp = verify_slot(v, addr); /* the room may have moved it */
         e = xcalloc(1, sizeof(*e));
         e->addr = xstrdup(addr);
@@ -244,7 +252,7 @@ verify_result(struct verify *v, const char *addr, enum verify_status st,
         e->probed = 0;
         return;
     }
-    verify_put(v, addr, st, 0, (long long) time(NULL), text);
+    verify_put(v, addr, st, 0, verify_clock(), text);
 }
 
 /* The answer to a query for addr into out ("STATUS TEXT"); a probe is
@@ -253,7 +261,7 @@ verify_result(struct verify *v, const char *addr, enum verify_status st,
 static int
 verify_query(struct verify *v, const char *addr, struct buf *out)
 {
-    long long now = (long long) time(NULL);
+    long long now = verify_clock();
     struct verify_entry **pp = verify_slot(v, addr), *e = *pp;
     enum verify_status st;
     long long probed, updated;
@@ -456,7 +464,7 @@ verify_purge_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
     (void) loop;
     (void) revents;
-    verify_purge(w->data, (long long) time(NULL));
+    verify_purge(w->data, verify_clock());
 }
 
 struct verify *

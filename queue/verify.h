@@ -19,9 +19,11 @@
  * (ok) or _negative_expire_time (others) is as none; one past its
  * _refresh_time is answered and probed again; a probe is sent at most
  * once per VERIFY_PROBE_TTL seconds for an address; a failed probe does
- * not overwrite an ok entry that has not expired; with
- * address_verify_negative_cache = no a negative entry is dropped when it
- * is asked for after its refresh time. The cache is in memory
+ * not overwrite an ok entry that has not expired (it is probed again on
+ * the next query); with address_verify_negative_cache = no an expired
+ * negative entry is dropped when it is asked for. Unlike Postfix, an
+ * address being probed always has an entry (so that it is probed once,
+ * however many ask). The cache is in memory
  * (address_verify_map is not implemented: it is lost on restart), at
  * most VERIFY_CACHE_MAX entries (expired ones purged every
  * address_verify_cache_cleanup_interval, the oldest dropped when full).
@@ -72,6 +74,10 @@ void verify_free(struct verify *v); /* NULL ok; unlinks the socket */
 /* A probe's outcome (status not VERIFY_TODO). */
 void verify_result(struct verify *v, const char *addr, enum verify_status st,
                    const char *text);
+
+/* The clock (unix seconds) the cache's times come from: time(), or a
+ * test's own. */
+extern long long (*verify_clock)(void);
 
 /* "ok", "defer", "bounce", "todo"; verify_status_parse: the word at the
  * start of s (followed by a space or its end) or -1. */

@@ -827,20 +827,13 @@ test_skipped(void **state)
 {
     struct cf *cf = conf("smtpd_recipient_restrictions = "
                          "permit_mx_backup, "
-                         "reject_unverified_sender, "
-                         "reject_unverified_recipient, "
                          "reject_unauth_destination\n");
     struct smtpd_check *c = compile(cf);
     struct smtpd_check_in in = req();
 
-    assert_string_equal(
-        buf_data(warn),
-        "smtpd_recipient_restrictions: permit_mx_backup: not "
-        "implemented in this Sluice yet; skipped\n"
-        "smtpd_recipient_restrictions: reject_unverified_sender: not "
-        "implemented in this Sluice yet; skipped\n"
-        "smtpd_recipient_restrictions: reject_unverified_recipient: not "
-        "implemented in this Sluice yet; skipped\n");
+    assert_string_equal(buf_data(warn),
+                        "smtpd_recipient_restrictions: permit_mx_backup: not "
+                        "implemented in this Sluice yet; skipped\n");
     assert_string_equal(run(c, &in),
                         "454 4.7.1 <bob@rcpt.example>: Relay access denied");
     in.auth_dest = 1;
@@ -865,8 +858,8 @@ static int
 query_cb(void *arg, enum smtpd_check_q q, const char *key,
          const struct smtpd_check_ans **ans)
 {
-    static const char *const qn[] = {"name", "dnsxl", "policy",
-                                     "mx",   "ns",    "a"};
+    static const char *const qn[] = {"name", "dnsxl", "policy", "mx",
+                                     "ns",   "a",     "verify"};
 
     (void) arg;
     snprintf(asked_keys + strlen(asked_keys),
@@ -909,8 +902,8 @@ run_q(const struct smtpd_check *c, struct smtpd_check_in *in)
     asked_keys[0] = '\0';
     r = run(c, in);
     if (res.verdict == SMTPD_CHECK_NEED) {
-        static const char *const qn[] = {"name", "dnsxl", "policy",
-                                         "mx",   "ns",    "a"};
+        static const char *const qn[] = {"name", "dnsxl", "policy", "mx",
+                                         "ns",   "a",     "verify"};
 
         snprintf(out, sizeof(out), "NEED %s:%s", qn[res.need], res.key);
         return out;
@@ -1817,6 +1810,147 @@ test_policy(void **state)
     cf_free(cf);
 }
 
+/* reject_unverified_recipient and _sender: the verify service's answer
+ * into Postfix's replies, codes, reasons and tempfail actions. */
+static void
+test_verify(void **state)
+{
+    struct cf *cf = conf("smtpd_relay_restrictions =\n"
+                         "smtpd_recipient_restrictions = "
+                         "reject_unverified_recipient, "
+                         "reject_unauth_destination\n");
+    struct smtpd_check *c = compile(cf);
+    struct smtpd_check_in in = req();
+    struct smtpd_check_ans *a;
+    const char *said = "host mx.rcpt.example[192.0.2.25] said: 550 5.1.1 "
+                       "User unknown (in reply to RCPT TO command)";
+
+    assert_true(smtpd_check_uses_verify(c));
+    assert_string_equal(buf_data(warn), "");
+    in.auth_dest = 1;
+    nknown = 0;
+    assert_string_equal(run_q(c, &in), "NEED verify:bob@rcpt.example");
+    a = know(SMTPD_CHECK_Q_VERIFY, "bob@rcpt.example");
+    a->verify.status = SMTPD_CHECK_VRFY_OK;
+    a->verify.why = "250 2.1.5 Ok";
+    assert_string_equal(run_q(c, &in), "PASS");
+    /* undeliverable, Postfix's default code 450: "unverified address",
+     * deferred only if nothing else rejects */
+    a->verify.status = SMTPD_CHECK_VRFY_BOUNCE;
+    a->verify.why = said;
+    assert_string_equal(run_q(c, &in),
+                        "450 4.1.1 <bob@rcpt.example>: Recipient address "
+                        "rejected: unverified address: host "
+                        "mx.rcpt.example[192.0.2.25] said: 550 5.1.1 User "
+                        "unknown (in reply to RCPT TO command)");
+    in.auth_dest = 0;
+    assert_string_equal(run_q(c, &in),
+                        "554 5.7.1 <bob@rcpt.example>: Relay access denied");
+    in.auth_dest = 1;
+    a->verify.status = SMTPD_CHECK_VRFY_TODO;
+    a->verify.why = "Address verification in progress";
+    assert_string_equal(run_q(c, &in),
+                        "450 4.1.1 <bob@rcpt.example>: Recipient address "
+                        "rejected: unverified address: Address verification "
+                        "in progress");
+    a->verify.status = SMTPD_CHECK_VRFY_FAILED;
+    a->verify.why = NULL;
+    assert_string_equal(run_q(c, &in),
+                        "450 4.1.1 <bob@rcpt.example>: Recipient address "
+                        "rejected: address verification problem");
+    assert_string_equal(buf_data(logs), "warning: verify service failure\n");
+    smtpd_check_free(c);
+
+    set(cf, "unverified_recipient_reject_code", "550");
+    set(cf, "unverified_recipient_tempfail_action", "defer");
+    c = compile(cf);
+    a->verify.status = SMTPD_CHECK_VRFY_BOUNCE;
+    a->verify.why = said;
+    assert_string_equal(run_q(c, &in),
+                        "550 5.1.1 <bob@rcpt.example>: Recipient address "
+                        "rejected: undeliverable address: host "
+                        "mx.rcpt.example[192.0.2.25] said: 550 5.1.1 User "
+                        "unknown (in reply to RCPT TO command)");
+    /* defer: at once, before reject_unauth_destination */
+    a->verify.status = SMTPD_CHECK_VRFY_DEFER;
+    a->verify.why = "connect to mx.rcpt.example[192.0.2.25]:25: Connection "
+                    "refused";
+    in.auth_dest = 0;
+    assert_string_equal(run_q(c, &in),
+                        "450 4.1.1 <bob@rcpt.example>: Recipient address "
+                        "rejected: unverified address: connect to "
+                        "mx.rcpt.example[192.0.2.25]:25: Connection refused");
+    in.auth_dest = 1;
+    smtpd_check_free(c);
+
+    set(cf, "unverified_recipient_reject_reason", "Address lookup failure");
+    set(cf, "unverified_recipient_defer_code", "250");
+    c = compile(cf);
+    assert_string_equal(run_q(c, &in), "PASS"); /* 250: accepted anyway */
+    a->verify.status = SMTPD_CHECK_VRFY_BOUNCE;
+    assert_string_equal(run_q(c, &in),
+                        "550 5.1.1 <bob@rcpt.example>: Recipient address "
+                        "rejected: undeliverable address: Address lookup "
+                        "failure");
+    smtpd_check_free(c);
+    cf_free(cf);
+
+    /* the sender: 4.1.7 / 5.1.7; the null sender is not verified */
+    cf = conf("smtpd_sender_restrictions = reject_unverified_sender\n"
+              "unverified_sender_reject_code = 550\n");
+    c = compile(cf);
+    nknown = 0;
+    assert_string_equal(run_q(c, &in), "NEED verify:alice@sender.example");
+    a = know(SMTPD_CHECK_Q_VERIFY, "alice@sender.example");
+    a->verify.status = SMTPD_CHECK_VRFY_BOUNCE;
+    a->verify.why = said;
+    assert_string_equal(run_q(c, &in),
+                        "550 5.1.7 <alice@sender.example>: Sender address "
+                        "rejected: undeliverable address: host "
+                        "mx.rcpt.example[192.0.2.25] said: 550 5.1.1 User "
+                        "unknown (in reply to RCPT TO command)");
+    a->verify.status = SMTPD_CHECK_VRFY_DEFER;
+    assert_string_equal(run_q(c, &in),
+                        "450 4.1.7 <alice@sender.example>: Sender address "
+                        "rejected: unverified address: host "
+                        "mx.rcpt.example[192.0.2.25] said: 550 5.1.1 User "
+                        "unknown (in reply to RCPT TO command)");
+    in.sender = "";
+    assert_string_equal(run_q(c, &in), "PASS");
+    assert_false(strstr(asked_keys, "verify:") != NULL);
+    smtpd_check_free(c);
+    cf_free(cf);
+
+    /* codes that are neither 250 nor 4xx/5xx, and unknown actions */
+    {
+        static const char *const bad[][3] = {
+            {"unverified_recipient_reject_code", "200",
+             "unverified_recipient_reject_code: 200 is not 250 or a 4xx or "
+             "5xx code"},
+            {"unverified_sender_defer_code", "600",
+             "unverified_sender_defer_code: 600 is not 250 or a 4xx or 5xx "
+             "code"},
+            {"unverified_sender_tempfail_action", "dunno",
+             "unverified_sender_tempfail_action: \"dunno\" is neither "
+             "defer_if_permit nor defer"},
+        };
+
+        for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+            cf = conf("smtpd_sender_restrictions = reject_unverified_sender\n");
+            set(cf, bad[i][0], bad[i][1]);
+            buf_reset(err);
+            assert_null(smtpd_check_new(cf, err, warn));
+            assert_string_equal(buf_data(err), bad[i][2]);
+            cf_free(cf);
+        }
+    }
+    cf = conf("smtpd_recipient_restrictions = reject_unauth_destination\n");
+    c = compile(cf);
+    assert_false(smtpd_check_uses_verify(c));
+    smtpd_check_free(c);
+    cf_free(cf);
+}
+
 /* Postfix's "{ server, name = value, ... }" form: its own settings. */
 static void
 test_policy_braces(void **state)
@@ -2126,6 +2260,7 @@ main(void)
         cmocka_unit_test(test_unknown_helo),
         cmocka_unit_test(test_rhsbl),
         cmocka_unit_test(test_policy),
+        cmocka_unit_test(test_verify),
         cmocka_unit_test(test_policy_braces),
         cmocka_unit_test(test_defer_if),
         cmocka_unit_test(test_unauth_pipelining),

@@ -1,0 +1,355 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * test_verify.c - the address verification service (queue/verify.c):
+ * its request parser, and the cache over the socket as a front sees it:
+ * when an address is probed, what is answered while a probe is out,
+ * refresh and expiry (on a clock the test turns), a failed probe that
+ * must not clobber an ok answer, negative caching off, the limit on
+ * probes out, a probe that cannot start, and a malformed request.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <ev.h>
+
+#include "conf/cf.h"
+#include "lib/buf.h"
+#include "queue/verify.h"
+
+static void
+test_parse(void **state)
+{
+    char addr[64];
+    size_t used = 0;
+    const char two[] = "request=verify\naddress=a@b\n\nrequest=verify\n";
+
+    (void) state;
+    assert_int_equal(verify_parse_request("request=verify\naddress=u@x\n\n", 28,
+                                          addr, sizeof(addr), &used),
+                     1);
+    assert_string_equal(addr, "u@x");
+    assert_int_equal(used, 28);
+    /* CRLF lines, attributes it does not know, any order */
+    assert_int_equal(
+        verify_parse_request("address=v@y\r\nx=1\r\nrequest=verify\r\n\r\n", 36,
+                             addr, sizeof(addr), &used),
+        1);
+    assert_string_equal(addr, "v@y");
+    /* the first of two requests */
+    assert_int_equal(
+        verify_parse_request(two, sizeof(two) - 1, addr, sizeof(addr), &used),
+        1);
+    assert_int_equal(used, 28);
+    /* not complete yet */
+    assert_int_equal(verify_parse_request("request=verify\naddr", 19, addr,
+                                          sizeof(addr), &used),
+                     0);
+    /* malformed: no request=verify, no address, an empty one, a line
+     * without '=', a NUL, an address too long */
+    assert_int_equal(
+        verify_parse_request("address=a@b\n\n", 13, addr, sizeof(addr), &used),
+        -1);
+    assert_int_equal(verify_parse_request("request=verify\n\n", 16, addr,
+                                          sizeof(addr), &used),
+                     -1);
+    assert_int_equal(verify_parse_request("request=verify\naddress=\n\n", 25,
+                                          addr, sizeof(addr), &used),
+                     -1);
+    assert_int_equal(verify_parse_request("request=verify\nhello\n\n", 22, addr,
+                                          sizeof(addr), &used),
+                     -1);
+    assert_int_equal(verify_parse_request("request=verify\naddress=a\0b\n\n",
+                                          28, addr, sizeof(addr), &used),
+                     -1);
+    assert_int_equal(
+        verify_parse_request("request=verify\naddress=aaaaaaaaaa\n\n", 35, addr,
+                             8, &used),
+        -1);
+    /* VERIFY_REQUEST_MAX bytes without an end */
+    {
+        char *big = malloc(VERIFY_REQUEST_MAX);
+
+        memset(big, 'x', VERIFY_REQUEST_MAX);
+        memcpy(big, "a=", 2);
+        assert_int_equal(verify_parse_request(big, VERIFY_REQUEST_MAX, addr,
+                                              sizeof(addr), &used),
+                         -1);
+        free(big);
+    }
+    assert_int_equal(verify_status_parse("ok 250 2.1.5 Ok"), VERIFY_OK);
+    assert_int_equal(verify_status_parse("bounce"), VERIFY_BOUNCE);
+    assert_int_equal(verify_status_parse("todo x"), VERIFY_TODO);
+    assert_int_equal(verify_status_parse("defer x"), VERIFY_DEFER);
+    assert_int_equal(verify_status_parse("okay"), -1);
+    assert_int_equal(verify_status_parse(""), -1);
+    assert_string_equal(verify_status_name(VERIFY_BOUNCE), "bounce");
+}
+
+/* ---- the service ---- */
+
+static long long now = 1700000000;
+static long long
+fake_clock(void)
+{
+    return now;
+}
+
+static char probed[1024]; /* "addr addr ..." of the probes started */
+static int probe_fails;
+
+static int
+probe_cb(void *arg, const char *addr)
+{
+    (void) arg;
+    if (probe_fails)
+        return -1;
+    snprintf(probed + strlen(probed), sizeof(probed) - strlen(probed), "%s ",
+             addr);
+    return 0;
+}
+
+struct svc {
+    char dir[64];
+    struct ev_loop *loop;
+    struct verify *v;
+    struct cf *cf;
+    int fd;
+};
+
+static void
+svc_start(struct svc *s, const char *conf)
+{
+    struct buf *err = buf_new(256, BUF_NOCAP);
+    char path[128];
+    struct sockaddr_un sun;
+
+    snprintf(s->dir, sizeof(s->dir), "/tmp/test_verify.XXXXXX");
+    assert_non_null(mkdtemp(s->dir));
+    snprintf(path, sizeof(path), "%s/public", s->dir);
+    assert_int_equal(mkdir(path, 0700), 0);
+    s->cf = cf_new();
+    if (cf_parse_main(s->cf, conf, strlen(conf), "main.cf", err) < 0
+        || cf_check(s->cf, err) < 0)
+        fail_msg("%s", buf_data(err));
+    s->loop = ev_loop_new(0);
+    s->v = verify_new(s->loop, s->cf, s->dir, probe_cb, NULL, err);
+    if (s->v == NULL)
+        fail_msg("%s", buf_data(err));
+    buf_free(err);
+    s->fd = socket(AF_UNIX, SOCK_STREAM, 0);
+    memset(&sun, 0, sizeof(sun));
+    sun.sun_family = AF_UNIX;
+    snprintf(sun.sun_path, sizeof(sun.sun_path), "%s/public/verify", s->dir);
+    assert_int_equal(connect(s->fd, (struct sockaddr *) &sun, sizeof(sun)), 0);
+    probed[0] = '\0';
+    probe_fails = 0;
+}
+
+static void
+svc_stop(struct svc *s)
+{
+    char path[128];
+
+    close(s->fd);
+    verify_free(s->v);
+    snprintf(path, sizeof(path), "%s/public/verify", s->dir);
+    assert_int_equal(access(path, F_OK), -1); /* unlinked */
+    snprintf(path, sizeof(path), "%s/public", s->dir);
+    rmdir(path);
+    rmdir(s->dir);
+    ev_loop_destroy(s->loop);
+    cf_free(s->cf);
+}
+
+/* Send raw bytes; the service's answer up to its empty line (without
+ * "action=" and the line ends), "" when it closed the connection. */
+static const char *
+svc_raw(struct svc *s, const char *req, size_t len)
+{
+    static char out[1024];
+    size_t n = 0;
+
+    assert_int_equal(send(s->fd, req, len, 0), (ssize_t) len);
+    for (int i = 0; i < 2000; i++) {
+        ssize_t k;
+
+        ev_run(s->loop, EVRUN_NOWAIT);
+        k = recv(s->fd, out + n, sizeof(out) - 1 - n, MSG_DONTWAIT);
+        if (k == 0)
+            return "";
+        if (k > 0)
+            n += (size_t) k;
+        out[n] = '\0';
+        if (n >= 2 && strcmp(out + n - 2, "\n\n") == 0) {
+            assert_memory_equal(out, "action=", 7);
+            out[n - 2] = '\0';
+            return out + 7;
+        }
+        usleep(1000);
+    }
+    fail_msg("no answer");
+    return NULL;
+}
+
+static const char *
+ask(struct svc *s, const char *addr)
+{
+    char req[512];
+    int n = snprintf(req, sizeof(req), "request=verify\naddress=%s\n\n", addr);
+
+    probed[0] = '\0';
+    return svc_raw(s, req, (size_t) n);
+}
+
+static void
+test_cache(void **state)
+{
+    struct svc s;
+
+    (void) state;
+    verify_clock = fake_clock;
+    svc_start(&s, "");
+    /* the first question: no answer yet, one probe */
+    assert_string_equal(ask(&s, "u@x"),
+                        "todo Address verification in progress");
+    assert_string_equal(probed, "u@x ");
+    /* while it is out: the same answer, no second probe */
+    assert_string_equal(ask(&s, "u@x"),
+                        "todo Address verification in progress");
+    assert_string_equal(probed, "");
+    verify_result(s.v, "u@x", VERIFY_OK, "250 2.1.5 Ok");
+    assert_string_equal(ask(&s, "u@x"), "ok 250 2.1.5 Ok");
+    assert_string_equal(probed, "");
+    /* past address_verify_positive_refresh_time (7d): answered and
+     * probed again */
+    now += 7 * 86400 + 1;
+    assert_string_equal(ask(&s, "u@x"), "ok 250 2.1.5 Ok");
+    assert_string_equal(probed, "u@x ");
+    /* a failed probe does not clobber the ok answer; the next question
+     * probes again */
+    verify_result(s.v, "u@x", VERIFY_BOUNCE, "550 no");
+    assert_string_equal(ask(&s, "u@x"), "ok 250 2.1.5 Ok");
+    assert_string_equal(probed, "u@x ");
+    /* past address_verify_positive_expire_time (31d): as unknown, and
+     * the probe of 31 days ago is taken as lost */
+    now += 31 * 86400;
+    assert_string_equal(ask(&s, "u@x"),
+                        "todo Address verification in progress");
+    assert_string_equal(probed, "u@x ");
+    assert_string_equal(ask(&s, "u@x"),
+                        "todo Address verification in progress");
+    assert_string_equal(probed, "");
+    now += VERIFY_PROBE_TTL + 1; /* no answer in VERIFY_PROBE_TTL: again */
+    assert_string_equal(ask(&s, "u@x"),
+                        "todo Address verification in progress");
+    assert_string_equal(probed, "u@x ");
+
+    /* undeliverable: kept for address_verify_negative_refresh_time (3h),
+     * then answered and probed again; after _expire_time (3d) unknown */
+    assert_string_equal(ask(&s, "bad@x"),
+                        "todo Address verification in progress");
+    verify_result(s.v, "bad@x", VERIFY_BOUNCE, "host h[192.0.2.1] said: 550");
+    assert_string_equal(ask(&s, "bad@x"), "bounce host h[192.0.2.1] said: 550");
+    assert_string_equal(probed, "");
+    now += 3 * 3600 + 1;
+    assert_string_equal(ask(&s, "bad@x"), "bounce host h[192.0.2.1] said: 550");
+    assert_string_equal(probed, "bad@x ");
+    verify_result(s.v, "bad@x", VERIFY_DEFER, "connect to h: refused");
+    assert_string_equal(ask(&s, "bad@x"), "defer connect to h: refused");
+    now += 3 * 86400 + 1;
+    assert_string_equal(ask(&s, "bad@x"),
+                        "todo Address verification in progress");
+    assert_string_equal(probed, "bad@x ");
+
+    /* a probe that cannot start: asked again next time */
+    probe_fails = 1;
+    assert_string_equal(ask(&s, "n@x"),
+                        "todo Address verification in progress");
+    probe_fails = 0;
+    assert_string_equal(ask(&s, "n@x"),
+                        "todo Address verification in progress");
+    assert_string_equal(probed, "n@x ");
+
+    /* two requests in one write: two answers */
+    {
+        const char two[] = "request=verify\naddress=u@x\n\n"
+                           "request=verify\naddress=bad@x\n\n";
+        char out[512];
+        size_t n = 0;
+
+        assert_int_equal(send(s.fd, two, sizeof(two) - 1, 0),
+                         (ssize_t) sizeof(two) - 1);
+        for (int i = 0; i < 2000 && n < 10; i++) {
+            ssize_t k;
+
+            ev_run(s.loop, EVRUN_NOWAIT);
+            k = recv(s.fd, out + n, sizeof(out) - 1 - n, MSG_DONTWAIT);
+            n += k > 0 ? (size_t) k : 0;
+            usleep(1000);
+        }
+        out[n] = '\0';
+        assert_string_equal(out, "action=todo Address verification in "
+                                 "progress\n\naction=todo Address "
+                                 "verification in progress\n\n");
+    }
+    /* a malformed request: the connection is closed */
+    assert_string_equal(svc_raw(&s, "hello\n\n", 7), "");
+    svc_stop(&s);
+}
+
+static void
+test_limits(void **state)
+{
+    struct svc s;
+
+    (void) state;
+    verify_clock = fake_clock;
+    svc_start(&s, "address_verify_pending_request_limit = 1\n"
+                  "address_verify_negative_cache = no\n");
+    assert_string_equal(ask(&s, "a@x"),
+                        "todo Address verification in progress");
+    assert_string_equal(probed, "a@x ");
+    /* one probe out already: none for b@x */
+    assert_string_equal(ask(&s, "b@x"),
+                        "todo Address verification in progress");
+    assert_string_equal(probed, "");
+    verify_result(s.v, "a@x", VERIFY_BOUNCE, "550 no");
+    assert_string_equal(ask(&s, "b@x"),
+                        "todo Address verification in progress");
+    assert_string_equal(probed, "b@x ");
+    verify_result(s.v, "b@x", VERIFY_OK, "250 ok");
+    /* negative caching off: the answer is used until it expires, then
+     * the entry goes */
+    assert_string_equal(ask(&s, "a@x"), "bounce 550 no");
+    now += 3 * 86400 + 1;
+    assert_string_equal(ask(&s, "a@x"),
+                        "todo Address verification in progress");
+    assert_string_equal(probed, "a@x ");
+    svc_stop(&s);
+}
+
+int
+main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_parse),
+        cmocka_unit_test(test_cache),
+        cmocka_unit_test(test_limits),
+    };
+    long long (*real)(void) = verify_clock;
+    int rc;
+
+    rc = cmocka_run_group_tests(tests, NULL, NULL);
+    verify_clock = real;
+    return rc;
+}
