@@ -10,14 +10,50 @@
  * value; the same bytes give the same answer whatever prefix was seen
  * before (a prefix is either incomplete or the same complete reply); a
  * reply not complete within POLICY_REPLY_MAX bytes is malformed.
+ * The same bytes go to the other side of that framing, the verify
+ * service's request parser (queue/verify.c, verify_parse_request), with
+ * the same promises: what it took ends with the empty line, the address
+ * is shorter than its room, without a NUL or line end, and appears in
+ * the bytes taken; prefixes agree; VERIFY_REQUEST_MAX bytes without an
+ * end are malformed.
  */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "proxy/policy.h"
+#include "queue/verify.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+static void
+fz_verify(const char *buf, size_t size)
+{
+    char addr[256], again[256];
+    size_t used = 0, used2 = 0;
+    int rc = verify_parse_request(buf, size, addr, sizeof(addr), &used);
+
+    if (rc < -1 || rc > 1)
+        abort();
+    if (rc == 1) {
+        size_t al = strnlen(addr, sizeof(addr));
+
+        if (used < 2 || used > size || buf[used - 1] != '\n' || al == 0
+            || al == sizeof(addr) || strpbrk(addr, "\r\n")
+            || memmem(buf, used, addr, al) == NULL)
+            abort();
+    }
+    if (rc == 0 && size >= VERIFY_REQUEST_MAX)
+        abort();
+    for (size_t n = 0; n < size; n++) {
+        int r2 = verify_parse_request(buf, n, again, sizeof(again), &used2);
+
+        if (r2 == 1 && (rc != 1 || used2 != used || strcmp(again, addr)))
+            abort();
+        if (r2 == -1 && rc != -1)
+            abort();
+    }
+}
 
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -29,6 +65,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     if (size > 2 * POLICY_REPLY_MAX)
         return 0;
+    fz_verify(buf, size);
     rc = policy_parse_reply(buf, size, action, sizeof(action), &used);
     if (rc < -1 || rc > 1)
         abort();
