@@ -5027,19 +5027,20 @@ smtpd_policy_start(struct smtpd_srv *srv, const struct cf *cf)
             buf_free(err);
         }
     }
-    for (size_t i = 0; i < srv->nlsn && srv->verify == NULL; i++)
-        if (smtpd_check_uses_verify(srv->lsn[i].conf.check)) {
-            /* the queue manager answers from memory at once: a short
-             * timeout; a connection kept while it is used */
-            struct policy_conf pc = {10.0, 300.0, 1000.0, 0, 2, 1.0};
-            struct buf *err = buf_new(128, 4096);
+    /* The verify service, for reject_unverified_* in a list or in an
+     * access table's value: nothing is connected before a question. The
+     * queue manager answers from memory at once: a short timeout; a
+     * connection is kept while it is used. */
+    {
+        struct policy_conf pc = {10.0, 300.0, 1000.0, 0, 2, 1.0};
+        struct buf *err = buf_new(128, 4096);
 
-            srv->verify = policy_new(srv->loop, "unix:public/verify",
-                                     cf_str(cf, "queue_directory"), &pc, err);
-            if (srv->verify == NULL)
-                log_warning("verify service: %s", buf_data(err));
-            buf_free(err);
-        }
+        srv->verify = policy_new(srv->loop, "unix:public/verify",
+                                 cf_str(cf, "queue_directory"), &pc, err);
+        if (srv->verify == NULL)
+            log_warning("verify service: %s", buf_data(err));
+        buf_free(err);
+    }
 }
 
 int

@@ -256,7 +256,6 @@ struct smtpd_check {
     struct lookup_dlist *relay_dl;  /* relay_domains */
     struct addrmap *valias;         /* virtual_alias_maps */
     int unk_valias_code;            /* unknown_virtual_alias_reject_code */
-    int verify;                     /* a restriction asks Q_VERIFY */
     struct {                        /* unverified_{recipient,sender}_*: */
         int rcode, dcode;           /* _reject_code, _defer_code */
         int tf;                     /* _tempfail_action (as unk_addr_tf) */
@@ -760,10 +759,6 @@ sc_parse_words(struct smtpd_check *c, const struct cf *cf, const char *param,
             && (r->kind == SC_UNKNOWN_SENDER || r->kind == SC_UNKNOWN_RCPT
                 || r->kind == SC_UNKNOWN_HELO))
             c->dns = 1; /* the caller needs a resolver */
-        if (found
-            && (r->kind == SC_UNVERIFIED_RCPT
-                || r->kind == SC_UNVERIFIED_SENDER))
-            c->verify = 1; /* and the verify service */
         if (!found && sc_class_find(c, name) >= 0) {
             r->kind = SC_CLASS;
             r->rbl = (size_t) sc_class_find(c, name);
@@ -1157,12 +1152,6 @@ int
 smtpd_check_uses_dns(const struct smtpd_check *c)
 {
     return c && (c->nrbl > 0 || c->dns);
-}
-
-int
-smtpd_check_uses_verify(const struct smtpd_check *c)
-{
-    return c && c->verify;
 }
 
 size_t

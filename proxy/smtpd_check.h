@@ -205,9 +205,6 @@ size_t smtpd_check_rbl_count(const struct smtpd_check *c);
 /* Does any list use DNS (client lists or the restrictions that ask
  * Q_NAME or Q_DNSXL)? The caller needs a resolver then. */
 int smtpd_check_uses_dns(const struct smtpd_check *c);
-/* Does any list use reject_unverified_recipient or _sender? The caller
- * needs the verify service (SMTPD_CHECK_Q_VERIFY) then. */
-int smtpd_check_uses_verify(const struct smtpd_check *c);
 /* A check_policy_service argument: "inet:host:port", "unix:path", or
  * "{ SERVER, name = value, ... }" with Postfix's per-server settings
  * (default_action, max_idle, max_ttl, policy_context, request_limit,

@@ -1825,7 +1825,6 @@ test_verify(void **state)
     const char *said = "host mx.rcpt.example[192.0.2.25] said: 550 5.1.1 "
                        "User unknown (in reply to RCPT TO command)";
 
-    assert_true(smtpd_check_uses_verify(c));
     assert_string_equal(buf_data(warn), "");
     in.auth_dest = 1;
     nknown = 0;
@@ -1944,9 +1943,23 @@ test_verify(void **state)
             cf_free(cf);
         }
     }
-    cf = conf("smtpd_recipient_restrictions = reject_unauth_destination\n");
+    /* an access table's value may name it */
+    cf = conf("smtpd_recipient_restrictions = check_recipient_access "
+              "inline:{ rcpt.example=reject_unverified_recipient }, "
+              "reject_unauth_destination\n");
     c = compile(cf);
-    assert_false(smtpd_check_uses_verify(c));
+    in = req();
+    in.auth_dest = 1;
+    nknown = 0;
+    assert_string_equal(run_q(c, &in), "NEED verify:bob@rcpt.example");
+    a = know(SMTPD_CHECK_Q_VERIFY, "bob@rcpt.example");
+    a->verify.status = SMTPD_CHECK_VRFY_BOUNCE;
+    a->verify.why = "no";
+    assert_string_equal(run_q(c, &in),
+                        "450 4.1.1 <bob@rcpt.example>: Recipient address "
+                        "rejected: unverified address: no");
+    in.rcpt = "carol@other.example";
+    assert_string_equal(run_q(c, &in), "PASS");
     smtpd_check_free(c);
     cf_free(cf);
 }
