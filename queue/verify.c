@@ -107,9 +107,9 @@ verify_parse_request(const char *buf, size_t len, char *addr, size_t addrsz,
         n = (size_t) (nl - l);
         if (n > 0 && l[n - 1] == '\r')
             n--;
-        if (memchr(l, '\0', n))
-            return -1;
-        if (n == 0) { /* the empty line ends the request */
+        if (memchr(l, '\0', n) || memchr(l, '\r', n))
+            return -1; /* a NUL, or a CR that does not end the line */
+        if (n == 0) {  /* the empty line ends the request */
             if (!verify || addr[0] == '\0')
                 return -1;
             *used = (size_t) (nl - buf) + 1;
@@ -265,15 +265,14 @@ verify_query(struct verify *v, const char *addr, struct buf *out)
     struct verify_entry **pp = verify_slot(v, addr), *e = *pp;
     enum verify_status st;
     long long probed, updated;
-    const char *text;
-    char *keep = NULL;
-    int refresh;
+    char *text;
+    int refresh, rc;
 
     if (e == NULL
         || (now - e->probed > VERIFY_PROBE_TTL && verify_expired(v, e, now))) {
         st = VERIFY_TODO;
         probed = updated = 0;
-        text = "Address verification in progress";
+        text = xstrdup("Address verification in progress");
         if (e && !v->neg_cache) {
             verify_unlink(v, pp);
             e = NULL;
@@ -282,35 +281,42 @@ verify_query(struct verify *v, const char *addr, struct buf *out)
         st = e->status;
         probed = e->probed;
         updated = e->updated;
-        text = e->text;
+        text = xstrdup(e->text);
     }
-    if (buf_printf(out, "action=%s %s\n\n", verify_status_name(st), text) < 0)
-        return -1;
     refresh = st == VERIFY_OK ? updated + v->pos_try < now
                               : updated + v->neg_try < now;
     if (now - probed <= VERIFY_PROBE_TTL || !refresh)
-        return 0;
-    if (v->pending >= v->pending_limit) {
+        ; /* the answer as it is */
+    else if (v->pending >= v->pending_limit)
         log_warning("verify: address_verify_pending_request_limit %lld "
                     "reached; %s not probed",
                     v->pending_limit, addr);
-        return 0;
-    }
-    /* the probe is out from now on: one per VERIFY_PROBE_TTL; an entry
-     * that has none yet is made (a todo one), so that the next query
-     * does not probe again */
-    keep = xstrdup(text);
-    verify_put(v, addr, st, now, updated, keep);
-    free(keep);
-    v->pending++;
-    if (v->probe(v->arg, addr) < 0) {
-        struct verify_entry *f = *verify_slot(v, addr);
+    else {
+        struct verify_entry *f;
 
-        v->pending--;
-        if (f)
-            f->probed = 0;
+        /* the probe is out from now on: one per VERIFY_PROBE_TTL; an
+         * entry that has none yet is made (a todo one), so that the next
+         * query does not probe again */
+        verify_put(v, addr, st, now, updated, text);
+        v->pending++;
+        rc = v->probe(v->arg, addr);
+        f = *verify_slot(v, addr);
+        if (rc < 0) {
+            v->pending--;
+            if (f)
+                f->probed = 0;
+        } else if (f && f->probed == 0 && f->updated == now
+                   && f->status != VERIFY_TODO) {
+            /* an outcome known without a connection (local mail, no
+             * route) came back from inside the call: it is the answer */
+            st = f->status;
+            free(text);
+            text = xstrdup(f->text);
+        }
     }
-    return 0;
+    rc = buf_printf(out, "action=%s %s\n\n", verify_status_name(st), text);
+    free(text);
+    return rc < 0 ? -1 : 0;
 }
 
 /* ---- connections ---- */

@@ -106,6 +106,7 @@ fake_clock(void)
 
 static char probed[1024]; /* "addr addr ..." of the probes started */
 static int probe_fails;
+static struct verify *probe_v; /* for the outcomes known at once */
 
 static int
 probe_cb(void *arg, const char *addr)
@@ -113,6 +114,10 @@ probe_cb(void *arg, const char *addr)
     (void) arg;
     if (probe_fails)
         return -1;
+    if (strncmp(addr, "local@", 6) == 0) /* as the qmgr answers local mail */
+        verify_result(probe_v, addr, VERIFY_OK, "delivers to mailbox");
+    if (strncmp(addr, "noroute@", 8) == 0)
+        verify_result(probe_v, addr, VERIFY_BOUNCE, "no route");
     snprintf(probed + strlen(probed), sizeof(probed) - strlen(probed), "%s ",
              addr);
     return 0;
@@ -145,6 +150,7 @@ svc_start(struct svc *s, const char *conf)
     s->v = verify_new(s->loop, s->cf, s->dir, probe_cb, NULL, err);
     if (s->v == NULL)
         fail_msg("%s", buf_data(err));
+    probe_v = s->v;
     buf_free(err);
     s->fd = socket(AF_UNIX, SOCK_STREAM, 0);
     memset(&sun, 0, sizeof(sun));
@@ -270,6 +276,13 @@ test_cache(void **state)
     assert_string_equal(ask(&s, "bad@x"),
                         "todo Address verification in progress");
     assert_string_equal(probed, "bad@x ");
+
+    /* an outcome the probe knows at once is the first answer */
+    assert_string_equal(ask(&s, "local@x"), "ok delivers to mailbox");
+    assert_string_equal(probed, "local@x ");
+    assert_string_equal(ask(&s, "local@x"), "ok delivers to mailbox");
+    assert_string_equal(probed, "");
+    assert_string_equal(ask(&s, "noroute@x"), "bounce no route");
 
     /* a probe that cannot start: asked again next time */
     probe_fails = 1;
