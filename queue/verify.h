@@ -88,8 +88,7 @@ int verify_status_parse(const char *s);
  * into addr, its bytes in *used), 0 when more is needed, -1 when it is
  * malformed (no request=verify, no address or an empty one, a line
  * without '=', a NUL, a CR inside a line, an address of addrsz bytes or
- * more,
- * VERIFY_REQUEST_MAX bytes without its end). Pure. */
+ * more, VERIFY_REQUEST_MAX bytes without its end). Pure. */
 int verify_parse_request(const char *buf, size_t len, char *addr, size_t addrsz,
                          size_t *used);
 
