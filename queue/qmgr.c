@@ -2627,7 +2627,7 @@ qmgr_run(struct qmgr *q)
     q->pool = wpool_new(q->loop, v > 0 ? (int) v : 1, "qmgr-io", 0);
     q->verify_sender = qmgr_verify_sender(cf);
     buf_reset(err);
-    q->verify = verify_new(q->loop, cf, q->qdir, qmgr_probe, q, err);
+    q->verify = verify_new(q->loop, q->pool, cf, q->qdir, qmgr_probe, q, err);
     if (q->verify == NULL) {
         log_error("verify: %s", buf_data(err));
         goto fail;

@@ -6,7 +6,9 @@
  * the decision of when to probe, after Postfix's verify(8).
  * Owns: the listening socket, connections, entries. Threads: the loop's.
  */
+#include <db.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,6 +18,7 @@
 #include <unistd.h>
 
 #include "lib/log.h"
+#include "lib/wpool.h"
 #include "lib/xalloc.h"
 #include "queue/verify.h"
 
@@ -58,6 +61,22 @@ struct verify {
     size_t n;
     struct verify_conn *conns;
     size_t nconns;
+    struct wpool *pool; /* the saves */
+    char *map;          /* address_verify_map's file (".db"), or NULL */
+    int dbtype;         /* its DB_BTREE or DB_HASH */
+    ev_timer save_t;
+    int dirty;  /* changed since the last save began */
+    int saving; /* a save is in the pool */
+};
+
+/* A snapshot of the cache for the pool to write: "key\0value\0"... */
+struct verify_save {
+    struct verify *v;
+    char *file;
+    int dbtype;
+    struct buf *data;
+    size_t n;
+    char err[256];
 };
 
 static long long
@@ -67,6 +86,7 @@ verify_time(void)
 }
 
 long long (*verify_clock)(void) = verify_time;
+double verify_save_interval = VERIFY_SAVE_INTERVAL;
 
 static const char *const verify_names[] = {"ok", "defer", "bounce", "todo"};
 
@@ -168,6 +188,7 @@ verify_unlink(struct verify *v, struct verify_entry **pp)
     *pp = e->next;
     verify_entry_free(e);
     v->n--;
+    v->dirty = 1;
 }
 
 static int
@@ -227,6 +248,7 @@ verify_put(struct verify *v, const char *addr, enum verify_status st,
         *pp = e;
         v->n++;
     }
+    v->dirty = 1;
     e->status = st;
     e->probed = probed;
     e->updated = updated;
@@ -317,6 +339,282 @@ verify_query(struct verify *v, const char *addr, struct buf *out)
     rc = buf_printf(out, "action=%s %s\n\n", verify_status_name(st), text);
     free(text);
     return rc < 0 ? -1 : 0;
+}
+
+/* ---- address_verify_map ---- */
+
+int
+verify_entry_format(char *out, size_t n, enum verify_status st,
+                    long long probed, long long updated, const char *text)
+{
+    int k =
+        snprintf(out, n, "%d:%lld:%lld:%s", (int) st, probed, updated, text);
+
+    return k < 0 || (size_t) k >= n ? -1 : k;
+}
+
+int
+verify_entry_parse(const char *s, enum verify_status *st, long long *probed,
+                   long long *updated, const char **text)
+{
+    long long f[3];
+    const char *p = s;
+
+    for (int i = 0; i < 3; i++) {
+        size_t d = strspn(p, "0123456789");
+
+        if (d == 0 || d > 18 || p[d] != ':')
+            return -1;
+        f[i] = strtoll(p, NULL, 10);
+        p += d + 1;
+    }
+    if (f[0] > VERIFY_TODO || (f[1] == 0 && f[2] == 0))
+        return -1; /* Postfix: such records are never written */
+    *st = (enum verify_status) f[0];
+    *probed = f[1];
+    *updated = f[2];
+    *text = p;
+    return 0;
+}
+
+/* The map as it was saved: every entry that has not expired. A missing
+ * file is an empty cache; a bad entry is skipped with a warning. */
+static int
+verify_load(struct verify *v, struct buf *err)
+{
+    long long now = verify_clock();
+    DB *db = NULL;
+    DBC *cur = NULL;
+    DBT k, d;
+    int rc, r = -1;
+    size_t bad = 0;
+
+    if (access(v->map, F_OK) < 0 && errno == ENOENT)
+        return 0;
+    if ((rc = db_create(&db, NULL, 0)) != 0) {
+        buf_printf(err, "%s: %s", v->map, db_strerror(rc));
+        return -1;
+    }
+    if ((rc = db->open(db, NULL, v->map, NULL, v->dbtype, DB_RDONLY, 0)) != 0
+        || (rc = db->cursor(db, NULL, &cur, 0)) != 0) {
+        buf_printf(err, "address_verify_map: cannot open %s: %s", v->map,
+                   db_strerror(rc));
+        goto done;
+    }
+    memset(&k, 0, sizeof(k));
+    memset(&d, 0, sizeof(d));
+    while ((rc = cur->get(cur, &k, &d, DB_NEXT)) == 0
+           && v->n < VERIFY_CACHE_MAX) {
+        char key[VERIFY_ADDR_MAX], val[VERIFY_TEXT_MAX + 64];
+        size_t kl = k.size, dl = d.size;
+        enum verify_status st;
+        long long probed, updated;
+        const char *text;
+
+        if (kl > 0 && ((const char *) k.data)[kl - 1] == '\0')
+            kl--;
+        if (dl > 0 && ((const char *) d.data)[dl - 1] == '\0')
+            dl--;
+        if (kl == 0 || kl >= sizeof(key) || dl >= sizeof(val)
+            || memchr(k.data, '\0', kl) || memchr(d.data, '\0', dl)) {
+            bad++;
+            continue;
+        }
+        memcpy(key, k.data, kl);
+        key[kl] = '\0';
+        memcpy(val, d.data, dl);
+        val[dl] = '\0';
+        if (key[0] == '_') /* Postfix's cache bookkeeping */
+            continue;
+        if (verify_entry_parse(val, &st, &probed, &updated, &text) < 0) {
+            bad++;
+            continue;
+        }
+        if (now - probed > VERIFY_PROBE_TTL) {
+            struct verify_entry tmp = {.status = st, .updated = updated};
+
+            if (verify_expired(v, &tmp, now))
+                continue;
+        }
+        verify_put(v, key, st, probed, updated, text);
+    }
+    if (rc != 0 && rc != DB_NOTFOUND) {
+        buf_printf(err, "address_verify_map: %s: %s", v->map, db_strerror(rc));
+        goto done;
+    }
+    if (bad)
+        log_warning("verify: %s: %zu bad address verification entries "
+                    "skipped",
+                    v->map, bad);
+    log_info("verify: %zu address verification answers from %s", v->n, v->map);
+    v->dirty = 0;
+    r = 0;
+done:
+    if (cur)
+        cur->close(cur);
+    db->close(db, 0);
+    return r;
+}
+
+/* Pool (or at the end, the caller): write the snapshot to FILE.tmp, then
+ * rename it over the map. */
+static void
+verify_save_work(void *arg)
+{
+    struct verify_save *sv = arg;
+    char *tmp = xmalloc(strlen(sv->file) + 8);
+    const char *p = buf_data(sv->data);
+    DB *db = NULL;
+    int rc, fd;
+
+    sprintf(tmp, "%s.tmp", sv->file);
+    unlink(tmp);
+    if ((rc = db_create(&db, NULL, 0)) != 0) {
+        snprintf(sv->err, sizeof(sv->err), "%s", db_strerror(rc));
+        db = NULL;
+        goto out;
+    }
+    if ((rc = db->open(db, NULL, tmp, NULL, (DBTYPE) sv->dbtype,
+                       DB_CREATE | DB_EXCL, 0600))
+        != 0) {
+        snprintf(sv->err, sizeof(sv->err), "cannot create %s: %s", tmp,
+                 db_strerror(rc));
+        goto out;
+    }
+    for (size_t i = 0; i < sv->n; i++) {
+        DBT dk, dv;
+        size_t kl = strlen(p) + 1, vl;
+
+        memset(&dk, 0, sizeof(dk));
+        memset(&dv, 0, sizeof(dv));
+        dk.data = (void *) p;
+        dk.size = (u_int32_t) kl;
+        vl = strlen(p + kl) + 1;
+        dv.data = (void *) (p + kl);
+        dv.size = (u_int32_t) vl;
+        if ((rc = db->put(db, NULL, &dk, &dv, 0)) != 0) {
+            snprintf(sv->err, sizeof(sv->err), "%s: %s", tmp, db_strerror(rc));
+            goto out;
+        }
+        p += kl + vl;
+    }
+    rc = db->close(db, 0);
+    db = NULL;
+    if (rc != 0) {
+        snprintf(sv->err, sizeof(sv->err), "%s: %s", tmp, db_strerror(rc));
+        goto out;
+    }
+    /* durable before it replaces the old one */
+    if ((fd = open(tmp, O_RDONLY | O_CLOEXEC)) >= 0) {
+        (void) fdatasync(fd);
+        close(fd);
+    }
+    if (rename(tmp, sv->file) < 0)
+        snprintf(sv->err, sizeof(sv->err), "rename %s: %s", tmp,
+                 strerror(errno));
+out:
+    if (db)
+        db->close(db, 0);
+    if (sv->err[0])
+        unlink(tmp);
+    free(tmp);
+}
+
+static void
+verify_save_free(struct verify_save *sv)
+{
+    if (sv->err[0])
+        log_warning("verify: address_verify_map %s not saved: %s", sv->file,
+                    sv->err);
+    free(sv->file);
+    buf_free(sv->data);
+    free(sv);
+}
+
+static void
+verify_save_done(void *arg)
+{
+    struct verify_save *sv = arg;
+
+    sv->v->saving = 0;
+    if (sv->err[0])
+        sv->v->dirty = 1; /* try again next time */
+    verify_save_free(sv);
+}
+
+/* A copy of the cache, in the map's format. */
+static struct verify_save *
+verify_snapshot(struct verify *v)
+{
+    struct verify_save *sv = xcalloc(1, sizeof(*sv));
+    char val[VERIFY_TEXT_MAX + 64];
+
+    sv->v = v;
+    sv->file = xstrdup(v->map);
+    sv->dbtype = v->dbtype;
+    sv->data = buf_new(4096, BUF_NOCAP);
+    for (size_t b = 0; b < VERIFY_HASH; b++)
+        for (const struct verify_entry *e = v->hash[b]; e; e = e->next) {
+            if (e->probed == 0 && e->updated == 0)
+                continue;
+            if (verify_entry_format(val, sizeof(val), e->status, e->probed,
+                                    e->updated, e->text)
+                < 0)
+                continue;
+            buf_append(sv->data, e->addr, strlen(e->addr) + 1);
+            buf_append(sv->data, val, strlen(val) + 1);
+            sv->n++;
+        }
+    v->dirty = 0;
+    return sv;
+}
+
+static void
+verify_save_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    struct verify *v = w->data;
+
+    (void) loop;
+    (void) revents;
+    if (!v->dirty || v->saving)
+        return;
+    v->saving = 1;
+    wpool_submit(v->pool, verify_save_work, verify_save_done,
+                 verify_snapshot(v));
+}
+
+/* address_verify_map: "" (none), or [proxy:]hash:PATH, btree:PATH. */
+static int
+verify_map_open(struct verify *v, const char *spec, struct buf *err)
+{
+    if (*spec == '\0')
+        return 0;
+    if (strncmp(spec, "proxy:", 6) == 0)
+        spec += 6;
+    if (strncmp(spec, "btree:/", 7) == 0)
+        v->dbtype = DB_BTREE;
+    else if (strncmp(spec, "hash:/", 6) == 0)
+        v->dbtype = DB_HASH;
+    else {
+        buf_printf(err,
+                   "address_verify_map: \"%s\": not a table Sluice can "
+                   "write (btree:/path or hash:/path)",
+                   spec);
+        return -1;
+    }
+    v->map = xmalloc(strlen(spec) + 4);
+    sprintf(v->map, "%s.db", strchr(spec, ':') + 1);
+    if (verify_load(v, err) < 0) {
+        /* a cache: what could not be read is probed again, and the next
+         * save replaces the file */
+        log_warning("verify: %s; starting with an empty cache", buf_data(err));
+        buf_reset(err);
+        for (size_t b = 0; b < VERIFY_HASH; b++)
+            while (v->hash[b])
+                verify_unlink(v, &v->hash[b]);
+        v->dirty = 1;
+    }
+    return 0;
 }
 
 /* ---- connections ---- */
@@ -474,8 +772,8 @@ verify_purge_cb(struct ev_loop *loop, ev_timer *w, int revents)
 }
 
 struct verify *
-verify_new(struct ev_loop *loop, const struct cf *cf, const char *qdir,
-           verify_probe_fn *probe, void *arg, struct buf *err)
+verify_new(struct ev_loop *loop, struct wpool *pool, const struct cf *cf,
+           const char *qdir, verify_probe_fn *probe, void *arg, struct buf *err)
 {
     struct verify *v = xcalloc(1, sizeof(*v));
     struct sockaddr_un sun;
@@ -483,6 +781,7 @@ verify_new(struct ev_loop *loop, const struct cf *cf, const char *qdir,
     long long purge = cf_time(cf, "address_verify_cache_cleanup_interval");
 
     v->loop = loop;
+    v->pool = pool;
     v->fd = -1;
     v->probe = probe;
     v->arg = arg;
@@ -494,6 +793,14 @@ verify_new(struct ev_loop *loop, const struct cf *cf, const char *qdir,
     v->pending_limit = cf_int(cf, "address_verify_pending_request_limit");
     if (v->pending_limit < 1)
         v->pending_limit = 1;
+    if (verify_map_open(v, cf_str(cf, "address_verify_map"), err) < 0)
+        goto fail;
+    if (v->map) {
+        ev_timer_init(&v->save_t, verify_save_cb, verify_save_interval,
+                      verify_save_interval);
+        v->save_t.data = v;
+        ev_timer_start(loop, &v->save_t);
+    }
     buf_printf(p, "%s/public/verify", qdir);
     memset(&sun, 0, sizeof(sun));
     sun.sun_family = AF_UNIX;
@@ -544,6 +851,14 @@ verify_free(struct verify *v)
         close(v->fd);
     }
     ev_timer_stop(v->loop, &v->purge_t);
+    ev_timer_stop(v->loop, &v->save_t);
+    if (v->map && v->dirty && !v->saving) { /* the last answers, at once */
+        struct verify_save *sv = verify_snapshot(v);
+
+        verify_save_work(sv);
+        verify_save_free(sv);
+    }
+    free(v->map);
     if (v->path) {
         unlink(v->path);
         free(v->path);

@@ -16,6 +16,8 @@
  * is shorter than its room, without a NUL or line end, and appears in
  * the bytes taken; prefixes agree; VERIFY_REQUEST_MAX bytes without an
  * end are malformed.
+ * And the bytes as an address_verify_map value (verify_entry_parse): what
+ * it accepts is formatted back to the same text and parsed the same.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -25,6 +27,28 @@
 #include "queue/verify.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+static void
+fz_entry(const char *buf, size_t size)
+{
+    char *s = malloc(size + 1), out[1200];
+    enum verify_status st, st2;
+    long long pr, up, pr2, up2;
+    const char *text, *text2;
+
+    memcpy(s, buf, size);
+    s[size] = '\0';
+    if (verify_entry_parse(s, &st, &pr, &up, &text) == 0) {
+        if ((int) st < 0 || st > VERIFY_TODO || pr < 0 || up < 0
+            || (pr == 0 && up == 0))
+            abort();
+        if (verify_entry_format(out, sizeof(out), st, pr, up, text) >= 0
+            && (verify_entry_parse(out, &st2, &pr2, &up2, &text2) != 0
+                || st2 != st || pr2 != pr || up2 != up || strcmp(text, text2)))
+            abort();
+    }
+    free(s);
+}
 
 static void
 fz_verify(const char *buf, size_t size)
@@ -66,6 +90,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (size > 2 * POLICY_REPLY_MAX)
         return 0;
     fz_verify(buf, size);
+    fz_entry(buf, size);
     rc = policy_parse_reply(buf, size, action, sizeof(action), &used);
     if (rc < -1 || rc > 1)
         abort();

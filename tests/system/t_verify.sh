@@ -19,11 +19,23 @@
 #     "unverified address: connect to ...";
 #   - local mail: deliverable (the local agent takes any name);
 #   - reject_unverified_sender: 550 5.1.7 "Sender address rejected:
-#     undeliverable address"; the null sender is not probed.
+#     undeliverable address"; the null sender is not probed;
+#   - address_verify_map: a cache made by Postfix's postmap (its
+#     verify_cache format) is read at start: its address is answered
+#     without a probe; at stop the answers are written back, and
+#     Postfix's postmap -s reads them.
 . "$(dirname "$0")/lib.sh"
 need_binaries
-plan 13
+POSTMAP=$(PATH=$PATH:/usr/sbin:/sbin command -v postmap) ||
+    skip_all "postmap not installed (Debian package postfix)"
+plan 15
 setup
+# a Postfix verify_cache entry: status 0 (ok), probed, updated, text
+printf 'cached@example.com 0:0:%s:250 2.1.5 from the file\n' "$(date +%s)" \
+    >"$T/verify_cache"
+mkdir -p "$T/pf" # Postfix's commands want a main.cf; an empty one will do
+: >"$T/pf/main.cf"
+"$POSTMAP" -c "$T/pf" btree:"$T/verify_cache" || diag "postmap failed"
 
 start_sink "$SINKPORT" "$SINKDIR" --rcpt-match '^bad' \
     --rcpt-reply "550 5.1.1 <bad> User unknown" \
@@ -42,6 +54,7 @@ write_conf "relay_domains = example.com, down.example" \
     "transport_maps = inline:{down.example=smtp:[127.0.0.1]:$DOWN}" \
     "smtpd_recipient_restrictions = reject_unauth_destination, reject_unverified_recipient" \
     "address_verify_poll_delay = 1s" \
+    "address_verify_map = btree:$T/verify_cache" \
     "address_verify_poll_count = 2"
 start_ok
 
@@ -61,6 +74,11 @@ def sinklog():
 
 def rcpt(port, to, sender="a@example.org"):
     return mail_rcpt(port, sender, to)
+
+r = rcpt(P, "cached@example.com")
+tap(r[1].code == 250 and "cached@" not in sinklog(),
+    "address_verify_map: an answer Postfix's postmap wrote is used, no probe",
+    r)
 
 r = rcpt(P, "good@example.com")
 l = log_wait(r"([0-9A-F]+): to=<good@example\.com>, relay=127\.0\.0\.1\[127\.0\.0\.1\]:%s, "
@@ -146,5 +164,9 @@ tap(r[1].code == 250 and sinklog().count("MAIL FROM:<>") == 0
     and not re.search(r"to=<>,", read_log()),
     "  the null sender is not probed", r)
 PY
+wait_for 10 queue_empty
 stop_sluiced
+dump=$("$POSTMAP" -c "$T/pf" -s btree:"$T/verify_cache" 2>&1)
+like "at stop the cache is saved: Postfix's postmap -s reads it" "$dump" \
+    "good@example\.com[[:space:]]+0:0:[0-9]+:250 2\.1\.5 Ok"
 result

@@ -24,6 +24,7 @@
 
 #include "conf/cf.h"
 #include "lib/buf.h"
+#include "lib/wpool.h"
 #include "queue/verify.h"
 
 static void
@@ -126,28 +127,43 @@ probe_cb(void *arg, const char *addr)
 struct svc {
     char dir[64];
     struct ev_loop *loop;
+    struct wpool *pool;
     struct verify *v;
     struct cf *cf;
     int fd;
 };
 
+/* The service on a queue directory of its own (dir: an existing one, or
+ * NULL for a new one); conf may say $DIR for it. */
 static void
-svc_start(struct svc *s, const char *conf)
+svc_start(struct svc *s, const char *dir, const char *conf)
 {
-    struct buf *err = buf_new(256, BUF_NOCAP);
+    struct buf *err = buf_new(256, BUF_NOCAP), *c = buf_new(256, BUF_NOCAP);
     char path[128];
     struct sockaddr_un sun;
+    const char *p;
 
-    snprintf(s->dir, sizeof(s->dir), "/tmp/test_verify.XXXXXX");
-    assert_non_null(mkdtemp(s->dir));
-    snprintf(path, sizeof(path), "%s/public", s->dir);
-    assert_int_equal(mkdir(path, 0700), 0);
+    if (dir == NULL) {
+        snprintf(s->dir, sizeof(s->dir), "/tmp/test_verify.XXXXXX");
+        assert_non_null(mkdtemp(s->dir));
+        snprintf(path, sizeof(path), "%s/public", s->dir);
+        assert_int_equal(mkdir(path, 0700), 0);
+    } else
+        snprintf(s->dir, sizeof(s->dir), "%s", dir);
+    for (p = conf; *p; p++)
+        if (strncmp(p, "$DIR", 4) == 0) {
+            buf_puts(c, s->dir);
+            p += 3;
+        } else
+            buf_putc(c, *p);
     s->cf = cf_new();
-    if (cf_parse_main(s->cf, conf, strlen(conf), "main.cf", err) < 0
+    if (cf_parse_main(s->cf, buf_data(c), buf_len(c), "main.cf", err) < 0
         || cf_check(s->cf, err) < 0)
         fail_msg("%s", buf_data(err));
+    buf_free(c);
     s->loop = ev_loop_new(0);
-    s->v = verify_new(s->loop, s->cf, s->dir, probe_cb, NULL, err);
+    s->pool = wpool_new(s->loop, 1, "test", 0);
+    s->v = verify_new(s->loop, s->pool, s->cf, s->dir, probe_cb, NULL, err);
     if (s->v == NULL)
         fail_msg("%s", buf_data(err));
     probe_v = s->v;
@@ -161,18 +177,24 @@ svc_start(struct svc *s, const char *conf)
     probe_fails = 0;
 }
 
+/* keep: leave the directory (and the map in it) for the next start */
 static void
-svc_stop(struct svc *s)
+svc_stop(struct svc *s, int keep)
 {
     char path[128];
 
     close(s->fd);
+    wpool_free(s->pool);
     verify_free(s->v);
     snprintf(path, sizeof(path), "%s/public/verify", s->dir);
     assert_int_equal(access(path, F_OK), -1); /* unlinked */
-    snprintf(path, sizeof(path), "%s/public", s->dir);
-    rmdir(path);
-    rmdir(s->dir);
+    if (!keep) {
+        snprintf(path, sizeof(path), "%s/vc.db", s->dir);
+        unlink(path);
+        snprintf(path, sizeof(path), "%s/public", s->dir);
+        rmdir(path);
+        assert_int_equal(rmdir(s->dir), 0);
+    }
     ev_loop_destroy(s->loop);
     cf_free(s->cf);
 }
@@ -224,7 +246,7 @@ test_cache(void **state)
 
     (void) state;
     verify_clock = fake_clock;
-    svc_start(&s, "");
+    svc_start(&s, NULL, "");
     /* the first question: no answer yet, one probe */
     assert_string_equal(ask(&s, "u@x"),
                         "todo Address verification in progress");
@@ -317,7 +339,7 @@ test_cache(void **state)
     }
     /* a malformed request: the connection is closed */
     assert_string_equal(svc_raw(&s, "hello\n\n", 7), "");
-    svc_stop(&s);
+    svc_stop(&s, 0);
 }
 
 static void
@@ -327,8 +349,9 @@ test_limits(void **state)
 
     (void) state;
     verify_clock = fake_clock;
-    svc_start(&s, "address_verify_pending_request_limit = 1\n"
-                  "address_verify_negative_cache = no\n");
+    svc_start(&s, NULL,
+              "address_verify_pending_request_limit = 1\n"
+              "address_verify_negative_cache = no\n");
     assert_string_equal(ask(&s, "a@x"),
                         "todo Address verification in progress");
     assert_string_equal(probed, "a@x ");
@@ -348,7 +371,122 @@ test_limits(void **state)
     assert_string_equal(ask(&s, "a@x"),
                         "todo Address verification in progress");
     assert_string_equal(probed, "a@x ");
-    svc_stop(&s);
+    svc_stop(&s, 0);
+}
+
+/* address_verify_map: the answers survive a restart, in Postfix's
+ * format; a file that cannot be read is an empty cache. */
+static void
+test_map(void **state)
+{
+    struct svc s;
+    char val[128], dir[64], path[128];
+    enum verify_status st;
+    long long pr, updated;
+    const char *text;
+
+    (void) state;
+    assert_int_equal(verify_entry_format(val, sizeof(val), VERIFY_BOUNCE, 0,
+                                         1700000000, "550 5.1.1 no: such"),
+                     33);
+    assert_string_equal(val, "2:0:1700000000:550 5.1.1 no: such");
+    assert_int_equal(verify_entry_parse(val, &st, &pr, &updated, &text), 0);
+    assert_int_equal(st, VERIFY_BOUNCE);
+    assert_int_equal(pr, 0);
+    assert_int_equal(updated, 1700000000);
+    assert_string_equal(text, "550 5.1.1 no: such");
+    assert_int_equal(verify_entry_format(val, 10, VERIFY_OK, 1, 2, "long"), -1);
+    assert_int_equal(verify_entry_parse("4:1:1:x", &st, &pr, &updated, &text),
+                     -1);
+    assert_int_equal(verify_entry_parse("0:0:0:x", &st, &pr, &updated, &text),
+                     -1);
+    assert_int_equal(verify_entry_parse("0:1:x:x", &st, &pr, &updated, &text),
+                     -1);
+    assert_int_equal(verify_entry_parse("0:1:2", &st, &pr, &updated, &text),
+                     -1);
+    assert_int_equal(verify_entry_parse("0:1:2:", &st, &pr, &updated, &text),
+                     0);
+
+    verify_clock = fake_clock;
+    verify_save_interval = 0.2;
+    svc_start(&s, NULL, "address_verify_map = btree:$DIR/vc\n");
+    snprintf(dir, sizeof(dir), "%s", s.dir);
+    snprintf(path, sizeof(path), "%s/vc.db", dir);
+    assert_string_equal(ask(&s, "u@x"),
+                        "todo Address verification in progress");
+    verify_result(s.v, "u@x", VERIFY_OK, "250 2.1.5 Ok");
+    assert_string_equal(ask(&s, "bad@x"),
+                        "todo Address verification in progress");
+    verify_result(s.v, "bad@x", VERIFY_BOUNCE, "550 5.1.1 no");
+    assert_string_equal(ask(&s, "out@x"),
+                        "todo Address verification in progress");
+    svc_stop(&s, 1); /* saved at the stop */
+    assert_int_equal(access(path, F_OK), 0);
+
+    svc_start(&s, dir, "address_verify_map = btree:$DIR/vc\n");
+    assert_string_equal(ask(&s, "u@x"), "ok 250 2.1.5 Ok");
+    assert_string_equal(ask(&s, "bad@x"), "bounce 550 5.1.1 no");
+    assert_string_equal(probed, "");
+    /* the probe that was out when it stopped: still out */
+    assert_string_equal(ask(&s, "out@x"),
+                        "todo Address verification in progress");
+    assert_string_equal(probed, "");
+    /* a save while it runs, in the pool, after VERIFY_SAVE_INTERVAL */
+    verify_result(s.v, "out@x", VERIFY_OK, "250 late");
+    {
+        struct stat a, b;
+
+        assert_int_equal(stat(path, &a), 0);
+        for (int i = 0; i < 1000; i++) {
+            ev_run(s.loop, EVRUN_NOWAIT);
+            if (stat(path, &b) == 0 && b.st_ino != a.st_ino)
+                break;
+            usleep(20000);
+        }
+        assert_int_not_equal(b.st_ino, a.st_ino); /* a new file, renamed */
+    }
+    svc_stop(&s, 1);
+    svc_start(&s, dir, "address_verify_map = btree:$DIR/vc\n");
+    assert_string_equal(ask(&s, "out@x"), "ok 250 late");
+    svc_stop(&s, 1);
+
+    /* expired answers are not read back */
+    now += 32 * 86400;
+    svc_start(&s, dir, "address_verify_map = btree:$DIR/vc\n");
+    assert_string_equal(ask(&s, "u@x"),
+                        "todo Address verification in progress");
+    assert_string_equal(probed, "u@x ");
+    svc_stop(&s, 1);
+
+    /* not a Berkeley DB file: a warning, an empty cache */
+    {
+        FILE *f = fopen(path, "w");
+
+        fputs("garbage\n", f);
+        fclose(f);
+    }
+    svc_start(&s, dir, "address_verify_map = btree:$DIR/vc\n");
+    assert_string_equal(ask(&s, "bad@x"),
+                        "todo Address verification in progress");
+    svc_stop(&s, 0);
+
+    /* a table type that cannot be written: an error */
+    {
+        struct cf *cf = cf_new();
+        struct buf *err = buf_new(256, BUF_NOCAP);
+        const char *c = "address_verify_map = texthash:/etc/x\n";
+
+        assert_int_equal(cf_parse_main(cf, c, strlen(c), "main.cf", err), 0);
+        assert_int_equal(cf_check(cf, err), 0);
+        assert_null(verify_new(EV_DEFAULT, NULL, cf, "/nonexistent", probe_cb,
+                               NULL, err));
+        assert_string_equal(buf_data(err),
+                            "address_verify_map: \"texthash:/etc/x\": not a "
+                            "table Sluice can write (btree:/path or "
+                            "hash:/path)");
+        buf_free(err);
+        cf_free(cf);
+    }
 }
 
 int
@@ -358,6 +496,7 @@ main(void)
         cmocka_unit_test(test_parse),
         cmocka_unit_test(test_cache),
         cmocka_unit_test(test_limits),
+        cmocka_unit_test(test_map),
     };
     long long (*real)(void) = verify_clock;
     int rc;
