@@ -289,7 +289,8 @@ const struct cf_param cf_params[] = {
     {"empty_address_local_login_sender_maps_lookup_key", CF_STR, "", 0,
      CF_PF_LATER, 1},
     {"empty_address_recipient", CF_STR, "", 0, CF_PF_LATER, 1},
-    {"empty_address_relayhost_maps_lookup_key", CF_STR, "", 0, CF_PF_LATER, 1},
+    {"empty_address_relayhost_maps_lookup_key", CF_STR, "<>", 0,
+     "the key of the null sender in sender_dependent_relayhost_maps", 0},
     {"enable_idna2003_compatibility", CF_STR, "", 0, CF_PF_LATER, 1},
     {"enable_long_queue_ids", CF_STR, "", 0, CF_PF_LATER, 1},
     {"enable_original_recipient", CF_STR, "", 0, CF_PF_LATER, 1},
@@ -883,7 +884,12 @@ const struct cf_param cf_params[] = {
     {"sender_canonical_classes", CF_STR, "", 0, CF_PF_LATER, 1},
     {"sender_canonical_maps", CF_STR, "", 0, CF_PF_LATER, 1},
     {"sender_dependent_default_transport_maps", CF_STR, "", 0, CF_PF_LATER, 1},
-    {"sender_dependent_relayhost_maps", CF_STR, "", 0, CF_PF_LATER, 1},
+    {"sender_dependent_relayhost_maps", CF_MAP, "", 0,
+     "tables of the relayhost by sender address (the address, without its "
+     "extension, @domain; the null sender as "
+     "empty_address_relayhost_maps_lookup_key): it replaces relayhost, "
+     "transport_maps still decide first",
+     0},
     {"sendmail_fix_line_endings", CF_STR, "", 0, CF_PF_LATER, 1},
     {"sendmail_path", CF_STR, "", 0, CF_PF_QUIET, 0},
     {"service_name", CF_STR, "", 0, CF_PF_LATER, 1},
@@ -1053,9 +1059,10 @@ const struct cf_param cf_params[] = {
     {"smtp_send_dummy_mail_auth", CF_STR, "", 0, CF_PF_LATER, 1},
     {"smtp_send_xforward_command", CF_STR, "", 0, CF_PF_LATER, 1},
     {"smtp_sender_dependent_authentication", CF_BOOL, "no", 0,
-     "look up smtp_sasl_password_maps by sender address; not implemented "
-     "yet",
-     1},
+     "look up smtp_sasl_password_maps by sender address (the address, "
+     "@domain) before the next hop; a connection is reused only for mail "
+     "with the same account",
+     0},
     {"smtp_skip_5xx_greeting", CF_BOOL, "yes", 0,
      "a server that greets with 5xx is skipped like one that greets with "
      "4xx (the next address is tried, the mail deferred), instead of "

@@ -188,6 +188,9 @@ struct qmgr {
     size_t ntls_maps;
     struct lookup_table **sasl_maps; /* smtp_sasl_password_maps */
     size_t nsasl_maps;
+    struct lookup_table **sdrh_maps; /* sender_dependent_relayhost_maps */
+    size_t nsdrh_maps;
+    int sender_auth;         /* smtp_sender_dependent_authentication */
     const char *tls_level;   /* smtp_tls_security_level */
     int tls_global;          /* its enum dlv_tls, or < 0 (dlv_tls_parse) */
     char *tls_global_match;  /* and its match= names, or NULL */
@@ -583,13 +586,52 @@ out:
  * Postfix's SMTP client: the next-hop host name, then the next hop as
  * written ("[smtp.example.com]:587"). Found: r->sasl = "user:password";
  * a lookup error defers the route. */
-static void
-qmgr_sasl_lookup(struct qmgr *q, struct qmgr_route *r)
+/* A table by sender address, as Postfix's mail_addr_find: the address,
+ * the address without its recipient_delimiter extension, then
+ * "@domain"; the null sender as null_key (NULL: not looked up). 1 found
+ * (value in out), 0 not, -1 error (in out). */
+static int
+qmgr_sender_get(struct qmgr *q, struct lookup_table *const *t, size_t n,
+                const char *sender, const char *null_key, struct buf *out)
 {
-    struct buf *val = buf_new(64, CF_VALUE_MAX);
+    const char *at, *delim = cf_str(q->cf, "recipient_delimiter");
+    char *key;
+    size_t lp;
     int rc;
 
-    rc = qmgr_tables_get(q->sasl_maps, q->nsasl_maps, r->host, val);
+    if (*sender == '\0')
+        return null_key && *null_key ? qmgr_tables_get(t, n, null_key, out) : 0;
+    if ((rc = qmgr_tables_get(t, n, sender, out)) != 0)
+        return rc;
+    at = strrchr(sender, '@');
+    lp = at ? (size_t) (at - sender) : strlen(sender);
+    if (*delim) { /* user+ext@domain -> user@domain */
+        size_t k = strcspn(sender, delim);
+
+        if (k > 0 && k < lp) {
+            key = xmalloc(strlen(sender) + 1);
+            sprintf(key, "%.*s%s", (int) k, sender, at ? at : "");
+            rc = qmgr_tables_get(t, n, key, out);
+            free(key);
+            if (rc != 0)
+                return rc;
+        }
+    }
+    return at && at[1] ? qmgr_tables_get(t, n, at, out) : 0;
+}
+
+static void
+qmgr_sasl_lookup(struct qmgr *q, const char *sender, struct qmgr_route *r)
+{
+    struct buf *val = buf_new(64, CF_VALUE_MAX);
+    int rc = 0;
+
+    /* smtp_sender_dependent_authentication: the sender's own account
+     * first (the null sender has none), then the next hop's */
+    if (q->sender_auth)
+        rc = qmgr_sender_get(q, q->sasl_maps, q->nsasl_maps, sender, NULL, val);
+    if (rc == 0)
+        rc = qmgr_tables_get(q->sasl_maps, q->nsasl_maps, r->host, val);
     if (rc == 0 && r->dest && strcasecmp(r->dest, r->host) != 0)
         rc = qmgr_tables_get(q->sasl_maps, q->nsasl_maps, r->dest, val);
     if (rc < 0)
@@ -603,7 +645,8 @@ qmgr_sasl_lookup(struct qmgr *q, struct qmgr_route *r)
 }
 
 static void
-qmgr_resolve(struct qmgr *q, const char *addr, struct qmgr_route *r)
+qmgr_resolve(struct qmgr *q, const char *sender, const char *addr,
+             struct qmgr_route *r)
 {
     const char *at = strrchr(addr, '@');
     char *domain = xstrdup(at ? at + 1 : "");
@@ -641,6 +684,26 @@ qmgr_resolve(struct qmgr *q, const char *addr, struct qmgr_route *r)
             goto done;
         }
     }
+    if (q->nsdrh_maps > 0) { /* the sender's own relayhost */
+        if (val == NULL)
+            val = buf_new(64, CF_VALUE_MAX);
+        rc = qmgr_sender_get(
+            q, q->sdrh_maps, q->nsdrh_maps, sender,
+            cf_str(q->cf, "empty_address_relayhost_maps_lookup_key"), val);
+        if (rc < 0) {
+            qmgr_route_fail(r, QMGR_R_DEFER, "4.3.0",
+                            "sender_dependent_relayhost_maps lookup failure: "
+                            "%s",
+                            buf_data(val));
+            goto done;
+        }
+        /* DUNNO: as not found (Postfix 3.x) */
+        if (rc > 0 && strcasecmp(buf_data(val), "DUNNO") != 0) {
+            qmgr_nexthop(buf_data(val), domain,
+                         "sender_dependent_relayhost_maps", r);
+            goto done;
+        }
+    }
     if (*q->relayhost)
         qmgr_nexthop(q->relayhost, domain, "relayhost", r);
     else
@@ -649,7 +712,7 @@ done:
     if (r->kind == QMGR_R_SMTP)
         qmgr_tls_policy(q, r);
     if (r->kind == QMGR_R_SMTP && q->nsasl_maps > 0)
-        qmgr_sasl_lookup(q, r);
+        qmgr_sasl_lookup(q, sender, r);
     buf_free(val);
     free(domain);
 }
@@ -872,7 +935,7 @@ qmgr_probe(void *arg, const char *addr)
     if (q->stopping || spool_new_id(id) < 0)
         return -1;
     memset(&r, 0, sizeof(r));
-    qmgr_resolve(q, addr, &r);
+    qmgr_resolve(q, q->verify_sender, addr, &r);
     log_info_as("qmgr",
                 "%s: from=<%s>, size=0, nrcpt=1 (address "
                 "verification probe)",
@@ -1383,7 +1446,8 @@ qmgr_deliver(struct qmgr *q, struct qmgr_msg *m)
         grp[i] = nxt[i] = SIZE_MAX;
         if (e->rcpt[i].status != SPOOL_RCPT_PENDING)
             continue;
-        qmgr_resolve(q, e->rcpt[i].addr, &routes[i]);
+        qmgr_resolve(q, e->sender ? e->sender : "", e->rcpt[i].addr,
+                     &routes[i]);
         dlv_fmt_delay(dlv_delay(m->msg), d, sizeof(d));
         switch (routes[i].kind) {
         case QMGR_R_ERROR:
@@ -2274,6 +2338,11 @@ qmgr_open_maps(struct qmgr *q, struct buf *err)
                             &q->nsasl_maps, err)
                < 0)
         return -1;
+    q->sender_auth = cf_bool(q->cf, "smtp_sender_dependent_authentication");
+    if (qmgr_open_tables(q->cf, "sender_dependent_relayhost_maps",
+                         &q->sdrh_maps, &q->nsdrh_maps, err)
+        < 0)
+        return -1;
     return 0;
 }
 
@@ -2514,6 +2583,9 @@ qmgr_free(struct qmgr *q)
     for (i = 0; i < q->nsasl_maps; i++)
         lookup_free(q->sasl_maps[i]);
     free(q->sasl_maps);
+    for (i = 0; i < q->nsdrh_maps; i++)
+        lookup_free(q->sdrh_maps[i]);
+    free(q->sdrh_maps);
     verify_free(q->verify);
     free(q->verify_sender);
     tls_cli_free(q->tls_cli);
