@@ -67,6 +67,10 @@ struct dlv_job {
                                   smtp_sasl_password_maps), or NULL */
     const char *sasl_pass;
     int mx;          /* smtp: the next hop is a domain (no []) */
+    int lmtp;        /* smtp: speak LMTP (RFC 2033): LHLO, one reply per
+                        accepted recipient after the dot; logged as
+                        lmtp; host "/path" or "path" (under
+                        queue_directory) with port 0: a unix socket */
     int verify;      /* smtp: an address verification probe: MAIL and
                         RCPT, no DATA; a RCPT accepted is DLV_SENT (its
                         reply the text), logged status=deliverable, any

@@ -69,6 +69,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -163,6 +164,8 @@ struct smtp_sess {
     enum smtp_state state;
     char *host; /* job->host made safe for logs */
     char portstr[8];
+    int unix_sock;   /* LMTP over a unix socket: s->addr is its path */
+    size_t dot_next; /* LMTP: the next recipient a dot reply is for */
 
     /* Next-hop addresses: filled by the resolver (worker) or literal. */
     struct dlv_addr addrs[SMTP_ADDR_MAX]; /* .host: "" for getaddrinfo's */
@@ -231,6 +234,10 @@ struct smtp_sess {
 };
 
 static void smtp_enter(struct smtp_sess *s, enum smtp_state to);
+
+/* The agent's name in the log: Postfix's lmtp(8) is smtp(8) by another
+ * name. */
+#define SMTP_AGENT(s) ((s)->job->lmtp ? "lmtp" : "smtp")
 static void smtp_queue_rcpts(struct smtp_sess *s);
 static void smtp_connect_next(struct smtp_sess *s);
 static void smtp_finish(struct smtp_sess *s);
@@ -387,7 +394,9 @@ smtp_decide(struct smtp_sess *s, size_t i, enum dlv_status st, const char *dsn,
     r->status = st;
     snprintf(r->dsn, sizeof(r->dsn), "%s", dsn);
     r->text = xstrdup(text);
-    if (s->connected)
+    if (s->connected && s->unix_sock) /* Postfix: myhostname[path] */
+        snprintf(relay, sizeof(relay), "%s[%s]", s->host, s->addr);
+    else if (s->connected)
         snprintf(relay, sizeof(relay), "%s[%s]:%d", s->host, s->addr,
                  job->port);
     else
@@ -401,7 +410,7 @@ smtp_decide(struct smtp_sess *s, size_t i, enum dlv_status st, const char *dsn,
     dlv_fmt_delay(xfer, dd, sizeof(dd));
     srcpt = smtp_safe(rcpt, strlen(rcpt));
     log_info_as(
-        "smtp",
+        SMTP_AGENT(s),
         "%s: to=<%s>%s, relay=%s, delay=%s, delays=%s/%s/%s/%s, "
         "dsn=%s, status=%s (%s)",
         job->msg->env.id, srcpt,
@@ -482,6 +491,8 @@ smtp_decide_all_reply(struct smtp_sess *s, int greeting)
     const char *cmd = smtp_cmd_name(s->state);
     enum dlv_status st = smtp_class_status(s->code);
 
+    if (s->job->lmtp && cmd && strcmp(cmd, "EHLO") == 0)
+        cmd = "LHLO";
     if (st == DLV_SENT) /* 2xx/3xx where it makes no sense */
         st = DLV_DEFER;
     if (greeting)
@@ -1600,6 +1611,47 @@ smtp_ready(struct smtp_sess *s)
 }
 
 /* A complete reply is in s->code, s->reply, s->dsn. */
+/* LMTP: after the dot, one reply for each accepted recipient, in RCPT
+ * order (RFC 2033 4.2); the last one ends the transaction. */
+static void
+smtp_lmtp_dot(struct smtp_sess *s)
+{
+    struct dlv_job *job = s->job;
+    char *rt = smtp_reply_text(s);
+
+    while (s->dot_next < job->nrcpt && !s->accepted[s->dot_next])
+        s->dot_next++;
+    if (s->dot_next < job->nrcpt) {
+        if (s->code / 100 == 2)
+            smtp_decide(s, s->dot_next, DLV_SENT, s->dsn, rt);
+        else {
+            struct buf *b = buf_new(256, BUF_NOCAP);
+
+            buf_printf(b,
+                       "host %s[%s] said: %s (in reply to end of DATA "
+                       "command)",
+                       s->host, s->addr, rt);
+            smtp_decide(s, s->dot_next,
+                        s->code / 100 == 5 ? DLV_BOUNCE : DLV_DEFER,
+                        smtp_fail_dsn(s), buf_data(b));
+            buf_free(b);
+        }
+        s->dot_next++;
+    }
+    free(rt);
+    while (s->dot_next < job->nrcpt && !s->accepted[s->dot_next])
+        s->dot_next++;
+    if (s->dot_next < job->nrcpt) {
+        smtp_enter(s, SMTP_S_DOT); /* the next reply, its own timeout */
+        return;
+    }
+    if (smtp_park(s)) {
+        smtp_finish(s);
+        return;
+    }
+    smtp_quit(s);
+}
+
 static void
 smtp_reply(struct smtp_sess *s)
 {
@@ -1623,11 +1675,15 @@ smtp_reply(struct smtp_sess *s)
     case SMTP_S_GREET:
         memset(&s->ext, 0, sizeof(s->ext));
         s->discarded[0] = '\0';
-        smtp_send(s, SMTP_S_EHLO, "EHLO %s\r\n",
-                  cf_str(job->cf, "smtp_helo_name"));
+        if (job->lmtp)
+            smtp_send(s, SMTP_S_EHLO, "LHLO %s\r\n",
+                      cf_str(job->cf, "lmtp_lhlo_name"));
+        else
+            smtp_send(s, SMTP_S_EHLO, "EHLO %s\r\n",
+                      cf_str(job->cf, "smtp_helo_name"));
         return;
     case SMTP_S_EHLO:
-        if (s->code / 100 == 5) {
+        if (s->code / 100 == 5 && !job->lmtp) { /* LMTP has no HELO */
             smtp_send(s, SMTP_S_HELO, "HELO %s\r\n",
                       cf_str(job->cf, "smtp_helo_name"));
             return;
@@ -1642,7 +1698,7 @@ smtp_reply(struct smtp_sess *s)
         if (s->state == SMTP_S_HELO)
             memset(&s->ext, 0, sizeof(s->ext));
         else if (s->discarded[0] && !smtp_silent_discard(s))
-            log_info_as("smtp", "%s: discarding EHLO keywords: %s",
+            log_info_as(SMTP_AGENT(s), "%s: discarding EHLO keywords: %s",
                         s->job->msg->env.id, s->discarded);
         if (smtp_tls_start(s))
             return;
@@ -1721,6 +1777,7 @@ smtp_reply(struct smtp_sess *s)
             return;
         }
         s->pos = 0;
+        s->dot_next = 0;
         s->bol = 1;
         s->ended = 0;
         s->last[0] = s->last[1] = 0;
@@ -1735,6 +1792,10 @@ smtp_reply(struct smtp_sess *s)
         smtp_finish(s);
         return;
     case SMTP_S_DOT:
+        if (job->lmtp) {
+            smtp_lmtp_dot(s);
+            return;
+        }
         if (s->code / 100 == 2) {
             rt = smtp_reply_text(s);
             for (i = 0; i < job->nrcpt; i++)
@@ -2089,9 +2150,9 @@ smtp_idle_key(const struct dlv_job *job, char key[SMTP_KEY_MAX])
      * clear never serves a job that requires TLS; and the AUTH user: an
      * authenticated connection serves only mail with the same one */
     int n =
-        snprintf(key, SMTP_KEY_MAX, "%s%s:%d:%d:%s", job->mx ? "" : "[",
-                 job->host ? job->host : "", job->port, (int) job->tls_level,
-                 job->sasl_user ? job->sasl_user : "");
+        snprintf(key, SMTP_KEY_MAX, "%s%s%s:%d:%d:%s", job->lmtp ? "lmtp:" : "",
+                 job->mx ? "" : "[", job->host ? job->host : "", job->port,
+                 (int) job->tls_level, job->sasl_user ? job->sasl_user : "");
 
     return n > 0 && n < SMTP_KEY_MAX ? 0 : -1;
 }
@@ -2366,8 +2427,12 @@ smtp_connect_next(struct smtp_sess *s)
             free(s->host);
             s->host = smtp_safe(a->host, strlen(a->host));
         }
-        net_ntop((struct sockaddr *) &a->ss, s->addr, sizeof(s->addr), NULL);
-        b = smtp_bind_from(s->job->cf, a->ss.ss_family, &from, &flen, &bname);
+        if (!s->unix_sock)
+            net_ntop((struct sockaddr *) &a->ss, s->addr, sizeof(s->addr),
+                     NULL);
+        b = s->unix_sock ? 0
+                         : smtp_bind_from(s->job->cf, a->ss.ss_family, &from,
+                                          &flen, &bname);
         if (b < 0) {
             smtp_defer_all(s, "4.3.5", "bad %s: %.64s", bname,
                            cf_str(s->job->cf, bname));
@@ -2398,6 +2463,9 @@ smtp_connect_next(struct smtp_sess *s)
         smtp_decide_all(s, DLV_DEFER, s->refused_dsn, s->refused);
     else if (s->naddr == 0)
         smtp_defer_all(s, "4.4.1", "connect to %s: no address", s->host);
+    else if (s->unix_sock)
+        smtp_defer_all(s, "4.4.1", "connect to %s[%s]: %s", s->host, s->addr,
+                       strerror(s->conn_err));
     else
         smtp_defer_all(s, "4.4.1", "connect to %s[%s]:%d: %s", s->host, s->addr,
                        s->job->port, strerror(s->conn_err));
@@ -2534,7 +2602,14 @@ dlv_smtp_start(struct dlv_job *job)
         smtp_finish(s);
         return;
     }
-    if (job->port <= 0 || job->port > 65535 || *host == '\0') {
+    s->unix_sock = job->lmtp && job->port == 0;
+    if (s->unix_sock) { /* logged as Postfix logs it: myhostname[path] */
+        free(s->host);
+        s->host = xstrdup(cf_str(job->cf, "myhostname"));
+        snprintf(s->addr, sizeof(s->addr), "%s", host);
+    }
+    if ((!s->unix_sock && (job->port <= 0 || job->port > 65535))
+        || *host == '\0') {
         smtp_defer_all(s, "4.3.5", "bad next hop %s:%d", s->host, job->port);
         smtp_finish(s);
         return;
@@ -2554,6 +2629,28 @@ smtp_route(struct smtp_sess *s)
     struct dlv_job *job = s->job;
 
     s->ai = s->naddr = 0;
+    if (s->unix_sock) {
+        struct sockaddr_un *un = (struct sockaddr_un *) &s->addrs[0].ss;
+        const char *qdir = cf_str(job->cf, "queue_directory");
+        int n;
+
+        memset(&s->addrs[0], 0, sizeof(s->addrs[0]));
+        un->sun_family = AF_UNIX;
+        n = job->host[0] == '/'
+                ? snprintf(un->sun_path, sizeof(un->sun_path), "%s", job->host)
+                : snprintf(un->sun_path, sizeof(un->sun_path), "%s/%s", qdir,
+                           job->host);
+        if (n < 0 || (size_t) n >= sizeof(un->sun_path)) {
+            smtp_defer_all(s, "4.3.5", "unix-domain name too long: %s",
+                           s->addr);
+            smtp_finish(s);
+            return;
+        }
+        s->addrs[0].len = sizeof(*un);
+        s->naddr = 1;
+        smtp_connect_next(s);
+        return;
+    }
     if (smtp_literal(s, job->host)) {
         smtp_connect_next(s);
         return;

@@ -168,6 +168,7 @@ struct qmgr_route {
     char *dest;       /* SMTP: the next hop as written ("[h]:587") */
     char *sasl;       /* SMTP: "user:password" for AUTH, or NULL */
     int mx;           /* SMTP: the next hop is a domain (written without []) */
+    int lmtp;         /* SMTP: by LMTP (port 0: host is a unix socket) */
     char dsn[16];
     char *text; /* ERROR, DEFER */
 };
@@ -401,12 +402,12 @@ qmgr_port(const char *s)
  * host means the domain itself. */
 static void
 qmgr_nexthop(const char *hop, const char *domain, const char *what,
-             struct qmgr_route *r)
+             struct qmgr_route *r, int defport)
 {
     const char *text = *hop ? hop : domain; /* for error messages */
     const char *bad = NULL;
     char *s = xstrdup(text), *host = NULL, *port = NULL;
-    int p = 25;
+    int p = defport;
 
     if (net_split_hostport(s, &host, &port) < 0) {
         bad = "next hop";
@@ -434,9 +435,39 @@ qmgr_nexthop(const char *hop, const char *domain, const char *what,
     free(s);
 }
 
+/* An lmtp next hop, as Postfix's lmtp(8) takes it: "unix:path" (a path
+ * relative to queue_directory, as Postfix's chroot-less default), or
+ * "inet:host:port", "[host]:port", "host" (port lmtp_tcp_port, 24). */
+static void
+qmgr_lmtp(const char *hop, const char *domain, int defport,
+          struct qmgr_route *r)
+{
+    if (strncmp(hop, "unix:", 5) == 0) {
+        const char *path = hop + 5;
+
+        if (*path == '\0' || strlen(path) > 100) {
+            qmgr_route_fail(r, QMGR_R_DEFER, "4.3.5", "bad lmtp next hop: %s",
+                            hop);
+            return;
+        }
+        qmgr_route_reset(r);
+        r->kind = QMGR_R_SMTP;
+        r->host = xstrdup(path);
+        r->dest = xstrdup(hop);
+        r->port = 0;
+    } else {
+        if (strncmp(hop, "inet:", 5) == 0)
+            hop += 5;
+        qmgr_nexthop(hop, domain, "lmtp", r, defport);
+    }
+    if (r->kind == QMGR_R_SMTP)
+        r->lmtp = 1;
+}
+
 /* A transport_maps value: transport[:nexthop]. */
 static void
-qmgr_transport(const char *val, const char *domain, struct qmgr_route *r)
+qmgr_transport(struct qmgr *q, const char *val, const char *domain,
+               struct qmgr_route *r)
 {
     const char *colon = strchr(val, ':');
     size_t n = colon ? (size_t) (colon - val) : strlen(val);
@@ -464,7 +495,11 @@ qmgr_transport(const char *val, const char *domain, struct qmgr_route *r)
                         *t ? t : "mail for this domain is not deliverable");
     } else if (n == 0 || (n == 4 && strncmp(val, "smtp", 4) == 0)
                || (n == 5 && strncmp(val, "relay", 5) == 0)) {
-        qmgr_nexthop(hop, domain, "transport_maps", r);
+        qmgr_nexthop(hop, domain, "transport_maps", r, 25);
+    } else if (n == 4 && strncmp(val, "lmtp", 4) == 0) {
+        int p = qmgr_port(cf_str(q->cf, "lmtp_tcp_port"));
+
+        qmgr_lmtp(hop, domain, p > 0 ? p : 24, r);
     } else {
         qmgr_route_fail(r, QMGR_R_DEFER, "4.3.0",
                         "mail transport unavailable: %.*s", (int) n, val);
@@ -661,7 +696,9 @@ qmgr_resolve(struct qmgr *q, const char *sender, const char *addr,
         if (domain[i] >= 'A' && domain[i] <= 'Z')
             domain[i] = (char) (domain[i] - 'A' + 'a');
     if (n == 0 || lookup_dlist_match(q->mydest, domain) > 0) {
-        r->kind = QMGR_R_LOCAL;
+        /* local_transport: "local:$myhostname", or another transport
+         * for all of them (lmtp:unix:private/dovecot-lmtp) */
+        qmgr_transport(q, cf_str(q->cf, "local_transport"), domain, r);
         goto done;
     }
     /* the front rewrote every alias it knew before queueing: what is
@@ -680,7 +717,7 @@ qmgr_resolve(struct qmgr *q, const char *sender, const char *addr,
             goto done;
         }
         if (rc > 0) {
-            qmgr_transport(buf_data(val), domain, r);
+            qmgr_transport(q, buf_data(val), domain, r);
             goto done;
         }
     }
@@ -700,18 +737,20 @@ qmgr_resolve(struct qmgr *q, const char *sender, const char *addr,
         /* DUNNO: as not found (Postfix 3.x) */
         if (rc > 0 && strcasecmp(buf_data(val), "DUNNO") != 0) {
             qmgr_nexthop(buf_data(val), domain,
-                         "sender_dependent_relayhost_maps", r);
+                         "sender_dependent_relayhost_maps", r, 25);
             goto done;
         }
     }
     if (*q->relayhost)
-        qmgr_nexthop(q->relayhost, domain, "relayhost", r);
+        qmgr_nexthop(q->relayhost, domain, "relayhost", r, 25);
     else
-        qmgr_nexthop("", domain, "domain", r);
+        qmgr_nexthop("", domain, "domain", r, 25);
 done:
-    if (r->kind == QMGR_R_SMTP)
+    /* LMTP: no TLS, no AUTH (lmtp_tls_security_level and
+     * lmtp_sasl_auth_enable are Postfix's, empty and no by default) */
+    if (r->kind == QMGR_R_SMTP && !r->lmtp)
         qmgr_tls_policy(q, r);
-    if (r->kind == QMGR_R_SMTP && q->nsasl_maps > 0)
+    if (r->kind == QMGR_R_SMTP && !r->lmtp && q->nsasl_maps > 0)
         qmgr_sasl_lookup(q, sender, r);
     buf_free(val);
     free(domain);
@@ -829,6 +868,9 @@ qmgr_job_fill(struct qmgr *q, struct qmgr_job *j, const struct qmgr_route *r)
     j->job.host = j->host;
     j->job.port = r->kind == QMGR_R_LOCAL ? 0 : r->port;
     j->job.mx = r->mx;
+    j->job.lmtp = r->lmtp;
+    if (r->lmtp)
+        j->job.transport = "lmtp";
     j->job.dns = q->dns;
     j->job.resolve = &q->resolve;
     j->job.resolve_mx = &q->resolve_mx;
@@ -1392,6 +1434,7 @@ static int
 qmgr_route_same(const struct qmgr_route *a, const struct qmgr_route *b)
 {
     return a->kind == b->kind && a->port == b->port && a->mx == b->mx
+           && a->lmtp == b->lmtp
            && strcasecmp(a->host ? a->host : "", b->host ? b->host : "") == 0
            && strcmp(a->sasl ? a->sasl : "", b->sasl ? b->sasl : "") == 0;
 }
@@ -1500,6 +1543,8 @@ qmgr_deliver(struct qmgr *q, struct qmgr_msg *m)
             continue;
         lim = cf_int(q->cf, routes[g].kind == QMGR_R_LOCAL
                                 ? "local_destination_recipient_limit"
+                            : routes[g].lmtp
+                                ? "lmtp_destination_recipient_limit"
                                 : "smtp_destination_recipient_limit");
         limit = lim > 0 ? (size_t) lim : q->rcpt_limit;
         n = 0;

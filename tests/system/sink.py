@@ -11,12 +11,21 @@ counts complete messages. DIR/sink.log records every command and reply.
   sink.py --port N --dir DIR [--host 127.0.0.1|::1] [--pidfile F]
           [--rcpt-match REGEX --rcpt-reply "550 5.1.1 no such user"]
           [--rcpt-delay-match REGEX --rcpt-delay SECS]
+          [--lmtp [--lmtp-fail-match REGEX --lmtp-fail-reply R]]
+          [--unix PATH]
           [--data-reply "451 4.3.0 try later" [--data-fail-count N]]
           [--idle-close SECS]
           [--tls-cert FILE [--tls-key FILE]]
           [--tls-min-version TLSv1.2|TLSv1.3] [--tls-max-version ...]
           [--starttls-reply "454 4.7.0 TLS not available"]
           [--tls-misbehave garbage|stall]
+
+--lmtp: an LMTP server (RFC 2033): LHLO gets the EHLO answer, EHLO and
+HELO get 500; after the dot, one reply per accepted recipient: R (default
+"452 4.2.2 Mailbox full") for those --lmtp-fail-match matches, "250 2.0.0
+<rcpt> Saved" for the others, which are stored (one message, their
+envelope). --unix PATH listens on that unix socket instead of TCP (--port
+is then only a label: the connections are numbered 1, 2, ...).
 
 Each connection logs "PORT connect" first (PORT: the client's port, the
 prefix of all that connection's lines), so counting " connect$" lines
@@ -492,7 +501,10 @@ class SinkHandler(socketserver.StreamRequestHandler):
             st.log("%s < %s" % (self.client_address[1], line))
             verb = line.split(" ", 1)[0].upper()
             arg = line[len(verb):].strip() if " " in line else ""
-            if verb == "EHLO":
+            if st.args.lmtp and verb in ("EHLO", "HELO"):
+                self.out("500 5.5.1 Error: this is LMTP: LHLO")
+                continue
+            if verb == "EHLO" or (verb == "LHLO" and st.args.lmtp):
                 sender, rcpts = None, []
                 self.out("250-sink.test.example")
                 self.out("250-PIPELINING")
@@ -559,6 +571,18 @@ class SinkHandler(socketserver.StreamRequestHandler):
                         d = d[1:]
                     chunks.append(d)
                 data = b"".join(chunks)
+                if st.args.lmtp:
+                    ok = [r for r in rcpts if not (
+                        st.args.lmtp_fail_match
+                        and re.search(st.args.lmtp_fail_match, r))]
+                    if ok:
+                        st.store(sender, ok, data, self.tls, self.authed)
+                    for r in rcpts:
+                        self.out("250 2.0.0 <%s> Saved" % r if r in ok
+                                 else st.args.lmtp_fail_reply)
+                    done += 1
+                    sender, rcpts = None, []
+                    continue
                 reply, keep = st.data_reply()
                 if keep:
                     n = st.store(sender, rcpts, data, self.tls, self.authed)
@@ -597,6 +621,17 @@ class Server4(socketserver.ThreadingTCPServer):
     request_queue_size = 256
 
 
+class ServerUnix(socketserver.ThreadingUnixStreamServer):
+    daemon_threads = True
+    request_queue_size = 256
+    n = 0
+
+    def get_request(self):
+        conn, _ = self.socket.accept()
+        ServerUnix.n += 1
+        return conn, ("unix", ServerUnix.n)
+
+
 class Server6(Server4):
     address_family = socket.AF_INET6
 
@@ -613,6 +648,11 @@ def sink_main(argv):
                    help="regex of recipients whose reply is late")
     p.add_argument("--rcpt-delay", type=float, default=0,
                    help="seconds those replies wait")
+    p.add_argument("--lmtp", action="store_true", help="speak LMTP")
+    p.add_argument("--lmtp-fail-match",
+                   help="regex of recipients refused after the dot")
+    p.add_argument("--lmtp-fail-reply", default="452 4.2.2 Mailbox full")
+    p.add_argument("--unix", help="listen on this unix socket")
     p.add_argument("--data-reply", help='end-of-data reply, e.g. "451 4.3.0 later"')
     p.add_argument("--reused-mail-reply",
                    help='a MAIL after a finished message on the same '
@@ -676,8 +716,13 @@ def sink_main(argv):
                                   or (a.auth_challenge_size - 4) % 4):
         p.error("--auth-challenge-size: at least 40, and N - 4 a multiple of 4")
     os.makedirs(a.dir, exist_ok=True)
-    cls = Server6 if ":" in a.host else Server4
-    srv = cls((a.host, a.port), SinkHandler)
+    if a.unix:
+        if os.path.exists(a.unix):
+            os.unlink(a.unix)
+        srv = ServerUnix(a.unix, SinkHandler)
+    else:
+        cls = Server6 if ":" in a.host else Server4
+        srv = cls((a.host, a.port), SinkHandler)
     srv.state = SinkState(a)
     if a.pidfile:
         with open(a.pidfile, "w") as f:
