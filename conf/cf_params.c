@@ -1172,8 +1172,15 @@ const struct cf_param cf_params[] = {
      "apply the client, helo and sender restrictions at RCPT TO; no (at "
      "connect, HELO, MAIL) is not implemented yet",
      1},
-    {"smtpd_discard_ehlo_keyword_address_maps", CF_STR, "", 0, CF_PF_LATER, 1},
-    {"smtpd_discard_ehlo_keywords", CF_STR, "", 0, CF_PF_LATER, 1},
+    {"smtpd_discard_ehlo_keyword_address_maps", CF_MAP, "", 0,
+     "tables of the EHLO keywords not offered, by client address (cidr: "
+     "tables): they replace smtpd_discard_ehlo_keywords for that client",
+     0},
+    {"smtpd_discard_ehlo_keywords", CF_STR, "", 0,
+     "EHLO keywords not offered (pipelining, size, vrfy, starttls, auth, "
+     "enhancedstatuscodes, 8bitmime; silent-discard: not logged); a "
+     "STARTTLS or AUTH not offered is refused too",
+     0},
     {"smtpd_dns_reply_filter", CF_STR, "", 0, CF_PF_LATER, 1},
     {"smtpd_end_of_data_restrictions", CF_LIST, "", 0,
      "restrictions applied after the final dot, before the filters' verdict "

@@ -320,6 +320,8 @@ struct smtpd_sess {
     ev_tstamp gate_since;
     int in_process;
     int esmtp;
+    unsigned ehlo_mask; /* smtpd_discard_ehlo_keywords, once known */
+    int ehlo_known;
     int forbid_bare;
     const char *last_cmd; /* for "... after CMD from ..." */
     int cur;              /* verb whose reply is pending, or NO_VERB */
@@ -1475,22 +1477,48 @@ smtpd_sasl_pol(const struct smtpd_sess *s)
     return s->tc.on ? &s->conf->sasl_tls_pol : &s->conf->sasl_pol;
 }
 
+/* What EHLO does not offer this client (Postfix decides it at connect:
+ * smtpd_discard_ehlo_keyword_address_maps by address, else
+ * smtpd_discard_ehlo_keywords); asked once. */
+static unsigned
+smtpd_ehlo_discards(struct smtpd_sess *s)
+{
+    if (!s->ehlo_known) {
+        s->ehlo_mask = smtpd_check_ehlo_mask(s->conf->check, s->addr);
+        s->ehlo_known = 1;
+    }
+    return s->ehlo_mask;
+}
+
 static void
 smtpd_ehlo_reply(struct smtpd_sess *s)
 {
     const struct smtpd_conf *c = s->conf;
+    unsigned m = smtpd_ehlo_discards(s);
     size_t at;
 
-    buf_printf(s->out, "250-%s\r\n250-PIPELINING\r\n", c->myhostname);
-    if (c->size_limit > 0)
+    if ((m & ~(SMTPD_EHLO_SILENT | SMTPD_EHLO_OTHER))
+        && !(m & SMTPD_EHLO_SILENT)) {
+        char names[256];
+
+        log_info("discarding EHLO keywords: %s",
+                 smtpd_ehlo_mask_str(m, names, sizeof(names)));
+    }
+
+    buf_printf(s->out, "250-%s\r\n", c->myhostname);
+    if (!(m & SMTPD_EHLO_PIPELINING))
+        buf_puts(s->out, "250-PIPELINING\r\n");
+    if (m & SMTPD_EHLO_SIZE)
+        ;
+    else if (c->size_limit > 0)
         buf_printf(s->out, "250-SIZE %lld\r\n", c->size_limit);
     else
         buf_puts(s->out, "250-SIZE\r\n");
-    if (!c->disable_vrfy)
+    if (!c->disable_vrfy && !(m & SMTPD_EHLO_VRFY))
         buf_puts(s->out, "250-VRFY\r\n");
-    if (c->tls != NULL && !s->tc.on)
+    if (c->tls != NULL && !s->tc.on && !(m & SMTPD_EHLO_STARTTLS))
         buf_puts(s->out, "250-STARTTLS\r\n");
-    if (smtpd_sasl_usable(s)
+    if (smtpd_sasl_usable(s) && !(m & SMTPD_EHLO_AUTH)
         && !lookup_net_match(c->sasl_exc, (const struct sockaddr *) &s->sa)) {
         size_t start = buf_len(s->out);
 
@@ -1502,14 +1530,32 @@ smtpd_ehlo_reply(struct smtpd_sess *s)
         } else {
             buf_puts(s->out, "\r\n");
             if (c->sasl_broken) {
-                char *m = xmemdup(buf_data(s->out) + at, buf_len(s->out) - at);
+                char *mech =
+                    xmemdup(buf_data(s->out) + at, buf_len(s->out) - at);
 
-                buf_printf(s->out, "250-AUTH=%s", m);
-                free(m);
+                buf_printf(s->out, "250-AUTH=%s", mech);
+                free(mech);
             }
         }
     }
-    smtpd_reply(s, "250-ENHANCEDSTATUSCODES\r\n250 8BITMIME");
+    if (!(m & SMTPD_EHLO_ENHANCED))
+        buf_puts(s->out, "250-ENHANCEDSTATUSCODES\r\n");
+    if (!(m & SMTPD_EHLO_8BITMIME)) {
+        smtpd_reply(s, "250 8BITMIME");
+        return;
+    }
+    /* the last line offered ends the reply: "250-X" becomes "250 X" */
+    {
+        size_t end = buf_len(s->out) - 2, start = end;
+        char *last;
+
+        while (start > 0 && buf_data(s->out)[start - 1] != '\n')
+            start--;
+        last = xmemdup(buf_data(s->out) + start + 4, end - start - 4);
+        buf_truncate(s->out, start);
+        smtpd_reply(s, "250 %s", last);
+        free(last);
+    }
 }
 
 /* The mechanism list is known now, or cannot be learned: EHLO goes on. */
@@ -2943,8 +2989,8 @@ smtpd_cmd_starttls(struct smtpd_sess *s, struct smtpd_cmd *cmd)
         smtpd_reply(s, "554 5.5.1 Error: TLS already active");
         return;
     }
-    if (c->tls == NULL) {
-        if (c->tls_required)
+    if (c->tls == NULL || (smtpd_ehlo_discards(s) & SMTPD_EHLO_STARTTLS)) {
+        if (c->tls_required && c->tls == NULL)
             smtpd_reply(s, "454 4.7.0 TLS not available due to local problem");
         else
             smtpd_reply(s, "502 5.5.1 Error: command not implemented");
@@ -3050,7 +3096,7 @@ smtpd_cmd_auth(struct smtpd_sess *s, struct smtpd_cmd *cmd)
         smtpd_reply(s, "503 5.5.1 Error: send HELO/EHLO first");
         return;
     }
-    if (c->sasl == NULL) {
+    if (c->sasl == NULL || (smtpd_ehlo_discards(s) & SMTPD_EHLO_AUTH)) {
         smtpd_reply(s, "503 5.5.1 Error: authentication not enabled");
         return;
     }

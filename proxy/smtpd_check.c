@@ -218,8 +218,11 @@ struct smtpd_check {
     int rbl_code;                /* maps_rbl_reject_code */
     struct lookup_table **login; /* smtpd_sender_login_maps */
     size_t nlogin;
-    char *null_key;   /* smtpd_null_access_lookup_key */
-    struct sc_class { /* smtpd_restriction_classes */
+    struct lookup_table **ehlo; /* smtpd_discard_ehlo_keyword_address_maps */
+    size_t nehlo;
+    unsigned ehlo_mask; /* smtpd_discard_ehlo_keywords */
+    char *null_key;     /* smtpd_null_access_lookup_key */
+    struct sc_class {   /* smtpd_restriction_classes */
         char *name;
         struct sc_restr *v;
         size_t n;
@@ -933,6 +936,11 @@ smtpd_check_new(const struct cf *cf, struct buf *err, struct buf *warn)
                               NULL, err);
     if (c->login == NULL)
         goto fail;
+    c->ehlo = sc_open_tables(cf, "smtpd_discard_ehlo_keyword_address_maps",
+                             &c->nehlo, NULL, NULL, err);
+    if (c->ehlo == NULL)
+        goto fail;
+    c->ehlo_mask = smtpd_ehlo_mask(cf_str(cf, "smtpd_discard_ehlo_keywords"));
     /* Postfix's default names the alias database, which a machine may
      * not have made yet: its recipients wait (451) rather than bounce */
     c->local_maps = sc_open_tables(cf, "local_recipient_maps", &c->nlocal,
@@ -1114,6 +1122,9 @@ smtpd_check_free(struct smtpd_check *c)
     for (size_t i = 0; i < c->nlogin; i++)
         lookup_free(c->login[i]);
     free(c->login);
+    for (size_t i = 0; i < c->nehlo; i++)
+        lookup_free(c->ehlo[i]);
+    free(c->ehlo);
     for (size_t i = 0; i < c->nlocal; i++)
         lookup_free(c->local_maps[i]);
     free(c->local_maps);
@@ -1152,6 +1163,90 @@ int
 smtpd_check_uses_dns(const struct smtpd_check *c)
 {
     return c && (c->nrbl > 0 || c->dns);
+}
+
+/* Postfix's ehlo_mask.c names, in its order (the log's order). */
+static const struct {
+    const char *name;
+    unsigned bit;
+} sc_ehlo_names[] = {
+    {"8BITMIME", SMTPD_EHLO_8BITMIME},
+    {"AUTH", SMTPD_EHLO_AUTH},
+    {"ETRN", SMTPD_EHLO_OTHER},
+    {"PIPELINING", SMTPD_EHLO_PIPELINING},
+    {"SIZE", SMTPD_EHLO_SIZE},
+    {"VERP", SMTPD_EHLO_OTHER},
+    {"VRFY", SMTPD_EHLO_VRFY},
+    {"XCLIENT", SMTPD_EHLO_OTHER},
+    {"XFORWARD", SMTPD_EHLO_OTHER},
+    {"STARTTLS", SMTPD_EHLO_STARTTLS},
+    {"ENHANCEDSTATUSCODES", SMTPD_EHLO_ENHANCED},
+    {"DSN", SMTPD_EHLO_OTHER},
+    {"SMTPUTF8", SMTPD_EHLO_OTHER},
+    {"CHUNKING", SMTPD_EHLO_OTHER},
+    {"SILENT-DISCARD", SMTPD_EHLO_SILENT},
+};
+
+unsigned
+smtpd_ehlo_mask(const char *words)
+{
+    char *copy = xstrdup(words), *save = NULL;
+    unsigned m = 0;
+
+    for (char *w = strtok_r(copy, ", \t\r\n", &save); w;
+         w = strtok_r(NULL, ", \t\r\n", &save))
+        for (size_t i = 0; i < sizeof(sc_ehlo_names) / sizeof(*sc_ehlo_names);
+             i++)
+            if (strcasecmp(w, sc_ehlo_names[i].name) == 0)
+                m |= sc_ehlo_names[i].bit; /* others: ignored, as Postfix */
+    free(copy);
+    return m;
+}
+
+char *
+smtpd_ehlo_mask_str(unsigned mask, char *out, size_t n)
+{
+    size_t o = 0;
+
+    out[0] = '\0';
+    for (size_t i = 0; i < sizeof(sc_ehlo_names) / sizeof(*sc_ehlo_names); i++)
+        if ((mask & sc_ehlo_names[i].bit)
+            && sc_ehlo_names[i].bit != SMTPD_EHLO_OTHER
+            && sc_ehlo_names[i].bit != SMTPD_EHLO_SILENT) {
+            int k = snprintf(out + o, n - o, "%s%s", o ? " " : "",
+                             sc_ehlo_names[i].name);
+
+            if (k < 0 || (size_t) k >= n - o)
+                break;
+            o += (size_t) k;
+        }
+    return out;
+}
+
+unsigned
+smtpd_check_ehlo_mask(const struct smtpd_check *c, const char *addr)
+{
+    struct buf *v;
+    unsigned m = c->ehlo_mask;
+
+    if (c->nehlo == 0 || addr == NULL)
+        return m;
+    v = buf_new(64, 4096);
+    for (size_t i = 0; i < c->nehlo; i++) {
+        int rc = lookup_get(c->ehlo[i], addr, v);
+
+        if (rc > 0) {
+            m = smtpd_ehlo_mask(buf_data(v));
+            break;
+        }
+        if (rc < 0) { /* Postfix would not know what to announce */
+            log_warning("smtpd_discard_ehlo_keyword_address_maps: %s",
+                        buf_data(v));
+            break;
+        }
+    }
+    buf_free(v);
+    return m;
 }
 
 size_t

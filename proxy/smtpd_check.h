@@ -205,6 +205,25 @@ size_t smtpd_check_rbl_count(const struct smtpd_check *c);
 /* Does any list use DNS (client lists or the restrictions that ask
  * Q_NAME or Q_DNSXL)? The caller needs a resolver then. */
 int smtpd_check_uses_dns(const struct smtpd_check *c);
+/* smtpd_discard_ehlo_keywords: what EHLO does not offer. */
+#define SMTPD_EHLO_PIPELINING 1u
+#define SMTPD_EHLO_SIZE       2u
+#define SMTPD_EHLO_VRFY       4u
+#define SMTPD_EHLO_STARTTLS   8u  /* and STARTTLS gets 502 */
+#define SMTPD_EHLO_AUTH       16u /* and AUTH gets 503 */
+#define SMTPD_EHLO_ENHANCED   32u /* ENHANCEDSTATUSCODES (replies keep them) */
+#define SMTPD_EHLO_8BITMIME   64u
+#define SMTPD_EHLO_SILENT     128u /* silent-discard: not logged */
+#define SMTPD_EHLO_OTHER      256u /* a Postfix name Sluice does not offer */
+/* The mask of a keyword list (Postfix's names, any case; others are
+ * ignored, as Postfix ignores them). */
+unsigned smtpd_ehlo_mask(const char *words);
+/* The client's: smtpd_discard_ehlo_keyword_address_maps by its address
+ * (the first table that has it), else smtpd_discard_ehlo_keywords. */
+unsigned smtpd_check_ehlo_mask(const struct smtpd_check *c, const char *addr);
+/* The names of the keywords mask discards that Sluice offers, space
+ * separated, in Postfix's order, into out: for the log line. */
+char *smtpd_ehlo_mask_str(unsigned mask, char *out, size_t n);
 /* A check_policy_service argument: "inet:host:port", "unix:path", or
  * "{ SERVER, name = value, ... }" with Postfix's per-server settings
  * (default_action, max_idle, max_ttl, policy_context, request_limit,

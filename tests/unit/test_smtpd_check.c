@@ -1964,6 +1964,35 @@ test_verify(void **state)
     cf_free(cf);
 }
 
+/* smtpd_discard_ehlo_keywords: the mask of a list, by address, and the
+ * names for the log. */
+static void
+test_ehlo_mask(void **state)
+{
+    char out[256];
+    struct cf *cf;
+    struct smtpd_check *c;
+    unsigned m = smtpd_ehlo_mask("pipelining, STARTTLS,dsn  bogus\tauth");
+
+    assert_int_equal(m, SMTPD_EHLO_PIPELINING | SMTPD_EHLO_STARTTLS
+                            | SMTPD_EHLO_AUTH | SMTPD_EHLO_OTHER);
+    assert_string_equal(smtpd_ehlo_mask_str(m, out, sizeof(out)),
+                        "AUTH PIPELINING STARTTLS");
+    assert_int_equal(smtpd_ehlo_mask("silent-discard"), SMTPD_EHLO_SILENT);
+    assert_int_equal(smtpd_ehlo_mask(""), 0);
+    assert_string_equal(
+        smtpd_ehlo_mask_str(SMTPD_EHLO_SILENT, out, sizeof(out)), "");
+    cf = conf("smtpd_discard_ehlo_keywords = size\n"
+              "smtpd_discard_ehlo_keyword_address_maps = "
+              "inline:{ 192.0.2.7=8bitmime }\n");
+    c = compile(cf);
+    assert_int_equal(smtpd_check_ehlo_mask(c, "192.0.2.7"),
+                     SMTPD_EHLO_8BITMIME);
+    assert_int_equal(smtpd_check_ehlo_mask(c, "192.0.2.8"), SMTPD_EHLO_SIZE);
+    smtpd_check_free(c);
+    cf_free(cf);
+}
+
 /* Postfix's "{ server, name = value, ... }" form: its own settings. */
 static void
 test_policy_braces(void **state)
@@ -2274,6 +2303,7 @@ main(void)
         cmocka_unit_test(test_rhsbl),
         cmocka_unit_test(test_policy),
         cmocka_unit_test(test_verify),
+        cmocka_unit_test(test_ehlo_mask),
         cmocka_unit_test(test_policy_braces),
         cmocka_unit_test(test_defer_if),
         cmocka_unit_test(test_unauth_pipelining),
