@@ -20,6 +20,11 @@
  * are known: when none was accepted and the server still answers 354,
  * the connection is closed without sending content, which aborts the
  * transaction (RFC 5321 4.1.1.4).
+ * LMTP (job->lmtp, RFC 2033, Postfix's lmtp(8)): LHLO instead of EHLO
+ * (no HELO), to a TCP next hop or a unix socket (port 0), and after the
+ * "." one reply per accepted recipient, in RCPT order (smtp_lmtp_dot).
+ * Address verification probes (job->verify): MAIL and RCPT only, then
+ * QUIT; the RCPT reply is the outcome.
  * Connection cache (Postfix's smtp_connection_cache_on_demand): after a
  * transaction whose "." got a 2xx, the connection is kept idle for
  * smtp_connection_cache_time_limit instead of QUIT, and the next delivery
@@ -233,11 +238,11 @@ struct smtp_sess {
     } tj;
 };
 
-static void smtp_enter(struct smtp_sess *s, enum smtp_state to);
-
 /* The agent's name in the log: Postfix's lmtp(8) is smtp(8) by another
  * name. */
 #define SMTP_AGENT(s) ((s)->job->lmtp ? "lmtp" : "smtp")
+
+static void smtp_enter(struct smtp_sess *s, enum smtp_state to);
 static void smtp_queue_rcpts(struct smtp_sess *s);
 static void smtp_connect_next(struct smtp_sess *s);
 static void smtp_finish(struct smtp_sess *s);
@@ -1610,7 +1615,6 @@ smtp_ready(struct smtp_sess *s)
     smtp_send_mail(s);
 }
 
-/* A complete reply is in s->code, s->reply, s->dsn. */
 /* LMTP: after the dot, one reply for each accepted recipient, in RCPT
  * order (RFC 2033 4.2); the last one ends the transaction. */
 static void
@@ -1652,6 +1656,7 @@ smtp_lmtp_dot(struct smtp_sess *s)
     smtp_quit(s);
 }
 
+/* A complete reply is in s->code, s->reply, s->dsn. */
 static void
 smtp_reply(struct smtp_sess *s)
 {
