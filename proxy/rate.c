@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "lib/hash.h"
 #include "lib/xalloc.h"
 #include "proxy/rate.h"
 
@@ -29,14 +30,10 @@ struct rate_tab {
 static uint32_t
 rate_hash(const char *service, const char *addr)
 {
-    uint32_t h = 2166136261u;
+    uint32_t h = hash_fnv1a(HASH_FNV_INIT, service);
 
-    for (const char *p = service; *p; p++)
-        h = (h ^ (unsigned char) *p) * 16777619u;
-    h = (h ^ 0) * 16777619u;
-    for (const char *p = addr; *p; p++)
-        h = (h ^ (unsigned char) *p) * 16777619u;
-    return h;
+    h = (h ^ 0) * 16777619u; /* the NUL between them */
+    return hash_fnv1a(h, addr);
 }
 
 static int

@@ -66,6 +66,7 @@
 #include "lib/buf.h"
 #include "lib/dns.h"
 #include "lib/dnshosts.h"
+#include "lib/hash.h"
 #include "lib/log.h"
 #include "lib/net.h"
 #include "lib/tls.h"
@@ -4529,13 +4530,9 @@ static struct smtpd_name *smtpd_names; /* loop thread only */
 static struct smtpd_name *
 smtpd_name_slot(const char *addr)
 {
-    uint32_t h = 2166136261u;
-
     if (smtpd_names == NULL)
         smtpd_names = xcalloc(SMTPD_NAME_SLOTS, sizeof(*smtpd_names));
-    for (; *addr; addr++)
-        h = (h ^ (unsigned char) *addr) * 16777619u;
-    return &smtpd_names[h % SMTPD_NAME_SLOTS];
+    return &smtpd_names[hash_fnv1a(HASH_FNV_INIT, addr) % SMTPD_NAME_SLOTS];
 }
 
 /* The cached names of addr, or NULL. */

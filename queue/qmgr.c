@@ -70,6 +70,7 @@
 #include "conf/lookup.h"
 #include "lib/buf.h"
 #include "lib/dns.h"
+#include "lib/hash.h"
 #include "lib/log.h"
 #include "lib/net.h"
 #include "lib/tls.h"
@@ -251,11 +252,7 @@ qmgr_valid_id(const char *s)
 static unsigned
 qmgr_hash(const char *s)
 {
-    unsigned h = 2166136261u;
-
-    for (; *s; s++)
-        h = (h ^ (unsigned char) *s) * 16777619u;
-    return h % QMGR_HASH;
+    return hash_fnv1a(HASH_FNV_INIT, s) % QMGR_HASH;
 }
 
 static struct qmgr_msg *

@@ -17,6 +17,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "lib/hash.h"
 #include "lib/log.h"
 #include "lib/wpool.h"
 #include "lib/xalloc.h"
@@ -155,11 +156,7 @@ verify_parse_request(const char *buf, size_t len, char *addr, size_t addrsz,
 static unsigned
 verify_hash(const char *s)
 {
-    unsigned h = 2166136261u;
-
-    for (; *s; s++)
-        h = (h ^ (unsigned char) *s) * 16777619u;
-    return h % VERIFY_HASH;
+    return hash_fnv1a(HASH_FNV_INIT, s) % VERIFY_HASH;
 }
 
 static struct verify_entry **
