@@ -11,7 +11,8 @@ counts complete messages. DIR/sink.log records every command and reply.
   sink.py --port N --dir DIR [--host 127.0.0.1|::1] [--pidfile F]
           [--rcpt-match REGEX --rcpt-reply "550 5.1.1 no such user"]
           [--rcpt-delay-match REGEX --rcpt-delay SECS]
-          [--lmtp [--lmtp-fail-match REGEX --lmtp-fail-reply R]]
+          [--lmtp [--lmtp-fail-match REGEX --lmtp-fail-reply R]
+                  [--lmtp-close-after N]]
           [--unix PATH]
           [--data-reply "451 4.3.0 try later" [--data-fail-count N]]
           [--idle-close SECS]
@@ -24,7 +25,8 @@ counts complete messages. DIR/sink.log records every command and reply.
 HELO get 500; after the dot, one reply per accepted recipient: R (default
 "452 4.2.2 Mailbox full") for those --lmtp-fail-match matches, "250 2.0.0
 <rcpt> Saved" for the others, which are stored (one message, their
-envelope). --unix PATH listens on that unix socket instead of TCP (--port
+envelope); with --lmtp-close-after N the connection is closed after N of
+those replies. --unix PATH listens on that unix socket instead of TCP (--port
 is then only a label: the connections are numbered 1, 2, ...).
 
 Each connection logs "PORT connect" first (PORT: the client's port, the
@@ -577,7 +579,11 @@ class SinkHandler(socketserver.StreamRequestHandler):
                         and re.search(st.args.lmtp_fail_match, r))]
                     if ok:
                         st.store(sender, ok, data, self.tls, self.authed)
-                    for r in rcpts:
+                    for k, r in enumerate(rcpts):
+                        if k == st.args.lmtp_close_after:
+                            st.log("%s closed after %d replies"
+                                   % (self.client_address[1], k))
+                            return
                         self.out("250 2.0.0 <%s> Saved" % r if r in ok
                                  else st.args.lmtp_fail_reply)
                     done += 1
@@ -652,6 +658,8 @@ def sink_main(argv):
     p.add_argument("--lmtp-fail-match",
                    help="regex of recipients refused after the dot")
     p.add_argument("--lmtp-fail-reply", default="452 4.2.2 Mailbox full")
+    p.add_argument("--lmtp-close-after", type=int, default=-1,
+                   help="close after this many replies to the dot")
     p.add_argument("--unix", help="listen on this unix socket")
     p.add_argument("--data-reply", help='end-of-data reply, e.g. "451 4.3.0 later"')
     p.add_argument("--reused-mail-reply",

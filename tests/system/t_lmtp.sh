@@ -12,27 +12,34 @@
 #     goes to a unix socket under queue_directory, logged
 #     relay=myhostname[private/lmtp];
 #   - a unix socket nobody listens on: deferred, "connect to
-#     myhostname[path]: No such file or directory".
+#     myhostname[path]: No such file or directory";
+#   - a server that closes after the first of three replies to the dot:
+#     that recipient is delivered, the two others deferred ("lost
+#     connection ... while sending end of data"): never lost, never
+#     taken as delivered.
 . "$(dirname "$0")/lib.sh"
 need_binaries
-plan 7
+plan 8
 setup
 
 LP=$(free_port)
 LP5=$(free_port)
-export LP LP5
-mkdir -p "$T/l1" "$T/l5" "$T/lu" "$T/spool/private"
+LPC=$(free_port)
+export LP LP5 LPC
+mkdir -p "$T/l1" "$T/l5" "$T/lu" "$T/lc" "$T/spool/private"
 start_sink "$LP" "$T/l1" --lmtp --lmtp-fail-match '^full' ||
     diag "lmtp sink did not start"
 start_sink "$LP5" "$T/l5" --lmtp --lmtp-fail-match '^gone' \
     --lmtp-fail-reply "550 5.1.1 <gone> User unknown" ||
     diag "lmtp sink 2 did not start"
+start_sink "$LPC" "$T/lc" --lmtp --lmtp-close-after 1 ||
+    diag "lmtp sink 3 did not start"
 "$PYTHON3" "$SINK" --port 0 --dir "$T/lu" --lmtp --unix "$T/spool/private/lmtp" \
     >>"$T/sink.out" 2>&1 &
 _T_PIDS="$_T_PIDS $!"
 wait_for 10 test -S "$T/spool/private/lmtp" || diag "unix lmtp sink did not start"
 
-write_conf "transport_maps = inline:{ lmtp.example=lmtp:[127.0.0.1]:$LP, five.example=lmtp:inet:127.0.0.1:$LP5, nosock.example=lmtp:unix:$T/nosuch.sock }" \
+write_conf "transport_maps = inline:{ lmtp.example=lmtp:[127.0.0.1]:$LP, five.example=lmtp:inet:127.0.0.1:$LP5, close.example=lmtp:[127.0.0.1]:$LPC, nosock.example=lmtp:unix:$T/nosuch.sock }" \
     "local_transport = lmtp:unix:private/lmtp"
 start_ok
 
@@ -90,6 +97,19 @@ tap(log_wait(r"%s: to=<x@nosock\.example>, relay=none, .*status=deferred "
              r"or directory\)" % (qid, re.escape(T)), 10),
     "a unix socket nobody listens on: deferred, connect to "
     "myhostname[path]: No such file or directory", r)
+
+r = send_mail(P, "s@example.org", ["c1@close.example", "c2@close.example",
+                                   "c3@close.example"], msg)
+qid = queued_id(r)
+l1 = log_wait(r"%s: to=<c1@close\.example>, .*status=sent" % qid, 10)
+l2 = log_wait(r"%s: to=<c2@close\.example>, .*dsn=4\.4\.2, status=deferred "
+              r"\(lost connection with 127\.0\.0\.1\[127\.0\.0\.1\] while "
+              r"sending end of data" % qid, 5)
+l3 = log_wait(r"%s: to=<c3@close\.example>, .*status=deferred" % qid, 5)
+tap(l1 and l2 and l3,
+    "a server that closes after the first of three replies to the dot: the "
+    "first delivered, the others deferred (lost connection ... while "
+    "sending end of data)", r)
 PY
 stop_sluiced
 result
