@@ -352,6 +352,12 @@ cf_xparam(struct cf_xctx *x, size_t i)
         r = h ? 0 : -1;
         if (h)
             cf_domain_of(h, out);
+    } else if (i == cf_index("smtpd_reject_footer")) {
+        /* Postfix's raw parameter: its $names are the session's,
+         * expanded at each reply (smtpd.c), not parameters */
+        const char *t = v->raw ? v->raw : x->cf->defs[i];
+
+        r = buf_append(out, t, strlen(t));
     } else {
         r = cf_xtext(x, v->raw ? v->raw : x->cf->defs[i], out);
     }

@@ -1250,7 +1250,12 @@ const struct cf_param cf_params[] = {
      1},
     {"smtpd_recipient_restrictions", CF_LIST, "", 0,
      "restrictions applied to RCPT TO, after smtpd_relay_restrictions", 0},
-    {"smtpd_reject_footer", CF_STR, "", 0, CF_PF_LATER, 1},
+    {"smtpd_reject_footer", CF_STR, "", 0,
+     "text added to every 4xx and 5xx reply of the SMTP server: \\n starts "
+     "a new line, \\c at the start continues the last one; $client_address, "
+     "$client_name, $client_port, $helo_name, $sender, $server_name, "
+     "$localtime are expanded at the reply",
+     0},
     {"smtpd_reject_footer_maps", CF_STR, "", 0, CF_PF_LATER, 1},
     {"smtpd_reject_unlisted_recipient", CF_BOOL, "yes", 0,
      "reject_unlisted_recipient at the end of the lists", 0},

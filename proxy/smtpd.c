@@ -37,6 +37,7 @@
  */
 #include "config.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netdb.h>
@@ -139,6 +140,7 @@ struct smtpd_conf {
     double daemon_timeout;
     double error_sleep;
     int disable_vrfy;
+    const char *footer; /* smtpd_reject_footer, as written ($name kept) */
     int helo_required;
     int tls_required; /* smtpd_tls_security_level = encrypt: no MAIL */
     int tls_wrapper;  /* smtpd_tls_wrappermode: TLS before the greeting */
@@ -530,6 +532,7 @@ smtpd_conf_init(struct smtpd_conf *c, const struct cf *cf, const char *service,
     c->daemon_timeout = (double) cf_time(cf, "daemon_timeout");
     c->error_sleep = (double) cf_time(cf, "smtpd_error_sleep_time");
     c->disable_vrfy = cf_bool(cf, "disable_vrfy_command");
+    c->footer = cf_raw(cf, "smtpd_reject_footer");
     c->helo_required = cf_bool(cf, "smtpd_helo_required");
     c->tls_required = smtpd_tls_level(cf) == 2;
     c->tls_wrapper = cf_bool(cf, "smtpd_tls_wrappermode");
@@ -772,6 +775,171 @@ smtpd_soften(char *line, size_t len)
         line[4] = '4';
 }
 
+/* A smtpd_reject_footer macro's value (Postfix's smtpd_expand names), or
+ * NULL for a name it does not know. */
+static const char *
+smtpd_footer_value(struct smtpd_sess *s, const char *name, char *tmp, size_t n)
+{
+    if (strcmp(name, "server_name") == 0)
+        return s->conf->myhostname;
+    if (strcmp(name, "client") == 0)
+        return s->ident;
+    if (strcmp(name, "client_address") == 0)
+        return s->addr;
+    if (strcmp(name, "client_name") == 0)
+        return s->name;
+    if (strcmp(name, "reverse_client_name") == 0)
+        return s->rev_name ? s->rev_name : s->name;
+    if (strcmp(name, "client_port") == 0) {
+        snprintf(tmp, n, "%d", s->port);
+        return tmp;
+    }
+    if (strcmp(name, "helo_name") == 0)
+        return s->helo ? s->helo : "";
+    if (strcmp(name, "sender") == 0)
+        return s->sender ? s->sender : "";
+    if (strcmp(name, "localtime") == 0) {
+        time_t now = time(NULL);
+        struct tm tm;
+
+        localtime_r(&now, &tm);
+        strftime(tmp, n, "%b %d %H:%M:%S", &tm);
+        return tmp;
+    }
+    return NULL;
+}
+
+/* Expand $name, ${name}, ${name?text} and ${name:text} in t[0, len) into
+ * out, values made printable (smtpd_expansion_filter's default). -1 for
+ * an unknown name or a "${" without its "}". */
+static int
+smtpd_footer_expand(struct smtpd_sess *s, const char *t, size_t len,
+                    struct buf *out)
+{
+    const char *end = t + len;
+
+    while (t < end) {
+        char name[64], tmp[64];
+        const char *v, *alt = NULL, *q;
+        size_t nl, altl = 0;
+        int brace, cond = 0;
+
+        if (*t != '$') {
+            buf_putc(out, *t++);
+            continue;
+        }
+        t++;
+        brace = t < end && *t == '{';
+        if (brace)
+            t++;
+        for (q = t; q < end && (isalnum((unsigned char) *q) || *q == '_'); q++)
+            ;
+        nl = (size_t) (q - t);
+        if (nl == 0 || nl >= sizeof(name))
+            return -1;
+        memcpy(name, t, nl);
+        name[nl] = '\0';
+        t = q;
+        if (brace) {
+            if (t < end && (*t == '?' || *t == ':')) {
+                cond = *t == '?' ? 1 : 2;
+                alt = ++t;
+                while (t < end && *t != '}')
+                    t++;
+                altl = (size_t) (t - alt);
+            }
+            if (t >= end || *t != '}')
+                return -1;
+            t++;
+        }
+        if ((v = smtpd_footer_value(s, name, tmp, sizeof(tmp))) == NULL) {
+            log_warning("smtpd_reject_footer: unknown macro name \"%s\"; the "
+                        "footer is not added",
+                        name);
+            return -1;
+        }
+        if (cond == 1) { /* ${name?text}: text when the value is not empty */
+            if (*v && smtpd_footer_expand(s, alt, altl, out) < 0)
+                return -1;
+            continue;
+        }
+        if (cond == 2) { /* ${name:text}: text when it is empty */
+            if (!*v && smtpd_footer_expand(s, alt, altl, out) < 0)
+                return -1;
+            continue;
+        }
+        for (; *v; v++)
+            buf_putc(out, (unsigned char) *v < 0x20 || *v == 0x7f ? '_' : *v);
+    }
+    return 0;
+}
+
+/* smtpd_reject_footer after the 4xx/5xx reply that starts at s->out's
+ * start, as Postfix's smtp_reply_footer: each "\n" of the template a new
+ * line with the reply's code and enhanced status code (the line before
+ * it continued with '-'), or, for a template that starts with "\c", the
+ * first part on the reply's last line. Nothing is added when the
+ * template does not expand. */
+static void
+smtpd_footer(struct smtpd_sess *s, size_t start)
+{
+    const char *tpl = s->conf->footer;
+    struct buf *f;
+    size_t end = buf_len(s->out), last, dl = 0, cur;
+    const char *p, *b;
+    char code[4], dsn[16];
+
+    if (end < start + 6 || s->dead)
+        return;
+    b = buf_data(s->out);
+    last = end - 2;
+    while (last > start && b[last - 1] != '\n')
+        last--;
+    memcpy(code, b + last, 3);
+    code[3] = '\0';
+    for (p = b + last + 4; dl < sizeof(dsn) - 1 && p + dl < b + end
+                           && (isdigit((unsigned char) p[dl]) || p[dl] == '.');
+         dl++)
+        ;
+    if (dl < 5 || p[dl] != ' ' || p[1] != '.')
+        dl = 0;
+    memcpy(dsn, p, dl);
+    dsn[dl] = '\0';
+    f = buf_new(256, 4096);
+    buf_append(f, b + start, end - start - 2); /* without the last CRLF */
+    cur = last - start;                        /* the line being ended */
+    for (p = tpl;;) {
+        const char *nl = strstr(p, "\\n");
+        size_t n = nl ? (size_t) (nl - p) : strlen(p);
+
+        if (p == tpl && strncmp(p, "\\c", 2) == 0) {
+            p += 2;
+            n -= 2;
+        } else {
+            /* the line before goes on: its code gets '-' */
+            buf_data(f)[cur + 3] = '-';
+            buf_puts(f, "\r\n");
+            cur = buf_len(f);
+            buf_printf(f, "%s %s%s", code, dsn, dl ? " " : "");
+        }
+        if (smtpd_footer_expand(s, p, n, f) < 0) {
+            buf_free(f);
+            return;
+        }
+        if (nl == NULL)
+            break;
+        p = nl + 2;
+    }
+    if (buf_puts(f, "\r\n") < 0) { /* over its bound: no footer */
+        buf_free(f);
+        return;
+    }
+    buf_truncate(s->out, start);
+    if (buf_append(s->out, buf_data(f), buf_len(f)) < 0)
+        smtpd_out_overflow(s);
+    buf_free(f);
+}
+
 /* One reply line "CODE text" (no CRLF); the code is parsed from it. */
 static void __attribute__((format(printf, 2, 3)))
 smtpd_reply(struct smtpd_sess *s, const char *fmt, ...)
@@ -792,6 +960,8 @@ smtpd_reply(struct smtpd_sess *s, const char *fmt, ...)
     if (s->conf->soft_bounce)
         smtpd_soften(buf_data(s->out) + start, buf_len(s->out) - start);
     code = atoi(buf_data(s->out) + start);
+    if (code >= 400 && code <= 599 && *s->conf->footer)
+        smtpd_footer(s, start);
     smtpd_account(s, code);
 }
 
@@ -802,7 +972,7 @@ smtpd_reply_text(struct smtpd_sess *s, int code, const char *dsn,
 {
     const char *p = text, *nl;
     char soft[16];
-    size_t n, i;
+    size_t n, i, start = buf_len(s->out);
     int fail = 0;
 
     if (s->dead)
@@ -835,6 +1005,8 @@ smtpd_reply_text(struct smtpd_sess *s, int code, const char *dsn,
         smtpd_out_overflow(s);
         return;
     }
+    if (code >= 400 && code <= 599 && *s->conf->footer)
+        smtpd_footer(s, start);
     smtpd_account(s, code);
 }
 
