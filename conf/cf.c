@@ -352,9 +352,11 @@ cf_xparam(struct cf_xctx *x, size_t i)
         r = h ? 0 : -1;
         if (h)
             cf_domain_of(h, out);
-    } else if (i == cf_index("smtpd_reject_footer")) {
-        /* Postfix's raw parameter: its $names are the session's,
-         * expanded at each reply (smtpd.c), not parameters */
+    } else if (i == cf_index("smtpd_reject_footer")
+               || i == cf_index("mailbox_command")) {
+        /* Postfix's raw parameters: their $names are the session's
+         * (expanded at each reply, smtpd.c) or the shell's (the command's
+         * environment, dlv_local.c), not parameters */
         const char *t = v->raw ? v->raw : x->cf->defs[i];
 
         r = buf_append(out, t, strlen(t));

@@ -565,7 +565,11 @@ const struct cf_param cf_params[] = {
      "local mailboxes; a trailing / means Maildir", 0},
     {"mail_version", CF_STR, "0.1.0", 0,
      "the Sluice version, for $milter_macro_v", 0},
-    {"mailbox_command", CF_STR, "", 0, CF_PF_LATER, 1},
+    {"mailbox_command", CF_STR, "", 0,
+     "a command that gets each local mailbox's mail on its standard input "
+     "(procmail, dovecot-lda), run by /bin/sh with Postfix's environment "
+     "(USER, RECIPIENT, EXTENSION...); as mail_owner, not the user",
+     0},
     {"mailbox_command_maps", CF_STR, "", 0, CF_PF_LATER, 1},
     {"mailbox_delivery_lock", CF_STR, "", 0, CF_PF_LATER, 1},
     {"mailbox_size_limit", CF_SIZE, "51200000", 0,

@@ -74,6 +74,7 @@ struct local_ctx {
     char *hostname;      /* for unique names, '/' and ':' escaped */
     char *qdir;          /* queue_directory, for forwarded copies */
     char *owner;         /* mail_owner: LOGNAME of commands */
+    char *mbox_cmd;      /* mailbox_command, as written, or "" */
     long long cmd_limit; /* command_time_limit, seconds */
     double start;        /* job start, unix seconds */
     double end;          /* worker finished */
@@ -973,6 +974,7 @@ local_rcpt(struct local_ctx *c, size_t k, struct buf *err)
     struct buf *hdr = buf_new(256, 2 * CF_VALUE_MAX + 256);
     struct buf *why = buf_new(256, 4096);
     size_t nt = 0, nfwd = 0;
+    int mbox_cmd = 0; /* a mailbox went to mailbox_command */
     enum dlv_status worst = DLV_SENT;
     char dsn[16], wdsn[16] = "2.0.0";
     char *wtext = NULL;
@@ -1014,6 +1016,28 @@ local_rcpt(struct local_ctx *c, size_t k, struct buf *err)
                 st = DLV_BOUNCE;
                 snprintf(dsn, sizeof(dsn), "5.1.1");
                 buf_puts(why, "user unknown (invalid mailbox name)");
+            } else if (*c->mbox_cmd) {
+                /* mailbox_command: the mailbox is the command's, its
+                 * environment the user's (USER, LOGNAME; $NAMEs are the
+                 * shell's, from that environment) */
+                char **envp = local_env(c, to, orig);
+
+                for (size_t e = 0; envp[e]; e++)
+                    if (strncmp(envp[e], "USER=", 5) == 0
+                        || strncmp(envp[e], "LOGNAME=", 8) == 0) {
+                        size_t kl = strchr(envp[e], '=') - envp[e] + 1;
+                        char *nv = xmalloc(kl + strlen(x->user) + 1);
+
+                        memcpy(nv, envp[e], kl);
+                        strcpy(nv + kl, x->user);
+                        free(envp[e]);
+                        envp[e] = nv;
+                    }
+                st = local_command(c, c->mbox_cmd, hdr, envp, dsn, why);
+                for (size_t e = 0; envp[e]; e++)
+                    free(envp[e]);
+                free(envp);
+                mbox_cmd = 1;
             } else if (!c->maildir) {
                 st = DLV_DEFER;
                 snprintf(dsn, sizeof(dsn), "4.3.0");
@@ -1091,7 +1115,7 @@ local_rcpt(struct local_ctx *c, size_t k, struct buf *err)
     }
     if (worst == DLV_SENT)
         local_result(&job->result[k], DLV_SENT, "2.0.0",
-                     nt == 1 && t[0].kind == DLV_ALIAS_MAILBOX
+                     nt == 1 && t[0].kind == DLV_ALIAS_MAILBOX && !mbox_cmd
                          ? "delivered to maildir"
                          : "delivered");
     else
@@ -1172,6 +1196,7 @@ local_done(void *arg)
     free(c->spooldir);
     free(c->qdir);
     free(c->owner);
+    free(c->mbox_cmd);
     free(c);
     job->done(job);
 }
@@ -1191,6 +1216,7 @@ dlv_local_start(struct dlv_job *job)
     c->maildir = n > 1 && dir[n - 1] == '/';
     c->qdir = xstrdup(cf_str(job->cf, "queue_directory"));
     c->owner = xstrdup(cf_str(job->cf, "mail_owner"));
+    c->mbox_cmd = xstrdup(cf_raw(job->cf, "mailbox_command"));
     c->cmd_limit = cf_time(job->cf, "command_time_limit");
     if (c->cmd_limit < 1)
         c->cmd_limit = 1;
