@@ -211,24 +211,43 @@ verify_purge(struct verify *v, long long now)
         }
 }
 
-/* Room for one more entry: expired ones go, then the least recently
- * updated one. */
+static int
+verify_cmp_ll(const void *a, const void *b)
+{
+    long long x = *(const long long *) a, y = *(const long long *) b;
+
+    return (x > y) - (x < y);
+}
+
+/* Room for one more entry: expired ones go, then, when that is not
+ * enough, the least recently updated sixteenth of the cache at once, so
+ * that the walks over it run once per VERIFY_CACHE_MAX / 16 new
+ * addresses, not for each (a client trying random recipients fills it). */
 static void
 verify_room(struct verify *v, long long now)
 {
-    struct verify_entry **old = NULL;
+    long long *u, cut;
+    size_t k = 0;
 
     if (v->n < VERIFY_CACHE_MAX)
         return;
     verify_purge(v, now);
     if (v->n < VERIFY_CACHE_MAX)
         return;
+    u = xmalloc(v->n * sizeof(*u));
     for (size_t b = 0; b < VERIFY_HASH; b++)
-        for (struct verify_entry **pp = &v->hash[b]; *pp; pp = &(*pp)->next)
-            if (old == NULL || (*pp)->updated < (*old)->updated)
-                old = pp;
-    if (old)
-        verify_unlink(v, old);
+        for (const struct verify_entry *e = v->hash[b]; e; e = e->next)
+            u[k++] = e->updated;
+    qsort(u, k, sizeof(*u), verify_cmp_ll);
+    cut = u[k / 16];
+    free(u);
+    for (size_t b = 0; b < VERIFY_HASH; b++)
+        for (struct verify_entry **pp = &v->hash[b]; *pp;) {
+            if ((*pp)->updated <= cut)
+                verify_unlink(v, pp);
+            else
+                pp = &(*pp)->next;
+        }
 }
 
 static void

@@ -25,7 +25,8 @@
  * address being probed always has an entry (so that it is probed once,
  * however many ask). The cache is in memory, at most VERIFY_CACHE_MAX
  * entries (expired ones purged every
- * address_verify_cache_cleanup_interval, the oldest dropped when full).
+ * address_verify_cache_cleanup_interval; when full, the least recently
+ * updated sixteenth is dropped at once).
  * With address_verify_map (btree:PATH or hash:PATH; Postfix's default is
  * btree:$data_directory/verify_cache, Sluice's empty: memory only) the
  * cache is read from PATH.db at start and written back in the pool every

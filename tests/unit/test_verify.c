@@ -374,6 +374,41 @@ test_limits(void **state)
     svc_stop(&s, 0);
 }
 
+/* A full cache drops its least recently updated sixteenth; a request
+ * over VERIFY_REQUEST_MAX closes its connection. */
+static void
+test_full(void **state)
+{
+    struct svc s;
+    char a[64], *big;
+    long long t0;
+
+    (void) state;
+    verify_clock = fake_clock;
+    svc_start(&s, NULL, "");
+    t0 = now;
+    for (int i = 0; i < VERIFY_CACHE_MAX; i++) {
+        snprintf(a, sizeof(a), "u%d@x", i);
+        now = t0 + i / 100; /* u0..u99 the oldest */
+        verify_result(s.v, a, VERIFY_OK, "250 ok");
+    }
+    assert_string_equal(ask(&s, "u0@x"), "ok 250 ok");
+    assert_string_equal(ask(&s, "new@x"),
+                        "todo Address verification in progress");
+    assert_string_equal(ask(&s, "u0@x"), "todo Address verification in "
+                                         "progress");      /* dropped */
+    assert_string_equal(ask(&s, "u99999@x"), "ok 250 ok"); /* kept */
+    assert_string_equal(ask(&s, "new@x"),
+                        "todo Address verification in progress");
+    assert_string_equal(probed, ""); /* its probe is still out */
+    big = malloc(VERIFY_REQUEST_MAX + 100);
+    memset(big, 'x', VERIFY_REQUEST_MAX + 100);
+    memcpy(big, "address=", 8);
+    assert_string_equal(svc_raw(&s, big, VERIFY_REQUEST_MAX + 100), "");
+    free(big);
+    svc_stop(&s, 0);
+}
+
 /* address_verify_map: the answers survive a restart, in Postfix's
  * format; a file that cannot be read is an empty cache. */
 static void
@@ -493,9 +528,8 @@ int
 main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_parse),
-        cmocka_unit_test(test_cache),
-        cmocka_unit_test(test_limits),
+        cmocka_unit_test(test_parse),  cmocka_unit_test(test_cache),
+        cmocka_unit_test(test_limits), cmocka_unit_test(test_full),
         cmocka_unit_test(test_map),
     };
     long long (*real)(void) = verify_clock;
